@@ -1,0 +1,5 @@
+import sys
+
+from popplast.cli import main
+
+sys.exit(main())

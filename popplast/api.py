@@ -1,0 +1,176 @@
+"""`popplast.run`: the Python API behind `popplast run`, with the same options."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from popplast.core.errors import SpecError
+from popplast.core.result import SearchResult
+from popplast.core.spec import SearchSpec
+from popplast.core.strategies import build_strategy
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+EXECUTORS = ("ray", "local")
+
+
+class SearchFailed(RuntimeError):
+    """The search ran but no individual could be evaluated."""
+
+
+def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None, generations: int | None = None,
+        seed: int | None = None, epochs: int | None = None, image_size: int | None = None,
+        workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
+        executor: str = "ray", address: str | None = None, tracking_uri: str = DEFAULT_TRACKING_URI,
+        experiment: str | None = None, retrain: bool = False, progress: bool = True) -> SearchResult:
+    """Run a search described by a search-space file; see `popplast run --help` for each option.
+
+    Keyword arguments left as None keep the file's values. Raises SpecError for bad input (before any
+    training starts), ClusterError when Ray cannot provide the workers, SearchFailed when every
+    evaluation failed.
+    """
+    from popplast.execution.search import configuration, run_search
+    from popplast.tracking.mlflow_tracker import MLflowTracker
+
+    spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
+    spec = spec.with_overrides(population=population, generations=generations, seed=seed, epochs=epochs,
+                               image_size=image_size)
+    _check_options(executor, workers, cpus_per_worker, gpus_per_worker)
+    shape = _preflight(spec)
+    experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
+    tracker = MLflowTracker(tracking_uri, experiment, spec.strategy.method)
+    threads = max(1, int(cpus_per_worker))
+    make_evaluator = functools.partial(_make_evaluator, spec, threads)
+
+    start = time.perf_counter()
+    with _open_executor(executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address,
+                        spec.strategy.population) as pool:
+        settings = {"executor": executor, "workers": pool.workers, "cpus_per_worker": cpus_per_worker,
+                    "gpus_per_worker": gpus_per_worker, "torch_threads": threads}
+        tracker.start_search(spec, settings)
+        observers: list[Any] = [tracker]
+        if progress:
+            from popplast.progress import SearchProgress
+
+            observers.append(SearchProgress(spec.strategy.generations, spec.strategy.population))
+        try:
+            strategy = build_strategy(spec)
+            rng = np.random.default_rng(np.random.SeedSequence(spec.strategy.seed))
+            outcome = run_search(spec, strategy, pool, rng, observers)
+        except BaseException:
+            tracker.fail_search()
+            raise
+        finally:
+            for observer in observers[1:]:
+                observer.close()
+        state = outcome.state
+        if state.best is None:
+            tracker.fail_search()
+            first = next(iter(outcome.results.values()))
+            raise SearchFailed(f"all {len(outcome.results)} evaluations failed; the first error was: {first.error}")
+        best_result = outcome.results[state.best.id]
+        result = SearchResult(
+            method=spec.strategy.method, best=state.best, best_config=configuration(spec, state.best),
+            best_fitness=float(state.best_fitness), best_metrics=dict(best_result.metrics),
+            best_run_id=tracker.run_ids[state.best.id], search_run_id=tracker.search_run_id,
+            experiment_id=tracker.experiment_id, tracking_uri=tracking_uri,
+            evaluations=len(outcome.results), failed=sum(not r.ok for r in outcome.results.values()),
+            wall_seconds=0.0, history=outcome.history)
+        if retrain:
+            _retrain(spec, pool, tracker, result, shape)
+    result.wall_seconds = time.perf_counter() - start
+    tracker.end_search(result, state.to_dict())
+    return result
+
+
+def _check_options(executor: str, workers: int | None, cpus: float, gpus: float) -> None:
+    def bad(flag: str, expected: str, value: Any) -> SpecError:
+        return SpecError("the command line", flag, f"expected {expected}, got {value!r}.")
+
+    if executor not in EXECUTORS:
+        raise bad("--executor", "ray or local", executor)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise bad("--workers", "an integer >= 1", workers)
+    if not cpus > 0:
+        raise bad("--cpus-per-worker", "a number > 0", cpus)
+    if not gpus >= 0:
+        raise bad("--gpus-per-worker", "a number >= 0", gpus)
+
+
+def _preflight(spec: SearchSpec) -> tuple[int, int]:
+    """Check names, data and pretrained weights in the driver, before any worker starts.
+
+    Returns (native channels, number of classes) of the data.
+    """
+    from popplast.training.config import check_spec, pretrained_architectures
+    from popplast.training.data import DataUnavailable, load_split, native_channels
+    from popplast.training.models import PretrainedUnavailable, ensure_pretrained
+
+    check_spec(spec)
+    try:
+        channels = native_channels(spec.dataset)
+        split = load_split(spec.dataset, spec.fidelity.image_size, channels, spec.fidelity.max_train_samples)
+    except DataUnavailable as e:
+        raise SpecError(spec.source, "dataset", str(e)) from None
+    try:
+        ensure_pretrained(pretrained_architectures(spec))
+    except PretrainedUnavailable as e:
+        key = "space.pretrained" if "pretrained" in spec.space.names else "fixed.pretrained"
+        raise SpecError(spec.source, key, str(e)) from None
+    return channels, split.num_classes
+
+
+def _make_evaluator(spec: SearchSpec, threads: int):
+    from popplast.training.evaluator import CNNEvaluator
+
+    return CNNEvaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
+
+
+@contextlib.contextmanager
+def _open_executor(kind: str, make_evaluator, workers: int | None, cpus: float, gpus: float, address: str | None,
+                   population: int) -> Iterator[Any]:
+    """A local executor, or a Ray pool inside a Ray session (joined, or started and stopped here)."""
+    if kind == "local":
+        from popplast.execution.executor import LocalExecutor
+
+        yield LocalExecutor(make_evaluator)
+        return
+    import ray
+
+    from popplast.execution.ray_pool import RayExecutor
+    from popplast.execution.ray_session import check_resources, ray_session
+
+    with ray_session(address):
+        if workers is None:
+            workers = max(1, min(population, int(ray.cluster_resources().get("CPU", 1) // cpus)))
+        check_resources(workers, cpus, gpus)
+        pool = RayExecutor(make_evaluator, workers, cpus, gpus)
+        try:
+            yield pool
+        finally:
+            pool.close()
+
+
+def _retrain(spec, pool, tracker, result: SearchResult, shape: tuple[int, int]) -> None:
+    """Train the best configuration at the final fidelity and log the model."""
+    from popplast.execution.executor import Evaluation
+    from popplast.training.config import resolve
+    from popplast.training.models import build_model, input_channels
+
+    [trained] = list(pool.map([Evaluation(result.best, result.best_config, spec.final, return_weights=True)]))
+    if not trained.ok:
+        raise SearchFailed(f"retraining the best configuration failed: {trained.error}")
+    cfg = resolve(result.best_config, {})
+    channels, classes = shape
+    model = build_model(cfg.architecture, input_channels(cfg.architecture, channels), classes, pretrained=False)
+    model.load_state_dict(trained.weights)
+    model.eval()
+    example = np.zeros((1, input_channels(cfg.architecture, channels), spec.final.image_size, spec.final.image_size),
+                       dtype=np.float32)
+    result.retrain_metrics = dict(trained.metrics)
+    result.model_uri = tracker.log_model(model, example)

@@ -1,0 +1,65 @@
+"""The `popplast` command. Thin: it parses flags and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from popplast.core.errors import SpecError
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="popplast", description="Population-based training on Ray, tracked in MLflow.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run a search described by a search-space file",
+                              description="Run a search described by a search-space file. Flags override the file.")
+    run.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
+    file = run.add_argument_group("overrides of the file")
+    file.add_argument("--population", type=int, help="individuals per generation")
+    file.add_argument("--generations", type=int, help="number of generations")
+    file.add_argument("--seed", type=int, help="seed of the strategy (same seed, same genomes and lineage)")
+    file.add_argument("--epochs", type=int, help="training epochs per evaluation")
+    file.add_argument("--image-size", type=int, help="image side in pixels during the search")
+    ex = run.add_argument_group("execution")
+    ex.add_argument("--executor", choices=("ray", "local"), default="ray",
+                    help="ray: a pool of Ray worker actors (default); local: one after another in this process")
+    ex.add_argument("--workers", type=int, help="Ray worker actors (default: as many as the CPUs allow, at most the population)")
+    ex.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per worker; also its torch threads (default 1)")
+    ex.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker, fractions allowed (default 0)")
+    ex.add_argument("--address", help="join this Ray cluster ('auto' for the one this machine belongs to); "
+                                      "without it a local Ray instance is started and stopped")
+    tr = run.add_argument_group("tracking")
+    tr.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    tr.add_argument("--experiment", help="MLflow experiment (default: the file's name without .yaml)")
+    run.add_argument("--retrain", action="store_true",
+                     help="train the best configuration at the file's final fidelity and log the model to MLflow")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from popplast.api import SearchFailed, run
+    from popplast.execution.ray_session import ClusterError
+
+    try:
+        result = run(args.space, population=args.population, generations=args.generations, seed=args.seed,
+                     epochs=args.epochs, image_size=args.image_size, workers=args.workers,
+                     cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                     executor=args.executor, address=args.address, tracking_uri=args.tracking_uri,
+                     experiment=args.experiment, retrain=args.retrain, progress=not args.quiet)
+    except (SpecError, ClusterError) as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SearchFailed as e:
+        print(f"popplast: the search failed: {e}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

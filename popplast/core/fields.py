@@ -1,0 +1,78 @@
+"""Reading a YAML mapping key by key, with errors that name the file and the key path."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from popplast.core.errors import SpecError
+
+REQUIRED = object()
+
+_KINDS = {
+    "int": ("an integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+    "number": ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str) and v != ""),
+    "list": ("a list", lambda v: isinstance(v, list)),
+    "mapping": ("a mapping", lambda v: isinstance(v, dict)),
+    "any": ("a value", lambda v: True),
+}
+
+
+class Section:
+    """One mapping of a spec file; `take` reads keys, `finish` refuses the ones nobody read."""
+
+    def __init__(self, data: Any, source: str, path: str) -> None:
+        if not isinstance(data, dict):
+            raise SpecError(source, path or "(top level)", f"expected a mapping, got {describe(data)}.")
+        self.data = data
+        self.source = source
+        self.path = path
+        self._read: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, expected: str) -> SpecError:
+        return SpecError(self.source, self.key(name), expected)
+
+    def take(self, name: str, kind: str, default: Any = REQUIRED) -> Any:
+        self._read.add(name)
+        if name not in self.data or (self.data[name] is None and default is not REQUIRED):
+            if default is REQUIRED:
+                raise SpecError(self.source, self.key(name), f"this key is required ({_KINDS[kind][0]}).")
+            return default
+        value = self.data[name]
+        text, ok = _KINDS[kind]
+        if not ok(value):
+            raise self.error(name, f"expected {text}, got {describe(value)}.")
+        if kind == "number":
+            value = float(value)
+        elif kind == "int":
+            value = int(value)
+        return value
+
+    def section(self, name: str, default: Any = REQUIRED) -> "Section":
+        self._read.add(name)
+        if name not in self.data or self.data[name] is None:
+            if default is REQUIRED:
+                raise SpecError(self.source, self.key(name), "this section is required (a mapping).")
+            return Section(default, self.source, self.key(name))
+        return Section(self.data[name], self.source, self.key(name))
+
+    def finish(self) -> None:
+        unknown = [k for k in self.data if k not in self._read]
+        if unknown:
+            allowed = ", ".join(sorted(self._read))
+            raise SpecError(self.source, self.key(str(unknown[0])), f"unknown key; expected one of: {allowed}.")
+
+
+def describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (dict, list)):
+        return f"a {type(value).__name__} ({value!r:.60})"
+    return f"{type(value).__name__} {value!r}"

@@ -1,0 +1,186 @@
+"""Gen-CNN genetic algorithm (García Aguirre 2024, thesis ch. 3, Algorithms 1 and 2) as ask/tell.
+
+Deviations from the thesis code (ALGORITHMS.md §1): failed evaluations rank worst and are never elite;
+a child's parents are recorded only when they gave it genes (no gene crossed: the partner is not a parent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from popplast.core.individual import Individual, individual_id
+from popplast.core.operators import best_index, normalise, selection_score, tournament, uniform_mutation
+from popplast.core.operators import weighted_crossover
+
+
+@dataclass(frozen=True)
+class GAState:
+    """Everything a GA search changes; plain data, so `to_dict` / `from_dict` round-trip through JSON.
+
+    Attributes:
+        generation: the generation of `population`, −1 before the first ask.
+        population: the individuals asked for last.
+        fitness: results told so far for `population`, by id; None marks a failed evaluation.
+        best: the best individual ever evaluated (the first one on ties), and its fitness.
+        evaluations: results told over the whole search.
+    """
+
+    generation: int = -1
+    population: tuple[Individual, ...] = ()
+    fitness: Mapping[str, float | None] = field(default_factory=dict)
+    best: Individual | None = None
+    best_fitness: float | None = None
+    evaluations: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return all(ind.id in self.fitness for ind in self.population)
+
+    def fitness_array(self) -> np.ndarray:
+        """Fitness in population order, NaN for failures."""
+        values = [self.fitness[ind.id] for ind in self.population]
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "population": [ind.to_dict() for ind in self.population],
+            "fitness": {ind.id: self.fitness[ind.id] for ind in self.population if ind.id in self.fitness},
+            "best": self.best.to_dict() if self.best else None,
+            "best_fitness": self.best_fitness,
+            "evaluations": self.evaluations,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GAState":
+        return cls(
+            generation=int(data["generation"]),
+            population=tuple(Individual.from_dict(d) for d in data["population"]),
+            fitness=dict(data["fitness"]),
+            best=Individual.from_dict(data["best"]) if data.get("best") else None,
+            best_fitness=data.get("best_fitness"),
+            evaluations=int(data.get("evaluations", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class GenCNN:
+    """Settings of the Gen-CNN GA; the changing state lives in GAState.
+
+    Attributes:
+        n_genes: genome length.
+        population: individuals per generation (thesis: 50).
+        crossover: per-gene crossover probability pc (thesis: [0, 0, 0, 0.9, 0.9]).
+        mutation: per-gene mutation probability pm (thesis: [0.4, 0.4, 0.4, 0.2, 0.2]).
+        elitism: the best of the selected population replaces the last child.
+    """
+
+    n_genes: int
+    population: int
+    crossover: Sequence[float]
+    mutation: Sequence[float]
+    elitism: bool = True
+    name = "ga"
+
+    def __post_init__(self) -> None:
+        if self.population < 2:
+            raise ValueError("a GA needs a population of at least 2")
+        for label, probs in (("crossover", self.crossover), ("mutation", self.mutation)):
+            if len(probs) != self.n_genes:
+                raise ValueError(f"{label} has {len(probs)} probabilities for {self.n_genes} genes")
+
+    def init(self) -> GAState:
+        return GAState()
+
+    def ask(self, state: GAState, rng: np.random.Generator) -> tuple[tuple[Individual, ...], GAState]:
+        if state.generation >= 0 and not state.complete:
+            missing = [ind.id for ind in state.population if ind.id not in state.fitness]
+            raise RuntimeError(f"generation {state.generation} is not complete; no result for {missing}")
+        generation = state.generation + 1
+        if generation == 0:
+            genomes = rng.random((self.population, self.n_genes))
+            made = [((), "init")] * self.population
+        else:
+            genomes, made = self._offspring(state, rng)
+        seeds = rng.integers(0, 2**31 - 1, size=len(genomes))
+        population = tuple(
+            Individual(
+                id=individual_id(generation, slot),
+                genome=tuple(float(g) for g in genome),
+                generation=generation,
+                parent_ids=parents,
+                operator=operator,
+                seed=int(seed),
+            )
+            for slot, (genome, (parents, operator), seed) in enumerate(zip(genomes, made, seeds))
+        )
+        return population, replace(state, generation=generation, population=population, fitness={})
+
+    def _offspring(self, state: GAState, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+        parents = state.population
+        fitness = state.fitness_array()
+        ev = normalise(fitness)
+        score = selection_score(fitness)
+        genome = np.array([ind.genome for ind in parents])
+        pc = np.asarray(self.crossover, dtype=float)
+        pm = np.asarray(self.mutation, dtype=float)
+
+        selected = tournament(score, rng)  # Algorithm 1
+        children, made = [], []
+        for i in selected:  # Algorithm 2
+            j = selected[rng.integers(len(selected))]
+            cross = rng.random(self.n_genes) < pc
+            child = genome[i].copy()
+            child[cross] = weighted_crossover(genome[i][cross], genome[j][cross], ev[i], ev[j])
+            child, mutated = uniform_mutation(child, pm, rng)
+            ids = (parents[i].id, parents[j].id) if cross.any() else (parents[i].id,)
+            operator = _operator(bool(cross.any()), bool(mutated.any()))
+            children.append(child)
+            made.append((tuple(dict.fromkeys(ids)), operator))
+        if self.elitism:
+            best = best_index(score[selected])
+            if best is not None:
+                elite = selected[best]
+                children[-1] = genome[elite].copy()
+                made[-1] = ((parents[elite].id,), "elite")
+        return np.array(children), made
+
+    def tell(self, state: GAState, fitness: Mapping[str, float | None]) -> tuple[GAState, dict[str, float]]:
+        """Record results by individual id, in any order and any number of calls; None or NaN is a failure.
+
+        Returns the new state and, once the generation is complete, its summary metrics.
+        """
+        known = {ind.id for ind in state.population}
+        told = dict(state.fitness)
+        for key, value in fitness.items():
+            if key not in known:
+                raise KeyError(f"{key!r} is not in generation {state.generation}")
+            if key in told:
+                raise ValueError(f"{key!r} was told twice")
+            told[key] = None if value is None or not np.isfinite(value) else float(value)
+        state = replace(state, fitness=told, evaluations=state.evaluations + len(fitness))
+        if not state.complete:
+            return state, {}
+        return self._close_generation(state)
+
+    def _close_generation(self, state: GAState) -> tuple[GAState, dict[str, float]]:
+        f = state.fitness_array()
+        ok = f[np.isfinite(f)]
+        metrics = {"generation": float(state.generation), "failed": float(len(f) - len(ok))}
+        best = best_index(selection_score(f))
+        if best is not None:
+            metrics.update(best=float(ok.max()), median=float(np.median(ok)), mean=float(ok.mean()))
+            if state.best_fitness is None or f[best] > state.best_fitness:
+                state = replace(state, best=state.population[best], best_fitness=float(f[best]))
+        if state.best_fitness is not None:
+            metrics["best_ever"] = state.best_fitness
+        return state, metrics
+
+
+def _operator(crossed: bool, mutated: bool) -> str:
+    if crossed and mutated:
+        return "crossover+mutation"
+    return "crossover" if crossed else ("mutation" if mutated else "copy")

@@ -1,0 +1,73 @@
+"""Gen-CNN's genetic operators (García Aguirre 2024, §3.3.2; ALGORITHMS.md §1).
+
+Every function takes its randomness as a `numpy.random.Generator` argument. Failed evaluations are NaN
+fitness: they get Ev = 0 for crossover weights and a selection score of −inf, so they lose every
+tournament against a successful individual and are never elite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalise(fitness: np.ndarray) -> np.ndarray:
+    """Min–max normalised evaluations Ev (eq. 3.4) over the successful individuals.
+
+    Ev = (f − min) / (max − min); Ev = 1 for all when every successful fitness is equal; Ev = 0 for failures.
+    """
+    f = np.asarray(fitness, dtype=float)
+    ok = np.isfinite(f)
+    ev = np.zeros_like(f)
+    if not ok.any():
+        return ev
+    lo, hi = f[ok].min(), f[ok].max()
+    ev[ok] = 1.0 if hi == lo else (f[ok] - lo) / (hi - lo)
+    return ev
+
+
+def selection_score(fitness: np.ndarray) -> np.ndarray:
+    """Ev for successful individuals, −inf for failed ones: the ranking used by selection and elitism."""
+    f = np.asarray(fitness, dtype=float)
+    return np.where(np.isfinite(f), normalise(f), -np.inf)
+
+
+def tournament(score: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Algorithm 1: slot i meets one uniformly drawn opponent; i is selected only if strictly better.
+
+    Returns the indices of the selected population PS (an individual may appear several times).
+    """
+    n = len(score)
+    opponents = rng.integers(0, n, size=n)
+    return np.where(score > score[opponents], np.arange(n), opponents)
+
+
+def weighted_crossover(g1: np.ndarray, g2: np.ndarray, ev1: float, ev2: float) -> np.ndarray:
+    """Fitness-weighted arithmetic crossover (eq. 3.5): (g1·Ev1 + g2·Ev2) / (Ev1 + Ev2).
+
+    When Ev1 + Ev2 = 0 (both parents at the minimum, or failed) the plain mean is used.
+    """
+    total = ev1 + ev2
+    if total == 0:
+        return (np.asarray(g1) + np.asarray(g2)) / 2.0
+    return (np.asarray(g1) * ev1 + np.asarray(g2) * ev2) / total
+
+
+def uniform_mutation(
+    genome: np.ndarray, probability: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene uniform mutation (eq. 3.6): with probability pm[gene], gene ← U(0, 1).
+
+    Returns the new genome and the mask of mutated genes. Draws len(genome) decisions and len(genome)
+    fresh values every call, whatever is mutated, so the generator advances the same way for every genome.
+    """
+    mutate = rng.random(len(genome)) < probability
+    fresh = rng.random(len(genome))
+    return np.where(mutate, fresh, genome), mutate
+
+
+def best_index(score: np.ndarray) -> int | None:
+    """Index of the best entry (the first on ties), or None when every entry failed."""
+    score = np.asarray(score, dtype=float)
+    if not np.isfinite(score).any():
+        return None
+    return int(np.argmax(score))

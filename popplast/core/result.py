@@ -1,0 +1,101 @@
+"""What an evaluation returns and what a search returns: plain data, no framework types."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from popplast.core.individual import Individual
+
+
+@dataclass
+class EvalResult:
+    """The outcome of evaluating one individual.
+
+    Attributes:
+        individual_id: which individual.
+        fitness: validation MCC (maximised); None when the evaluation failed.
+        metrics: scalar metrics (val/test accuracy, F1, MCC, train_seconds, ...).
+        history: per-epoch series, e.g. ``{"train_loss": [...]}``.
+        error: why the evaluation failed (one line, then the traceback's last frames), else None.
+        weights: trained weights when they were asked for (a state dict or an object-store reference).
+        worker: where it ran (host:pid), for the record.
+    """
+
+    individual_id: str
+    fitness: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    error: str | None = None
+    weights: Any = None
+    worker: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.fitness is not None and math.isfinite(self.fitness)
+
+    @classmethod
+    def failed(cls, individual_id: str, error: str, worker: str = "") -> "EvalResult":
+        return cls(individual_id, None, error=error, worker=worker)
+
+
+@dataclass
+class SearchResult:
+    """What `popplast run` prints and `popplast.run` returns."""
+
+    method: str
+    best: Individual
+    best_config: dict[str, Any]
+    best_fitness: float
+    best_metrics: dict[str, float]
+    best_run_id: str
+    search_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    evaluations: int
+    failed: int
+    wall_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    model_uri: str | None = None
+    retrain_metrics: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The text `popplast run` prints at the end."""
+        lines = [
+            f"Best individual {self.best.id} (generation {self.best.generation}, operator {self.best.operator})",
+            f"  fitness (validation MCC): {self.best_fitness:.4f}",
+        ]
+        test = {k[5:]: v for k, v in self.best_metrics.items() if k.startswith("test_")}
+        if test:
+            lines.append("  test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        lines.append("  hyperparameters:")
+        lines += [f"    {k}: {_fmt(v)}" for k, v in self.best_config.items()]
+        if self.retrain_metrics:
+            lines.append("  retrained at the final fidelity: " +
+                         ", ".join(f"{k} {v:.4f}" for k, v in self.retrain_metrics.items() if k.startswith("test_")))
+        if self.model_uri:
+            lines.append(f"  model: {self.model_uri}  (mlflow.pytorch.load_model)")
+        lines += [
+            f"{self.evaluations} evaluations ({self.failed} failed) in {self.wall_seconds:.1f} s",
+            f"MLflow: search run {self.search_run_id}, best individual's run {self.best_run_id}",
+            f"Open it: {ui_command(self.tracking_uri)}",
+            f"  then {ui_url(self.tracking_uri)}/#/experiments/{self.experiment_id}/runs/{self.best_run_id}",
+        ]
+        return "\n".join(lines)
+
+
+def ui_command(tracking_uri: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"the MLflow server at {tracking_uri}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def ui_url(tracking_uri: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return "http://127.0.0.1:5000"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,193 @@
+"""A search specification: the YAML file users write, validated on load (see README "Search-space files")."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from popplast.core.errors import SpecError
+from popplast.core.fields import Section, describe
+from popplast.core.space import SearchSpace
+
+SCHEDULERS = ("none", "cosine")
+METHODS = ("ga",)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where the images come from. `name`: digits, imagefolder, or a torchvision data set class name."""
+
+    name: str = "digits"
+    path: str | None = None
+    root: str = "./data"
+    download: bool = False
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How hard one evaluation trains; `scheduler: cosine` anneals to 0.1·lr as the thesis' final training."""
+
+    image_size: int = 32
+    epochs: int = 3
+    batch_size: int = 64
+    max_train_samples: int | None = None
+    scheduler: str = "none"
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """GA settings; crossover and mutation hold one probability per gene, in the space's order."""
+
+    method: str = "ga"
+    population: int = 10
+    generations: int = 5
+    crossover: tuple[float, ...] = ()
+    mutation: tuple[float, ...] = ()
+    elitism: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    source: str
+    dataset: DatasetSpec
+    fidelity: Fidelity
+    final: Fidelity
+    strategy: StrategySpec
+    space: SearchSpace
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "SearchSpec":
+        source = os.fspath(path)
+        try:
+            with open(source, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise SpecError(source, "", "the file does not exist.") from None
+        except IsADirectoryError:
+            raise SpecError(source, "", "expected a YAML file, got a directory.") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise SpecError(source, "", f"the file is not valid YAML{where}: {problem}.") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> "SearchSpec":
+        top = Section(data, source, "")
+        base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
+        space = SearchSpace.from_section(top.section("space"))
+        dataset = _dataset(top.section("dataset"), base)
+        fid = top.section("fidelity")
+        fidelity = _fidelity(fid, Fidelity())
+        final_section = fid.section("final", {})
+        final = _fidelity(final_section, fidelity)
+        final_section.finish()
+        fid.finish()
+        strategy = _strategy(top.section("strategy"), space)
+        fixed = top.section("fixed", {})
+        for name in fixed.data:
+            if name in space.names:
+                raise fixed.error(str(name), f"'{name}' is both fixed and a gene of the space; keep one.")
+        top.finish()
+        return cls(source, dataset, fidelity, final, strategy, space, dict(fixed.data))
+
+    def with_overrides(self, **flags: Any) -> "SearchSpec":
+        """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
+        strategy = {k: v for k, v in flags.items() if k in ("population", "generations", "seed") and v is not None}
+        fidelity = {k: v for k, v in flags.items() if k in ("epochs", "image_size") and v is not None}
+        minimum = {"population": 2, "generations": 1, "seed": 0, "epochs": 1, "image_size": 4}
+        for key, value in {**strategy, **fidelity}.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum[key]:
+                raise SpecError("the command line", "--" + key.replace("_", "-"),
+                                f"expected an integer >= {minimum[key]}, got {describe(value)}.")
+        return dataclasses.replace(
+            self,
+            strategy=dataclasses.replace(self.strategy, **strategy),
+            fidelity=dataclasses.replace(self.fidelity, **fidelity),
+        )
+
+
+def _dataset(s: Section, base: str) -> DatasetSpec:
+    name = s.take("name", "str")
+    path = s.take("path", "str", None)
+    if name == "imagefolder":
+        if path is None:
+            raise s.error("path", "imagefolder needs the path of a folder with one sub-folder per class.")
+        path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+        if not os.path.isdir(path):
+            raise s.error("path", f"expected an existing image folder, but {path} does not exist or is not a folder.")
+    elif path is not None:
+        raise s.error("path", f"only the imagefolder data set takes a path; '{name}' does not.")
+    root = os.path.normpath(os.path.join(base, os.path.expanduser(s.take("root", "str", "./data"))))
+    spec = DatasetSpec(name, path, root, s.take("download", "bool", False), s.take("split_seed", "int", 0))
+    s.finish()
+    return spec
+
+
+def _fidelity(s: Section, defaults: Fidelity) -> Fidelity:
+    out = {}
+    for key, minimum in (("image_size", 4), ("epochs", 1), ("batch_size", 1)):
+        value = s.take(key, "int", getattr(defaults, key))
+        if value < minimum:
+            raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
+        out[key] = value
+    # an explicit null lifts an inherited cap (a final fidelity trains on the whole training split)
+    explicit_null = "max_train_samples" in s.data and s.data["max_train_samples"] is None
+    cap = None if explicit_null else s.take("max_train_samples", "int", defaults.max_train_samples)
+    s.take("max_train_samples", "any", None)
+    if cap is not None and cap < 2:
+        raise s.error("max_train_samples", f"expected an integer >= 2 or null, got {cap}.")
+    scheduler = s.take("scheduler", "str", defaults.scheduler)
+    if scheduler not in SCHEDULERS:
+        raise s.error("scheduler", f"expected one of {', '.join(SCHEDULERS)}, got {describe(scheduler)}.")
+    return Fidelity(max_train_samples=cap, scheduler=scheduler, **out)
+
+
+def _strategy(s: Section, space: SearchSpace) -> StrategySpec:
+    method = s.take("method", "str", "ga")
+    if method not in METHODS:
+        raise s.error("method", f"expected one of {', '.join(METHODS)}, got {describe(method)}.")
+    population = s.take("population", "int", 10)
+    if population < 2:
+        raise s.error("population", f"expected an integer >= 2, got {population}.")
+    generations = s.take("generations", "int", 5)
+    if generations < 1:
+        raise s.error("generations", f"expected an integer >= 1, got {generations}.")
+    spec = StrategySpec(
+        method=method,
+        population=population,
+        generations=generations,
+        crossover=_per_gene(s, "crossover", space, 0.9),
+        mutation=_per_gene(s, "mutation", space, 0.2),
+        elitism=s.take("elitism", "bool", True),
+        seed=s.take("seed", "int", 0),
+    )
+    s.finish()
+    return spec
+
+
+def _per_gene(s: Section, key: str, space: SearchSpace, default: float) -> tuple[float, ...]:
+    """A probability per gene: one number for all genes, or a mapping naming every gene."""
+    value = s.take(key, "any", default)
+    if isinstance(value, dict):
+        probs = Section(value, s.source, s.key(key))
+        out = tuple(probs.take(name, "number") for name in space.names)
+        probs.finish()
+        names = space.names
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out, names = (float(value),) * len(space), ("",) * len(space)
+    else:
+        raise s.error(key, f"expected a probability or a mapping from gene name to probability, got {describe(value)}.")
+    for name, p in zip(names, out):
+        if not 0.0 <= p <= 1.0:
+            where = f"{key}.{name}" if name else key
+            raise s.error(where, f"expected a probability in [0, 1], got {p}.")
+    return out

@@ -1,0 +1,1 @@
+"""Execution: the search loop, the local executor and the Ray actor pool."""

@@ -1,0 +1,52 @@
+"""Executors run evaluations and yield results as they finish; the local one runs them in this process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
+from popplast.core.spec import Fidelity
+
+
+class Evaluator(Protocol):
+    def evaluate(self, individual: Individual, config: Mapping[str, Any], parents_weights: Any = None,
+                 budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One unit of work: train `individual` with `config` at `budget` (None: the evaluator's fidelity)."""
+
+    individual: Individual
+    config: Mapping[str, Any]
+    budget: Fidelity | None = None
+    return_weights: bool = False
+
+    def run(self, evaluator: Evaluator) -> EvalResult:
+        return evaluator.evaluate(self.individual, self.config, None, self.budget, self.return_weights)
+
+
+class Executor(Protocol):
+    workers: int
+
+    def map(self, evaluations: Iterable[Evaluation]) -> Iterator[EvalResult]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Runs evaluations one after another in this process: the same results as the Ray pool for a seed."""
+
+    workers = 1
+
+    def __init__(self, make_evaluator: Callable[[], Evaluator]) -> None:
+        self._evaluator = make_evaluator()
+
+    def map(self, evaluations: Iterable[Evaluation]) -> Iterator[EvalResult]:
+        for evaluation in evaluations:
+            yield evaluation.run(self._evaluator)
+
+    def close(self) -> None:
+        pass

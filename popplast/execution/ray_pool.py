@@ -1,0 +1,69 @@
+"""A pool of long-lived Ray actors, each holding one evaluator (its data loaded once)."""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable, Iterable, Iterator
+
+import ray
+from ray.exceptions import RayActorError, RayError
+
+from popplast.core.result import EvalResult
+from popplast.execution.executor import Evaluation, Evaluator
+
+
+@ray.remote
+class EvaluatorActor:
+    def __init__(self, make_evaluator: Callable[[], Evaluator]) -> None:
+        self.evaluator = make_evaluator()
+
+    def evaluate(self, evaluation: Evaluation) -> EvalResult:
+        return evaluation.run(self.evaluator)
+
+
+class RayExecutor:
+    """Evaluates on `workers` actors with `cpus_per_worker` CPUs and `gpus_per_worker` GPUs each (fractions allowed).
+
+    Results come back as they finish, not in submission order. An actor that dies takes its individual
+    with it (recorded as failed) and is replaced, so the search goes on.
+    """
+
+    def __init__(self, make_evaluator: Callable[[], Evaluator], workers: int, cpus_per_worker: float = 1,
+                 gpus_per_worker: float = 0) -> None:
+        self.workers = workers
+        self._make_evaluator = make_evaluator
+        self._options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker}
+        self._actors = [self._start() for _ in range(workers)]
+
+    def _start(self):
+        return EvaluatorActor.options(**self._options).remote(self._make_evaluator)
+
+    def map(self, evaluations: Iterable[Evaluation]) -> Iterator[EvalResult]:
+        waiting = collections.deque(evaluations)
+        idle = list(self._actors)
+        running: dict = {}  # object ref → (actor, evaluation)
+        while waiting or running:
+            while idle and waiting:
+                actor, evaluation = idle.pop(0), waiting.popleft()
+                running[actor.evaluate.remote(evaluation)] = (actor, evaluation)
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            actor, evaluation = running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayActorError as e:
+                result = EvalResult.failed(evaluation.individual.id, f"the worker died: {e}")
+                actor = self._replace(actor)
+            except RayError as e:
+                result = EvalResult.failed(evaluation.individual.id, f"{type(e).__name__}: {e}")
+            idle.append(actor)
+            yield result
+
+    def _replace(self, dead):
+        fresh = self._start()
+        self._actors = [fresh if a is dead else a for a in self._actors]
+        return fresh
+
+    def close(self) -> None:
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors = []

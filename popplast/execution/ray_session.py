@@ -1,0 +1,45 @@
+"""Joining or starting Ray, with errors a user can act on."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Iterator
+
+import ray
+
+
+class ClusterError(RuntimeError):
+    """Ray cannot be reached, or lacks the resources the search asks for."""
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[None]:
+    """Use the Ray instance already initialised in this process, join `address`, or start a local one.
+
+    Only a Ray instance started here is shut down on exit.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        target = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        raise ClusterError(f"could not start or join {target}: {e}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float) -> None:
+    """Refuse a pool the cluster can never place (Ray would wait for it forever)."""
+    have = ray.cluster_resources()
+    for name, per in (("CPU", cpus_per_worker), ("GPU", gpus_per_worker)):
+        need = workers * per
+        if need > have.get(name, 0) + 1e-9:
+            flag = "--cpus-per-worker" if name == "CPU" else "--gpus-per-worker"
+            raise ClusterError(
+                f"{workers} workers × {flag} {per:g} need {need:g} {name}s, but the Ray cluster has "
+                f"{have.get(name, 0):g}; use fewer --workers or a smaller {flag}.")

@@ -1,0 +1,65 @@
+"""The search loop: ask the strategy, evaluate on the executor, tell the results, tell the observers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from popplast.core.ga import GAState, GenCNN
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
+from popplast.core.spec import SearchSpec
+from popplast.execution.executor import Evaluation, Executor
+
+
+class Observer(Protocol):
+    """What trackers and progress displays hear; every method is optional."""
+
+    def generation_started(self, generation: int, individuals: Sequence[Individual]) -> None: ...
+
+    def individual_finished(self, individual: Individual, config: dict[str, Any], result: EvalResult) -> None: ...
+
+    def generation_finished(self, generation: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class SearchOutcome:
+    state: GAState
+    history: list[dict[str, float]] = field(default_factory=list)
+    results: dict[str, EvalResult] = field(default_factory=dict)
+
+
+def configuration(spec: SearchSpec, individual: Individual) -> dict[str, Any]:
+    """The hyperparameters an individual stands for: the fixed ones, then its decoded genes."""
+    return {**spec.fixed, **spec.space.decode(individual.genome)}
+
+
+def run_search(spec: SearchSpec, strategy: GenCNN, executor: Executor, rng: np.random.Generator,
+               observers: Sequence[Any] = ()) -> SearchOutcome:
+    """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on."""
+    state = strategy.init()
+    outcome = SearchOutcome(state)
+
+    def notify(event: str, *args: Any) -> None:
+        for observer in observers:
+            method = getattr(observer, event, None)
+            if method is not None:
+                method(*args)
+
+    for _ in range(spec.strategy.generations):
+        individuals, state = strategy.ask(state, rng)
+        notify("generation_started", state.generation, individuals)
+        by_id = {ind.id: ind for ind in individuals}
+        configs = {ind.id: configuration(spec, ind) for ind in individuals}
+        for result in executor.map(Evaluation(ind, configs[ind.id]) for ind in individuals):
+            # weights are not kept by the GA; dropping them here keeps the driver's memory flat
+            result.weights = None
+            outcome.results[result.individual_id] = result
+            state, metrics = strategy.tell(state, {result.individual_id: result.fitness if result.ok else None})
+            notify("individual_finished", by_id[result.individual_id], configs[result.individual_id], result)
+        outcome.history.append(metrics)
+        notify("generation_finished", state.generation, metrics)
+    outcome.state = state
+    return outcome

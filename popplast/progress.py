@@ -1,0 +1,78 @@
+"""Progress of a running search: generation k of G, evaluations, best and median so far, time left.
+
+On a terminal it is a live bar; elsewhere (CI logs, pipes) one line per finished generation.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any, Sequence, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
+
+
+class SearchProgress:
+    def __init__(self, generations: int, population: int, stream: TextIO = sys.stderr) -> None:
+        self.generations = generations
+        self.total = generations * population
+        self.console = Console(file=stream, highlight=False)
+        self.start = time.perf_counter()
+        self.fitness: list[float] = []
+        self.done = 0
+        self.failed = 0
+        self.generation = 0
+        self._bar: Progress | None = None
+        if self.console.is_terminal:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=self.console)
+            self._task = self._bar.add_task("search", total=self.total, status="")
+            self._bar.start()
+
+    def generation_started(self, generation: int, individuals: Sequence[Individual]) -> None:
+        self.generation = generation
+        self._refresh()
+
+    def individual_finished(self, individual: Individual, config: dict[str, Any], result: EvalResult) -> None:
+        self.done += 1
+        if result.ok:
+            self.fitness.append(float(result.fitness))
+        else:
+            self.failed += 1
+        self._refresh()
+
+    def generation_finished(self, generation: int, metrics: dict[str, float]) -> None:
+        if self._bar is None:
+            self.console.print(f"[popplast] {self.status_line()}", soft_wrap=True, markup=False)
+
+    def status_line(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        parts = [f"generation {self.generation + 1}/{self.generations}", f"{self.done}/{self.total} evaluations"]
+        if self.failed:
+            parts[-1] += f" ({self.failed} failed)"
+        if self.fitness:
+            parts += [f"best {max(self.fitness):.4f}", f"median {statistics.median(self.fitness):.4f}"]
+        parts.append(f"{_clock(elapsed)} elapsed")
+        if 0 < self.done < self.total:
+            parts.append(f"~{_clock(elapsed / self.done * (self.total - self.done))} left")
+        return " · ".join(parts)
+
+    def _refresh(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done,
+                             description=f"generation {self.generation + 1}/{self.generations}",
+                             status=self.status_line().split(" · ", 2)[-1])
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,1 @@
+"""Tracking: everything that reads or writes MLflow."""

@@ -1,0 +1,1 @@
+"""Training: data, models, losses, optimizers, the train loop and the evaluator (torch)."""

@@ -1,0 +1,118 @@
+"""The hyperparameters a CNN evaluation understands, and the check of a spec against them.
+
+A spec names each hyperparameter either as a gene of `space` or as a constant in `fixed`; the rest
+take the defaults below. Names and values are checked before any training starts.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from popplast.core.errors import SpecError
+from popplast.core.spec import SearchSpec
+from popplast.training.data import BUILTIN_DATASETS, torchvision_dataset_names
+from popplast.training.losses import LOSSES
+from popplast.training.models import architecture_names
+from popplast.training.optimizers import OPTIMIZERS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    architecture: str
+    loss: str = "cross_entropy"
+    optimizer: str = "adam"
+    lr_scale: float = 1.0
+    weight_decay: float = 0.0
+    pretrained: bool = False
+    batch_size: int | None = None  # None: the fidelity's batch size
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr_scale * OPTIMIZERS[self.optimizer].base_lr
+
+
+def _names(known: Callable[[], list[str]], what: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        names = known()
+        if value in names:
+            return None
+        shown = ", ".join(names if len(names) <= 20 else names[:20] + ["..."])
+        return f"unknown {what} {value!r}; expected one of: {shown}."
+    return check
+
+
+def _number(low: float, strict: bool, integer: bool = False) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        kind = numbers.Integral if integer else numbers.Real
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"expected {'an integer' if integer else 'a number'}, got {value!r}."
+        if value < low or (strict and value == low):
+            return f"expected a value {'>' if strict else '>='} {low}, got {value!r}."
+        return None
+    return check
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected true or false, got {value!r}."
+
+
+# name → (gene types it may have, value check)
+HYPERPARAMETERS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] = {
+    "architecture": (("categorical",), _names(architecture_names, "architecture")),
+    "loss": (("categorical",), _names(LOSSES.names, "loss")),
+    "optimizer": (("categorical",), _names(OPTIMIZERS.names, "optimizer")),
+    "lr_scale": (("float", "categorical"), _number(0.0, strict=True)),
+    "weight_decay": (("float", "categorical"), _number(0.0, strict=False)),
+    "pretrained": (("categorical",), _bool),
+    "batch_size": (("int", "categorical"), _number(1, strict=False, integer=True)),
+}
+
+
+def check_spec(spec: SearchSpec) -> None:
+    """Raise SpecError for an unknown data set, hyperparameter, or value; names file and key path."""
+    src = spec.source
+    name = spec.dataset.name
+    if name not in BUILTIN_DATASETS and name.lower() not in torchvision_dataset_names():
+        raise SpecError(src, "dataset.name", f"unknown data set {name!r}; expected digits, imagefolder, or a "
+                        f"torchvision data set such as {', '.join(sorted(torchvision_dataset_names())[:8])}.")
+    known = ", ".join(HYPERPARAMETERS)
+    for gene in spec.space.genes:
+        if gene.name not in HYPERPARAMETERS:
+            raise SpecError(src, f"space.{gene.name}", f"unknown hyperparameter; expected one of: {known}.")
+        types, check = HYPERPARAMETERS[gene.name]
+        if gene.type not in types:
+            raise SpecError(src, f"space.{gene.name}.type", f"expected {' or '.join(types)}, got {gene.type!r}.")
+        values = list(gene.choices) if gene.type == "categorical" else [gene.low, gene.high]
+        keys = ["choices"] * len(values) if gene.type == "categorical" else ["low", "high"]
+        for key, value in zip(keys, values):
+            if gene.type == "int":
+                value = int(value)
+            problem = check(value)
+            if problem:
+                raise SpecError(src, f"space.{gene.name}.{key}", problem)
+    for key, value in spec.fixed.items():
+        if key not in HYPERPARAMETERS:
+            raise SpecError(src, f"fixed.{key}", f"unknown hyperparameter; expected one of: {known}.")
+        problem = HYPERPARAMETERS[key][1](value)
+        if problem:
+            raise SpecError(src, f"fixed.{key}", problem)
+    if "architecture" not in spec.space.names and "architecture" not in spec.fixed:
+        raise SpecError(src, "space", "no architecture: add an 'architecture' gene to space or to fixed.")
+
+
+def resolve(decoded: Mapping[str, Any], fixed: Mapping[str, Any]) -> TrainConfig:
+    return TrainConfig(**{**fixed, **decoded})
+
+
+def pretrained_architectures(spec: SearchSpec) -> list[str]:
+    """Architectures a search may build with pretrained weights (to fetch them before it starts)."""
+    pretrained = [spec.fixed.get("pretrained", False)]
+    if "pretrained" in spec.space.names:
+        pretrained = list(spec.space["pretrained"].choices)
+    if not any(pretrained):
+        return []
+    if "architecture" in spec.space.names:
+        return list(spec.space["architecture"].choices)
+    return [spec.fixed["architecture"]]

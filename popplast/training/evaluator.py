@@ -1,0 +1,78 @@
+"""The evaluator: genome's configuration → trained model → fitness (validation MCC) and metrics."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from typing import Any, Mapping
+
+import torch
+
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
+from popplast.core.spec import DatasetSpec, Fidelity
+from popplast.training.config import resolve
+from popplast.training.data import load_split, native_channels
+from popplast.training.models import build_model, input_channels
+from popplast.training.train import measure, train
+
+
+class CNNEvaluator:
+    """Evaluates individuals of a CNN hyperparameter search; one per worker process.
+
+    Args:
+        dataset: the data set; its split is loaded once per image size and cached in the process.
+        fidelity: how each individual trains during the search.
+        fixed: hyperparameters that are not genes.
+        threads: torch intra-op threads in this process (the executor sets workers × threads ≤ CPUs).
+        device: "auto" (CUDA when this process sees a GPU), "cpu" or "cuda".
+    """
+
+    def __init__(self, dataset: DatasetSpec, fidelity: Fidelity, fixed: Mapping[str, Any] | None = None,
+                 threads: int | None = None, device: str = "auto") -> None:
+        self.dataset = dataset
+        self.fidelity = fidelity
+        self.fixed = dict(fixed or {})
+        if threads:
+            torch.set_num_threads(threads)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self._channels = native_channels(dataset)
+        self.where = f"{socket.gethostname()}:{os.getpid()}"
+
+    def evaluate(self, individual: Individual, config: Mapping[str, Any], parents_weights: Any = None,
+                 budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult:
+        """Train and measure one individual; never raises: a failure comes back as a failed EvalResult."""
+        budget = budget or self.fidelity
+        try:
+            metrics, history, weights = self._train(individual, config, budget, return_weights)
+        except Exception as e:
+            return EvalResult.failed(individual.id, describe_error(e), worker=self.where)
+        return EvalResult(individual.id, metrics["val_mcc"], metrics, {"train_loss": history},
+                          weights=weights, worker=self.where)
+
+    def _train(self, individual: Individual, config: Mapping[str, Any], budget: Fidelity, return_weights: bool):
+        cfg = resolve(config, self.fixed)
+        channels = input_channels(cfg.architecture, self._channels)
+        data = load_split(self.dataset, budget.image_size, channels, budget.max_train_samples)
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the individual's seed, never the global RNG state
+            torch.manual_seed(individual.seed)
+            generator = torch.Generator().manual_seed(individual.seed)
+            model = build_model(cfg.architecture, channels, data.num_classes, cfg.pretrained).to(self.device)
+            start = time.perf_counter()
+            history = train(model, cfg, data, budget, self.device, generator)
+            seconds = time.perf_counter() - start
+            metrics = measure(model, data, self.device)
+        metrics["train_seconds"] = seconds
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} if return_weights else None
+        return metrics, history, weights
+
+
+def describe_error(e: BaseException) -> str:
+    """The exception in one line, then where it happened (the last three frames)."""
+    frames = traceback.format_tb(e.__traceback__)[-3:]
+    return f"{type(e).__name__}: {e}\n" + "".join(frames)

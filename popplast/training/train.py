@@ -1,0 +1,73 @@
+"""Train one model at one fidelity, and measure it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from popplast.core.spec import Fidelity
+from popplast.training.config import TrainConfig
+from popplast.training.data import SplitData, batches
+from popplast.training.losses import LOSSES
+from popplast.training.metrics import classification_metrics
+from popplast.training.optimizers import OPTIMIZERS
+
+
+def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fidelity, device: torch.device,
+          generator: torch.Generator) -> list[float]:
+    """Train for `fidelity.epochs`; returns the mean training loss of each epoch.
+
+    Raises FloatingPointError as soon as the loss is not finite, so a diverging individual fails fast.
+    """
+    loss_fn = LOSSES[config.loss]
+    entry = OPTIMIZERS[config.optimizer]
+    optimizer = entry.build(model.parameters(), config.lr_scale, config.weight_decay)
+    l2 = 0.0 if entry.takes_weight_decay else config.weight_decay
+    scheduler = None
+    if fidelity.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=fidelity.epochs, eta_min=0.1 * config.learning_rate)
+    batch_size = config.batch_size or fidelity.batch_size
+    history = []
+    for epoch in range(fidelity.epochs):
+        model.train()
+        total, count = 0.0, 0
+        for step, (x, y) in enumerate(batches(data.train, batch_size, shuffle=True, generator=generator)):
+            x, y = x.to(device), y.to(device)
+
+            def closure() -> torch.Tensor:
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                if l2:
+                    loss = loss + 0.5 * l2 * sum(p.pow(2).sum() for p in model.parameters())
+                loss.backward()
+                return loss
+
+            loss = optimizer.step(closure)  # every torch optimizer takes a closure; LBFGS needs one
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise FloatingPointError(f"the training loss became {value} at epoch {epoch + 1}, step {step + 1}")
+            total += value * len(y)
+            count += len(y)
+        if scheduler is not None:
+            scheduler.step()
+        history.append(total / max(count, 1))
+    return history
+
+
+@torch.no_grad()
+def measure(model: nn.Module, data: SplitData, device: torch.device, batch_size: int = 256) -> dict[str, float]:
+    """Accuracy, macro F1 and MCC on the validation and test splits."""
+    model.eval()
+    metrics: dict[str, float] = {}
+    for prefix, dataset in (("val", data.val), ("test", data.test)):
+        truth, predicted = [], []
+        for x, y in batches(dataset, batch_size, shuffle=False):
+            logits = model(x.to(device))
+            if not torch.isfinite(logits).all():
+                raise FloatingPointError(f"the model outputs non-finite logits on the {prefix} split")
+            predicted.append(logits.argmax(dim=1).cpu().numpy())
+            truth.append(np.asarray(y))
+        metrics.update(classification_metrics(np.concatenate(truth), np.concatenate(predicted), data.num_classes, prefix))
+    return metrics

@@ -1,0 +1,53 @@
+"""Shared fixtures: one real local Ray instance per test session, small spec files, MLflow stores in tmp."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TINY_SPEC = """
+dataset: {name: digits, split_seed: 0}
+fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400}
+strategy:
+  method: ga
+  population: 4
+  generations: 3
+  seed: 7
+  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}
+  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}
+space:
+  architecture: {type: categorical, choices: [lenet5, small_vgg]}
+  optimizer: {type: categorical, choices: [adam, rmsprop]}
+  lr_scale: {type: float, low: 0.1, high: 3.0, log: true}
+"""
+
+
+def write_spec(directory: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path) -> Path:
+    """A search that trains 12 small models at 8×8 pixels for one epoch: seconds on one core."""
+    return write_spec(tmp_path, TINY_SPEC, "tiny.yaml")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A real local Ray instance, started once; tests join it in-process or with --address from a subprocess."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

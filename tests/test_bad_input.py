@@ -1,0 +1,82 @@
+"""Bad input stops before any work with exit code 2 and one paragraph naming file, key and expectation."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from popplast.cli import main
+from tests.conftest import TINY_SPEC, write_spec
+
+BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
+
+
+def spec_with(old: str, new: str) -> str:
+    assert old in TINY_SPEC
+    return TINY_SPEC.replace(old, new)
+
+
+CASES = {
+    "malformed YAML": (spec_with("population: 4", "population: [4"), "not valid YAML (line"),
+    "unknown top-level key": (TINY_SPEC + "budget: 3\n", "at budget: unknown key"),
+    "unknown nested key": (spec_with("population: 4", "populaton: 4"), "at strategy.populaton: unknown key"),
+    "unknown architecture": (spec_with("[lenet5, small_vgg]", "[lenet5, alexnet9]"),
+                             "at space.architecture.choices: unknown architecture 'alexnet9'"),
+    "unknown loss": (TINY_SPEC + "fixed: {loss: hinge}\n", "at fixed.loss: unknown loss 'hinge'"),
+    "unknown optimizer": (spec_with("[adam, rmsprop]", "[adam, adamm]"),
+                          "at space.optimizer.choices: unknown optimizer 'adamm'"),
+    "low > high": (spec_with("low: 0.1, high: 3.0", "low: 5.0, high: 3.0"),
+                   "at space.lr_scale.low: expected low <= high, got low = 5.0 and high = 3.0"),
+    "empty choices": (spec_with("[adam, rmsprop]", "[]"), "at space.optimizer.choices: expected a non-empty list"),
+    "missing image folder": (spec_with("{name: digits, split_seed: 0}", "{name: imagefolder, path: no/such/dir}"),
+                             "at dataset.path: expected an existing image folder"),
+    "unknown hyperparameter": (
+        spec_with("  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}\n"
+                  "  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}\n", "")
+        + "  dropout: {type: float, low: 0.0, high: 0.5}\n",
+        "at space.dropout: unknown hyperparameter; expected one of: architecture, loss"),
+    "probability out of range": (spec_with("lr_scale: 0.9}", "lr_scale: 1.5}"),
+                                 "at strategy.crossover.lr_scale: expected a probability in [0, 1], got 1.5"),
+    "probabilities missing a gene": (spec_with("optimizer: 0.0, lr_scale: 0.9", "optimizer: 0.0"),
+                                     "at strategy.crossover.lr_scale: this key is required"),
+    "wrong type": (spec_with("population: 4", "population: four"), "at strategy.population: expected an integer"),
+    "unknown data set": (spec_with("{name: digits, split_seed: 0}", "{name: letters}"),
+                         "at dataset.name: unknown data set 'letters'"),
+    "pretrained built-in": (TINY_SPEC + "fixed: {pretrained: true}\n", "at fixed.pretrained: the built-in architecture"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_file(case, tmp_path, capsys):
+    text, expected = CASES[case]
+    path = write_spec(tmp_path, text)
+    code = main(["run", str(path), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"popplast: error: Invalid search specification in {path}")
+    assert expected in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "m.db").exists(), "nothing may start before the input is checked"
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: the file does not exist." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--population", "1"], "at --population: expected an integer >= 2, got int 1."),
+    (["--workers", "0"], "at --workers: expected an integer >= 1, got 0."),
+    (["--cpus-per-worker", "0"], "at --cpus-per-worker: expected a number > 0"),
+])
+def test_bad_flag(flags, expected, tiny_spec, tmp_path, capsys):
+    assert main(["run", str(tiny_spec), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_console_script_exit_code_and_message(tmp_path):
+    path = write_spec(tmp_path, CASES["low > high"][0])
+    out = subprocess.run([BIN, "run", str(path)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    assert CASES["low > high"][1] in out.stderr and "Traceback" not in out.stderr

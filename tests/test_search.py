@@ -1,0 +1,114 @@
+"""End-to-end searches on digits: the MLflow lineage contract, reproducibility (local and Ray), the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+
+import popplast
+from tests.conftest import TINY_SPEC, write_spec
+
+pytestmark = pytest.mark.slow
+BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
+
+
+def individuals(tracking_uri: str, search_run_id: str) -> list[dict]:
+    """Every individual of a search, read back from MLflow alone."""
+    client = MlflowClient(tracking_uri)
+    search = client.get_run(search_run_id)
+    runs = client.search_runs([search.info.experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'",
+                              max_results=1000)
+    out = []
+    for run in runs:
+        t = run.data.tags
+        out.append({
+            "run_id": run.info.run_id, "id": t["popplast.individual_id"], "generation": int(t["popplast.generation"]),
+            "parents": [p for p in t["popplast.parent_ids"].split(",") if p],
+            "parent_runs": [p for p in t["popplast.parent_run_ids"].split(",") if p],
+            "operator": t["popplast.operator"], "method": t["popplast.method"], "status": t["popplast.status"],
+            "seed": t["popplast.seed"], "fusion": t["popplast.fusion_weights"],
+            "genes": {k: v for k, v in run.data.params.items() if k.startswith("gene.")},
+            "fitness": run.data.metrics.get("fitness"), "mlflow_status": run.info.status,
+        })
+    return sorted(out, key=lambda r: r["id"])
+
+
+def lineage(rows: list[dict]) -> list[tuple]:
+    return [(r["id"], r["operator"], tuple(r["parents"]), r["seed"], tuple(sorted(r["genes"].items()))) for r in rows]
+
+
+def test_local_search_logs_every_individual_with_its_lineage(tiny_spec, tracking_uri):
+    result = popplast.run(tiny_spec, executor="local", tracking_uri=tracking_uri, progress=False)
+    rows = individuals(tracking_uri, result.search_run_id)
+    assert len(rows) == 12 == result.evaluations
+    by_id = {r["id"]: r for r in rows}
+    for row in rows:
+        assert row["method"] == "ga" and row["status"] == "ok" and row["mlflow_status"] == "FINISHED"
+        assert set(row["genes"]) == {"gene.architecture", "gene.optimizer", "gene.lr_scale"}
+        if row["generation"] == 0:
+            assert row["operator"] == "init" and row["parents"] == []
+        else:
+            assert row["parents"], row
+            for parent, parent_run in zip(row["parents"], row["parent_runs"], strict=True):
+                assert by_id[parent]["generation"] == row["generation"] - 1
+                assert by_id[parent]["run_id"] == parent_run
+    best = by_id[result.best.id]
+    assert best["run_id"] == result.best_run_id and best["fitness"] == pytest.approx(result.best_fitness)
+    assert result.best_fitness == max(r["fitness"] for r in rows)
+    search = MlflowClient(tracking_uri).get_run(result.search_run_id)
+    assert search.data.tags["popplast.best_run_id"] == result.best_run_id
+    assert search.data.metrics["best_test_accuracy"] == pytest.approx(result.best_metrics["test_accuracy"])
+    artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(result.search_run_id)}
+    assert {"final_population.json", "best_individual.json", "tiny.yaml"} <= artifacts
+
+
+def test_same_seed_same_search_on_ray_and_locally(tiny_spec, tmp_path, ray_address):
+    uris = [f"sqlite:///{tmp_path / name}.db" for name in ("ray1", "ray2", "local")]
+    results = [popplast.run(tiny_spec, executor="ray", workers=2, tracking_uri=uris[0], progress=False),
+               popplast.run(tiny_spec, executor="ray", workers=2, tracking_uri=uris[1], progress=False),
+               popplast.run(tiny_spec, executor="local", tracking_uri=uris[2], progress=False)]
+    logged = [lineage(individuals(uri, r.search_run_id)) for uri, r in zip(uris, results)]
+    assert logged[0] == logged[1] == logged[2]
+    assert len({(r.best.id, r.best.genome, r.best_fitness) for r in results}) == 1
+    other = popplast.run(tiny_spec, executor="local", seed=8, tracking_uri=uris[2], progress=False)
+    assert lineage(individuals(uris[2], other.search_run_id)) != logged[2]
+
+
+def test_cli_on_ray_with_two_workers(tiny_spec, tmp_path, ray_address):
+    uri = f"sqlite:///{tmp_path / 'cli.db'}"
+    out = subprocess.run([BIN, "run", str(tiny_spec), "--workers", "2", "--address", ray_address,
+                          "--tracking-uri", uri, "--generations", "2", "--experiment", "cli-test"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "[popplast] generation 2/2 · 8/8 evaluations" in out.stderr
+    assert "Best individual g00" in out.stdout and f"mlflow ui --backend-store-uri {uri}" in out.stdout
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("cli-test")
+    [search] = client.search_runs([experiment.experiment_id], "tags.`popplast.role` = 'search'")
+    assert search.data.params["workers"] == "2" and search.data.params["executor"] == "ray"
+    rows = individuals(uri, search.info.run_id)
+    assert len(rows) == 8 and {r["generation"] for r in rows} == {0, 1}
+    workers = {client.get_run(r["run_id"]).data.tags["popplast.worker"] for r in rows}
+    assert len(workers) == 2, "both Ray workers evaluated individuals"
+
+
+def test_retrain_logs_a_loadable_model(tmp_path, tracking_uri):
+    import mlflow.pytorch
+    import torch
+
+    final = "fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400, " \
+            "final: {epochs: 8, max_train_samples: null, scheduler: cosine}}"
+    spec = write_spec(tmp_path, TINY_SPEC.replace(TINY_SPEC.splitlines()[2], final))
+    result = popplast.run(spec, executor="local", generations=1, retrain=True, tracking_uri=tracking_uri,
+                          progress=False)
+    # 8 epochs on all 1077 training images against 1 epoch on 400 during the search
+    retrained, searched = result.retrain_metrics["test_accuracy"], result.best_metrics["test_accuracy"]
+    assert result.model_uri and retrained > 0.8 and retrained > searched + 0.2
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pytorch.load_model(result.model_uri)
+    channels = 1 if result.best_config["architecture"] in ("lenet5", "small_vgg") else 3
+    assert model(torch.zeros(5, channels, 8, 8)).shape == (5, 10)
