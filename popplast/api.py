@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from popplast.core.errors import SpecError
+from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.result import SearchResult
 from popplast.core.spec import SearchSpec
 from popplast.core.strategies import build_strategy
@@ -43,7 +43,11 @@ def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None,
     _check_options(executor, workers, cpus_per_worker, gpus_per_worker)
     shape = _preflight(spec)
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
-    tracker = MLflowTracker(tracking_uri, experiment, spec.strategy.method)
+    try:
+        tracker = MLflowTracker(tracking_uri, experiment, spec.strategy.method)
+    except Exception as e:  # MLflow raises many types for a bad URI; all mean the same to the user
+        raise SpecError(COMMAND_LINE, "--tracking-uri",
+                        f"cannot open the MLflow tracking store {tracking_uri!r} ({type(e).__name__}: {e}).") from None
     threads = max(1, int(cpus_per_worker))
     make_evaluator = functools.partial(_make_evaluator, spec, threads)
 
@@ -90,7 +94,7 @@ def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None,
 
 def _check_options(executor: str, workers: int | None, cpus: float, gpus: float) -> None:
     def bad(flag: str, expected: str, value: Any) -> SpecError:
-        return SpecError("the command line", flag, f"expected {expected}, got {value!r}.")
+        return SpecError(COMMAND_LINE, flag, f"expected {expected}, got {value!r}.")
 
     if executor not in EXECUTORS:
         raise bad("--executor", "ray or local", executor)

@@ -13,6 +13,9 @@ EXIT_BAD_INPUT = 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="popplast", description="Population-based training on Ray, tracked in MLflow.")
+    from popplast import __version__
+
+    parser.add_argument("--version", action="version", version=f"popplast {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run a search described by a search-space file",
                               description="Run a search described by a search-space file. Flags override the file.")

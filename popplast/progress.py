@@ -11,7 +11,7 @@ import time
 from typing import Any, Sequence, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
@@ -30,7 +30,7 @@ class SearchProgress:
         self._bar: Progress | None = None
         if self.console.is_terminal:
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=self.console)
+                                 TextColumn("{task.fields[status]}"), console=self.console)
             self._task = self._bar.add_task("search", total=self.total, status="")
             self._bar.start()
 

@@ -66,12 +66,13 @@ def test_missing_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["--population", "1"], "at --population: expected an integer >= 2, got int 1."),
-    (["--workers", "0"], "at --workers: expected an integer >= 1, got 0."),
-    (["--cpus-per-worker", "0"], "at --cpus-per-worker: expected a number > 0"),
+    (["--population", "1"], "Invalid option --population: expected an integer >= 2, got int 1."),
+    (["--workers", "0"], "Invalid option --workers: expected an integer >= 1, got 0."),
+    (["--cpus-per-worker", "0"], "Invalid option --cpus-per-worker: expected a number > 0"),
+    (["--tracking-uri", "nosuch://x"], "Invalid option --tracking-uri: cannot open the MLflow tracking store"),
 ])
 def test_bad_flag(flags, expected, tiny_spec, tmp_path, capsys):
-    assert main(["run", str(tiny_spec), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags]) == 2
+    assert main(["run", str(tiny_spec), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags]) == 2
     assert expected in capsys.readouterr().err
 
 

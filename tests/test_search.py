@@ -112,3 +112,21 @@ def test_retrain_logs_a_loadable_model(tmp_path, tracking_uri):
     model = mlflow.pytorch.load_model(result.model_uri)
     channels = 1 if result.best_config["architecture"] in ("lenet5", "small_vgg") else 3
     assert model(torch.zeros(5, channels, 8, 8)).shape == (5, 10)
+
+
+def test_more_workers_than_cpus_is_refused_before_training(tiny_spec, tmp_path, ray_address, capsys):
+    from popplast.cli import main
+
+    code = main(["run", str(tiny_spec), "--workers", "3", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "3 workers × --cpus-per-worker 1 need 3 CPUs, but the Ray cluster has 2" in err
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    assert client.search_runs([client.get_experiment_by_name("tiny").experiment_id]) == []
+
+
+def test_wrong_ray_address_fails_fast(tiny_spec, tmp_path):
+    out = subprocess.run([BIN, "run", str(tiny_spec), "--address", "127.0.0.1:1", "--quiet"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    assert "no Ray cluster answers at '127.0.0.1:1'" in out.stderr and "Traceback" not in out.stderr

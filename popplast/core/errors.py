@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+COMMAND_LINE = "the command line"
+
+
 class SpecError(ValueError):
     """Invalid search specification or option.
 
@@ -14,5 +17,8 @@ class SpecError(ValueError):
         self.source = source
         self.key = key
         self.expected = expected
-        where = f"{source}, at {key}" if key else source
-        super().__init__(f"Invalid search specification in {where}: {expected}")
+        if source == COMMAND_LINE:
+            super().__init__(f"Invalid option {key}: {expected}")
+        else:
+            where = f"{source}, at {key}" if key else source
+            super().__init__(f"Invalid search specification in {where}: {expected}")

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from popplast.core.errors import SpecError
+from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import Section, describe
 from popplast.core.space import SearchSpace
 
@@ -106,7 +106,7 @@ class SearchSpec:
         minimum = {"population": 2, "generations": 1, "seed": 0, "epochs": 1, "image_size": 4}
         for key, value in {**strategy, **fidelity}.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum[key]:
-                raise SpecError("the command line", "--" + key.replace("_", "-"),
+                raise SpecError(COMMAND_LINE, "--" + key.replace("_", "-"),
                                 f"expected an integer >= {minimum[key]}, got {describe(value)}.")
         return dataclasses.replace(
             self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from typing import Iterator
 
 import ray
@@ -22,6 +23,8 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    if address:
+        _check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -31,6 +34,19 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a host:port nothing listens on: ray.init would retry it for many minutes in silence."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        raise ClusterError(f"no Ray cluster answers at {address!r} ({e}); check the head node's address "
+                           "(`ray status` on it prints it) or use --address auto on a cluster node.") from None
 
 
 def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float) -> None:
