@@ -34,7 +34,6 @@ def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None,
     training starts), ClusterError when Ray cannot provide the workers, SearchFailed when every
     evaluation failed.
     """
-    from popplast.execution.search import configuration, run_search
     from popplast.tracking.mlflow_tracker import MLflowTracker
 
     spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
@@ -57,39 +56,45 @@ def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None,
         settings = {"executor": executor, "workers": pool.workers, "cpus_per_worker": cpus_per_worker,
                     "gpus_per_worker": gpus_per_worker, "torch_threads": threads}
         tracker.start_search(spec, settings)
-        observers: list[Any] = [tracker]
-        if progress:
-            from popplast.progress import SearchProgress
-
-            observers.append(SearchProgress(spec.strategy.generations, spec.strategy.population))
         try:
-            strategy = build_strategy(spec)
-            rng = np.random.default_rng(np.random.SeedSequence(spec.strategy.seed))
-            outcome = run_search(spec, strategy, pool, rng, observers)
-        except BaseException:
+            result, state = _search(spec, pool, tracker, progress)
+            if retrain:
+                _retrain(spec, pool, tracker, result, shape)
+        except BaseException:  # interrupted or failed: the runs logged so far stay, the search run says FAILED
             tracker.fail_search()
             raise
-        finally:
-            for observer in observers[1:]:
-                observer.close()
-        state = outcome.state
-        if state.best is None:
-            tracker.fail_search()
-            first = next(iter(outcome.results.values()))
-            raise SearchFailed(f"all {len(outcome.results)} evaluations failed; the first error was: {first.error}")
-        best_result = outcome.results[state.best.id]
-        result = SearchResult(
-            method=spec.strategy.method, best=state.best, best_config=configuration(spec, state.best),
-            best_fitness=float(state.best_fitness), best_metrics=dict(best_result.metrics),
-            best_run_id=tracker.run_ids[state.best.id], search_run_id=tracker.search_run_id,
-            experiment_id=tracker.experiment_id, tracking_uri=tracking_uri,
-            evaluations=len(outcome.results), failed=sum(not r.ok for r in outcome.results.values()),
-            wall_seconds=0.0, history=outcome.history)
-        if retrain:
-            _retrain(spec, pool, tracker, result, shape)
     result.wall_seconds = time.perf_counter() - start
     tracker.end_search(result, state.to_dict())
     return result
+
+
+def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> tuple[SearchResult, Any]:
+    from popplast.execution.search import configuration, run_search
+
+    observers: list[Any] = [tracker]
+    if progress:
+        from popplast.progress import SearchProgress
+
+        observers.append(SearchProgress(spec.strategy.generations, spec.strategy.population))
+    try:
+        rng = np.random.default_rng(np.random.SeedSequence(spec.strategy.seed))
+        outcome = run_search(spec, build_strategy(spec), pool, rng, observers)
+    finally:
+        for observer in observers[1:]:
+            observer.close()
+    state = outcome.state
+    if state.best is None:
+        first = next(iter(outcome.results.values()))
+        raise SearchFailed(f"all {len(outcome.results)} evaluations failed; the first error was: {first.error}")
+    best_result = outcome.results[state.best.id]
+    result = SearchResult(
+        method=spec.strategy.method, best=state.best, best_config=configuration(spec, state.best),
+        best_fitness=float(state.best_fitness), best_metrics=dict(best_result.metrics),
+        best_run_id=tracker.run_ids[state.best.id], search_run_id=tracker.search_run_id,
+        experiment_id=tracker.experiment_id, tracking_uri=tracker.tracking_uri,
+        evaluations=len(outcome.results), failed=sum(not r.ok for r in outcome.results.values()),
+        wall_seconds=0.0, history=outcome.history)
+    return result, state
 
 
 def _check_options(executor: str, workers: int | None, cpus: float, gpus: float) -> None:

@@ -130,3 +130,18 @@ def test_wrong_ray_address_fails_fast(tiny_spec, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 2
     assert "no Ray cluster answers at '127.0.0.1:1'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_crashing_evaluation_is_recorded_as_failed_and_the_search_goes_on(tmp_path, tracking_uri):
+    # inception_v3 needs at least 75×75 pixels: every individual that decodes to it crashes on 8×8 images
+    spec = write_spec(tmp_path, TINY_SPEC.replace("[lenet5, small_vgg]", "[lenet5, inception_v3]"))
+    result = popplast.run(spec, executor="local", tracking_uri=tracking_uri, progress=False)
+    rows = individuals(tracking_uri, result.search_run_id)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and len(rows) == 12 and result.failed == len(failed)
+    client = MlflowClient(tracking_uri)
+    for row in failed:
+        run = client.get_run(row["run_id"])
+        assert run.info.status == "FAILED" and "fitness" not in run.data.metrics
+        assert run.data.params["architecture"] == "inception_v3" and run.data.tags["popplast.error"]
+    assert result.best_config["architecture"] == "lenet5"

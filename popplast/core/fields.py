@@ -53,6 +53,10 @@ class Section:
             value = int(value)
         return value
 
+    def is_null(self, name: str) -> bool:
+        """The key is written, with no value (`key: null` or `key:`)."""
+        return name in self.data and self.data[name] is None
+
     def section(self, name: str, default: Any = REQUIRED) -> "Section":
         self._read.add(name)
         if name not in self.data or self.data[name] is None:

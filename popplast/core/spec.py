@@ -140,9 +140,8 @@ def _fidelity(s: Section, defaults: Fidelity) -> Fidelity:
             raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
         out[key] = value
     # an explicit null lifts an inherited cap (a final fidelity trains on the whole training split)
-    explicit_null = "max_train_samples" in s.data and s.data["max_train_samples"] is None
-    cap = None if explicit_null else s.take("max_train_samples", "int", defaults.max_train_samples)
-    s.take("max_train_samples", "any", None)
+    inherited = None if s.is_null("max_train_samples") else defaults.max_train_samples
+    cap = s.take("max_train_samples", "int", inherited)
     if cap is not None and cap < 2:
         raise s.error("max_train_samples", f"expected an integer >= 2 or null, got {cap}.")
     scheduler = s.take("scheduler", "str", defaults.scheduler)

@@ -81,7 +81,7 @@ class MLflowTracker:
         run_id = run.info.run_id
         self.run_ids[individual.id] = run_id
         now = int(time.time() * 1000)
-        params = {**config, **{f"gene.{k}": f"{g:.6f}" for k, g in zip(self.gene_names, individual.genome)}}
+        params = {**config, **{f"gene.{k}": repr(g) for k, g in zip(self.gene_names, individual.genome)}}
         metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
         if result.ok:
             metrics.append(Metric("fitness", float(result.fitness), now, 0))
