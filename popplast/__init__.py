@@ -1,12 +1,13 @@
 """popplast: population-based training on Ray, tracked in MLflow.
 
-`import popplast` stays light: the API (and with it torch and ray) loads on first use of `popplast.run`.
+`import popplast` stays light: the API (and with it torch and ray) loads on first use of `popplast.run`
+or `popplast.evolve_rules`.
 """
 
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "SearchResult", "SpecError"]
+__all__ = ["run", "evolve_rules", "SearchResult", "RulesResult", "SpecError"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,6 +15,14 @@ def __getattr__(name: str) -> Any:
         from popplast.api import run
 
         return run
+    if name == "evolve_rules":
+        from popplast.rules_api import evolve_rules
+
+        return evolve_rules
+    if name == "RulesResult":
+        from popplast.core.result import RulesResult
+
+        return RulesResult
     if name == "SearchResult":
         from popplast.core.result import SearchResult
 

@@ -26,7 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
     file.add_argument("--seed", type=int, help="seed of the strategy (same seed, same genomes and lineage)")
     file.add_argument("--epochs", type=int, help="training epochs per evaluation")
     file.add_argument("--image-size", type=int, help="image side in pixels during the search")
-    ex = run.add_argument_group("execution")
+    _execution_flags(run)
+    run.add_argument("--retrain", action="store_true",
+                     help="train the best configuration at the file's final fidelity and log the model to MLflow")
+    rules = commands.add_parser("evolve-rules", help="evolve plasticity rules of a recurrent network (paper 004)",
+                                description="Evolve plasticity-rule vectors with an evolution strategy (or train them "
+                                            "by gradient) as the file says. Flags override the file.")
+    rules.add_argument("space", metavar="SPACE.yaml", help="the rules file (task, network, strategy)")
+    rules.add_argument("--method", choices=("elitist", "openai", "snes", "gradient"),
+                       help="elitist: the paper's (1+λ) ES; openai: OpenAI-ES; snes: separable NES; "
+                            "gradient: Adam through the unrolled plastic pass")
+    rules.add_argument("--population", type=int, help="individuals per generation")
+    rules.add_argument("--generations", type=int, help="generations (gradient: Adam steps)")
+    rules.add_argument("--seed", type=int, help="seed of the strategy and of the batch order")
+    _execution_flags(rules)
+    return parser
+
+
+def _execution_flags(parser: argparse.ArgumentParser) -> None:
+    ex = parser.add_argument_group("execution and tracking")
     ex.add_argument("--executor", choices=("ray", "local"), default="ray",
                     help="ray: a pool of Ray worker actors (default); local: one after another in this process")
     ex.add_argument("--workers", type=int, help="Ray worker actors (default: as many as the CPUs allow, at most the population)")
@@ -34,13 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker, fractions allowed (default 0)")
     ex.add_argument("--address", help="join this Ray cluster ('auto' for the one this machine belongs to); "
                                       "without it a local Ray instance is started and stopped")
-    tr = run.add_argument_group("tracking")
-    tr.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    tr.add_argument("--experiment", help="MLflow experiment (default: the file's name without .yaml)")
-    run.add_argument("--retrain", action="store_true",
-                     help="train the best configuration at the file's final fidelity and log the model to MLflow")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
-    return parser
+    ex.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    ex.add_argument("--experiment", help="MLflow experiment (default: the file's name without .yaml)")
+    ex.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from popplast.api import SearchFailed, run
     from popplast.execution.ray_session import ClusterError
 
+    if args.command == "evolve-rules":
+        return _evolve_rules(args)
     try:
         result = run(args.space, population=args.population, generations=args.generations, seed=args.seed,
                      epochs=args.epochs, image_size=args.image_size, workers=args.workers,
@@ -60,6 +76,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SearchFailed as e:
         print(f"popplast: the search failed: {e}", file=sys.stderr)
         return 1
+    print(result.summary())
+    return 0
+
+
+def _evolve_rules(args: argparse.Namespace) -> int:
+    from popplast.execution.ray_session import ClusterError
+    from popplast.rules_api import evolve_rules
+
+    try:
+        result = evolve_rules(args.space, method=args.method, population=args.population,
+                              generations=args.generations, seed=args.seed, workers=args.workers,
+                              cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                              executor=args.executor, address=args.address, tracking_uri=args.tracking_uri,
+                              experiment=args.experiment, progress=not args.quiet)
+    except (SpecError, ClusterError) as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(result.summary())
     return 0
 

@@ -76,3 +76,38 @@ class SearchProgress:
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class EvolutionProgress:
+    """Progress of `evolve-rules`: a live bar on a terminal, else a line at every tenth of the run."""
+
+    def __init__(self, generations: int, stream: TextIO = sys.stderr) -> None:
+        self.generations = generations
+        self.console = Console(file=stream, highlight=False)
+        self.start = time.perf_counter()
+        self._bar: Progress | None = None
+        if self.console.is_terminal:
+            self._bar = Progress(TextColumn("evolving rules"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), console=self.console)
+            self._task = self._bar.add_task("rules", total=generations, status="")
+            self._bar.start()
+
+    def generation_finished(self, generation: int, metrics: dict[str, float]) -> None:
+        done = generation + 1
+        elapsed = time.perf_counter() - self.start
+        parts = [f"best {metrics.get('best', float('nan')):.3f}", f"mean {metrics.get('mean', float('nan')):.3f}"]
+        if "loss" in metrics:
+            parts.append(f"loss {metrics['loss']:.3f}")
+        parts.append(f"{_clock(elapsed)} elapsed")
+        if done < self.generations:
+            parts.append(f"~{_clock(elapsed / done * (self.generations - done))} left")
+        status = " · ".join(parts)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, status=status)
+        elif done % max(1, self.generations // 10) == 0 or done == self.generations:
+            self.console.print(f"[popplast] generation {done}/{self.generations} · {status}", markup=False,
+                               soft_wrap=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -99,3 +99,38 @@ def ui_url(tracking_uri: str) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class RulesResult:
+    """What `popplast evolve-rules` prints and `popplast.evolve_rules` returns."""
+
+    method: str
+    rules: list[float]
+    train_accuracy: float
+    test_accuracy: float
+    generalisation_accuracy: float
+    generalisation_batch_accuracy: float
+    generalisation_curve: list[float]
+    best_fitness: float
+    generations: int
+    search_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    wall_seconds: float
+    chance: float
+
+    def summary(self) -> str:
+        return "\n".join([
+            f"Rules evolved with {self.method} over {self.generations} generations in {self.wall_seconds:.1f} s "
+            f"({len(self.rules)} genes; chance accuracy {self.chance:.3f})",
+            f"  train accuracy {self.train_accuracy:.4f}, test accuracy {self.test_accuracy:.4f}",
+            f"  generalisation (fresh data, rules frozen): test accuracy {self.generalisation_accuracy:.4f} after "
+            f"{len(self.generalisation_curve)} passes (train accuracy by pass: "
+            f"first {self.generalisation_curve[0]:.4f}, last {self.generalisation_curve[-1]:.4f})",
+            f"  generalisation under the selection protocol (fresh data, one batch from reset weights): "
+            f"test accuracy {self.generalisation_batch_accuracy:.4f}",
+            f"MLflow: search run {self.search_run_id}; the rule vector is its artifact rules.json",
+            f"Open it: {ui_command(self.tracking_uri)}",
+            f"  then {ui_url(self.tracking_uri)}/#/experiments/{self.experiment_id}/runs/{self.search_run_id}",
+        ])

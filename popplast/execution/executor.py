@@ -27,11 +27,23 @@ class Evaluation:
     def run(self, evaluator: Evaluator) -> EvalResult:
         return evaluator.evaluate(self.individual, self.config, None, self.budget, self.return_weights)
 
+    def failed(self, error: str) -> EvalResult:
+        """The result to record when the worker running this evaluation died."""
+        return EvalResult.failed(self.individual.id, error)
+
+
+class Work(Protocol):
+    """Anything an executor runs: `run` on a worker's evaluator, `failed` when the worker died doing it."""
+
+    def run(self, evaluator: Any) -> Any: ...
+
+    def failed(self, error: str) -> Any: ...
+
 
 class Executor(Protocol):
     workers: int
 
-    def map(self, evaluations: Iterable[Evaluation]) -> Iterator[EvalResult]: ...
+    def map(self, evaluations: Iterable[Work]) -> Iterator[Any]: ...
 
     def close(self) -> None: ...
 
@@ -44,7 +56,7 @@ class LocalExecutor:
     def __init__(self, make_evaluator: Callable[[], Evaluator]) -> None:
         self._evaluator = make_evaluator()
 
-    def map(self, evaluations: Iterable[Evaluation]) -> Iterator[EvalResult]:
+    def map(self, evaluations: Iterable[Work]) -> Iterator[Any]:
         for evaluation in evaluations:
             yield evaluation.run(self._evaluator)
 

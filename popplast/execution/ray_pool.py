@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import collections
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from popplast.core.result import EvalResult
-from popplast.execution.executor import Evaluation, Evaluator
+from popplast.execution.executor import Evaluator, Work
 
 
 @ray.remote
@@ -17,12 +16,12 @@ class EvaluatorActor:
     def __init__(self, make_evaluator: Callable[[], Evaluator]) -> None:
         self.evaluator = make_evaluator()
 
-    def evaluate(self, evaluation: Evaluation) -> EvalResult:
-        return evaluation.run(self.evaluator)
+    def evaluate(self, work: Work) -> Any:
+        return work.run(self.evaluator)
 
 
 class RayExecutor:
-    """Evaluates on `workers` actors with `cpus_per_worker` CPUs and `gpus_per_worker` GPUs each (fractions allowed).
+    """Runs work items (GA evaluations, ES population slices) on `workers` actors with `cpus_per_worker` CPUs and `gpus_per_worker` GPUs each (fractions allowed).
 
     Results come back as they finish, not in submission order. An actor that dies takes its individual
     with it (recorded as failed) and is replaced, so the search goes on.
@@ -38,7 +37,7 @@ class RayExecutor:
     def _start(self):
         return EvaluatorActor.options(**self._options).remote(self._make_evaluator)
 
-    def map(self, evaluations: Iterable[Evaluation]) -> Iterator[EvalResult]:
+    def map(self, evaluations: Iterable[Work]) -> Iterator[Any]:
         waiting = collections.deque(evaluations)
         idle = list(self._actors)
         running: dict = {}  # object ref → (actor, evaluation)
@@ -51,10 +50,10 @@ class RayExecutor:
             try:
                 result = ray.get(ref)
             except RayActorError as e:
-                result = EvalResult.failed(evaluation.individual.id, f"the worker died: {e}")
+                result = evaluation.failed(f"the worker died: {e}")
                 actor = self._replace(actor)
             except RayError as e:
-                result = EvalResult.failed(evaluation.individual.id, f"{type(e).__name__}: {e}")
+                result = evaluation.failed(f"{type(e).__name__}: {e}")
             idle.append(actor)
             yield result
 

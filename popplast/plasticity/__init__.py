@@ -1,0 +1,1 @@
+"""Plasticity: learning mechanisms as torch components."""

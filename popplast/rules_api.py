@@ -1,0 +1,102 @@
+"""`popplast.evolve_rules`: the Python API behind `popplast evolve-rules`."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.es import ES_STRATEGIES
+from popplast.core.result import RulesResult
+from popplast.core.rules_spec import RulesSpec
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = None, population: int | None = None,
+                 generations: int | None = None, seed: int | None = None, workers: int | None = None,
+                 cpus_per_worker: float = 1, gpus_per_worker: float = 0, executor: str = "ray",
+                 address: str | None = None, tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None,
+                 progress: bool = True) -> RulesResult:
+    """Evolve (or, with method 'gradient', train) plasticity rules as the file says; flags override it.
+
+    The ES population is split across the workers, each evaluating its slice vectorised. The gradient
+    baseline runs in this process. Raises SpecError for bad input, before anything starts.
+    """
+    from popplast.api import _check_options, _open_executor
+    from popplast.execution.evolve import run_evolution
+    from popplast.plasticity.plastic_rnn import genome_size, rule_sizes
+    from popplast.tracking.rules_tracker import RulesTracker
+    from popplast.training.rule_evaluator import RuleEvaluator, train_rules_by_gradient
+
+    spec = space if isinstance(space, RulesSpec) else RulesSpec.from_yaml(space)
+    spec = spec.with_overrides(method=method, population=population, generations=generations, seed=seed)
+    _check_options(executor, workers, cpus_per_worker, gpus_per_worker)
+    s = spec.strategy
+    experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
+    try:
+        tracker = RulesTracker(tracking_uri, experiment, s.method)
+    except Exception as e:  # MLflow raises many types for a bad URI
+        raise SpecError(COMMAND_LINE, "--tracking-uri", f"cannot open the MLflow tracking store {tracking_uri!r} "
+                        f"({type(e).__name__}: {e}).") from None
+    threads = max(1, int(cpus_per_worker))
+    local = RuleEvaluator(spec, threads=threads)  # final evaluation (and the gradient baseline) run here
+    rng = np.random.default_rng(np.random.SeedSequence(s.seed))
+    observers: list[Any] = [tracker]
+    if progress:
+        from popplast.progress import EvolutionProgress
+
+        observers.append(EvolutionProgress(s.generations))
+    start = time.perf_counter()
+    dim = genome_size(spec.network.rounds)
+    kind = "local" if s.method == "gradient" else executor
+    make_evaluator = functools.partial(RuleEvaluator, spec, threads)
+    with _open_executor(kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population) as pool:
+        tracker.start_search(spec, {"executor": kind, "workers": pool.workers, "genes": dim,
+                                    "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker})
+        try:
+            if s.method == "gradient":
+                def on_step(step: int, metrics: dict) -> None:
+                    for observer in observers:
+                        observer.generation_finished(step, metrics)
+
+                rules = train_rules_by_gradient(spec, local, rng, on_step)
+                best_fitness = float("nan")
+            else:
+                strategy = _strategy(spec, dim)
+                state, _ = run_evolution(strategy, pool, rng, s.generations, len(local.data.y_train),
+                                         s.batch_size, observers)
+                rules, best_fitness = state.mean, state.best_fitness
+            for observer in observers[1:]:
+                observer.close()
+            final = local.final_accuracy(rules)
+            general = local.generalisation(rules)
+        except BaseException:
+            tracker.fail_search()
+            raise
+    result = RulesResult(
+        method=s.method, rules=rules.tolist(), train_accuracy=final["train_accuracy"],
+        test_accuracy=final["test_accuracy"], generalisation_accuracy=general.test_accuracy,
+        generalisation_batch_accuracy=general.batch_test_accuracy,
+        generalisation_curve=general.train_curve, best_fitness=best_fitness, generations=s.generations,
+        search_run_id=tracker.search_run_id, experiment_id=tracker.experiment_id, tracking_uri=tracking_uri,
+        wall_seconds=time.perf_counter() - start, chance=1.0 / local.data.classes)
+    tracker.end_search({"train_accuracy": result.train_accuracy, "test_accuracy": result.test_accuracy,
+                        "generalisation_test_accuracy": result.generalisation_accuracy,
+                        "generalisation_batch_test_accuracy": result.generalisation_batch_accuracy,
+                        "wall_seconds": result.wall_seconds}, general.train_curve, rules,
+                       rule_sizes(spec.network.rounds))
+    return result
+
+
+def _strategy(spec: RulesSpec, dim: int) -> Any:
+    s = spec.strategy
+    if s.method == "elitist":
+        return ES_STRATEGIES["elitist"](dim, population=s.population, sigma=s.sigma)
+    if s.method == "openai":
+        return ES_STRATEGIES["openai"](dim, population=s.population, sigma=s.sigma, learning_rate=s.learning_rate)
+    return ES_STRATEGIES["snes"](dim, population=s.population, sigma=s.sigma)
