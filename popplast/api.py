@@ -65,7 +65,20 @@ def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None,
             raise
     result.wall_seconds = time.perf_counter() - start
     tracker.end_search(result, state.to_dict())
+    result.lineage_html = _draw_lineage(tracker)
     return result
+
+
+def _draw_lineage(tracker: Any) -> str | None:
+    """lineage.html and lineage.png as artifacts of the search run; returns where the HTML page is."""
+    import tempfile
+
+    from popplast.tracking.lineage import draw_lineage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        draw_lineage(tracker.tracking_uri, tracker.search_run_id, tmp)
+    uri = tracker.client.get_run(tracker.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
+    return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
 def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> tuple[SearchResult, Any]:

@@ -29,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_flags(run)
     run.add_argument("--retrain", action="store_true",
                      help="train the best configuration at the file's final fidelity and log the model to MLflow")
+    lineage = commands.add_parser("lineage", help="draw a search's family tree from MLflow",
+                                  description="Draw the family tree of a search from its MLflow runs alone: "
+                                              "lineage.html (every node links to its run) and lineage.png.")
+    lineage.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
+    lineage.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    lineage.add_argument("--out", default=".", help="folder for lineage.html and lineage.png (default: here)")
+    lineage.add_argument("--ui-url", help="base URL of the MLflow UI the nodes link to (default: the tracking "
+                                          "server's URL, or http://127.0.0.1:5000 for a local store)")
+    lineage.add_argument("--no-log", action="store_true", help="do not attach the files to the search run")
     rules = commands.add_parser("evolve-rules", help="evolve plasticity rules of a recurrent network (paper 004)",
                                 description="Evolve plasticity-rule vectors with an evolution strategy (or train them "
                                             "by gradient) as the file says. Flags override the file.")
@@ -64,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "evolve-rules":
         return _evolve_rules(args)
+    if args.command == "lineage":
+        return _lineage(args)
     try:
         result = run(args.space, population=args.population, generations=args.generations, seed=args.seed,
                      epochs=args.epochs, image_size=args.image_size, workers=args.workers,
@@ -77,6 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"popplast: the search failed: {e}", file=sys.stderr)
         return 1
     print(result.summary())
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from popplast.tracking.lineage import LineageError, draw_lineage
+
+    try:
+        html_path, png_path = draw_lineage(args.tracking_uri, args.search_run_id, args.out, args.ui_url,
+                                           log=not args.no_log)
+    except LineageError as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{html_path}\n{png_path}")
     return 0
 
 

@@ -85,3 +85,14 @@ def test_cap_keeps_exactly_k_units():
     _, codes = forward(net.w_in[None], net.w_g[None], net.w_out[None], torch.randn(7, 4, generator=g), 6, 3)
     bits = torch.stack([(codes >> k) & 1 for k in range(4)])  # (rounds + 1, P, B, n)
     assert (bits.sum(dim=-1) == 6).all()
+
+
+@pytest.mark.gpu
+def test_population_pass_on_cuda_equals_cpu():
+    g = torch.Generator().manual_seed(4)
+    net = PlasticNet.random(10, 20, 4, 10, 3, 0.5, g, dtype=torch.float64)
+    genomes = torch.randn(32, genome_size(3), generator=g, dtype=torch.float64)
+    x, y = torch.randn(50, 10, generator=g, dtype=torch.float64), torch.randint(0, 4, (50,), generator=g)
+    cpu = population_accuracy(genomes, net, x, y, x, y)
+    cuda = population_accuracy(genomes.cuda(), net.to("cuda"), x.cuda(), y.cuda(), x.cuda(), y.cuda())
+    assert torch.allclose(cpu, cuda.cpu(), atol=1e-6)

@@ -59,6 +59,7 @@ class SearchResult:
     history: list[dict[str, float]] = field(default_factory=list)
     model_uri: str | None = None
     retrain_metrics: dict[str, float] = field(default_factory=dict)
+    lineage_html: str | None = None
 
     def summary(self) -> str:
         """The text `popplast run` prints at the end."""
@@ -79,6 +80,7 @@ class SearchResult:
         lines += [
             f"{self.evaluations} evaluations ({self.failed} failed) in {self.wall_seconds:.1f} s",
             f"MLflow: search run {self.search_run_id}, best individual's run {self.best_run_id}",
+            *([f"Family tree: {self.lineage_html}"] if self.lineage_html else []),
             f"Open it: {ui_command(self.tracking_uri)}",
             f"  then {ui_url(self.tracking_uri)}/#/experiments/{self.experiment_id}/runs/{self.best_run_id}",
         ]

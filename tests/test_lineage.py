@@ -1,0 +1,103 @@
+"""`popplast lineage`: the family tree read from MLflow alone, and a real browser following it to MLflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow import MlflowClient
+
+import popplast
+from popplast.tracking.lineage import draw_lineage, read_lineage
+
+BIN = os.path.dirname(sys.executable)
+CHROMIUM = shutil.which("chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+
+def test_lineage_is_read_from_mlflow_and_drawn(tiny_spec, tracking_uri, tmp_path):
+    result = popplast.run(tiny_spec, executor="local", tracking_uri=tracking_uri, progress=False)
+    client = MlflowClient(tracking_uri)
+    lineage = read_lineage(client, result.search_run_id)
+    assert len(lineage.nodes) == 12 and lineage.best_id == result.best.id
+    ancestry = lineage.ancestry()
+    assert result.best.id in ancestry and all(lineage.nodes[p].generation < lineage.nodes[result.best.id].generation
+                                              for p in ancestry - {result.best.id})
+    # popplast run already attached both files; drawing again here writes them locally
+    artifacts = {a.path for a in client.list_artifacts(result.search_run_id)}
+    assert {"lineage.html", "lineage.png"} <= artifacts and os.path.isfile(result.lineage_html)
+    html_path, png_path = draw_lineage(tracking_uri, result.search_run_id, str(tmp_path / "out"), log=False)
+    page = open(html_path, encoding="utf-8").read()
+    assert page.count('<a class="node"') == 12 and page.count('class="edge') >= 8
+    assert not any(tag in page for tag in ("<script", "src=", "<link", "@import"))  # self-contained
+    with open(png_path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on localhost, with its own store, for the length of one test."""
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([os.path.join(BIN, "mlflow"), "server", "--backend-store-uri",
+                             f"sqlite:///{tmp_path / 'server.db'}", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=2).read() == b"OK":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tmp_path, mlflow_server):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: `make test` installs Debian's chromium package when run as root")
+        pytest.skip("chromium is not installed (make test installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+
+    result = popplast.run(tiny_spec, executor="local", generations=2, tracking_uri=mlflow_server, progress=False)
+    out = subprocess.run([os.path.join(BIN, "popplast"), "lineage", result.search_run_id, "--tracking-uri",
+                          mlflow_server, "--out", str(tmp_path / "tree")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.search_run_id}'")
+    with sync_playwright() as p:
+        # launch() gives the browser a fresh, temporary profile (the fresh --user-data-dir the flags need)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"file://{tmp_path / 'tree' / 'lineage.html'}")
+            nodes = page.locator("a.node")
+            assert nodes.count() == len(runs) == 8
+            assert {nodes.nth(i).get_attribute("data-run") for i in range(nodes.count())} == {r.info.run_id for r in runs}
+            target = nodes.nth(nodes.count() - 1)
+            run_id, individual = target.get_attribute("data-run"), target.get_attribute("data-individual")
+            target.locator("circle").click()
+            page.wait_for_url(f"{mlflow_server}/#/experiments/{result.experiment_id}/runs/{run_id}*", timeout=30_000)
+            page.get_by_text(individual).first.wait_for(timeout=60_000)  # the MLflow UI shows the run's name
+        finally:
+            browser.close()
