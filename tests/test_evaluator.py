@@ -47,3 +47,13 @@ def test_lbfgs_and_rprop_train():
     for optimizer in ("lbfgs", "rprop"):
         result = evaluate({"architecture": "lenet5", "optimizer": optimizer, "lr_scale": 0.1, "weight_decay": 1e-4})
         assert result.ok, result.error
+
+
+def test_weight_hashes_identify_weights():
+    a = evaluate({"architecture": "lenet5"}, seed=3)
+    b = evaluate({"architecture": "lenet5"}, seed=3)
+    c = evaluate({"architecture": "lenet5"}, seed=4)
+    assert a.tags == b.tags  # same seed: bit-identical initial and trained weights
+    assert a.tags["initial_weights_hash"] != c.tags["initial_weights_hash"]
+    assert a.tags["initial_weights_hash"] != a.tags["trained_weights_hash"]
+    assert len(a.tags["trained_weights_hash"]) == 16

@@ -46,8 +46,11 @@ def test_local_search_logs_every_individual_with_its_lineage(tiny_spec, tracking
     rows = individuals(tracking_uri, result.search_run_id)
     assert len(rows) == 12 == result.evaluations
     by_id = {r["id"]: r for r in rows}
+    client = MlflowClient(tracking_uri)
     for row in rows:
         assert row["method"] == "ga" and row["status"] == "ok" and row["mlflow_status"] == "FINISHED"
+        tags = client.get_run(row["run_id"]).data.tags
+        assert len(tags["popplast.initial_weights_hash"]) == len(tags["popplast.trained_weights_hash"]) == 16
         assert set(row["genes"]) == {"gene.architecture", "gene.optimizer", "gene.lr_scale"}
         if row["generation"] == 0:
             assert row["operator"] == "init" and row["parents"] == []

@@ -21,6 +21,7 @@ class EvalResult:
         error: why the evaluation failed (one line, then the traceback's last frames), else None.
         weights: trained weights when they were asked for (a state dict or an object-store reference).
         worker: where it ran (host:pid), for the record.
+        tags: strings to record beside the metrics (e.g. the hashes of the initial and trained weights).
     """
 
     individual_id: str
@@ -30,6 +31,7 @@ class EvalResult:
     error: str | None = None
     weights: Any = None
     worker: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -75,6 +75,7 @@ class MLflowTracker:
             "popplast.seed": str(individual.seed),
             "popplast.worker": result.worker,
         }
+        tags.update({f"popplast.{k}": v for k, v in result.tags.items()})
         if result.error:
             tags["popplast.error"] = result.error[:MAX_TAG]
         run = self.client.create_run(self.experiment_id, run_name=individual.id, tags=tags)

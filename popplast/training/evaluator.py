@@ -17,6 +17,7 @@ from popplast.training.config import resolve
 from popplast.training.data import load_split, native_channels
 from popplast.training.models import build_model, input_channels
 from popplast.training.train import measure, train
+from popplast.training.weights import state_dict_hash
 
 
 class CNNEvaluator:
@@ -47,14 +48,18 @@ class CNNEvaluator:
                  budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult:
         """Train and measure one individual; never raises: a failure comes back as a failed EvalResult."""
         budget = budget or self.fidelity
+        hashes: dict[str, str] = {}
         try:
-            metrics, history, weights = self._train(individual, config, budget, return_weights)
+            metrics, history, weights = self._train(individual, config, budget, return_weights, hashes)
         except Exception as e:
-            return EvalResult.failed(individual.id, describe_error(e), worker=self.where)
+            result = EvalResult.failed(individual.id, describe_error(e), worker=self.where)
+            result.tags = hashes
+            return result
         return EvalResult(individual.id, metrics["val_mcc"], metrics, {"train_loss": history},
-                          weights=weights, worker=self.where)
+                          weights=weights, worker=self.where, tags=hashes)
 
-    def _train(self, individual: Individual, config: Mapping[str, Any], budget: Fidelity, return_weights: bool):
+    def _train(self, individual: Individual, config: Mapping[str, Any], budget: Fidelity, return_weights: bool,
+               hashes: dict[str, str]):
         cfg = resolve(config, self.fixed)
         channels = input_channels(cfg.architecture, self._channels)
         data = load_split(self.dataset, budget.image_size, channels, budget.max_train_samples)
@@ -63,11 +68,13 @@ class CNNEvaluator:
             torch.manual_seed(individual.seed)
             generator = torch.Generator().manual_seed(individual.seed)
             model = build_model(cfg.architecture, channels, data.num_classes, cfg.pretrained).to(self.device)
+            hashes["initial_weights_hash"] = state_dict_hash(model.state_dict())
             start = time.perf_counter()
             history = train(model, cfg, data, budget, self.device, generator)
             seconds = time.perf_counter() - start
             metrics = measure(model, data, self.device)
         metrics["train_seconds"] = seconds
+        hashes["trained_weights_hash"] = state_dict_hash(model.state_dict())
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} if return_weights else None
         return metrics, history, weights
 
