@@ -148,3 +148,16 @@ def test_a_crashing_evaluation_is_recorded_as_failed_and_the_search_goes_on(tmp_
         assert run.info.status == "FAILED" and "fitness" not in run.data.metrics
         assert run.data.params["architecture"] == "inception_v3" and run.data.tags["popplast.error"]
     assert result.best_config["architecture"] == "lenet5"
+
+
+def test_astrocyte_genes_in_a_gencnn_search(tmp_path, tracking_uri):
+    text = TINY_SPEC.replace("  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}\n", "  crossover: 0.5\n")
+    text = text.replace("  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}\n", "  mutation: 0.3\n")
+    text += ("  astro_str: {type: float, low: 0.5, high: 1.5}\n  astro_weak: {type: float, low: 0.5, high: 1.5}\n"
+             "fixed: {astro_ng: 2, astro_as: 0.5}\n")
+    result = popplast.run(write_spec(tmp_path, text), executor="local", generations=2, tracking_uri=tracking_uri,
+                          progress=False)
+    rows = individuals(tracking_uri, result.search_run_id)
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    params = MlflowClient(tracking_uri).get_run(rows[0]["run_id"]).data.params
+    assert 0.5 <= float(params["astro_str"]) <= 1.5 and params["astro_ng"] == "2" and "gene.astro_weak" in params

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from popplast.core.errors import SpecError
 from popplast.core.spec import SearchSpec
+from popplast.plasticity.astrocytes import COUNTERS
 from popplast.training.data import BUILTIN_DATASETS, torchvision_dataset_names
 from popplast.training.losses import LOSSES
 from popplast.training.models import architecture_names
@@ -27,6 +28,15 @@ class TrainConfig:
     weight_decay: float = 0.0
     pretrained: bool = False
     batch_size: int | None = None  # None: the fidelity's batch size
+    astro_str: float | None = None  # artificial astrocytes (thesis ch. 4): on when Str or Weak is set
+    astro_weak: float | None = None
+    astro_ng: int = 4
+    astro_as: float = 2.0
+    astro_counter: str = "tanh_max"
+
+    @property
+    def astrocytes(self) -> bool:
+        return self.astro_str is not None or self.astro_weak is not None
 
     @property
     def learning_rate(self) -> float:
@@ -67,6 +77,11 @@ HYPERPARAMETERS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] 
     "weight_decay": (("float", "categorical"), _number(0.0, strict=False)),
     "pretrained": (("categorical",), _bool),
     "batch_size": (("int", "categorical"), _number(1, strict=False, integer=True)),
+    "astro_str": (("float", "categorical"), _number(0.0, strict=False)),
+    "astro_weak": (("float", "categorical"), _number(0.0, strict=False)),
+    "astro_ng": (("int", "categorical"), _number(1, strict=False, integer=True)),
+    "astro_as": (("float", "categorical"), _number(0.0, strict=False)),
+    "astro_counter": (("categorical",), _names(lambda: list(COUNTERS), "astrocyte counter")),
 }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 import torch
 from torch import nn
 
 from popplast.core.spec import Fidelity
+from popplast.plasticity.astrocytes import Astrocytes
 from popplast.training.config import TrainConfig
 from popplast.training.data import SplitData, batches
 from popplast.training.losses import LOSSES
@@ -30,30 +34,47 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
             optimizer, T_max=fidelity.epochs, eta_min=0.1 * config.learning_rate)
     batch_size = config.batch_size or fidelity.batch_size
     history = []
-    for epoch in range(fidelity.epochs):
-        model.train()
-        total, count = 0.0, 0
-        for step, (x, y) in enumerate(batches(data.train, batch_size, shuffle=True, generator=generator)):
-            x, y = x.to(device), y.to(device)
+    with _astrocytes(model, optimizer, config):
+        for epoch in range(fidelity.epochs):
+            model.train()
+            total, count = 0.0, 0
+            for step, (x, y) in enumerate(batches(data.train, batch_size, shuffle=True, generator=generator)):
+                x, y = x.to(device), y.to(device)
 
-            def closure() -> torch.Tensor:
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                if l2:
-                    loss = loss + 0.5 * l2 * sum(p.pow(2).sum() for p in model.parameters())
-                loss.backward()
-                return loss
+                def closure() -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(x), y)
+                    if l2:
+                        loss = loss + 0.5 * l2 * sum(p.pow(2).sum() for p in model.parameters())
+                    loss.backward()
+                    return loss
 
-            loss = optimizer.step(closure)  # every torch optimizer takes a closure; LBFGS needs one
-            value = float(loss.detach())
-            if not np.isfinite(value):
-                raise FloatingPointError(f"the training loss became {value} at epoch {epoch + 1}, step {step + 1}")
-            total += value * len(y)
-            count += len(y)
-        if scheduler is not None:
-            scheduler.step()
-        history.append(total / max(count, 1))
+                loss = optimizer.step(closure)  # every torch optimizer takes a closure; LBFGS needs one
+                value = float(loss.detach())
+                if not np.isfinite(value):
+                    raise FloatingPointError(f"the training loss became {value} at epoch {epoch + 1}, step {step + 1}")
+                total += value * len(y)
+                count += len(y)
+            if scheduler is not None:
+                scheduler.step()
+            history.append(total / max(count, 1))
     return history
+
+
+@contextlib.contextmanager
+def _astrocytes(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig) -> Iterator[None]:
+    """Artificial astrocytes on every Conv2d while training, when the configuration asks for them."""
+    if not config.astrocytes:
+        yield
+        return
+    astrocytes = Astrocytes(model, strong=1.0 if config.astro_str is None else config.astro_str,
+                            weak=1.0 if config.astro_weak is None else config.astro_weak,
+                            ng=config.astro_ng, sensitivity=config.astro_as, counter=config.astro_counter)
+    astrocytes.attach(optimizer)
+    try:
+        yield
+    finally:
+        astrocytes.remove()
 
 
 @torch.no_grad()

@@ -1,0 +1,74 @@
+"""Weight fusion: the fitness-weighted average of trained models (Gen-Soup, thesis ch. 5; ALGORITHMS.md §3).
+
+θ = Σ_k w_k θ_k / Σ_k w_k over floating-point tensors; integer buffers (BatchNorm's num_batches_tracked)
+are copied from the parent with the largest weight, as timm's weight averaging does. Optionally, BatchNorm
+running statistics are re-estimated on a few training batches after fusion (the average of two networks'
+statistics is not the statistics of the averaged network).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+class FusionError(ValueError):
+    pass
+
+
+def fuse_state_dicts(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """Weighted average of any number of state dicts with the same keys and shapes.
+
+    Weights must be non-negative with a positive sum; they are normalised. When every weight is zero
+    (parents at the bottom of the min–max scale, as in the crossover rule) the plain mean is used.
+    """
+    if not states or len(states) != len(weights):
+        raise FusionError(f"expected one weight per state dict, got {len(states)} state dicts and {len(weights)} weights")
+    if any(w < 0 for w in weights):
+        raise FusionError(f"fusion weights must be non-negative, got {list(weights)}")
+    total = float(sum(weights))
+    norm = [1.0 / len(weights)] * len(weights) if total == 0 else [w / total for w in weights]
+    keys = list(states[0])
+    for i, state in enumerate(states[1:], start=1):
+        if list(state) != keys:
+            missing, extra = set(keys) - set(state), set(state) - set(keys)
+            raise FusionError(f"state dict {i} does not match state dict 0: missing {sorted(missing)[:5]}, "
+                              f"unexpected {sorted(extra)[:5]} (different architectures cannot be fused)")
+        for key in keys:
+            if state[key].shape != states[0][key].shape:
+                raise FusionError(f"{key!r} has shape {tuple(state[key].shape)} in state dict {i} but "
+                                  f"{tuple(states[0][key].shape)} in state dict 0 (different architectures cannot be fused)")
+    leader = max(range(len(norm)), key=lambda k: norm[k])
+    fused = {}
+    for key in keys:
+        first = states[0][key]
+        if first.is_floating_point():
+            fused[key] = sum(w * s[key].to(torch.float64) for w, s in zip(norm, states)).to(first.dtype)
+        else:
+            fused[key] = states[leader][key].clone()
+    return fused
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu") -> int:
+    """Recompute BatchNorm running statistics from the given input batches (cumulative average); returns
+    how many batches were used. A model without BatchNorm is left as it is."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    saved = {m: m.momentum for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the batches seen
+    was_training = model.training
+    model.train()
+    used = 0
+    for x in batches:
+        model(x.to(device))
+        used += 1
+    for m, momentum in saved.items():
+        m.momentum = momentum
+    model.train(was_training)
+    return used
