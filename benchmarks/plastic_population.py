@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
-    net = PlasticNet.random(10, 20, 4, 10, 3, 0.5, g).to(args.device)  # the paper's network: 20 hidden, cap 10
+    net = PlasticNet.random(10, 20, 4, 10, 3, 0.5, g, dtype=torch.float32).to(args.device)  # paper: 20 hidden, cap 10
     genomes = torch.randn(args.population, genome_size(3), generator=g).to(args.device)
     x = torch.randn(100, 10, generator=g).to(args.device)
     y = torch.randint(0, 4, (100,), generator=g).to(args.device)

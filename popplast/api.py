@@ -57,7 +57,9 @@ def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None,
                     "gpus_per_worker": gpus_per_worker, "torch_threads": threads}
         tracker.start_search(spec, settings)
         try:
-            result, state = _search(spec, pool, tracker, progress)
+            result, state, outcome = _search(spec, pool, tracker, progress)
+            if spec.strategy.method == "gensoup":
+                _log_soup_model(spec, outcome, tracker, result, shape)
             if retrain:
                 _retrain(spec, pool, tracker, result, shape)
         except BaseException:  # interrupted or failed: the runs logged so far stay, the search run says FAILED
@@ -81,17 +83,23 @@ def _draw_lineage(tracker: Any) -> str | None:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
-def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> tuple[SearchResult, Any]:
+def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> tuple[SearchResult, Any, Any]:
+    from popplast.core.gensoup import population_size
     from popplast.execution.search import configuration, run_search
+    from popplast.execution.soup import run_soup
 
+    s = spec.strategy
+    soup = s.method == "gensoup"
     observers: list[Any] = [tracker]
     if progress:
         from popplast.progress import SearchProgress
 
-        observers.append(SearchProgress(spec.strategy.generations, spec.strategy.population))
+        sizes = [population_size(g, s.population, s.population_step, min(s.min_population, s.population)) if soup
+                 else s.population for g in range(s.generations)]
+        observers.append(SearchProgress(s.generations, total=sum(sizes)))
     try:
-        rng = np.random.default_rng(np.random.SeedSequence(spec.strategy.seed))
-        outcome = run_search(spec, build_strategy(spec), pool, rng, observers)
+        rng = np.random.default_rng(np.random.SeedSequence(s.seed))
+        outcome = (run_soup if soup else run_search)(spec, build_strategy(spec), pool, rng, observers)
     finally:
         for observer in observers[1:]:
             observer.close()
@@ -106,8 +114,8 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> tuple[
         best_run_id=tracker.run_ids[state.best.id], search_run_id=tracker.search_run_id,
         experiment_id=tracker.experiment_id, tracking_uri=tracker.tracking_uri,
         evaluations=len(outcome.results), failed=sum(not r.ok for r in outcome.results.values()),
-        wall_seconds=0.0, history=outcome.history)
-    return result, state
+        wall_seconds=0.0, history=outcome.history, peak_weight_bytes=outcome.peak_weight_bytes)
+    return result, state, outcome
 
 
 def _check_options(executor: str, workers: int | None, cpus: float, gpus: float) -> None:
@@ -176,6 +184,33 @@ def _open_executor(kind: str, make_evaluator, workers: int | None, cpus: float, 
             yield pool
         finally:
             pool.close()
+
+
+def _log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
+    """Gen-Soup's answer is a trained model: the best individual's weights, measured again here on the
+    test split before they are logged, so the logged model is known to reproduce the reported metrics."""
+    from popplast.training.config import resolve
+    from popplast.training.data import load_split
+    from popplast.training.models import build_model, input_channels
+    from popplast.training.train import measure
+
+    weights = outcome.best_weights
+    if weights is None:
+        return
+    if type(weights).__name__ == "ObjectRef":  # fetched once, at the end: the final model
+        import ray
+
+        weights = ray.get(weights)
+    cfg = resolve(result.best_config, {})
+    native, classes = shape
+    channels = input_channels(cfg.architecture, native)
+    budget = outcome.best_budget
+    model = build_model(cfg.architecture, channels, classes, pretrained=False)
+    model.load_state_dict(weights)
+    data = load_split(spec.dataset, budget.image_size, channels, budget.max_train_samples)
+    result.model_metrics = {k: v for k, v in measure(model, data, "cpu").items() if k.startswith("test_")}
+    example = np.zeros((1, channels, budget.image_size, budget.image_size), dtype=np.float32)
+    result.model_uri = tracker.log_model(model, example)
 
 
 def _retrain(spec, pool, tracker, result: SearchResult, shape: tuple[int, int]) -> None:

@@ -18,9 +18,9 @@ from popplast.core.result import EvalResult
 
 
 class SearchProgress:
-    def __init__(self, generations: int, population: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, generations: int, population: int = 0, stream: TextIO = sys.stderr, total: int = 0) -> None:
         self.generations = generations
-        self.total = generations * population
+        self.total = total or generations * population
         self.console = Console(file=stream, highlight=False)
         self.start = time.perf_counter()
         self.fitness: list[float] = []

@@ -106,16 +106,18 @@ class GenCNN:
         else:
             genomes, made = self._offspring(state, rng)
         seeds = rng.integers(0, 2**31 - 1, size=len(genomes))
+        # made: (parent ids, operator) or (parent ids, operator, fusion weights) per child
         population = tuple(
             Individual(
                 id=individual_id(generation, slot),
                 genome=tuple(float(g) for g in genome),
                 generation=generation,
-                parent_ids=parents,
-                operator=operator,
+                parent_ids=m[0],
+                operator=m[1],
+                fusion_weights=tuple(m[2]) if len(m) > 2 else (),
                 seed=int(seed),
             )
-            for slot, (genome, (parents, operator), seed) in enumerate(zip(genomes, made, seeds))
+            for slot, (genome, m, seed) in enumerate(zip(genomes, made, seeds))
         )
         return population, replace(state, generation=generation, population=population, fitness={})
 

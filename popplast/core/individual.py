@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 # The operator that made an individual.
-OPERATORS = ("init", "crossover", "mutation", "crossover+mutation", "copy", "elite", "fusion", "es-sample")
+OPERATORS = ("init", "crossover", "mutation", "crossover+mutation", "copy", "elite", "inherit", "fusion", "es-sample")
 
 
 @dataclass(frozen=True)

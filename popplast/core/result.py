@@ -62,6 +62,8 @@ class SearchResult:
     model_uri: str | None = None
     retrain_metrics: dict[str, float] = field(default_factory=dict)
     lineage_html: str | None = None
+    model_metrics: dict[str, float] = field(default_factory=dict)  # the logged model, measured again
+    peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held in the object store at once
 
     def summary(self) -> str:
         """The text `popplast run` prints at the end."""
@@ -79,6 +81,11 @@ class SearchResult:
                          ", ".join(f"{k} {v:.4f}" for k, v in self.retrain_metrics.items() if k.startswith("test_")))
         if self.model_uri:
             lines.append(f"  model: {self.model_uri}  (mlflow.pytorch.load_model)")
+        if self.model_metrics:
+            lines.append("  the logged model, measured again: " +
+                         ", ".join(f"{k} {v:.4f}" for k, v in self.model_metrics.items()))
+        if self.peak_weight_bytes:
+            lines.append(f"  trained weights held at once, at most: {self.peak_weight_bytes / 2**20:.1f} MiB")
         lines += [
             f"{self.evaluations} evaluations ({self.failed} failed) in {self.wall_seconds:.1f} s",
             f"MLflow: search run {self.search_run_id}, best individual's run {self.best_run_id}",

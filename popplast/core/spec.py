@@ -14,7 +14,7 @@ from popplast.core.fields import Section, describe
 from popplast.core.space import SearchSpace
 
 SCHEDULERS = ("none", "cosine")
-METHODS = ("ga",)
+METHODS = ("ga", "gensoup")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ class StrategySpec:
     mutation: tuple[float, ...] = ()
     elitism: bool = True
     seed: int = 0
+    # Gen-Soup only: N_g = max(population - population_step * g, min_population); the image size ramps from
+    # fidelity.image_size to final_image_size over the first generations - hold_generations generations.
+    population_step: int = 0
+    min_population: int = 2
+    final_image_size: int | None = None
+    hold_generations: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,18 @@ def _strategy(s: Section, space: SearchSpace) -> StrategySpec:
         mutation=_per_gene(s, "mutation", space, 0.2),
         elitism=s.take("elitism", "bool", True),
         seed=s.take("seed", "int", 0),
+        population_step=s.take("population_step", "int", 0),
+        min_population=s.take("min_population", "int", 2),
+        final_image_size=s.take("final_image_size", "int", None),
+        hold_generations=s.take("hold_generations", "int", 0),
     )
+    soup_keys = [k for k in ("population_step", "min_population", "final_image_size", "hold_generations") if k in s.data]
+    if soup_keys and method != "gensoup":
+        raise s.error(soup_keys[0], f"only the gensoup method takes {soup_keys[0]}; this search's method is {method}.")
+    for key, minimum in (("population_step", 0), ("min_population", 2), ("hold_generations", 0), ("final_image_size", 4)):
+        value = getattr(spec, key)
+        if value is not None and value < minimum:
+            raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
     s.finish()
     return spec
 

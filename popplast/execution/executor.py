@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
@@ -23,9 +24,17 @@ class Evaluation:
     config: Mapping[str, Any]
     budget: Fidelity | None = None
     return_weights: bool = False
+    parents_weights: tuple[tuple[Any, float], ...] = ()  # (state dict or object-store reference, factor)
 
     def run(self, evaluator: Evaluator) -> EvalResult:
-        return evaluator.evaluate(self.individual, self.config, None, self.budget, self.return_weights)
+        return evaluator.evaluate(self.individual, self.config, self.parents_weights, self.budget,
+                                  self.return_weights)
+
+    def resolve(self, get: Callable[[Any], Any]) -> "Evaluation":
+        """The same evaluation with its parents' weights fetched by `get` (on the worker that runs it)."""
+        if not self.parents_weights:
+            return self
+        return dataclasses.replace(self, parents_weights=tuple((get(w), f) for w, f in self.parents_weights))
 
     def failed(self, error: str) -> EvalResult:
         """The result to record when the worker running this evaluation died."""

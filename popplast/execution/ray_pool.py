@@ -17,7 +17,20 @@ class EvaluatorActor:
         self.evaluator = make_evaluator()
 
     def evaluate(self, work: Work) -> Any:
-        return work.run(self.evaluator)
+        return self._resolved(work).run(self.evaluator)
+
+    @ray.method(num_returns=2)
+    def evaluate_keeping_weights(self, work: Work) -> tuple[Any, Any]:
+        """The result, and apart from it the trained weights: the driver keeps the second object's reference
+        for the children without ever fetching the weights (they stay in the object store)."""
+        result = self._resolved(work).run(self.evaluator)
+        weights, result.weights = result.weights, None
+        return result, weights
+
+    def _resolved(self, work: Work) -> Work:
+        resolve = getattr(work, "resolve", None)
+        get = lambda w: ray.get(w) if isinstance(w, ray.ObjectRef) else w  # noqa: E731
+        return resolve(get) if resolve else work
 
 
 class RayExecutor:
@@ -40,15 +53,21 @@ class RayExecutor:
     def map(self, evaluations: Iterable[Work]) -> Iterator[Any]:
         waiting = collections.deque(evaluations)
         idle = list(self._actors)
-        running: dict = {}  # object ref → (actor, evaluation)
+        running: dict = {}  # object ref → (actor, evaluation, reference to its trained weights or None)
         while waiting or running:
             while idle and waiting:
                 actor, evaluation = idle.pop(0), waiting.popleft()
-                running[actor.evaluate.remote(evaluation)] = (actor, evaluation)
+                if getattr(evaluation, "return_weights", False):
+                    ref, weights = actor.evaluate_keeping_weights.remote(evaluation)
+                else:
+                    ref, weights = actor.evaluate.remote(evaluation), None
+                running[ref] = (actor, evaluation, weights)
             [ref], _ = ray.wait(list(running), num_returns=1)
-            actor, evaluation = running.pop(ref)
+            actor, evaluation, weights = running.pop(ref)
             try:
                 result = ray.get(ref)
+                if weights is not None and result.ok:
+                    result.weights = weights  # a reference: the weights themselves never reach the driver
             except RayActorError as e:
                 result = evaluation.failed(f"the worker died: {e}")
                 actor = self._replace(actor)

@@ -29,6 +29,16 @@ class SearchOutcome:
     state: GAState
     history: list[dict[str, float]] = field(default_factory=list)
     results: dict[str, EvalResult] = field(default_factory=dict)
+    best_weights: Any = None  # Gen-Soup: the best individual's trained weights (a reference on Ray)
+    best_budget: Any = None  # Gen-Soup: the fidelity the best individual was trained and measured at
+    peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held at once
+
+
+def notify(observers: Sequence[Any], event: str, *args: Any) -> None:
+    for observer in observers:
+        method = getattr(observer, event, None)
+        if method is not None:
+            method(*args)
 
 
 def configuration(spec: SearchSpec, individual: Individual) -> dict[str, Any]:
@@ -41,16 +51,9 @@ def run_search(spec: SearchSpec, strategy: GenCNN, executor: Executor, rng: np.r
     """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on."""
     state = strategy.init()
     outcome = SearchOutcome(state)
-
-    def notify(event: str, *args: Any) -> None:
-        for observer in observers:
-            method = getattr(observer, event, None)
-            if method is not None:
-                method(*args)
-
     for _ in range(spec.strategy.generations):
         individuals, state = strategy.ask(state, rng)
-        notify("generation_started", state.generation, individuals)
+        notify(observers, "generation_started", state.generation, individuals)
         by_id = {ind.id: ind for ind in individuals}
         configs = {ind.id: configuration(spec, ind) for ind in individuals}
         for result in executor.map(Evaluation(ind, configs[ind.id]) for ind in individuals):
@@ -58,8 +61,8 @@ def run_search(spec: SearchSpec, strategy: GenCNN, executor: Executor, rng: np.r
             result.weights = None
             outcome.results[result.individual_id] = result
             state, metrics = strategy.tell(state, {result.individual_id: result.fitness if result.ok else None})
-            notify("individual_finished", by_id[result.individual_id], configs[result.individual_id], result)
+            notify(observers, "individual_finished", by_id[result.individual_id], configs[result.individual_id], result)
         outcome.history.append(metrics)
-        notify("generation_finished", state.generation, metrics)
+        notify(observers, "generation_finished", state.generation, metrics)
     outcome.state = state
     return outcome

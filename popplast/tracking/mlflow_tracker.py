@@ -102,7 +102,10 @@ class MLflowTracker:
         metrics = {"best_fitness": result.best_fitness, "evaluations": result.evaluations,
                    "failed_evaluations": result.failed, "wall_seconds": result.wall_seconds,
                    **{f"best_{k}": v for k, v in result.best_metrics.items()},
-                   **{f"retrain_{k}": v for k, v in result.retrain_metrics.items()}}
+                   **{f"retrain_{k}": v for k, v in result.retrain_metrics.items()},
+                   **{f"model_{k}": v for k, v in result.model_metrics.items()}}
+        if result.peak_weight_bytes:
+            metrics["peak_weight_bytes"] = result.peak_weight_bytes
         tags = {"popplast.best_run_id": result.best_run_id, "popplast.best_individual_id": result.best.id}
         self.client.log_batch(self.search_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                               tags=[RunTag(k, v) for k, v in tags.items()])

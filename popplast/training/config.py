@@ -33,6 +33,7 @@ class TrainConfig:
     astro_ng: int = 4
     astro_as: float = 2.0
     astro_counter: str = "tanh_max"
+    bn_reestimate_batches: int = 0  # Gen-Soup: re-estimate BatchNorm statistics on this many batches after a fusion
 
     @property
     def astrocytes(self) -> bool:
@@ -82,6 +83,7 @@ HYPERPARAMETERS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] 
     "astro_ng": (("int", "categorical"), _number(1, strict=False, integer=True)),
     "astro_as": (("float", "categorical"), _number(0.0, strict=False)),
     "astro_counter": (("categorical",), _names(lambda: list(COUNTERS), "astrocyte counter")),
+    "bn_reestimate_batches": (("int", "categorical"), _number(0, strict=False, integer=True)),
 }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import time
 import traceback
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -14,7 +15,8 @@ from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
 from popplast.core.spec import DatasetSpec, Fidelity
 from popplast.training.config import resolve
-from popplast.training.data import load_split, native_channels
+from popplast.training.data import batches, load_split, native_channels
+from popplast.training.fusion import fuse_state_dicts, reestimate_batchnorm
 from popplast.training.models import build_model, input_channels
 from popplast.training.train import measure, train
 from popplast.training.weights import state_dict_hash
@@ -46,11 +48,16 @@ class CNNEvaluator:
 
     def evaluate(self, individual: Individual, config: Mapping[str, Any], parents_weights: Any = None,
                  budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult:
-        """Train and measure one individual; never raises: a failure comes back as a failed EvalResult."""
+        """Train and measure one individual; never raises: a failure comes back as a failed EvalResult.
+
+        `parents_weights`: (state dict, factor) pairs the model starts from, fused by their factors
+        (Gen-Soup); None or empty: a fresh initialisation from the individual's seed.
+        """
         budget = budget or self.fidelity
         hashes: dict[str, str] = {}
         try:
-            metrics, history, weights = self._train(individual, config, budget, return_weights, hashes)
+            metrics, history, weights = self._train(individual, config, budget, return_weights, hashes,
+                                                    parents_weights or ())
         except Exception as e:
             result = EvalResult.failed(individual.id, describe_error(e), worker=self.where)
             result.tags = hashes
@@ -59,7 +66,7 @@ class CNNEvaluator:
                           weights=weights, worker=self.where, tags=hashes)
 
     def _train(self, individual: Individual, config: Mapping[str, Any], budget: Fidelity, return_weights: bool,
-               hashes: dict[str, str]):
+               hashes: dict[str, str], parents_weights: Sequence[tuple[Mapping[str, torch.Tensor], float]]):
         cfg = resolve(config, self.fixed)
         channels = input_channels(cfg.architecture, self._channels)
         data = load_split(self.dataset, budget.image_size, channels, budget.max_train_samples)
@@ -68,6 +75,13 @@ class CNNEvaluator:
             torch.manual_seed(individual.seed)
             generator = torch.Generator().manual_seed(individual.seed)
             model = build_model(cfg.architecture, channels, data.num_classes, cfg.pretrained).to(self.device)
+            if parents_weights:
+                states, factors = zip(*parents_weights)
+                model.load_state_dict(fuse_state_dicts(states, factors))
+                if len(states) > 1 and cfg.bn_reestimate_batches:
+                    size = cfg.batch_size or budget.batch_size
+                    inputs = (x for x, _ in batches(data.train, size, shuffle=True, generator=generator))
+                    reestimate_batchnorm(model, itertools.islice(inputs, cfg.bn_reestimate_batches), self.device)
             hashes["initial_weights_hash"] = state_dict_hash(model.state_dict())
             start = time.perf_counter()
             history = train(model, cfg, data, budget, self.device, generator)
@@ -76,6 +90,8 @@ class CNNEvaluator:
         metrics["train_seconds"] = seconds
         hashes["trained_weights_hash"] = state_dict_hash(model.state_dict())
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} if return_weights else None
+        if weights is not None:
+            metrics["weights_bytes"] = float(sum(t.numel() * t.element_size() for t in weights.values()))
         return metrics, history, weights
 
 
