@@ -194,13 +194,9 @@ def _log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: Search
     from popplast.training.models import build_model, input_channels
     from popplast.training.train import measure
 
-    weights = outcome.best_weights
-    if weights is None:
+    if outcome.best_weights is None:
         return
-    if type(weights).__name__ == "ObjectRef":  # fetched once, at the end: the final model
-        import ray
-
-        weights = ray.get(weights)
+    weights = _fetch(outcome.best_weights)  # fetched once, at the end: the final model
     cfg = resolve(result.best_config, {})
     native, classes = shape
     channels = input_channels(cfg.architecture, native)
@@ -225,9 +221,18 @@ def _retrain(spec, pool, tracker, result: SearchResult, shape: tuple[int, int]) 
     cfg = resolve(result.best_config, {})
     channels, classes = shape
     model = build_model(cfg.architecture, input_channels(cfg.architecture, channels), classes, pretrained=False)
-    model.load_state_dict(trained.weights)
+    model.load_state_dict(_fetch(trained.weights))
     model.eval()
     example = np.zeros((1, input_channels(cfg.architecture, channels), spec.final.image_size, spec.final.image_size),
                        dtype=np.float32)
     result.retrain_metrics = dict(trained.metrics)
     result.model_uri = tracker.log_model(model, example)
+
+
+def _fetch(weights: Any) -> Any:
+    """Trained weights as a state dict: the Ray pool hands back an object-store reference instead."""
+    if type(weights).__name__ == "ObjectRef":
+        import ray
+
+        return ray.get(weights)
+    return weights

@@ -99,15 +99,14 @@ def test_cli_on_ray_with_two_workers(tiny_spec, tmp_path, ray_address):
     assert len(workers) == 2, "both Ray workers evaluated individuals"
 
 
-def test_retrain_logs_a_loadable_model(tmp_path, tracking_uri):
+def test_retrain_logs_a_loadable_model(tmp_path, tracking_uri, ray_address):
     import mlflow.pytorch
     import torch
 
     final = "fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400, " \
             "final: {epochs: 8, max_train_samples: null, scheduler: cosine}}"
     spec = write_spec(tmp_path, TINY_SPEC.replace(TINY_SPEC.splitlines()[2], final))
-    result = popplast.run(spec, executor="local", generations=1, retrain=True, tracking_uri=tracking_uri,
-                          progress=False)
+    result = popplast.run(spec, workers=2, generations=1, retrain=True, tracking_uri=tracking_uri, progress=False)
     # 8 epochs on all 1077 training images against 1 epoch on 400 during the search
     retrained, searched = result.retrain_metrics["test_accuracy"], result.best_metrics["test_accuracy"]
     assert result.model_uri and retrained > 0.8 and retrained > searched + 0.2
