@@ -12,7 +12,8 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="popplast", description="Population-based training on Ray, tracked in MLflow.")
+    parser = argparse.ArgumentParser(prog="popplast",
+                                     description="Population-based training on Ray, tracked in MLflow.")
     from popplast import __version__
 
     parser.add_argument("--version", action="version", version=f"popplast {__version__}")
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Draw the family tree of a search from its MLflow runs alone: "
                                               "lineage.html (every node links to its run) and lineage.png.")
     lineage.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
-    lineage.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    lineage.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
+                         help="MLflow tracking URI (default sqlite:///mlflow.db)")
     lineage.add_argument("--out", default=".", help="folder for lineage.html and lineage.png (default: here)")
     lineage.add_argument("--ui-url", help="base URL of the MLflow UI the nodes link to (default: the tracking "
                                           "server's URL, or http://127.0.0.1:5000 for a local store)")

@@ -81,3 +81,15 @@ def test_astrocytes_change_training_when_str_is_not_one():
         train(model, config, data, fidelity, torch.device("cpu"), torch.Generator().manual_seed(0))
         weights.append(model[0].weight.clone())
     assert not torch.equal(*weights)
+
+
+def test_attaches_to_every_conv_of_a_torchvision_model():
+    model = build_model("mobilenet_v3_small", 3, 5)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    astro = Astrocytes(model, strong=1.1, weak=0.9, ng=1, sensitivity=0.0)
+    model.train()
+    model(torch.randn(2, 3, 32, 32))
+    assert len(astro.layers) == len(convs) > 40
+    assert all(layer.pending is not None for layer in astro.layers)
+    astro.apply_pending()
+    assert astro.modulations > 0

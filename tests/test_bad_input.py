@@ -44,6 +44,9 @@ CASES = {
     "unknown data set": (spec_with("{name: digits, split_seed: 0}", "{name: letters}"),
                          "at dataset.name: unknown data set 'letters'"),
     "pretrained built-in": (TINY_SPEC + "fixed: {pretrained: true}\n", "at fixed.pretrained: the built-in architecture"),
+    "gensoup key for ga": (spec_with("population: 4", "population: 4\n  population_step: 1"),
+                           "at strategy.population_step: only the gensoup method takes population_step"),
+    "unknown method": (spec_with("method: ga", "method: pso"), "at strategy.method: expected one of ga, gensoup"),
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import yaml
+
 from popplast.core.errors import SpecError
 
 REQUIRED = object()
@@ -80,3 +82,19 @@ def describe(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return f"a {type(value).__name__} ({value!r:.60})"
     return f"{type(value).__name__} {value!r}"
+
+
+def load_yaml(source: str) -> Any:
+    """The parsed file, or a SpecError naming the file and, for bad YAML, the line and column."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError(source, "", "the file does not exist.") from None
+    except IsADirectoryError:
+        raise SpecError(source, "", "expected a YAML file, got a directory.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(source, "", f"the file is not valid YAML{where}: {problem}.") from None

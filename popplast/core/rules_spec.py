@@ -7,10 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.fields import Section, describe
+from popplast.core.fields import Section, describe, load_yaml
 
 DATASETS = ("classification", "digits")
 RULE_METHODS = ("elitist", "openai", "snes", "gradient")
@@ -71,15 +69,7 @@ class RulesSpec:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "RulesSpec":
         source = os.fspath(path)
-        try:
-            with open(source, encoding="utf-8") as f:
-                data = yaml.safe_load(f)
-        except FileNotFoundError:
-            raise SpecError(source, "", "the file does not exist.") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise SpecError(source, "", f"the file is not valid YAML{where}: {getattr(e, 'problem', e)}.") from None
+        data = load_yaml(source)
         return cls.from_dict(data, source)
 
     @classmethod

@@ -7,10 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import yaml
-
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.fields import Section, describe
+from popplast.core.fields import Section, describe, load_yaml
 from popplast.core.space import SearchSpace
 
 SCHEDULERS = ("none", "cosine")
@@ -71,18 +69,7 @@ class SearchSpec:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "SearchSpec":
         source = os.fspath(path)
-        try:
-            with open(source, encoding="utf-8") as f:
-                data = yaml.safe_load(f)
-        except FileNotFoundError:
-            raise SpecError(source, "", "the file does not exist.") from None
-        except IsADirectoryError:
-            raise SpecError(source, "", "expected a YAML file, got a directory.") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise SpecError(source, "", f"the file is not valid YAML{where}: {problem}.") from None
+        data = load_yaml(source)
         return cls.from_dict(data, source)
 
     @classmethod

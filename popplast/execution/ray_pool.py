@@ -34,7 +34,8 @@ class EvaluatorActor:
 
 
 class RayExecutor:
-    """Runs work items (GA evaluations, ES population slices) on `workers` actors with `cpus_per_worker` CPUs and `gpus_per_worker` GPUs each (fractions allowed).
+    """Runs work items (GA evaluations, ES population slices) on `workers` actors, each with
+    `cpus_per_worker` CPUs and `gpus_per_worker` GPUs (fractions allowed).
 
     Results come back as they finish, not in submission order. An actor that dies takes its individual
     with it (recorded as failed) and is replaced, so the search goes on.

@@ -34,8 +34,7 @@ class MLflowTracker:
     def __init__(self, tracking_uri: str, experiment: str, method: str) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id = open_experiment(self.client, experiment)
         self.method = method
         self.search_run_id = ""
         self.gene_names: tuple[str, ...] = ()
@@ -141,6 +140,12 @@ class MLflowTracker:
 
     def run_url(self, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
         return f"{ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+def open_experiment(client: MlflowClient, name: str) -> str:
+    """The id of the experiment called `name`, created if missing."""
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name)
 
 
 def _text(value: Any) -> str:

@@ -17,15 +17,14 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from popplast.core.rules_spec import RulesSpec
-from popplast.tracking.mlflow_tracker import _text
+from popplast.tracking.mlflow_tracker import _text, open_experiment
 
 
 class RulesTracker:
     def __init__(self, tracking_uri: str, experiment: str, method: str) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id = open_experiment(self.client, experiment)
         self.method = method
         self.search_run_id = ""
         self._previous = ""
