@@ -65,12 +65,12 @@ def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = N
                         observer.generation_finished(step, metrics)
 
                 rules = train_rules_by_gradient(spec, local, rng, on_step)
-                best_fitness = float("nan")
+                best, best_fitness = None, float("nan")
             else:
                 strategy = _strategy(spec, dim)
                 state, _ = run_evolution(strategy, pool, rng, s.generations, len(local.data.y_train),
                                          s.batch_size, observers)
-                rules, best_fitness = state.mean, state.best_fitness
+                rules, best, best_fitness = state.mean, state.best, state.best_fitness
             for observer in observers[1:]:
                 observer.close()
             final = local.final_accuracy(rules)
@@ -89,7 +89,7 @@ def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = N
                         "generalisation_test_accuracy": result.generalisation_accuracy,
                         "generalisation_batch_test_accuracy": result.generalisation_batch_accuracy,
                         "wall_seconds": result.wall_seconds}, general.train_curve, rules,
-                       rule_sizes(spec.network.rounds))
+                       rule_sizes(spec.network.rounds), best, None if best is None else best_fitness)
     return result
 
 

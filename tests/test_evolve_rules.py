@@ -49,6 +49,7 @@ def test_cli_evolve_rules_on_ray_with_two_workers(tmp_path, ray_address):
     path = client.download_artifacts(search.info.run_id, "rules.json", str(tmp_path))
     rules = json.load(open(path))
     assert len(rules["rules"]) == 304 and len(rules["hidden_rule"]) == 256
+    assert len(rules["best_evaluated"]) == 304 and 0 <= rules["best_evaluated_fitness"] <= 1
 
 
 @pytest.mark.slow

@@ -57,7 +57,9 @@ class RulesTracker:
             if k in ("best", "mean", "sigma", "loss") and np.isfinite(v)])
         self._previous = run_id
 
-    def end_search(self, metrics: Mapping[str, float], curve: list[float], rules: np.ndarray, sizes: tuple) -> None:
+    def end_search(self, metrics: Mapping[str, float], curve: list[float], rules: np.ndarray, sizes: tuple,
+                   best: np.ndarray | None = None, best_fitness: float | None = None) -> None:
+        """`rules`: the answer (an ES's mean, the gradient baseline's vector); `best`: the best vector evaluated."""
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
         batch += [Metric("generalisation_train_accuracy", v, now, step) for step, v in enumerate(curve, start=1)]
@@ -65,7 +67,9 @@ class RulesTracker:
         a, b, _ = sizes
         self.client.log_dict(self.search_run_id, {"rules": rules.tolist(), "input_rule": rules[:a].tolist(),
                                                   "hidden_rule": rules[a:a + b].tolist(),
-                                                  "output_rule": rules[a + b:].tolist()}, "rules.json")
+                                                  "output_rule": rules[a + b:].tolist(),
+                                                  "best_evaluated": None if best is None else best.tolist(),
+                                                  "best_evaluated_fitness": best_fitness}, "rules.json")
         self.client.set_terminated(self.search_run_id)
 
     def fail_search(self) -> None:
