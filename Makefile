@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The stamp records what was installed; it is remade when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser clean
+.PHONY: demo test bench install browser clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed and this is not root: the browser test will be skipped"; fi; }
+
+# The CPU benchmarks (docs/benchmarks.md), ratios first; about 7 minutes on 2 cores.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/cpu_set.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts .pytest_cache

@@ -230,9 +230,11 @@ def _retrain(spec, pool, tracker, result: SearchResult, shape: tuple[int, int]) 
 
 
 def _fetch(weights: Any) -> Any:
-    """Trained weights as a state dict: the Ray pool hands back an object-store reference instead."""
+    """Trained weights as a state dict of tensors: the Ray pool hands back an object-store reference."""
+    from popplast.training.weights import from_shareable
+
     if type(weights).__name__ == "ObjectRef":
         import ray
 
-        return ray.get(weights)
-    return weights
+        weights = ray.get(weights)
+    return from_shareable(weights)

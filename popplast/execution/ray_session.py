@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from typing import Iterator
 
@@ -29,7 +30,11 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         target = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-        raise ClusterError(f"could not start or join {target}: {e}") from None
+        hint = ""
+        if address and not os.environ.get("RAY_AUTH_MODE"):
+            hint = (" If the cluster uses Ray's token authentication (the default since Ray 2.50), set "
+                    "RAY_AUTH_MODE=token and make its token available (~/.ray/auth_token or RAY_AUTH_TOKEN).")
+        raise ClusterError(f"could not start or join {target}: {e}.{hint}") from None
     try:
         yield
     finally:

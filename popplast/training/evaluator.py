@@ -19,7 +19,7 @@ from popplast.training.data import batches, load_split, native_channels
 from popplast.training.fusion import fuse_state_dicts, reestimate_batchnorm
 from popplast.training.models import build_model, input_channels
 from popplast.training.train import measure, train
-from popplast.training.weights import state_dict_hash
+from popplast.training.weights import state_dict_hash, to_shareable
 
 
 class CNNEvaluator:
@@ -89,9 +89,9 @@ class CNNEvaluator:
             metrics = measure(model, data, self.device)
         metrics["train_seconds"] = seconds
         hashes["trained_weights_hash"] = state_dict_hash(model.state_dict())
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()} if return_weights else None
+        weights = to_shareable(model.state_dict()) if return_weights else None
         if weights is not None:
-            metrics["weights_bytes"] = float(sum(t.numel() * t.element_size() for t in weights.values()))
+            metrics["weights_bytes"] = float(sum(w.nbytes for w in weights.values()))
         return metrics, history, weights
 
 

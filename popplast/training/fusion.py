@@ -8,22 +8,26 @@ statistics is not the statistics of the averaged network).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from popplast.training.weights import from_shareable
 
 
 class FusionError(ValueError):
     pass
 
 
-def fuse_state_dicts(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
-    """Weighted average of any number of state dicts with the same keys and shapes.
+def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """Weighted average of any number of state dicts with the same keys and shapes (tensors or numpy arrays).
 
     Weights must be non-negative with a positive sum; they are normalised. When every weight is zero
-    (parents at the bottom of the min–max scale, as in the crossover rule) the plain mean is used.
+    (parents at the bottom of the min–max scale, as in the crossover rule) the plain mean is used. Integer
+    buffers, and every tensor when one parent has all the weight, are the parent's own (not copies).
     """
+    states = [from_shareable(s) for s in states]
     if not states or len(states) != len(weights):
         raise FusionError(f"expected one weight per state dict, got {len(states)} state dicts and {len(weights)} weights")
     if any(w < 0 for w in weights):
@@ -44,10 +48,15 @@ def fuse_state_dicts(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequ
     fused = {}
     for key in keys:
         first = states[0][key]
-        if first.is_floating_point():
-            fused[key] = sum(w * s[key].to(torch.float64) for w, s in zip(norm, states)).to(first.dtype)
-        else:
-            fused[key] = states[leader][key].clone()
+        if not first.is_floating_point() or norm[leader] == 1.0:
+            # integer buffers, or one parent: its tensors as they are, bit for bit and without a copy
+            # (load_state_dict copies them into the model anyway)
+            fused[key] = states[leader][key]
+            continue
+        total = torch.mul(first, norm[0])  # accumulated in place: no temporary per parent
+        for w, state in zip(norm[1:], states[1:]):
+            total.add_(state[key], alpha=w)
+        fused[key] = total
     return fused
 
 

@@ -1,0 +1,118 @@
+"""Moving and fusing parent weights: Ray's object store (popplast) against torch.save/torch.load files
+(checkpoint-based PBT), for state dicts the size of ShuffleNet-v2 x1.0 and ResNet-18 (issue 8).
+
+    .venv/bin/python benchmarks/weights.py [--repeats 7]
+
+Two Ray actors on this machine: a parent side that writes the trained weights, a child side that reads
+them and loads them into its own model. Per operation, in milliseconds:
+- exploit: the child starts from one parent's weights (write once, read, load_state_dict);
+- fusion: the child starts from the fitness-weighted average of two parents (write two, read two, average, load).
+The store path is popplast's (`to_shareable` numpy arrays, `ray.put` / `ray.get`, `fuse_state_dicts`); the
+file path writes with torch.save to a temporary folder and reads with torch.load. Medians over repeats,
+(min–max); the ratio is file / store, first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import ray
+import torch
+import torchvision
+
+from popplast.training.fusion import fuse_state_dicts
+from popplast.training.weights import to_shareable
+
+MODELS = {"ShuffleNet-v2 x1.0": "shufflenet_v2_x1_0", "ResNet-18": "resnet18"}
+
+
+@ray.remote(num_cpus=1)
+class Side:
+    def __init__(self, name: str) -> None:
+        torch.set_num_threads(1)
+        self.model = torchvision.models.get_model(name)
+        self.state = {k: v.clone() for k, v in self.model.state_dict().items()}
+
+    def write_store(self) -> tuple[list, float]:
+        start = time.perf_counter()
+        ref = ray.put(to_shareable(self.state))
+        return [ref], time.perf_counter() - start
+
+    def write_file(self, path: str) -> float:
+        start = time.perf_counter()
+        torch.save(self.state, path)
+        return time.perf_counter() - start
+
+    def read(self, sources: list, kind: str) -> float:
+        """Read one or two parents, fuse (two) and load into this side's model."""
+        start = time.perf_counter()
+        if kind == "store":
+            states = ray.get(sources)
+        else:
+            states = [torch.load(path) for path in sources]
+        fused = fuse_state_dicts(states, [0.6, 0.4][:len(states)] if len(states) == 2 else [1.0])
+        self.model.load_state_dict(fused)
+        return time.perf_counter() - start
+
+
+def measure(name: str, parents: int, kind: str, repeats: int, folder: str) -> list[tuple[float, float]]:
+    writers = [Side.remote(name) for _ in range(parents)]
+    reader = Side.remote(name)
+    out = []
+    for r in range(repeats + 1):  # the first round warms both sides up
+        if kind == "store":
+            written = ray.get([w.write_store.remote() for w in writers])
+            sources, write = [refs[0] for refs, _ in written], max(t for _, t in written)
+        else:
+            paths = [os.path.join(folder, f"{name}-{r}-{i}.pt") for i in range(parents)]
+            write = max(ray.get([w.write_file.remote(p) for w, p in zip(writers, paths)]))
+            sources = paths
+        read = ray.get(reader.read.remote(sources, kind))
+        if r:
+            out.append((write, read))
+        if kind == "file":
+            for path in sources:
+                os.remove(path)
+    for actor in writers + [reader]:
+        ray.kill(actor)
+    return out
+
+
+def fmt(values: list[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return f"{statistics.median(ms):.1f} ({min(ms):.1f}–{max(ms):.1f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for label, name in MODELS.items():
+            size = sum(t.numel() * t.element_size() for t in torchvision.models.get_model(name).state_dict().values())
+            for operation, parents in (("exploit", 1), ("fusion", 2)):
+                store = measure(name, parents, "store", args.repeats, folder)
+                files = measure(name, parents, "file", args.repeats, folder)
+                total = lambda rows: [w + r for w, r in rows]  # noqa: E731
+                ratio = statistics.median(total(files)) / statistics.median(total(store))
+                read_ratio = statistics.median(r for _, r in files) / statistics.median(r for _, r in store)
+                rows.append((label, size, operation, store, files, ratio, read_ratio))
+                print(f"ratio file/store, {label} {operation}: {ratio:.1f}x per operation "
+                      f"(read side alone {read_ratio:.1f}x)", flush=True)
+    ray.shutdown()
+    print("\n| state dict | operation | object store: write / read / total ms | files: write / read / total ms | ratio |")
+    print("|---|---|---|---|---|")
+    for label, size, operation, store, files, ratio, _ in rows:
+        cell = lambda rows: " / ".join(fmt(x) for x in ([w for w, _ in rows], [r for _, r in rows],  # noqa: E731
+                                                        [w + r for w, r in rows]))
+        print(f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
