@@ -32,7 +32,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         target = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         hint = ""
         if address and not os.environ.get("RAY_AUTH_MODE"):
-            hint = (" If the cluster uses Ray's token authentication (the default since Ray 2.50), set "
+            hint = (" If the cluster uses Ray's token authentication (on by default in Ray 2.60), set "
                     "RAY_AUTH_MODE=token and make its token available (~/.ray/auth_token or RAY_AUTH_TOKEN).")
         raise ClusterError(f"could not start or join {target}: {e}.{hint}") from None
     try:
