@@ -6,46 +6,29 @@ reads MLflow (the UI, `popplast lineage`, a notebook) can rebuild the family tre
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import Any, Mapping
 
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import SearchSpec
+from popplast.tracking.search_run import SearchRunTracker, param_text
 
-TAG_PREFIX = "popplast."
 MAX_TAG = 4000  # well under MLflow's tag value limit
 
 
-class MLflowTracker:
-    """Writes a search to MLflow as it runs.
-
-    Args:
-        tracking_uri: any MLflow tracking URI; the default embedded store is ``sqlite:///mlflow.db``.
-        experiment: experiment name (created if missing).
-        method: the search method, tagged on every run (``popplast.method``).
-    """
+class MLflowTracker(SearchRunTracker):
+    """Writes a GA or Gen-Soup search to MLflow as it runs: the search run and one run per individual."""
 
     def __init__(self, tracking_uri: str, experiment: str, method: str) -> None:
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
-        self.experiment_id = open_experiment(self.client, experiment)
-        self.method = method
-        self.search_run_id = ""
+        super().__init__(tracking_uri, experiment, method)
         self.gene_names: tuple[str, ...] = ()
         self.run_ids: dict[str, str] = {}  # individual id → MLflow run id
 
     def start_search(self, spec: SearchSpec, settings: Mapping[str, Any]) -> str:
         s = spec.strategy
-        name = f"{os.path.splitext(os.path.basename(spec.source))[0]}-{self.method}-seed{s.seed}"
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
-            "popplast.role": "search", "popplast.method": self.method, "popplast.space_file": spec.source})
-        self.search_run_id = run.info.run_id
         self.gene_names = spec.space.names
         params = {
             "method": s.method, "population": s.population, "generations": s.generations, "seed": s.seed,
@@ -55,10 +38,7 @@ class MLflowTracker:
             **{f"fixed.{k}": v for k, v in spec.fixed.items()},
             **settings,
         }
-        self.client.log_batch(self.search_run_id, params=[Param(k, _text(v)) for k, v in params.items()])
-        if os.path.isfile(spec.source):
-            self.client.log_artifact(self.search_run_id, spec.source)
-        return self.search_run_id
+        return self._create_search_run(spec.source, s.seed, params)
 
     def individual_finished(self, individual: Individual, config: Mapping[str, Any], result: EvalResult) -> None:
         tags = {
@@ -87,7 +67,7 @@ class MLflowTracker:
             metrics.append(Metric("fitness", float(result.fitness), now, 0))
         for key, series in result.history.items():
             metrics += [Metric(key, float(v), now, step) for step, v in enumerate(series, start=1)]
-        self.client.log_batch(run_id, metrics=metrics, params=[Param(k, _text(v)) for k, v in params.items()])
+        self.client.log_batch(run_id, metrics=metrics, params=[Param(k, param_text(v)) for k, v in params.items()])
         status = RunStatus.to_string(RunStatus.FINISHED if result.ok else RunStatus.FAILED)
         self.client.set_terminated(run_id, status=status)
 
@@ -114,10 +94,6 @@ class MLflowTracker:
                              "best_individual.json")
         self.client.set_terminated(self.search_run_id, status="FINISHED")
 
-    def fail_search(self) -> None:
-        if self.search_run_id:
-            self.client.set_terminated(self.search_run_id, status="FAILED")
-
     def log_model(self, model: Any, input_example: Any) -> str:
         """Log the retrained best model on the search run; returns a URI for mlflow.pytorch.load_model.
 
@@ -140,15 +116,3 @@ class MLflowTracker:
 
     def run_url(self, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
         return f"{ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
-
-
-def open_experiment(client: MlflowClient, name: str) -> str:
-    """The id of the experiment called `name`, created if missing."""
-    found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value)
-    return str(value)

@@ -8,39 +8,26 @@ an artifact of the search run.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any, Mapping
 
 import numpy as np
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric
 
 from popplast.core.rules_spec import RulesSpec
-from popplast.tracking.mlflow_tracker import _text, open_experiment
+from popplast.tracking.search_run import SearchRunTracker
 
 
-class RulesTracker:
+class RulesTracker(SearchRunTracker):
     def __init__(self, tracking_uri: str, experiment: str, method: str) -> None:
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
-        self.experiment_id = open_experiment(self.client, experiment)
-        self.method = method
-        self.search_run_id = ""
+        super().__init__(tracking_uri, experiment, method)
         self._previous = ""
 
     def start_search(self, spec: RulesSpec, settings: Mapping[str, Any]) -> str:
-        name = f"{os.path.splitext(os.path.basename(spec.source))[0]}-{self.method}-seed{spec.strategy.seed}"
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
-            "popplast.role": "search", "popplast.method": self.method, "popplast.space_file": spec.source})
-        self.search_run_id = run.info.run_id
         params = {f"{part}.{k}": v for part in ("task", "network", "strategy", "generalisation")
                   for k, v in dataclasses.asdict(getattr(spec, part)).items()}
         params.update(settings)
-        self.client.log_batch(self.search_run_id, params=[Param(k, _text(v)) for k, v in params.items()])
-        if os.path.isfile(spec.source):
-            self.client.log_artifact(self.search_run_id, spec.source)
-        return self.search_run_id
+        return self._create_search_run(spec.source, spec.strategy.seed, params)
 
     def generation_finished(self, generation: int, metrics: Mapping[str, float]) -> None:
         tags = {"mlflow.parentRunId": self.search_run_id, "popplast.generation": str(generation),
@@ -71,7 +58,3 @@ class RulesTracker:
                                                   "best_evaluated": None if best is None else best.tolist(),
                                                   "best_evaluated_fitness": best_fitness}, "rules.json")
         self.client.set_terminated(self.search_run_id)
-
-    def fail_search(self) -> None:
-        if self.search_run_id:
-            self.client.set_terminated(self.search_run_id, status="FAILED")
