@@ -7,7 +7,7 @@ or `popplast.evolve_rules`.
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "evolve_rules", "SearchResult", "RulesResult", "SpecError"]
+__all__ = ["run", "evolve_rules", "lineage", "SearchResult", "RulesResult", "SpecError"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from popplast.rules_api import evolve_rules
 
         return evolve_rules
+    if name == "lineage":  # lineage(tracking_uri, search_run_id, out_dir=".", ui_url=None, log=True)
+        from popplast.tracking.lineage import draw_lineage
+
+        return draw_lineage
     if name == "RulesResult":
         from popplast.core.result import RulesResult
 

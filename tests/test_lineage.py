@@ -33,7 +33,8 @@ def test_lineage_is_read_from_mlflow_and_drawn(tiny_spec, tracking_uri, tmp_path
     # popplast run already attached both files; drawing again here writes them locally
     artifacts = {a.path for a in client.list_artifacts(result.search_run_id)}
     assert {"lineage.html", "lineage.png"} <= artifacts and os.path.isfile(result.lineage_html)
-    html_path, png_path = draw_lineage(tracking_uri, result.search_run_id, str(tmp_path / "out"), log=False)
+    assert popplast.lineage is draw_lineage  # the Python API mirrors `popplast lineage`
+    html_path, png_path = popplast.lineage(tracking_uri, result.search_run_id, str(tmp_path / "out"), log=False)
     page = open(html_path, encoding="utf-8").read()
     assert page.count('<a class="node"') == 12 and page.count('class="edge') >= 8
     assert not any(tag in page for tag in ("<script", "src=", "<link", "@import"))  # self-contained
