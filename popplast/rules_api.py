@@ -54,25 +54,28 @@ def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = N
     start = time.perf_counter()
     dim = genome_size(spec.network.rounds)
     kind = "local" if s.method == "gradient" else executor
-    make_evaluator = functools.partial(RuleEvaluator, spec, threads)
+    # in this process the evaluator already built serves; Ray workers build their own from the spec
+    make_evaluator = (lambda: local) if kind == "local" else functools.partial(RuleEvaluator, spec, threads)
     with _open_executor(kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population) as pool:
         tracker.start_search(spec, {"executor": kind, "workers": pool.workers, "genes": dim,
                                     "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker})
         try:
-            if s.method == "gradient":
-                def on_step(step: int, metrics: dict) -> None:
-                    for observer in observers:
-                        observer.generation_finished(step, metrics)
+            try:
+                if s.method == "gradient":
+                    def on_step(step: int, metrics: dict) -> None:
+                        for observer in observers:
+                            observer.generation_finished(step, metrics)
 
-                rules = train_rules_by_gradient(spec, local, rng, on_step)
-                best, best_fitness = None, float("nan")
-            else:
-                strategy = _strategy(spec, dim)
-                state, _ = run_evolution(strategy, pool, rng, s.generations, len(local.data.y_train),
-                                         s.batch_size, observers)
-                rules, best, best_fitness = state.mean, state.best, state.best_fitness
-            for observer in observers[1:]:
-                observer.close()
+                    rules = train_rules_by_gradient(spec, local, rng, on_step)
+                    best, best_fitness = None, float("nan")
+                else:
+                    strategy = _strategy(spec, dim)
+                    state, _ = run_evolution(strategy, pool, rng, s.generations, len(local.data.y_train),
+                                             s.batch_size, observers)
+                    rules, best, best_fitness = state.mean, state.best, state.best_fitness
+            finally:
+                for observer in observers[1:]:
+                    observer.close()
             final = local.final_accuracy(rules)
             general = local.generalisation(rules)
         except BaseException:

@@ -13,7 +13,7 @@ NaN fitness (a failed evaluation) ranks worst. `state.mean` is the search's curr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,10 +30,8 @@ class ESState:
     noise: np.ndarray | None = None  # (P, D) the standard-normal draws behind `population`
     adam_m: np.ndarray | None = None
     adam_v: np.ndarray | None = None
-    parent_fitness: float | None = None
     best: np.ndarray | None = None  # best vector ever evaluated, and its fitness
     best_fitness: float = -math.inf
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
@@ -94,7 +92,7 @@ class ElitistES:
         fitness = np.asarray(fitness, dtype=float)
         f = np.where(np.isfinite(fitness), fitness, -np.inf)
         winner = int(np.argmax(f))  # index 0 (the parent) wins ties: argmax returns the first maximum
-        state = replace(state, mean=state.population[winner].copy(), parent_fitness=float(f[winner]))
+        state = replace(state, mean=state.population[winner].copy())
         state = _track_best(state, state.population, fitness)
         return state, {**_metrics(state, fitness), "parent_replaced": float(winner != 0)}
 
