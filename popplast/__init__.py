@@ -1,13 +1,13 @@
 """popplast: population-based training on Ray, tracked in MLflow.
 
-`import popplast` stays light: the API (and with it torch and ray) loads on first use of `popplast.run`
-or `popplast.evolve_rules`.
+`import popplast` stays light: the API (and with it torch and ray) loads on first use of `popplast.run`,
+`popplast.compare` or `popplast.evolve_rules`.
 """
 
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "evolve_rules", "lineage", "SearchResult", "RulesResult", "SpecError"]
+__all__ = ["run", "compare", "report", "evolve_rules", "lineage", "SearchResult", "RulesResult", "SpecError"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,6 +15,10 @@ def __getattr__(name: str) -> Any:
         from popplast.api import run
 
         return run
+    if name in ("compare", "report"):
+        from popplast import compare_api
+
+        return getattr(compare_api, name)
     if name == "evolve_rules":
         from popplast.rules_api import evolve_rules
 

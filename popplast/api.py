@@ -12,10 +12,11 @@ import numpy as np
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.result import SearchResult
-from popplast.core.spec import SearchSpec
+from popplast.core.spec import OPTUNA_METHODS, TUNE_METHODS, SearchSpec
 from popplast.core.strategies import build_strategy
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_OPTUNA_STORAGE = "sqlite:///optuna.db"
 EXECUTORS = ("ray", "local")
 
 
@@ -23,52 +24,152 @@ class SearchFailed(RuntimeError):
     """The search ran but no individual could be evaluated."""
 
 
-def run(space: str | os.PathLike | SearchSpec, *, population: int | None = None, generations: int | None = None,
-        seed: int | None = None, epochs: int | None = None, image_size: int | None = None,
-        workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
-        executor: str = "ray", address: str | None = None, tracking_uri: str = DEFAULT_TRACKING_URI,
-        experiment: str | None = None, retrain: bool = False, progress: bool = True) -> SearchResult:
+def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, population: int | None = None,
+        generations: int | None = None, budget_evals: int | None = None, seed: int | None = None,
+        epochs: int | None = None, image_size: int | None = None, workers: int | None = None,
+        cpus_per_worker: float = 1, gpus_per_worker: float = 0, executor: str = "ray", address: str | None = None,
+        tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None, retrain: bool = False,
+        optuna_storage: str = DEFAULT_OPTUNA_STORAGE, study_name: str | None = None, resume: bool = False,
+        progress: bool = True, parent_run_id: str | None = None) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
-    Keyword arguments left as None keep the file's values. Raises SpecError for bad input (before any
-    training starts), ClusterError when Ray cannot provide the workers, SearchFailed when every
-    evaluation failed.
+    Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), an Optuna
+    sampler (tpe, cmaes, random, nsga2) or a Ray Tune method (tune-tpe, pbt) over the same space;
+    `budget_evals` is the number of evaluations (default: the file's population × generations).
+    Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
+    workers, SearchFailed when every evaluation failed.
     """
-    from popplast.tracking.mlflow_tracker import MLflowTracker
+    from popplast.core.budget import default_budget, with_budget
 
     spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
-    spec = spec.with_overrides(population=population, generations=generations, seed=seed, epochs=epochs,
-                               image_size=image_size)
-    _check_options(executor, workers, cpus_per_worker, gpus_per_worker)
+    spec = spec.with_overrides(method=method, population=population, generations=generations, seed=seed,
+                               epochs=epochs, image_size=image_size)
+    budget = budget_evals if budget_evals is not None else default_budget(spec)
+    spec = with_budget(spec, budget_evals)
+    method = spec.strategy.method
+    _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
     shape = _preflight(spec)
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
+    study = None
+    if method in OPTUNA_METHODS:
+        from popplast.baselines.optuna_search import open_study, study_name_for
+
+        study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), resume)
+    elif resume:
+        raise SpecError(COMMAND_LINE, "--resume", f"only Optuna methods ({', '.join(OPTUNA_METHODS)}) resume so "
+                                                  f"far; this search's method is {method}.")
+    tracker = _tracker(tracking_uri, experiment, method, parent_run_id)
+    threads = max(1, int(cpus_per_worker))
+    settings = {"executor": executor, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
+                "torch_threads": threads, "budget_evals": budget}
+    start = time.perf_counter()
+    if method in TUNE_METHODS:
+        result, final = _tune_search(spec, budget, workers, cpus_per_worker, gpus_per_worker, threads, address,
+                                     tracker, settings, progress, retrain, shape)
+    else:
+        make_evaluator = functools.partial(_make_evaluator, spec, threads)
+        with _open_executor(executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address,
+                            spec.strategy.population) as pool:
+            _start_tracking(tracker, spec, {**settings, "workers": pool.workers}, study)
+            with _failing(tracker):
+                if study is not None:
+                    outcome = _optuna_search(spec, study, optuna_storage, pool, tracker, budget, progress)
+                else:
+                    outcome = _search(spec, pool, tracker, progress)
+                result = _result(spec, outcome, tracker)
+                if method == "gensoup":
+                    _log_soup_model(spec, outcome, tracker, result, shape)
+                if retrain:
+                    _retrain(spec, pool, tracker, result, shape)
+            final = outcome.state.to_dict()
+    result.wall_seconds = time.perf_counter() - start
+    tracker.end_search(result, final)
+    result.lineage_html = _draw_lineage(tracker)
+    return result
+
+
+def _tracker(tracking_uri: str, experiment: str, method: str, parent_run_id: str | None) -> Any:
+    from popplast.tracking.mlflow_tracker import MLflowTracker
+
     try:
-        tracker = MLflowTracker(tracking_uri, experiment, spec.strategy.method)
+        return MLflowTracker(tracking_uri, experiment, method, parent_run_id)
     except Exception as e:  # MLflow raises many types for a bad URI; all mean the same to the user
         raise SpecError(COMMAND_LINE, "--tracking-uri",
                         f"cannot open the MLflow tracking store {tracking_uri!r} ({type(e).__name__}: {e}).") from None
-    threads = max(1, int(cpus_per_worker))
-    make_evaluator = functools.partial(_make_evaluator, spec, threads)
 
-    start = time.perf_counter()
-    with _open_executor(executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address,
-                        spec.strategy.population) as pool:
-        settings = {"executor": executor, "workers": pool.workers, "cpus_per_worker": cpus_per_worker,
-                    "gpus_per_worker": gpus_per_worker, "torch_threads": threads}
+
+def _start_tracking(tracker: Any, spec: SearchSpec, settings: dict[str, Any], study: Any) -> None:
+    """A new search run; or, for a resumed Optuna study, the search run its earlier trials were logged in."""
+    from popplast.baselines.optuna_search import USER_SEARCH_RUN
+
+    if study is None:
         tracker.start_search(spec, settings)
-        try:
-            result, state, outcome = _search(spec, pool, tracker, progress)
-            if spec.strategy.method == "gensoup":
-                _log_soup_model(spec, outcome, tracker, result, shape)
+        return
+    previous = study.user_attrs.get(USER_SEARCH_RUN)
+    if not (previous and tracker.reopen_search(previous)):
+        tracker.start_search(spec, {**settings, "study_name": study.study_name})
+        study.set_user_attr(USER_SEARCH_RUN, tracker.search_run_id)
+
+
+@contextlib.contextmanager
+def _failing(tracker: Any) -> Iterator[None]:
+    """Interrupted or failed: the runs logged so far stay, and the search run says FAILED."""
+    try:
+        yield
+    except BaseException:
+        tracker.fail_search()
+        raise
+
+
+def _optuna_search(spec: SearchSpec, study: Any, storage: str, pool: Any, tracker: Any, budget: int,
+                   progress: bool) -> Any:
+    from popplast.baselines.optuna_search import run_optuna
+
+    observers = _observers(tracker, progress, spec.strategy.generations, budget)
+    try:
+        return run_optuna(spec, study, storage, pool, budget, observers)
+    finally:
+        for observer in observers[1:]:
+            observer.close()
+
+
+def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, settings, progress, retrain, shape):
+    """tune-tpe and pbt: Tune schedules its own trials on the Ray instance (no popplast pool during the search)."""
+    import ray
+
+    from popplast.baselines.tune_search import run_tune
+    from popplast.execution.ray_pool import RayExecutor
+    from popplast.execution.ray_session import check_resources, ray_session
+
+    with ray_session(address):
+        if workers is None:
+            workers = max(1, min(spec.strategy.population, int(ray.cluster_resources().get("CPU", 1) // cpus)))
+        check_resources(workers, cpus, gpus)
+        tracker.start_search(spec, {**settings, "workers": workers})
+        observers = _observers(tracker, progress, spec.strategy.generations, budget)
+        with _failing(tracker):
+            try:
+                outcome = run_tune(spec, budget, workers, cpus, gpus, threads, observers)
+            finally:
+                for observer in observers[1:]:
+                    observer.close()
+            result = _result(spec, outcome, tracker)
             if retrain:
-                _retrain(spec, pool, tracker, result, shape)
-        except BaseException:  # interrupted or failed: the runs logged so far stay, the search run says FAILED
-            tracker.fail_search()
-            raise
-    result.wall_seconds = time.perf_counter() - start
-    tracker.end_search(result, state.to_dict())
-    result.lineage_html = _draw_lineage(tracker)
-    return result
+                pool = RayExecutor(functools.partial(_make_evaluator, spec, threads), 1, cpus, gpus)
+                try:
+                    _retrain(spec, pool, tracker, result, shape)
+                finally:
+                    pool.close()
+    return result, outcome.state.to_dict()
+
+
+def _observers(tracker: Any, progress: bool, rows: int, total: int) -> list[Any]:
+    observers: list[Any] = [tracker]
+    if progress:
+        from popplast.progress import SearchProgress
+
+        observers.append(SearchProgress(rows, total=total))
+    return observers
 
 
 def _draw_lineage(tracker: Any) -> str | None:
@@ -83,42 +184,41 @@ def _draw_lineage(tracker: Any) -> str | None:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
-def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> tuple[SearchResult, Any, Any]:
-    from popplast.core.gensoup import population_size
-    from popplast.execution.search import configuration, run_search
+def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> Any:
+    from popplast.core.budget import generation_sizes
+    from popplast.execution.search import run_search
     from popplast.execution.soup import run_soup
 
     s = spec.strategy
-    soup = s.method == "gensoup"
-    observers: list[Any] = [tracker]
-    if progress:
-        from popplast.progress import SearchProgress
-
-        sizes = [population_size(g, s.population, s.population_step, min(s.min_population, s.population)) if soup
-                 else s.population for g in range(s.generations)]
-        observers.append(SearchProgress(s.generations, total=sum(sizes)))
+    observers = _observers(tracker, progress, s.generations, sum(generation_sizes(spec)))
     try:
         rng = np.random.default_rng(np.random.SeedSequence(s.seed))
-        outcome = (run_soup if soup else run_search)(spec, build_strategy(spec), pool, rng, observers)
+        return (run_soup if s.method == "gensoup" else run_search)(spec, build_strategy(spec), pool, rng, observers)
     finally:
         for observer in observers[1:]:
             observer.close()
+
+
+def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
+    """What every method returns: its best individual, with the run it was logged in."""
+    from popplast.execution.search import configuration
+
     state = outcome.state
     if state.best is None:
-        first = next(iter(outcome.results.values()))
-        raise SearchFailed(f"all {len(outcome.results)} evaluations failed; the first error was: {first.error}")
-    best_result = outcome.results[state.best.id]
-    result = SearchResult(
+        first = next(iter(outcome.results.values()), None)
+        error = first.error if first else "no evaluation ran"
+        raise SearchFailed(f"all {len(outcome.results)} evaluations failed; the first error was: {error}")
+    best_metrics = getattr(state, "best_metrics", None) or outcome.results[state.best.id].metrics
+    return SearchResult(
         method=spec.strategy.method, best=state.best, best_config=configuration(spec, state.best),
-        best_fitness=float(state.best_fitness), best_metrics=dict(best_result.metrics),
+        best_fitness=float(state.best_fitness), best_metrics=dict(best_metrics),
         best_run_id=tracker.run_ids[state.best.id], search_run_id=tracker.search_run_id,
         experiment_id=tracker.experiment_id, tracking_uri=tracker.tracking_uri,
-        evaluations=len(outcome.results), failed=sum(not r.ok for r in outcome.results.values()),
+        evaluations=max(len(outcome.results), getattr(state, "evaluations", 0)), failed=sum(not r.ok for r in outcome.results.values()),
         wall_seconds=0.0, history=outcome.history, peak_weight_bytes=outcome.peak_weight_bytes)
-    return result, state, outcome
 
 
-def _check_options(executor: str, workers: int | None, cpus: float, gpus: float) -> None:
+def _check_options(executor: str, workers: int | None, cpus: float, gpus: float, method: str = "") -> None:
     def bad(flag: str, expected: str, value: Any) -> SpecError:
         return SpecError(COMMAND_LINE, flag, f"expected {expected}, got {value!r}.")
 
@@ -130,6 +230,8 @@ def _check_options(executor: str, workers: int | None, cpus: float, gpus: float)
         raise bad("--cpus-per-worker", "a number > 0", cpus)
     if not gpus >= 0:
         raise bad("--gpus-per-worker", "a number >= 0", gpus)
+    if executor == "local" and method in TUNE_METHODS:
+        raise SpecError(COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no local executor.")
 
 
 def _preflight(spec: SearchSpec) -> tuple[int, int]:

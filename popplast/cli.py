@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from popplast.core.errors import SpecError
+from popplast.core.spec import METHODS
 
 EXIT_BAD_INPUT = 2
 
@@ -21,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a search described by a search-space file",
                               description="Run a search described by a search-space file. Flags override the file.")
     run.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
+    run.add_argument("--method", choices=METHODS,
+                     help="ga or gensoup (the file's strategy), an Optuna sampler (tpe, cmaes, random, nsga2) or "
+                          "Ray Tune (tune-tpe: OptunaSearch; pbt: PopulationBasedTraining), all over the same space")
+    run.add_argument("--budget-evals", type=int, help="evaluations to spend (default: the file's population × "
+                                                      "generations); ga and pbt need a multiple of the population")
     file = run.add_argument_group("overrides of the file")
     file.add_argument("--population", type=int, help="individuals per generation")
     file.add_argument("--generations", type=int, help="number of generations")
@@ -30,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_flags(run)
     run.add_argument("--retrain", action="store_true",
                      help="train the best configuration at the file's final fidelity and log the model to MLflow")
+    study = run.add_argument_group("Optuna methods (tpe, cmaes, random, nsga2)")
+    study.add_argument("--optuna-storage", default="sqlite:///optuna.db",
+                       help="Optuna storage URL; an RDB URL lets several drivers share a study (default sqlite:///optuna.db)")
+    study.add_argument("--study-name", help="Optuna study name (default: EXPERIMENT-METHOD-seedSEED)")
+    study.add_argument("--resume", action="store_true", help="continue the study of that name up to the budget")
     lineage = commands.add_parser("lineage", help="draw a search's family tree from MLflow",
                                   description="Draw the family tree of a search from its MLflow runs alone: "
                                               "lineage.html (every node links to its run) and lineage.png.")
@@ -40,6 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--ui-url", help="base URL of the MLflow UI the nodes link to (default: the tracking "
                                           "server's URL, or http://127.0.0.1:5000 for a local store)")
     lineage.add_argument("--no-log", action="store_true", help="do not attach the files to the search run")
+    cmp = commands.add_parser("compare", help="run several methods over the same space with paired seeds; report",
+                              description="Run every method SEEDS times (paired seeds: the same data split for "
+                                          "every method within a seed) with the same budget and workers, then "
+                                          "write report.md and anytime curves, all logged under one MLflow run.")
+    cmp.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
+    cmp.add_argument("--methods", default="ga,tpe,random",
+                     help=f"comma-separated, from {','.join(METHODS)} (default ga,tpe,random)")
+    cmp.add_argument("--budget-evals", type=int, help="evaluations per search (default: the file's population × "
+                                                      "generations)")
+    cmp.add_argument("--seeds", type=int, default=3, help="searches per method; seeds are the file's seed + 0, 1, ... "
+                                                         "(default 3)")
+    cmp.add_argument("--out", default=".", help="folder for report.md and the PNGs (default: here)")
+    cmp.add_argument("--resume", metavar="COMPARISON_RUN_ID",
+                     help="continue an interrupted comparison: finished searches are not run again")
+    cmp.add_argument("--optuna-storage", default="sqlite:///optuna.db", help="Optuna storage URL (default "
+                                                                             "sqlite:///optuna.db)")
+    _execution_flags(cmp)
+    rep = commands.add_parser("report", help="rebuild a comparison's report from MLflow",
+                              description="Rebuild report.md and the anytime curves of a comparison from its "
+                                          "MLflow runs alone.")
+    rep.add_argument("comparison_run_id", metavar="COMPARISON_RUN_ID", help="printed by popplast compare")
+    rep.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
+                     help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    rep.add_argument("--out", default=".", help="folder for the files (default: here)")
+    rep.add_argument("--log", action="store_true", help="also attach the files to the comparison run")
     rules = commands.add_parser("evolve-rules", help="evolve plasticity rules of a recurrent network (paper 004)",
                                 description="Evolve plasticity-rule vectors with an evolution strategy (or train them "
                                             "by gradient) as the file says. Flags override the file.")
@@ -77,12 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _evolve_rules(args)
     if args.command == "lineage":
         return _lineage(args)
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "report":
+        return _report(args)
     try:
-        result = run(args.space, population=args.population, generations=args.generations, seed=args.seed,
-                     epochs=args.epochs, image_size=args.image_size, workers=args.workers,
-                     cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-                     executor=args.executor, address=args.address, tracking_uri=args.tracking_uri,
-                     experiment=args.experiment, retrain=args.retrain, progress=not args.quiet)
+        result = run(args.space, method=args.method, population=args.population, generations=args.generations,
+                     budget_evals=args.budget_evals, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
+                     workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                     gpus_per_worker=args.gpus_per_worker, executor=args.executor, address=args.address,
+                     tracking_uri=args.tracking_uri, experiment=args.experiment, retrain=args.retrain,
+                     optuna_storage=args.optuna_storage, study_name=args.study_name, resume=args.resume,
+                     progress=not args.quiet)
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -90,6 +132,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"popplast: the search failed: {e}", file=sys.stderr)
         return 1
     print(result.summary())
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from popplast.compare_api import compare
+    from popplast.execution.ray_session import ClusterError
+
+    try:
+        result = compare(args.space, methods=args.methods, budget_evals=args.budget_evals, seeds=args.seeds,
+                         workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                         gpus_per_worker=args.gpus_per_worker, executor=args.executor, address=args.address,
+                         tracking_uri=args.tracking_uri, experiment=args.experiment,
+                         optuna_storage=args.optuna_storage, out=args.out, resume=args.resume,
+                         progress=not args.quiet)
+    except (SpecError, ClusterError) as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(result.summary())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from popplast.compare_api import report
+    from popplast.tracking.comparison import ComparisonError
+
+    try:
+        files = report(args.comparison_run_id, tracking_uri=args.tracking_uri, out=args.out, log=args.log)
+    except ComparisonError as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(files))
     return 0
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# The operator that made an individual.
-OPERATORS = ("init", "crossover", "mutation", "crossover+mutation", "copy", "elite", "inherit", "fusion", "es-sample")
+# The operator that made an individual. "sample": drawn by a sampler without parents (Optuna, Tune);
+# "exploit": a PBT trial continuing from another trial's checkpoint with perturbed hyperparameters.
+OPERATORS = ("init", "crossover", "mutation", "crossover+mutation", "copy", "elite", "inherit", "fusion", "es-sample",
+             "sample", "exploit")
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,10 @@ class Individual:
 
 def individual_id(generation: int, slot: int) -> str:
     return f"g{generation:03d}-i{slot:03d}"
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A seed for one evaluation, a pure function of the search's seed and the evaluation's coordinates."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] % (2**31 - 1))

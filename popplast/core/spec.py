@@ -12,7 +12,10 @@ from popplast.core.fields import Section, describe, load_yaml
 from popplast.core.space import SearchSpace
 
 SCHEDULERS = ("none", "cosine")
-METHODS = ("ga", "gensoup")
+GA_METHODS = ("ga", "gensoup")
+OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
+TUNE_METHODS = ("tune-tpe", "pbt")  # Ray Tune: OptunaSearch, PopulationBasedTraining
+METHODS = GA_METHODS + OPTUNA_METHODS + TUNE_METHODS
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,17 @@ class SearchSpec:
 
     def with_overrides(self, **flags: Any) -> "SearchSpec":
         """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
+        method = flags.pop("method", None)
+        if method is not None and method not in METHODS:
+            raise SpecError(COMMAND_LINE, "--method", f"expected one of {', '.join(METHODS)}, got {describe(method)}.")
         strategy = {k: v for k, v in flags.items() if k in ("population", "generations", "seed") and v is not None}
+        if method is not None:
+            strategy["method"] = method
         fidelity = {k: v for k, v in flags.items() if k in ("epochs", "image_size") and v is not None}
         minimum = {"population": 2, "generations": 1, "seed": 0, "epochs": 1, "image_size": 4}
         for key, value in {**strategy, **fidelity}.items():
+            if key == "method":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum[key]:
                 raise SpecError(COMMAND_LINE, "--" + key.replace("_", "-"),
                                 f"expected an integer >= {minimum[key]}, got {describe(value)}.")

@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
-from popplast.core.spec import SearchSpec
+from popplast.core.spec import GA_METHODS, SearchSpec
 from popplast.tracking.search_run import SearchRunTracker, param_text
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
@@ -22,23 +22,45 @@ MAX_TAG = 4000  # well under MLflow's tag value limit
 class MLflowTracker(SearchRunTracker):
     """Writes a GA or Gen-Soup search to MLflow as it runs: the search run and one run per individual."""
 
-    def __init__(self, tracking_uri: str, experiment: str, method: str) -> None:
-        super().__init__(tracking_uri, experiment, method)
+    def __init__(self, tracking_uri: str, experiment: str, method: str, parent_run_id: str | None = None) -> None:
+        super().__init__(tracking_uri, experiment, method, parent_run_id)
         self.gene_names: tuple[str, ...] = ()
         self.run_ids: dict[str, str] = {}  # individual id → MLflow run id
 
     def start_search(self, spec: SearchSpec, settings: Mapping[str, Any]) -> str:
         s = spec.strategy
         self.gene_names = spec.space.names
+        ga = {"elitism": s.elitism, "crossover": list(s.crossover), "mutation": list(s.mutation)}
         params = {
             "method": s.method, "population": s.population, "generations": s.generations, "seed": s.seed,
-            "elitism": s.elitism, "crossover": list(s.crossover), "mutation": list(s.mutation),
+            **(ga if s.method in GA_METHODS else {}),
             "genes": list(spec.space.names), "dataset": spec.dataset.name, "split_seed": spec.dataset.split_seed,
             **{f"fidelity.{k}": v for k, v in vars(spec.fidelity).items()},
             **{f"fixed.{k}": v for k, v in spec.fixed.items()},
             **settings,
         }
         return self._create_search_run(spec.source, s.seed, params)
+
+    def reopen_search(self, search_run_id: str) -> bool:
+        """Log into an existing search run again (a resumed search); False if the store does not hold it."""
+        try:
+            run = self.client.get_run(search_run_id)
+        except Exception:  # MLflow raises its own types for a missing run
+            return False
+        if run.info.experiment_id != self.experiment_id:
+            return False
+        self.search_run_id = search_run_id
+        self.client.update_run(search_run_id, status="RUNNING")
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'",
+                                           max_results=1000, page_token=token)
+            for child in page:
+                if "popplast.individual_id" in child.data.tags:
+                    self.run_ids[child.data.tags["popplast.individual_id"]] = child.info.run_id
+            token = page.token
+            if not token:
+                return True
 
     def individual_finished(self, individual: Individual, config: Mapping[str, Any], result: EvalResult) -> None:
         tags = {

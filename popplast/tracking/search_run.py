@@ -17,19 +17,23 @@ class SearchRunTracker:
         tracking_uri: any MLflow tracking URI; the default embedded store is ``sqlite:///mlflow.db``.
         experiment: experiment name (created if missing).
         method: the search method, tagged on every run (``popplast.method``).
+        parent_run_id: a run to nest the search run under (a comparison's run), or None.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, method: str) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, method: str, parent_run_id: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = open_experiment(self.client, experiment)
         self.method = method
+        self.parent_run_id = parent_run_id
         self.search_run_id = ""
 
     def _create_search_run(self, source: str, seed: int, params: Mapping[str, Any]) -> str:
         name = f"{os.path.splitext(os.path.basename(source))[0]}-{self.method}-seed{seed}"
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
-            "popplast.role": "search", "popplast.method": self.method, "popplast.space_file": source})
+        tags = {"popplast.role": "search", "popplast.method": self.method, "popplast.space_file": source}
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.search_run_id = run.info.run_id
         self.client.log_batch(self.search_run_id, params=[Param(k, param_text(v)) for k, v in params.items()])
         if os.path.isfile(source):

@@ -88,6 +88,7 @@ class CNNEvaluator:
             seconds = time.perf_counter() - start
             metrics = measure(model, data, self.device)
         metrics["train_seconds"] = seconds
+        metrics["epochs"] = float(budget.epochs)  # what a comparison counts as training spent
         hashes["trained_weights_hash"] = state_dict_hash(model.state_dict())
         weights = to_shareable(model.state_dict()) if return_weights else None
         if weights is not None:

@@ -1,0 +1,1 @@
+"""Baselines over the same search space, evaluator and MLflow layout: Optuna samplers and Ray Tune."""

@@ -1,0 +1,193 @@
+"""Ray Tune over the same space and evaluator, for users already on Tune: OptunaSearch and PBT.
+
+- tune-tpe: Tune's OptunaSearch with a seeded TPE sampler, one evaluation per trial, `budget` trials,
+  at most `workers` at once.
+- pbt: Tune's PopulationBasedTraining (synchronous, perturbing after every segment of `fidelity.epochs`
+  epochs): `population` trials of `budget / population` segments each. Exploit copies a top-quartile
+  trial's checkpoint into a bottom-quartile one; explore multiplies each float gene by 0.8 or 1.2 or
+  resamples it with p = 0.25 (ALGORITHMS.md §8), clipped to the gene's bounds. The initial population
+  is drawn from the search's seed; Tune's own perturbations draw from Python's global `random`, so PBT
+  runs are not reproducible seed for seed, unlike every other method.
+
+A driver-side callback turns each reported segment or trial into an individual's MLflow run as it
+arrives, so the layout (and `popplast lineage`) is the same as for the GA.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Sequence
+
+import numpy as np
+from ray import tune
+from ray.tune.search import Searcher
+
+from popplast.baselines.optuna_search import SamplerState
+from popplast.baselines.optuna_space import to_optuna
+from popplast.baselines.tune_trainable import parse_report, pbt_trainable, single_trainable
+from popplast.baselines.tune_trainable import INDEX_KEY, trial_index
+from popplast.core.errors import SpecError
+from popplast.core.individual import Individual, individual_id
+from popplast.core.result import EvalResult
+from popplast.core.space import Gene
+from popplast.core.spec import SearchSpec
+from popplast.execution.search import SearchOutcome, notify
+
+
+class _Relay(tune.Callback):
+    """Hands every reported evaluation to the observers (tracker, progress) in the driver."""
+
+    def __init__(self, spec: SearchSpec, observers: Sequence[Any], row_size: int, outcome: SearchOutcome) -> None:
+        self.spec, self.observers, self.row_size, self.outcome = spec, observers, row_size, outcome
+        self.rows: dict[int, list[float | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its run config to save the experiment; the observers (MLflow client, terminal) stay here
+        return {**self.__dict__, "observers": ()}
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "popplast" in result:
+            self._record(*parse_report(result), trial.config)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # the trainable itself crashed (evaluation errors come back as failed results, not here)
+        index = trial.config.get(INDEX_KEY, None)
+        index = trial_index(trial.trial_id) if index is None else index
+        segment = int((trial.last_result or {}).get("training_iteration", 0))
+        row, slot = (segment, index) if self.spec.strategy.method == "pbt" else divmod(index, self.row_size)
+        ind = Individual(individual_id(row, slot), (0.5,) * len(self.spec.space), row, operator="sample")
+        error = str(getattr(trial, "error_msg", None) or "the Tune trial raised an error")
+        self._record(ind, EvalResult.failed(ind.id, error), trial.config)
+
+    def _record(self, ind: Individual, result: EvalResult, config: dict) -> None:
+        row = self.rows.setdefault(ind.generation, [])
+        if not row:
+            notify(self.observers, "generation_started", ind.generation, [ind])
+        config = {**self.spec.fixed, **{name: config[name] for name in self.spec.space.names if name in config}}
+        notify(self.observers, "individual_finished", ind, config, result)
+        self.outcome.results[ind.id] = result
+        row.append(result.fitness if result.ok else None)
+        state: SamplerState = self.outcome.state  # type: ignore[assignment]
+        state.evaluations += 1
+        # the best, and of equals the smallest id, so arrival order does not choose between ties
+        if result.ok and (state.best is None or (-result.fitness, ind.id) < (-state.best_fitness, state.best.id)):
+            state.best, state.best_fitness, state.best_metrics = ind, float(result.fitness), dict(result.metrics)
+        if len(row) == self.row_size:
+            ok = [f for f in row if f is not None]
+            metrics = {"generation": float(ind.generation), "failed": float(len(row) - len(ok))}
+            if ok:
+                metrics.update(best=max(ok), median=float(np.median(ok)), mean=float(np.mean(ok)))
+            if state.best_fitness is not None:
+                metrics["best_ever"] = state.best_fitness
+            self.outcome.history.append(metrics)
+            notify(self.observers, "generation_finished", ind.generation, metrics)
+
+
+class _Numbered(Searcher):
+    """Adds the trial's creation number to each suggested config: Tune's ids for searcher trials are random
+    strings, and the number names the individual and seeds its evaluation."""
+
+    def __init__(self, inner: Searcher) -> None:
+        super().__init__(metric=inner.metric, mode=inner.mode)
+        self.inner, self.count = inner, 0
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return self.inner.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = self.inner.suggest(trial_id)
+        if not isinstance(config, dict):
+            return config
+        self.count += 1
+        return {**config, INDEX_KEY: self.count - 1}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.inner.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.inner.on_trial_complete(trial_id, result=result, error=error)
+
+
+def float_genes(spec: SearchSpec) -> list[Gene]:
+    return [g for g in spec.space.genes if g.type == "float"]
+
+
+def check_pbt(spec: SearchSpec) -> None:
+    if not float_genes(spec):
+        raise SpecError(spec.source, "space", "pbt perturbs float genes, and this space has none; use another "
+                                              "method or add a float gene (a learning rate, say).")
+
+
+def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: float, threads: int,
+             observers: Sequence[Any] = ()) -> SearchOutcome:
+    """Run `spec.strategy.method` (tune-tpe or pbt) on the Ray instance this process is connected to."""
+    method, population, seed = spec.strategy.method, spec.strategy.population, spec.strategy.seed
+    outcome = SearchOutcome(SamplerState(study_name="", storage=""))  # type: ignore[arg-type]
+    resources = {"cpu": cpus, "gpu": gpus}
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, Tune's console stays quiet; popplast shows progress
+    folder = tempfile.mkdtemp(prefix="popplast-tune-")  # Tune's checkpoints: deleted with the search
+    try:
+        if method == "tune-tpe":
+            import optuna
+            from ray.tune.search.optuna import OptunaSearch
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+            search = _Numbered(OptunaSearch(space=to_optuna(spec.space), metric="fitness", mode="max",
+                                            sampler=sampler))
+            trainable = tune.with_parameters(single_trainable, spec=spec, threads=threads)
+            tune_config = tune.TuneConfig(search_alg=search, num_samples=budget, max_concurrent_trials=workers,
+                                          reuse_actors=True)
+            param_space, stop, relay = {}, None, _Relay(spec, observers, population, outcome)
+        elif method == "pbt":
+            from ray.tune.schedulers import PopulationBasedTraining
+            from ray.tune.search.basic_variant import BasicVariantGenerator
+
+            check_pbt(spec)
+            segments = budget // population
+            bounds = {g.name: (g.low, g.high) for g in float_genes(spec)}
+            scheduler = PopulationBasedTraining(
+                time_attr="training_iteration", metric="fitness", mode="max", perturbation_interval=1,
+                hyperparam_mutations={g.name: (tune.loguniform if g.log else tune.uniform)(g.low, g.high)
+                                      for g in float_genes(spec)},
+                quantile_fraction=0.25, resample_probability=0.25, perturbation_factors=(1.2, 0.8),
+                custom_explore_fn=lambda config: _clip(config, bounds), synch=True)
+            search = BasicVariantGenerator(points_to_evaluate=initial_configs(spec))
+            trainable = tune.with_parameters(pbt_trainable, spec=spec, threads=threads, segments=segments)
+            # concurrency follows the cluster's resources: synchronous PBT pauses trials at each boundary,
+            # and a trial limit counting paused trials would stall it
+            tune_config = tune.TuneConfig(scheduler=scheduler, search_alg=search, num_samples=population,
+                                          reuse_actors=True)
+            param_space = {g.name: _domain(g) for g in spec.space.genes}
+            stop, relay = {"training_iteration": segments}, _Relay(spec, observers, population, outcome)
+        else:
+            raise ValueError(f"not a Tune method: {method!r}")
+        tuner = tune.Tuner(tune.with_resources(trainable, resources), param_space=param_space, tune_config=tune_config,
+                           run_config=tune.RunConfig(storage_path=folder, verbose=0, callbacks=[relay], stop=stop,
+                                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
+        tuner.fit()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return outcome
+
+
+def initial_configs(spec: SearchSpec) -> list[dict[str, Any]]:
+    """PBT's first population: uniform genomes from the search's seed, as the GA draws its first generation."""
+    rng = np.random.default_rng(np.random.SeedSequence(spec.strategy.seed))
+    return [spec.space.decode(rng.random(len(spec.space))) for _ in range(spec.strategy.population)]
+
+
+def _domain(gene: Gene) -> Any:
+    if gene.type == "categorical":
+        return tune.choice(list(gene.choices))
+    if gene.type == "int":
+        return (tune.lograndint if gene.log else tune.randint)(int(gene.low), int(gene.high) + 1)
+    return (tune.loguniform if gene.log else tune.uniform)(gene.low, gene.high)
+
+
+def _clip(config: dict[str, Any], bounds: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    for name, (low, high) in bounds.items():
+        config[name] = float(min(max(config[name], low), high))
+    return config

@@ -1,0 +1,101 @@
+"""The evaluator as Ray Tune function trainables: one evaluation per trial (tune-tpe), or PBT segments.
+
+A trial reports its fitness and, as one JSON string, the individual it trained and the evaluation's
+result; the driver's callback (tune_search.py) turns that into the same MLflow runs every method writes.
+The evaluator (with its cached data split) is built once per worker process, as in popplast's own pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+from ray import tune
+
+from popplast.baselines.optuna_space import params_to_genome
+from popplast.core.individual import Individual, derived_seed, individual_id
+from popplast.core.result import EvalResult
+from popplast.core.spec import SearchSpec
+
+INDEX_KEY = "popplast_trial"  # tune-tpe: the trial's creation number, added to its config
+FAILED_FITNESS = -1.0  # the lowest MCC: PBT ranks a failed segment last and replaces it
+_EVALUATORS: dict[Any, Any] = {}
+
+
+def trial_index(trial_id: str) -> int:
+    """Tune numbers the trials it generates itself in creation order: "a1b2c_00003" is the fourth."""
+    return int(trial_id.rsplit("_", 1)[1])
+
+
+def single_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int) -> None:
+    """tune-tpe: train one sampled configuration once and report it."""
+    index = int(config[INDEX_KEY])
+    config = {k: v for k, v in config.items() if k != INDEX_KEY}
+    population = spec.strategy.population
+    ind = Individual(individual_id(index // population, index % population), params_to_genome(spec.space, config),
+                     index // population, operator="sample", seed=derived_seed(spec.strategy.seed, index))
+    result = _evaluator(spec, threads).evaluate(ind, {**spec.fixed, **config})
+    tune.report(report(ind, result))
+
+
+def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, segments: int) -> None:
+    """pbt: train `segments` segments of `fidelity.epochs` epochs, checkpointing the weights after each.
+
+    A trial that PBT told to exploit starts from another trial's checkpoint: the checkpoint names the
+    individual that wrote it, which becomes the parent (operator "exploit"; "inherit" for the trial's own).
+    """
+    index = trial_index(tune.get_context().get_trial_id())
+    evaluator = _evaluator(spec, threads)
+    weights, parent, parent_trial, segment = None, None, index, 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            with open(os.path.join(folder, "popplast.json")) as f:
+                meta = json.load(f)
+            if os.path.exists(os.path.join(folder, "weights.npz")):
+                with np.load(os.path.join(folder, "weights.npz")) as saved:
+                    weights = {k: saved[k] for k in saved.files}
+        parent, parent_trial, segment = meta["individual_id"], meta["trial"], meta["segment"]
+    while segment < segments:
+        operator = "init" if parent is None else ("inherit" if parent_trial == index else "exploit")
+        ind = Individual(individual_id(segment, index), params_to_genome(spec.space, config), segment,
+                         (parent,) if parent else (), operator, seed=derived_seed(spec.strategy.seed, index, segment))
+        parents = ((weights, 1.0),) if weights is not None else ()
+        result = evaluator.evaluate(ind, {**spec.fixed, **config}, parents, return_weights=True)
+        if result.ok:
+            weights = result.weights
+        result.weights = None
+        segment += 1
+        with tempfile.TemporaryDirectory() as folder:
+            with open(os.path.join(folder, "popplast.json"), "w") as f:
+                json.dump({"individual_id": ind.id, "trial": index, "segment": segment}, f)
+            if weights is not None:
+                np.savez(os.path.join(folder, "weights.npz"), **weights)
+            tune.report(report(ind, result), checkpoint=tune.Checkpoint.from_directory(folder))
+        parent, parent_trial = ind.id, index
+
+
+def report(ind: Individual, result: EvalResult) -> dict[str, Any]:
+    payload = {"individual": ind.to_dict(), "fitness": result.fitness, "metrics": result.metrics,
+               "history": result.history, "error": result.error, "worker": result.worker, "tags": result.tags}
+    return {"fitness": float(result.fitness) if result.ok else FAILED_FITNESS, "popplast": json.dumps(payload)}
+
+
+def parse_report(metrics: Mapping[str, Any]) -> tuple[Individual, EvalResult]:
+    payload = json.loads(metrics["popplast"])
+    ind = Individual.from_dict(payload["individual"])
+    result = EvalResult(ind.id, payload["fitness"], payload["metrics"], payload["history"], payload["error"],
+                        worker=payload["worker"], tags=payload["tags"])
+    return ind, result
+
+
+def _evaluator(spec: SearchSpec, threads: int) -> Any:
+    from popplast.training.evaluator import CNNEvaluator
+
+    key = (repr(spec.dataset), repr(spec.fidelity), repr(sorted(spec.fixed.items())), threads)
+    if key not in _EVALUATORS:
+        _EVALUATORS[key] = CNNEvaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
+    return _EVALUATORS[key]

@@ -1,0 +1,167 @@
+"""`popplast.compare`: every method, every seed, the same space, split, evaluator, workers and budget.
+
+Cells (method, seed) run one after another on one Ray instance; each is an ordinary search nested under
+the comparison's MLflow run, so an interrupted comparison resumes by skipping the cells MLflow holds as
+finished (an Optuna cell that was cut off continues its study). The report is then built from MLflow alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from popplast.api import DEFAULT_OPTUNA_STORAGE, DEFAULT_TRACKING_URI, SearchFailed, _check_options, run
+from popplast.core.budget import default_budget, with_budget
+from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.spec import METHODS, OPTUNA_METHODS, SearchSpec
+
+DEFAULT_METHODS = ("ga", "tpe", "random")
+
+
+@dataclass
+class ComparisonResult:
+    run_id: str
+    tracking_uri: str
+    report_files: list[str]
+    cells_run: int
+    cells_skipped: int
+    failed_cells: list[str]
+    wall_seconds: float
+
+    def summary(self) -> str:
+        lines = [f"Comparison run {self.run_id}: {self.cells_run} searches run, {self.cells_skipped} already done"
+                 f" ({self.wall_seconds:.0f} s)"]
+        if self.failed_cells:
+            lines.append("Failed (every evaluation failed; not in the report): " + ", ".join(self.failed_cells))
+        lines += [f"Report: {path}" for path in self.report_files]
+        lines.append(f"Rebuild it from MLflow: popplast report {self.run_id} --tracking-uri {self.tracking_uri}")
+        return "\n".join(lines)
+
+
+def compare(space: str | os.PathLike | SearchSpec, *, methods: Sequence[str] = DEFAULT_METHODS,
+            budget_evals: int | None = None, seeds: int = 3, workers: int | None = None, cpus_per_worker: float = 1,
+            gpus_per_worker: float = 0, executor: str = "ray", address: str | None = None,
+            tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None,
+            optuna_storage: str = DEFAULT_OPTUNA_STORAGE, out: str = ".", resume: str | None = None,
+            progress: bool = True) -> ComparisonResult:
+    """Run every method `seeds` times with paired seeds and write the report; see `popplast compare --help`."""
+    from popplast.tracking.comparison import ComparisonError, ComparisonTracker
+    from popplast.tracking.report import build_report
+
+    spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
+    methods = _check_methods(methods)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise SpecError(COMMAND_LINE, "--seeds", f"expected an integer >= 1, got {seeds!r}.")
+    budget = budget_evals if budget_evals is not None else default_budget(spec)
+    for method in methods:  # every cell's settings are checked before the first one trains
+        cell_spec = spec.with_overrides(method=method)
+        _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
+        with_budget(cell_spec, budget)
+        if method == "pbt":
+            from popplast.baselines.tune_search import check_pbt
+
+            check_pbt(cell_spec)
+    seed_values = [spec.strategy.seed + i for i in range(seeds)]
+    experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
+    tracker = ComparisonTracker(tracking_uri, experiment)
+    start = time.perf_counter()
+    with _ray(executor, address):
+        workers = _workers(executor, workers, cpus_per_worker, spec.strategy.population)
+        settings = {"space_file": spec.source, "methods": list(methods), "seeds": seeds, "seed_values": seed_values,
+                    "budget_evals": budget, "workers": workers, "executor": executor}
+        try:
+            if resume:
+                tracker.reopen(resume, settings)
+            else:
+                tracker.start(f"{experiment}-compare", settings)
+        except ComparisonError as e:
+            raise SpecError(COMMAND_LINE, "--resume", str(e)) from None
+        done = tracker.finished_cells()
+        cells = [(m, i, sd) for i, sd in enumerate(seed_values) for m in methods]
+        failed, ran = [], 0
+        try:
+            for k, (method, i, seed) in enumerate(cells, start=1):
+                if (method, seed) in done:
+                    continue
+                _say(progress, f"[popplast] comparison {tracker.run_id}: search {k}/{len(cells)}, {method}, seed {seed}")
+                cell_spec = dataclasses.replace(spec, dataset=dataclasses.replace(
+                    spec.dataset, split_seed=spec.dataset.split_seed + i))
+                study = f"{tracker.run_id[:12]}-{method}-seed{seed}"
+                try:
+                    run(cell_spec, method=method, seed=seed, budget_evals=budget, workers=workers,
+                        cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, executor=executor,
+                        tracking_uri=tracking_uri, experiment=experiment, optuna_storage=optuna_storage,
+                        study_name=study, resume=_study_to_resume(method, optuna_storage, study),
+                        progress=progress, parent_run_id=tracker.run_id)
+                except SearchFailed:
+                    failed.append(f"{method}/seed {seed}")
+                ran += 1
+        except BaseException:
+            tracker.end("FAILED")
+            _say(True, f"[popplast] comparison interrupted; continue it with --resume {tracker.run_id}")
+            raise
+    files = build_report(tracking_uri, tracker.run_id, out, log=True)
+    tracker.end()
+    return ComparisonResult(tracker.run_id, tracking_uri, files, ran, len(cells) - ran, failed,
+                            time.perf_counter() - start)
+
+
+def report(comparison_run_id: str, *, tracking_uri: str = DEFAULT_TRACKING_URI, out: str = ".",
+           log: bool = False) -> list[str]:
+    """Rebuild a comparison's report.md and curves from MLflow alone; returns the files written."""
+    from popplast.tracking.report import build_report
+
+    return build_report(tracking_uri, comparison_run_id, out, log=log)
+
+
+def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise SpecError(COMMAND_LINE, "--methods", f"expected a comma-separated list of {', '.join(METHODS)}, got "
+                                                   f"{','.join(methods) or 'nothing'}.")
+    if len(set(methods)) != len(methods):
+        raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
+    return tuple(methods)
+
+
+def _study_to_resume(method: str, storage: str, study: str) -> bool:
+    if method not in OPTUNA_METHODS:
+        return False
+    from popplast.baselines.optuna_search import study_exists
+
+    return study_exists(storage, study)
+
+
+@contextlib.contextmanager
+def _ray(executor: str, address: str | None) -> Any:
+    """One Ray instance for every cell (starting one per search would cost seconds each)."""
+    if executor != "ray":
+        yield
+        return
+    from popplast.execution.ray_session import ray_session
+
+    with ray_session(address):
+        yield
+
+
+def _workers(executor: str, workers: int | None, cpus: float, population: int) -> int:
+    """The same number of workers for every method: what the cluster's CPUs allow, at most the population."""
+    if executor != "ray":
+        return 1
+    if workers is not None:
+        return workers
+    import ray
+
+    return max(1, min(population, int(ray.cluster_resources().get("CPU", 1) // cpus)))
+
+
+def _say(show: bool, line: str) -> None:
+    if show:
+        print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,60 @@
+"""Equal budgets: how many evaluations each method gets, and what that means for its own settings.
+
+A budget is a number of evaluations (one evaluation trains one individual at the search fidelity), the unit
+every method shares: the GA spends it `population` at a time, Gen-Soup with a shrinking population, Optuna
+and Tune one trial at a time, PBT as `population` trials of `budget / population` segments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.gensoup import population_size
+from popplast.core.spec import SearchSpec
+
+
+def default_budget(spec: SearchSpec) -> int:
+    """The file's own budget: what its GA settings evaluate (population × generations, or Gen-Soup's sum)."""
+    return sum(generation_sizes(spec))
+
+
+def generation_sizes(spec: SearchSpec) -> list[int]:
+    s = spec.strategy
+    if s.method == "gensoup":
+        minimum = min(s.min_population, s.population)
+        return [population_size(g, s.population, s.population_step, minimum) for g in range(s.generations)]
+    return [s.population] * s.generations
+
+
+def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
+    """The spec with its generations set so that its method evaluates `budget` individuals.
+
+    GA and PBT need a multiple of the population; Gen-Soup gets the most generations whose shrinking
+    populations fit in the budget (it may fall short by less than one generation). Sampler methods
+    (Optuna, Tune's OptunaSearch) take the budget as their number of trials and keep the spec unchanged.
+    """
+    if budget is None:
+        return spec
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise SpecError(COMMAND_LINE, "--budget-evals", f"expected an integer >= 1, got {budget!r}.")
+    s = spec.strategy
+    if s.method in ("ga", "pbt"):
+        if budget % s.population:
+            raise SpecError(COMMAND_LINE, "--budget-evals",
+                            f"{s.method} evaluates whole generations of {s.population} (strategy.population in "
+                            f"{spec.source}), so the budget must be a multiple of {s.population}; got {budget}.")
+        generations = budget // s.population
+    elif s.method == "gensoup":
+        generations, spent = 0, 0
+        minimum = min(s.min_population, s.population)
+        while spent + population_size(generations, s.population, s.population_step, minimum) <= budget:
+            spent += population_size(generations, s.population, s.population_step, minimum)
+            generations += 1
+        if generations == 0:
+            raise SpecError(COMMAND_LINE, "--budget-evals",
+                            f"gensoup's first generation alone evaluates {s.population} individuals "
+                            f"(strategy.population in {spec.source}); got a budget of {budget}.")
+    else:
+        generations = max(1, -(-budget // s.population))  # the layout of sampler trials in rows of `population`
+    return dataclasses.replace(spec, strategy=dataclasses.replace(s, generations=generations))

@@ -1,0 +1,132 @@
+"""A comparison in MLflow: one comparison run, its search runs nested under it (one per method and seed),
+their individuals' runs under those. Everything a report needs is read back from here, never from memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from mlflow import MlflowClient
+from mlflow.entities import Param
+
+from popplast.tracking.search_run import open_experiment, param_text
+
+SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "workers")
+
+
+class ComparisonError(RuntimeError):
+    """The comparison run is missing, or is not the comparison the command describes."""
+
+
+@dataclass
+class Cell:
+    """One (method, seed) search as MLflow holds it: evaluations in the order they finished."""
+
+    method: str
+    seed: int
+    search_run_id: str
+    best_fitness: float
+    test_mcc: float
+    wall_seconds: float
+    fitness: list[float | None] = field(default_factory=list)  # None: a failed evaluation
+    seconds: list[float] = field(default_factory=list)  # since the search run started
+    epochs: float = 0.0
+
+
+@dataclass
+class Comparison:
+    run_id: str
+    settings: dict[str, str]
+    methods: list[str]
+    seeds: list[int]
+    cells: dict[tuple[str, int], Cell]
+
+
+class ComparisonTracker:
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = open_experiment(self.client, experiment)
+        self.run_id = ""
+
+    def start(self, name: str, settings: Mapping[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"popplast.role": "comparison"})
+        self.run_id = run.info.run_id
+        self.client.log_batch(self.run_id, params=[Param(k, param_text(v)) for k, v in settings.items()])
+        return self.run_id
+
+    def reopen(self, run_id: str, settings: Mapping[str, Any]) -> None:
+        """Continue `run_id`; refuse it when the command describes another comparison."""
+        run = _comparison_run(self.client, run_id)
+        recorded = run.data.params
+        for key in SETTINGS:
+            if key in settings and recorded.get(key) != param_text(settings[key]):
+                raise ComparisonError(f"the comparison run {run_id} was started with {key} = {recorded.get(key)}, "
+                                      f"not {param_text(settings[key])}; resume it with the same settings.")
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+
+    def finished_cells(self) -> set[tuple[str, int]]:
+        return {(r.data.params["method"], int(r.data.params["seed"])) for r in _search_runs(self.client, self.run_id)}
+
+    def log_report(self, folder: str) -> None:
+        self.client.log_artifacts(self.run_id, folder, "report")
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
+    run = _comparison_run(client, run_id)
+    params = dict(run.data.params)
+    methods, seeds = json.loads(params.get("methods", "[]")), json.loads(params.get("seed_values", "[]"))
+    cells = {}
+    for search in _search_runs(client, run_id):
+        cell = _cell(client, search)
+        key = (cell.method, cell.seed)
+        if key not in cells or search.info.start_time > client.get_run(cells[key].search_run_id).info.start_time:
+            cells[key] = cell  # a cell run twice (an interrupted comparison): the later search counts
+    return Comparison(run_id, params, methods, seeds, cells)
+
+
+def _comparison_run(client: MlflowClient, run_id: str) -> Any:
+    try:
+        run = client.get_run(run_id)
+    except Exception as e:  # MLflow raises its own types for a missing run
+        raise ComparisonError(f"no MLflow run {run_id!r} in {client.tracking_uri} ({type(e).__name__})") from None
+    if run.data.tags.get("popplast.role") != "comparison":
+        raise ComparisonError(f"the run {run_id} is not a popplast comparison run (printed by popplast compare).")
+    return run
+
+
+def _search_runs(client: MlflowClient, run_id: str) -> list[Any]:
+    """The finished search runs nested under a comparison run."""
+    experiment = client.get_run(run_id).info.experiment_id
+    found = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}' and "
+                                             "tags.`popplast.role` = 'search' and attributes.status = 'FINISHED'",
+                               max_results=1000)
+    return list(found)
+
+
+def _cell(client: MlflowClient, search: Any) -> Cell:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([search.info.experiment_id], f"tags.mlflow.parentRunId = '{search.info.run_id}'",
+                                  max_results=1000, page_token=token)
+        runs += [r for r in page if "popplast.individual_id" in r.data.tags]
+        token = page.token
+        if not token:
+            break
+    runs.sort(key=lambda r: (r.info.end_time or 0, r.data.tags["popplast.individual_id"]))
+    start = search.info.start_time
+    metrics = search.data.metrics
+    cell = Cell(search.data.params["method"], int(search.data.params["seed"]), search.info.run_id,
+                metrics["best_fitness"], metrics.get("best_test_mcc", float("nan")), metrics["wall_seconds"])
+    for r in runs:
+        ok = r.data.tags.get("popplast.status") == "ok"
+        cell.fitness.append(r.data.metrics["fitness"] if ok else None)
+        cell.seconds.append(((r.info.end_time or start) - start) / 1000.0)
+        cell.epochs += r.data.metrics.get("epochs", 0.0) if ok else 0.0
+    return cell

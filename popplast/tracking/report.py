@@ -1,0 +1,152 @@
+"""report.md and the anytime curves of a comparison, built from MLflow alone (`popplast report`).
+
+The same comparison run gives the same files: nothing here reads clocks or popplast's memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+from mlflow import MlflowClient
+
+from popplast.tracking.comparison import Cell, Comparison, read_comparison
+from popplast.tracking.report_stats import band, best_so_far, mean_std, reach, wilcoxon
+
+REPORT_FILES = ("report.md", "anytime_evaluations.png", "anytime_seconds.png")
+
+
+def build_report(tracking_uri: str, comparison_run_id: str, out: str, log: bool = False) -> list[str]:
+    """Write report.md and the two PNGs into `out`; with `log`, attach them to the comparison run."""
+    client = MlflowClient(tracking_uri)
+    comparison = read_comparison(client, comparison_run_id)
+    os.makedirs(out, exist_ok=True)
+    paths = [os.path.join(out, name) for name in REPORT_FILES]
+    with open(paths[0], "w") as f:
+        f.write(report_markdown(comparison))
+    plot_anytime(comparison, paths[1], by="evaluations")
+    plot_anytime(comparison, paths[2], by="seconds")
+    if log:
+        for path in paths:
+            client.log_artifact(comparison_run_id, path, "report")
+    return paths
+
+
+def target_method(comparison: Comparison) -> str:
+    """Whose median final score the others race to: TPE's, else the first method's."""
+    return "tpe" if "tpe" in comparison.methods else comparison.methods[0]
+
+
+def report_markdown(c: Comparison) -> str:
+    methods = [m for m in c.methods if any(k[0] == m for k in c.cells)]
+    target_of = target_method(c)
+    target_scores = [c.cells[k].best_fitness for k in c.cells if k[0] == target_of]
+    target = float(np.median(target_scores)) if target_scores else math.nan
+    s = c.settings
+    lines = [
+        f"# Comparison {c.run_id}",
+        "",
+        f"Search space `{s.get('space_file', '?')}`; budget {s.get('budget_evals', '?')} evaluations per search; "
+        f"{s.get('workers', '?')} workers; seeds {', '.join(map(str, c.seeds))} (paired: within a seed every "
+        "method has the same data split). Fitness is the validation MCC; the test MCC is the best individual's.",
+        "",
+        "## Per method (mean ± std over seeds)",
+        "",
+        f"Target: the median final best validation MCC of {target_of}, {target:.4f}. \"Reached\" counts the seeds "
+        "whose search got there; evaluations and seconds to the target are means over those seeds.",
+        "",
+        "| method | seeds | best validation MCC | test MCC | evaluations | reached | evaluations to target | "
+        "seconds to target | wall seconds | training epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        cells = _cells(c, m)
+        reached = [r for r in (reach(cell, target) for cell in cells) if r is not None]
+        evals_to = _pm(*mean_std([float(r[0]) for r in reached]), digits=1) if reached else "–"
+        secs_to = _pm(*mean_std([r[1] for r in reached]), digits=1) if reached else "–"
+        lines.append(
+            f"| {m} | {len(cells)} | {_pm(*mean_std([x.best_fitness for x in cells]))} | "
+            f"{_pm(*mean_std([x.test_mcc for x in cells]))} | {_pm(*mean_std([len(x.fitness) for x in cells]), 1)} | "
+            f"{len(reached)}/{len(cells)} | {evals_to} | {secs_to} | "
+            f"{_pm(*mean_std([x.wall_seconds for x in cells]), digits=1)} | "
+            f"{_pm(*mean_std([x.epochs for x in cells]), digits=1)} |")
+    lines += ["", "## Paired tests", "",
+              "Two-sided Wilcoxon signed-rank tests over the seeds both methods finished; effect size: matched-pairs "
+              "rank-biserial correlation r (positive: the first method scored higher; ±1: on every seed). With few "
+              "seeds the smallest possible p-value is large (0.0625 with 5 seeds): read r and the differences too.",
+              ""]
+    for label, attr in (("test MCC", "test_mcc"), ("best validation MCC", "best_fitness")):
+        lines += [f"### {label}", "", "| A | B | pairs | mean A − B | p | r |", "|---|---|---|---|---|---|"]
+        for i, a in enumerate(methods):
+            for b in methods[i + 1:]:
+                seeds = [sd for sd in c.seeds if (a, sd) in c.cells and (b, sd) in c.cells]
+                t = wilcoxon(a, [getattr(c.cells[(a, sd)], attr) for sd in seeds],
+                             b, [getattr(c.cells[(b, sd)], attr) for sd in seeds])
+                p = "n/a (all tied)" if math.isnan(t.p_value) else f"{t.p_value:.4f}"
+                lines.append(f"| {a} | {b} | {t.n} | {t.mean_difference:+.4f} | {p} | {t.rank_biserial:+.2f} |")
+        lines.append("")
+    lines += ["## Anytime curves", "",
+              "Best validation MCC so far, mean over seeds with a 95% band (Student's t):", "",
+              "![against evaluations](anytime_evaluations.png)", "", "![against wall time](anytime_seconds.png)", "",
+              "## Searches", "", "| method | seed | search run | best validation MCC | test MCC |", "|---|---|---|---|---|"]
+    for m in methods:
+        for cell in _cells(c, m):
+            lines.append(f"| {m} | {cell.seed} | {cell.search_run_id} | {cell.best_fitness:.4f} | {cell.test_mcc:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_anytime(c: Comparison, path: str, by: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for m in [m for m in c.methods if any(k[0] == m for k in c.cells)]:
+        cells = _cells(c, m)
+        if by == "evaluations":
+            n = max(len(x.fitness) for x in cells)
+            grid = np.arange(1, n + 1)
+            curves = np.array([_pad(best_so_far(x.fitness), n) for x in cells])
+        else:
+            end = max(max(x.seconds, default=0.0) for x in c.cells.values())
+            grid = np.linspace(0.0, end, 200)
+            curves = np.array([_at_times(x, grid) for x in cells])
+        mean, low, high = band(curves)
+        line, = ax.plot(grid, mean, label=f"{m} ({len(cells)} seeds)", linewidth=1.6)
+        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+    ax.set_xlabel("evaluations" if by == "evaluations" else "wall time (s)")
+    ax.set_ylabel("best validation MCC so far")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _cells(c: Comparison, method: str) -> list[Cell]:
+    return [c.cells[(method, sd)] for sd in c.seeds if (method, sd) in c.cells]
+
+
+def _pad(curve: np.ndarray, n: int) -> np.ndarray:
+    """A search that ran fewer evaluations keeps its last best value (it has nothing more to add)."""
+    if len(curve) >= n:
+        return curve[:n]
+    last = curve[-1] if len(curve) else np.nan
+    return np.concatenate([curve, np.full(n - len(curve), last)])
+
+
+def _at_times(cell: Cell, grid: np.ndarray) -> np.ndarray:
+    curve = best_so_far(cell.fitness)
+    order = np.argsort(cell.seconds, kind="stable")
+    times, values = np.asarray(cell.seconds)[order], curve[order]
+    index = np.searchsorted(times, grid, side="right") - 1
+    return np.where(index >= 0, values[np.clip(index, 0, None)], np.nan)
+
+
+def _pm(mean: float, std: float, digits: int = 4) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
