@@ -14,14 +14,11 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.result import SearchResult
 from popplast.core.spec import OPTUNA_METHODS, TUNE_METHODS, SearchSpec
 from popplast.core.strategies import build_strategy
+from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_OPTUNA_STORAGE = "sqlite:///optuna.db"
 EXECUTORS = ("ray", "local")
-
-
-class SearchFailed(RuntimeError):
-    """The search ran but no individual could be evaluated."""
 
 
 def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, population: int | None = None,
@@ -48,6 +45,10 @@ def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, pop
     spec = with_budget(spec, budget_evals)
     method = spec.strategy.method
     _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
+    if method == "pbt":
+        from popplast.baselines.tune_search import check_pbt
+
+        check_pbt(spec)
     shape = _preflight(spec)
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     study = None
@@ -78,9 +79,9 @@ def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, pop
                     outcome = _search(spec, pool, tracker, progress)
                 result = _result(spec, outcome, tracker)
                 if method == "gensoup":
-                    _log_soup_model(spec, outcome, tracker, result, shape)
+                    log_soup_model(spec, outcome, tracker, result, shape)
                 if retrain:
-                    _retrain(spec, pool, tracker, result, shape)
+                    retrain_best(spec, pool, tracker, result, shape)
             final = outcome.state.to_dict()
     result.wall_seconds = time.perf_counter() - start
     tracker.end_search(result, final)
@@ -157,7 +158,7 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
             if retrain:
                 pool = RayExecutor(functools.partial(_make_evaluator, spec, threads), 1, cpus, gpus)
                 try:
-                    _retrain(spec, pool, tracker, result, shape)
+                    retrain_best(spec, pool, tracker, result, shape)
                 finally:
                     pool.close()
     return result, outcome.state.to_dict()
@@ -286,57 +287,3 @@ def _open_executor(kind: str, make_evaluator, workers: int | None, cpus: float, 
             yield pool
         finally:
             pool.close()
-
-
-def _log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
-    """Gen-Soup's answer is a trained model: the best individual's weights, measured again here on the
-    test split before they are logged, so the logged model is known to reproduce the reported metrics."""
-    from popplast.training.config import resolve
-    from popplast.training.data import load_split
-    from popplast.training.models import build_model, input_channels
-    from popplast.training.train import measure
-
-    if outcome.best_weights is None:
-        return
-    weights = _fetch(outcome.best_weights)  # fetched once, at the end: the final model
-    cfg = resolve(result.best_config, {})
-    native, classes = shape
-    channels = input_channels(cfg.architecture, native)
-    budget = outcome.best_budget
-    model = build_model(cfg.architecture, channels, classes, pretrained=False)
-    model.load_state_dict(weights)
-    data = load_split(spec.dataset, budget.image_size, channels, budget.max_train_samples)
-    result.model_metrics = {k: v for k, v in measure(model, data, "cpu").items() if k.startswith("test_")}
-    example = np.zeros((1, channels, budget.image_size, budget.image_size), dtype=np.float32)
-    result.model_uri = tracker.log_model(model, example)
-
-
-def _retrain(spec, pool, tracker, result: SearchResult, shape: tuple[int, int]) -> None:
-    """Train the best configuration at the final fidelity and log the model."""
-    from popplast.execution.executor import Evaluation
-    from popplast.training.config import resolve
-    from popplast.training.models import build_model, input_channels
-
-    [trained] = list(pool.map([Evaluation(result.best, result.best_config, spec.final, return_weights=True)]))
-    if not trained.ok:
-        raise SearchFailed(f"retraining the best configuration failed: {trained.error}")
-    cfg = resolve(result.best_config, {})
-    channels, classes = shape
-    model = build_model(cfg.architecture, input_channels(cfg.architecture, channels), classes, pretrained=False)
-    model.load_state_dict(_fetch(trained.weights))
-    model.eval()
-    example = np.zeros((1, input_channels(cfg.architecture, channels), spec.final.image_size, spec.final.image_size),
-                       dtype=np.float32)
-    result.retrain_metrics = dict(trained.metrics)
-    result.model_uri = tracker.log_model(model, example)
-
-
-def _fetch(weights: Any) -> Any:
-    """Trained weights as a state dict of tensors: the Ray pool hands back an object-store reference."""
-    from popplast.training.weights import from_shareable
-
-    if type(weights).__name__ == "ObjectRef":
-        import ray
-
-        weights = ray.get(weights)
-    return from_shareable(weights)

@@ -63,7 +63,10 @@ class RayExecutor:
                 else:
                     ref, weights = actor.evaluate.remote(evaluation), None
                 running[ref] = (actor, evaluation, weights)
-            [ref], _ = ray.wait(list(running), num_returns=1)
+            ready: list = []
+            while not ready:  # a bounded wait, so that Ctrl-C reaches Python between waits
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            [ref] = ready
             actor, evaluation, weights = running.pop(ref)
             try:
                 result = ray.get(ref)

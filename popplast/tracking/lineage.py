@@ -21,6 +21,7 @@ EDGE_STYLE = {
     "elite": ("", "#dd8452", 2.4),
     "inherit": ("", "#55a868", 1.4),
     "fusion": ("8 2 2 2", "#55a868", 2.0),
+    "exploit": ("5 2", "#937860", 1.8),  # PBT: a trial continuing from another trial's checkpoint
 }
 BEST_COLOUR = "#c44e52"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
 
 import numpy as np
 from mlflow import MlflowClient
