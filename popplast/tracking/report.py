@@ -97,12 +97,14 @@ def report_markdown(c: Comparison) -> str:
 
 
 def plot_anytime(c: Comparison, path: str, by: str) -> None:
+    """Two panels: the whole search, and its last 80% zoomed to the scores there (where methods differ)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    zoom_low, zoom_high = 1.0, -1.0
     for m in [m for m in c.methods if any(k[0] == m for k in c.cells)]:
         cells = _cells(c, m)
         if by == "evaluations":
@@ -114,12 +116,25 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
             grid = np.linspace(0.0, end, 200)
             curves = np.array([_at_times(x, grid) for x in cells])
         mean, low, high = band(curves)
-        line, = ax.plot(grid, mean, label=f"{m} ({len(cells)} seeds)", linewidth=1.6)
-        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
-    ax.set_xlabel("evaluations" if by == "evaluations" else "wall time (s)")
-    ax.set_ylabel("best validation MCC so far")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+        for ax in axes:
+            line, = ax.plot(grid, mean, label=f"{m} ({len(cells)} seeds)", linewidth=1.6)
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+        tail = grid >= grid[0] + 0.2 * (grid[-1] - grid[0])
+        if np.any(~np.isnan(mean[tail])):
+            zoom_low = min(zoom_low, float(np.nanmin(mean[tail])))
+            zoom_high = max(zoom_high, float(np.nanmax(mean[tail])))
+    end = axes[0].get_xlim()[1]
+    if zoom_high >= zoom_low:
+        margin = max(0.005, 0.25 * (zoom_high - zoom_low))
+        axes[1].set_ylim(zoom_low - margin, min(1.0, zoom_high + margin))
+        axes[1].set_xlim(0.2 * end, end)
+    axes[0].set_title("whole search", fontsize=10)
+    axes[1].set_title("last 80%, zoomed", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("evaluations" if by == "evaluations" else "wall time (s)")
+        ax.set_ylabel("best validation MCC so far")
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
