@@ -100,8 +100,7 @@ def run_optuna(spec: SearchSpec, study: optuna.Study, storage: str, executor: Ex
     population = spec.strategy.population
     state = SamplerState(study.study_name, storage)
     outcome = SearchOutcome(state)  # type: ignore[arg-type]
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
-    done, row_fitness, rows_started = len(finished), [], set()
+    done, row_fitness, rows_started = len(_evaluated(study)), [], set()
     while done < trials:
         asked = [study.ask(distributions) for _ in range(min(executor.workers, trials - done))]
         work, by_id, configs, trials_by_id = [], {}, {}, {}
@@ -117,8 +116,9 @@ def run_optuna(spec: SearchSpec, study: optuna.Study, storage: str, executor: Ex
             ind = by_id[result.individual_id]
             notify(observers, "individual_finished", ind, configs[ind.id], result)
             outcome.results[ind.id] = result
+            # the metrics attribute marks a trial as evaluated (a failure too), unlike one told FAIL as stale
+            trials_by_id[ind.id].set_user_attr(USER_METRICS, result.metrics if result.ok else {})
             if result.ok:
-                trials_by_id[ind.id].set_user_attr(USER_METRICS, result.metrics)
                 study.tell(trials_by_id[ind.id], float(result.fitness))
                 row_fitness.append(float(result.fitness))
             else:
@@ -153,10 +153,16 @@ def _row_metrics(row: int, fitness: list[float], study: optuna.Study) -> dict[st
     return metrics
 
 
+def _evaluated(study: optuna.Study) -> list[Any]:
+    """Trials whose evaluation finished (ok or failed); not those told FAIL because their driver died."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if USER_METRICS in t.user_attrs]
+
+
 def _set_best(state: SamplerState, study: optuna.Study) -> None:
-    trials = study.get_trials(deepcopy=False)
-    state.evaluations = sum(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
-    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    evaluated = _evaluated(study)
+    state.evaluations = len(evaluated)
+    completed = [t for t in evaluated if t.state == TrialState.COMPLETE]
     if not completed:
         return
     best = max(completed, key=lambda t: (t.value, -t.number))  # the first one on ties, as the GA

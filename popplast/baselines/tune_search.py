@@ -26,7 +26,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from popplast.baselines.optuna_search import SamplerState
-from popplast.baselines.optuna_space import to_optuna
+from popplast.baselines.optuna_space import params_to_genome, to_optuna
 from popplast.baselines.tune_trainable import parse_report, pbt_trainable, single_trainable
 from popplast.baselines.tune_trainable import INDEX_KEY, trial_index
 from popplast.core.errors import SpecError
@@ -58,7 +58,8 @@ class _Relay(tune.Callback):
         index = trial_index(trial.trial_id) if index is None else index
         segment = int((trial.last_result or {}).get("training_iteration", 0))
         row, slot = (segment, index) if self.spec.strategy.method == "pbt" else divmod(index, self.row_size)
-        ind = Individual(individual_id(row, slot), (0.5,) * len(self.spec.space), row, operator="sample")
+        genome = params_to_genome(self.spec.space, {n: trial.config[n] for n in self.spec.space.names})
+        ind = Individual(individual_id(row, slot), genome, row, operator="sample")
         error = str(getattr(trial, "error_msg", None) or "the Tune trial raised an error")
         self._record(ind, EvalResult.failed(ind.id, error), trial.config)
 
