@@ -82,12 +82,10 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
     run = _comparison_run(client, run_id)
     params = dict(run.data.params)
     methods, seeds = json.loads(params.get("methods", "[]")), json.loads(params.get("seed_values", "[]"))
-    cells = {}
-    for search in _search_runs(client, run_id):
-        cell = _cell(client, search)
-        key = (cell.method, cell.seed)
-        if key not in cells or search.info.start_time > client.get_run(cells[key].search_run_id).info.start_time:
-            cells[key] = cell  # a cell run twice (an interrupted comparison): the later search counts
+    latest = {}  # a cell run twice (an interrupted comparison): the later search counts
+    for search in sorted(_search_runs(client, run_id), key=lambda r: r.info.start_time):
+        latest[(search.data.params["method"], int(search.data.params["seed"]))] = search
+    cells = {key: _cell(client, search) for key, search in latest.items()}
     return Comparison(run_id, params, methods, seeds, cells)
 
 
