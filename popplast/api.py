@@ -126,34 +126,24 @@ def _optuna_search(spec: SearchSpec, study: Any, storage: str, pool: Any, tracke
                    progress: bool) -> Any:
     from popplast.baselines.optuna_search import run_optuna
 
-    observers = _observers(tracker, progress, spec.strategy.generations, budget)
-    try:
+    with _observing(tracker, progress, spec.strategy.generations, budget) as observers:
         return run_optuna(spec, study, storage, pool, budget, observers)
-    finally:
-        for observer in observers[1:]:
-            observer.close()
 
 
 def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, settings, progress, retrain, shape):
     """tune-tpe and pbt: Tune schedules its own trials on the Ray instance (no popplast pool during the search)."""
-    import ray
-
     from popplast.baselines.tune_search import run_tune
     from popplast.execution.ray_pool import RayExecutor
-    from popplast.execution.ray_session import check_resources, ray_session
+    from popplast.execution.ray_session import check_resources, default_workers, ray_session
 
     with ray_session(address):
         if workers is None:
-            workers = max(1, min(spec.strategy.population, int(ray.cluster_resources().get("CPU", 1) // cpus)))
+            workers = default_workers(spec.strategy.population, cpus)
         check_resources(workers, cpus, gpus)
         tracker.start_search(spec, {**settings, "workers": workers})
-        observers = _observers(tracker, progress, spec.strategy.generations, budget)
         with _failing(tracker):
-            try:
+            with _observing(tracker, progress, spec.strategy.generations, budget) as observers:
                 outcome = run_tune(spec, budget, workers, cpus, gpus, threads, observers)
-            finally:
-                for observer in observers[1:]:
-                    observer.close()
             result = _result(spec, outcome, tracker)
             if retrain:
                 pool = RayExecutor(functools.partial(_make_evaluator, spec, threads), 1, cpus, gpus)
@@ -164,13 +154,19 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
     return result, outcome.state.to_dict()
 
 
-def _observers(tracker: Any, progress: bool, rows: int, total: int) -> list[Any]:
+@contextlib.contextmanager
+def _observing(tracker: Any, progress: bool, rows: int, total: int) -> Iterator[list[Any]]:
+    """The tracker and, with `progress`, a progress display that is closed however the search ends."""
     observers: list[Any] = [tracker]
     if progress:
         from popplast.progress import SearchProgress
 
         observers.append(SearchProgress(rows, total=total))
-    return observers
+    try:
+        yield observers
+    finally:
+        for observer in observers[1:]:
+            observer.close()
 
 
 def _draw_lineage(tracker: Any) -> str | None:
@@ -191,13 +187,9 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> Any:
     from popplast.execution.soup import run_soup
 
     s = spec.strategy
-    observers = _observers(tracker, progress, s.generations, sum(generation_sizes(spec)))
-    try:
+    with _observing(tracker, progress, s.generations, sum(generation_sizes(spec))) as observers:
         rng = np.random.default_rng(np.random.SeedSequence(s.seed))
         return (run_soup if s.method == "gensoup" else run_search)(spec, build_strategy(spec), pool, rng, observers)
-    finally:
-        for observer in observers[1:]:
-            observer.close()
 
 
 def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
@@ -273,14 +265,12 @@ def _open_executor(kind: str, make_evaluator, workers: int | None, cpus: float, 
 
         yield LocalExecutor(make_evaluator)
         return
-    import ray
-
     from popplast.execution.ray_pool import RayExecutor
-    from popplast.execution.ray_session import check_resources, ray_session
+    from popplast.execution.ray_session import check_resources, default_workers, ray_session
 
     with ray_session(address):
         if workers is None:
-            workers = max(1, min(population, int(ray.cluster_resources().get("CPU", 1) // cpus)))
+            workers = default_workers(population, cpus)
         check_resources(workers, cpus, gpus)
         pool = RayExecutor(make_evaluator, workers, cpus, gpus)
         try:

@@ -157,9 +157,9 @@ def _workers(executor: str, workers: int | None, cpus: float, population: int) -
         return 1
     if workers is not None:
         return workers
-    import ray
+    from popplast.execution.ray_session import default_workers
 
-    return max(1, min(population, int(ray.cluster_resources().get("CPU", 1) // cpus)))
+    return default_workers(population, cpus)
 
 
 def _say(show: bool, line: str) -> None:

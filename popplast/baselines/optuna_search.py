@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from popplast.baselines.optuna_space import params_to_genome, to_optuna
 from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, derived_seed, individual_id
 from popplast.core.spec import SearchSpec
 from popplast.execution.executor import Evaluation, Executor
@@ -120,12 +121,12 @@ def run_optuna(spec: SearchSpec, study: optuna.Study, storage: str, executor: Ex
             trials_by_id[ind.id].set_user_attr(USER_METRICS, result.metrics if result.ok else {})
             if result.ok:
                 study.tell(trials_by_id[ind.id], float(result.fitness))
-                row_fitness.append(float(result.fitness))
             else:
                 study.tell(trials_by_id[ind.id], state=TrialState.FAIL)
+            row_fitness.append(float(result.fitness) if result.ok else None)
             done += 1
             if done % population == 0 or done == trials:
-                metrics = _row_metrics(ind.generation, row_fitness, study)
+                metrics = generation_metrics(ind.generation, row_fitness, _best_value(study))
                 outcome.history.append(metrics)
                 notify(observers, "generation_finished", ind.generation, metrics)
                 row_fitness = []
@@ -141,16 +142,10 @@ def sampled_individual(spec: SearchSpec, number: int, genome: Sequence[float]) -
                       number // population, operator="sample", seed=derived_seed(spec.strategy.seed, number))
 
 
-def _row_metrics(row: int, fitness: list[float], study: optuna.Study) -> dict[str, float]:
-    import numpy as np
-
-    metrics = {"generation": float(row)}
-    if fitness:
-        metrics.update(best=float(max(fitness)), median=float(np.median(fitness)), mean=float(np.mean(fitness)))
+def _best_value(study: optuna.Study) -> float | None:
+    """The best fitness the study holds, trials of earlier (resumed) drivers included."""
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if completed:
-        metrics["best_ever"] = float(max(t.value for t in completed))
-    return metrics
+    return max(t.value for t in completed) if completed else None
 
 
 def _evaluated(study: optuna.Study) -> list[Any]:

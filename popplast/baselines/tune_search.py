@@ -25,11 +25,12 @@ import numpy as np
 from ray import tune
 from ray.tune.search import Searcher
 
-from popplast.baselines.optuna_search import SamplerState
+from popplast.baselines.optuna_search import SamplerState, make_sampler
 from popplast.baselines.optuna_space import params_to_genome, to_optuna
 from popplast.baselines.tune_trainable import parse_report, pbt_trainable, single_trainable
 from popplast.baselines.tune_trainable import INDEX_KEY, trial_index
 from popplast.core.errors import SpecError
+from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, individual_id
 from popplast.core.result import EvalResult
 from popplast.core.space import Gene
@@ -77,12 +78,7 @@ class _Relay(tune.Callback):
         if result.ok and (state.best is None or (-result.fitness, ind.id) < (-state.best_fitness, state.best.id)):
             state.best, state.best_fitness, state.best_metrics = ind, float(result.fitness), dict(result.metrics)
         if len(row) == self.row_size:
-            ok = [f for f in row if f is not None]
-            metrics = {"generation": float(ind.generation), "failed": float(len(row) - len(ok))}
-            if ok:
-                metrics.update(best=max(ok), median=float(np.median(ok)), mean=float(np.mean(ok)))
-            if state.best_fitness is not None:
-                metrics["best_ever"] = state.best_fitness
+            metrics = generation_metrics(ind.generation, row, state.best_fitness)
             self.outcome.history.append(metrics)
             notify(self.observers, "generation_finished", ind.generation, metrics)
 
@@ -139,9 +135,8 @@ def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: flo
             from ray.tune.search.optuna import OptunaSearch
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
             search = _Numbered(OptunaSearch(space=to_optuna(spec.space), metric="fitness", mode="max",
-                                            sampler=sampler))
+                                            sampler=make_sampler("tpe", seed, population)))
             trainable = tune.with_parameters(single_trainable, spec=spec, threads=threads)
             tune_config = tune.TuneConfig(search_alg=search, num_samples=budget, max_concurrent_trials=workers,
                                           reuse_actors=True)

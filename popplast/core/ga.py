@@ -170,16 +170,24 @@ class GenCNN:
 
     def _close_generation(self, state: GAState) -> tuple[GAState, dict[str, float]]:
         f = state.fitness_array()
-        ok = f[np.isfinite(f)]
-        metrics = {"generation": float(state.generation), "failed": float(len(f) - len(ok))}
         best = best_index(selection_score(f))
-        if best is not None:
-            metrics.update(best=float(ok.max()), median=float(np.median(ok)), mean=float(ok.mean()))
-            if state.best_fitness is None or f[best] > state.best_fitness:
-                state = replace(state, best=state.population[best], best_fitness=float(f[best]))
-        if state.best_fitness is not None:
-            metrics["best_ever"] = state.best_fitness
-        return state, metrics
+        if best is not None and (state.best_fitness is None or f[best] > state.best_fitness):
+            state = replace(state, best=state.population[best], best_fitness=float(f[best]))
+        return state, generation_metrics(state.generation, f, state.best_fitness)
+
+
+def generation_metrics(generation: int, fitness: Sequence[float | None],
+                       best_ever: float | None) -> dict[str, float]:
+    """A finished generation's summary, the same for every method: how many failed (None or NaN), the best,
+    median and mean of the rest, and the best fitness of the whole search so far."""
+    f = np.array([np.nan if v is None else v for v in fitness], dtype=float)
+    ok = f[np.isfinite(f)]
+    metrics = {"generation": float(generation), "failed": float(len(f) - len(ok))}
+    if ok.size:
+        metrics.update(best=float(ok.max()), median=float(np.median(ok)), mean=float(ok.mean()))
+    if best_ever is not None:
+        metrics["best_ever"] = float(best_ever)
+    return metrics
 
 
 def _operator(crossed: bool, mutated: bool) -> str:

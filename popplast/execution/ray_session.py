@@ -54,6 +54,11 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                            "(`ray status` on it prints it) or use --address auto on a cluster node.") from None
 
 
+def default_workers(population: int, cpus_per_worker: float) -> int:
+    """As many workers as the cluster's CPUs allow, at most one per individual of a generation."""
+    return max(1, min(population, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker)))
+
+
 def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float) -> None:
     """Refuse a pool the cluster can never place (Ray would wait for it forever)."""
     have = ray.cluster_resources()
