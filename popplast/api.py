@@ -21,28 +21,37 @@ DEFAULT_OPTUNA_STORAGE = "sqlite:///optuna.db"
 EXECUTORS = ("ray", "local")
 
 
-def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, population: int | None = None,
-        generations: int | None = None, budget_evals: int | None = None, seed: int | None = None,
-        epochs: int | None = None, image_size: int | None = None, workers: int | None = None,
-        cpus_per_worker: float = 1, gpus_per_worker: float = 0, executor: str = "ray", address: str | None = None,
-        tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None, retrain: bool = False,
-        optuna_storage: str = DEFAULT_OPTUNA_STORAGE, study_name: str | None = None, resume: bool = False,
-        progress: bool = True, parent_run_id: str | None = None) -> SearchResult:
+def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | None = None,
+        population: int | None = None, generations: int | None = None, budget_evals: int | None = None,
+        seed: int | None = None, epochs: int | None = None, image_size: int | None = None,
+        workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0, executor: str = "ray",
+        address: str | None = None, tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None,
+        retrain: bool = False, optuna_storage: str = DEFAULT_OPTUNA_STORAGE, study_name: str | None = None,
+        resume: str | None = None, progress: bool = True, parent_run_id: str | None = None) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
     Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), an Optuna
     sampler (tpe, cmaes, random, nsga2) or a Ray Tune method (tune-tpe, pbt) over the same space;
     `budget_evals` is the number of evaluations (default: the file's population × generations).
+    `resume`: the MLflow search run of an interrupted search, which goes on where it stopped (GA and
+    Gen-Soup from their last finished generation, exactly; Optuna methods with their study); `space` may
+    then be left out, and what is given must agree with the search (more generations or budget is allowed).
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
-    from popplast.core.budget import default_budget, with_budget
+    flags = dict(method=method, population=population, generations=generations, seed=seed, epochs=epochs,
+                 image_size=image_size)
+    if resume:
+        from popplast.resuming import resumed_spec
 
-    spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
-    spec = spec.with_overrides(method=method, population=population, generations=generations, seed=seed,
-                               epochs=epochs, image_size=image_size)
-    budget = budget_evals if budget_evals is not None else default_budget(spec)
-    spec = with_budget(spec, budget_evals)
+        record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags)
+        experiment, parent_run_id = record.experiment, record.parent_run_id
+        study_name = record.params.get("study_name", study_name)
+    else:
+        if space is None:
+            raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
+        spec, budget = _spec(space, budget_evals, flags)
+        experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     method = spec.strategy.method
     _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
     if method == "pbt":
@@ -50,15 +59,11 @@ def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, pop
 
         check_pbt(spec)
     shape = _preflight(spec)
-    experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     study = None
     if method in OPTUNA_METHODS:
         from popplast.baselines.optuna_search import open_study, study_name_for
 
-        study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), resume)
-    elif resume:
-        raise SpecError(COMMAND_LINE, "--resume", f"only Optuna methods ({', '.join(OPTUNA_METHODS)}) resume so "
-                                                  f"far; this search's method is {method}.")
+        study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), bool(resume))
     tracker = _tracker(tracking_uri, experiment, method, parent_run_id)
     threads = max(1, int(cpus_per_worker))
     settings = {"executor": executor, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
@@ -71,12 +76,12 @@ def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, pop
         make_evaluator = functools.partial(_make_evaluator, spec, threads)
         with _open_executor(executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address,
                             spec.strategy.population) as pool:
-            _start_tracking(tracker, spec, {**settings, "workers": pool.workers}, study)
+            _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
             with _failing(tracker):
                 if study is not None:
                     outcome = _optuna_search(spec, study, optuna_storage, pool, tracker, budget, progress)
                 else:
-                    outcome = _search(spec, pool, tracker, progress)
+                    outcome = _search(spec, pool, tracker, progress, resume)
                 result = _result(spec, outcome, tracker)
                 if method == "gensoup":
                     log_soup_model(spec, outcome, tracker, result, shape)
@@ -89,26 +94,46 @@ def run(space: str | os.PathLike | SearchSpec, *, method: str | None = None, pop
     return result
 
 
+def _spec(space: str | os.PathLike | SearchSpec, budget_evals: int | None,
+          flags: dict[str, Any]) -> tuple[SearchSpec, int]:
+    """The file's spec with the flags applied, and the budget in evaluations."""
+    from popplast.core.budget import default_budget, with_budget
+
+    spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
+    spec = spec.with_overrides(**flags)
+    budget = budget_evals if budget_evals is not None else default_budget(spec)
+    return with_budget(spec, budget_evals), budget
+
+
 def _tracker(tracking_uri: str, experiment: str, method: str, parent_run_id: str | None) -> Any:
     from popplast.tracking.mlflow_tracker import MLflowTracker
 
     try:
         return MLflowTracker(tracking_uri, experiment, method, parent_run_id)
+    except SpecError:
+        raise
     except Exception as e:  # MLflow raises many types for a bad URI; all mean the same to the user
         raise SpecError(COMMAND_LINE, "--tracking-uri",
                         f"cannot open the MLflow tracking store {tracking_uri!r} ({type(e).__name__}: {e}).") from None
 
 
-def _start_tracking(tracker: Any, spec: SearchSpec, settings: dict[str, Any], study: Any) -> None:
-    """A new search run; or, for a resumed Optuna study, the search run its earlier trials were logged in."""
-    from popplast.baselines.optuna_search import USER_SEARCH_RUN
-
-    if study is None:
-        tracker.start_search(spec, settings)
+def _start_tracking(tracker: Any, spec: SearchSpec, budget: int, settings: dict[str, Any], study: Any,
+                    resume: str | None) -> None:
+    """A new search run with the spec it runs; a resumed search's own run; or, for an Optuna study run
+    before, the search run its earlier trials were logged in."""
+    if resume and study is None:
+        tracker.reopen_search(resume, spec)
         return
-    previous = study.user_attrs.get(USER_SEARCH_RUN)
-    if not (previous and tracker.reopen_search(previous)):
-        tracker.start_search(spec, {**settings, "study_name": study.study_name})
+    if study is not None:
+        from popplast.baselines.optuna_search import USER_SEARCH_RUN
+
+        previous = study.user_attrs.get(USER_SEARCH_RUN)
+        if previous and tracker.reopen_search(previous, spec):
+            return
+        settings = {**settings, "study_name": study.study_name}
+    tracker.start_search(spec, settings)
+    tracker.log_spec(spec, budget)
+    if study is not None:
         study.set_user_attr(USER_SEARCH_RUN, tracker.search_run_id)
 
 
@@ -155,13 +180,13 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
 
 
 @contextlib.contextmanager
-def _observing(tracker: Any, progress: bool, rows: int, total: int) -> Iterator[list[Any]]:
+def _observing(tracker: Any, progress: bool, rows: int, total: int, done: int = 0) -> Iterator[list[Any]]:
     """The tracker and, with `progress`, a progress display that is closed however the search ends."""
     observers: list[Any] = [tracker]
     if progress:
         from popplast.progress import SearchProgress
 
-        observers.append(SearchProgress(rows, total=total))
+        observers.append(SearchProgress(rows, total=total, done=done))
     try:
         yield observers
     finally:
@@ -181,15 +206,33 @@ def _draw_lineage(tracker: Any) -> str | None:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
-def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool) -> Any:
+def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: str | None) -> Any:
+    """The GA or Gen-Soup loop, checkpointed after every generation; resumed from the newest checkpoint."""
     from popplast.core.budget import generation_sizes
+    from popplast.execution.checkpoint import Checkpointer, load
     from popplast.execution.search import run_search
     from popplast.execution.soup import run_soup
 
     s = spec.strategy
-    with _observing(tracker, progress, s.generations, sum(generation_sizes(spec))) as observers:
-        rng = np.random.default_rng(np.random.SeedSequence(s.seed))
-        return (run_soup if s.method == "gensoup" else run_search)(spec, build_strategy(spec), pool, rng, observers)
+    checkpoint = load(tracker, pool.put) if resume else None
+    rng = checkpoint.restore_rng() if checkpoint else np.random.default_rng(np.random.SeedSequence(s.seed))
+    if resume:
+        generation = checkpoint.generation if checkpoint else -1
+        dropped = tracker.discard_after(generation)
+        _say(progress, f"[popplast] resuming search run {resume} after generation {generation + 1} of "
+                       f"{s.generations}" + (f"; {dropped} runs of the interrupted generation are evaluated again"
+                                              if dropped else ""))
+    done = len(checkpoint.results) if checkpoint else 0
+    with _observing(tracker, progress, s.generations, sum(generation_sizes(spec)), done) as observers:
+        loop = run_soup if s.method == "gensoup" else run_search
+        return loop(spec, build_strategy(spec), pool, rng, observers, Checkpointer(tracker, pool.fetch), checkpoint)
+
+
+def _say(show: bool, line: str) -> None:
+    if show:
+        import sys
+
+        print(line, file=sys.stderr, flush=True)
 
 
 def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:

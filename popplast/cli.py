@@ -21,7 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run a search described by a search-space file",
                               description="Run a search described by a search-space file. Flags override the file.")
-    run.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
+    run.add_argument("space", metavar="SPACE.yaml", nargs="?",
+                     help="the search-space file (may be left out with --resume)")
+    run.add_argument("--resume", metavar="SEARCH_RUN_ID",
+                     help="go on with an interrupted search from its MLflow run: GA and Gen-Soup from the last "
+                          "finished generation, exactly as if never stopped; Optuna methods with their study")
     run.add_argument("--method", choices=METHODS,
                      help="ga or gensoup (the file's strategy), an Optuna sampler (tpe, cmaes, random, nsga2) or "
                           "Ray Tune (tune-tpe: OptunaSearch; pbt: PopulationBasedTraining), all over the same space")
@@ -40,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--optuna-storage", default="sqlite:///optuna.db",
                        help="Optuna storage URL; an RDB URL lets several drivers share a study (default sqlite:///optuna.db)")
     study.add_argument("--study-name", help="Optuna study name (default: EXPERIMENT-METHOD-seedSEED)")
-    study.add_argument("--resume", action="store_true", help="continue the study of that name up to the budget")
     lineage = commands.add_parser("lineage", help="draw a search's family tree from MLflow",
                                   description="Draw the family tree of a search from its MLflow runs alone: "
                                               "lineage.html (every node links to its run) and lineage.png.")

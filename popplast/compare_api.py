@@ -131,12 +131,13 @@ def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(methods)
 
 
-def _study_to_resume(method: str, storage: str, study: str) -> bool:
+def _study_to_resume(method: str, storage: str, study: str) -> str | None:
+    """The search run of this cell's study when an earlier, interrupted comparison started it."""
     if method not in OPTUNA_METHODS:
-        return False
-    from popplast.baselines.optuna_search import study_exists
+        return None
+    from popplast.baselines.optuna_search import study_search_run
 
-    return study_exists(storage, study)
+    return study_search_run(storage, study)
 
 
 @contextlib.contextmanager

@@ -18,13 +18,15 @@ from popplast.core.result import EvalResult
 
 
 class SearchProgress:
-    def __init__(self, generations: int, population: int = 0, stream: TextIO = sys.stderr, total: int = 0) -> None:
+    def __init__(self, generations: int, population: int = 0, stream: TextIO = sys.stderr, total: int = 0,
+                 done: int = 0) -> None:
         self.generations = generations
         self.total = total or generations * population
         self.console = Console(file=stream, highlight=False)
         self.start = time.perf_counter()
         self.fitness: list[float] = []
-        self.done = 0
+        self.done = done  # evaluations finished before this driver started (a resumed search)
+        self._resumed = done
         self.failed = 0
         self.generation = 0
         self._bar: Progress | None = None
@@ -58,8 +60,8 @@ class SearchProgress:
         if self.fitness:
             parts += [f"best {max(self.fitness):.4f}", f"median {statistics.median(self.fitness):.4f}"]
         parts.append(f"{_clock(elapsed)} elapsed")
-        if 0 < self.done < self.total:
-            parts.append(f"~{_clock(elapsed / self.done * (self.total - self.done))} left")
+        if self._resumed < self.done < self.total:
+            parts.append(f"~{_clock(elapsed / (self.done - self._resumed) * (self.total - self.done))} left")
         return " · ".join(parts)
 
     def _refresh(self) -> None:

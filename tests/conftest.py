@@ -46,7 +46,8 @@ def ray_address():
     """A real local Ray instance, started once; tests join it in-process or with --address from a subprocess."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # "local": a new instance even when a `ray start` cluster runs on this machine (tests/test_faults.py)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -79,6 +79,25 @@ def test_bad_flag(flags, expected, tiny_spec, tmp_path, capsys):
     assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (["--tracking-uri", "http://127.0.0.1:9"], "Invalid option --tracking-uri: no MLflow server answers at "
+                                               "http://127.0.0.1:9"),
+    (["--address", "127.0.0.1:9"], "no Ray cluster answers at '127.0.0.1:9'"),
+])
+def test_unreachable_infrastructure_fails_in_seconds(flags, expected, tiny_spec, tmp_path):
+    """Without the checks, MLflow's client and ray.init retry an address nobody listens on for minutes."""
+    args = [BIN, "run", str(tiny_spec), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_cluster_without_the_gpus_asked_for(ray_address, tiny_spec, tmp_path, capsys):
+    code = main(["run", str(tiny_spec), "--gpus-per-worker", "1", "--workers", "2",
+                 "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2 workers × --gpus-per-worker 1 need 2 GPUs, but the Ray cluster has 0" in err
+
+
 def test_console_script_exit_code_and_message(tmp_path):
     path = write_spec(tmp_path, CASES["low > high"][0])
     out = subprocess.run([BIN, "run", str(path)], capture_output=True, text=True, cwd=tmp_path)

@@ -39,13 +39,16 @@ def test_tpe_study_through_popplasts_executor_and_its_resume(tiny_spec, tracking
             else:
                 assert params[name] == str(value), name
 
-    with pytest.raises(SpecError, match="--study-name: the study 'tiny-tpe-seed7' already exists.*--resume"):
+    with pytest.raises(SpecError, match=f"--study-name: the study 'tiny-tpe-seed7' already exists.*--resume "
+                                        f"{first.search_run_id}"):
         popplast.run(tiny_spec, budget_evals=6, **options)
     optuna.load_study(study_name="tiny-tpe-seed7", storage=storage).ask()  # as a driver killed mid-trial leaves it
-    resumed = popplast.run(tiny_spec, budget_evals=9, resume=True, **options)
+    options.pop("method")  # the search run knows its method, spec and study
+    resumed = popplast.run(budget_evals=9, resume=first.search_run_id, **options)
     assert resumed.search_run_id == first.search_run_id  # one search run holds the whole study
     assert resumed.evaluations == 9
-    assert len(individuals(tracking_uri, first.search_run_id)) == 9
+    after = individuals(tracking_uri, first.search_run_id)
+    assert len(after) == 9 and all(len(r["genes"]) == 3 for r in after)  # resumed trials log their genes too
     trials = optuna.load_study(study_name="tiny-tpe-seed7", storage=storage).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6 + ["FAIL"] + ["COMPLETE"] * 3  # the stale one is not
     assert resumed.best_fitness == max(t.value for t in trials if t.value is not None)  # counted in the budget
@@ -100,8 +103,7 @@ def test_tune_tpe_trials_are_individuals_without_parents(ray_address, tiny_spec,
 
 @pytest.mark.parametrize("flags, expected", [
     (["--method", "pbt", "--executor", "local"], "--executor: the pbt method runs on Ray Tune"),
-    (["--method", "tpe", "--resume"], "--resume: there is no study 'spec-tpe-seed7'"),
-    (["--method", "ga", "--resume"], "--resume: only Optuna methods"),
+    (["--resume", "0123abcd"], "--resume: no search run '0123abcd' in the MLflow store"),
     (["--budget-evals", "6"], "--budget-evals: ga evaluates whole generations of 4"),
     (["--method", "tpe", "--optuna-storage", "nosuch://x"], "--optuna-storage: cannot open the Optuna storage"),
 ])

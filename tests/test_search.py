@@ -25,6 +25,8 @@ def individuals(tracking_uri: str, search_run_id: str) -> list[dict]:
     out = []
     for run in runs:
         t = run.data.tags
+        if t["popplast.status"] == "retried":  # an attempt whose worker died: not an individual of its own
+            continue
         out.append({
             "run_id": run.info.run_id, "id": t["popplast.individual_id"], "generation": int(t["popplast.generation"]),
             "parents": [p for p in t["popplast.parent_ids"].split(",") if p],

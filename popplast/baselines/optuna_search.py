@@ -76,13 +76,18 @@ def open_study(spec: SearchSpec, storage: str, study_name: str, resume: bool) ->
         raise SpecError(COMMAND_LINE, "--optuna-storage",
                         f"cannot open the Optuna storage {storage!r} ({type(e).__name__}: {e}).") from None
     if exists and not resume:
-        raise SpecError(COMMAND_LINE, "--study-name",
-                        f"the study {study_name!r} already exists in {storage}; pass --resume to continue it, "
-                        "or --study-name to start another.")
+        found = optuna.load_study(study_name=study_name, storage=storage_obj)
+        if found.get_trials(deepcopy=False) or found.user_attrs.get(USER_SEARCH_RUN):
+            run = found.user_attrs.get(USER_SEARCH_RUN)
+            hint = f"pass --resume {run} to continue it" if run else "delete it to start again"
+            raise SpecError(COMMAND_LINE, "--study-name", f"the study {study_name!r} already exists in {storage}; "
+                                                          f"{hint}, or --study-name to start another.")
+        # created by a driver that died before its first trial: nothing to mix, so it is used as new
     if resume and not exists:
-        raise SpecError(COMMAND_LINE, "--resume", f"there is no study {study_name!r} in {storage} to resume.")
+        raise SpecError(COMMAND_LINE, "--resume", f"there is no study {study_name!r} in {storage} to resume; "
+                                                  "pass the --optuna-storage the search used.")
     study = optuna.create_study(storage=storage_obj, study_name=study_name, sampler=sampler,
-                                direction="maximize", load_if_exists=resume)
+                                direction="maximize", load_if_exists=exists)
     if exists:
         recorded = study.user_attrs.get("popplast.method")
         if recorded and recorded != spec.strategy.method:
@@ -167,8 +172,10 @@ def _set_best(state: SamplerState, study: optuna.Study) -> None:
 
 
 
-def study_exists(storage: str, study_name: str) -> bool:
+def study_search_run(storage: str, study_name: str) -> str | None:
+    """The MLflow search run a study's trials were logged in, when the study exists and has one."""
     try:
-        return study_name in optuna.get_all_study_names(optuna.storages.RDBStorage(storage))
-    except Exception:  # an unusable storage: open_study reports it with the flag to fix
-        return False
+        study = optuna.load_study(study_name=study_name, storage=optuna.storages.RDBStorage(storage))
+    except Exception:  # no such study, or an unusable storage: open_study reports it with the flag to fix
+        return None
+    return study.user_attrs.get(USER_SEARCH_RUN)

@@ -22,6 +22,7 @@ class EvalResult:
         weights: trained weights when they were asked for (a state dict or an object-store reference).
         worker: where it ran (host:pid), for the record.
         tags: strings to record beside the metrics (e.g. the hashes of the initial and trained weights).
+        retries: why each earlier attempt failed (its worker died), when the executor ran it more than once.
     """
 
     individual_id: str
@@ -32,6 +33,7 @@ class EvalResult:
     weights: Any = None
     worker: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    retries: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

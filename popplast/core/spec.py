@@ -95,6 +95,24 @@ class SearchSpec:
         top.finish()
         return cls(source, dataset, fidelity, final, strategy, space, dict(fixed.data))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a file would say it (paths absolute, every default written out): from_dict reads it
+        back to an equal spec, so a search run's copy of it is enough to resume the search."""
+        s = self.strategy
+        strategy = {k: v for k, v in vars(s).items() if k not in ("crossover", "mutation")}
+        if s.method != "gensoup":
+            for key in ("population_step", "min_population", "final_image_size", "hold_generations"):
+                del strategy[key]
+        names = self.space.names
+        strategy.update(crossover=dict(zip(names, s.crossover)), mutation=dict(zip(names, s.mutation)))
+        return {
+            "dataset": dict(vars(self.dataset)),
+            "fidelity": {**vars(self.fidelity), "final": dict(vars(self.final))},
+            "strategy": strategy,
+            "space": {g.name: _gene_dict(g) for g in self.space.genes},
+            **({"fixed": dict(self.fixed)} if self.fixed else {}),
+        }
+
     def with_overrides(self, **flags: Any) -> "SearchSpec":
         """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
         method = flags.pop("method", None)
@@ -116,6 +134,12 @@ class SearchSpec:
             strategy=dataclasses.replace(self.strategy, **strategy),
             fidelity=dataclasses.replace(self.fidelity, **fidelity),
         )
+
+
+def _gene_dict(gene: Any) -> dict[str, Any]:
+    if gene.type == "categorical":
+        return {"type": gene.type, "choices": list(gene.choices)}
+    return {"type": gene.type, "low": gene.low, "high": gene.high, "log": gene.log}
 
 
 def _dataset(s: Section, base: str) -> DatasetSpec:

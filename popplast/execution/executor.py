@@ -54,6 +54,10 @@ class Executor(Protocol):
 
     def map(self, evaluations: Iterable[Work]) -> Iterator[Any]: ...
 
+    def put(self, value: Any) -> Any: ...
+
+    def fetch(self, value: Any) -> Any: ...
+
     def close(self) -> None: ...
 
 
@@ -68,6 +72,14 @@ class LocalExecutor:
     def map(self, evaluations: Iterable[Work]) -> Iterator[Any]:
         for evaluation in evaluations:
             yield evaluation.run(self._evaluator)
+
+    @staticmethod
+    def put(value: Any) -> Any:
+        return value
+
+    @staticmethod
+    def fetch(value: Any) -> Any:
+        return value
 
     def close(self) -> None:
         pass

@@ -1,29 +1,49 @@
-"""A pool of long-lived Ray actors, each holding one evaluator (its data loaded once)."""
+"""A pool of long-lived Ray actors, each holding one evaluator (its data loaded once).
+
+Faults: an actor that dies mid-evaluation (its process killed, its node lost) is replaced, and its work is
+run again on another actor, up to `max_attempts` runs in all; then the work is recorded as failed with
+every attempt's error. A replacement joins the pool only once it has started, so work never waits on an
+actor the cluster can no longer place: the pool goes on with the actors it has.
+"""
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import ray
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from popplast.execution.executor import Evaluator, Work
+from popplast.execution.ray_session import ClusterError
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_START_TIMEOUT = 300.0  # seconds a pool may wait with no actor able to run (an autoscaler adding nodes)
 
 
 @ray.remote
 class EvaluatorActor:
     def __init__(self, make_evaluator: Callable[[], Evaluator]) -> None:
         self.evaluator = make_evaluator()
+        self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+
+    def placement(self) -> dict[str, Any]:
+        """Where this actor runs; answered once its evaluator is built, so it also says 'started'."""
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "gpu_ids": self.gpu_ids,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
 
     def evaluate(self, work: Work) -> Any:
-        return self._resolved(work).run(self.evaluator)
+        return self._tagged(self._resolved(work).run(self.evaluator))
 
     @ray.method(num_returns=2)
     def evaluate_keeping_weights(self, work: Work) -> tuple[Any, Any]:
         """The result, and apart from it the trained weights: the driver keeps the second object's reference
         for the children without ever fetching the weights (they stay in the object store)."""
-        result = self._resolved(work).run(self.evaluator)
+        result = self._tagged(self._resolved(work).run(self.evaluator))
         weights, result.weights = result.weights, None
         return result, weights
 
@@ -32,60 +52,164 @@ class EvaluatorActor:
         get = lambda w: ray.get(w) if isinstance(w, ray.ObjectRef) else w  # noqa: E731
         return resolve(get) if resolve else work
 
+    def _tagged(self, result: Any) -> Any:
+        tags = getattr(result, "tags", None)
+        if self.gpu_ids and isinstance(tags, dict):
+            tags["gpu_ids"] = ",".join(self.gpu_ids)  # which GPU(s) Ray gave this worker, for the record
+        return result
+
+
+@dataclass
+class _Task:
+    work: Work
+    errors: list[str] = field(default_factory=list)  # why earlier attempts' workers died
+
 
 class RayExecutor:
     """Runs work items (GA evaluations, ES population slices) on `workers` actors, each with
-    `cpus_per_worker` CPUs and `gpus_per_worker` GPUs (fractions allowed).
+    `cpus_per_worker` CPUs and `gpus_per_worker` GPUs (fractions allowed: 0.25 puts four workers on a GPU;
+    Ray gives each a GPU id and never places more than one GPU's worth on it).
 
-    Results come back as they finish, not in submission order. An actor that dies takes its individual
-    with it (recorded as failed) and is replaced, so the search goes on.
+    Results come back as they finish, not in submission order. A result that needed more than one attempt
+    carries the earlier attempts' errors in `retries` (when its type has that field).
     """
 
     def __init__(self, make_evaluator: Callable[[], Evaluator], workers: int, cpus_per_worker: float = 1,
-                 gpus_per_worker: float = 0) -> None:
+                 gpus_per_worker: float = 0, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 start_timeout: float = DEFAULT_START_TIMEOUT) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.workers = workers
+        self.max_attempts = max_attempts
+        self.start_timeout = start_timeout
+        self.placements: dict[Any, dict[str, Any]] = {}  # started actor → where it runs
+        self.replaced = 0
         self._make_evaluator = make_evaluator
         self._options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker}
-        self._actors = [self._start() for _ in range(workers)]
+        self._starting: dict[Any, Any] = {}  # placement() reference → actor not yet started
+        self._start_failures: list[str] = []
+        for _ in range(workers):
+            self._start()
 
-    def _start(self):
-        return EvaluatorActor.options(**self._options).remote(self._make_evaluator)
+    def _start(self) -> None:
+        actor = EvaluatorActor.options(**self._options).remote(self._make_evaluator)
+        self._starting[actor.placement.remote()] = actor
 
-    def map(self, evaluations: Iterable[Work]) -> Iterator[Any]:
-        waiting = collections.deque(evaluations)
-        idle = list(self._actors)
-        running: dict = {}  # object ref → (actor, evaluation, reference to its trained weights or None)
+    def wait_started(self, timeout: float | None = None) -> dict[Any, dict[str, Any]]:
+        """Block until every actor asked for has started (or `timeout`); returns the placements."""
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
+        while self._starting and time.monotonic() < deadline:
+            self._collect_started(list(self._starting), 1.0)
+        return dict(self.placements)
+
+    def map(self, items: Iterable[Work]) -> Iterator[Any]:
+        waiting = collections.deque(_Task(w) for w in items)
+        idle = list(self.placements)
+        running: dict = {}  # object ref → (actor, task, reference to its trained weights or None)
+        stalled_since = time.monotonic()
         while waiting or running:
+            idle += self._collect_started(list(self._starting), 0)
             while idle and waiting:
-                actor, evaluation = idle.pop(0), waiting.popleft()
-                if getattr(evaluation, "return_weights", False):
-                    ref, weights = actor.evaluate_keeping_weights.remote(evaluation)
+                actor, task = idle.pop(0), waiting.popleft()
+                if getattr(task.work, "return_weights", False):
+                    ref, weights = actor.evaluate_keeping_weights.remote(task.work)
                 else:
-                    ref, weights = actor.evaluate.remote(evaluation), None
-                running[ref] = (actor, evaluation, weights)
-            ready: list = []
-            while not ready:  # a bounded wait, so that Ctrl-C reaches Python between waits
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
-            [ref] = ready
-            actor, evaluation, weights = running.pop(ref)
-            try:
-                result = ray.get(ref)
-                if weights is not None and result.ok:
-                    result.weights = weights  # a reference: the weights themselves never reach the driver
-            except RayActorError as e:
-                result = evaluation.failed(f"the worker died: {e}")
-                actor = self._replace(actor)
-            except RayError as e:
-                result = evaluation.failed(f"{type(e).__name__}: {e}")
-            idle.append(actor)
-            yield result
+                    ref, weights = actor.evaluate.remote(task.work), None
+                running[ref] = (actor, task, weights)
+            if not running:
+                self._check_stalled(stalled_since)
+            else:
+                stalled_since = time.monotonic()
+            # a bounded wait, so that Ctrl-C reaches Python between waits
+            ready, _ = ray.wait(list(running) + list(self._starting), num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in self._starting:
+                    idle += self._collect_started([ref], 0)
+                    continue
+                actor, task, weights = running.pop(ref)
+                result, alive = self._outcome(ref, task, weights)
+                if alive:
+                    idle.append(actor)
+                else:
+                    self._discard(actor)
+                if result is None:  # the worker died; run it again elsewhere, before anything new
+                    waiting.appendleft(task)
+                    continue
+                yield result
 
-    def _replace(self, dead):
-        fresh = self._start()
-        self._actors = [fresh if a is dead else a for a in self._actors]
-        return fresh
+    def _outcome(self, ref: Any, task: _Task, weights: Any) -> tuple[Any, bool]:
+        """(the result or None to retry, whether the actor is still usable)."""
+        try:
+            result = ray.get(ref)
+        except RayActorError as e:
+            task.errors.append(f"the worker died: {_first_line(e)}")
+            if len(task.errors) < self.max_attempts:
+                return None, False
+            result = task.work.failed(f"the worker died in all {self.max_attempts} attempts; the last error: "
+                                      f"{e}")
+            return self._with_retries(result, task.errors[:-1]), False
+        except RayError as e:
+            return self._with_retries(task.work.failed(f"{type(e).__name__}: {e}"), task.errors), True
+        if weights is not None and getattr(result, "ok", False):
+            result.weights = weights  # a reference: the weights themselves never reach the driver
+        return self._with_retries(result, task.errors), True
+
+    @staticmethod
+    def _with_retries(result: Any, errors: list[str]) -> Any:
+        if errors and hasattr(result, "retries"):
+            result.retries = list(errors)
+        return result
+
+    def _collect_started(self, refs: list, timeout: float) -> list:
+        """Actors among `refs` that have started, now placed in the pool; failed starts are replaced."""
+        started = []
+        if not refs:
+            return started
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        for ref in done:
+            actor = self._starting.pop(ref)
+            try:
+                self.placements[actor] = ray.get(ref, timeout=10)
+                started.append(actor)
+            except (RayError, GetTimeoutError) as e:
+                self._start_failures.append(_first_line(e))
+                if len(self._start_failures) >= self.max_attempts * self.workers:
+                    raise ClusterError(f"{len(self._start_failures)} Ray worker actors failed to start; the last "
+                                       f"error: {e}") from None
+                self._start()
+        return started
+
+    def _discard(self, actor: Any) -> None:
+        """Forget a dead actor and ask for a replacement; it joins once the cluster has placed it."""
+        self.placements.pop(actor, None)
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(actor)
+        self.replaced += 1
+        self._start()
+
+    def _check_stalled(self, since: float) -> None:
+        if self.placements:
+            return
+        if time.monotonic() - since > self.start_timeout:
+            need = ", ".join(f"{v:g} {k[4:].upper()}" for k, v in self._options.items() if v)
+            raise ClusterError(f"no Ray worker actor could run for {self.start_timeout:.0f} s: the cluster has no "
+                               f"room for a worker of {need} (nodes lost?). The search's MLflow run holds what "
+                               "finished; resume it with --resume once the cluster is back.")
+
+    def put(self, value: Any) -> Any:
+        """Into the object store (weights read back from a checkpoint): workers fetch it by reference."""
+        return ray.put(value)
+
+    @staticmethod
+    def fetch(value: Any) -> Any:
+        return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
     def close(self) -> None:
-        for actor in self._actors:
-            ray.kill(actor)
-        self._actors = []
+        for actor in list(self.placements) + list(self._starting.values()):
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(actor)
+        self.placements, self._starting = {}, {}
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

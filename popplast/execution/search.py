@@ -11,6 +11,7 @@ from popplast.core.ga import GAState, GenCNN
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
 from popplast.core.spec import SearchSpec
+from popplast.execution.checkpoint import Checkpoint, Checkpointer
 from popplast.execution.executor import Evaluation, Executor
 
 
@@ -46,12 +47,32 @@ def configuration(spec: SearchSpec, individual: Individual) -> dict[str, Any]:
     return {**spec.fixed, **spec.space.decode(individual.genome)}
 
 
+def begin(strategy: GenCNN, resume: Checkpoint | None) -> tuple[GAState, SearchOutcome, int]:
+    """The state, the outcome so far and the first generation to run: from scratch, or from a checkpoint."""
+    if resume is None:
+        state = strategy.init()
+        return state, SearchOutcome(state), 0
+    outcome = SearchOutcome(resume.state, list(resume.history), dict(resume.results))
+    return resume.state, outcome, resume.generation + 1
+
+
+def save(checkpoints: Checkpointer | None, state: GAState, rng: np.random.Generator, outcome: SearchOutcome,
+         weights: dict[str, Any] | None = None) -> None:
+    if checkpoints is not None:
+        checkpoints.save(Checkpoint(state.generation, state, rng.bit_generator.state, outcome.history,
+                                    outcome.results, weights or {}))
+
+
 def run_search(spec: SearchSpec, strategy: GenCNN, executor: Executor, rng: np.random.Generator,
-               observers: Sequence[Any] = ()) -> SearchOutcome:
-    """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on."""
-    state = strategy.init()
-    outcome = SearchOutcome(state)
-    for _ in range(spec.strategy.generations):
+               observers: Sequence[Any] = (), checkpoints: Checkpointer | None = None,
+               resume: Checkpoint | None = None) -> SearchOutcome:
+    """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on.
+
+    With `checkpoints`, the search is saved after every generation; with `resume` (and `rng` restored from
+    it), it goes on after the checkpoint's generation as if it had never stopped.
+    """
+    state, outcome, first = begin(strategy, resume)
+    for _ in range(first, spec.strategy.generations):
         individuals, state = strategy.ask(state, rng)
         notify(observers, "generation_started", state.generation, individuals)
         by_id = {ind.id: ind for ind in individuals}
@@ -64,5 +85,6 @@ def run_search(spec: SearchSpec, strategy: GenCNN, executor: Executor, rng: np.r
             notify(observers, "individual_finished", by_id[result.individual_id], configs[result.individual_id], result)
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)
+        save(checkpoints, state, rng, outcome)
     outcome.state = state
     return outcome

@@ -16,7 +16,8 @@ import numpy as np
 from popplast.core.gensoup import GenSoup, image_size, weights_needed
 from popplast.core.spec import SearchSpec
 from popplast.execution.executor import Evaluation, Executor
-from popplast.execution.search import SearchOutcome, configuration, notify
+from popplast.execution.checkpoint import Checkpoint, Checkpointer
+from popplast.execution.search import SearchOutcome, begin, configuration, notify, save
 
 
 def soup_budget(spec: SearchSpec, generation: int):
@@ -28,12 +29,14 @@ def soup_budget(spec: SearchSpec, generation: int):
 
 
 def run_soup(spec: SearchSpec, strategy: GenSoup, executor: Executor, rng: np.random.Generator,
-             observers: Sequence[Any] = ()) -> SearchOutcome:
-    state = strategy.init()
-    outcome = SearchOutcome(state)
-    weights: dict[str, Any] = {}  # individual id → its trained weights (a reference on Ray)
-    held: dict[str, float] = {}  # individual id → bytes of those weights
-    for generation in range(spec.strategy.generations):
+             observers: Sequence[Any] = (), checkpoints: Checkpointer | None = None,
+             resume: Checkpoint | None = None) -> SearchOutcome:
+    """As run_search; a checkpoint also holds the weights later generations can inherit."""
+    state, outcome, first = begin(strategy, resume)
+    # individual id → its trained weights (a reference on Ray), and the bytes they take
+    weights: dict[str, Any] = dict(resume.weights) if resume else {}
+    held = {k: outcome.results[k].metrics.get("weights_bytes", 0.0) for k in weights}
+    for generation in range(first, spec.strategy.generations):
         individuals, state = strategy.ask(state, rng)
         keep = weights_needed(individuals, {state.best.id} if state.best else ())
         for key in [k for k in weights if k not in keep]:
@@ -59,6 +62,8 @@ def run_soup(spec: SearchSpec, strategy: GenSoup, executor: Executor, rng: np.ra
             notify(observers, "individual_finished", by_id[result.individual_id], config, result)
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)
+        survivors = set(by_id) | ({state.best.id} if state.best else set())
+        save(checkpoints, state, rng, outcome, {k: w for k, w in weights.items() if k in survivors})
     outcome.state = state
     if state.best is not None:
         outcome.best_weights = weights.get(state.best.id)

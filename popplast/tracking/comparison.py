@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
-from popplast.tracking.search_run import open_experiment, param_text
+from popplast.tracking.search_run import check_server, individual_runs, open_experiment, param_text
 
 SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "workers")
 
@@ -47,6 +47,7 @@ class Comparison:
 class ComparisonTracker:
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.tracking_uri = tracking_uri
+        check_server(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = open_experiment(self.client, experiment)
         self.run_id = ""
@@ -109,14 +110,7 @@ def _search_runs(client: MlflowClient, run_id: str) -> list[Any]:
 
 
 def _cell(client: MlflowClient, search: Any) -> Cell:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([search.info.experiment_id], f"tags.mlflow.parentRunId = '{search.info.run_id}'",
-                                  max_results=1000, page_token=token)
-        runs += [r for r in page if "popplast.individual_id" in r.data.tags]
-        token = page.token
-        if not token:
-            break
+    runs = individual_runs(client, search.info.experiment_id, search.info.run_id)
     runs.sort(key=lambda r: (r.info.end_time or 0, r.data.tags["popplast.individual_id"]))
     start = search.info.start_time
     metrics = search.data.metrics

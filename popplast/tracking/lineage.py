@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
+from popplast.tracking.search_run import individual_runs
+
 # How an edge into a child looks, by the operator that made the child: (SVG dash pattern, colour, width).
 EDGE_STYLE = {
     "crossover": ("", "#4c72b0", 1.2),
@@ -69,19 +71,9 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
     except Exception as e:  # MLflow raises its own exception types for a missing run
         raise LineageError(f"no MLflow run {search_run_id!r} in {client.tracking_uri} ({type(e).__name__})") from None
     experiment = search.info.experiment_id
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{search_run_id}'", max_results=1000,
-                                  page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            break
     nodes = {}
-    for run in runs:
+    for run in individual_runs(client, experiment, search_run_id):
         tags = run.data.tags
-        if "popplast.individual_id" not in tags:
-            continue
         fitness = run.data.metrics.get("fitness") if tags.get("popplast.status") == "ok" else None
         nodes[tags["popplast.individual_id"]] = Node(
             tags["popplast.individual_id"], run.info.run_id, int(tags["popplast.generation"]),

@@ -6,6 +6,9 @@ reads MLflow (the UI, `popplast lineage`, a notebook) can rebuild the family tre
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import time
 from typing import Any, Mapping
 
@@ -14,9 +17,11 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
-from popplast.tracking.search_run import SearchRunTracker, param_text
+from popplast.tracking.search_run import SearchRunTracker, individual_runs, param_text
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
+SPEC_ARTIFACT = "spec.json"
+CHECKPOINT_DIR = "checkpoint"
 
 
 class MLflowTracker(SearchRunTracker):
@@ -41,7 +46,7 @@ class MLflowTracker(SearchRunTracker):
         }
         return self._create_search_run(spec.source, s.seed, params)
 
-    def reopen_search(self, search_run_id: str) -> bool:
+    def reopen_search(self, search_run_id: str, spec: SearchSpec) -> bool:
         """Log into an existing search run again (a resumed search); False if the store does not hold it."""
         try:
             run = self.client.get_run(search_run_id)
@@ -50,19 +55,76 @@ class MLflowTracker(SearchRunTracker):
         if run.info.experiment_id != self.experiment_id:
             return False
         self.search_run_id = search_run_id
+        self.gene_names = spec.space.names
         self.client.update_run(search_run_id, status="RUNNING")
-        token = None
+        for child in individual_runs(self.client, self.experiment_id, search_run_id):
+            self.run_ids[child.data.tags["popplast.individual_id"]] = child.info.run_id
+        return True
+
+    def log_spec(self, spec: SearchSpec, budget: int) -> None:
+        """The effective spec (file plus flags), as `popplast run --resume` reads it back."""
+        self.client.log_dict(self.search_run_id, {"spec": spec.to_dict(), "source": spec.source,
+                                                  "budget_evals": budget}, SPEC_ARTIFACT)
+
+    def save_checkpoint(self, directory: str, keep_weights: set[str]) -> None:
+        """Upload a checkpoint's files beside the search run; then drop weights no later state file needs."""
+        self.client.log_artifacts(self.search_run_id, directory, CHECKPOINT_DIR)
+        stale = [f.path for f in self._listed(f"{CHECKPOINT_DIR}/weights")
+                 if os.path.basename(f.path)[:-len(".pt")] not in keep_weights]
+        if stale:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            repo = get_artifact_repository(self.client.get_run(self.search_run_id).info.artifact_uri)
+            for path in stale:
+                with contextlib.suppress(NotImplementedError):  # a store that cannot delete keeps them
+                    repo.delete_artifacts(path)
+
+    def load_checkpoint(self, directory: str) -> str | None:
+        """Download the newest readable state file and the weights it names into `directory`; its path
+        (None when the search has no checkpoint yet)."""
+        import mlflow.artifacts
+
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar per small file would flood the log
+        states = sorted((f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json")), reverse=True)
+        for path in states:
+            local = mlflow.artifacts.download_artifacts(run_id=self.search_run_id, artifact_path=path,
+                                                        dst_path=directory, tracking_uri=self.tracking_uri)
+            try:
+                with open(local) as f:
+                    names = json.load(f)["weights"]
+            except (ValueError, KeyError):  # cut short by the driver's death; the one before is whole
+                continue
+            weights = os.path.join(os.path.dirname(local), "weights")
+            os.makedirs(weights, exist_ok=True)
+            for name in names:
+                mlflow.artifacts.download_artifacts(run_id=self.search_run_id,
+                                                    artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.pt",
+                                                    dst_path=weights, tracking_uri=self.tracking_uri)
+            return local  # the weights lie in weights/ beside it
+        return None
+
+    def discard_after(self, generation: int) -> int:
+        """Delete the runs of generations after `generation` (an interrupted generation, asked and evaluated
+        again on resume); returns how many."""
+        runs, token = [], None
         while True:
-            page = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'",
+            page = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.search_run_id}'",
                                            max_results=1000, page_token=token)
-            for child in page:
-                if "popplast.individual_id" in child.data.tags:
-                    self.run_ids[child.data.tags["popplast.individual_id"]] = child.info.run_id
+            runs += [r for r in page if int(r.data.tags.get("popplast.generation", -1)) > generation]
             token = page.token
             if not token:
-                return True
+                break
+        for run in runs:
+            self.client.delete_run(run.info.run_id)
+            self.run_ids.pop(run.data.tags.get("popplast.individual_id"), None)
+        return len(runs)
+
+    def _listed(self, path: str) -> list[Any]:
+        return [f for f in self.client.list_artifacts(self.search_run_id, path) if not f.is_dir]
 
     def individual_finished(self, individual: Individual, config: Mapping[str, Any], result: EvalResult) -> None:
+        for attempt, error in enumerate(result.retries, start=1):
+            self._log_retried(individual, attempt, error)
         tags = {
             "mlflow.parentRunId": self.search_run_id,
             "popplast.individual_id": individual.id,
@@ -77,6 +139,8 @@ class MLflowTracker(SearchRunTracker):
             "popplast.worker": result.worker,
         }
         tags.update({f"popplast.{k}": v for k, v in result.tags.items()})
+        if result.retries:
+            tags["popplast.attempts"] = str(len(result.retries) + 1)
         if result.error:
             tags["popplast.error"] = result.error[:MAX_TAG]
         run = self.client.create_run(self.experiment_id, run_name=individual.id, tags=tags)
@@ -92,6 +156,16 @@ class MLflowTracker(SearchRunTracker):
         self.client.log_batch(run_id, metrics=metrics, params=[Param(k, param_text(v)) for k, v in params.items()])
         status = RunStatus.to_string(RunStatus.FINISHED if result.ok else RunStatus.FAILED)
         self.client.set_terminated(run_id, status=status)
+
+    def _log_retried(self, individual: Individual, attempt: int, error: str) -> None:
+        """An attempt whose worker died: its own run (status retried), so the UI shows every retry; lineage
+        readers skip these runs."""
+        tags = {"mlflow.parentRunId": self.search_run_id, "popplast.individual_id": individual.id,
+                "popplast.generation": str(individual.generation), "popplast.method": self.method,
+                "popplast.operator": individual.operator, "popplast.status": "retried",
+                "popplast.attempt": str(attempt), "popplast.error": error[:MAX_TAG]}
+        run = self.client.create_run(self.experiment_id, run_name=f"{individual.id}-attempt{attempt}", tags=tags)
+        self.client.set_terminated(run.info.run_id, status="FAILED")
 
     def generation_finished(self, generation: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)

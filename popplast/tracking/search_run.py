@@ -9,6 +9,8 @@ from typing import Any, Mapping
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
+from popplast.core.errors import COMMAND_LINE, SpecError
+
 
 class SearchRunTracker:
     """Opens (or creates) the experiment; creates, and on failure closes, the search run.
@@ -22,6 +24,7 @@ class SearchRunTracker:
 
     def __init__(self, tracking_uri: str, experiment: str, method: str, parent_run_id: str | None = None) -> None:
         self.tracking_uri = tracking_uri
+        check_server(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = open_experiment(self.client, experiment)
         self.method = method
@@ -43,6 +46,38 @@ class SearchRunTracker:
     def fail_search(self) -> None:
         if self.search_run_id:
             self.client.set_terminated(self.search_run_id, status="FAILED")
+
+
+def check_server(tracking_uri: str, timeout: float = 5.0) -> None:
+    """A SpecError in seconds for a server that does not answer (MLflow's client retries one for minutes)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as e:
+        raise SpecError(COMMAND_LINE, "--tracking-uri", f"no MLflow server answers at {tracking_uri} ({type(e).__name__}); start it "
+                                  "(`mlflow server --backend-store-uri sqlite:///mlflow.db --port PORT`) or check "
+                                  "that this machine and every Ray worker node can reach it.") from None
+    if response.status_code != 200:
+        raise SpecError(COMMAND_LINE, "--tracking-uri", f"{url} answered HTTP {response.status_code}: is "
+                                                        f"{tracking_uri} an MLflow server?")
+
+
+def individual_runs(client: MlflowClient, experiment_id: str, search_run_id: str) -> list[Any]:
+    """The runs of a search's evaluated individuals (one per individual; attempts whose worker died, status
+    retried, are left out)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'",
+                                  max_results=1000, page_token=token)
+        runs += [r for r in page if "popplast.individual_id" in r.data.tags
+                 and r.data.tags.get("popplast.status") != "retried"]
+        token = page.token
+        if not token:
+            return runs
 
 
 def open_experiment(client: MlflowClient, name: str) -> str:

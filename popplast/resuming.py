@@ -1,0 +1,62 @@
+"""`popplast run --resume SEARCH_RUN_ID`: the spec a search was started with, read back from its MLflow run."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.spec import TUNE_METHODS, SearchSpec
+
+# what a resumed search may change: how long it goes on
+EXTENDABLE = ("strategy.generations",)
+
+
+def resumed_spec(run_id: str, space: str | os.PathLike | SearchSpec | None, tracking_uri: str,
+                 experiment: str | None, budget_evals: int | None, flags: dict[str, Any]) -> tuple[Any, SearchSpec, int]:
+    """(the search run's record, the spec to go on with, the budget); SpecError when what the caller gives
+    (a file, flags, an experiment) disagrees with the search being resumed."""
+    from popplast.core.budget import default_budget, with_budget
+    from popplast.tracking.search_record import read_search
+
+    record = read_search(tracking_uri, run_id)
+    if record.method in TUNE_METHODS:
+        raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} ran {record.method} on Ray Tune, which "
+                                                  "popplast cannot resume; GA, Gen-Soup and Optuna searches resume.")
+    if experiment and experiment != record.experiment:
+        raise SpecError(COMMAND_LINE, "--experiment", f"the search run {run_id} is in the experiment "
+                                                      f"{record.experiment!r}, not {experiment!r}.")
+    stored = SearchSpec.from_dict(record.spec, record.source)
+    if space is None:
+        base = stored
+    else:
+        base = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
+    spec = base.with_overrides(**flags)
+    longer = budget_evals is not None or flags.get("generations") is not None
+    budget = budget_evals if budget_evals is not None else (default_budget(spec) if longer else record.budget_evals)
+    spec = with_budget(spec, budget_evals)
+    difference = _first_difference(stored.to_dict(), spec.to_dict())
+    if difference:
+        key, was, now = difference
+        where = f"{space}" if space is not None and not isinstance(space, SearchSpec) else "the flags"
+        raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} was started with {key} = {was!r}, but "
+                                                  f"{where} say{'s' if where != 'the flags' else ''} {now!r}; a "
+                                                  "resumed search keeps its settings (only --generations or "
+                                                  "--budget-evals may grow). Leave SPACE.yaml out to resume it "
+                                                  "as it was.")
+    if budget < record.budget_evals:
+        raise SpecError(COMMAND_LINE, "--budget-evals", f"the search run {run_id} already has a budget of "
+                                                        f"{record.budget_evals} evaluations; got {budget}.")
+    return record, spec, budget
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    if path in EXTENDABLE:
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
