@@ -122,7 +122,9 @@ def _start_tracking(tracker: Any, spec: SearchSpec, budget: int, settings: dict[
     """A new search run with the spec it runs; a resumed search's own run; or, for an Optuna study run
     before, the search run its earlier trials were logged in."""
     if resume and study is None:
-        tracker.reopen_search(resume, spec)
+        if not tracker.reopen_search(resume, spec):
+            raise SpecError(COMMAND_LINE, "--resume", f"the search run {resume} is not in the experiment "
+                                                      f"{tracker.experiment_id} of {tracker.tracking_uri}.")
         return
     if study is not None:
         from popplast.baselines.optuna_search import USER_SEARCH_RUN
@@ -225,7 +227,7 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
     done = len(checkpoint.results) if checkpoint else 0
     with _observing(tracker, progress, s.generations, sum(generation_sizes(spec)), done) as observers:
         loop = run_soup if s.method == "gensoup" else run_search
-        return loop(spec, build_strategy(spec), pool, rng, observers, Checkpointer(tracker, pool.fetch), checkpoint)
+        return loop(spec, build_strategy(spec), pool, rng, observers, Checkpointer(tracker, pool.fetch, pool.put), checkpoint)
 
 
 def _say(show: bool, line: str) -> None:

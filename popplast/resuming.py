@@ -44,6 +44,10 @@ def resumed_spec(run_id: str, space: str | os.PathLike | SearchSpec | None, trac
                                                   "resumed search keeps its settings (only --generations or "
                                                   "--budget-evals may grow). Leave SPACE.yaml out to resume it "
                                                   "as it was.")
+    if record.finished and not budget > record.budget_evals:
+        raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} finished its {record.budget_evals} "
+                                                  "evaluations; nothing to resume (pass --generations or "
+                                                  "--budget-evals to extend it).")
     if budget < record.budget_evals:
         raise SpecError(COMMAND_LINE, "--budget-evals", f"the search run {run_id} already has a budget of "
                                                         f"{record.budget_evals} evaluations; got {budget}.")

@@ -79,16 +79,13 @@ def test_bad_flag(flags, expected, tiny_spec, tmp_path, capsys):
     assert expected in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--tracking-uri", "http://127.0.0.1:9"], "Invalid option --tracking-uri: no MLflow server answers at "
-                                               "http://127.0.0.1:9"),
-    (["--address", "127.0.0.1:9"], "no Ray cluster answers at '127.0.0.1:9'"),
-])
-def test_unreachable_infrastructure_fails_in_seconds(flags, expected, tiny_spec, tmp_path):
-    """Without the checks, MLflow's client and ray.init retry an address nobody listens on for minutes."""
-    args = [BIN, "run", str(tiny_spec), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags]
+def test_an_mlflow_server_that_does_not_answer_fails_in_seconds(tiny_spec, tmp_path):
+    """Without the check, MLflow's client retries an address nobody listens on for minutes (the Ray address
+    has its own test in test_search.py)."""
+    args = [BIN, "run", str(tiny_spec), "--tracking-uri", "http://127.0.0.1:9"]
     out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "Invalid option --tracking-uri: no MLflow server answers at http://127.0.0.1:9" in out.stderr
 
 
 def test_a_cluster_without_the_gpus_asked_for(ray_address, tiny_spec, tmp_path, capsys):

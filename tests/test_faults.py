@@ -208,17 +208,49 @@ def _check_resumed(run: str, uri: str, cluster: str, tmp_path, expected: tuple) 
     assert (best.data.tags["popplast.best_individual_id"], best.data.metrics["best_fitness"]) == expected[2:]
 
 
-def test_a_lost_worker_node_is_survived(cluster, tmp_path):
-    """Last in this file: it leaves the cluster one node short until it adds one back."""
+def test_a_lost_worker_node_is_survived(cluster, ray_address, tmp_path):
+    """Last in this file but one: it leaves the cluster one node short until it adds one back."""
     spec = write_spec(tmp_path, SPEC)
+    expected = _uninterrupted(spec, tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
     worker = _wait_for(_evaluating_worker)
-    raylet = worker.parent()
-    assert "raylet" in " ".join(raylet.cmdline())
-    raylet.send_signal(signal.SIGKILL)
-    worker.send_signal(signal.SIGKILL)
+    _lose_node(worker)
     try:
         _assert_survived(uri, _finish(proc))
     finally:
         subprocess.run(["bash", CLUSTER, "add"], env=_cluster_env(), timeout=60)
+    run = _search_run(uri)
+    assert (lineage(individuals(uri, run)), [r["fitness"] for r in individuals(uri, run)]) == expected[:2]
+
+
+def test_gensoup_weights_lost_with_their_node_are_made_again(cluster, ray_address, tmp_path):
+    """The node that trained an individual of generation 1 is lost before the generation ends, and with it
+    the trained weights generation 2 inherits (they live in that node's object store until the generation's
+    checkpoint moves them to the driver's node). Those individuals are evaluated again for their weights,
+    and the search is still the same search."""
+    spec = write_spec(tmp_path, SPEC.replace("method: ga", "method: gensoup"))
+    expected = _uninterrupted(spec, tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
+    run = _wait_for(lambda: _search_run(uri))
+    finished = _wait_for(lambda: [r for r in _all_runs(uri, run) if r.data.tags.get("popplast.generation") == "1"
+                                  and r.data.tags.get("popplast.status") == "ok"])
+    _lose_node(psutil.Process(int(finished[0].data.tags["popplast.worker"].rsplit(":", 1)[1])))
+    try:
+        out = _finish(proc)
+    finally:
+        subprocess.run(["bash", CLUSTER, "add"], env=_cluster_env(), timeout=60)
+    assert f"the trained weights of {finished[0].data.tags['popplast.individual_id']}" in out
+    assert "were lost with their node; evaluating them again" in out
+    rows = individuals(uri, run)
+    assert all(r["status"] == "ok" for r in rows)
+    assert (lineage(rows), [r["fitness"] for r in rows]) == expected[:2]
+
+
+def _lose_node(worker: psutil.Process) -> None:
+    """SIGKILL the raylet of the node `worker` runs on, and the worker: the node is gone."""
+    raylet = worker.parent()
+    assert "raylet" in " ".join(raylet.cmdline())
+    raylet.send_signal(signal.SIGKILL)
+    worker.send_signal(signal.SIGKILL)

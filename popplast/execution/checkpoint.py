@@ -4,7 +4,7 @@ After each generation the loop saves everything the rest of the search depends o
 (population, fitness, best, counts), the random generator's state, the history, every result's summary,
 and for Gen-Soup the trained weights the next generations can still inherit (its last generation and the
 best individual). The store (the MLflow tracker: artifacts of the search run) keeps one state file per
-generation, `state-gNNNN.json`, and the weights as `weights/ID.pt`; a state file is written after the
+generation, `state-gNNNN.json`, and the weights as `weights/ID.npz`; a state file is written after the
 weights it names, so the newest readable state file always has its weights.
 
 Resuming restores all of it: the next generation is asked from the same state with the same generator
@@ -50,37 +50,57 @@ class Checkpoint:
         return rng
 
 
-class Checkpointer:
-    """Writes a search's checkpoints to `store`; `fetch` turns a weights reference into a state dict."""
+class WeightsLost(RuntimeError):
+    """Trained weights that can no longer be fetched (the node holding them was lost)."""
 
-    def __init__(self, store: CheckpointStore, fetch: Any = None) -> None:
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(f"the trained weights of {', '.join(ids)} were lost with their node")
+        self.ids = ids
+
+
+class Checkpointer:
+    """Writes a search's checkpoints to `store`.
+
+    `fetch` turns a weights reference into a state dict; `put` makes a new reference to weights it fetched,
+    owned by this (the driver's) node: the saved weights then no longer depend on the worker node that
+    trained them, so losing that node later loses nothing.
+    """
+
+    def __init__(self, store: CheckpointStore, fetch: Any = None, put: Any = None) -> None:
         self.store = store
         self.fetch = fetch or (lambda w: w)
+        self.put = put
         self._saved: set[str] = set()  # weights already in the store
 
-    def save(self, checkpoint: Checkpoint) -> None:
-        import torch
-
-        from popplast.training.weights import from_shareable
-
+    def save(self, checkpoint: Checkpoint) -> dict[str, Any]:
+        """Write the checkpoint; returns the new references to the weights it saved (none without `put`).
+        Raises WeightsLost, writing nothing, when some weights cannot be fetched."""
+        moved: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as tmp:
             new = [k for k in checkpoint.weights if k not in self._saved]
             if new:
                 os.makedirs(os.path.join(tmp, "weights"))
+            lost = []
             for key in new:
-                torch.save(from_shareable(self.fetch(checkpoint.weights[key])), os.path.join(tmp, "weights", f"{key}.pt"))
+                try:
+                    state = self.fetch(checkpoint.weights[key])
+                except Exception:  # Ray's ObjectLostError, OwnerDiedError, ...: the node that held them is gone
+                    lost.append(key)
+                    continue
+                _write_weights(os.path.join(tmp, "weights", f"{key}.npz"), state)
+                if self.put is not None:
+                    moved[key] = self.put(state)
+            if lost:
+                raise WeightsLost(lost)
             with open(os.path.join(tmp, state_file(checkpoint.generation)), "w") as f:
                 json.dump(_to_json(checkpoint), f)
             self.store.save_checkpoint(tmp, set(checkpoint.weights))
         self._saved = set(checkpoint.weights)
+        return moved
 
 
 def load(store: CheckpointStore, put: Any = None) -> Checkpoint | None:
     """The newest checkpoint in `store`, its weights passed through `put` (into the object store), or None."""
-    import torch
-
-    from popplast.training.weights import to_shareable
-
     put = put or (lambda w: w)
     with tempfile.TemporaryDirectory() as tmp:
         path = store.load_checkpoint(tmp)
@@ -89,13 +109,31 @@ def load(store: CheckpointStore, put: Any = None) -> Checkpoint | None:
         with open(path) as f:
             data = json.load(f)
         folder = os.path.join(os.path.dirname(path), "weights")
-        weights = {key: put(to_shareable(torch.load(os.path.join(folder, f"{key}.pt"), weights_only=True)))
-                   for key in data["weights"]}
+        weights = {key: put(_read_weights(os.path.join(folder, f"{key}.npz"))) for key in data["weights"]}
     return Checkpoint(
         generation=int(data["generation"]), state=GAState.from_dict(data["state"]), rng=data["rng"],
         history=[dict(h) for h in data["history"]],
         results={k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"]) for k, r in data["results"].items()},
         weights=weights)
+
+
+def _write_weights(path: str, state: dict[str, Any]) -> None:
+    """Weights in the form workers exchange them (numpy arrays) as an .npz; an entry numpy cannot hold (a
+    bfloat16 tensor) is pickled inside it."""
+    arrays = {}
+    for key, value in state.items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+        else:
+            holder = np.empty((), dtype=object)
+            holder[()] = value
+            arrays[key] = holder
+    np.savez(path, **arrays)
+
+
+def _read_weights(path: str) -> dict[str, Any]:
+    with np.load(path, allow_pickle=True) as data:  # popplast's own checkpoint, written by _write_weights
+        return {key: data[key][()] if data[key].dtype == object else data[key] for key in data.files}
 
 
 def state_file(generation: int) -> str:

@@ -57,10 +57,12 @@ def begin(strategy: GenCNN, resume: Checkpoint | None) -> tuple[GAState, SearchO
 
 
 def save(checkpoints: Checkpointer | None, state: GAState, rng: np.random.Generator, outcome: SearchOutcome,
-         weights: dict[str, Any] | None = None) -> None:
-    if checkpoints is not None:
-        checkpoints.save(Checkpoint(state.generation, state, rng.bit_generator.state, outcome.history,
-                                    outcome.results, weights or {}))
+         weights: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Checkpoint the search (when checkpointing); returns the saved weights' new references."""
+    if checkpoints is None:
+        return {}
+    return checkpoints.save(Checkpoint(state.generation, state, rng.bit_generator.state, outcome.history,
+                                       outcome.results, weights or {}))
 
 
 def run_search(spec: SearchSpec, strategy: GenCNN, executor: Executor, rng: np.random.Generator,

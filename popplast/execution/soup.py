@@ -9,15 +9,18 @@ from (and that is not the best individual's) is dropped, which lets Ray free the
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Sequence
 
 import numpy as np
 
 from popplast.core.gensoup import GenSoup, image_size, weights_needed
 from popplast.core.spec import SearchSpec
+from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor
-from popplast.execution.checkpoint import Checkpoint, Checkpointer
 from popplast.execution.search import SearchOutcome, begin, configuration, notify, save
+
+log = logging.getLogger(__name__)
 
 
 def soup_budget(spec: SearchSpec, generation: int):
@@ -26,6 +29,25 @@ def soup_budget(spec: SearchSpec, generation: int):
     size = image_size(generation, s.generations, spec.fidelity.image_size,
                       s.final_image_size or spec.fidelity.image_size, s.hold_generations)
     return dataclasses.replace(spec.fidelity, image_size=size)
+
+
+def _checkpoint(checkpoints: Checkpointer | None, state: Any, rng: np.random.Generator, outcome: SearchOutcome,
+                weights: dict[str, Any], survivors: set[str], work: dict[str, Evaluation], executor: Executor) -> None:
+    """Save the generation with the weights the next ones may inherit, which then live on the driver's node.
+
+    Weights lost with a worker node before they were saved are made again: their individuals are evaluated
+    again (same seed, config and parents, so the same weights) without being told or logged twice.
+    """
+    for _ in range(3):
+        try:
+            weights.update(save(checkpoints, state, rng, outcome, {k: w for k, w in weights.items() if k in survivors}))
+            return
+        except WeightsLost as e:
+            log.warning("%s; evaluating them again for their weights", e)
+            for result in executor.map(work[k] for k in e.ids):
+                if result.ok:
+                    weights[result.individual_id] = result.weights
+    raise RuntimeError(f"generation {state.generation}: trained weights were lost three times in a row")
 
 
 def run_soup(spec: SearchSpec, strategy: GenSoup, executor: Executor, rng: np.random.Generator,
@@ -63,7 +85,8 @@ def run_soup(spec: SearchSpec, strategy: GenSoup, executor: Executor, rng: np.ra
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)
         survivors = set(by_id) | ({state.best.id} if state.best else set())
-        save(checkpoints, state, rng, outcome, {k: w for k, w in weights.items() if k in survivors})
+        _checkpoint(checkpoints, state, rng, outcome, weights, survivors, {w.individual.id: w for w in work},
+                    executor)
     outcome.state = state
     if state.best is not None:
         outcome.best_weights = weights.get(state.best.id)

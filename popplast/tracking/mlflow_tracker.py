@@ -70,7 +70,7 @@ class MLflowTracker(SearchRunTracker):
         """Upload a checkpoint's files beside the search run; then drop weights no later state file needs."""
         self.client.log_artifacts(self.search_run_id, directory, CHECKPOINT_DIR)
         stale = [f.path for f in self._listed(f"{CHECKPOINT_DIR}/weights")
-                 if os.path.basename(f.path)[:-len(".pt")] not in keep_weights]
+                 if os.path.splitext(os.path.basename(f.path))[0] not in keep_weights]
         if stale:
             from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
@@ -98,7 +98,7 @@ class MLflowTracker(SearchRunTracker):
             os.makedirs(weights, exist_ok=True)
             for name in names:
                 mlflow.artifacts.download_artifacts(run_id=self.search_run_id,
-                                                    artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.pt",
+                                                    artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.npz",
                                                     dst_path=weights, tracking_uri=self.tracking_uri)
             return local  # the weights lie in weights/ beside it
         return None

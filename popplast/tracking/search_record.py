@@ -25,6 +25,7 @@ class SearchRecord:
     budget_evals: int
     params: dict[str, str]
     parent_run_id: str | None
+    finished: bool  # the search ran to its end (MLflow status FINISHED)
 
 
 def read_search(tracking_uri: str, run_id: str) -> SearchRecord:
@@ -51,4 +52,4 @@ def read_search(tracking_uri: str, run_id: str) -> SearchRecord:
             data = json.load(f)
     return SearchRecord(run_id, client.get_experiment(run.info.experiment_id).name, tags["popplast.method"],
                         data["spec"], data["source"], int(data["budget_evals"]), dict(run.data.params),
-                        tags.get("mlflow.parentRunId"))
+                        tags.get("mlflow.parentRunId"), run.info.status == "FINISHED")

@@ -1,0 +1,40 @@
+"""Resuming from the search run alone: what may change (a longer search) and what may not. Killed drivers and
+their exact resume are in tests/test_faults.py."""
+
+from __future__ import annotations
+
+import pytest
+
+import popplast
+from popplast.core.errors import SpecError
+from tests.test_search import individuals, lineage
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_finished_search_extended_is_the_longer_search(tiny_spec, tracking_uri, tmp_path):
+    options = dict(executor="local", tracking_uri=tracking_uri, progress=False)
+    first = popplast.run(tiny_spec, **options)
+    with pytest.raises(SpecError, match=f"--resume: the search run {first.search_run_id} finished its 12 evaluations"):
+        popplast.run(resume=first.search_run_id, **options)
+    with pytest.raises(SpecError, match="was started with strategy.seed = 7, but the flags say 8"):
+        popplast.run(resume=first.search_run_id, seed=8, generations=4, **options)
+    with pytest.raises(SpecError, match="was started with fidelity.epochs = 1, but .*tiny.yaml says 2"):
+        tiny_spec.write_text(tiny_spec.read_text().replace("epochs: 1", "epochs: 2"))
+        popplast.run(tiny_spec, resume=first.search_run_id, generations=4, **options)
+
+    longer = popplast.run(resume=first.search_run_id, generations=4, **options)
+    assert longer.search_run_id == first.search_run_id and longer.evaluations == 16
+    reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
+    tiny_spec.write_text(tiny_spec.read_text().replace("epochs: 2", "epochs: 1"))
+    reference = popplast.run(tiny_spec, generations=4, executor="local", tracking_uri=reference_uri, progress=False)
+    got, expected = individuals(tracking_uri, first.search_run_id), individuals(reference_uri, reference.search_run_id)
+    assert lineage(got) == lineage(expected) and [r["fitness"] for r in got] == [r["fitness"] for r in expected]
+    assert (longer.best.id, longer.best_fitness) == (reference.best.id, reference.best_fitness)
+
+
+def test_resume_needs_a_search_run(tiny_spec, tracking_uri):
+    first = popplast.run(tiny_spec, generations=1, executor="local", tracking_uri=tracking_uri, progress=False)
+    best_run = first.best_run_id  # an individual's run, not the search's
+    with pytest.raises(SpecError, match=f"the MLflow run {best_run} is not a popplast search run"):
+        popplast.run(resume=best_run, tracking_uri=tracking_uri, progress=False)
