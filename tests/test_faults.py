@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.result import EvalResult
-from tests.conftest import write_spec
+from tests.conftest import TINY_SPEC, write_spec
 from tests.test_search import individuals, lineage
 
 pytestmark = pytest.mark.slow
@@ -26,21 +26,9 @@ BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 CLUSTER = os.path.join(ROOT, "cluster", "local_cluster.sh")
 PORT = "6390"
 # evaluations of about a second, so that a kill lands while one runs
-SPEC = """
-dataset: {name: digits, split_seed: 0}
-fidelity: {image_size: 16, epochs: 8, batch_size: 64, max_train_samples: 600}
-strategy:
-  method: ga
-  population: 4
-  generations: 3
-  seed: 7
-  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}
-  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}
-space:
-  architecture: {type: categorical, choices: [lenet5, small_vgg]}
-  optimizer: {type: categorical, choices: [adam, rmsprop]}
-  lr_scale: {type: float, low: 0.1, high: 3.0, log: true}
-"""
+SPEC = TINY_SPEC.replace("fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400}",
+                         "fidelity: {image_size: 16, epochs: 8, batch_size: 64, max_train_samples: 600}")
+assert SPEC != TINY_SPEC
 
 
 def _cluster_env() -> dict[str, str]:
@@ -154,20 +142,25 @@ def test_attempts_are_bounded_and_every_item_is_accounted_for(ray_address, tmp_p
     assert pool.replaced == 4  # three deaths of 'always', one of 'once'
 
 
-def test_a_killed_worker_process_is_retried_elsewhere(cluster, tmp_path):
-    spec = write_spec(tmp_path, SPEC)
+def _search(cluster: str, tmp_path, method: str = "ga", reference: bool = True):
+    """A search driven by a `popplast run` process on the cluster, and what an uninterrupted search with the
+    same seed gives (run first, in this process, on the test session's Ray instance)."""
+    spec = write_spec(tmp_path, SPEC.replace("method: ga", f"method: {method}"))
+    expected = _uninterrupted(spec, tmp_path) if reference else None
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
+    return proc, uri, expected
+
+
+def test_a_killed_worker_process_is_retried_elsewhere(cluster, tmp_path):
+    proc, uri, _ = _search(cluster, tmp_path, reference=False)
     victim = _wait_for(_evaluating_worker)
     victim.send_signal(signal.SIGKILL)
     _assert_survived(uri, _finish(proc))
 
 
 def test_the_driver_killed_between_generations_resumes_the_same_search(cluster, ray_address, tmp_path):
-    spec = write_spec(tmp_path, SPEC)
-    expected = _uninterrupted(spec, tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
+    proc, uri, expected = _search(cluster, tmp_path)
     client = MlflowClient(uri)
     run = _wait_for(lambda: _search_run(uri))
     _wait_for(lambda: any(f.path.endswith("state-g0000.json") for f in client.list_artifacts(run, "checkpoint")))
@@ -178,10 +171,7 @@ def test_the_driver_killed_between_generations_resumes_the_same_search(cluster, 
 
 @pytest.mark.parametrize("method", ["ga", "gensoup"])
 def test_the_driver_killed_mid_generation_resumes_the_same_search(method, cluster, ray_address, tmp_path):
-    spec = write_spec(tmp_path, SPEC.replace("method: ga", f"method: {method}"))
-    expected = _uninterrupted(spec, tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
+    proc, uri, expected = _search(cluster, tmp_path, method)
     run = _wait_for(lambda: _search_run(uri))
     in_generation_1 = lambda: [r for r in _all_runs(uri, run) if r.data.tags.get("popplast.generation") == "1"]  # noqa: E731
     _wait_for(in_generation_1)
@@ -210,18 +200,14 @@ def _check_resumed(run: str, uri: str, cluster: str, tmp_path, expected: tuple) 
 
 def test_a_lost_worker_node_is_survived(cluster, ray_address, tmp_path):
     """Last in this file but one: it leaves the cluster one node short until it adds one back."""
-    spec = write_spec(tmp_path, SPEC)
-    expected = _uninterrupted(spec, tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
-    worker = _wait_for(_evaluating_worker)
-    _lose_node(worker)
+    proc, uri, expected = _search(cluster, tmp_path)
+    _lose_node(_wait_for(_evaluating_worker))
     try:
         _assert_survived(uri, _finish(proc))
     finally:
         subprocess.run(["bash", CLUSTER, "add"], env=_cluster_env(), timeout=60)
-    run = _search_run(uri)
-    assert (lineage(individuals(uri, run)), [r["fitness"] for r in individuals(uri, run)]) == expected[:2]
+    rows = individuals(uri, _search_run(uri))
+    assert (lineage(rows), [r["fitness"] for r in rows]) == expected[:2]
 
 
 def test_gensoup_weights_lost_with_their_node_are_made_again(cluster, ray_address, tmp_path):
@@ -229,10 +215,7 @@ def test_gensoup_weights_lost_with_their_node_are_made_again(cluster, ray_addres
     the trained weights generation 2 inherits (they live in that node's object store until the generation's
     checkpoint moves them to the driver's node). Those individuals are evaluated again for their weights,
     and the search is still the same search."""
-    spec = write_spec(tmp_path, SPEC.replace("method: ga", "method: gensoup"))
-    expected = _uninterrupted(spec, tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
+    proc, uri, expected = _search(cluster, tmp_path, "gensoup")
     run = _wait_for(lambda: _search_run(uri))
     finished = _wait_for(lambda: [r for r in _all_runs(uri, run) if r.data.tags.get("popplast.generation") == "1"
                                   and r.data.tags.get("popplast.status") == "ok"])
