@@ -7,6 +7,7 @@ take the defaults below. Names and values are checked before any training starts
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -34,6 +35,13 @@ class TrainConfig:
     astro_as: float = 2.0
     astro_counter: str = "tanh_max"
     bn_reestimate_batches: int = 0  # Gen-Soup: re-estimate BatchNorm statistics on this many batches after a fusion
+    metaplastic_b: float = 0.0  # paper 000: B of the metaplastic conv updates; 0 is plain training
+    head: str = "linear"  # paper 003: linear, or ndhtl (the plastic head, trained in episodes)
+    ndhtl_eta: float = 0.01
+    ndhtl_episode: int = 10  # K, images per episode (the batch size of an ndhtl head)
+    ndhtl_clip: float = 0.5
+    source_checkpoint: str | None = None  # transfer: the state dict of a model trained on a source task
+    classes: tuple[int, ...] | None = None  # train and measure on these classes of the data set only
 
     @property
     def astrocytes(self) -> bool:
@@ -69,7 +77,21 @@ def _bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"expected true or false, got {value!r}."
 
 
-# name → (gene types it may have, value check)
+def _file(value: Any) -> str | None:
+    if isinstance(value, str) and os.path.isfile(value):
+        return None
+    return (f"expected the path of a state dict saved with torch.save(model.state_dict(), path), but {value!r} is "
+            "not a file here; every worker node must see it too.")
+
+
+def _classes(value: Any) -> str | None:
+    if isinstance(value, (list, tuple)) and len(value) >= 2 and len(set(value)) == len(value) and all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):
+        return None
+    return f"expected a list of at least two distinct class indices (integers >= 0), got {value!r}."
+
+
+# name → (gene types it may have (none: fixed only), value check)
 HYPERPARAMETERS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] = {
     "architecture": (("categorical",), _names(architecture_names, "architecture")),
     "loss": (("categorical",), _names(LOSSES.names, "loss")),
@@ -84,6 +106,13 @@ HYPERPARAMETERS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] 
     "astro_as": (("float", "categorical"), _number(0.0, strict=False)),
     "astro_counter": (("categorical",), _names(lambda: list(COUNTERS), "astrocyte counter")),
     "bn_reestimate_batches": (("int", "categorical"), _number(0, strict=False, integer=True)),
+    "metaplastic_b": (("float", "categorical"), _number(0.0, strict=False)),
+    "head": (("categorical",), _names(lambda: ["linear", "ndhtl"], "head")),
+    "ndhtl_eta": (("float", "categorical"), _number(0.0, strict=True)),
+    "ndhtl_episode": (("int", "categorical"), _number(1, strict=False, integer=True)),
+    "ndhtl_clip": (("float", "categorical"), _number(0.0, strict=True)),
+    "source_checkpoint": ((), _file),
+    "classes": ((), _classes),
 }
 
 
@@ -99,6 +128,8 @@ def check_spec(spec: SearchSpec) -> None:
         if gene.name not in HYPERPARAMETERS:
             raise SpecError(src, f"space.{gene.name}", f"unknown hyperparameter; expected one of: {known}.")
         types, check = HYPERPARAMETERS[gene.name]
+        if not types:
+            raise SpecError(src, f"space.{gene.name}", f"'{gene.name}' cannot be a gene; set it under fixed.")
         if gene.type not in types:
             raise SpecError(src, f"space.{gene.name}.type", f"expected {' or '.join(types)}, got {gene.type!r}.")
         values = list(gene.choices) if gene.type == "categorical" else [gene.low, gene.high]
@@ -120,7 +151,10 @@ def check_spec(spec: SearchSpec) -> None:
 
 
 def resolve(decoded: Mapping[str, Any], fixed: Mapping[str, Any]) -> TrainConfig:
-    return TrainConfig(**{**fixed, **decoded})
+    values = {**fixed, **decoded}
+    if values.get("classes") is not None:
+        values["classes"] = tuple(values["classes"])
+    return TrainConfig(**values)
 
 
 def pretrained_architectures(spec: SearchSpec) -> list[str]:

@@ -17,7 +17,9 @@ from popplast.core.spec import DatasetSpec, Fidelity
 from popplast.training.config import resolve
 from popplast.training.data import batches, load_split, native_channels
 from popplast.training.fusion import fuse_state_dicts, reestimate_batchnorm
-from popplast.training.models import build_model, input_channels
+from popplast.training.heads import build_for
+from popplast.training.models import input_channels
+from popplast.training.transfer import classes_of
 from popplast.training.train import measure, train
 from popplast.training.weights import state_dict_hash, to_shareable
 
@@ -70,11 +72,13 @@ class CNNEvaluator:
         cfg = resolve(config, self.fixed)
         channels = input_channels(cfg.architecture, self._channels)
         data = load_split(self.dataset, budget.image_size, channels, budget.max_train_samples)
+        if cfg.classes is not None:
+            data = classes_of(data, cfg.classes)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the individual's seed, never the global RNG state
             torch.manual_seed(individual.seed)
             generator = torch.Generator().manual_seed(individual.seed)
-            model = build_model(cfg.architecture, channels, data.num_classes, cfg.pretrained).to(self.device)
+            model = build_for(cfg, channels, data.num_classes, generator).to(self.device)
             if parents_weights:
                 states, factors = zip(*parents_weights)
                 model.load_state_dict(fuse_state_dicts(states, factors))

@@ -2,7 +2,8 @@
 
 Learning rate = lr_scale × base. Weight decay is passed to every optimizer that takes it (the thesis
 code never passed it to Adam); Rprop and LBFGS take none, so for them it is added to the loss as the
-L2 penalty (wd/2)·‖θ‖², which is what weight decay means for plain gradient steps.
+L2 penalty (wd/2)·‖θ‖², which is what weight decay means for plain gradient steps. The positionwise_*
+entries step their optimizer block by block, input block least, output block most (paper 001).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class OptimizerEntry:
     kwargs: dict[str, Any] = field(default_factory=dict)
     takes_weight_decay: bool = True
     needs_closure: bool = False
+    position_wise: bool = False  # paper 001: stepped block by block (plasticity/positionwise.py)
 
     def build(self, params: Iterable[torch.nn.Parameter], lr_scale: float, weight_decay: float):
         extra = {"weight_decay": weight_decay} if self.takes_weight_decay else {}
@@ -40,6 +42,9 @@ for _name, _entry in {
     "rmsprop": OptimizerEntry(torch.optim.RMSprop, 1e-2),
     "rprop": OptimizerEntry(torch.optim.Rprop, 1e-2, takes_weight_decay=False),
     "sgd": OptimizerEntry(torch.optim.SGD, 1e-2, {"momentum": 0.9}),
+    "sgd_nesterov": OptimizerEntry(torch.optim.SGD, 1e-2, {"momentum": 0.9, "nesterov": True}),  # paper 000
     "lbfgs": OptimizerEntry(torch.optim.LBFGS, 1.0, takes_weight_decay=False, needs_closure=True),
+    "positionwise_sgd": OptimizerEntry(torch.optim.SGD, 1e-2, {"momentum": 0.9}, position_wise=True),
+    "positionwise_adam": OptimizerEntry(torch.optim.Adam, 1e-3, position_wise=True),
 }.items():
     OPTIMIZERS.register(_name)(_entry)

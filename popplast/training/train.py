@@ -11,6 +11,8 @@ from torch import nn
 
 from popplast.core.spec import Fidelity
 from popplast.plasticity.astrocytes import Astrocytes
+from popplast.plasticity.metaplasticity import Metaplasticity
+from popplast.plasticity.positionwise import PositionWise, blocks_of
 from popplast.training.config import TrainConfig
 from popplast.training.data import SplitData, batches
 from popplast.training.losses import LOSSES
@@ -32,9 +34,11 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
     if fidelity.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=fidelity.epochs, eta_min=0.1 * config.learning_rate)
-    batch_size = config.batch_size or fidelity.batch_size
+    # an ndhtl head learns from episodes: one batch is one episode of K images
+    batch_size = config.ndhtl_episode if config.head == "ndhtl" else (config.batch_size or fidelity.batch_size)
+    stepper = PositionWise(blocks_of(model), optimizer) if entry.position_wise else None
     history = []
-    with _astrocytes(model, optimizer, config):
+    with _astrocytes(model, optimizer, config), Metaplasticity(model, config.metaplastic_b):
         for epoch in range(fidelity.epochs):
             model.train()
             total, count = 0.0, 0
@@ -49,7 +53,10 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
                     loss.backward()
                     return loss
 
-                loss = optimizer.step(closure)  # every torch optimizer takes a closure; LBFGS needs one
+                if stepper is not None:
+                    loss = stepper.step(x, y, loss_fn)
+                else:
+                    loss = optimizer.step(closure)  # every torch optimizer takes a closure; LBFGS needs one
                 value = float(loss.detach())
                 if not np.isfinite(value):
                     raise FloatingPointError(f"the training loss became {value} at epoch {epoch + 1}, step {step + 1}")
