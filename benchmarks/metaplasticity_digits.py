@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/metaplasticity_digits.py [--seeds 10] [--epochs 10]
 
 The paper's MNIST setting, scaled to scikit-learn's digits: LeNet-5 at 32×32 pixels, cross-entropy, SGD with
-Nesterov momentum 0.9, lr 0.01, batch 128, 10 epochs. B is chosen first on the validation split with three
-tuning seeds (100, 101, 102) from a grid; then plain (B = 0) and metaplastic (the chosen B) training run
-with the same seeds 0..S-1 (same initial weights and batch order for both), and the paired test accuracies
+Nesterov momentum 0.9, lr 0.01, batch 128, 10 epochs (--epochs). B is chosen first on the validation split
+with three tuning seeds (100, 101, 102) from the grid B ∈ {0.05, 0.25, 1, 4}; then plain (B = 0) and
+metaplastic (the chosen B) training run with the same seeds 0..S-1 (same initial weights and batch order for both), and the paired test accuracies
 are compared with a two-sided Wilcoxon signed-rank test. Raw results go to docs/experiments-metaplasticity.json.
 """
 
@@ -17,7 +17,7 @@ import os
 import statistics
 import time
 
-GRID = (0.25, 1.0, 4.0)
+GRID = (0.05, 0.25, 1.0, 4.0)
 TUNING_SEEDS = (100, 101, 102)
 
 

@@ -227,7 +227,8 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
     done = len(checkpoint.results) if checkpoint else 0
     with _observing(tracker, progress, s.generations, sum(generation_sizes(spec)), done) as observers:
         loop = run_soup if s.method == "gensoup" else run_search
-        return loop(spec, build_strategy(spec), pool, rng, observers, Checkpointer(tracker, pool.fetch, pool.put), checkpoint)
+        checkpoints = Checkpointer(tracker, pool.fetch, pool.put)
+        return loop(spec, build_strategy(spec), pool, rng, observers, checkpoints, checkpoint)
 
 
 def _say(show: bool, line: str) -> None:

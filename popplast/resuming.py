@@ -13,7 +13,8 @@ EXTENDABLE = ("strategy.generations",)
 
 
 def resumed_spec(run_id: str, space: str | os.PathLike | SearchSpec | None, tracking_uri: str,
-                 experiment: str | None, budget_evals: int | None, flags: dict[str, Any]) -> tuple[Any, SearchSpec, int]:
+                 experiment: str | None, budget_evals: int | None,
+                 flags: dict[str, Any]) -> tuple[Any, SearchSpec, int]:
     """(the search run's record, the spec to go on with, the budget); SpecError when what the caller gives
     (a file, flags, an experiment) disagrees with the search being resumed."""
     from popplast.core.budget import default_budget, with_budget

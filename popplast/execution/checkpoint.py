@@ -113,7 +113,8 @@ def load(store: CheckpointStore, put: Any = None) -> Checkpoint | None:
     return Checkpoint(
         generation=int(data["generation"]), state=GAState.from_dict(data["state"]), rng=data["rng"],
         history=[dict(h) for h in data["history"]],
-        results={k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"]) for k, r in data["results"].items()},
+        results={k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"])
+                 for k, r in data["results"].items()},
         weights=weights)
 
 

@@ -46,7 +46,8 @@ class PositionWise:
         self.block_backwards = 0
         self.updates = [0] * len(self.blocks)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def step(self, x: torch.Tensor, y: torch.Tensor,
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """One position-wise step on the batch (x, y); returns the loss of the last (whole-model) pass."""
         inputs = [x]
         with torch.no_grad():
