@@ -6,7 +6,8 @@ The paper's MNIST setting, scaled to scikit-learn's digits: LeNet-5 at 32×32 pi
 Nesterov momentum 0.9, lr 0.01, batch 128, 10 epochs (--epochs). B is chosen first on the validation split
 with three tuning seeds (100, 101, 102) from the grid B ∈ {0.05, 0.25, 1, 4}; then plain (B = 0) and
 metaplastic (the chosen B) training run with the same seeds 0..S-1 (same initial weights and batch order for both), and the paired test accuracies
-are compared with a two-sided Wilcoxon signed-rank test. Raw results go to docs/experiments-metaplasticity.json.
+are compared with a two-sided Wilcoxon signed-rank test. Raw results go to
+docs/experiments-metaplasticity-EPOCHSepochs.json.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs",
-                                                      "experiments-metaplasticity.json"))
+    parser.add_argument("--out", help="raw results (default docs/experiments-metaplasticity-EPOCHSepochs.json)")
     args = parser.parse_args()
+    args.out = args.out or os.path.join(os.path.dirname(__file__), "..", "docs",
+                                        f"experiments-metaplasticity-{args.epochs}epochs.json")
     from scipy.stats import wilcoxon
 
     from popplast.core.spec import DatasetSpec, Fidelity

@@ -20,7 +20,7 @@ import statistics
 
 import torch
 
-LR_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+LR_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
