@@ -53,15 +53,18 @@ def test_two_scalar_layers_by_hand():
     assert w1.weight.item() == pytest.approx(1.352)
 
 
+def _chained(blocks, x):
+    for block in blocks:
+        x = block(x)
+    return x
+
+
 def test_torchvision_resnet_blocks_chain_to_the_model():
     model = torchvision.models.resnet18(weights=None, num_classes=3).eval()
     blocks = blocks_of(model)
     assert len(blocks) == 6
     x = torch.randn(2, 3, 32, 32)
-    out = x
-    for block in blocks:
-        out = block(out)
-    assert torch.allclose(out, model(x), atol=1e-6)
+    assert torch.allclose(_chained(blocks, x), model(x), atol=1e-6)
 
 
 class _VGGLike(nn.Module):
@@ -81,9 +84,6 @@ def test_features_classifier_models_and_a_clear_error_otherwise():
     blocks = blocks_of(model)
     assert len(blocks) == 4
     x = torch.randn(2, 3, 8, 8)
-    out = x
-    for block in blocks:
-        out = block(out)
-    assert torch.allclose(out, model(x))
+    assert torch.allclose(_chained(blocks, x), model(x))
     with pytest.raises(ValueError, match="cannot split a LSTM into a chain of blocks"):
         blocks_of(nn.LSTM(2, 2))
