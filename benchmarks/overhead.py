@@ -123,7 +123,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     logging.getLogger("ray").setLevel(logging.ERROR)
-    ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
     _LOCAL.run("cnn")  # Optuna's process loads the data once too
     table = []
     for label, cost, n in CASES:

@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     rows = []
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
     for workers in (1, 2):
         rates, _ = per_minute(workers, args.evaluations, args.repeats)
         rows.append((f"local instance, {workers} worker(s)", rates))

@@ -37,6 +37,11 @@ case "${1:-}" in
     if [ -n "$session" ]; then
       pkill -KILL -f -- "$session" || true
     fi
+    # `ray stop` would forget the cluster too; a driver's ray.init() would otherwise try to join it
+    current=/tmp/ray/ray_current_cluster
+    if [ -f "$current" ] && grep -q ":$PORT\$" "$current"; then
+      rm -f "$current"
+    fi
     ;;
   *)
     echo "usage: $0 up N | add | down" >&2

@@ -198,6 +198,27 @@ def _check_resumed(run: str, uri: str, cluster: str, tmp_path, expected: tuple) 
     assert (best.data.tags["popplast.best_individual_id"], best.data.metrics["best_fitness"]) == expected[2:]
 
 
+def test_without_an_address_a_local_instance_starts_even_after_a_cluster_is_gone(tmp_path):
+    """ray.init() with no address joins the cluster this machine last started (/tmp/ray/ray_current_cluster);
+    one killed without `ray stop` leaves that file behind, and ray.init() would wait for it forever."""
+    current = "/tmp/ray/ray_current_cluster"
+    before = open(current).read() if os.path.exists(current) else None
+    with open(current, "w") as f:
+        f.write("127.0.0.1:9")  # nothing listens there
+    try:
+        spec = write_spec(tmp_path, TINY_SPEC.replace("generations: 3", "generations: 1"))
+        out = subprocess.run([BIN, "run", str(spec), "--quiet", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    finally:
+        if before is None:
+            os.remove(current)
+        else:
+            with open(current, "w") as f:
+                f.write(before)
+    assert out.returncode == 0, out.stderr
+    assert "4 evaluations (0 failed)" in out.stdout
+
+
 def test_a_lost_worker_node_is_survived(cluster, ray_address, tmp_path):
     """Last in this file but one: it leaves the cluster one node short until it adds one back."""
     proc, uri, expected = _search(cluster, tmp_path)

@@ -27,7 +27,10 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if address:
         _check_reachable(address)
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        # "local" when no address is given: ray.init(None) would join whatever cluster this machine last
+        # started with `ray start` (/tmp/ray/ray_current_cluster), and wait forever if that one is gone
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         target = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         hint = ""
