@@ -72,3 +72,17 @@ def test_bad_transfer_settings(change, expected, source_checkpoint, tmp_path):
     spec = write_spec(tmp_path, SPEC.format(checkpoint=source_checkpoint).replace(*change))
     with pytest.raises(SpecError, match=expected):
         popplast.run(spec, executor="local", tracking_uri=f"sqlite:///{tmp_path}/m.db", progress=False)
+
+
+def test_the_ablation_keeps_the_head_linear(source_checkpoint):
+    from popplast.training.transfer import finetune_ndhtl, split_head
+
+    data = load_split(DatasetSpec("digits"), 8, 1, None)
+    model = build_model("lenet5", 1, 5)
+    model.load_state_dict(torch.load(source_checkpoint, weights_only=True))
+    backbone, features = split_head(model)
+    target = class_subset(data.train, range(5, 10))
+    for plastic in (True, False):
+        tuned = finetune_ndhtl(backbone, 5, features, target, 40, 0.1, torch.Generator().manual_seed(0), episode=10,
+                               plastic=plastic)
+        assert (float(tuned.head.alpha.detach().abs().sum()) == 0.0) == (not plastic)

@@ -74,11 +74,17 @@ def finetune_linear(backbone: nn.Module, classes: int, features: int, data: Tens
 
 
 def finetune_ndhtl(backbone: nn.Module, classes: int, features: int, data: TensorDataset, images: int, lr: float,
-                   generator: torch.Generator, episode: int, clip: float = 0.5, eta: float = 0.01) -> "PlasticModel":
-    """NDHTL: a copy of the backbone with a plastic head, one SGD step per episode of `episode` images."""
-    model = PlasticModel(copy.deepcopy(backbone), PlasticHead(features, classes, clip, eta, generator=generator),
-                         episode)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+                   generator: torch.Generator, episode: int, clip: float = 0.5, eta: float = 0.01,
+                   plastic: bool = True) -> "PlasticModel":
+    """NDHTL: a copy of the backbone with a plastic head, one SGD step per episode of `episode` images.
+
+    `plastic=False` is the ablation: α fixed at 0, so the head is linear but trained on the same schedule."""
+    head = PlasticHead(features, classes, clip, eta, generator=generator)
+    if not plastic:
+        head.alpha.data.zero_()
+        head.alpha.requires_grad_(False)
+    model = PlasticModel(copy.deepcopy(backbone), head, episode)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     for x, y in _stream(data, images, episode, generator):
         optimizer.zero_grad()
