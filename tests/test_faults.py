@@ -173,7 +173,9 @@ def test_the_driver_killed_between_generations_resumes_the_same_search(cluster, 
 def test_the_driver_killed_mid_generation_resumes_the_same_search(method, cluster, ray_address, tmp_path):
     proc, uri, expected = _search(cluster, tmp_path, method)
     run = _wait_for(lambda: _search_run(uri))
-    in_generation_1 = lambda: [r for r in _all_runs(uri, run) if r.data.tags.get("popplast.generation") == "1"]  # noqa: E731
+    def in_generation_1() -> list:
+        return [r for r in _all_runs(uri, run) if r.data.tags.get("popplast.generation") == "1"]
+
     _wait_for(in_generation_1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

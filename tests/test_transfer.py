@@ -36,7 +36,8 @@ def source_checkpoint(tmp_path):
     data = load_split(DatasetSpec("digits"), 8, 1, None)
     torch.manual_seed(0)
     model = build_model("lenet5", 1, 5)
-    train_source(model, class_subset(data.train, range(5)), epochs=1, lr=0.01, generator=torch.Generator().manual_seed(0))
+    train_source(model, class_subset(data.train, range(5)), epochs=1, lr=0.01,
+                 generator=torch.Generator().manual_seed(0))
     path = tmp_path / "source.pt"
     torch.save(model.state_dict(), path)
     return path

@@ -35,8 +35,9 @@ def read_search(tracking_uri: str, run_id: str) -> SearchRecord:
     try:
         run = client.get_run(run_id)
     except Exception as e:  # MLflow raises its own types for a missing run or an unusable store
-        raise SpecError(COMMAND_LINE, "--resume", f"no search run {run_id!r} in the MLflow store {tracking_uri} "
-                                                  f"({type(e).__name__}); pass the --tracking-uri it was logged to.") from None
+        raise SpecError(COMMAND_LINE, "--resume",
+                        f"no search run {run_id!r} in the MLflow store {tracking_uri} ({type(e).__name__}); pass the "
+                        "--tracking-uri it was logged to.") from None
     tags = run.data.tags
     if tags.get("popplast.role") != "search":
         raise SpecError(COMMAND_LINE, "--resume", f"the MLflow run {run_id} is not a popplast search run (its tag "

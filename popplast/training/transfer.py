@@ -31,7 +31,8 @@ def classes_of(data: SplitData, classes: Sequence[int]) -> SplitData:
 def class_subset(dataset: TensorDataset, classes: Sequence[int]) -> TensorDataset:
     """The images of `classes`, relabelled 0..len(classes)-1 in that order."""
     if not isinstance(dataset, TensorDataset):
-        raise ValueError("choosing classes works for in-memory data sets (digits), not image folders or torchvision sets")
+        raise ValueError("choosing classes works for in-memory data sets (digits), not image folders or "
+                         "torchvision sets")
     x, y = dataset.tensors
     keep = torch.isin(y, torch.tensor(list(classes)))
     relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
