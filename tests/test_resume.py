@@ -3,7 +3,10 @@ their exact resume are in tests/test_faults.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from mlflow import MlflowClient
 
 import popplast
 from popplast.core.errors import SpecError
@@ -23,7 +26,8 @@ def test_a_finished_search_extended_is_the_longer_search(tiny_spec, tracking_uri
         tiny_spec.write_text(tiny_spec.read_text().replace("epochs: 1", "epochs: 2"))
         popplast.run(tiny_spec, resume=first.search_run_id, generations=4, **options)
 
-    longer = popplast.run(resume=first.search_run_id, generations=4, **options)
+    _checkpoint_file(tracking_uri, first.search_run_id, "state-g0002.json").write_text("{")  # cut short
+    longer = popplast.run(resume=first.search_run_id, generations=4, **options)  # from generation 1's
     assert longer.search_run_id == first.search_run_id and longer.evaluations == 16
     reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
     tiny_spec.write_text(tiny_spec.read_text().replace("epochs: 2", "epochs: 1"))
@@ -38,3 +42,18 @@ def test_resume_needs_a_search_run(tiny_spec, tracking_uri):
     best_run = first.best_run_id  # an individual's run, not the search's
     with pytest.raises(SpecError, match=f"the MLflow run {best_run} is not a popplast search run"):
         popplast.run(resume=best_run, tracking_uri=tracking_uri, progress=False)
+
+
+def test_no_whole_checkpoint_is_an_error_not_a_fresh_start(tiny_spec, tracking_uri):
+    first = popplast.run(tiny_spec, generations=2, executor="local", tracking_uri=tracking_uri, progress=False)
+    for name in ("state-g0000.json", "state-g0001.json"):
+        _checkpoint_file(tracking_uri, first.search_run_id, name).write_text("{")
+    with pytest.raises(SpecError, match="has checkpoints .* but none is whole"):
+        popplast.run(resume=first.search_run_id, generations=3, executor="local", tracking_uri=tracking_uri,
+                     progress=False)
+    assert len(individuals(tracking_uri, first.search_run_id)) == 8  # nothing deleted
+
+
+def _checkpoint_file(tracking_uri: str, run_id: str, name: str) -> Path:
+    uri = MlflowClient(tracking_uri).get_run(run_id).info.artifact_uri
+    return Path(uri.removeprefix("file://")) / "checkpoint" / name

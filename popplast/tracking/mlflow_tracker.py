@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
@@ -67,8 +68,15 @@ class MLflowTracker(SearchRunTracker):
                                                   "budget_evals": budget}, SPEC_ARTIFACT)
 
     def save_checkpoint(self, directory: str, keep_weights: set[str]) -> None:
-        """Upload a checkpoint's files beside the search run; then drop weights no later state file needs."""
-        self.client.log_artifacts(self.search_run_id, directory, CHECKPOINT_DIR)
+        """Upload a checkpoint's files beside the search run, the weights before the state file that names them
+        (a driver killed in between leaves the previous state file the newest whole one); then drop weights no
+        later state file needs."""
+        weights = os.path.join(directory, "weights")
+        if os.path.isdir(weights):
+            self.client.log_artifacts(self.search_run_id, weights, f"{CHECKPOINT_DIR}/weights")
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".json"):
+                self.client.log_artifact(self.search_run_id, os.path.join(directory, name), CHECKPOINT_DIR)
         stale = [f.path for f in self._listed(f"{CHECKPOINT_DIR}/weights")
                  if os.path.splitext(os.path.basename(f.path))[0] not in keep_weights]
         if stale:
@@ -96,11 +104,18 @@ class MLflowTracker(SearchRunTracker):
                 continue
             weights = os.path.join(os.path.dirname(local), "weights")
             os.makedirs(weights, exist_ok=True)
-            for name in names:
-                mlflow.artifacts.download_artifacts(run_id=self.search_run_id,
-                                                    artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.npz",
-                                                    dst_path=weights, tracking_uri=self.tracking_uri)
+            try:
+                for name in names:
+                    mlflow.artifacts.download_artifacts(run_id=self.search_run_id,
+                                                        artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.npz",
+                                                        dst_path=weights, tracking_uri=self.tracking_uri)
+            except Exception:  # MLflow's own types for a missing artifact: this state is not whole
+                continue
             return local  # the weights lie in weights/ beside it
+        if states:  # starting again from nothing would throw away every finished generation
+            raise SpecError(COMMAND_LINE, "--resume", f"the search run {self.search_run_id} has checkpoints "
+                                                      f"({', '.join(os.path.basename(p) for p in states)}) but none "
+                                                      "is whole with its weights; it cannot be resumed exactly.")
         return None
 
     def discard_after(self, generation: int) -> int:
