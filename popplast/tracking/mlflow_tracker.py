@@ -18,7 +18,7 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
-from popplast.tracking.search_run import SearchRunTracker, individual_runs, param_text
+from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
 SPEC_ARTIFACT = "spec.json"
@@ -121,14 +121,8 @@ class MLflowTracker(SearchRunTracker):
     def discard_after(self, generation: int) -> int:
         """Delete the runs of generations after `generation` (an interrupted generation, asked and evaluated
         again on resume); returns how many."""
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.search_run_id}'",
-                                           max_results=1000, page_token=token)
-            runs += [r for r in page if int(r.data.tags.get("popplast.generation", -1)) > generation]
-            token = page.token
-            if not token:
-                break
+        runs = [r for r in child_runs(self.client, self.experiment_id, self.search_run_id)
+                if int(r.data.tags.get("popplast.generation", -1)) > generation]
         for run in runs:
             self.client.delete_run(run.info.run_id)
             self.run_ids.pop(run.data.tags.get("popplast.individual_id"), None)

@@ -66,18 +66,23 @@ def check_server(tracking_uri: str, timeout: float = 5.0) -> None:
                                                         f"{tracking_uri} an MLflow server?")
 
 
-def individual_runs(client: MlflowClient, experiment_id: str, search_run_id: str) -> list[Any]:
-    """The runs of a search's evaluated individuals (one per individual; attempts whose worker died, status
-    retried, are left out)."""
+def child_runs(client: MlflowClient, experiment_id: str, search_run_id: str) -> list[Any]:
+    """Every run nested under a search run, page by page."""
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'",
                                   max_results=1000, page_token=token)
-        runs += [r for r in page if "popplast.individual_id" in r.data.tags
-                 and r.data.tags.get("popplast.status") != "retried"]
+        runs += list(page)
         token = page.token
         if not token:
             return runs
+
+
+def individual_runs(client: MlflowClient, experiment_id: str, search_run_id: str) -> list[Any]:
+    """The runs of a search's evaluated individuals (one per individual; attempts whose worker died, status
+    retried, are left out)."""
+    return [r for r in child_runs(client, experiment_id, search_run_id)
+            if "popplast.individual_id" in r.data.tags and r.data.tags.get("popplast.status") != "retried"]
 
 
 def open_experiment(client: MlflowClient, name: str) -> str:
