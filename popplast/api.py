@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import time
 from typing import Any, Iterator
 
@@ -232,9 +233,8 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
 
 
 def _say(show: bool, line: str) -> None:
+    """A line on stderr for the person running the command (`popplast run` and `popplast compare`)."""
     if show:
-        import sys
-
         print(line, file=sys.stderr, flush=True)
 
 

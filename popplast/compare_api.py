@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from popplast.api import DEFAULT_OPTUNA_STORAGE, DEFAULT_TRACKING_URI, SearchFailed, _check_options, run
+from popplast.api import DEFAULT_OPTUNA_STORAGE, DEFAULT_TRACKING_URI, SearchFailed, _check_options, _say, run
 from popplast.core.budget import default_budget, with_budget
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.spec import METHODS, OPTUNA_METHODS, SearchSpec
@@ -161,8 +160,3 @@ def _workers(executor: str, workers: int | None, cpus: float, population: int) -
     from popplast.execution.ray_session import default_workers
 
     return default_workers(population, cpus)
-
-
-def _say(show: bool, line: str) -> None:
-    if show:
-        print(line, file=sys.stderr, flush=True)
