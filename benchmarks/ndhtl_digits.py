@@ -38,10 +38,12 @@ def source_model(seed: int, split) -> torch.nn.Module:
     return model
 
 
-def run(seed: int, lrs: dict[str, float], args, split, on: str = "test") -> dict[str, dict[str, float]]:
+def run(seed: int, source: torch.nn.Module, lrs: dict[str, float], args, split,
+        on: str = "test") -> dict[str, dict[str, float]]:
+    """Fine-tune copies of `source`'s backbone (trained with `seed`) with each method in `lrs`; their accuracies."""
     from popplast.training.transfer import class_subset, finetune_linear, finetune_ndhtl, split_head, topk_accuracy
 
-    backbone, features = split_head(source_model(seed, split))
+    backbone, features = split_head(source)
     target = class_subset(split.train, TARGET)
     measured = class_subset(split.test if on == "test" else split.val, TARGET)
     images = args.target_epochs * len(target.tensors[0])
@@ -80,14 +82,15 @@ def main() -> None:
         print(f"LeNet-5 trained on digits {SOURCE[0]}-{SOURCE[-1]}: {args.save_source}")
         return
     lrs = {}
+    tuning = source_model(100, split)  # trained once; every method and rate fine-tunes a copy of it
     for method in ("stl", "ndhtl", "episodic"):
-        scores = {lr: run(100, {method: lr}, args, split, on="val")[method]["top1"] for lr in LR_GRID}
+        scores = {lr: run(100, tuning, {method: lr}, args, split, on="val")[method]["top1"] for lr in LR_GRID}
         lrs[method] = max(LR_GRID, key=lambda lr: scores[lr])
         print(f"{method}: validation top-1 by lr " + ", ".join(f"{lr:g}: {v:.4f}" for lr, v in scores.items())
               + f" -> lr {lrs[method]:g}", flush=True)
     rows = []
     for seed in range(args.seeds):
-        rows.append({"seed": seed, **run(seed, lrs, args, split)})
+        rows.append({"seed": seed, **run(seed, source_model(seed, split), lrs, args, split)})
         print(f"seed {seed}: " + ", ".join(f"{m} top-1 {rows[-1][m]['top1']:.4f} top-2 {rows[-1][m]['top2']:.4f}"
                                           for m in lrs), flush=True)
     summary = {"lr": lrs, "episode": args.episode, "target_epochs": args.target_epochs}
