@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+
+CLUSTER_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cluster",
+                              "local_cluster.sh")
 
 TINY_SPEC = """
 dataset: {name: digits, split_seed: 0}
@@ -52,6 +60,22 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+def cluster_env(port: str, **extra: str) -> dict[str, str]:
+    """The environment of cluster/local_cluster.sh for a cluster on `port`, and of drivers that join it."""
+    return {**os.environ, "RAY": os.path.join(os.path.dirname(sys.executable), "ray"), "RAY_PORT": port,
+            "RAY_AUTH_MODE": "token", **extra}
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int, env: dict[str, str]) -> Iterator[str]:
+    """A real multi-node Ray cluster on this machine (a head and `workers` worker nodes); yields its address."""
+    subprocess.run(["bash", CLUSTER_SCRIPT, "up", str(workers)], check=True, env=env, timeout=120)
+    try:
+        yield f"127.0.0.1:{env['RAY_PORT']}"
+    finally:
+        subprocess.run(["bash", CLUSTER_SCRIPT, "down"], env=env, timeout=60)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -17,13 +17,11 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.result import EvalResult
-from tests.conftest import TINY_SPEC, write_spec
+from tests.conftest import CLUSTER_SCRIPT, TINY_SPEC, cluster_env, local_cluster, write_spec
 from tests.test_search import individuals, lineage
 
 pytestmark = pytest.mark.slow
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
-CLUSTER = os.path.join(ROOT, "cluster", "local_cluster.sh")
 PORT = "6390"
 # evaluations of about a second, so that a kill lands while one runs
 SPEC = TINY_SPEC.replace("fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400}",
@@ -33,18 +31,13 @@ assert SPEC != TINY_SPEC
 
 def _cluster_env() -> dict[str, str]:
     # a lost node is noticed after about 3 s instead of Ray's default 15 s or more
-    return {**os.environ, "RAY": os.path.join(os.path.dirname(sys.executable), "ray"), "RAY_PORT": PORT,
-            "RAY_AUTH_MODE": "token", "RAY_health_check_period_ms": "1000",
-            "RAY_health_check_failure_threshold": "3"}
+    return cluster_env(PORT, RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    subprocess.run(["bash", CLUSTER, "up", "2"], check=True, env=_cluster_env(), timeout=120)
-    try:
-        yield f"127.0.0.1:{PORT}"
-    finally:
-        subprocess.run(["bash", CLUSTER, "down"], env=_cluster_env(), timeout=60)
+    with local_cluster(2, _cluster_env()) as address:
+        yield address
 
 
 def _driver(args: list[str], cwd) -> subprocess.Popen:
@@ -228,7 +221,7 @@ def test_a_lost_worker_node_is_survived(cluster, ray_address, tmp_path):
     try:
         _assert_survived(uri, _finish(proc))
     finally:
-        subprocess.run(["bash", CLUSTER, "add"], env=_cluster_env(), timeout=60)
+        subprocess.run(["bash", CLUSTER_SCRIPT, "add"], env=_cluster_env(), timeout=60)
     rows = individuals(uri, _search_run(uri))
     assert (lineage(rows), [r["fitness"] for r in rows]) == expected[:2]
 
@@ -246,7 +239,7 @@ def test_gensoup_weights_lost_with_their_node_are_made_again(cluster, ray_addres
     try:
         out = _finish(proc)
     finally:
-        subprocess.run(["bash", CLUSTER, "add"], env=_cluster_env(), timeout=60)
+        subprocess.run(["bash", CLUSTER_SCRIPT, "add"], env=_cluster_env(), timeout=60)
     assert f"the trained weights of {finished[0].data.tags['popplast.individual_id']}" in out
     assert "were lost with their node; evaluating them again" in out
     rows = individuals(uri, run)

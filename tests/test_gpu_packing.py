@@ -13,15 +13,11 @@ import textwrap
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import TINY_SPEC, write_spec
+from tests.conftest import TINY_SPEC, cluster_env, local_cluster, write_spec
 
 pytestmark = pytest.mark.slow
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
-CLUSTER = os.path.join(ROOT, "cluster", "local_cluster.sh")
-PORT = "6391"
-ENV = {**os.environ, "RAY": os.path.join(os.path.dirname(sys.executable), "ray"), "RAY_PORT": PORT,
-       "RAY_AUTH_MODE": "token", "HEAD_CPUS": "16", "HEAD_GPUS": "4"}
+ENV = cluster_env("6391", HEAD_CPUS="16", HEAD_GPUS="4")
 
 # Run as a separate driver: the probe is defined in __main__, so Ray ships it to the workers by value.
 PROBE = textwrap.dedent("""
@@ -49,11 +45,8 @@ PROBE = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def gpu_cluster():
-    subprocess.run(["bash", CLUSTER, "up", "0"], check=True, env=ENV, timeout=120)
-    try:
-        yield f"127.0.0.1:{PORT}"
-    finally:
-        subprocess.run(["bash", CLUSTER, "down"], env=ENV, timeout=60)
+    with local_cluster(0, ENV) as address:
+        yield address
 
 
 def test_quarter_gpus_pack_four_workers_on_each_gpu(gpu_cluster, tmp_path):
