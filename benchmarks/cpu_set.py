@@ -11,7 +11,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = [("overhead.py", ["--repeats", "3"]), ("weights.py", ["--repeats", "7"]), ("scaling.py", ["--repeats", "3"])]
+SCRIPTS = [("overhead.py", ["--repeats", "3"]), ("weights.py", ["--repeats", "7"]), ("checkpoint_cost.py", []),
+           ("scaling.py", ["--repeats", "3"])]
 
 
 def main() -> int:

@@ -5,11 +5,14 @@
 
 Two Ray actors on this machine: a parent side that writes the trained weights, a child side that reads
 them and loads them into its own model. Per operation, in milliseconds:
-- exploit: the child starts from one parent's weights (write once, read, load_state_dict);
-- fusion: the child starts from the fitness-weighted average of two parents (write two, read two, average, load).
-The store path is popplast's (`to_shareable` numpy arrays, `ray.put` / `ray.get`, `fuse_state_dicts`); the
-file path writes with torch.save to a temporary folder and reads with torch.load. Medians over repeats,
-(min–max); the ratio is file / store, first.
+- exploit: the child starts from one parent's weights (write once, read, copy into the child's model);
+- fusion: the child starts from the fitness-weighted average of two parents (write two, read two, average
+  into the child's model).
+The store path is popplast's (`to_shareable` numpy arrays, `ray.put` / `ray.get`); the file path writes with
+torch.save to a temporary folder and reads with torch.load, as checkpoint-based PBT does. Both load with
+popplast's `load_fused`, so that only the transport differs. Medians over repeats, (min–max); the ratios
+file / store come first: per operation (write + read) and for the read side alone (what an exploit or a
+fusion adds, the parents' weights being written after every evaluation on either path).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import ray
 import torch
 import torchvision
 
-from popplast.training.fusion import fuse_state_dicts
+from popplast.training.fusion import load_fused
 from popplast.training.weights import to_shareable
 
 MODELS = {"ShuffleNet-v2 x1.0": "shufflenet_v2_x1_0", "ResNet-18": "resnet18"}
@@ -54,8 +57,7 @@ class Side:
             states = ray.get(sources)
         else:
             states = [torch.load(path) for path in sources]
-        fused = fuse_state_dicts(states, [0.6, 0.4][:len(states)] if len(states) == 2 else [1.0])
-        self.model.load_state_dict(fused)
+        load_fused(self.model, states, [0.6, 0.4] if len(states) == 2 else [1.0])
         return time.perf_counter() - start
 
 
@@ -106,12 +108,13 @@ def main() -> None:
                 print(f"ratio file/store, {label} {operation}: {ratio:.1f}x per operation "
                       f"(read side alone {read_ratio:.1f}x)", flush=True)
     ray.shutdown()
-    print("\n| state dict | operation | object store: write / read / total ms | files: write / read / total ms | ratio |")
-    print("|---|---|---|---|---|")
-    for label, size, operation, store, files, ratio, _ in rows:
+    print("\n| state dict | operation | object store: write / read / total ms | files: write / read / total ms "
+          "| ratio per operation | ratio, read side |")
+    print("|---|---|---|---|---|---|")
+    for label, size, operation, store, files, ratio, read_ratio in rows:
         cell = lambda rows: " / ".join(fmt(x) for x in ([w for w, _ in rows], [r for _, r in rows],  # noqa: E731
                                                         [w + r for w, r in rows]))
-        print(f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x |")
+        print(f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x | {read_ratio:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from popplast.training.fusion import FusionError, fuse_state_dicts, reestimate_batchnorm
+from popplast.training.fusion import FusionError, fuse_state_dicts, load_fused, reestimate_batchnorm
 from popplast.training.models import build_model
+from popplast.training.weights import to_shareable
 
 
 def model(seed: int, name: str = "small_vgg") -> torch.nn.Module:
@@ -55,6 +56,27 @@ def test_mismatched_architectures_are_refused():
         fuse_state_dicts([a], [1, 1])
 
 
+@pytest.mark.parametrize("weights", [[0.6, 0.4], [1.0, 0.0], [0.0, 0.0]])
+def test_load_fused_writes_the_model_in_place_bit_for_bit(weights):
+    a, b = model(0).state_dict(), model(1).state_dict()
+    expected = model(2)
+    expected.load_state_dict(fuse_state_dicts([a, b], weights))
+    child = model(2)
+    storage = {k: v.data_ptr() for k, v in child.state_dict().items()}
+    load_fused(child, [to_shareable(a), to_shareable(b)], weights)  # numpy arrays, as from the object store
+    after = child.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in expected.state_dict().items())
+    assert {k: v.data_ptr() for k, v in after.items()} == storage  # written into the model's own tensors
+
+
+def test_load_fused_refuses_parents_of_another_architecture():
+    child = model(0, "lenet5")
+    before = {k: v.clone() for k, v in child.state_dict().items()}
+    with pytest.raises(FusionError, match="does not match the model.*different architectures"):
+        load_fused(child, [model(1).state_dict()], [1.0])
+    assert all(torch.equal(child.state_dict()[k], v) for k, v in before.items())  # untouched
+
+
 def test_batchnorm_reestimation_matches_the_data():
     m = model(0)
     x = torch.randn(64, 1, 8, 8) * 3 + 2
@@ -63,3 +85,13 @@ def test_batchnorm_reestimation_matches_the_data():
     expected = m[0](x).mean(dim=(0, 2, 3))
     assert used == 2 and torch.allclose(first_bn.running_mean, expected, atol=1e-4)
     assert first_bn.momentum == 0.1 and reestimate_batchnorm(build_model("lenet5", 1, 10), [x]) == 0
+
+
+@pytest.mark.gpu
+def test_load_fused_into_a_cuda_model_equals_the_cpu_result():
+    a, b = model(0).state_dict(), model(1).state_dict()
+    on_cpu, on_gpu = model(2), model(2).cuda()
+    load_fused(on_cpu, [to_shareable(a), to_shareable(b)], [0.6, 0.4])
+    load_fused(on_gpu, [to_shareable(a), to_shareable(b)], [0.6, 0.4])  # numpy sources, CUDA destination
+    for key, value in on_cpu.state_dict().items():
+        assert torch.allclose(on_gpu.state_dict()[key].cpu(), value, rtol=0, atol=1e-6), key

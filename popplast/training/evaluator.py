@@ -16,7 +16,7 @@ from popplast.core.result import EvalResult
 from popplast.core.spec import DatasetSpec, Fidelity
 from popplast.training.config import resolve
 from popplast.training.data import batches, load_split, native_channels
-from popplast.training.fusion import fuse_state_dicts, reestimate_batchnorm
+from popplast.training.fusion import load_fused, reestimate_batchnorm
 from popplast.training.heads import build_for
 from popplast.training.models import input_channels
 from popplast.training.transfer import classes_of
@@ -81,7 +81,7 @@ class CNNEvaluator:
             model = build_for(cfg, channels, data.num_classes, generator).to(self.device)
             if parents_weights:
                 states, factors = zip(*parents_weights)
-                model.load_state_dict(fuse_state_dicts(states, factors))
+                load_fused(model, states, factors)
                 if len(states) > 1 and cfg.bn_reestimate_batches:
                     size = cfg.batch_size or budget.batch_size
                     inputs = (x for x, _ in batches(data.train, size, shuffle=True, generator=generator))

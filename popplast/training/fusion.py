@@ -20,12 +20,18 @@ class FusionError(ValueError):
     pass
 
 
-def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[float],
+                     out: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Weighted average of any number of state dicts with the same keys and shapes (tensors or numpy arrays).
 
     Weights must be non-negative with a positive sum; they are normalised. When every weight is zero
     (parents at the bottom of the min–max scale, as in the crossover rule) the plain mean is used. Integer
-    buffers, and every tensor when one parent has all the weight, are the parent's own (not copies).
+    buffers, and every tensor when one parent has all the weight, are the parent's own.
+
+    `out`: tensors to write the result into (a model's own, see `load_fused`), so that no new memory is
+    taken: fresh pages cost more than the arithmetic (ResNet-18 on a 2-core VM: 17 ms to allocate and fill
+    44.6 MiB, 5.5 ms to copy it into memory already in use). Without `out`, new tensors, except that the
+    parent's own tensors are returned, uncopied, where one parent has all the weight.
     """
     states = [from_shareable(s) for s in states]
     if not states or len(states) != len(weights):
@@ -36,28 +42,44 @@ def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[floa
     norm = [1.0 / len(weights)] * len(weights) if total == 0 else [w / total for w in weights]
     keys = list(states[0])
     for i, state in enumerate(states[1:], start=1):
-        if list(state) != keys:
-            missing, extra = set(keys) - set(state), set(state) - set(keys)
-            raise FusionError(f"state dict {i} does not match state dict 0: missing {sorted(missing)[:5]}, "
-                              f"unexpected {sorted(extra)[:5]} (different architectures cannot be fused)")
-        for key in keys:
-            if state[key].shape != states[0][key].shape:
-                raise FusionError(f"{key!r} has shape {tuple(state[key].shape)} in state dict {i} but "
-                                  f"{tuple(states[0][key].shape)} in state dict 0 (different architectures cannot be fused)")
+        _check_match(state, states[0], f"state dict {i}", "state dict 0")
+    if out is not None:
+        _check_match(states[0], out, "the parents' state dicts", "the model")
     leader = max(range(len(norm)), key=lambda k: norm[k])
     fused = {}
     for key in keys:
         first = states[0][key]
+        dst = None if out is None else out[key]
         if not first.is_floating_point() or norm[leader] == 1.0:
-            # integer buffers, or one parent: its tensors as they are, bit for bit and without a copy
-            # (load_state_dict copies them into the model anyway)
-            fused[key] = states[leader][key]
+            # integer buffers, or one parent: its tensors as they are, bit for bit
+            fused[key] = states[leader][key] if dst is None else dst.copy_(states[leader][key])
             continue
-        total = torch.mul(first, norm[0])  # accumulated in place: no temporary per parent
+        device = first.device if dst is None else dst.device
+        # accumulated in place (in `dst` where given): no temporary per parent
+        acc = torch.mul(first.to(device), norm[0], out=dst) if dst is not None else torch.mul(first, norm[0])
         for w, state in zip(norm[1:], states[1:]):
-            total.add_(state[key], alpha=w)
-        fused[key] = total
+            acc.add_(state[key].to(device), alpha=w)
+        fused[key] = acc
     return fused
+
+
+@torch.no_grad()
+def load_fused(model: nn.Module, states: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> None:
+    """Set `model`'s parameters and buffers to the fused state dicts, written straight into the model's own
+    tensors (what `model.load_state_dict(fuse_state_dicts(...))` does, without the intermediate copy)."""
+    fuse_state_dicts(states, weights, out=model.state_dict())
+
+
+def _check_match(state: Mapping[str, Any], reference: Mapping[str, Any], name: str, reference_name: str) -> None:
+    if list(state) != list(reference):
+        missing, extra = set(reference) - set(state), set(state) - set(reference)
+        raise FusionError(f"{name} does not match {reference_name}: missing {sorted(missing)[:5]}, "
+                          f"unexpected {sorted(extra)[:5]} (different architectures cannot be fused)")
+    for key in reference:
+        if tuple(state[key].shape) != tuple(reference[key].shape):
+            raise FusionError(f"{key!r} has shape {tuple(state[key].shape)} in {name} but "
+                              f"{tuple(reference[key].shape)} in {reference_name} (different architectures cannot "
+                              "be fused)")
 
 
 @torch.no_grad()
