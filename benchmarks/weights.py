@@ -50,6 +50,23 @@ class Side:
         torch.save(self.state, path)
         return time.perf_counter() - start
 
+    def copy_floor(self, repeats: int) -> tuple[list[float], list[float]]:
+        """One copy of the weights in this process: into memory already in use (the model's own tensors),
+        and into fresh memory (a clone): the least any path that moves them between processes pays per side."""
+        into_model, into_fresh = [], []
+        targets = list(self.model.state_dict().values())
+        with torch.no_grad():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for target, source in zip(targets, self.state.values()):
+                    target.copy_(source)
+                into_model.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                clone = [v.clone() for v in self.state.values()]
+                into_fresh.append(time.perf_counter() - start)
+                del clone
+        return into_model, into_fresh
+
     def read(self, sources: list, kind: str) -> float:
         """Read one or two parents, fuse (two) and load into this side's model."""
         start = time.perf_counter()
@@ -94,7 +111,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
-    rows = []
+    rows, floors = [], []
     with tempfile.TemporaryDirectory() as folder:
         for label, name in MODELS.items():
             size = sum(t.numel() * t.element_size() for t in torchvision.models.get_model(name).state_dict().values())
@@ -107,6 +124,9 @@ def main() -> None:
                 rows.append((label, size, operation, store, files, ratio, read_ratio))
                 print(f"ratio file/store, {label} {operation}: {ratio:.1f}x per operation "
                       f"(read side alone {read_ratio:.1f}x)", flush=True)
+            side = Side.remote(name)
+            floors.append((label, size, *ray.get(side.copy_floor.remote(args.repeats))))
+            ray.kill(side)
     ray.shutdown()
     print("\n| state dict | operation | object store: write / read / total ms | files: write / read / total ms "
           "| ratio per operation | ratio, read side |")
@@ -115,6 +135,11 @@ def main() -> None:
         cell = lambda rows: " / ".join(fmt(x) for x in ([w for w, _ in rows], [r for _, r in rows],  # noqa: E731
                                                         [w + r for w, r in rows]))
         print(f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x | {read_ratio:.1f}x |")
+
+    print("\n| state dict | one copy into the model's tensors, ms | one copy into fresh memory (clone), ms |")
+    print("|---|---|---|")
+    for label, size, into_model, into_fresh in floors:
+        print(f"| {label} ({size / 2**20:.1f} MiB) | {fmt(into_model)} | {fmt(into_fresh)} |")
 
 
 if __name__ == "__main__":

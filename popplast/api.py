@@ -82,13 +82,14 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
                 if study is not None:
                     outcome = _optuna_search(spec, study, optuna_storage, pool, tracker, budget, progress)
                 else:
-                    outcome = _search(spec, pool, tracker, progress, resume)
+                    outcome = _search(spec, pool, tracker, progress, resume, start)
                 result = _result(spec, outcome, tracker)
                 if method == "gensoup":
                     log_soup_model(spec, outcome, tracker, result, shape)
                 if retrain:
                     retrain_best(spec, pool, tracker, result, shape)
             final = outcome.state.to_dict()
+            start -= outcome.earlier_seconds  # a resumed search counts the drivers before this one too
     result.wall_seconds = time.perf_counter() - start
     tracker.end_search(result, final)
     result.lineage_html = _draw_lineage(tracker)
@@ -209,8 +210,9 @@ def _draw_lineage(tracker: Any) -> str | None:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
-def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: str | None) -> Any:
-    """The GA or Gen-Soup loop, checkpointed after every generation; resumed from the newest checkpoint."""
+def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: str | None, start: float) -> Any:
+    """The GA or Gen-Soup loop, checkpointed after every generation; resumed from the newest checkpoint.
+    `start`: when this driver started the search (`time.perf_counter()`)."""
     from popplast.core.budget import generation_sizes
     from popplast.execution.checkpoint import Checkpointer, load
     from popplast.execution.search import run_search
@@ -228,7 +230,7 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
     done = len(checkpoint.results) if checkpoint else 0
     with _observing(tracker, progress, s.generations, sum(generation_sizes(spec)), done) as observers:
         loop = run_soup if s.method == "gensoup" else run_search
-        checkpoints = Checkpointer(tracker, pool.fetch, pool.put)
+        checkpoints = Checkpointer(tracker, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
         return loop(spec, build_strategy(spec), pool, rng, observers, checkpoints, checkpoint)
 
 

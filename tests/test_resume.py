@@ -3,6 +3,8 @@ their exact resume are in tests/test_faults.py."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,13 @@ def test_a_finished_search_extended_is_the_longer_search(tiny_spec, tracking_uri
         popplast.run(tiny_spec, resume=first.search_run_id, generations=4, **options)
 
     _checkpoint_file(tracking_uri, first.search_run_id, "state-g0002.json").write_text("{")  # cut short
+    before = json.loads(_checkpoint_file(tracking_uri, first.search_run_id, "state-g0001.json").read_text())["seconds"]
+    started = time.perf_counter()
     longer = popplast.run(resume=first.search_run_id, generations=4, **options)  # from generation 1's
+    this_driver = time.perf_counter() - started
     assert longer.search_run_id == first.search_run_id and longer.evaluations == 16
+    assert 0 < before < first.wall_seconds  # the wall time counts the first driver's, up to its checkpoint, too
+    assert this_driver < longer.wall_seconds <= this_driver + before
     reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
     tiny_spec.write_text(tiny_spec.read_text().replace("epochs: 2", "epochs: 1"))
     reference = popplast.run(tiny_spec, generations=4, executor="local", tracking_uri=reference_uri, progress=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ class Checkpoint:
     history: list[dict[str, float]] = field(default_factory=list)
     results: dict[str, EvalResult] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)  # individual id → state dict (or a reference)
+    seconds: float = 0.0  # wall time of the search when this was written, every driver's together
 
     def restore_rng(self) -> np.random.Generator:
         rng = np.random.default_rng()
@@ -63,13 +65,16 @@ class Checkpointer:
 
     `fetch` turns a weights reference into a state dict; `put` makes a new reference to weights it fetched,
     owned by this (the driver's) node: the saved weights then no longer depend on the worker node that
-    trained them, so losing that node later loses nothing.
+    trained them, so losing that node later loses nothing. `origin`: the `time.perf_counter()` at which the
+    search would have started had it run in this process alone (a resumed search's start minus the seconds
+    its checkpoint had recorded), so that every checkpoint records the search's whole wall time.
     """
 
-    def __init__(self, store: CheckpointStore, fetch: Any = None, put: Any = None) -> None:
+    def __init__(self, store: CheckpointStore, fetch: Any = None, put: Any = None, origin: float | None = None) -> None:
         self.store = store
         self.fetch = fetch or (lambda w: w)
         self.put = put
+        self.origin = time.perf_counter() if origin is None else origin
         self._saved: set[str] = set()  # weights already in the store
 
     def save(self, checkpoint: Checkpoint) -> dict[str, Any]:
@@ -92,6 +97,7 @@ class Checkpointer:
                     moved[key] = self.put(state)
             if lost:
                 raise WeightsLost(lost)
+            checkpoint.seconds = time.perf_counter() - self.origin
             with open(os.path.join(tmp, state_file(checkpoint.generation)), "w") as f:
                 json.dump(_to_json(checkpoint), f)
             self.store.save_checkpoint(tmp, set(checkpoint.weights))
@@ -115,7 +121,7 @@ def load(store: CheckpointStore, put: Any = None) -> Checkpoint | None:
         history=[dict(h) for h in data["history"]],
         results={k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"])
                  for k, r in data["results"].items()},
-        weights=weights)
+        weights=weights, seconds=float(data.get("seconds", 0.0)))
 
 
 def _write_weights(path: str, state: dict[str, Any]) -> None:
@@ -144,6 +150,6 @@ def state_file(generation: int) -> str:
 def _to_json(c: Checkpoint) -> dict[str, Any]:
     return {
         "format": FORMAT, "generation": c.generation, "state": c.state.to_dict(), "rng": c.rng,
-        "history": c.history, "weights": sorted(c.weights),
+        "history": c.history, "weights": sorted(c.weights), "seconds": c.seconds,
         "results": {k: {"fitness": r.fitness, "metrics": r.metrics, "error": r.error} for k, r in c.results.items()},
     }

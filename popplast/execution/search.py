@@ -33,6 +33,7 @@ class SearchOutcome:
     best_weights: Any = None  # Gen-Soup: the best individual's trained weights (a reference on Ray)
     best_budget: Any = None  # Gen-Soup: the fidelity the best individual was trained and measured at
     peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held at once
+    earlier_seconds: float = 0.0  # a resumed search: wall time up to the checkpoint it resumed from
 
 
 def notify(observers: Sequence[Any], event: str, *args: Any) -> None:
@@ -52,7 +53,8 @@ def begin(strategy: GenCNN, resume: Checkpoint | None) -> tuple[GAState, SearchO
     if resume is None:
         state = strategy.init()
         return state, SearchOutcome(state), 0
-    outcome = SearchOutcome(resume.state, list(resume.history), dict(resume.results))
+    outcome = SearchOutcome(resume.state, list(resume.history), dict(resume.results),
+                            earlier_seconds=resume.seconds)
     return resume.state, outcome, resume.generation + 1
 
 

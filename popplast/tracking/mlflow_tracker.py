@@ -90,9 +90,12 @@ class MLflowTracker(SearchRunTracker):
     def load_checkpoint(self, directory: str) -> str | None:
         """Download the newest readable state file and the weights it names into `directory`; its path
         (None when the search has no checkpoint yet)."""
+        with _no_progress_bars():
+            return self._download_newest_whole(directory)
+
+    def _download_newest_whole(self, directory: str) -> str | None:
         import mlflow.artifacts
 
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar per small file would flood the log
         states = sorted((f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json")), reverse=True)
         for path in states:
             local = mlflow.artifacts.download_artifacts(run_id=self.search_run_id, artifact_path=path,
@@ -221,3 +224,19 @@ class MLflowTracker(SearchRunTracker):
 
     def run_url(self, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
         return f"{ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """MLflow draws a progress bar per downloaded artifact: a checkpoint's many small files would flood the
+    log. Off for the downloads only; the variable is set back as it was."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved

@@ -19,8 +19,8 @@ from popplast.training.data import batches, load_split, native_channels
 from popplast.training.fusion import load_fused, reestimate_batchnorm
 from popplast.training.heads import build_for
 from popplast.training.models import input_channels
-from popplast.training.transfer import classes_of
 from popplast.training.train import measure, train
+from popplast.training.transfer import classes_of
 from popplast.training.weights import state_dict_hash, to_shareable
 
 
