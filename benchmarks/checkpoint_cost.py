@@ -25,11 +25,13 @@ import torch
 import torchvision
 
 from popplast.core.ga import GAState
+from popplast.core.spec import SearchSpec
 from popplast.execution.checkpoint import Checkpoint, Checkpointer
 from popplast.execution.ray_pool import RayExecutor
 from popplast.tracking.mlflow_tracker import MLflowTracker
 from popplast.training.weights import to_shareable
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"ShuffleNet-v2 x1.0": "shufflenet_v2_x1_0", "ResNet-18": "resnet18"}
 
 
@@ -61,7 +63,8 @@ class Timed:
 
 def generation_costs(name: str, population: int, generations: int, folder: str) -> list[dict[str, float]]:
     tracker = MLflowTracker(f"sqlite:///{folder}/mlflow.db", "checkpoint-cost", "gensoup")
-    tracker._create_search_run(name, 0, {})
+    tracker.start_search(SearchSpec.from_yaml(os.path.join(ROOT, "search_spaces", "digits_gensoup.yaml")),
+                         {"weights_like": name})
     worker = Worker.remote(name)
     fetch, put = Timed(RayExecutor.fetch), Timed(ray.put)
     upload = Timed(tracker.save_checkpoint)
@@ -100,11 +103,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--generations", type=int, default=3, help="timed generations (after one warm-up)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS.values()), default=list(MODELS.values()),
+                        help="torchvision names of the state dicts to move (default: all)")
     args = parser.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     torch.set_num_threads(1)
     table = []
-    for label, name in MODELS.items():
+    for label, name in [(k, v) for k, v in MODELS.items() if v in args.models]:
         with tempfile.TemporaryDirectory() as folder:
             rows = generation_costs(name, args.population, args.generations, folder)
             files = torch_save_seconds(name, 7, folder)

@@ -109,11 +109,13 @@ def fmt(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS.values()), default=list(MODELS.values()),
+                        help="torchvision names of the state dicts to move (default: all)")
     args = parser.parse_args()
     ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     rows, floors = [], []
     with tempfile.TemporaryDirectory() as folder:
-        for label, name in MODELS.items():
+        for label, name in [(k, v) for k, v in MODELS.items() if v in args.models]:
             size = sum(t.numel() * t.element_size() for t in torchvision.models.get_model(name).state_dict().values())
             for operation, parents in (("exploit", 1), ("fusion", 2)):
                 store = measure(name, parents, "store", args.repeats, folder)

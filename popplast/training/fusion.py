@@ -29,8 +29,8 @@ def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[floa
     buffers, and every tensor when one parent has all the weight, are the parent's own.
 
     `out`: tensors to write the result into (a model's own, see `load_fused`), so that no new memory is
-    taken: fresh pages cost more than the arithmetic (ResNet-18 on a 2-core VM: 17 ms to allocate and fill
-    44.6 MiB, 5.5 ms to copy it into memory already in use). Without `out`, new tensors, except that the
+    taken: fresh pages cost more than the arithmetic (ResNet-18's 44.6 MiB on a 2-core VM: 17 ms to copy into
+    fresh memory, 7 ms into memory in use; benchmarks/weights.py). Without `out`, new tensors, except that the
     parent's own tensors are returned, uncopied, where one parent has all the weight.
     """
     states = [from_shareable(s) for s in states]
@@ -54,11 +54,10 @@ def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[floa
             # integer buffers, or one parent: its tensors as they are, bit for bit
             fused[key] = states[leader][key] if dst is None else dst.copy_(states[leader][key])
             continue
-        device = first.device if dst is None else dst.device
         # accumulated in place (in `dst` where given): no temporary per parent
-        acc = torch.mul(first.to(device), norm[0], out=dst) if dst is not None else torch.mul(first, norm[0])
+        acc = torch.mul(first, norm[0]) if dst is None else torch.mul(first.to(dst.device), norm[0], out=dst)
         for w, state in zip(norm[1:], states[1:]):
-            acc.add_(state[key].to(device), alpha=w)
+            acc.add_(state[key].to(acc.device), alpha=w)
         fused[key] = acc
     return fused
 
