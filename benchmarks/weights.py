@@ -136,7 +136,8 @@ def main() -> None:
     for label, size, operation, store, files, ratio, read_ratio in rows:
         cell = lambda rows: " / ".join(fmt(x) for x in ([w for w, _ in rows], [r for _, r in rows],  # noqa: E731
                                                         [w + r for w, r in rows]))
-        print(f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x | {read_ratio:.1f}x |")
+        print(f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x "
+              f"| {read_ratio:.1f}x |")
 
     print("\n| state dict | one copy into the model's tensors, ms | one copy into fresh memory (clone), ms |")
     print("|---|---|---|")
