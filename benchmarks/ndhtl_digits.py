@@ -27,15 +27,9 @@ SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 def source_model(seed: int, split) -> torch.nn.Module:
     """LeNet-5 trained on the source classes: 10 epochs, SGD momentum 0.9, lr 0.01, batch 32."""
-    from popplast.training.models import build_model
-    from popplast.training.transfer import class_subset, train_source
+    from popplast.training.transfer import source_model as trained_on
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model("lenet5", 1, len(SOURCE))
-    train_source(model, class_subset(split.train, SOURCE), epochs=10, lr=0.01,
-                 generator=torch.Generator().manual_seed(seed))
-    return model
+    return trained_on("lenet5", split.train, SOURCE, 1, seed)
 
 
 def run(seed: int, source: torch.nn.Module, lrs: dict[str, float], args, split,
@@ -67,8 +61,8 @@ def main() -> None:
     parser.add_argument("--episode", type=int, default=10, help="K, images per NDHTL episode")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "experiments-ndhtl.json"))
     parser.add_argument("--save-source", metavar="PATH",
-                        help="only train the source model (seed 0) and save its state dict there, for "
-                             "search_spaces/digits_transfer_ndhtl.yaml")
+                        help="only train the source model (seed 0) and save its state dict there (what "
+                             "search_spaces/digits_transfer_ndhtl.yaml makes itself when its file is missing)")
     args = parser.parse_args()
     from scipy.stats import wilcoxon
 

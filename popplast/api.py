@@ -59,7 +59,7 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
         from popplast.baselines.tune_search import check_pbt
 
         check_pbt(spec)
-    shape = _preflight(spec)
+    shape = _preflight(spec, progress)
     study = None
     if method in OPTUNA_METHODS:
         from popplast.baselines.optuna_search import open_study, study_name_for
@@ -275,12 +275,14 @@ def _check_options(executor: str, workers: int | None, cpus: float, gpus: float,
         raise SpecError(COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no local executor.")
 
 
-def _preflight(spec: SearchSpec) -> tuple[int, int]:
-    """Check names, data and pretrained weights in the driver, before any worker starts.
+def _preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
+    """Check names, data and pretrained weights in the driver, before any worker starts; make a missing
+    source backbone the file says how to train.
 
     Returns (native channels, number of classes) of the data.
     """
-    from popplast.training.config import check_spec, pretrained_architectures
+    from popplast.training.build import make_source
+    from popplast.training.config import check_spec, pretrained_architectures, resolve
     from popplast.training.data import DataUnavailable, load_split, native_channels
     from popplast.training.models import PretrainedUnavailable, ensure_pretrained
 
@@ -295,6 +297,15 @@ def _preflight(spec: SearchSpec) -> tuple[int, int]:
     except PretrainedUnavailable as e:
         key = "space.pretrained" if "pretrained" in spec.space.names else "fixed.pretrained"
         raise SpecError(spec.source, key, str(e)) from None
+    if "source_classes" in spec.fixed and "architecture" in spec.fixed:
+        cfg = resolve({}, spec.fixed)
+        if cfg.source_checkpoint is not None and not os.path.isfile(cfg.source_checkpoint):
+            _say(progress, f"[popplast] training the source backbone ({cfg.architecture} on classes "
+                           f"{list(cfg.source_classes or ())}) into {cfg.source_checkpoint}")
+            make_source(spec.dataset, cfg, spec.fidelity.image_size, channels)
+    elif "source_classes" in spec.fixed:
+        raise SpecError(spec.source, "fixed.source_classes", "a source backbone is made for one architecture; "
+                                                             "fix the architecture (fixed.architecture).")
     return channels, split.num_classes
 
 

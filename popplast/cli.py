@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--population", type=int, help="individuals per generation")
     rules.add_argument("--generations", type=int, help="generations (gradient: Adam steps)")
     rules.add_argument("--seed", type=int, help="seed of the strategy and of the batch order")
+    rules.add_argument("--sigma", type=float, help="the ES's mutation / sampling σ (default: the file's, else the "
+                                                   "method's: elitist 0.01, openai and snes 0.1)")
+    rules.add_argument("--learning-rate", type=float, help="OpenAI-ES's Adam step on the mean; the gradient "
+                                                           "baseline's Adam rate (default: the file's, else 0.05, "
+                                                           "gradient 0.01)")
     _execution_flags(rules)
     return parser
 
@@ -188,7 +193,8 @@ def _evolve_rules(args: argparse.Namespace) -> int:
 
     try:
         result = evolve_rules(args.space, method=args.method, population=args.population,
-                              generations=args.generations, seed=args.seed, workers=args.workers,
+                              generations=args.generations, seed=args.seed, sigma=args.sigma,
+                              learning_rate=args.learning_rate, workers=args.workers,
                               cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
                               executor=args.executor, address=args.address, tracking_uri=args.tracking_uri,
                               experiment=args.experiment, progress=not args.quiet)

@@ -18,44 +18,48 @@ class SearchFailed(RuntimeError):
 def log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
     """Gen-Soup's answer is a trained model: the best individual's weights, measured again here on the
     test split before they are logged, so the logged model is known to reproduce the reported metrics."""
-    from popplast.training.config import resolve
-    from popplast.training.data import load_split
-    from popplast.training.models import build_model, input_channels
+    from popplast.training.build import split_for
     from popplast.training.train import measure
 
     if outcome.best_weights is None:
         return
-    weights = fetch_weights(outcome.best_weights)  # fetched once, at the end: the final model
-    cfg = resolve(result.best_config, {})
-    native, classes = shape
-    channels = input_channels(cfg.architecture, native)
+    model, cfg = _rebuilt(result, shape, fetch_weights(outcome.best_weights))  # fetched once, at the end
     budget = outcome.best_budget
-    model = build_model(cfg.architecture, channels, classes, pretrained=False)
-    model.load_state_dict(weights)
-    data = load_split(spec.dataset, budget.image_size, channels, budget.max_train_samples)
+    data = split_for(spec.dataset, cfg, budget, shape[0])
     result.model_metrics = {k: v for k, v in measure(model, data, "cpu").items() if k.startswith("test_")}
-    example = np.zeros((1, channels, budget.image_size, budget.image_size), dtype=np.float32)
-    result.model_uri = tracker.log_model(model, example)
+    result.model_uri = tracker.log_model(model, _example(cfg, shape, budget.image_size))
 
 
 def retrain_best(spec: SearchSpec, pool: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
     """Train the best configuration at the final fidelity and log the model."""
     from popplast.execution.executor import Evaluation
-    from popplast.training.config import resolve
-    from popplast.training.models import build_model, input_channels
 
     [trained] = list(pool.map([Evaluation(result.best, result.best_config, spec.final, return_weights=True)]))
     if not trained.ok:
         raise SearchFailed(f"retraining the best configuration failed: {trained.error}")
-    cfg = resolve(result.best_config, {})
-    channels, classes = shape
-    model = build_model(cfg.architecture, input_channels(cfg.architecture, channels), classes, pretrained=False)
-    model.load_state_dict(fetch_weights(trained.weights))
-    model.eval()
-    example = np.zeros((1, input_channels(cfg.architecture, channels), spec.final.image_size, spec.final.image_size),
-                       dtype=np.float32)
+    model, cfg = _rebuilt(result, shape, fetch_weights(trained.weights))
     result.retrain_metrics = dict(trained.metrics)
-    result.model_uri = tracker.log_model(model, example)
+    result.model_uri = tracker.log_model(model, _example(cfg, shape, spec.final.image_size))
+
+
+def _rebuilt(result: SearchResult, shape: tuple[int, int], weights: Any) -> tuple[Any, Any]:
+    """The best configuration's model, built as its evaluation built it, holding `weights`; and its config.
+
+    `shape`: (native channels, classes) of the whole data set."""
+    from popplast.training.build import model_for
+    from popplast.training.config import resolve
+
+    cfg = resolve(result.best_config, {})
+    model = model_for(cfg, *shape)
+    model.load_state_dict(weights)
+    model.eval()
+    return model, cfg
+
+
+def _example(cfg: Any, shape: tuple[int, int], image_size: int) -> np.ndarray:
+    from popplast.training.models import input_channels
+
+    return np.zeros((1, input_channels(cfg.architecture, shape[0]), image_size, image_size), dtype=np.float32)
 
 
 def fetch_weights(weights: Any) -> Any:

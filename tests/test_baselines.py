@@ -93,6 +93,18 @@ def test_pbt_on_ray_tune_exploits_as_single_parent_edges(ray_address, tiny_spec,
     assert html.endswith("lineage.html") and png.endswith("lineage.png")
 
 
+def test_pbt_trains_no_more_segments_at_once_than_its_workers(ray_address, tiny_spec, tracking_uri):
+    """--workers 1 on a 2-CPU Ray instance: Tune would run 2 trials at once; the segments' training intervals
+    (tagged by each segment as it held its slot) must not overlap."""
+    result = popplast.run(tiny_spec, method="pbt", budget_evals=8, workers=1, tracking_uri=tracking_uri,
+                          progress=False)
+    client = MlflowClient(tracking_uri)
+    spans = sorted((float(t["popplast.began"]), float(t["popplast.ended"])) for t in
+                   (client.get_run(r["run_id"]).data.tags for r in individuals(tracking_uri, result.search_run_id)))
+    assert len(spans) == 8
+    assert all(end <= next_begin for (_, end), (next_begin, _) in zip(spans, spans[1:])), spans
+
+
 def test_tune_tpe_trials_are_individuals_without_parents(ray_address, tiny_spec, tracking_uri):
     result = popplast.run(tiny_spec, method="tune-tpe", budget_evals=4, tracking_uri=tracking_uri, progress=False)
     rows = individuals(tracking_uri, result.search_run_id)

@@ -32,6 +32,9 @@ def test_report_has_a_row_per_method_and_the_curves(comparison):
     text = (folder / "report" / "report.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| ") and " | 2 | " in line]
     assert [line.split(" | ")[0][2:] for line in table[:3]] == list(METHODS)
+    for line in table[:3]:  # what each method trained on, and its gradient work (8 evaluations of 7 steps)
+        cells = line.split(" | ")
+        assert cells[-1] == "8 px |" and cells[-2] == "56 ± 0", line
     assert "Target: the median final best validation MCC of tpe" in text
     for pair in ("| ga | tpe | 2 |", "| ga | random | 2 |", "| tpe | random | 2 |"):
         assert text.count(pair) == 2  # test MCC and best validation MCC

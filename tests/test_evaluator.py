@@ -21,6 +21,19 @@ def test_fitness_is_validation_mcc_and_metrics_are_complete():
     assert len(result.history["train_loss"]) == 1
 
 
+def test_gradient_work_and_image_size_are_recorded():
+    """300 training samples in batches of 64: 5 steps. Plain Adam: one backward pass a step; position-wise
+    through LeNet-5's K blocks: K(K+1)/2 block-backwards a step, (K+1)/2 whole-model passes."""
+    from popplast.plasticity.positionwise import blocks_of
+    from popplast.training.models import build_model
+
+    k = len(blocks_of(build_model("lenet5", 1, 10)))
+    plain = evaluate({"architecture": "lenet5", "optimizer": "adam"})
+    stepped = evaluate({"architecture": "lenet5", "optimizer": "positionwise_adam"})
+    assert plain.metrics["backward_passes"] == 5 and plain.metrics["image_size"] == 8
+    assert k > 1 and stepped.metrics["backward_passes"] == 5 * (k + 1) / 2
+
+
 def test_same_seed_same_result_and_global_rng_untouched():
     before = torch.random.get_rng_state()
     a = evaluate({"architecture": "lenet5"}, seed=3)

@@ -14,6 +14,8 @@ from mlflow import MlflowClient
 
 import popplast.rules_api as rules_api
 from popplast.cli import main
+from popplast.core.errors import SpecError
+from popplast.core.rules_spec import RulesSpec
 from tests.conftest import write_spec
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
@@ -67,6 +69,39 @@ def test_gradient_baseline_and_elitist_run_locally(tmp_path):
                                         tracking_uri=f"sqlite:///{tmp_path}/m.db", progress=False)
         assert result.method == method and len(result.rules) == 304
         assert len(result.generalisation_curve) == 2 and 0 <= result.generalisation_batch_accuracy <= 1
+
+
+SHIPPED_RULES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces",
+                             "rules_classification.yaml")
+
+
+@pytest.mark.parametrize("flags, sigma, learning_rate", [
+    ({"method": "elitist"}, 0.01, 0.05),  # the file's documented command: the paper's σ
+    ({"method": "openai"}, 0.1, 0.05),
+    ({"method": "gradient"}, 0.1, 0.01),  # the paper's Adam rate for the gradient baseline
+    ({"method": "elitist", "sigma": 0.2, "learning_rate": 0.3}, 0.2, 0.3),  # flags win
+])
+def test_the_shipped_file_runs_each_methods_own_sigma_unless_told(flags, sigma, learning_rate):
+    spec = RulesSpec.from_yaml(SHIPPED_RULES).with_overrides(**flags)
+    assert (spec.strategy.sigma, spec.strategy.learning_rate) == (sigma, learning_rate)
+
+
+def test_sigma_in_the_file_holds_for_every_method_and_the_flags_override_it(tmp_path):
+    spec = RulesSpec.from_yaml(write_spec(tmp_path, TINY_RULES.replace("batch_size: 50,", "batch_size: 50, sigma: 0.3,")))
+    assert spec.with_overrides(method="elitist").strategy.sigma == 0.3
+    assert spec.with_overrides(method="elitist", sigma=0.05).strategy.sigma == 0.05
+    with pytest.raises(SpecError, match="--sigma: expected a number > 0"):
+        spec.with_overrides(sigma=0.0)
+
+
+def test_evolve_rules_elitist_records_the_papers_sigma(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    code = main(["evolve-rules", SHIPPED_RULES, "--method", "elitist", "--population", "4", "--generations", "1",
+                 "--executor", "local", "--tracking-uri", uri, "--quiet"])
+    client = MlflowClient(uri)
+    [search] = client.search_runs([client.get_experiment_by_name("rules_classification").experiment_id],
+                                  "tags.`popplast.role` = 'search'")
+    assert code == 0 and search.data.params["strategy.sigma"] == "0.01"
 
 
 @pytest.mark.parametrize("text, flags, expected", [

@@ -8,6 +8,8 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.gensoup import GenSoup, image_size, population_size
+from popplast.core.spec import SearchSpec
+from popplast.core.strategies import build_strategy
 from tests.conftest import write_spec
 
 
@@ -19,8 +21,10 @@ def test_population_schedule():
 def test_image_size_schedule():
     # thesis: 224 → 302, a linear ramp over the first G − 10 generations, then 10 at the largest size
     sizes = [image_size(g, 25, 224, 302, 10) for g in range(25)]
-    assert sizes[0] == 224 and sizes[14:] == [302] * 11 and sizes == sorted(sizes)
+    assert sizes[0] == 224 and sizes[15:] == [302] * 10 and sizes[14] < 302 and sizes == sorted(sizes)
     assert image_size(3, 5, 16, 16, 0) == 16
+    assert [image_size(g, 5, 16, 32, 0) for g in range(5)] == [16, 20, 24, 28, 32]  # no hold: the ramp reaches 32
+    assert [image_size(g, 3, 16, 32, 5) for g in range(3)] == [32, 32, 32]
 
 
 def soup(**kw):
@@ -52,6 +56,39 @@ def test_lineage_rules_over_generations():
         fitness = {i.id: float(np.sum(i.genome)) for i in population}
         state, _ = gs.tell(state, fitness)
     assert population[-1].operator == "elite"
+
+
+def test_fixed_architecture_leaves_every_gene_to_the_operators():
+    """With the architecture fixed (no gene), gene 0 is a hyperparameter like the others: mutated with pm = 1,
+    it must not be copied from the better parent (it was, onto lr_scale, when arch_index defaulted to 0)."""
+    spec = SearchSpec.from_dict({"dataset": {"name": "digits"}, "fidelity": {}, "fixed": {"architecture": "lenet5"},
+                                 "strategy": {"method": "gensoup", "population": 8, "mutation": 1.0},
+                                 "space": {"lr_scale": {"type": "float", "low": 0.1, "high": 1.0},
+                                           "weight_decay": {"type": "float", "low": 0.0, "high": 0.1}}})
+    gs, rng = build_strategy(spec), np.random.default_rng(0)
+    state = gs.init()
+    population, state = gs.ask(state, rng)
+    state, _ = gs.tell(state, {ind.id: float(i) for i, ind in enumerate(population)})
+    first = {ind.id: ind for ind in population}
+    children, _ = gs.ask(state, rng)
+    bred = [c for c in children if c.operator != "elite"]
+    assert bred and all(c.genome[0] != first[c.parent_ids[0]].genome[0] for c in bred)
+    assert all(c.operator == "fusion" for c in bred if len(c.parent_ids) == 2 and min(c.fusion_weights) > 0)
+
+
+def test_a_parent_with_zero_weight_is_an_inheritance_not_a_fusion():
+    """Two parents of one architecture where the other is at the generation's minimum (Ev = 0): the weights
+    are (1, 0), the better parent's alone, and the child is labelled inherit."""
+    gs, rng = soup(population=4, population_step=0, arch_choices=1), np.random.default_rng(1)
+    state = gs.init()
+    population, state = gs.ask(state, rng)
+    state, _ = gs.tell(state, {ind.id: float(i) for i, ind in enumerate(population)})
+    labelled = []
+    for _ in range(20):
+        children, _ = gs.ask(state, rng)
+        labelled += [(c.operator, c.fusion_weights) for c in children if len(c.parent_ids) == 2]
+    assert ("inherit", (1.0, 0.0)) in labelled
+    assert all(min(w) > 0 for op, w in labelled if op == "fusion")
 
 
 SOUP_SPEC = """

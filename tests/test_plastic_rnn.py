@@ -1,6 +1,8 @@
 """The plastic recurrent network of paper 004: genome sizes, pattern codes and rule lookups by hand,
 the vectorised population pass against the per-individual reference, gradients for the baseline."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -51,9 +53,22 @@ def test_rule_lookup_and_update_hand_worked():
     assert torch.allclose(w_out[0], unit(net.w_out + d_out))
 
 
+def test_a_correctly_classified_sample_changes_no_weight():
+    """update: misclassified: a sample the network gets right is no update, so the (unnormalised) initial
+    weights stay as they are; the population pass once normalised them anyway."""
+    net = dataclasses.replace(hand_net(), misclassified_only=True)
+    genome = torch.randn(1, genome_size(1), generator=torch.Generator().manual_seed(0))
+    label = 0  # the hand-worked logits are [σ(5·(3 + σ(3))), 0]: class 0 wins
+    w_in, w_g, w_out = plastic_pass(genome, net, torch.tensor([[1.0]]), torch.tensor([label]))
+    assert torch.equal(w_in[0], net.w_in) and torch.equal(w_g[0], net.w_g) and torch.equal(w_out[0], net.w_out)
+    moved = plastic_pass(genome, net, torch.tensor([[1.0]]), torch.tensor([1]))  # wrong: it learns
+    assert not torch.equal(moved[2][0], net.w_out)
+
+
+@pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("misclassified_only", [False, True])
-def test_population_pass_equals_a_loop_over_individuals(misclassified_only):
-    g = torch.Generator().manual_seed(3)
+def test_population_pass_equals_a_loop_over_individuals(misclassified_only, seed):
+    g = torch.Generator().manual_seed(seed)
     net = PlasticNet.random(6, 12, 3, 5, 2, 0.5, g, misclassified_only=misclassified_only)
     genomes = torch.randn(9, genome_size(2), generator=g, dtype=torch.float64)
     x = torch.randn(40, 6, generator=g, dtype=torch.float64)

@@ -12,6 +12,8 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.errors import SpecError
+from popplast.execution.checkpoint import state_file
+from popplast.tracking.mlflow_tracker import newest_first
 from tests.test_search import individuals, lineage
 
 pytestmark = pytest.mark.slow
@@ -59,6 +61,20 @@ def test_no_whole_checkpoint_is_an_error_not_a_fresh_start(tiny_spec, tracking_u
         popplast.run(resume=first.search_run_id, generations=3, executor="local", tracking_uri=tracking_uri,
                      progress=False)
     assert len(individuals(tracking_uri, first.search_run_id)) == 8  # nothing deleted
+
+
+def test_resume_draws_no_download_bars(tiny_spec, tracking_uri, capfd):
+    first = popplast.run(tiny_spec, generations=1, executor="local", tracking_uri=tracking_uri, progress=False)
+    capfd.readouterr()
+    popplast.run(resume=first.search_run_id, generations=2, executor="local", tracking_uri=tracking_uri,
+                 progress=False)
+    out, err = capfd.readouterr()
+    assert "Downloading artifacts" not in out + err
+
+
+def test_the_newest_checkpoint_is_the_latest_generation_past_9999():
+    names = [f"checkpoint/{state_file(g)}" for g in (9, 9999, 10000, 10001, 100)]
+    assert newest_first(names) == [f"checkpoint/{state_file(g)}" for g in (10001, 10000, 9999, 100, 9)]
 
 
 def _checkpoint_file(tracking_uri: str, run_id: str, name: str) -> Path:

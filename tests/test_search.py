@@ -71,6 +71,29 @@ def test_local_search_logs_every_individual_with_its_lineage(tiny_spec, tracking
     assert {"final_population.json", "best_individual.json", "tiny.yaml"} <= artifacts
 
 
+def test_artifacts_lie_beside_the_sqlite_store_not_in_the_current_directory(tiny_spec, tmp_path, monkeypatch):
+    here, store = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), store.mkdir()
+    monkeypatch.chdir(here)
+    uri = f"sqlite:///{store / 'x.db'}"
+    result = popplast.run(tiny_spec, generations=1, executor="local", tracking_uri=uri, progress=False)
+    assert list(here.iterdir()) == []  # MLflow's default would have been ./mlruns here
+    artifacts = store / "x-artifacts" / "tiny" / result.search_run_id / "artifacts"
+    assert (artifacts / "tiny.yaml").is_file() and (artifacts / "spec.json").is_file()
+    [hint] = [line for line in result.summary().splitlines() if line.startswith("Open it: ")]
+    command = hint.removeprefix("Open it: ").split()
+    assert command[1:] == ["ui", "--backend-store-uri", uri] and os.path.isfile(command[0])  # runnable from here
+
+
+def test_the_mlflow_hint_names_the_venvs_mlflow_from_the_checkout(monkeypatch):
+    from popplast.core.result import ui_command
+
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    monkeypatch.chdir(os.path.dirname(venv))
+    expected = os.path.join(os.path.basename(venv), "bin", "mlflow")
+    assert ui_command("sqlite:///mlflow.db") == f"{expected} ui --backend-store-uri sqlite:///mlflow.db"
+
+
 def test_same_seed_same_search_on_ray_and_locally(tiny_spec, tmp_path, ray_address):
     uris = [f"sqlite:///{tmp_path / name}.db" for name in ("ray1", "ray2", "local")]
     results = [popplast.run(tiny_spec, executor="ray", workers=2, tracking_uri=uris[0], progress=False),

@@ -3,7 +3,8 @@
 - tune-tpe: Tune's OptunaSearch with a seeded TPE sampler, one evaluation per trial, `budget` trials,
   at most `workers` at once.
 - pbt: Tune's PopulationBasedTraining (synchronous, perturbing after every segment of `fidelity.epochs`
-  epochs): `population` trials of `budget / population` segments each. Exploit copies a top-quartile
+  epochs): `population` trials of `budget / population` segments each, at most `workers` segments training
+  at once (Tune may hold more trials' actors, waiting). Exploit copies a top-quartile
   trial's checkpoint into a bottom-quartile one; explore multiplies each float gene by 0.8 or 1.2 or
   resamples it with p = 0.25 (ALGORITHMS.md §8), clipped to the gene's bounds. The initial population
   is drawn from the search's seed; Tune's own perturbations draw from Python's global `random`, so PBT
@@ -28,7 +29,7 @@ from ray.tune.search import Searcher
 from popplast.baselines.optuna_search import SamplerState, make_sampler
 from popplast.baselines.optuna_space import params_to_genome, to_optuna
 from popplast.baselines.tune_trainable import parse_report, pbt_trainable, single_trainable
-from popplast.baselines.tune_trainable import INDEX_KEY, trial_index
+from popplast.baselines.tune_trainable import INDEX_KEY, Slots, trial_index
 from popplast.core.errors import SpecError
 from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, individual_id
@@ -129,6 +130,7 @@ def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: flo
     # a reused actor restoring a checkpoint looks for Tune's result files too, and warns that they are missing
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
     folder = tempfile.mkdtemp(prefix="popplast-tune-")  # Tune's checkpoints: deleted with the search
+    slots = None
     try:
         if method == "tune-tpe":
             import optuna
@@ -155,9 +157,11 @@ def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: flo
                 quantile_fraction=0.25, resample_probability=0.25, perturbation_factors=(1.2, 0.8),
                 custom_explore_fn=lambda config: _clip(config, bounds), synch=True)
             search = BasicVariantGenerator(points_to_evaluate=initial_configs(spec))
-            trainable = tune.with_parameters(pbt_trainable, spec=spec, threads=threads, segments=segments)
-            # concurrency follows the cluster's resources: synchronous PBT pauses trials at each boundary,
-            # and a trial limit counting paused trials would stall it
+            # synchronous PBT pauses trials at each boundary, and Tune's trial limit counts paused trials, so
+            # it would stall: the `workers` limit is on training segments instead (slots every segment holds)
+            slots = Slots.remote(workers)
+            trainable = tune.with_parameters(pbt_trainable, spec=spec, threads=threads, segments=segments,
+                                             slots=slots)
             tune_config = tune.TuneConfig(scheduler=scheduler, search_alg=search, num_samples=population,
                                           reuse_actors=True)
             param_space = {g.name: _domain(g) for g in spec.space.genes}
@@ -176,6 +180,10 @@ def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: flo
             _release(before, free)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if slots is not None:
+            import ray
+
+            ray.kill(slots)
     return outcome
 
 

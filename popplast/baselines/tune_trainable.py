@@ -7,12 +7,16 @@ The evaluator (with its cached data split) is built once per worker process, as 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import tempfile
-from typing import Any, Mapping
+import time
+from typing import Any, Iterator, Mapping
 
 import numpy as np
+import ray
 from ray import tune
 
 from popplast.baselines.optuna_space import params_to_genome
@@ -41,11 +45,13 @@ def single_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int) 
     tune.report(report(ind, result))
 
 
-def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, segments: int) -> None:
+def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, segments: int, slots: Any) -> None:
     """pbt: train `segments` segments of `fidelity.epochs` epochs, checkpointing the weights after each.
 
     A trial that PBT told to exploit starts from another trial's checkpoint: the checkpoint names the
     individual that wrote it, which becomes the parent (operator "exploit"; "inherit" for the trial's own).
+    Each segment trains while it holds one of the search's `slots` (a `Slots` actor), so no more segments
+    train at once than the search has workers, however many CPUs the cluster has.
     """
     index = trial_index(tune.get_context().get_trial_id())
     evaluator = _evaluator(spec, threads)
@@ -64,7 +70,11 @@ def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, seg
         ind = Individual(individual_id(segment, index), params_to_genome(spec.space, config), segment,
                          (parent,) if parent else (), operator, seed=derived_seed(spec.strategy.seed, index, segment))
         parents = ((weights, 1.0),) if weights is not None else ()
-        result = evaluator.evaluate(ind, {**spec.fixed, **config}, parents, return_weights=True)
+        with holding(slots):
+            began = time.time()
+            result = evaluator.evaluate(ind, {**spec.fixed, **config}, parents, return_weights=True)
+        # when it held its slot: what a comparison's worker count means can be checked from MLflow
+        result.tags.update({"began": f"{began:.6f}", "ended": f"{time.time():.6f}"})
         if result.ok:
             weights = result.weights
         result.weights = None
@@ -76,6 +86,31 @@ def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, seg
                 np.savez(os.path.join(folder, "weights.npz"), **weights)
             tune.report(report(ind, result), checkpoint=tune.Checkpoint.from_directory(folder))
         parent, parent_trial = ind.id, index
+
+
+@ray.remote(num_cpus=0)
+class Slots:
+    """A counting semaphore across Ray workers: at most `n` holders at once (an async actor, so a waiting
+    `acquire` does not block a `release`)."""
+
+    def __init__(self, n: int) -> None:
+        self.free = asyncio.Semaphore(n)
+
+    async def acquire(self) -> None:
+        await self.free.acquire()
+
+    async def release(self) -> None:
+        self.free.release()
+
+
+@contextlib.contextmanager
+def holding(slots: Any) -> Iterator[None]:
+    """Hold one of `slots` (a Slots actor) for the duration of the block."""
+    ray.get(slots.acquire.remote())
+    try:
+        yield
+    finally:
+        ray.get(slots.release.remote())
 
 
 def report(ind: Individual, result: EvalResult) -> dict[str, Any]:

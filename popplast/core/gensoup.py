@@ -34,11 +34,18 @@ def population_size(generation: int, start: int, step: int, minimum: int) -> int
 
 
 def image_size(generation: int, generations: int, start: int, end: int, hold: int) -> int:
-    """Linear ramp from `start` over the first G − hold generations, then `end` for the last `hold`."""
-    ramp = max(generations - hold, 1)
-    if generation >= ramp - 1:
+    """Linear ramp from `start` over the first G − hold generations, then `end` for exactly the last `hold`.
+
+    With hold > 0 the ramp's equal steps lead up to `end` and the hold generations reach it; with hold = 0
+    the ramp's last generation is at `end`; with hold >= G every generation is.
+    """
+    ramp = generations - hold
+    if generation >= ramp:
         return end
-    return int(round(start + (end - start) * generation / (ramp - 1)))
+    steps = ramp if hold > 0 else ramp - 1
+    if steps <= 0:
+        return end
+    return int(round(start + (end - start) * generation / steps))
 
 
 @dataclass(frozen=True)
@@ -48,17 +55,21 @@ class GenSoup(GenCNN):
     Attributes:
         population_step: r, the population shrinks by r per generation down to `min_population`.
         min_population: N_min.
-        arch_index: the architecture gene's position in the genome; arch_choices: its number of choices.
+        arch_index: the architecture gene's position in the genome, None when the architecture is fixed (one
+            architecture: every pair of parents can be fused, and no gene goes with the weights);
+        arch_choices: its number of choices.
     """
 
     population_step: int = 0
     min_population: int = 2
-    arch_index: int = 0
+    arch_index: int | None = None
     arch_choices: int = 1
     name = "gensoup"
 
     def architecture(self, genome: Sequence[float]) -> int:
         """The architecture's choice index, decoded as Gene.decode does for categorical genes."""
+        if self.arch_index is None:
+            return 0
         return min(math.floor(genome[self.arch_index] * self.arch_choices), self.arch_choices - 1)
 
     def ask(self, state: GAState, rng: np.random.Generator) -> tuple[tuple[Individual, ...], GAState]:
@@ -85,11 +96,15 @@ class GenSoup(GenCNN):
             child = genome[i].copy()
             child[cross] = weighted_crossover(genome[i][cross], genome[j][cross], ev[i], ev[j])
             child, _ = uniform_mutation(child, pm, rng)
-            child[self.arch_index] = genome[better][self.arch_index]  # the architecture goes with the weights
+            if self.arch_index is not None:  # the architecture goes with the weights
+                child[self.arch_index] = genome[better][self.arch_index]
             if i != j and self.architecture(genome[i]) == self.architecture(genome[j]):
                 total = ev[better] + ev[other]
                 w = (0.5, 0.5) if total == 0 else (ev[better] / total, ev[other] / total)
-                made.append(((parents[better].id, parents[other].id), "fusion", (float(w[0]), float(w[1]))))
+                if w[1] > 0:
+                    made.append(((parents[better].id, parents[other].id), "fusion", (float(w[0]), float(w[1]))))
+                else:  # the other parent is at the generation's minimum: its weights count for nothing
+                    made.append(((parents[better].id, parents[other].id), "inherit", (1.0, 0.0)))
             elif cross.any() and i != j:
                 made.append(((parents[better].id, parents[other].id), "inherit", (1.0, 0.0)))
             else:

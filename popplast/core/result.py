@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +103,17 @@ class SearchResult:
 def ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"the MLflow server at {tracking_uri}"
-    return f"mlflow ui --backend-store-uri {tracking_uri}"
+    return f"{mlflow_command()} ui --backend-store-uri {tracking_uri}"
+
+
+def mlflow_command() -> str:
+    """The `mlflow` beside this Python (`.venv/bin/mlflow` when popplast runs from the checkout's venv, which
+    is not on the PATH), else plain `mlflow`."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    if not os.path.isfile(beside):
+        return "mlflow"
+    relative = os.path.relpath(beside)
+    return relative if not relative.startswith("..") else beside
 
 
 def ui_url(tracking_uri: str) -> str:

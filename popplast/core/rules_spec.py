@@ -12,6 +12,10 @@ from popplast.core.fields import Section, describe, load_yaml
 
 DATASETS = ("classification", "digits")
 RULE_METHODS = ("elitist", "openai", "snes", "gradient")
+# what a file that sets no sigma or learning_rate gets, per method: the paper's (1+λ) ES mutates with σ 0.01,
+# OpenAI-ES takes Adam steps of 0.05 on its mean, the gradient baseline uses the paper's Adam rate 0.01
+DEFAULT_SIGMA = {"elitist": 0.01, "openai": 0.1, "snes": 0.1, "gradient": 0.1}
+DEFAULT_LEARNING_RATE = {"elitist": 0.05, "openai": 0.05, "snes": 0.05, "gradient": 0.01}
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,8 @@ class RuleStrategySpec:
     method: str = "openai"
     population: int = 64
     generations: int = 300
-    sigma: float = 0.1
-    learning_rate: float = 0.05
+    sigma: float | None = None  # None: the method's (DEFAULT_SIGMA)
+    learning_rate: float | None = None  # None: the method's (DEFAULT_LEARNING_RATE)
     batch_size: int = 100
     seed: int = 0
 
@@ -95,7 +99,10 @@ class RulesSpec:
             ("strategy.method", self.strategy.method in RULE_METHODS, f"one of {', '.join(RULE_METHODS)}", self.strategy.method),
             ("strategy.population", self.strategy.population >= 2, "an integer >= 2", self.strategy.population),
             ("strategy.generations", self.strategy.generations >= 1, "an integer >= 1", self.strategy.generations),
-            ("strategy.sigma", self.strategy.sigma > 0, "a number > 0", self.strategy.sigma),
+            ("strategy.sigma", self.strategy.sigma is None or self.strategy.sigma > 0, "a number > 0",
+             self.strategy.sigma),
+            ("strategy.learning_rate", self.strategy.learning_rate is None or self.strategy.learning_rate > 0,
+             "a number > 0", self.strategy.learning_rate),
             ("strategy.batch_size", self.strategy.batch_size >= 1, "an integer >= 1", self.strategy.batch_size),
             ("generalisation.passes", self.generalisation.passes >= 1, "an integer >= 1", self.generalisation.passes),
         ]
@@ -110,17 +117,24 @@ class RulesSpec:
                 raise SpecError(src, key, f"expected {expected}, got {describe(value)}.")
 
     def with_overrides(self, **flags: Any) -> "RulesSpec":
+        """Apply command-line overrides (None: keep the file's value), then give the sigma and learning rate
+        that neither the file nor a flag set the default of the method that runs (DEFAULT_SIGMA,
+        DEFAULT_LEARNING_RATE), so `--method elitist` runs the paper's σ 0.01 unless σ is asked for."""
         changes = {k: v for k, v in flags.items() if v is not None}
-        spec = dataclasses.replace(self, strategy=dataclasses.replace(self.strategy, **changes))
+        strategy = dataclasses.replace(self.strategy, **changes)
+        spec = dataclasses.replace(self, strategy=strategy)
         spec.check(COMMAND_LINE if changes else None)
-        return spec
+        method = strategy.method
+        return dataclasses.replace(spec, strategy=dataclasses.replace(
+            strategy, sigma=DEFAULT_SIGMA[method] if strategy.sigma is None else strategy.sigma,
+            learning_rate=DEFAULT_LEARNING_RATE[method] if strategy.learning_rate is None else strategy.learning_rate))
 
 
 def _read(section: Section, cls: type) -> Any:
     values = {}
     for f in dataclasses.fields(cls):
         default = f.default
-        kind = {int: "int", float: "number", str: "str"}[type(default)]
+        kind = "number" if default is None else {int: "int", float: "number", str: "str"}[type(default)]
         values[f.name] = section.take(f.name, kind, default)
     section.finish()
     return cls(**values)

@@ -16,6 +16,7 @@ GA_METHODS = ("ga", "gensoup")
 OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
 TUNE_METHODS = ("tune-tpe", "pbt")  # Ray Tune: OptunaSearch, PopulationBasedTraining
 METHODS = GA_METHODS + OPTUNA_METHODS + TUNE_METHODS
+FILE_KEYS = ("source_checkpoint",)  # fixed values that name files: relative ones are taken from the file's folder
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class SearchSpec:
             if name in space.names:
                 raise fixed.error(str(name), f"'{name}' is both fixed and a gene of the space; keep one.")
         top.finish()
-        return cls(source, dataset, fidelity, final, strategy, space, dict(fixed.data))
+        values = {k: _file_path(base, v) if k in FILE_KEYS else v for k, v in fixed.data.items()}
+        return cls(source, dataset, fidelity, final, strategy, space, values)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a file would say it (paths absolute, every default written out): from_dict reads it
@@ -140,6 +142,12 @@ def _gene_dict(gene: Any) -> dict[str, Any]:
     if gene.type == "categorical":
         return {"type": gene.type, "choices": list(gene.choices)}
     return {"type": gene.type, "low": gene.low, "high": gene.high, "log": gene.log}
+
+
+def _file_path(base: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return value  # the hyperparameter's own check says what is wrong
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
 def _dataset(s: Section, base: str) -> DatasetSpec:

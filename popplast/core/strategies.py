@@ -18,8 +18,8 @@ def build_strategy(spec: SearchSpec) -> GenCNN:
                     mutation=s.mutation, elitism=s.elitism)
     if s.method == "gensoup":
         names = spec.space.names
-        # a fixed architecture is one choice: every pair of parents can be fused
-        arch_index = names.index("architecture") if "architecture" in names else 0
+        # a fixed architecture is no gene: every pair of parents can be fused
+        arch_index = names.index("architecture") if "architecture" in names else None
         choices = len(spec.space["architecture"].choices) if "architecture" in names else 1
         settings.update(population_step=s.population_step, min_population=min(s.min_population, s.population),
                         arch_index=arch_index, arch_choices=choices)

@@ -124,13 +124,13 @@ def plastic_pass(genomes: torch.Tensor, net: PlasticNet, x: torch.Tensor, y: tor
         d_g = r_g.gather(1, pair.reshape(pop, -1)).reshape(pop, hidden, hidden) * mask_g
         out = codes.unsqueeze(1) * 2 + (labels == y[b]).long().view(1, classes, 1)  # [p, c, i] → P_i·2 + is_label
         d_out = r_out.gather(1, out.reshape(pop, -1)).reshape(pop, classes, hidden)
-        step = net.eta
-        if net.misclassified_only:
+        new = (_normalise_outgoing(w_in + net.eta * d_in), _normalise_outgoing(w_g + net.eta * d_g),
+               _normalise_outgoing(w_out + net.eta * d_out))
+        if net.misclassified_only:  # a correct sample is no update at all: no step and no normalisation
             logits = torch.bmm(w_out, h.unsqueeze(-1)).squeeze(-1)
-            step = net.eta * (logits.argmax(-1) != y[b]).to(dtype).view(pop, 1, 1)
-        w_in = _normalise_outgoing(w_in + step * d_in)
-        w_g = _normalise_outgoing(w_g + step * d_g)
-        w_out = _normalise_outgoing(w_out + step * d_out)
+            wrong = (logits.argmax(-1) != y[b]).view(pop, 1, 1)
+            new = tuple(torch.where(wrong, n, w) for n, w in zip(new, (w_in, w_g, w_out)))
+        w_in, w_g, w_out = new
     return w_in, w_g, w_out
 
 

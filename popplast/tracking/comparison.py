@@ -33,6 +33,8 @@ class Cell:
     fitness: list[float | None] = field(default_factory=list)  # None: a failed evaluation
     seconds: list[float] = field(default_factory=list)  # since the search run started
     epochs: float = 0.0
+    backward_passes: float = 0.0  # gradient work: position-wise optimizers do (K+1)/2 per step through K blocks
+    image_sizes: set[int] = field(default_factory=set)  # what its evaluations trained on
 
 
 @dataclass
@@ -120,5 +122,9 @@ def _cell(client: MlflowClient, search: Any) -> Cell:
         ok = r.data.tags.get("popplast.status") == "ok"
         cell.fitness.append(r.data.metrics["fitness"] if ok else None)
         cell.seconds.append(((r.info.end_time or start) - start) / 1000.0)
-        cell.epochs += r.data.metrics.get("epochs", 0.0) if ok else 0.0
+        if ok:
+            cell.epochs += r.data.metrics.get("epochs", 0.0)
+            cell.backward_passes += r.data.metrics.get("backward_passes", 0.0)
+            if "image_size" in r.data.metrics:
+                cell.image_sizes.add(int(r.data.metrics["image_size"]))
     return cell

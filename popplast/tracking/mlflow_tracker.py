@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
@@ -90,13 +91,13 @@ class MLflowTracker(SearchRunTracker):
     def load_checkpoint(self, directory: str) -> str | None:
         """Download the newest readable state file and the weights it names into `directory`; its path
         (None when the search has no checkpoint yet)."""
-        with _no_progress_bars():
+        with no_progress_bars():
             return self._download_newest_whole(directory)
 
     def _download_newest_whole(self, directory: str) -> str | None:
         import mlflow.artifacts
 
-        states = sorted((f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json")), reverse=True)
+        states = newest_first(f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json"))
         for path in states:
             local = mlflow.artifacts.download_artifacts(run_id=self.search_run_id, artifact_path=path,
                                                         dst_path=directory, tracking_uri=self.tracking_uri)
@@ -226,8 +227,14 @@ class MLflowTracker(SearchRunTracker):
         return f"{ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
 
 
+def newest_first(state_files: Iterable[str]) -> list[str]:
+    """Checkpoint state files (`state-gNNNN.json`), the latest generation first: by the number, since text
+    order puts state-g10000 before state-g9999."""
+    return sorted(state_files, key=lambda path: int(re.search(r"(\d+)\.json$", path).group(1)), reverse=True)
+
+
 @contextlib.contextmanager
-def _no_progress_bars():
+def no_progress_bars() -> Iterator[None]:
     """MLflow draws a progress bar per downloaded artifact: a checkpoint's many small files would flood the
     log. Off for the downloads only; the variable is set back as it was."""
     name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"

@@ -54,11 +54,14 @@ def report_markdown(c: Comparison) -> str:
         "## Per method (mean ± std over seeds)",
         "",
         f"Target: the median final best validation MCC of {target_of}, {target:.4f}. \"Reached\" counts the seeds "
-        "whose search got there; evaluations and seconds to the target are means over those seeds.",
+        "whose search got there; evaluations and seconds to the target are means over those seeds. Training "
+        "is counted as epochs and as backward passes through the whole model (a position-wise optimizer's step "
+        "through K blocks costs (K+1)/2 of them); \"image sizes\" is what each method's evaluations trained on "
+        "(Gen-Soup's schedule grows them; the others train at the file's `fidelity.image_size`).",
         "",
         "| method | seeds | best validation MCC | test MCC | evaluations | reached | evaluations to target | "
-        "seconds to target | wall seconds | training epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "seconds to target | wall seconds | training epochs | backward passes | image sizes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         cells = _cells(c, m)
@@ -70,7 +73,8 @@ def report_markdown(c: Comparison) -> str:
             f"{_pm(*mean_std([x.test_mcc for x in cells]))} | {_pm(*mean_std([len(x.fitness) for x in cells]), 1)} | "
             f"{len(reached)}/{len(cells)} | {evals_to} | {secs_to} | "
             f"{_pm(*mean_std([x.wall_seconds for x in cells]), digits=1)} | "
-            f"{_pm(*mean_std([x.epochs for x in cells]), digits=1)} |")
+            f"{_pm(*mean_std([x.epochs for x in cells]), digits=1)} | "
+            f"{_pm(*mean_std([x.backward_passes for x in cells]), digits=0)} | {_sizes(cells)} |")
     lines += ["", "## Paired tests", "",
               "Two-sided Wilcoxon signed-rank tests over the seeds both methods finished; effect size: matched-pairs "
               "rank-biserial correlation r (positive: the first method scored higher; ±1: on every seed). With few "
@@ -158,6 +162,13 @@ def _at_times(cell: Cell, grid: np.ndarray) -> np.ndarray:
     times, values = np.asarray(cell.seconds)[order], curve[order]
     index = np.searchsorted(times, grid, side="right") - 1
     return np.where(index >= 0, values[np.clip(index, 0, None)], np.nan)
+
+
+def _sizes(cells: list[Cell]) -> str:
+    sizes = sorted(set().union(*(c.image_sizes for c in cells)))
+    if not sizes:
+        return "–"
+    return f"{sizes[0]} px" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]} px"
 
 
 def _pm(mean: float, std: float, digits: int = 4) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.tracking.mlflow_tracker import SPEC_ARTIFACT
+from popplast.tracking.mlflow_tracker import SPEC_ARTIFACT, no_progress_bars
 from popplast.tracking.search_run import check_server
 
 
@@ -45,7 +45,8 @@ def read_search(tracking_uri: str, run_id: str) -> SearchRecord:
                                                   "popplast run printed.")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            client.download_artifacts(run_id, SPEC_ARTIFACT, tmp)
+            with no_progress_bars():
+                client.download_artifacts(run_id, SPEC_ARTIFACT, tmp)
         except Exception:  # no such artifact
             raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} has no {SPEC_ARTIFACT} artifact (it "
                                                       "was started by a popplast without resume support).") from None

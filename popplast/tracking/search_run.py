@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
+from pathlib import Path
 from typing import Any, Mapping
 
 from mlflow import MlflowClient
@@ -86,9 +88,23 @@ def individual_runs(client: MlflowClient, experiment_id: str, search_run_id: str
 
 
 def open_experiment(client: MlflowClient, name: str) -> str:
-    """The id of the experiment called `name`, created if missing."""
+    """The id of the experiment called `name`, created if missing (see artifact_location)."""
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name)
+    if found:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name))
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment of an SQLite store keeps its artifacts: beside the store, in `STORE-artifacts/`
+    (MLflow's default is ./mlruns of whatever the current directory is, so stores in different places would
+    share it). None (the server's or store's own default) for every other kind of store."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    store = os.path.abspath(tracking_uri[len(prefix):].split("?", 1)[0])
+    folder = os.path.join(os.path.splitext(store)[0] + "-artifacts", urllib.parse.quote(experiment, safe=""))
+    return Path(folder).as_uri()
 
 
 def param_text(value: Any) -> str:

@@ -41,6 +41,8 @@ class TrainConfig:
     ndhtl_episode: int = 10  # K, images per episode (the batch size of an ndhtl head)
     ndhtl_clip: float = 0.5
     source_checkpoint: str | None = None  # transfer: the state dict of a model trained on a source task
+    # when source_checkpoint is missing: train the architecture on these classes first and save it there
+    source_classes: tuple[int, ...] | None = None
     classes: tuple[int, ...] | None = None  # train and measure on these classes of the data set only
 
     @property
@@ -81,7 +83,8 @@ def _file(value: Any) -> str | None:
     if isinstance(value, str) and os.path.isfile(value):
         return None
     return (f"expected the path of a state dict saved with torch.save(model.state_dict(), path), but {value!r} is "
-            "not a file here; every worker node must see it too.")
+            "not a file here (a relative path is taken from the search file's folder); every worker node must "
+            "see it too. To have popplast train it, name the source task's classes in fixed.source_classes.")
 
 
 def _classes(value: Any) -> str | None:
@@ -112,6 +115,7 @@ HYPERPARAMETERS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] 
     "ndhtl_episode": (("int", "categorical"), _number(1, strict=False, integer=True)),
     "ndhtl_clip": (("float", "categorical"), _number(0.0, strict=True)),
     "source_checkpoint": ((), _file),
+    "source_classes": ((), _classes),
     "classes": ((), _classes),
 }
 
@@ -143,17 +147,23 @@ def check_spec(spec: SearchSpec) -> None:
     for key, value in spec.fixed.items():
         if key not in HYPERPARAMETERS:
             raise SpecError(src, f"fixed.{key}", f"unknown hyperparameter; expected one of: {known}.")
+        if key == "source_checkpoint" and "source_classes" in spec.fixed and isinstance(value, str):
+            continue  # made before the search starts when it is missing (training.build.make_source)
         problem = HYPERPARAMETERS[key][1](value)
         if problem:
             raise SpecError(src, f"fixed.{key}", problem)
+    if "source_classes" in spec.fixed and "source_checkpoint" not in spec.fixed:
+        raise SpecError(src, "fixed.source_classes", "source_classes says what a source backbone is trained on; "
+                                                     "name the file to keep it in as fixed.source_checkpoint.")
     if "architecture" not in spec.space.names and "architecture" not in spec.fixed:
         raise SpecError(src, "space", "no architecture: add an 'architecture' gene to space or to fixed.")
 
 
 def resolve(decoded: Mapping[str, Any], fixed: Mapping[str, Any]) -> TrainConfig:
     values = {**fixed, **decoded}
-    if values.get("classes") is not None:
-        values["classes"] = tuple(values["classes"])
+    for key in ("classes", "source_classes"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
     return TrainConfig(**values)
 
 

@@ -14,13 +14,11 @@ import torch
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
 from popplast.core.spec import DatasetSpec, Fidelity
+from popplast.training.build import model_for, split_for
 from popplast.training.config import resolve
-from popplast.training.data import batches, load_split, native_channels
+from popplast.training.data import batches, native_channels
 from popplast.training.fusion import load_fused, reestimate_batchnorm
-from popplast.training.heads import build_for
-from popplast.training.models import input_channels
 from popplast.training.train import measure, train
-from popplast.training.transfer import classes_of
 from popplast.training.weights import state_dict_hash, to_shareable
 
 
@@ -70,15 +68,12 @@ class CNNEvaluator:
     def _train(self, individual: Individual, config: Mapping[str, Any], budget: Fidelity, return_weights: bool,
                hashes: dict[str, str], parents_weights: Sequence[tuple[Mapping[str, torch.Tensor], float]]):
         cfg = resolve(config, self.fixed)
-        channels = input_channels(cfg.architecture, self._channels)
-        data = load_split(self.dataset, budget.image_size, channels, budget.max_train_samples)
-        if cfg.classes is not None:
-            data = classes_of(data, cfg.classes)
+        data = split_for(self.dataset, cfg, budget, self._channels)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the individual's seed, never the global RNG state
             torch.manual_seed(individual.seed)
             generator = torch.Generator().manual_seed(individual.seed)
-            model = build_for(cfg, channels, data.num_classes, generator).to(self.device)
+            model = model_for(cfg, self._channels, data.num_classes, generator).to(self.device)
             if parents_weights:
                 states, factors = zip(*parents_weights)
                 load_fused(model, states, factors)
@@ -88,11 +83,14 @@ class CNNEvaluator:
                     reestimate_batchnorm(model, itertools.islice(inputs, cfg.bn_reestimate_batches), self.device)
             hashes["initial_weights_hash"] = state_dict_hash(model.state_dict())
             start = time.perf_counter()
-            history = train(model, cfg, data, budget, self.device, generator)
+            history, backwards = train(model, cfg, data, budget, self.device, generator)
             seconds = time.perf_counter() - start
             metrics = measure(model, data, self.device)
         metrics["train_seconds"] = seconds
-        metrics["epochs"] = float(budget.epochs)  # what a comparison counts as training spent
+        # what a comparison counts as training spent, and what it trained on
+        metrics["epochs"] = float(budget.epochs)
+        metrics["backward_passes"] = backwards
+        metrics["image_size"] = float(budget.image_size)
         hashes["trained_weights_hash"] = state_dict_hash(model.state_dict())
         weights = to_shareable(model.state_dict()) if return_weights else None
         if weights is not None:

@@ -21,8 +21,10 @@ from popplast.training.optimizers import OPTIMIZERS
 
 
 def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fidelity, device: torch.device,
-          generator: torch.Generator) -> list[float]:
-    """Train for `fidelity.epochs`; returns the mean training loss of each epoch.
+          generator: torch.Generator) -> tuple[list[float], float]:
+    """Train for `fidelity.epochs`; returns the mean training loss of each epoch and the gradient work done,
+    in backward passes through the whole model (a position-wise step through K blocks is (K+1)/2 of them;
+    LBFGS may take several per step).
 
     Raises FloatingPointError as soon as the loss is not finite, so a diverging individual fails fast.
     """
@@ -37,7 +39,7 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
     # an ndhtl head learns from episodes: one batch is one episode of K images
     batch_size = config.ndhtl_episode if config.head == "ndhtl" else (config.batch_size or fidelity.batch_size)
     stepper = PositionWise(blocks_of(model), optimizer) if entry.position_wise else None
-    history = []
+    history, backwards = [], 0
     with _astrocytes(model, optimizer, config), Metaplasticity(model, config.metaplastic_b):
         for epoch in range(fidelity.epochs):
             model.train()
@@ -46,6 +48,8 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
                 x, y = x.to(device), y.to(device)
 
                 def closure() -> torch.Tensor:
+                    nonlocal backwards
+                    backwards += 1
                     optimizer.zero_grad(set_to_none=True)
                     loss = loss_fn(model(x), y)
                     if l2:
@@ -65,7 +69,9 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
             if scheduler is not None:
                 scheduler.step()
             history.append(total / max(count, 1))
-    return history
+    if stepper is not None:
+        backwards = stepper.block_backwards / len(stepper.blocks)
+    return history, float(backwards)
 
 
 @contextlib.contextmanager
@@ -97,5 +103,5 @@ def measure(model: nn.Module, data: SplitData, device: torch.device, batch_size:
                 raise FloatingPointError(f"the model outputs non-finite logits on the {prefix} split")
             predicted.append(logits.argmax(dim=1).cpu().numpy())
             truth.append(np.asarray(y))
-        metrics.update(classification_metrics(np.concatenate(truth), np.concatenate(predicted), data.num_classes, prefix))
+        metrics.update(classification_metrics(np.concatenate(truth), np.concatenate(predicted), prefix))
     return metrics

@@ -47,6 +47,19 @@ def split_head(model: nn.Sequential) -> tuple[nn.Sequential, int]:
     return model[:-1], model[-1].in_features
 
 
+def source_model(architecture: str, train: TensorDataset, classes: Sequence[int], channels: int,
+                 seed: int = 0) -> nn.Module:
+    """The source task's model: `architecture` trained on `classes` of `train` (relabelled 0..n-1), 10 epochs
+    of SGD with momentum 0.9, lr 0.01, batch 32, initialised and shuffled from `seed`."""
+    from popplast.training.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(architecture, channels, len(classes))
+    train_source(model, class_subset(train, classes), epochs=10, lr=0.01, generator=torch.Generator().manual_seed(seed))
+    return model
+
+
 def train_source(model: nn.Module, data: TensorDataset, epochs: int, lr: float, generator: torch.Generator,
                  batch_size: int = 32) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
