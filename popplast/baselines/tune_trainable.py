@@ -73,8 +73,9 @@ def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, seg
         with holding(slots):
             began = time.time()
             result = evaluator.evaluate(ind, {**spec.fixed, **config}, parents, return_weights=True)
-        # when it held its slot: what a comparison's worker count means can be checked from MLflow
-        result.tags.update({"began": f"{began:.6f}", "ended": f"{time.time():.6f}"})
+            ended = time.time()
+        # while it held its slot: what a comparison's worker count means can be checked from MLflow
+        result.tags.update({"began": f"{began:.6f}", "ended": f"{ended:.6f}"})
         if result.ok:
             weights = result.weights
         result.weights = None
