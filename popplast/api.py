@@ -7,7 +7,7 @@ import functools
 import os
 import sys
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -28,7 +28,8 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
         workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0, executor: str = "ray",
         address: str | None = None, tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None,
         retrain: bool = False, optuna_storage: str = DEFAULT_OPTUNA_STORAGE, study_name: str | None = None,
-        resume: str | None = None, progress: bool = True, parent_run_id: str | None = None) -> SearchResult:
+        resume: str | None = None, progress: bool = True, parent_run_id: str | None = None,
+        objective: Callable[..., Any] | None = None) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
     Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), an Optuna
@@ -37,6 +38,8 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
     `resume`: the MLflow search run of an interrupted search, which goes on where it stopped (GA and
     Gen-Soup from their last finished generation, exactly; Optuna methods with their study); `space` may
     then be left out, and what is given must agree with the search (more generations or budget is allowed).
+    `objective`: the user's training function `fit(config, trial)` (popplast.objectives), in place of the one
+    the file names (`objective: module:function`) or popplast's CNN trainer.
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
@@ -53,13 +56,16 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
             raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
         spec, budget = _spec(space, budget_evals, flags)
         experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
+    spec, fn = _objective(spec, objective)
     method = spec.strategy.method
     _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
+    if fn is not None:
+        _check_objective_options(spec, method, retrain)
     if method == "pbt":
         from popplast.baselines.tune_search import check_pbt
 
         check_pbt(spec)
-    shape = _preflight(spec, progress)
+    shape = _preflight(spec, progress) if fn is None else (0, 0)
     study = None
     if method in OPTUNA_METHODS:
         from popplast.baselines.optuna_search import open_study, study_name_for
@@ -74,7 +80,7 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
         result, final = _tune_search(spec, budget, workers, cpus_per_worker, gpus_per_worker, threads, address,
                                      tracker, settings, progress, retrain, shape)
     else:
-        make_evaluator = functools.partial(_make_evaluator, spec, threads)
+        make_evaluator = functools.partial(_make_evaluator, spec, threads, fn)
         with _open_executor(executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address,
                             spec.strategy.population) as pool:
             _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
@@ -84,7 +90,7 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
                 else:
                     outcome = _search(spec, pool, tracker, progress, resume, start)
                 result = _result(spec, outcome, tracker)
-                if method == "gensoup":
+                if method == "gensoup" and fn is None:  # a user's model is the user's to rebuild
                     log_soup_model(spec, outcome, tracker, result, shape)
                 if retrain:
                     retrain_best(spec, pool, tracker, result, shape)
@@ -256,7 +262,15 @@ def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
         best_run_id=tracker.run_ids[state.best.id], search_run_id=tracker.search_run_id,
         experiment_id=tracker.experiment_id, tracking_uri=tracker.tracking_uri,
         evaluations=max(len(outcome.results), getattr(state, "evaluations", 0)), failed=sum(not r.ok for r in outcome.results.values()),
-        wall_seconds=0.0, history=outcome.history, peak_weight_bytes=outcome.peak_weight_bytes)
+        wall_seconds=0.0, history=outcome.history, peak_weight_bytes=outcome.peak_weight_bytes,
+        fitness_label=_fitness_label(spec))
+
+
+def _fitness_label(spec: SearchSpec) -> str:
+    if spec.objective is None:
+        return "validation MCC"
+    metric = spec.fitness.metric
+    return metric if spec.fitness.mode == "maximize" else f"−{metric}, {metric} minimised"
 
 
 def _check_options(executor: str, workers: int | None, cpus: float, gpus: float, method: str = "") -> None:
@@ -309,10 +323,46 @@ def _preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
     return channels, split.num_classes
 
 
-def _make_evaluator(spec: SearchSpec, threads: int):
+def _make_evaluator(spec: SearchSpec, threads: int, objective: Callable[..., Any] | None = None):
+    if objective is not None:
+        from popplast.objectives.function import FunctionEvaluator
+
+        return FunctionEvaluator(objective, spec.fitness, spec.fidelity, threads=threads)
     from popplast.training.evaluator import CNNEvaluator
 
     return CNNEvaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
+
+
+def _objective(spec: SearchSpec, given: Callable[..., Any] | None) -> tuple[SearchSpec, Callable[..., Any] | None]:
+    """The user's objective, as passed or as the file names it (None: popplast's CNN trainer), and the spec
+    that records its name. A module that cannot be imported is a SpecError before anything starts."""
+    import dataclasses
+
+    from popplast.objectives.load import ObjectiveError, load_objective, ships_by_value
+
+    if given is not None:
+        if not callable(given):
+            raise SpecError(COMMAND_LINE, "objective", f"expected a function fit(config, trial), got {given!r}.")
+        spec = dataclasses.replace(spec, objective=f"{given.__module__}:{given.__qualname__}")
+        fn = given
+    elif spec.objective is not None:
+        try:
+            fn = load_objective(spec.objective, spec.folder)
+        except ObjectiveError as e:
+            raise SpecError(spec.source, "objective", f"{e}.") from None
+    else:
+        return spec, None
+    ships_by_value(fn)
+    return spec, fn
+
+
+def _check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> None:
+    if method in TUNE_METHODS:
+        raise SpecError(COMMAND_LINE, "--method", f"{method} runs popplast's CNN trainer on Ray Tune; a user "
+                                                  "objective runs with ga, gensoup or an Optuna sampler.")
+    if retrain:
+        raise SpecError(COMMAND_LINE, "--retrain", "retraining rebuilds popplast's CNN; with a user objective, "
+                                                   "train the best configuration (result.best_config) yourself.")
 
 
 @contextlib.contextmanager

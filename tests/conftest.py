@@ -32,6 +32,49 @@ space:
 """
 
 
+USER_OBJECTIVE = '''
+import math
+
+import torch
+
+
+def fit(config, trial):
+    """A tiny torch model: w moves towards (x, y) for a few steps; its state goes on to the children."""
+    inherited = trial.inherited_state()
+    w = inherited["w"].clone() if inherited is not None else torch.zeros(2)
+    target = torch.tensor([config["x"], config["y"]])
+    for step in range(1, trial.fidelity.epochs + 1):
+        w += 0.5 * (target - w)
+        trial.report(step, distance=float((target - w).norm()))
+    loss = float((w - torch.tensor([0.3, -0.2])).pow(2).sum())
+    if config.get("fail_above") is not None and config["x"] > config["fail_above"]:
+        raise RuntimeError("x too large for this objective")
+    return {"loss": loss, "w0": float(w[0])}, {"w": w}
+'''
+
+USER_SPEC = """
+objective: userobj:fit
+fitness: {metric: loss, mode: minimize}
+fidelity: {epochs: 3}
+strategy:
+  method: ga
+  population: 4
+  generations: 3
+  seed: 5
+space:
+  x: {type: float, low: -1.0, high: 1.0}
+  y: {type: float, low: -1.0, high: 1.0}
+"""
+
+
+def write_user_objective(folder: Path) -> Path:
+    """A user's objective module and the search file naming it, in a folder outside popplast's package and
+    not on the path: the file's path."""
+    folder.mkdir(parents=True)
+    (folder / "userobj.py").write_text(textwrap.dedent(USER_OBJECTIVE))
+    return write_spec(folder, USER_SPEC, "search.yaml")
+
+
 def write_spec(directory: Path, text: str, name: str = "spec.yaml") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(text))

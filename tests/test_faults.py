@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.result import EvalResult
-from tests.conftest import CLUSTER_SCRIPT, TINY_SPEC, cluster_env, local_cluster, write_spec
+from tests.conftest import CLUSTER_SCRIPT, TINY_SPEC, cluster_env, local_cluster, write_spec, write_user_objective
 from tests.test_search import individuals, lineage
 
 pytestmark = pytest.mark.slow
@@ -143,6 +143,15 @@ def _search(cluster: str, tmp_path, method: str = "ga", reference: bool = True):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = _driver([str(spec), "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path)
     return proc, uri, expected
+
+
+def test_a_users_objective_beside_its_file_reaches_the_worker_nodes(cluster, tmp_path):
+    """The module is in a folder no worker node has on its path: it travels with the work."""
+    spec = write_user_objective(tmp_path / "project")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = _finish(_driver([str(spec), "--method", "gensoup", "--address", cluster, "--workers", "2",
+                           "--tracking-uri", uri], tmp_path))
+    assert "12 evaluations (0 failed)" in out, out
 
 
 def test_a_killed_worker_process_is_retried_elsewhere(cluster, tmp_path):

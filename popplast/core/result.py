@@ -19,7 +19,8 @@ class EvalResult:
         individual_id: which individual.
         fitness: validation MCC (maximised); None when the evaluation failed.
         metrics: scalar metrics (val/test accuracy, F1, MCC, train_seconds, ...).
-        history: per-epoch series, e.g. ``{"train_loss": [...]}``.
+        history: per-step series: values by epoch (``{"train_loss": [...]}``), or (step, value) pairs from
+            an objective's ``trial.report``.
         error: why the evaluation failed (one line, then the traceback's last frames), else None.
         weights: trained weights when they were asked for (a state dict or an object-store reference).
         worker: where it ran (host:pid), for the record.
@@ -30,7 +31,7 @@ class EvalResult:
     individual_id: str
     fitness: float | None
     metrics: dict[str, float] = field(default_factory=dict)
-    history: dict[str, list[float]] = field(default_factory=dict)
+    history: dict[str, list[Any]] = field(default_factory=dict)
     error: str | None = None
     weights: Any = None
     worker: str = ""
@@ -68,16 +69,20 @@ class SearchResult:
     lineage_html: str | None = None
     model_metrics: dict[str, float] = field(default_factory=dict)  # the logged model, measured again
     peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held in the object store at once
+    fitness_label: str = "validation MCC"  # what the fitness is: an objective's metric, negated when minimised
 
     def summary(self) -> str:
         """The text `popplast run` prints at the end."""
         lines = [
             f"Best individual {self.best.id} (generation {self.best.generation}, operator {self.best.operator})",
-            f"  fitness (validation MCC): {self.best_fitness:.4f}",
+            f"  fitness ({self.fitness_label}): {self.best_fitness:.4f}",
         ]
         test = {k[5:]: v for k, v in self.best_metrics.items() if k.startswith("test_")}
         if test:
             lines.append("  test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        elif self.best_metrics:  # an objective's own metrics
+            lines.append("  metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in self.best_metrics.items()
+                                                    if k != "train_seconds"))
         lines.append("  hyperparameters:")
         lines += [f"    {k}: {_fmt(v)}" for k, v in self.best_config.items()]
         if self.retrain_metrics:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.fields import Section, describe, load_yaml
+from popplast.core.fields import REQUIRED, Section, describe, load_yaml
 from popplast.core.space import SearchSpace
 
 SCHEDULERS = ("none", "cosine")
@@ -61,7 +61,19 @@ class StrategySpec:
 
 
 @dataclass(frozen=True)
+class FitnessSpec:
+    """Which metric an objective's result is ranked by, and in which direction (popplast maximises fitness:
+    a minimised metric's fitness is its negative)."""
+
+    metric: str = "fitness"
+    mode: str = "maximize"
+
+
+@dataclass(frozen=True)
 class SearchSpec:
+    """`objective`: 'module:function' of the user's training code (popplast.objectives), None for popplast's
+    CNN trainer, which alone needs the dataset section and checks the space's names against its table."""
+
     source: str
     dataset: DatasetSpec
     fidelity: Fidelity
@@ -69,6 +81,8 @@ class SearchSpec:
     strategy: StrategySpec
     space: SearchSpace
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    objective: str | None = None
+    fitness: FitnessSpec = FitnessSpec()
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "SearchSpec":
@@ -79,10 +93,17 @@ class SearchSpec:
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> "SearchSpec":
         top = Section(data, source, "")
-        base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
+        base = _folder(source)
         space = SearchSpace.from_section(top.section("space"))
-        dataset = _dataset(top.section("dataset"), base)
-        fid = top.section("fidelity")
+        objective = top.take("objective", "str", None)
+        if objective is not None and ":" not in objective:
+            raise top.error("objective", f"expected 'module:function' (for example mypkg.train:fit), got "
+                                         f"{describe(objective)}.")
+        fitness = _fitness(top.section("fitness", {}), objective)
+        # a user's objective loads its own data: a dataset section is popplast's CNN trainer's
+        unused = Section({"name": "digits"}, source, "dataset")  # read as if written, so to_dict round-trips
+        dataset = _dataset(top.section("dataset") if objective is None or "dataset" in data else unused, base)
+        fid = top.section("fidelity", {} if objective else REQUIRED)
         fidelity = _fidelity(fid, Fidelity())
         final_section = fid.section("final", {})
         final = _fidelity(final_section, fidelity)
@@ -95,7 +116,12 @@ class SearchSpec:
                 raise fixed.error(str(name), f"'{name}' is both fixed and a gene of the space; keep one.")
         top.finish()
         values = {k: _file_path(base, v) if k in FILE_KEYS else v for k, v in fixed.data.items()}
-        return cls(source, dataset, fidelity, final, strategy, space, values)
+        return cls(source, dataset, fidelity, final, strategy, space, values, objective, fitness)
+
+    @property
+    def folder(self) -> str:
+        """The search file's folder: where its relative paths, and its objective's module, are looked up."""
+        return _folder(self.source)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a file would say it (paths absolute, every default written out): from_dict reads it
@@ -113,6 +139,7 @@ class SearchSpec:
             "strategy": strategy,
             "space": {g.name: _gene_dict(g) for g in self.space.genes},
             **({"fixed": dict(self.fixed)} if self.fixed else {}),
+            **({"objective": self.objective, "fitness": dict(vars(self.fitness))} if self.objective else {}),
         }
 
     def with_overrides(self, **flags: Any) -> "SearchSpec":
@@ -142,6 +169,21 @@ def _gene_dict(gene: Any) -> dict[str, Any]:
     if gene.type == "categorical":
         return {"type": gene.type, "choices": list(gene.choices)}
     return {"type": gene.type, "low": gene.low, "high": gene.high, "log": gene.log}
+
+
+def _folder(source: str) -> str:
+    return os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
+
+
+def _fitness(s: Section, objective: str | None) -> FitnessSpec:
+    if s.data and objective is None:
+        raise s.error("metric", "popplast's CNN trainer ranks by validation MCC; a fitness section goes with an "
+                                "objective (objective: module:function).")
+    spec = FitnessSpec(s.take("metric", "str", "fitness"), s.take("mode", "str", "maximize"))
+    if spec.mode not in ("maximize", "minimize"):
+        raise s.error("mode", f"expected maximize or minimize, got {describe(spec.mode)}.")
+    s.finish()
+    return spec
 
 
 def _file_path(base: str, value: Any) -> Any:

@@ -41,7 +41,9 @@ class MLflowTracker(SearchRunTracker):
         params = {
             "method": s.method, "population": s.population, "generations": s.generations, "seed": s.seed,
             **(ga if s.method in GA_METHODS else {}),
-            "genes": list(spec.space.names), "dataset": spec.dataset.name, "split_seed": spec.dataset.split_seed,
+            "genes": list(spec.space.names),
+            **({"objective": spec.objective, "fitness.metric": spec.fitness.metric, "fitness.mode": spec.fitness.mode}
+               if spec.objective else {"dataset": spec.dataset.name, "split_seed": spec.dataset.split_seed}),
             **{f"fidelity.{k}": v for k, v in vars(spec.fidelity).items()},
             **{f"fixed.{k}": v for k, v in spec.fixed.items()},
             **settings,
@@ -161,11 +163,17 @@ class MLflowTracker(SearchRunTracker):
         self.run_ids[individual.id] = run_id
         now = int(time.time() * 1000)
         params = {**config, **{f"gene.{k}": repr(g) for k, g in zip(self.gene_names, individual.genome)}}
-        metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
+        metrics, last = [], {}
+        for key, series in result.history.items():  # values by epoch, or (step, value) from trial.report
+            for i, point in enumerate(series, start=1):
+                step, value = point if isinstance(point, (tuple, list)) else (i, point)
+                metrics.append(Metric(key, float(value), now, int(step)))
+                last[key] = max(last.get(key, 0), int(step))
+        # a final metric that was also reported step by step goes at the last step, a moment later: MLflow's
+        # latest value of a metric is its highest step's, and it must be the value the objective returned
+        metrics += [Metric(k, float(v), now + (k in last), last.get(k, 0)) for k, v in result.metrics.items()]
         if result.ok:
             metrics.append(Metric("fitness", float(result.fitness), now, 0))
-        for key, series in result.history.items():
-            metrics += [Metric(key, float(v), now, step) for step, v in enumerate(series, start=1)]
         self.client.log_batch(run_id, metrics=metrics, params=[Param(k, param_text(v)) for k, v in params.items()])
         status = RunStatus.to_string(RunStatus.FINISHED if result.ok else RunStatus.FAILED)
         self.client.set_terminated(run_id, status=status)

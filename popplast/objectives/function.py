@@ -1,0 +1,110 @@
+"""A user's objective as popplast's evaluator: the same `evaluate` the CNN trainer offers the executors."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from typing import Any, Callable, Mapping
+
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
+from popplast.core.spec import Fidelity, FitnessSpec
+from popplast.objectives.trial import Trial
+
+
+class FunctionEvaluator:
+    """Calls `objective(config, trial)` for each individual; never raises: an exception, a NaN or a missing
+    fitness metric comes back as a failed result with the error, and the search goes on.
+
+    Args:
+        objective: the user's function (see popplast.objectives).
+        fitness: which returned metric is the fitness, and whether it is maximised (fitness = −metric when
+            it is minimised: popplast's strategies maximise).
+        fidelity: what `trial.fidelity` says.
+        threads: torch intra-op threads in this process.
+    """
+
+    def __init__(self, objective: Callable[..., Any], fitness: FitnessSpec, fidelity: Fidelity,
+                 threads: int | None = None) -> None:
+        self.objective = objective
+        self.fitness = fitness
+        self.fidelity = fidelity
+        self.device = _device()
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.where = f"{socket.gethostname()}:{os.getpid()}"
+
+    def evaluate(self, individual: Individual, config: Mapping[str, Any], parents_weights: Any = None,
+                 budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult:
+        trial = Trial(individual, self.device, budget or self.fidelity, parents_weights or ())
+        start = time.perf_counter()
+        try:
+            returned = self.objective(dict(config), trial)
+            value, state = returned if isinstance(returned, tuple) and len(returned) == 2 else (returned, None)
+            metrics = self._metrics(value)
+        except Exception as e:
+            from popplast.training.evaluator import describe_error
+
+            result = EvalResult.failed(individual.id, describe_error(e), worker=self.where)
+            result.history, result.tags = dict(trial.history), _hashes(trial, None)
+            return result
+        metrics["train_seconds"] = time.perf_counter() - start
+        raw = metrics[self.fitness.metric]
+        fitness = raw if self.fitness.mode == "maximize" else -raw
+        shared = _shareable(state) if state is not None and return_weights else None
+        return EvalResult(individual.id, fitness, metrics, dict(trial.history), weights=shared, worker=self.where,
+                          tags=_hashes(trial, state))
+
+    def _metrics(self, value: Any) -> dict[str, float]:
+        if isinstance(value, Mapping):
+            metrics = {str(k): _number(k, v) for k, v in value.items()}
+        else:
+            metrics = {self.fitness.metric: _number(self.fitness.metric, value)}
+        if self.fitness.metric not in metrics:
+            raise KeyError(f"the objective returned no {self.fitness.metric!r} metric, the search file's "
+                           f"fitness.metric (it returned {', '.join(metrics) or 'nothing'})")
+        if not math.isfinite(metrics[self.fitness.metric]):
+            raise FloatingPointError(f"the objective's {self.fitness.metric} is {metrics[self.fitness.metric]}")
+        return metrics
+
+
+def _number(name: Any, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"the objective returned {name} = {value!r}, not a number") from None
+
+
+def _shareable(state: Any) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from popplast.training.weights import to_shareable
+
+    if not isinstance(state, Mapping):
+        raise TypeError(f"an objective's state is a mapping of tensors or arrays, got {type(state).__name__}")
+    tensors = {str(k): v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in state.items()}
+    return to_shareable(tensors)
+
+
+def _hashes(trial: Trial, state: Any) -> dict[str, str]:
+    """The hashes of the state the trial inherited and of the one it returned: a child's inherited hash equals
+    its parent's returned one when the inheritance is what the strategy says it is."""
+    from popplast.training.weights import from_shareable, state_dict_hash
+
+    tags = {}
+    if trial.inherited_hash is not None:
+        tags["inherited_state_hash"] = trial.inherited_hash
+    if state is not None:
+        tags["returned_state_hash"] = state_dict_hash(from_shareable(_shareable(state)))
+    return tags
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,63 @@
+"""What an objective is told about the individual it trains, and what it can tell back mid-training."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from popplast.core.individual import Individual
+from popplast.core.spec import Fidelity
+
+
+class Trial:
+    """The trial context an objective is called with.
+
+    Attributes:
+        individual: the individual (its `id`, `generation`, `parent_ids`, `operator`, `fusion_weights`).
+        seed: the seed to initialise and shuffle from (derived from the search's seed and the individual).
+        device: "cuda" when Ray gave this worker a GPU (torch sees only that one), else "cpu".
+        fidelity: how hard to train, as the search file says (`epochs`, `image_size`, `batch_size`, ...).
+    """
+
+    def __init__(self, individual: Individual, device: str, fidelity: Fidelity,
+                 parents: Sequence[tuple[Mapping[str, Any], float]] = ()) -> None:
+        self.individual = individual
+        self.seed = individual.seed
+        self.device = device
+        self.fidelity = fidelity
+        self._parents = tuple(parents)
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.inherited_hash: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.individual.id
+
+    def inherited_state(self) -> dict[str, Any] | None:
+        """None for an individual that starts afresh; else its parents' states as torch tensors: the better
+        parent's alone, or the fitness-weighted average of every parent's when the strategy fuses them and
+        their states are compatible (the same keys and shapes; else the better parent's)."""
+        if not self._parents:
+            return None
+        from popplast.training.fusion import FusionError, fuse_state_dicts
+        from popplast.training.weights import from_shareable, state_dict_hash
+
+        states, weights = zip(*self._parents)
+        try:
+            state = fuse_state_dicts(states, weights) if len(states) > 1 else from_shareable(states[0])
+        except FusionError:
+            state = from_shareable(states[0])  # the strategy lists the better parent first
+        self.inherited_hash = state_dict_hash(state)
+        return state
+
+    def report(self, step: int, **metrics: float) -> None:
+        """Intermediate metrics at `step` (an epoch, say): logged per step in MLflow under their names."""
+        for name, value in metrics.items():
+            value = float(value)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the objective reported {name} = {value} at step {step}")
+            self.history.setdefault(name, []).append((int(step), value))
+
+    def should_stop(self) -> bool:
+        """Whether the search asks this trial to stop early (no early-stopping rule is configured: never)."""
+        return False

@@ -1,0 +1,100 @@
+"""Users' own training code as the objective: a module written outside the package, named in a search file,
+run by the GA, Gen-Soup and an Optuna sampler, locally and on Ray; what MLflow then holds; failures."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+import popplast
+from popplast.cli import main
+from popplast.core.errors import SpecError
+from tests.conftest import write_user_objective
+from tests.test_search import individuals, lineage
+
+pytestmark = pytest.mark.slow
+
+@pytest.fixture
+def user_spec(tmp_path):
+    return write_user_objective(tmp_path / "project")
+
+
+def run(spec, tmp_path, name, **kw):
+    uri = f"sqlite:///{tmp_path / name}.db"
+    options = dict(tracking_uri=uri, optuna_storage=f"sqlite:///{tmp_path / name}-optuna.db", progress=False)
+    return popplast.run(spec, **{**options, **kw}), uri
+
+
+@pytest.mark.parametrize("method", ["ga", "gensoup", "tpe"])
+def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_path, ray_address):
+    result, uri = run(user_spec, tmp_path, method, method=method, workers=2, budget_evals=12)
+    rows = individuals(uri, result.search_run_id)
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"} and result.failed == 0
+    client = MlflowClient(uri)
+    by_id = {r["id"]: r for r in rows}
+    inheriting = 0
+    for row in rows:
+        run_ = client.get_run(row["run_id"])
+        assert run_.data.metrics["fitness"] == pytest.approx(-run_.data.metrics["loss"])  # minimised
+        steps = [m.step for m in client.get_metric_history(row["run_id"], "distance")]
+        assert steps == [1, 2, 3]  # trial.report, per step
+        tags = run_.data.tags
+        weights = [float(w) for w in tags["popplast.fusion_weights"].split(",") if w]
+        if method == "gensoup" and row["parents"] and max(weights, default=0) == 1.0:
+            parent = client.get_run(by_id[row["parents"][0]]["run_id"]).data.tags
+            assert tags["popplast.inherited_state_hash"] == parent["popplast.returned_state_hash"]
+            inheriting += 1
+    assert (inheriting > 0) == (method == "gensoup")
+    search = client.get_run(result.search_run_id)
+    assert search.data.params["objective"] == "userobj:fit" and search.data.params["fitness.mode"] == "minimize"
+    assert result.best_fitness == max(r["fitness"] for r in rows) and "fitness (−loss, loss minimised)" in \
+        result.summary()
+
+
+def test_same_seed_same_lineage_with_the_ray_and_the_local_executor(user_spec, tmp_path, ray_address):
+    on_ray, uri_a = run(user_spec, tmp_path, "a", method="gensoup", workers=2)
+    local, uri_b = run(user_spec, tmp_path, "b", method="gensoup", executor="local")
+    a, b = individuals(uri_a, on_ray.search_run_id), individuals(uri_b, local.search_run_id)
+    assert lineage(a) == lineage(b) and [r["fitness"] for r in a] == [r["fitness"] for r in b]
+
+
+def test_a_function_passed_from_python_and_failures_that_do_not_stop_the_search(user_spec, tmp_path):
+    calls = []
+
+    def fit(config, trial):
+        calls.append(trial.id)
+        if config["x"] > 0.5:
+            raise ValueError("boom")
+        if config["x"] < -0.5:
+            return float("nan")
+        if config["y"] > 0.5:
+            return {"something_else": 1.0}
+        return {"loss": config["x"] ** 2}
+
+    result, uri = run(user_spec, tmp_path, "p", objective=fit, executor="local", generations=4)
+    rows = individuals(uri, result.search_run_id)
+    assert len(calls) == len(rows) == 16 and result.failed == sum(r["status"] == "failed" for r in rows) > 0
+    errors = {MlflowClient(uri).get_run(r["run_id"]).data.tags.get("popplast.error", "").split("\n")[0]
+              for r in rows if r["status"] == "failed"}
+    known = ("ValueError: boom", "FloatingPointError: the objective's loss is nan",
+             "KeyError: \"the objective returned no 'loss' metric")
+    assert errors and all(e.startswith(known) for e in errors), errors
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("objective: nosuchmodule:fit", "at objective: cannot import 'nosuchmodule'"),
+    ("objective: userobj:nothere", "at objective: the module 'userobj'"),
+    ("objective: userobj", "at objective: expected 'module:function'"),
+])
+def test_an_objective_that_cannot_be_found_is_a_clear_error(line, expected, user_spec, tmp_path, capsys):
+    user_spec.write_text(user_spec.read_text().replace("objective: userobj:fit", line))
+    code = main(["run", str(user_spec), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_tune_methods_and_retrain_are_refused_for_a_users_objective(user_spec, tmp_path):
+    with pytest.raises(SpecError, match="--method: pbt runs popplast's CNN trainer on Ray Tune"):
+        run(user_spec, tmp_path, "r", method="pbt")
+    with pytest.raises(SpecError, match="--retrain: retraining rebuilds popplast's CNN"):
+        run(user_spec, tmp_path, "r", executor="local", retrain=True)
