@@ -1,12 +1,13 @@
 # make demo: a real GA search on digits (local Ray instance, MLflow store ./mlflow.db).
 # make test: the test suite. Both create .venv and install everything on a fresh machine first.
+# make lint: ruff (lint and format) over the code, mypy over the core and the objectives (pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The stamp records what was installed; it is remade when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install browser clean
+.PHONY: demo test lint bench install browser clean
 
 install: $(STAMP)
 
@@ -21,6 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+LINTED := popplast tests benchmarks examples
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 
 # The browser test drives Debian's chromium (no browser download); installed here when we are root.
 browser:

@@ -63,8 +63,9 @@ class Timed:
 
 def generation_costs(name: str, population: int, generations: int, folder: str) -> list[dict[str, float]]:
     tracker = MLflowTracker(f"sqlite:///{folder}/mlflow.db", "checkpoint-cost", "gensoup")
-    tracker.start_search(SearchSpec.from_yaml(os.path.join(ROOT, "search_spaces", "digits_gensoup.yaml")),
-                         {"weights_like": name})
+    tracker.start_search(
+        SearchSpec.from_yaml(os.path.join(ROOT, "search_spaces", "digits_gensoup.yaml")), {"weights_like": name}
+    )
     worker = Worker.remote(name)
     fetch, put = Timed(RayExecutor.fetch), Timed(ray.put)
     upload = Timed(tracker.save_checkpoint)
@@ -76,12 +77,26 @@ def generation_costs(name: str, population: int, generations: int, folder: str) 
         weights = {f"g{generation}-{i}": ref for i, [ref] in enumerate(refs)}
         fetch.seconds = put.seconds = upload.seconds = 0.0
         start = time.perf_counter()
-        checkpointer.save(Checkpoint(generation, GAState(generation=generation), np.random.default_rng(0)
-                                     .bit_generator.state, [], {}, weights))
+        checkpointer.save(
+            Checkpoint(
+                generation,
+                GAState(generation=generation),
+                np.random.default_rng(0).bit_generator.state,
+                [],
+                {},
+                weights,
+            )
+        )
         total = time.perf_counter() - start
         if generation:  # the first generation is a warm-up
-            rows.append({"total": total, "fetch_and_write": total - put.seconds - upload.seconds,
-                         "re_put": put.seconds, "upload": upload.seconds})
+            rows.append(
+                {
+                    "total": total,
+                    "fetch_and_write": total - put.seconds - upload.seconds,
+                    "re_put": put.seconds,
+                    "upload": upload.seconds,
+                }
+            )
     ray.kill(worker)
     return rows
 
@@ -103,8 +118,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--generations", type=int, default=3, help="timed generations (after one warm-up)")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS.values()), default=list(MODELS.values()),
-                        help="torchvision names of the state dicts to move (default: all)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(MODELS.values()),
+        default=list(MODELS.values()),
+        help="torchvision names of the state dicts to move (default: all)",
+    )
     args = parser.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     torch.set_num_threads(1)
@@ -124,8 +144,10 @@ def main() -> None:
         return f"{statistics.median(ms):.0f} ({min(ms):.0f}–{max(ms):.0f})"
 
     p = args.population
-    print(f"\n| state dict | per generation of {p}, ms | per individual: total / fetch + .npz / re-put / "
-          "upload, ms | torch.save per individual, ms | ratio |")
+    print(
+        f"\n| state dict | per generation of {p}, ms | per individual: total / fetch + .npz / re-put / "
+        "upload, ms | torch.save per individual, ms | ratio |"
+    )
     print("|---|---|---|---|---|")
     for label, rows, files, ratio in table:
         parts = " / ".join(cell([r[k] for r in rows], p) for k in ("total", "fetch_and_write", "re_put", "upload"))

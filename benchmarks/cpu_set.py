@@ -1,6 +1,6 @@
 """`make bench`: the CPU benchmarks in one run, their ratios first, then their tables.
 
-    .venv/bin/python benchmarks/cpu_set.py
+.venv/bin/python benchmarks/cpu_set.py
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = [("overhead.py", ["--repeats", "3"]), ("weights.py", ["--repeats", "7"]), ("checkpoint_cost.py", []),
-           ("scaling.py", ["--repeats", "3"])]
+SCRIPTS = [
+    ("overhead.py", ["--repeats", "3"]),
+    ("weights.py", ["--repeats", "7"]),
+    ("checkpoint_cost.py", []),
+    ("scaling.py", ["--repeats", "3"]),
+]
 
 
 def main() -> int:

@@ -32,8 +32,9 @@ def source_model(seed: int, split) -> torch.nn.Module:
     return trained_on("lenet5", split.train, SOURCE, 1, seed)
 
 
-def run(seed: int, source: torch.nn.Module, lrs: dict[str, float], args, split,
-        on: str = "test") -> dict[str, dict[str, float]]:
+def run(
+    seed: int, source: torch.nn.Module, lrs: dict[str, float], args, split, on: str = "test"
+) -> dict[str, dict[str, float]]:
     """Fine-tune copies of `source`'s backbone (trained with `seed`) with each method in `lrs`; their accuracies."""
     from popplast.training.transfer import class_subset, finetune_linear, finetune_ndhtl, split_head, topk_accuracy
 
@@ -43,13 +44,23 @@ def run(seed: int, source: torch.nn.Module, lrs: dict[str, float], args, split,
     images = args.target_epochs * len(target.tensors[0])
     out = {}
     if "stl" in lrs:
-        stl = finetune_linear(backbone, len(TARGET), features, target, images, lrs["stl"],
-                              torch.Generator().manual_seed(seed + 1))
+        stl = finetune_linear(
+            backbone, len(TARGET), features, target, images, lrs["stl"], torch.Generator().manual_seed(seed + 1)
+        )
         out["stl"] = topk_accuracy(stl, measured)
     for method, plastic in (("ndhtl", True), ("episodic", False)):
         if method in lrs:
-            model = finetune_ndhtl(backbone, len(TARGET), features, target, images, lrs[method],
-                                   torch.Generator().manual_seed(seed + 1), episode=args.episode, plastic=plastic)
+            model = finetune_ndhtl(
+                backbone,
+                len(TARGET),
+                features,
+                target,
+                images,
+                lrs[method],
+                torch.Generator().manual_seed(seed + 1),
+                episode=args.episode,
+                plastic=plastic,
+            )
             out[method] = topk_accuracy(model, measured)
     return out
 
@@ -59,10 +70,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--target-epochs", type=int, default=3)
     parser.add_argument("--episode", type=int, default=10, help="K, images per NDHTL episode")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "experiments-ndhtl.json"))
-    parser.add_argument("--save-source", metavar="PATH",
-                        help="only train the source model (seed 0) and save its state dict there (what "
-                             "search_spaces/digits_transfer_ndhtl.yaml makes itself when its file is missing)")
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "experiments-ndhtl.json")
+    )
+    parser.add_argument(
+        "--save-source",
+        metavar="PATH",
+        help="only train the source model (seed 0) and save its state dict there (what "
+        "search_spaces/digits_transfer_ndhtl.yaml makes itself when its file is missing)",
+    )
     args = parser.parse_args()
     from scipy.stats import wilcoxon
 
@@ -80,13 +96,20 @@ def main() -> None:
     for method in ("stl", "ndhtl", "episodic"):
         scores = {lr: run(100, tuning, {method: lr}, args, split, on="val")[method]["top1"] for lr in LR_GRID}
         lrs[method] = max(LR_GRID, key=lambda lr: scores[lr])
-        print(f"{method}: validation top-1 by lr " + ", ".join(f"{lr:g}: {v:.4f}" for lr, v in scores.items())
-              + f" -> lr {lrs[method]:g}", flush=True)
+        print(
+            f"{method}: validation top-1 by lr "
+            + ", ".join(f"{lr:g}: {v:.4f}" for lr, v in scores.items())
+            + f" -> lr {lrs[method]:g}",
+            flush=True,
+        )
     rows = []
     for seed in range(args.seeds):
         rows.append({"seed": seed, **run(seed, source_model(seed, split), lrs, args, split)})
-        print(f"seed {seed}: " + ", ".join(f"{m} top-1 {rows[-1][m]['top1']:.4f} top-2 {rows[-1][m]['top2']:.4f}"
-                                          for m in lrs), flush=True)
+        print(
+            f"seed {seed}: "
+            + ", ".join(f"{m} top-1 {rows[-1][m]['top1']:.4f} top-2 {rows[-1][m]['top2']:.4f}" for m in lrs),
+            flush=True,
+        )
     summary = {"lr": lrs, "episode": args.episode, "target_epochs": args.target_epochs}
     print(f"\n| head | top-1 (mean ± std, {args.seeds} seeds) | top-2 |\n|---|---|---|")
     for method in lrs:
@@ -103,8 +126,10 @@ def main() -> None:
             summary[f"p_{key}"] = float(wilcoxon(a, b).pvalue) if any(x != y for x, y in zip(a, b)) else None
             summary[f"wins_{key}"] = sum(x > y for x, y in zip(a, b))
             summary[f"losses_{key}"] = sum(x < y for x, y in zip(a, b))
-            print(f"{k}, NDHTL against {other}: better on {summary[f'wins_{key}']}, worse on "
-                  f"{summary[f'losses_{key}']} seeds; Wilcoxon signed-rank p = {summary[f'p_{key}']}")
+            print(
+                f"{k}, NDHTL against {other}: better on {summary[f'wins_{key}']}, worse on "
+                f"{summary[f'losses_{key}']} seeds; Wilcoxon signed-rank p = {summary[f'p_{key}']}"
+            )
     with open(args.out, "w") as f:
         json.dump({"summary": summary, "runs": rows}, f, indent=1)
 

@@ -93,10 +93,12 @@ def tune_run(cost, n: int) -> tuple[float, list[float]]:
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # Tune's result banner
         start = time.perf_counter()
-        tuner = tune.Tuner(tune.with_resources(_trainable, {"cpu": 1}), param_space={"cost": cost},
-                           tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=CONCURRENCY,
-                                                       reuse_actors=True),
-                           run_config=tune.RunConfig(storage_path=tmp, verbose=0))
+        tuner = tune.Tuner(
+            tune.with_resources(_trainable, {"cpu": 1}),
+            param_space={"cost": cost},
+            tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=CONCURRENCY, reuse_actors=True),
+            run_config=tune.RunConfig(storage_path=tmp, verbose=0),
+        )
         results = tuner.fit()
         wall = time.perf_counter() - start
     return wall, [r.metrics["duration"] for r in results]
@@ -113,9 +115,12 @@ def optuna_run(cost, n: int) -> tuple[float, list[float]]:
     return time.perf_counter() - start, durations
 
 
-FRAMEWORKS = {"popplast (warm pool)": functools.partial(popplast_run, warm=True),
-              "popplast (cold: pool start counted)": functools.partial(popplast_run, warm=False),
-              "Ray Tune Tuner": tune_run, "Optuna, one process": optuna_run}
+FRAMEWORKS = {
+    "popplast (warm pool)": functools.partial(popplast_run, warm=True),
+    "popplast (cold: pool start counted)": functools.partial(popplast_run, warm=False),
+    "Ray Tune Tuner": tune_run,
+    "Optuna, one process": optuna_run,
+}
 
 
 def main() -> None:
@@ -123,8 +128,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     logging.getLogger("ray").setLevel(logging.ERROR)
-    ray.init(address="local", num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    ray.init(
+        address="local", num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+    )
     _LOCAL.run("cnn")  # Optuna's process loads the data once too
     table = []
     for label, cost, n in CASES:
@@ -139,11 +145,16 @@ def main() -> None:
             table.append((label, n, framework, walls, overheads, efficiencies))
         ours = statistics.median([t[4] for t in table if t[0] == label and t[2].startswith("popplast (warm")][0])
         tune_ = statistics.median([t[4] for t in table if t[0] == label and t[2] == "Ray Tune Tuner"][0])
-        print(f"{label}: overhead per evaluation, Ray Tune / popplast (warm) = {tune_ / max(ours, 1e-4):.0f}x "
-              f"({tune_ * 1000:.0f} ms vs {ours * 1000:.1f} ms)", flush=True)
+        print(
+            f"{label}: overhead per evaluation, Ray Tune / popplast (warm) = {tune_ / max(ours, 1e-4):.0f}x "
+            f"({tune_ * 1000:.0f} ms vs {ours * 1000:.1f} ms)",
+            flush=True,
+        )
     ray.shutdown()
-    mid = lambda xs, scale=1.0, digits=1: (f"{statistics.median(xs) * scale:.{digits}f} "  # noqa: E731
-                                          f"({min(xs) * scale:.{digits}f}–{max(xs) * scale:.{digits}f})")
+
+    def mid(xs, scale=1.0, digits=1):
+        return f"{statistics.median(xs) * scale:.{digits}f} ({min(xs) * scale:.{digits}f}–{max(xs) * scale:.{digits}f})"
+
     print("\n| evaluator | N | framework | wall s | overhead per evaluation, ms | efficiency |")
     print("|---|---|---|---|---|---|")
     for label, n, framework, walls, overheads, efficiencies in table:

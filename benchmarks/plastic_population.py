@@ -38,8 +38,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--population", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--loop-individuals", type=int, default=16,
-                        help="individuals the loop times (its cost is linear in them; scaled to the population)")
+    parser.add_argument(
+        "--loop-individuals",
+        type=int,
+        default=16,
+        help="individuals the loop times (its cost is linear in them; scaled to the population)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -54,16 +58,24 @@ def main() -> None:
     vectorised = timed(lambda: population_accuracy(genomes, net, x, y, x, y), args.repeats)
     k = min(args.loop_individuals, args.population)
     with torch.no_grad():
-        loop = [t * args.population / k for t in
-                timed(lambda: [single_accuracy(genomes[i], net, x, y, x, y) for i in range(k)], args.repeats)]
+        loop = [
+            t * args.population / k
+            for t in timed(lambda: [single_accuracy(genomes[i], net, x, y, x, y) for i in range(k)], args.repeats)
+        ]
     v_rate = [work / t for t in vectorised]
     l_rate = [work / t for t in loop]
     ratio = statistics.median(v_rate) / statistics.median(l_rate)
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {args.threads} thread)"
+    device = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {args.threads} thread)"
+    )
     print(f"ratio vectorised / loop: {ratio:.1f}x  (population {args.population}, {device})")
     for name, rates in (("vectorised", v_rate), ("loop", l_rate)):
-        print(f"{name:>10}: {statistics.median(rates):,.0f} individual-samples/s "
-              f"(min {min(rates):,.0f}, max {max(rates):,.0f}, {args.repeats} repeats)")
+        print(
+            f"{name:>10}: {statistics.median(rates):,.0f} individual-samples/s "
+            f"(min {min(rates):,.0f}, max {max(rates):,.0f}, {args.repeats} repeats)"
+        )
 
 
 if __name__ == "__main__":

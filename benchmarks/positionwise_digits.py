@@ -95,8 +95,11 @@ def train(task: str, method: str, lr: float, seed: int, max_epochs: int, split) 
             break
         for name, hit in (("loss", train_loss <= LOSS_TARGET), ("accuracy", val_accuracy >= ACCURACY_TARGET)):
             if hit and name not in reached:
-                reached[name] = {"epochs": epoch, "gradient_evaluations": epoch * per_epoch,
-                                 "seconds": time.perf_counter() - start}
+                reached[name] = {
+                    "epochs": epoch,
+                    "gradient_evaluations": epoch * per_epoch,
+                    "seconds": time.perf_counter() - start,
+                }
         if len(reached) == 2:
             break
     return reached
@@ -105,8 +108,9 @@ def train(task: str, method: str, lr: float, seed: int, max_epochs: int, split) 
 def tune(task: str, method: str, max_epochs: int, split) -> tuple[float, dict]:
     scores = {}
     for lr in LR_GRID:
-        epochs = [train(task, method, lr, s, max_epochs, split).get("loss", {}).get("epochs", math.inf)
-                  for s in TUNING_SEEDS]
+        epochs = [
+            train(task, method, lr, s, max_epochs, split).get("loss", {}).get("epochs", math.inf) for s in TUNING_SEEDS
+        ]
         scores[lr] = statistics.median(epochs)
     return min(LR_GRID, key=lambda lr: scores[lr]), scores
 
@@ -135,8 +139,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--max-epochs", type=int, default=20000)
     parser.add_argument("--tasks", default="binary,10-class")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs",
-                                                      "experiments-positionwise.json"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "experiments-positionwise.json")
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     report = {}
@@ -145,23 +150,39 @@ def main() -> None:
         lrs = {}
         for method in ("gradient descent", "position-wise"):
             lrs[method], scores = tune(task, method, args.max_epochs, split)
-            print(f"{task}, {method}: median epochs to loss {LOSS_TARGET} by lr "
-                  + ", ".join(f"{lr:g}: {v}" for lr, v in scores.items()) + f" -> lr {lrs[method]:g}", flush=True)
-        rows = [{"seed": s, **{m: train(task, m, lrs[m], s, args.max_epochs, split) for m in lrs}}
-                for s in range(args.seeds)]
-        report[task] = {"lr": lrs, "runs": rows,
-                        "summary": {t: summarise(rows, t) for t in ("loss", "accuracy")}}
-        for target, label in (("loss", f"training loss {LOSS_TARGET}"), ("accuracy", f"val accuracy {ACCURACY_TARGET}")):
+            print(
+                f"{task}, {method}: median epochs to loss {LOSS_TARGET} by lr "
+                + ", ".join(f"{lr:g}: {v}" for lr, v in scores.items())
+                + f" -> lr {lrs[method]:g}",
+                flush=True,
+            )
+        rows = [
+            {"seed": s, **{m: train(task, m, lrs[m], s, args.max_epochs, split) for m in lrs}}
+            for s in range(args.seeds)
+        ]
+        report[task] = {"lr": lrs, "runs": rows, "summary": {t: summarise(rows, t) for t in ("loss", "accuracy")}}
+        for target, label in (
+            ("loss", f"training loss {LOSS_TARGET}"),
+            ("accuracy", f"val accuracy {ACCURACY_TARGET}"),
+        ):
             s = report[task]["summary"][target]
-            print(f"\n{task}, to {label} ({args.seeds} seeds)\n| method | reached | epochs | gradient evaluations | s |\n|---|---|---|---|---|")
+            print(f"\n{task}, to {label} ({args.seeds} seeds)")
+            print("| method | reached | epochs | gradient evaluations | s |\n|---|---|---|---|---|")
             for method in lrs:
                 m = s[method]
-                cells = [f"{m[k][0]:.0f} ± {m[k][1]:.0f}" if m[k] and k != "seconds" else
-                         (f"{m[k][0]:.3f} ± {m[k][1]:.3f}" if m[k] else "-") for k in ("epochs", "gradient_evaluations", "seconds")]
+                cells = [
+                    f"{m[k][0]:.0f} ± {m[k][1]:.0f}"
+                    if m[k] and k != "seconds"
+                    else (f"{m[k][0]:.3f} ± {m[k][1]:.3f}" if m[k] else "-")
+                    for k in ("epochs", "gradient_evaluations", "seconds")
+                ]
                 print(f"| {method} (lr {lrs[method]:g}) | {m['reached']}/{args.seeds} | " + " | ".join(cells) + " |")
-            print(f"median ratio GD / position-wise: epochs {s['ratio_epochs']}, gradient evaluations "
-                  f"{s['ratio_gradient_evaluations']}, seconds {s['ratio_seconds']}; Wilcoxon p: epochs {s['p_epochs']}, "
-                  f"gradient evaluations {s['p_gradient_evaluations']}, seconds {s['p_seconds']}", flush=True)
+            print(
+                f"median ratio GD / position-wise: epochs {s['ratio_epochs']}, gradient evaluations "
+                f"{s['ratio_gradient_evaluations']}, seconds {s['ratio_seconds']}; Wilcoxon p: epochs {s['p_epochs']}, "
+                f"gradient evaluations {s['p_gradient_evaluations']}, seconds {s['p_seconds']}",
+                flush=True,
+            )
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
 

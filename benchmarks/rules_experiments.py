@@ -39,18 +39,28 @@ def cell(args: tuple[str, str, int, int]) -> dict:
     from popplast.rules_api import evolve_rules
 
     task, method, seed, generations = args
-    spec = RulesSpec.from_dict({
-        "task": {**TASKS[task], "seed": seed},
-        "network": {**NETWORKS.get(task, {}), "seed": seed},
-        "strategy": {**METHODS[method], "generations": generations, "seed": seed},
-    }, source=f"{task}.yaml")
+    spec = RulesSpec.from_dict(
+        {
+            "task": {**TASKS[task], "seed": seed},
+            "network": {**NETWORKS.get(task, {}), "seed": seed},
+            "strategy": {**METHODS[method], "generations": generations, "seed": seed},
+        },
+        source=f"{task}.yaml",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = evolve_rules(spec, executor="local", tracking_uri=f"sqlite:///{tmp}/mlflow.db", progress=False)
-    return {"task": task, "method": method, "seed": seed, "train": result.train_accuracy,
-            "test": result.test_accuracy, "general_online": result.generalisation_accuracy,
-            "general_batch": result.generalisation_batch_accuracy, "seconds": time.perf_counter() - start,
-            "chance": result.chance}
+    return {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "train": result.train_accuracy,
+        "test": result.test_accuracy,
+        "general_online": result.generalisation_accuracy,
+        "general_batch": result.generalisation_batch_accuracy,
+        "seconds": time.perf_counter() - start,
+        "chance": result.chance,
+    }
 
 
 def mean_std(values: list[float]) -> str:
@@ -69,20 +79,27 @@ def main() -> None:
         rows = []
         for row in pool.imap_unordered(cell, jobs):
             rows.append(row)
-            print(f"{len(rows)}/{len(jobs)} {row['task']} | {row['method']} | seed {row['seed']}: "
-                  f"train {row['train']:.3f} test {row['test']:.3f} ({row['seconds']:.0f} s)", file=sys.stderr)
+            print(
+                f"{len(rows)}/{len(jobs)} {row['task']} | {row['method']} | seed {row['seed']}: "
+                f"train {row['train']:.3f} test {row['test']:.3f} ({row['seconds']:.0f} s)",
+                file=sys.stderr,
+            )
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
-    print("| task | method | train acc. | test acc. | generalisation, online 50 passes | generalisation, "
-          "one batch from reset | s per run |")
+    print(
+        "| task | method | train acc. | test acc. | generalisation, online 50 passes | generalisation, "
+        "one batch from reset | s per run |"
+    )
     print("|---|---|---|---|---|---|---|")
     for t in TASKS:
         for m in METHODS:
             r = [x for x in rows if x["task"] == t and x["method"] == m]
-            print(f"| {t} (chance {r[0]['chance']:.2f}) | {m} | {mean_std([x['train'] for x in r])} | "
-                  f"{mean_std([x['test'] for x in r])} | {mean_std([x['general_online'] for x in r])} | "
-                  f"{mean_std([x['general_batch'] for x in r])} | {statistics.mean(x['seconds'] for x in r):.0f} |")
+            print(
+                f"| {t} (chance {r[0]['chance']:.2f}) | {m} | {mean_std([x['train'] for x in r])} | "
+                f"{mean_std([x['test'] for x in r])} | {mean_std([x['general_online'] for x in r])} | "
+                f"{mean_std([x['general_batch'] for x in r])} | {statistics.mean(x['seconds'] for x in r):.0f} |"
+            )
 
 
 if __name__ == "__main__":

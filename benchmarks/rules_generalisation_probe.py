@@ -51,9 +51,11 @@ def main() -> None:
     spec = RulesSpec.from_yaml(SPACE).with_overrides(generations=args.generations, seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         result = evolve_rules(spec, executor="local", tracking_uri=f"sqlite:///{tmp}/m.db", progress=False)
-    print(f"evolve-rules: train {result.train_accuracy:.3f}, test {result.test_accuracy:.3f}, generalisation "
-          f"online {result.generalisation_accuracy:.3f}, one batch {result.generalisation_batch_accuracy:.3f}, "
-          f"chance {result.chance:.2f}\n")
+    print(
+        f"evolve-rules: train {result.train_accuracy:.3f}, test {result.test_accuracy:.3f}, generalisation "
+        f"online {result.generalisation_accuracy:.3f}, one batch {result.generalisation_batch_accuracy:.3f}, "
+        f"chance {result.chance:.2f}\n"
+    )
     rules = np.asarray(result.rules)
     evaluator = RuleEvaluator(spec, threads=2)
     original, net = evaluator.data, evaluator.net
@@ -61,28 +63,40 @@ def main() -> None:
     fresh_net = build_network(spec, fresh)
     batch, passes = spec.strategy.batch_size, spec.generalisation.passes
     a, b, _ = rule_sizes(spec.network.rounds)
-    out = rules[a + b:].reshape(-1, 2)  # r_out[code, is_label]
-    variants = {"as evolved": rules, "output rule label-blind": _with_out(rules, a + b, np.stack([out[:, 0]] * 2, 1)),
-                "output rule's label columns swapped": _with_out(rules, a + b, out[:, ::-1])}
-    print("| rules | original task, one batch from reset (test) | original task, 50 online passes (test) | "
-          "fresh task, one batch from reset (test) | fresh task, 50 online passes (test) |")
+    out = rules[a + b :].reshape(-1, 2)  # r_out[code, is_label]
+    variants = {
+        "as evolved": rules,
+        "output rule label-blind": _with_out(rules, a + b, np.stack([out[:, 0]] * 2, 1)),
+        "output rule's label columns swapped": _with_out(rules, a + b, out[:, ::-1]),
+    }
+    print(
+        "| rules | original task, one batch from reset (test) | original task, 50 online passes (test) | "
+        "fresh task, one batch from reset (test) | fresh task, 50 online passes (test) |"
+    )
     print("|---|---|---|---|---|")
     for name, vector in variants.items():
         g = torch.tensor(vector[None], dtype=torch.float32)
-        cells = [batch_protocol(g, net, original, batch, "cpu")["test_accuracy"], online(g, net, original, passes),
-                 batch_protocol(g, fresh_net, fresh, batch, "cpu")["test_accuracy"], online(g, fresh_net, fresh, passes)]
+        cells = [
+            batch_protocol(g, net, original, batch, "cpu")["test_accuracy"],
+            online(g, net, original, passes),
+            batch_protocol(g, fresh_net, fresh, batch, "cpu")["test_accuracy"],
+            online(g, fresh_net, fresh, passes),
+        ]
         print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     g = torch.tensor(rules[None], dtype=torch.float32)
     shuffled = torch.as_tensor(np.random.default_rng(0).permutation(len(original.y_train)))
-    controls = {"true labels": original,
-                "training labels shuffled": dataclasses.replace(original, y_train=original.y_train[shuffled]),
-                "every training label 0": dataclasses.replace(original, y_train=torch.zeros_like(original.y_train))}
+    controls = {
+        "true labels": original,
+        "training labels shuffled": dataclasses.replace(original, y_train=original.y_train[shuffled]),
+        "every training label 0": dataclasses.replace(original, y_train=torch.zeros_like(original.y_train)),
+    }
     print("\n| original task, one batch from reset, labels the plastic pass sees | train | test |\n|---|---|---|")
     for name, data in controls.items():
         m = batch_protocol(g, net, data, batch, "cpu")
         print(f"| {name} | {m['train_accuracy']:.3f} | {m['test_accuracy']:.3f} |")
     check = LogisticRegression(max_iter=1000).fit(fresh.x_train.numpy(), fresh.y_train.numpy())
-    print(f"\nlogistic regression on the fresh task: test accuracy {check.score(fresh.x_test.numpy(), fresh.y_test.numpy()):.3f}")
+    score = check.score(fresh.x_test.numpy(), fresh.y_test.numpy())
+    print(f"\nlogistic regression on the fresh task: test accuracy {score:.3f}")
 
 
 def _with_out(rules: np.ndarray, start: int, out: np.ndarray) -> np.ndarray:

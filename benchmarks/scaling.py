@@ -52,8 +52,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     rows = []
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     for workers in (1, 2):
         rates, _ = per_minute(workers, args.evaluations, args.repeats)
         rows.append((f"local instance, {workers} worker(s)", rates))
@@ -70,8 +69,10 @@ def main() -> None:
     finally:
         subprocess.run([script, "down"], check=False)
     one = statistics.median(rows[0][1])
-    print(f"scaling 2 workers / 1 worker: {statistics.median(rows[1][1]) / one:.2f}x on the local instance, "
-          f"{statistics.median(rows[2][1]) / one:.2f}x on the multi-node cluster (2 CPUs in all)")
+    print(
+        f"scaling 2 workers / 1 worker: {statistics.median(rows[1][1]) / one:.2f}x on the local instance, "
+        f"{statistics.median(rows[2][1]) / one:.2f}x on the multi-node cluster (2 CPUs in all)"
+    )
     print("\n| where | evaluations per minute | vs 1 worker |")
     print("|---|---|---|")
     for label, rates in rows:

@@ -26,29 +26,66 @@ import yaml
 
 SPACE = {
     "architecture": {"type": "categorical", "choices": ["lenet5", "small_vgg"]},
-    "loss": {"type": "categorical", "choices": ["cross_entropy", "label_smoothing", "logit_penalty", "logit_norm", "sigmoid_ce"]},
+    "loss": {
+        "type": "categorical",
+        "choices": ["cross_entropy", "label_smoothing", "logit_penalty", "logit_norm", "sigmoid_ce"],
+    },
     "optimizer": {"type": "categorical", "choices": ["adam", "sgd", "adamax", "rmsprop"]},
     "weight_decay": {"type": "float", "low": 1.0e-9, "high": 0.01, "log": True},
     "lr_scale": {"type": "float", "low": 0.05, "high": 3.0, "log": True},
 }
-ASTRO = {"astro_str": {"type": "float", "low": 0.5, "high": 1.5}, "astro_weak": {"type": "float", "low": 0.5, "high": 1.5}}
-SOUP_PC = {"architecture": 0, "loss": 0, "optimizer": 0, "weight_decay": 0.9, "lr_scale": 0.9, "astro_str": 0.9, "astro_weak": 0.9}
-SOUP_PM = {"architecture": 0, "loss": 0.25, "optimizer": 0.25, "weight_decay": 0.25, "lr_scale": 0.25, "astro_str": 0.15, "astro_weak": 0.15}
+ASTRO = {
+    "astro_str": {"type": "float", "low": 0.5, "high": 1.5},
+    "astro_weak": {"type": "float", "low": 0.5, "high": 1.5},
+}
+SOUP_PC = {
+    "architecture": 0,
+    "loss": 0,
+    "optimizer": 0,
+    "weight_decay": 0.9,
+    "lr_scale": 0.9,
+    "astro_str": 0.9,
+    "astro_weak": 0.9,
+}
+SOUP_PM = {
+    "architecture": 0,
+    "loss": 0.25,
+    "optimizer": 0.25,
+    "weight_decay": 0.25,
+    "lr_scale": 0.25,
+    "astro_str": 0.15,
+    "astro_weak": 0.15,
+}
 
 
 def spec(kind: str, seed: int) -> dict:
     space = {**SPACE, **(ASTRO if kind == "gensoup + astrocytes" else {})}
-    data = {"dataset": {"name": "digits", "split_seed": 0},
-            "fidelity": {"image_size": 16, "epochs": 1, "batch_size": 64}, "space": space}
+    data = {
+        "dataset": {"name": "digits", "split_seed": 0},
+        "fidelity": {"image_size": 16, "epochs": 1, "batch_size": 64},
+        "space": space,
+    }
     if kind == "ga + retrain":
         data["fidelity"].update(epochs=3, final={"epochs": 13, "scheduler": "cosine"})
-        data["strategy"] = {"method": "ga", "population": 8, "generations": 2, "seed": seed,
-                            "crossover": {k: (0.0 if k in ("architecture", "loss", "optimizer") else 0.9) for k in space},
-                            "mutation": {k: (0.4 if k in ("architecture", "loss", "optimizer") else 0.2) for k in space}}
+        data["strategy"] = {
+            "method": "ga",
+            "population": 8,
+            "generations": 2,
+            "seed": seed,
+            "crossover": {k: (0.0 if k in ("architecture", "loss", "optimizer") else 0.9) for k in space},
+            "mutation": {k: (0.4 if k in ("architecture", "loss", "optimizer") else 0.2) for k in space},
+        }
         return data
-    data["strategy"] = {"method": "gensoup", "population": 10, "population_step": 1, "min_population": 4,
-                        "generations": 10, "seed": seed, "crossover": {k: SOUP_PC[k] for k in space},
-                        "mutation": {k: SOUP_PM[k] for k in space}}
+    data["strategy"] = {
+        "method": "gensoup",
+        "population": 10,
+        "population_step": 1,
+        "min_population": 4,
+        "generations": 10,
+        "seed": seed,
+        "crossover": {k: SOUP_PC[k] for k in space},
+        "mutation": {k: SOUP_PM[k] for k in space},
+    }
     if kind == "gensoup + BN re-estimation":
         data["fixed"] = {"bn_reestimate_batches": 4}
     return data
@@ -75,15 +112,31 @@ def main() -> None:
                 path = os.path.join(tmp, f"{kind.replace(' ', '_').replace('+', '')}.yaml")
                 with open(path, "w") as f:
                     yaml.safe_dump(spec(kind, seed), f)
-                r = popplast.run(path, workers=args.workers, retrain=kind == "ga + retrain",
-                                 tracking_uri=f"sqlite:///{tmp}/mlflow.db", progress=False)
+                r = popplast.run(
+                    path,
+                    workers=args.workers,
+                    retrain=kind == "ga + retrain",
+                    tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+                    progress=False,
+                )
                 final = r.retrain_metrics if kind == "ga + retrain" else r.model_metrics
-                rows.append({"kind": kind, "seed": seed, "test_mcc": final["test_mcc"],
-                             "test_accuracy": final["test_accuracy"], "seconds": r.wall_seconds,
-                             "evaluations": r.evaluations, "peak_weight_bytes": r.peak_weight_bytes,
-                             "best": r.best_config})
-                print(f"seed {seed} {kind}: test MCC {final['test_mcc']:.4f} acc {final['test_accuracy']:.4f} "
-                      f"({r.wall_seconds:.0f} s, peak {r.peak_weight_bytes / 2**20:.2f} MiB)", file=sys.stderr)
+                rows.append(
+                    {
+                        "kind": kind,
+                        "seed": seed,
+                        "test_mcc": final["test_mcc"],
+                        "test_accuracy": final["test_accuracy"],
+                        "seconds": r.wall_seconds,
+                        "evaluations": r.evaluations,
+                        "peak_weight_bytes": r.peak_weight_bytes,
+                        "best": r.best_config,
+                    }
+                )
+                print(
+                    f"seed {seed} {kind}: test MCC {final['test_mcc']:.4f} acc {final['test_accuracy']:.4f} "
+                    f"({r.wall_seconds:.0f} s, peak {r.peak_weight_bytes / 2**20:.2f} MiB)",
+                    file=sys.stderr,
+                )
     ray.shutdown()
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
@@ -91,11 +144,18 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for kind in KINDS:
         r = [x for x in rows if x["kind"] == kind]
-        ms = lambda k: f"{statistics.mean(x[k] for x in r):.4f} ± {statistics.stdev(x[k] for x in r):.4f}"  # noqa: E731
+
+        def ms(k, r=r):
+            return f"{statistics.mean(x[k] for x in r):.4f} ± {statistics.stdev(x[k] for x in r):.4f}"
+
         peak = max(x["peak_weight_bytes"] for x in r) / 2**20
-        print(f"| {kind} | {ms('test_mcc')} | {ms('test_accuracy')} | {statistics.mean(x['seconds'] for x in r):.0f} | "
-              f"{peak:.2f} MiB |" if peak else f"| {kind} | {ms('test_mcc')} | {ms('test_accuracy')} | "
-              f"{statistics.mean(x['seconds'] for x in r):.0f} | – |")
+        print(
+            f"| {kind} | {ms('test_mcc')} | {ms('test_accuracy')} | {statistics.mean(x['seconds'] for x in r):.0f} | "
+            f"{peak:.2f} MiB |"
+            if peak
+            else f"| {kind} | {ms('test_mcc')} | {ms('test_accuracy')} | "
+            f"{statistics.mean(x['seconds'] for x in r):.0f} | – |"
+        )
 
 
 if __name__ == "__main__":

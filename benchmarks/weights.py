@@ -109,8 +109,13 @@ def fmt(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--models", nargs="+", choices=list(MODELS.values()), default=list(MODELS.values()),
-                        help="torchvision names of the state dicts to move (default: all)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(MODELS.values()),
+        default=list(MODELS.values()),
+        help="torchvision names of the state dicts to move (default: all)",
+    )
     args = parser.parse_args()
     ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     rows, floors = [], []
@@ -124,20 +129,29 @@ def main() -> None:
                 ratio = statistics.median(total(files)) / statistics.median(total(store))
                 read_ratio = statistics.median(r for _, r in files) / statistics.median(r for _, r in store)
                 rows.append((label, size, operation, store, files, ratio, read_ratio))
-                print(f"ratio file/store, {label} {operation}: {ratio:.1f}x per operation "
-                      f"(read side alone {read_ratio:.1f}x)", flush=True)
+                print(
+                    f"ratio file/store, {label} {operation}: {ratio:.1f}x per operation "
+                    f"(read side alone {read_ratio:.1f}x)",
+                    flush=True,
+                )
             side = Side.remote(name)
             floors.append((label, size, *ray.get(side.copy_floor.remote(args.repeats))))
             ray.kill(side)
     ray.shutdown()
-    print("\n| state dict | operation | object store: write / read / total ms | files: write / read / total ms "
-          "| ratio per operation | ratio, read side |")
+    print(
+        "\n| state dict | operation | object store: write / read / total ms | files: write / read / total ms "
+        "| ratio per operation | ratio, read side |"
+    )
     print("|---|---|---|---|---|---|")
     for label, size, operation, store, files, ratio, read_ratio in rows:
-        cell = lambda rows: " / ".join(fmt(x) for x in ([w for w, _ in rows], [r for _, r in rows],  # noqa: E731
-                                                        [w + r for w, r in rows]))
-        print(f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x "
-              f"| {read_ratio:.1f}x |")
+
+        def cell(rows):
+            return " / ".join(fmt(x) for x in ([w for w, _ in rows], [r for _, r in rows], [w + r for w, r in rows]))
+
+        print(
+            f"| {label} ({size / 2**20:.1f} MiB) | {operation} | {cell(store)} | {cell(files)} | {ratio:.1f}x "
+            f"| {read_ratio:.1f}x |"
+        )
 
     print("\n| state dict | one copy into the model's tensors, ms | one copy into fresh memory (clone), ms |")
     print("|---|---|---|")

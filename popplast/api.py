@@ -22,14 +22,31 @@ DEFAULT_OPTUNA_STORAGE = "sqlite:///optuna.db"
 EXECUTORS = ("ray", "local")
 
 
-def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | None = None,
-        population: int | None = None, generations: int | None = None, budget_evals: int | None = None,
-        seed: int | None = None, epochs: int | None = None, image_size: int | None = None,
-        workers: int | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0, executor: str = "ray",
-        address: str | None = None, tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None,
-        retrain: bool = False, optuna_storage: str = DEFAULT_OPTUNA_STORAGE, study_name: str | None = None,
-        resume: str | None = None, progress: bool = True, parent_run_id: str | None = None,
-        objective: Callable[..., Any] | None = None) -> SearchResult:
+def run(
+    space: str | os.PathLike | SearchSpec | None = None,
+    *,
+    method: str | None = None,
+    population: int | None = None,
+    generations: int | None = None,
+    budget_evals: int | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    executor: str = "ray",
+    address: str | None = None,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    experiment: str | None = None,
+    retrain: bool = False,
+    optuna_storage: str = DEFAULT_OPTUNA_STORAGE,
+    study_name: str | None = None,
+    resume: str | None = None,
+    progress: bool = True,
+    parent_run_id: str | None = None,
+    objective: Callable[..., Any] | None = None,
+) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
     Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), an Optuna
@@ -43,8 +60,9 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
-    flags = dict(method=method, population=population, generations=generations, seed=seed, epochs=epochs,
-                 image_size=image_size)
+    flags = dict(
+        method=method, population=population, generations=generations, seed=seed, epochs=epochs, image_size=image_size
+    )
     if resume:
         from popplast.resuming import resumed_spec
 
@@ -73,16 +91,34 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
         study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), bool(resume))
     tracker = _tracker(tracking_uri, experiment, method, parent_run_id)
     threads = max(1, int(cpus_per_worker))
-    settings = {"executor": executor, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
-                "torch_threads": threads, "budget_evals": budget}
+    settings = {
+        "executor": executor,
+        "cpus_per_worker": cpus_per_worker,
+        "gpus_per_worker": gpus_per_worker,
+        "torch_threads": threads,
+        "budget_evals": budget,
+    }
     start = time.perf_counter()
     if method in TUNE_METHODS:
-        result, final = _tune_search(spec, budget, workers, cpus_per_worker, gpus_per_worker, threads, address,
-                                     tracker, settings, progress, retrain, shape)
+        result, final = _tune_search(
+            spec,
+            budget,
+            workers,
+            cpus_per_worker,
+            gpus_per_worker,
+            threads,
+            address,
+            tracker,
+            settings,
+            progress,
+            retrain,
+            shape,
+        )
     else:
         make_evaluator = functools.partial(_make_evaluator, spec, threads, fn)
-        with _open_executor(executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address,
-                            spec.strategy.population) as pool:
+        with _open_executor(
+            executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, spec.strategy.population
+        ) as pool:
             _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
             with _failing(tracker):
                 if study is not None:
@@ -102,8 +138,9 @@ def run(space: str | os.PathLike | SearchSpec | None = None, *, method: str | No
     return result
 
 
-def _spec(space: str | os.PathLike | SearchSpec, budget_evals: int | None,
-          flags: dict[str, Any]) -> tuple[SearchSpec, int]:
+def _spec(
+    space: str | os.PathLike | SearchSpec, budget_evals: int | None, flags: dict[str, Any]
+) -> tuple[SearchSpec, int]:
     """The file's spec with the flags applied, and the budget in evaluations."""
     from popplast.core.budget import default_budget, with_budget
 
@@ -121,18 +158,25 @@ def _tracker(tracking_uri: str, experiment: str, method: str, parent_run_id: str
     except SpecError:
         raise
     except Exception as e:  # MLflow raises many types for a bad URI; all mean the same to the user
-        raise SpecError(COMMAND_LINE, "--tracking-uri",
-                        f"cannot open the MLflow tracking store {tracking_uri!r} ({type(e).__name__}: {e}).") from None
+        raise SpecError(
+            COMMAND_LINE,
+            "--tracking-uri",
+            f"cannot open the MLflow tracking store {tracking_uri!r} ({type(e).__name__}: {e}).",
+        ) from None
 
 
-def _start_tracking(tracker: Any, spec: SearchSpec, budget: int, settings: dict[str, Any], study: Any,
-                    resume: str | None) -> None:
+def _start_tracking(
+    tracker: Any, spec: SearchSpec, budget: int, settings: dict[str, Any], study: Any, resume: str | None
+) -> None:
     """A new search run with the spec it runs; a resumed search's own run; or, for an Optuna study run
     before, the search run its earlier trials were logged in."""
     if resume and study is None:
         if not tracker.reopen_search(resume, spec):
-            raise SpecError(COMMAND_LINE, "--resume", f"the search run {resume} is not in the experiment "
-                                                      f"{tracker.experiment_id} of {tracker.tracking_uri}.")
+            raise SpecError(
+                COMMAND_LINE,
+                "--resume",
+                f"the search run {resume} is not in the experiment {tracker.experiment_id} of {tracker.tracking_uri}.",
+            )
         return
     if study is not None:
         from popplast.baselines.optuna_search import USER_SEARCH_RUN
@@ -157,8 +201,9 @@ def _failing(tracker: Any) -> Iterator[None]:
         raise
 
 
-def _optuna_search(spec: SearchSpec, study: Any, storage: str, pool: Any, tracker: Any, budget: int,
-                   progress: bool) -> Any:
+def _optuna_search(
+    spec: SearchSpec, study: Any, storage: str, pool: Any, tracker: Any, budget: int, progress: bool
+) -> Any:
     from popplast.baselines.optuna_search import run_optuna
 
     with _observing(tracker, progress, spec.strategy.generations, budget) as observers:
@@ -213,7 +258,7 @@ def _draw_lineage(tracker: Any) -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         draw_lineage(tracker.tracking_uri, tracker.search_run_id, tmp)
     uri = tracker.client.get_run(tracker.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
-    return uri[len("file://"):] if uri.startswith("file://") else uri
+    return uri[len("file://") :] if uri.startswith("file://") else uri
 
 
 def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: str | None, start: float) -> Any:
@@ -230,9 +275,12 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
     if resume:
         generation = checkpoint.generation if checkpoint else -1
         dropped = tracker.discard_after(generation)
-        _say(progress, f"[popplast] resuming search run {resume} after generation {generation + 1} of "
-                       f"{s.generations}" + (f"; {dropped} runs of the interrupted generation are evaluated again"
-                                              if dropped else ""))
+        _say(
+            progress,
+            f"[popplast] resuming search run {resume} after generation {generation + 1} of "
+            f"{s.generations}"
+            + (f"; {dropped} runs of the interrupted generation are evaluated again" if dropped else ""),
+        )
     done = len(checkpoint.results) if checkpoint else 0
     with _observing(tracker, progress, s.generations, sum(generation_sizes(spec)), done) as observers:
         loop = run_soup if s.method == "gensoup" else run_search
@@ -257,13 +305,22 @@ def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
         raise SearchFailed(f"all {len(outcome.results)} evaluations failed; the first error was: {error}")
     best_metrics = getattr(state, "best_metrics", None) or outcome.results[state.best.id].metrics
     return SearchResult(
-        method=spec.strategy.method, best=state.best, best_config=configuration(spec, state.best),
-        best_fitness=float(state.best_fitness), best_metrics=dict(best_metrics),
-        best_run_id=tracker.run_ids[state.best.id], search_run_id=tracker.search_run_id,
-        experiment_id=tracker.experiment_id, tracking_uri=tracker.tracking_uri,
-        evaluations=max(len(outcome.results), getattr(state, "evaluations", 0)), failed=sum(not r.ok for r in outcome.results.values()),
-        wall_seconds=0.0, history=outcome.history, peak_weight_bytes=outcome.peak_weight_bytes,
-        fitness_label=_fitness_label(spec))
+        method=spec.strategy.method,
+        best=state.best,
+        best_config=configuration(spec, state.best),
+        best_fitness=float(state.best_fitness),
+        best_metrics=dict(best_metrics),
+        best_run_id=tracker.run_ids[state.best.id],
+        search_run_id=tracker.search_run_id,
+        experiment_id=tracker.experiment_id,
+        tracking_uri=tracker.tracking_uri,
+        evaluations=max(len(outcome.results), getattr(state, "evaluations", 0)),
+        failed=sum(not r.ok for r in outcome.results.values()),
+        wall_seconds=0.0,
+        history=outcome.history,
+        peak_weight_bytes=outcome.peak_weight_bytes,
+        fitness_label=_fitness_label(spec),
+    )
 
 
 def _fitness_label(spec: SearchSpec) -> str:
@@ -314,12 +371,18 @@ def _preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
     if "source_classes" in spec.fixed and "architecture" in spec.fixed:
         cfg = resolve({}, spec.fixed)
         if cfg.source_checkpoint is not None and not os.path.isfile(cfg.source_checkpoint):
-            _say(progress, f"[popplast] training the source backbone ({cfg.architecture} on classes "
-                           f"{list(cfg.source_classes or ())}) into {cfg.source_checkpoint}")
+            _say(
+                progress,
+                f"[popplast] training the source backbone ({cfg.architecture} on classes "
+                f"{list(cfg.source_classes or ())}) into {cfg.source_checkpoint}",
+            )
             make_source(spec.dataset, cfg, spec.fidelity.image_size, channels)
     elif "source_classes" in spec.fixed:
-        raise SpecError(spec.source, "fixed.source_classes", "a source backbone is made for one architecture; "
-                                                             "fix the architecture (fixed.architecture).")
+        raise SpecError(
+            spec.source,
+            "fixed.source_classes",
+            "a source backbone is made for one architecture; fix the architecture (fixed.architecture).",
+        )
     return channels, split.num_classes
 
 
@@ -358,16 +421,25 @@ def _objective(spec: SearchSpec, given: Callable[..., Any] | None) -> tuple[Sear
 
 def _check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> None:
     if method in TUNE_METHODS:
-        raise SpecError(COMMAND_LINE, "--method", f"{method} runs popplast's CNN trainer on Ray Tune; a user "
-                                                  "objective runs with ga, gensoup or an Optuna sampler.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--method",
+            f"{method} runs popplast's CNN trainer on Ray Tune; a user "
+            "objective runs with ga, gensoup or an Optuna sampler.",
+        )
     if retrain:
-        raise SpecError(COMMAND_LINE, "--retrain", "retraining rebuilds popplast's CNN; with a user objective, "
-                                                   "train the best configuration (result.best_config) yourself.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--retrain",
+            "retraining rebuilds popplast's CNN; with a user objective, "
+            "train the best configuration (result.best_config) yourself.",
+        )
 
 
 @contextlib.contextmanager
-def _open_executor(kind: str, make_evaluator, workers: int | None, cpus: float, gpus: float, address: str | None,
-                   population: int) -> Iterator[Any]:
+def _open_executor(
+    kind: str, make_evaluator, workers: int | None, cpus: float, gpus: float, address: str | None, population: int
+) -> Iterator[Any]:
     """A local executor, or a Ray pool inside a Ray session (joined, or started and stopped here)."""
     if kind == "local":
         from popplast.execution.executor import LocalExecutor

@@ -13,24 +13,39 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="popplast",
-                                     description="Population-based training on Ray, tracked in MLflow.")
+    parser = argparse.ArgumentParser(
+        prog="popplast", description="Population-based training on Ray, tracked in MLflow."
+    )
     from popplast import __version__
 
     parser.add_argument("--version", action="version", version=f"popplast {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser("run", help="run a search described by a search-space file",
-                              description="Run a search described by a search-space file. Flags override the file.")
-    run.add_argument("space", metavar="SPACE.yaml", nargs="?",
-                     help="the search-space file (may be left out with --resume)")
-    run.add_argument("--resume", metavar="SEARCH_RUN_ID",
-                     help="go on with an interrupted search from its MLflow run: GA and Gen-Soup from the last "
-                          "finished generation, exactly as if never stopped; Optuna methods with their study")
-    run.add_argument("--method", choices=METHODS,
-                     help="ga or gensoup (the file's strategy), an Optuna sampler (tpe, cmaes, random, nsga2) or "
-                          "Ray Tune (tune-tpe: OptunaSearch; pbt: PopulationBasedTraining), all over the same space")
-    run.add_argument("--budget-evals", type=int, help="evaluations to spend (default: the file's population × "
-                                                      "generations); ga and pbt need a multiple of the population")
+    run = commands.add_parser(
+        "run",
+        help="run a search described by a search-space file",
+        description="Run a search described by a search-space file. Flags override the file.",
+    )
+    run.add_argument(
+        "space", metavar="SPACE.yaml", nargs="?", help="the search-space file (may be left out with --resume)"
+    )
+    run.add_argument(
+        "--resume",
+        metavar="SEARCH_RUN_ID",
+        help="go on with an interrupted search from its MLflow run: GA and Gen-Soup from the last "
+        "finished generation, exactly as if never stopped; Optuna methods with their study",
+    )
+    run.add_argument(
+        "--method",
+        choices=METHODS,
+        help="ga or gensoup (the file's strategy), an Optuna sampler (tpe, cmaes, random, nsga2) or "
+        "Ray Tune (tune-tpe: OptunaSearch; pbt: PopulationBasedTraining), all over the same space",
+    )
+    run.add_argument(
+        "--budget-evals",
+        type=int,
+        help="evaluations to spend (default: the file's population × "
+        "generations); ga and pbt need a multiple of the population",
+    )
     file = run.add_argument_group("overrides of the file")
     file.add_argument("--population", type=int, help="individuals per generation")
     file.add_argument("--generations", type=int, help="number of generations")
@@ -38,76 +53,129 @@ def build_parser() -> argparse.ArgumentParser:
     file.add_argument("--epochs", type=int, help="training epochs per evaluation")
     file.add_argument("--image-size", type=int, help="image side in pixels during the search")
     _execution_flags(run)
-    run.add_argument("--retrain", action="store_true",
-                     help="train the best configuration at the file's final fidelity and log the model to MLflow")
+    run.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the best configuration at the file's final fidelity and log the model to MLflow",
+    )
     study = run.add_argument_group("Optuna methods (tpe, cmaes, random, nsga2)")
-    study.add_argument("--optuna-storage", default="sqlite:///optuna.db",
-                       help="Optuna storage URL; an RDB URL lets several drivers share a study (default sqlite:///optuna.db)")
+    study.add_argument(
+        "--optuna-storage",
+        default="sqlite:///optuna.db",
+        help="Optuna storage URL; an RDB URL lets several drivers share a study (default sqlite:///optuna.db)",
+    )
     study.add_argument("--study-name", help="Optuna study name (default: EXPERIMENT-METHOD-seedSEED)")
-    lineage = commands.add_parser("lineage", help="draw a search's family tree from MLflow",
-                                  description="Draw the family tree of a search from its MLflow runs alone: "
-                                              "lineage.html (every node links to its run) and lineage.png.")
+    lineage = commands.add_parser(
+        "lineage",
+        help="draw a search's family tree from MLflow",
+        description="Draw the family tree of a search from its MLflow runs alone: "
+        "lineage.html (every node links to its run) and lineage.png.",
+    )
     lineage.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
-    lineage.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
-                         help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    lineage.add_argument(
+        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)"
+    )
     lineage.add_argument("--out", default=".", help="folder for lineage.html and lineage.png (default: here)")
-    lineage.add_argument("--ui-url", help="base URL of the MLflow UI the nodes link to (default: the tracking "
-                                          "server's URL, or http://127.0.0.1:5000 for a local store)")
+    lineage.add_argument(
+        "--ui-url",
+        help="base URL of the MLflow UI the nodes link to (default: the tracking "
+        "server's URL, or http://127.0.0.1:5000 for a local store)",
+    )
     lineage.add_argument("--no-log", action="store_true", help="do not attach the files to the search run")
-    cmp = commands.add_parser("compare", help="run several methods over the same space with paired seeds; report",
-                              description="Run every method SEEDS times (paired seeds: the same data split for "
-                                          "every method within a seed) with the same budget and workers, then "
-                                          "write report.md and anytime curves, all logged under one MLflow run.")
+    cmp = commands.add_parser(
+        "compare",
+        help="run several methods over the same space with paired seeds; report",
+        description="Run every method SEEDS times (paired seeds: the same data split for "
+        "every method within a seed) with the same budget and workers, then "
+        "write report.md and anytime curves, all logged under one MLflow run.",
+    )
     cmp.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
-    cmp.add_argument("--methods", default="ga,tpe,random",
-                     help=f"comma-separated, from {','.join(METHODS)} (default ga,tpe,random)")
-    cmp.add_argument("--budget-evals", type=int, help="evaluations per search (default: the file's population × "
-                                                      "generations)")
-    cmp.add_argument("--seeds", type=int, default=3, help="searches per method; seeds are the file's seed + 0, 1, ... "
-                                                         "(default 3)")
+    cmp.add_argument(
+        "--methods", default="ga,tpe,random", help=f"comma-separated, from {','.join(METHODS)} (default ga,tpe,random)"
+    )
+    cmp.add_argument(
+        "--budget-evals", type=int, help="evaluations per search (default: the file's population × generations)"
+    )
+    cmp.add_argument(
+        "--seeds", type=int, default=3, help="searches per method; seeds are the file's seed + 0, 1, ... (default 3)"
+    )
     cmp.add_argument("--out", default=".", help="folder for report.md and the PNGs (default: here)")
-    cmp.add_argument("--resume", metavar="COMPARISON_RUN_ID",
-                     help="continue an interrupted comparison: finished searches are not run again")
-    cmp.add_argument("--optuna-storage", default="sqlite:///optuna.db", help="Optuna storage URL (default "
-                                                                             "sqlite:///optuna.db)")
+    cmp.add_argument(
+        "--resume",
+        metavar="COMPARISON_RUN_ID",
+        help="continue an interrupted comparison: finished searches are not run again",
+    )
+    cmp.add_argument(
+        "--optuna-storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)"
+    )
     _execution_flags(cmp)
-    rep = commands.add_parser("report", help="rebuild a comparison's report from MLflow",
-                              description="Rebuild report.md and the anytime curves of a comparison from its "
-                                          "MLflow runs alone.")
+    rep = commands.add_parser(
+        "report",
+        help="rebuild a comparison's report from MLflow",
+        description="Rebuild report.md and the anytime curves of a comparison from its MLflow runs alone.",
+    )
     rep.add_argument("comparison_run_id", metavar="COMPARISON_RUN_ID", help="printed by popplast compare")
-    rep.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
-                     help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    rep.add_argument(
+        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)"
+    )
     rep.add_argument("--out", default=".", help="folder for the files (default: here)")
     rep.add_argument("--log", action="store_true", help="also attach the files to the comparison run")
-    rules = commands.add_parser("evolve-rules", help="evolve plasticity rules of a recurrent network (paper 004)",
-                                description="Evolve plasticity-rule vectors with an evolution strategy (or train them "
-                                            "by gradient) as the file says. Flags override the file.")
+    rules = commands.add_parser(
+        "evolve-rules",
+        help="evolve plasticity rules of a recurrent network (paper 004)",
+        description="Evolve plasticity-rule vectors with an evolution strategy (or train them "
+        "by gradient) as the file says. Flags override the file.",
+    )
     rules.add_argument("space", metavar="SPACE.yaml", help="the rules file (task, network, strategy)")
-    rules.add_argument("--method", choices=("elitist", "openai", "snes", "gradient"),
-                       help="elitist: the paper's (1+λ) ES; openai: OpenAI-ES; snes: separable NES; "
-                            "gradient: Adam through the unrolled plastic pass")
+    rules.add_argument(
+        "--method",
+        choices=("elitist", "openai", "snes", "gradient"),
+        help="elitist: the paper's (1+λ) ES; openai: OpenAI-ES; snes: separable NES; "
+        "gradient: Adam through the unrolled plastic pass",
+    )
     rules.add_argument("--population", type=int, help="individuals per generation")
     rules.add_argument("--generations", type=int, help="generations (gradient: Adam steps)")
     rules.add_argument("--seed", type=int, help="seed of the strategy and of the batch order")
-    rules.add_argument("--sigma", type=float, help="the ES's mutation / sampling σ (default: the file's, else the "
-                                                   "method's: elitist 0.01, openai and snes 0.1)")
-    rules.add_argument("--learning-rate", type=float, help="OpenAI-ES's Adam step on the mean; the gradient "
-                                                           "baseline's Adam rate (default: the file's, else 0.05, "
-                                                           "gradient 0.01)")
+    rules.add_argument(
+        "--sigma",
+        type=float,
+        help="the ES's mutation / sampling σ (default: the file's, else the "
+        "method's: elitist 0.01, openai and snes 0.1)",
+    )
+    rules.add_argument(
+        "--learning-rate",
+        type=float,
+        help="OpenAI-ES's Adam step on the mean; the gradient "
+        "baseline's Adam rate (default: the file's, else 0.05, "
+        "gradient 0.01)",
+    )
     _execution_flags(rules)
     return parser
 
 
 def _execution_flags(parser: argparse.ArgumentParser) -> None:
     ex = parser.add_argument_group("execution and tracking")
-    ex.add_argument("--executor", choices=("ray", "local"), default="ray",
-                    help="ray: a pool of Ray worker actors (default); local: one after another in this process")
-    ex.add_argument("--workers", type=int, help="Ray worker actors (default: as many as the CPUs allow, at most the population)")
-    ex.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per worker; also its torch threads (default 1)")
+    ex.add_argument(
+        "--executor",
+        choices=("ray", "local"),
+        default="ray",
+        help="ray: a pool of Ray worker actors (default); local: one after another in this process",
+    )
+    ex.add_argument(
+        "--workers", type=int, help="Ray worker actors (default: as many as the CPUs allow, at most the population)"
+    )
+    ex.add_argument(
+        "--cpus-per-worker", type=float, default=1, help="CPUs per worker; also its torch threads (default 1)"
+    )
     ex.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker, fractions allowed (default 0)")
-    ex.add_argument("--address", help="join this Ray cluster ('auto' for the one this machine belongs to); "
-                                      "without it a local Ray instance is started and stopped")
-    ex.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    ex.add_argument(
+        "--address",
+        help="join this Ray cluster ('auto' for the one this machine belongs to); "
+        "without it a local Ray instance is started and stopped",
+    )
+    ex.add_argument(
+        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)"
+    )
     ex.add_argument("--experiment", help="MLflow experiment (default: the file's name without .yaml)")
     ex.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -126,13 +194,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(args)
     try:
-        result = run(args.space, method=args.method, population=args.population, generations=args.generations,
-                     budget_evals=args.budget_evals, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
-                     workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                     gpus_per_worker=args.gpus_per_worker, executor=args.executor, address=args.address,
-                     tracking_uri=args.tracking_uri, experiment=args.experiment, retrain=args.retrain,
-                     optuna_storage=args.optuna_storage, study_name=args.study_name, resume=args.resume,
-                     progress=not args.quiet)
+        result = run(
+            args.space,
+            method=args.method,
+            population=args.population,
+            generations=args.generations,
+            budget_evals=args.budget_evals,
+            seed=args.seed,
+            epochs=args.epochs,
+            image_size=args.image_size,
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+            executor=args.executor,
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            retrain=args.retrain,
+            optuna_storage=args.optuna_storage,
+            study_name=args.study_name,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -148,12 +231,23 @@ def _compare(args: argparse.Namespace) -> int:
     from popplast.execution.ray_session import ClusterError
 
     try:
-        result = compare(args.space, methods=args.methods, budget_evals=args.budget_evals, seeds=args.seeds,
-                         workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                         gpus_per_worker=args.gpus_per_worker, executor=args.executor, address=args.address,
-                         tracking_uri=args.tracking_uri, experiment=args.experiment,
-                         optuna_storage=args.optuna_storage, out=args.out, resume=args.resume,
-                         progress=not args.quiet)
+        result = compare(
+            args.space,
+            methods=args.methods,
+            budget_evals=args.budget_evals,
+            seeds=args.seeds,
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+            executor=args.executor,
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            optuna_storage=args.optuna_storage,
+            out=args.out,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -178,8 +272,9 @@ def _lineage(args: argparse.Namespace) -> int:
     from popplast.tracking.lineage import LineageError, draw_lineage
 
     try:
-        html_path, png_path = draw_lineage(args.tracking_uri, args.search_run_id, args.out, args.ui_url,
-                                           log=not args.no_log)
+        html_path, png_path = draw_lineage(
+            args.tracking_uri, args.search_run_id, args.out, args.ui_url, log=not args.no_log
+        )
     except LineageError as e:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -192,12 +287,23 @@ def _evolve_rules(args: argparse.Namespace) -> int:
     from popplast.rules_api import evolve_rules
 
     try:
-        result = evolve_rules(args.space, method=args.method, population=args.population,
-                              generations=args.generations, seed=args.seed, sigma=args.sigma,
-                              learning_rate=args.learning_rate, workers=args.workers,
-                              cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-                              executor=args.executor, address=args.address, tracking_uri=args.tracking_uri,
-                              experiment=args.experiment, progress=not args.quiet)
+        result = evolve_rules(
+            args.space,
+            method=args.method,
+            population=args.population,
+            generations=args.generations,
+            seed=args.seed,
+            sigma=args.sigma,
+            learning_rate=args.learning_rate,
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+            executor=args.executor,
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            progress=not args.quiet,
+        )
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -33,8 +33,10 @@ class ComparisonResult:
     wall_seconds: float
 
     def summary(self) -> str:
-        lines = [f"Comparison run {self.run_id}: {self.cells_run} searches run, {self.cells_skipped} already done"
-                 f" ({self.wall_seconds:.0f} s)"]
+        lines = [
+            f"Comparison run {self.run_id}: {self.cells_run} searches run, {self.cells_skipped} already done"
+            f" ({self.wall_seconds:.0f} s)"
+        ]
         if self.failed_cells:
             lines.append("Failed (every evaluation failed; not in the report): " + ", ".join(self.failed_cells))
         lines += [f"Report: {path}" for path in self.report_files]
@@ -42,12 +44,24 @@ class ComparisonResult:
         return "\n".join(lines)
 
 
-def compare(space: str | os.PathLike | SearchSpec, *, methods: Sequence[str] = DEFAULT_METHODS,
-            budget_evals: int | None = None, seeds: int = 3, workers: int | None = None, cpus_per_worker: float = 1,
-            gpus_per_worker: float = 0, executor: str = "ray", address: str | None = None,
-            tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None,
-            optuna_storage: str = DEFAULT_OPTUNA_STORAGE, out: str = ".", resume: str | None = None,
-            progress: bool = True) -> ComparisonResult:
+def compare(
+    space: str | os.PathLike | SearchSpec,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    budget_evals: int | None = None,
+    seeds: int = 3,
+    workers: int | None = None,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    executor: str = "ray",
+    address: str | None = None,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    experiment: str | None = None,
+    optuna_storage: str = DEFAULT_OPTUNA_STORAGE,
+    out: str = ".",
+    resume: str | None = None,
+    progress: bool = True,
+) -> ComparisonResult:
     """Run every method `seeds` times with paired seeds and write the report; see `popplast compare --help`."""
     from popplast.tracking.comparison import ComparisonError, ComparisonTracker
     from popplast.tracking.report import build_report
@@ -71,8 +85,15 @@ def compare(space: str | os.PathLike | SearchSpec, *, methods: Sequence[str] = D
     start = time.perf_counter()
     with _ray(executor, address):
         workers = _workers(executor, workers, cpus_per_worker, spec.strategy.population)
-        settings = {"space_file": spec.source, "methods": list(methods), "seeds": seeds, "seed_values": seed_values,
-                    "budget_evals": budget, "workers": workers, "executor": executor}
+        settings = {
+            "space_file": spec.source,
+            "methods": list(methods),
+            "seeds": seeds,
+            "seed_values": seed_values,
+            "budget_evals": budget,
+            "workers": workers,
+            "executor": executor,
+        }
         try:
             if resume:
                 tracker.reopen(resume, settings)
@@ -87,16 +108,31 @@ def compare(space: str | os.PathLike | SearchSpec, *, methods: Sequence[str] = D
             for k, (method, i, seed) in enumerate(cells, start=1):
                 if (method, seed) in done:
                     continue
-                _say(progress, f"[popplast] comparison {tracker.run_id}: search {k}/{len(cells)}, {method}, seed {seed}")
-                cell_spec = dataclasses.replace(spec, dataset=dataclasses.replace(
-                    spec.dataset, split_seed=spec.dataset.split_seed + i))
+                _say(
+                    progress, f"[popplast] comparison {tracker.run_id}: search {k}/{len(cells)}, {method}, seed {seed}"
+                )
+                cell_spec = dataclasses.replace(
+                    spec, dataset=dataclasses.replace(spec.dataset, split_seed=spec.dataset.split_seed + i)
+                )
                 study = f"{tracker.run_id[:12]}-{method}-seed{seed}"
                 try:
-                    run(cell_spec, method=method, seed=seed, budget_evals=budget, workers=workers,
-                        cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, executor=executor,
-                        tracking_uri=tracking_uri, experiment=experiment, optuna_storage=optuna_storage,
-                        study_name=study, resume=_study_to_resume(method, optuna_storage, study),
-                        progress=progress, parent_run_id=tracker.run_id)
+                    run(
+                        cell_spec,
+                        method=method,
+                        seed=seed,
+                        budget_evals=budget,
+                        workers=workers,
+                        cpus_per_worker=cpus_per_worker,
+                        gpus_per_worker=gpus_per_worker,
+                        executor=executor,
+                        tracking_uri=tracking_uri,
+                        experiment=experiment,
+                        optuna_storage=optuna_storage,
+                        study_name=study,
+                        resume=_study_to_resume(method, optuna_storage, study),
+                        progress=progress,
+                        parent_run_id=tracker.run_id,
+                    )
                 except SearchFailed:
                     failed.append(f"{method}/seed {seed}")
                 ran += 1
@@ -106,12 +142,14 @@ def compare(space: str | os.PathLike | SearchSpec, *, methods: Sequence[str] = D
             raise
     files = build_report(tracking_uri, tracker.run_id, out, log=True)
     tracker.end()
-    return ComparisonResult(tracker.run_id, tracking_uri, files, ran, len(cells) - ran, failed,
-                            time.perf_counter() - start)
+    return ComparisonResult(
+        tracker.run_id, tracking_uri, files, ran, len(cells) - ran, failed, time.perf_counter() - start
+    )
 
 
-def report(comparison_run_id: str, *, tracking_uri: str = DEFAULT_TRACKING_URI, out: str = ".",
-           log: bool = False) -> list[str]:
+def report(
+    comparison_run_id: str, *, tracking_uri: str = DEFAULT_TRACKING_URI, out: str = ".", log: bool = False
+) -> list[str]:
     """Rebuild a comparison's report.md and curves from MLflow alone; returns the files written."""
     from popplast.tracking.report import build_report
 
@@ -123,8 +161,11 @@ def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise SpecError(COMMAND_LINE, "--methods", f"expected a comma-separated list of {', '.join(METHODS)}, got "
-                                                   f"{','.join(methods) or 'nothing'}.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--methods",
+            f"expected a comma-separated list of {', '.join(METHODS)}, got {','.join(methods) or 'nothing'}.",
+        )
     if len(set(methods)) != len(methods):
         raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
     return tuple(methods)

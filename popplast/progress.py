@@ -18,8 +18,9 @@ from popplast.core.result import EvalResult
 
 
 class SearchProgress:
-    def __init__(self, generations: int, population: int = 0, stream: TextIO = sys.stderr, total: int = 0,
-                 done: int = 0) -> None:
+    def __init__(
+        self, generations: int, population: int = 0, stream: TextIO = sys.stderr, total: int = 0, done: int = 0
+    ) -> None:
         self.generations = generations
         self.total = total or generations * population
         self.console = Console(file=stream, highlight=False)
@@ -31,8 +32,13 @@ class SearchProgress:
         self.generation = 0
         self._bar: Progress | None = None
         if self.console.is_terminal:
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[status]}"), console=self.console)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+            )
             self._task = self._bar.add_task("search", total=self.total, status="")
             self._bar.start()
 
@@ -66,9 +72,12 @@ class SearchProgress:
 
     def _refresh(self) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.done,
-                             description=f"generation {self.generation + 1}/{self.generations}",
-                             status=self.status_line().split(" · ", 2)[-1])
+            self._bar.update(
+                self._task,
+                completed=self.done,
+                description=f"generation {self.generation + 1}/{self.generations}",
+                status=self.status_line().split(" · ", 2)[-1],
+            )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -89,8 +98,13 @@ class EvolutionProgress:
         self.start = time.perf_counter()
         self._bar: Progress | None = None
         if self.console.is_terminal:
-            self._bar = Progress(TextColumn("evolving rules"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[status]}"), console=self.console)
+            self._bar = Progress(
+                TextColumn("evolving rules"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+            )
             self._task = self._bar.add_task("rules", total=generations, status="")
             self._bar.start()
 
@@ -107,8 +121,9 @@ class EvolutionProgress:
         if self._bar is not None:
             self._bar.update(self._task, completed=done, status=status)
         elif done % max(1, self.generations // 10) == 0 or done == self.generations:
-            self.console.print(f"[popplast] generation {done}/{self.generations} · {status}", markup=False,
-                               soft_wrap=True)
+            self.console.print(
+                f"[popplast] generation {done}/{self.generations} · {status}", markup=False, soft_wrap=True
+            )
 
     def close(self) -> None:
         if self._bar is not None:

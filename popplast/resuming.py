@@ -12,9 +12,14 @@ from popplast.core.spec import TUNE_METHODS, SearchSpec
 EXTENDABLE = ("strategy.generations",)
 
 
-def resumed_spec(run_id: str, space: str | os.PathLike | SearchSpec | None, tracking_uri: str,
-                 experiment: str | None, budget_evals: int | None,
-                 flags: dict[str, Any]) -> tuple[Any, SearchSpec, int]:
+def resumed_spec(
+    run_id: str,
+    space: str | os.PathLike | SearchSpec | None,
+    tracking_uri: str,
+    experiment: str | None,
+    budget_evals: int | None,
+    flags: dict[str, Any],
+) -> tuple[Any, SearchSpec, int]:
     """(the search run's record, the spec to go on with, the budget); SpecError when what the caller gives
     (a file, flags, an experiment) disagrees with the search being resumed."""
     from popplast.core.budget import default_budget, with_budget
@@ -22,11 +27,18 @@ def resumed_spec(run_id: str, space: str | os.PathLike | SearchSpec | None, trac
 
     record = read_search(tracking_uri, run_id)
     if record.method in TUNE_METHODS:
-        raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} ran {record.method} on Ray Tune, which "
-                                                  "popplast cannot resume; GA, Gen-Soup and Optuna searches resume.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--resume",
+            f"the search run {run_id} ran {record.method} on Ray Tune, which "
+            "popplast cannot resume; GA, Gen-Soup and Optuna searches resume.",
+        )
     if experiment and experiment != record.experiment:
-        raise SpecError(COMMAND_LINE, "--experiment", f"the search run {run_id} is in the experiment "
-                                                      f"{record.experiment!r}, not {experiment!r}.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--experiment",
+            f"the search run {run_id} is in the experiment {record.experiment!r}, not {experiment!r}.",
+        )
     stored = SearchSpec.from_dict(record.spec, record.source)
     if space is None:
         base = stored
@@ -40,18 +52,29 @@ def resumed_spec(run_id: str, space: str | os.PathLike | SearchSpec | None, trac
     if difference:
         key, was, now = difference
         where = f"{space}" if space is not None and not isinstance(space, SearchSpec) else "the flags"
-        raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} was started with {key} = {was!r}, but "
-                                                  f"{where} say{'s' if where != 'the flags' else ''} {now!r}; a "
-                                                  "resumed search keeps its settings (only --generations or "
-                                                  "--budget-evals may grow). Leave SPACE.yaml out to resume it "
-                                                  "as it was.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--resume",
+            f"the search run {run_id} was started with {key} = {was!r}, but "
+            f"{where} say{'s' if where != 'the flags' else ''} {now!r}; a "
+            "resumed search keeps its settings (only --generations or "
+            "--budget-evals may grow). Leave SPACE.yaml out to resume it "
+            "as it was.",
+        )
     if record.finished and not budget > record.budget_evals:
-        raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} finished its {record.budget_evals} "
-                                                  "evaluations; nothing to resume (pass --generations or "
-                                                  "--budget-evals to extend it).")
+        raise SpecError(
+            COMMAND_LINE,
+            "--resume",
+            f"the search run {run_id} finished its {record.budget_evals} "
+            "evaluations; nothing to resume (pass --generations or "
+            "--budget-evals to extend it).",
+        )
     if budget < record.budget_evals:
-        raise SpecError(COMMAND_LINE, "--budget-evals", f"the search run {run_id} already has a budget of "
-                                                        f"{record.budget_evals} evaluations; got {budget}.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--budget-evals",
+            f"the search run {run_id} already has a budget of {record.budget_evals} evaluations; got {budget}.",
+        )
     return record, spec, budget
 
 

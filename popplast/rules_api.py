@@ -17,12 +17,24 @@ from popplast.core.rules_spec import RulesSpec
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
-def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = None, population: int | None = None,
-                 generations: int | None = None, seed: int | None = None, sigma: float | None = None,
-                 learning_rate: float | None = None, workers: int | None = None,
-                 cpus_per_worker: float = 1, gpus_per_worker: float = 0, executor: str = "ray",
-                 address: str | None = None, tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None,
-                 progress: bool = True) -> RulesResult:
+def evolve_rules(
+    space: str | os.PathLike | RulesSpec,
+    *,
+    method: str | None = None,
+    population: int | None = None,
+    generations: int | None = None,
+    seed: int | None = None,
+    sigma: float | None = None,
+    learning_rate: float | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    executor: str = "ray",
+    address: str | None = None,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    experiment: str | None = None,
+    progress: bool = True,
+) -> RulesResult:
     """Evolve (or, with method 'gradient', train) plasticity rules as the file says; flags override it.
 
     `sigma` and `learning_rate` that neither the file nor the call sets are the method's defaults
@@ -38,16 +50,25 @@ def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = N
     from popplast.training.rule_evaluator import RuleEvaluator, train_rules_by_gradient
 
     spec = space if isinstance(space, RulesSpec) else RulesSpec.from_yaml(space)
-    spec = spec.with_overrides(method=method, population=population, generations=generations, seed=seed,
-                               sigma=sigma, learning_rate=learning_rate)
+    spec = spec.with_overrides(
+        method=method,
+        population=population,
+        generations=generations,
+        seed=seed,
+        sigma=sigma,
+        learning_rate=learning_rate,
+    )
     _check_options(executor, workers, cpus_per_worker, gpus_per_worker)
     s = spec.strategy
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     try:
         tracker = RulesTracker(tracking_uri, experiment, s.method)
     except Exception as e:  # MLflow raises many types for a bad URI
-        raise SpecError(COMMAND_LINE, "--tracking-uri", f"cannot open the MLflow tracking store {tracking_uri!r} "
-                        f"({type(e).__name__}: {e}).") from None
+        raise SpecError(
+            COMMAND_LINE,
+            "--tracking-uri",
+            f"cannot open the MLflow tracking store {tracking_uri!r} ({type(e).__name__}: {e}).",
+        ) from None
     threads = max(1, int(cpus_per_worker))
     local = RuleEvaluator(spec, threads=threads)  # final evaluation (and the gradient baseline) run here
     rng = np.random.default_rng(np.random.SeedSequence(s.seed))
@@ -62,11 +83,20 @@ def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = N
     # in this process the evaluator already built serves; Ray workers build their own from the spec
     make_evaluator = (lambda: local) if kind == "local" else functools.partial(RuleEvaluator, spec, threads)
     with _open_executor(kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population) as pool:
-        tracker.start_search(spec, {"executor": kind, "workers": pool.workers, "genes": dim,
-                                    "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker})
+        tracker.start_search(
+            spec,
+            {
+                "executor": kind,
+                "workers": pool.workers,
+                "genes": dim,
+                "cpus_per_worker": cpus_per_worker,
+                "gpus_per_worker": gpus_per_worker,
+            },
+        )
         try:
             try:
                 if s.method == "gradient":
+
                     def on_step(step: int, metrics: dict) -> None:
                         for observer in observers:
                             observer.generation_finished(step, metrics)
@@ -75,8 +105,9 @@ def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = N
                     best, best_fitness = None, float("nan")
                 else:
                     strategy = _strategy(spec, dim)
-                    state, _ = run_evolution(strategy, pool, rng, s.generations, len(local.data.y_train),
-                                             s.batch_size, observers)
+                    state, _ = run_evolution(
+                        strategy, pool, rng, s.generations, len(local.data.y_train), s.batch_size, observers
+                    )
                     rules, best, best_fitness = state.mean, state.best, state.best_fitness
             finally:
                 for observer in observers[1:]:
@@ -87,17 +118,35 @@ def evolve_rules(space: str | os.PathLike | RulesSpec, *, method: str | None = N
             tracker.fail_search()
             raise
     result = RulesResult(
-        method=s.method, rules=rules.tolist(), train_accuracy=final["train_accuracy"],
-        test_accuracy=final["test_accuracy"], generalisation_accuracy=general.test_accuracy,
+        method=s.method,
+        rules=rules.tolist(),
+        train_accuracy=final["train_accuracy"],
+        test_accuracy=final["test_accuracy"],
+        generalisation_accuracy=general.test_accuracy,
         generalisation_batch_accuracy=general.batch_test_accuracy,
-        generalisation_curve=general.train_curve, best_fitness=best_fitness, generations=s.generations,
-        search_run_id=tracker.search_run_id, experiment_id=tracker.experiment_id, tracking_uri=tracking_uri,
-        wall_seconds=time.perf_counter() - start, chance=1.0 / local.data.classes)
-    tracker.end_search({"train_accuracy": result.train_accuracy, "test_accuracy": result.test_accuracy,
-                        "generalisation_test_accuracy": result.generalisation_accuracy,
-                        "generalisation_batch_test_accuracy": result.generalisation_batch_accuracy,
-                        "wall_seconds": result.wall_seconds}, general.train_curve, rules,
-                       rule_sizes(spec.network.rounds), best, None if best is None else best_fitness)
+        generalisation_curve=general.train_curve,
+        best_fitness=best_fitness,
+        generations=s.generations,
+        search_run_id=tracker.search_run_id,
+        experiment_id=tracker.experiment_id,
+        tracking_uri=tracking_uri,
+        wall_seconds=time.perf_counter() - start,
+        chance=1.0 / local.data.classes,
+    )
+    tracker.end_search(
+        {
+            "train_accuracy": result.train_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "generalisation_test_accuracy": result.generalisation_accuracy,
+            "generalisation_batch_test_accuracy": result.generalisation_batch_accuracy,
+            "wall_seconds": result.wall_seconds,
+        },
+        general.train_curve,
+        rules,
+        rule_sizes(spec.network.rounds),
+        best,
+        None if best is None else best_fitness,
+    )
     return result
 
 

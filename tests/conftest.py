@@ -12,8 +12,9 @@ from typing import Iterator
 
 import pytest
 
-CLUSTER_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cluster",
-                              "local_cluster.sh")
+CLUSTER_SCRIPT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cluster", "local_cluster.sh"
+)
 
 TINY_SPEC = """
 dataset: {name: digits, split_seed: 0}
@@ -107,8 +108,13 @@ def ray_address():
 
 def cluster_env(port: str, **extra: str) -> dict[str, str]:
     """The environment of cluster/local_cluster.sh for a cluster on `port`, and of drivers that join it."""
-    return {**os.environ, "RAY": os.path.join(os.path.dirname(sys.executable), "ray"), "RAY_PORT": port,
-            "RAY_AUTH_MODE": "token", **extra}
+    return {
+        **os.environ,
+        "RAY": os.path.join(os.path.dirname(sys.executable), "ray"),
+        "RAY_PORT": port,
+        "RAY_AUTH_MODE": "token",
+        **extra,
+    }
 
 
 @contextlib.contextmanager

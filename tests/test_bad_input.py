@@ -21,31 +21,54 @@ CASES = {
     "malformed YAML": (spec_with("population: 4", "population: [4"), "not valid YAML (line"),
     "unknown top-level key": (TINY_SPEC + "budget: 3\n", "at budget: unknown key"),
     "unknown nested key": (spec_with("population: 4", "populaton: 4"), "at strategy.populaton: unknown key"),
-    "unknown architecture": (spec_with("[lenet5, small_vgg]", "[lenet5, alexnet9]"),
-                             "at space.architecture.choices: unknown architecture 'alexnet9'"),
+    "unknown architecture": (
+        spec_with("[lenet5, small_vgg]", "[lenet5, alexnet9]"),
+        "at space.architecture.choices: unknown architecture 'alexnet9'",
+    ),
     "unknown loss": (TINY_SPEC + "fixed: {loss: hinge}\n", "at fixed.loss: unknown loss 'hinge'"),
-    "unknown optimizer": (spec_with("[adam, rmsprop]", "[adam, adamm]"),
-                          "at space.optimizer.choices: unknown optimizer 'adamm'"),
-    "low > high": (spec_with("low: 0.1, high: 3.0", "low: 5.0, high: 3.0"),
-                   "at space.lr_scale.low: expected low <= high, got low = 5.0 and high = 3.0"),
+    "unknown optimizer": (
+        spec_with("[adam, rmsprop]", "[adam, adamm]"),
+        "at space.optimizer.choices: unknown optimizer 'adamm'",
+    ),
+    "low > high": (
+        spec_with("low: 0.1, high: 3.0", "low: 5.0, high: 3.0"),
+        "at space.lr_scale.low: expected low <= high, got low = 5.0 and high = 3.0",
+    ),
     "empty choices": (spec_with("[adam, rmsprop]", "[]"), "at space.optimizer.choices: expected a non-empty list"),
-    "missing image folder": (spec_with("{name: digits, split_seed: 0}", "{name: imagefolder, path: no/such/dir}"),
-                             "at dataset.path: expected an existing image folder"),
+    "missing image folder": (
+        spec_with("{name: digits, split_seed: 0}", "{name: imagefolder, path: no/such/dir}"),
+        "at dataset.path: expected an existing image folder",
+    ),
     "unknown hyperparameter": (
-        spec_with("  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}\n"
-                  "  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}\n", "")
+        spec_with(
+            "  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}\n"
+            "  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}\n",
+            "",
+        )
         + "  dropout: {type: float, low: 0.0, high: 0.5}\n",
-        "at space.dropout: unknown hyperparameter; expected one of: architecture, loss"),
-    "probability out of range": (spec_with("lr_scale: 0.9}", "lr_scale: 1.5}"),
-                                 "at strategy.crossover.lr_scale: expected a probability in [0, 1], got 1.5"),
-    "probabilities missing a gene": (spec_with("optimizer: 0.0, lr_scale: 0.9", "optimizer: 0.0"),
-                                     "at strategy.crossover.lr_scale: this key is required"),
+        "at space.dropout: unknown hyperparameter; expected one of: architecture, loss",
+    ),
+    "probability out of range": (
+        spec_with("lr_scale: 0.9}", "lr_scale: 1.5}"),
+        "at strategy.crossover.lr_scale: expected a probability in [0, 1], got 1.5",
+    ),
+    "probabilities missing a gene": (
+        spec_with("optimizer: 0.0, lr_scale: 0.9", "optimizer: 0.0"),
+        "at strategy.crossover.lr_scale: this key is required",
+    ),
     "wrong type": (spec_with("population: 4", "population: four"), "at strategy.population: expected an integer"),
-    "unknown data set": (spec_with("{name: digits, split_seed: 0}", "{name: letters}"),
-                         "at dataset.name: unknown data set 'letters'"),
-    "pretrained built-in": (TINY_SPEC + "fixed: {pretrained: true}\n", "at fixed.pretrained: the built-in architecture"),
-    "gensoup key for ga": (spec_with("population: 4", "population: 4\n  population_step: 1"),
-                           "at strategy.population_step: only the gensoup method takes population_step"),
+    "unknown data set": (
+        spec_with("{name: digits, split_seed: 0}", "{name: letters}"),
+        "at dataset.name: unknown data set 'letters'",
+    ),
+    "pretrained built-in": (
+        TINY_SPEC + "fixed: {pretrained: true}\n",
+        "at fixed.pretrained: the built-in architecture",
+    ),
+    "gensoup key for ga": (
+        spec_with("population: 4", "population: 4\n  population_step: 1"),
+        "at strategy.population_step: only the gensoup method takes population_step",
+    ),
     "unknown method": (spec_with("method: ga", "method: pso"), "at strategy.method: expected one of ga, gensoup"),
 }
 
@@ -68,14 +91,20 @@ def test_missing_file(tmp_path, capsys):
     assert "nope.yaml: the file does not exist." in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--population", "1"], "Invalid option --population: expected an integer >= 2, got int 1."),
-    (["--workers", "0"], "Invalid option --workers: expected an integer >= 1, got 0."),
-    (["--cpus-per-worker", "0"], "Invalid option --cpus-per-worker: expected a number > 0"),
-    (["--tracking-uri", "nosuch://x"], "Invalid option --tracking-uri: cannot open the MLflow tracking store"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--population", "1"], "Invalid option --population: expected an integer >= 2, got int 1."),
+        (["--workers", "0"], "Invalid option --workers: expected an integer >= 1, got 0."),
+        (["--cpus-per-worker", "0"], "Invalid option --cpus-per-worker: expected a number > 0"),
+        (["--tracking-uri", "nosuch://x"], "Invalid option --tracking-uri: cannot open the MLflow tracking store"),
+    ],
+)
 def test_bad_flag(flags, expected, tiny_spec, tmp_path, capsys):
-    assert main(["run", str(tiny_spec), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags]) == 2
+    assert (
+        main(["run", str(tiny_spec), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags])
+        == 2
+    )
     assert expected in capsys.readouterr().err
 
 
@@ -89,8 +118,18 @@ def test_an_mlflow_server_that_does_not_answer_fails_in_seconds(tiny_spec, tmp_p
 
 
 def test_a_cluster_without_the_gpus_asked_for(ray_address, tiny_spec, tmp_path, capsys):
-    code = main(["run", str(tiny_spec), "--gpus-per-worker", "1", "--workers", "2",
-                 "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    code = main(
+        [
+            "run",
+            str(tiny_spec),
+            "--gpus-per-worker",
+            "1",
+            "--workers",
+            "2",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/m.db",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "2 workers × --gpus-per-worker 1 need 2 GPUs, but the Ray cluster has 0" in err
 

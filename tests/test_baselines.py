@@ -39,8 +39,9 @@ def test_tpe_study_through_popplasts_executor_and_its_resume(tiny_spec, tracking
             else:
                 assert params[name] == str(value), name
 
-    with pytest.raises(SpecError, match=f"--study-name: the study 'tiny-tpe-seed7' already exists.*--resume "
-                                        f"{first.search_run_id}"):
+    with pytest.raises(
+        SpecError, match=f"--study-name: the study 'tiny-tpe-seed7' already exists.*--resume {first.search_run_id}"
+    ):
         popplast.run(tiny_spec, budget_evals=6, **options)
     optuna.load_study(study_name="tiny-tpe-seed7", storage=storage).ask()  # as a driver killed mid-trial leaves it
     options.pop("method")  # the search run knows its method, spec and study
@@ -58,16 +59,30 @@ def test_the_same_seed_gives_the_same_trials(tiny_spec, tmp_path):
     runs = []
     for name in ("a", "b"):
         uri = f"sqlite:///{tmp_path / name}.db"
-        result = popplast.run(tiny_spec, method="random", budget_evals=5, executor="local", tracking_uri=uri,
-                              optuna_storage=f"sqlite:///{tmp_path / name}-optuna.db", progress=False)
+        result = popplast.run(
+            tiny_spec,
+            method="random",
+            budget_evals=5,
+            executor="local",
+            tracking_uri=uri,
+            optuna_storage=f"sqlite:///{tmp_path / name}-optuna.db",
+            progress=False,
+        )
         runs.append(lineage(individuals(uri, result.search_run_id)))
     assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("method", ["cmaes", "nsga2"])
 def test_other_samplers_run_the_same_budget(method, tiny_spec, tracking_uri, tmp_path):
-    result = popplast.run(tiny_spec, method=method, budget_evals=5, executor="local", tracking_uri=tracking_uri,
-                          optuna_storage=f"sqlite:///{tmp_path / 'o.db'}", progress=False)
+    result = popplast.run(
+        tiny_spec,
+        method=method,
+        budget_evals=5,
+        executor="local",
+        tracking_uri=tracking_uri,
+        optuna_storage=f"sqlite:///{tmp_path / 'o.db'}",
+        progress=False,
+    )
     rows = individuals(tracking_uri, result.search_run_id)
     assert len(rows) == 5 and {r["method"] for r in rows} == {method}
 
@@ -96,11 +111,12 @@ def test_pbt_on_ray_tune_exploits_as_single_parent_edges(ray_address, tiny_spec,
 def test_pbt_trains_no_more_segments_at_once_than_its_workers(ray_address, tiny_spec, tracking_uri):
     """--workers 1 on a 2-CPU Ray instance: Tune would run 2 trials at once; the segments' training intervals
     (tagged by each segment as it held its slot) must not overlap."""
-    result = popplast.run(tiny_spec, method="pbt", budget_evals=8, workers=1, tracking_uri=tracking_uri,
-                          progress=False)
+    result = popplast.run(tiny_spec, method="pbt", budget_evals=8, workers=1, tracking_uri=tracking_uri, progress=False)
     client = MlflowClient(tracking_uri)
-    spans = sorted((float(t["popplast.began"]), float(t["popplast.ended"])) for t in
-                   (client.get_run(r["run_id"]).data.tags for r in individuals(tracking_uri, result.search_run_id)))
+    spans = sorted(
+        (float(t["popplast.began"]), float(t["popplast.ended"]))
+        for t in (client.get_run(r["run_id"]).data.tags for r in individuals(tracking_uri, result.search_run_id))
+    )
     assert len(spans) == 8
     assert all(end <= next_begin for (_, end), (next_begin, _) in zip(spans, spans[1:])), spans
 
@@ -113,29 +129,46 @@ def test_tune_tpe_trials_are_individuals_without_parents(ray_address, tiny_spec,
     assert result.best_run_id in {r["run_id"] for r in rows}
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--method", "pbt", "--executor", "local"], "--executor: the pbt method runs on Ray Tune"),
-    (["--resume", "0123abcd"], "--resume: no search run '0123abcd' in the MLflow store"),
-    (["--budget-evals", "6"], "--budget-evals: ga evaluates whole generations of 4"),
-    (["--method", "tpe", "--optuna-storage", "nosuch://x"], "--optuna-storage: cannot open the Optuna storage"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--method", "pbt", "--executor", "local"], "--executor: the pbt method runs on Ray Tune"),
+        (["--resume", "0123abcd"], "--resume: no search run '0123abcd' in the MLflow store"),
+        (["--budget-evals", "6"], "--budget-evals: ga evaluates whole generations of 4"),
+        (["--method", "tpe", "--optuna-storage", "nosuch://x"], "--optuna-storage: cannot open the Optuna storage"),
+    ],
+)
 def test_bad_baseline_flags(flags, expected, tmp_path, capsys):
     from tests.conftest import TINY_SPEC
 
     path = write_spec(tmp_path, TINY_SPEC)
-    code = main(["run", str(path), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db",
-                 "--optuna-storage", f"sqlite:///{tmp_path}/o.db", *flags])
+    code = main(
+        [
+            "run",
+            str(path),
+            "--executor",
+            "local",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/m.db",
+            "--optuna-storage",
+            f"sqlite:///{tmp_path}/o.db",
+            *flags,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
 
 
 def test_pbt_needs_a_float_gene(tmp_path, capsys):
-    path = write_spec(tmp_path, """
+    path = write_spec(
+        tmp_path,
+        """
         dataset: {name: digits}
         fidelity: {image_size: 8, epochs: 1}
         strategy: {population: 4, generations: 2}
         space:
           optimizer: {type: categorical, choices: [adam, sgd]}
-        """)
+        """,
+    )
     assert main(["run", str(path), "--method", "pbt", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
     assert "at space: pbt perturbs float genes, and this space has none" in capsys.readouterr().err

@@ -15,8 +15,9 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 def run(script: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), *args], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, script), *args], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

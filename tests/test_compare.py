@@ -20,9 +20,17 @@ def comparison(ray_address, tmp_path_factory):
     folder = tmp_path_factory.mktemp("compare")
     spec = write_spec(folder, TINY_SPEC, "tiny.yaml")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    result = popplast.compare(spec, methods=",".join(METHODS), budget_evals=8, seeds=2, workers=2, tracking_uri=uri,
-                              optuna_storage=f"sqlite:///{folder / 'optuna.db'}", out=str(folder / "report"),
-                              progress=False)
+    result = popplast.compare(
+        spec,
+        methods=",".join(METHODS),
+        budget_evals=8,
+        seeds=2,
+        workers=2,
+        tracking_uri=uri,
+        optuna_storage=f"sqlite:///{folder / 'optuna.db'}",
+        out=str(folder / "report"),
+        progress=False,
+    )
     return result, folder, uri, spec
 
 
@@ -49,7 +57,10 @@ def test_mlflow_holds_the_comparison_and_report_rebuilds_it_identically(comparis
     run = client.get_run(result.run_id)
     assert run.data.tags["popplast.role"] == "comparison" and run.info.status == "FINISHED"
     assert {a.path for a in client.list_artifacts(result.run_id, "report")} == {
-        "report/report.md", "report/anytime_evaluations.png", "report/anytime_seconds.png"}
+        "report/report.md",
+        "report/anytime_evaluations.png",
+        "report/anytime_seconds.png",
+    }
     searches = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
     cells = {(s.data.params["method"], s.data.params["seed"]): s.data.params for s in searches}
     assert set(cells) == {(m, s) for m in METHODS for s in ("7", "8")}
@@ -66,27 +77,49 @@ def test_an_interrupted_comparison_runs_only_its_unfinished_searches(comparison)
     result, folder, uri, spec = comparison
     client = MlflowClient(uri)
     run = client.get_run(result.run_id)
-    [ga8] = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}' and "
-                                                         "params.method = 'ga' and params.seed = '8'")
+    [ga8] = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{result.run_id}' and params.method = 'ga' and params.seed = '8'",
+    )
     client.set_terminated(ga8.info.run_id, status="FAILED")  # as a driver killed in that search leaves it
-    again = popplast.compare(spec, methods=",".join(METHODS), budget_evals=8, seeds=2, workers=2, tracking_uri=uri,
-                             optuna_storage=f"sqlite:///{folder / 'optuna.db'}", out=str(folder / "again"),
-                             resume=result.run_id, progress=False)
+    again = popplast.compare(
+        spec,
+        methods=",".join(METHODS),
+        budget_evals=8,
+        seeds=2,
+        workers=2,
+        tracking_uri=uri,
+        optuna_storage=f"sqlite:///{folder / 'optuna.db'}",
+        out=str(folder / "again"),
+        resume=result.run_id,
+        progress=False,
+    )
     assert (again.run_id, again.cells_run, again.cells_skipped) == (result.run_id, 1, 5)
     text = (folder / "again" / "report.md").read_text()
     assert ga8.info.run_id not in text and text.count("| ga | 8 | ") == 1
 
     with pytest.raises(SpecError, match="--resume: the comparison run .* budget_evals = 8, not 12"):
-        popplast.compare(spec, methods=",".join(METHODS), budget_evals=12, seeds=2, workers=2, tracking_uri=uri,
-                         resume=result.run_id, progress=False)
+        popplast.compare(
+            spec,
+            methods=",".join(METHODS),
+            budget_evals=12,
+            seeds=2,
+            workers=2,
+            tracking_uri=uri,
+            resume=result.run_id,
+            progress=False,
+        )
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--methods", "ga,bayes"], "--methods: expected a comma-separated list of ga, gensoup, tpe"),
-    (["--methods", "ga,ga"], "--methods: expected each method once"),
-    (["--seeds", "0"], "--seeds: expected an integer >= 1, got 0"),
-    (["--methods", "ga,pbt", "--budget-evals", "6"], "--budget-evals: ga evaluates whole generations of 4"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--methods", "ga,bayes"], "--methods: expected a comma-separated list of ga, gensoup, tpe"),
+        (["--methods", "ga,ga"], "--methods: expected each method once"),
+        (["--seeds", "0"], "--seeds: expected an integer >= 1, got 0"),
+        (["--methods", "ga,pbt", "--budget-evals", "6"], "--budget-evals: ga evaluates whole generations of 4"),
+    ],
+)
 def test_bad_compare_flags(flags, expected, tmp_path, capsys):
     from tests.conftest import TINY_SPEC, write_spec
 

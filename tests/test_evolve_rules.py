@@ -31,19 +31,26 @@ generalisation: {passes: 2, samples: 200}
 def test_cli_evolve_rules_on_ray_with_two_workers(tmp_path, ray_address):
     spec = write_spec(tmp_path, TINY_RULES, "rules.yaml")
     uri = f"sqlite:///{tmp_path / 'rules.db'}"
-    out = subprocess.run([BIN, "evolve-rules", str(spec), "--workers", "2", "--address", ray_address,
-                          "--tracking-uri", uri], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = subprocess.run(
+        [BIN, "evolve-rules", str(spec), "--workers", "2", "--address", ray_address, "--tracking-uri", uri],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "Rules evolved with openai over 4 generations" in out.stdout and "304 genes" in out.stdout
     assert "[popplast] generation 4/4" in out.stderr
     client = MlflowClient(uri)
-    [search] = client.search_runs([client.get_experiment_by_name("rules").experiment_id],
-                                  "tags.`popplast.role` = 'search'")
+    [search] = client.search_runs(
+        [client.get_experiment_by_name("rules").experiment_id], "tags.`popplast.role` = 'search'"
+    )
     assert search.data.params["workers"] == "2" and search.info.status == "FINISHED"
     for key in ("train_accuracy", "test_accuracy", "generalisation_test_accuracy"):
         assert 0 <= search.data.metrics[key] <= 1
-    generations = client.search_runs([search.info.experiment_id],
-                                     f"tags.mlflow.parentRunId = '{search.info.run_id}'", order_by=["start_time ASC"])
+    generations = client.search_runs(
+        [search.info.experiment_id], f"tags.mlflow.parentRunId = '{search.info.run_id}'", order_by=["start_time ASC"]
+    )
     assert [int(r.data.tags["popplast.generation"]) for r in generations] == [0, 1, 2, 3]
     for previous, run in zip(generations, generations[1:]):
         assert run.data.tags["popplast.parent_run_ids"] == previous.info.run_id
@@ -65,29 +72,41 @@ def test_ray_and_local_evolve_the_same_rules(tmp_path, ray_address):
 def test_gradient_baseline_and_elitist_run_locally(tmp_path):
     spec = write_spec(tmp_path, TINY_RULES, "rules.yaml")
     for method, population in (("gradient", 2), ("elitist", 5), ("snes", 6)):
-        result = rules_api.evolve_rules(spec, method=method, population=population, executor="local",
-                                        tracking_uri=f"sqlite:///{tmp_path}/m.db", progress=False)
+        result = rules_api.evolve_rules(
+            spec,
+            method=method,
+            population=population,
+            executor="local",
+            tracking_uri=f"sqlite:///{tmp_path}/m.db",
+            progress=False,
+        )
         assert result.method == method and len(result.rules) == 304
         assert len(result.generalisation_curve) == 2 and 0 <= result.generalisation_batch_accuracy <= 1
 
 
-SHIPPED_RULES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces",
-                             "rules_classification.yaml")
+SHIPPED_RULES = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces", "rules_classification.yaml"
+)
 
 
-@pytest.mark.parametrize("flags, sigma, learning_rate", [
-    ({"method": "elitist"}, 0.01, 0.05),  # the file's documented command: the paper's σ
-    ({"method": "openai"}, 0.1, 0.05),
-    ({"method": "gradient"}, 0.1, 0.01),  # the paper's Adam rate for the gradient baseline
-    ({"method": "elitist", "sigma": 0.2, "learning_rate": 0.3}, 0.2, 0.3),  # flags win
-])
+@pytest.mark.parametrize(
+    "flags, sigma, learning_rate",
+    [
+        ({"method": "elitist"}, 0.01, 0.05),  # the file's documented command: the paper's σ
+        ({"method": "openai"}, 0.1, 0.05),
+        ({"method": "gradient"}, 0.1, 0.01),  # the paper's Adam rate for the gradient baseline
+        ({"method": "elitist", "sigma": 0.2, "learning_rate": 0.3}, 0.2, 0.3),  # flags win
+    ],
+)
 def test_the_shipped_file_runs_each_methods_own_sigma_unless_told(flags, sigma, learning_rate):
     spec = RulesSpec.from_yaml(SHIPPED_RULES).with_overrides(**flags)
     assert (spec.strategy.sigma, spec.strategy.learning_rate) == (sigma, learning_rate)
 
 
 def test_sigma_in_the_file_holds_for_every_method_and_the_flags_override_it(tmp_path):
-    spec = RulesSpec.from_yaml(write_spec(tmp_path, TINY_RULES.replace("batch_size: 50,", "batch_size: 50, sigma: 0.3,")))
+    spec = RulesSpec.from_yaml(
+        write_spec(tmp_path, TINY_RULES.replace("batch_size: 50,", "batch_size: 50, sigma: 0.3,"))
+    )
     assert spec.with_overrides(method="elitist").strategy.sigma == 0.3
     assert spec.with_overrides(method="elitist", sigma=0.05).strategy.sigma == 0.05
     with pytest.raises(SpecError, match="--sigma: expected a number > 0"):
@@ -96,24 +115,48 @@ def test_sigma_in_the_file_holds_for_every_method_and_the_flags_override_it(tmp_
 
 def test_evolve_rules_elitist_records_the_papers_sigma(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
-    code = main(["evolve-rules", SHIPPED_RULES, "--method", "elitist", "--population", "4", "--generations", "1",
-                 "--executor", "local", "--tracking-uri", uri, "--quiet"])
+    code = main(
+        [
+            "evolve-rules",
+            SHIPPED_RULES,
+            "--method",
+            "elitist",
+            "--population",
+            "4",
+            "--generations",
+            "1",
+            "--executor",
+            "local",
+            "--tracking-uri",
+            uri,
+            "--quiet",
+        ]
+    )
     client = MlflowClient(uri)
-    [search] = client.search_runs([client.get_experiment_by_name("rules_classification").experiment_id],
-                                  "tags.`popplast.role` = 'search'")
+    [search] = client.search_runs(
+        [client.get_experiment_by_name("rules_classification").experiment_id], "tags.`popplast.role` = 'search'"
+    )
     assert code == 0 and search.data.params["strategy.sigma"] == "0.01"
 
 
-@pytest.mark.parametrize("text, flags, expected", [
-    (TINY_RULES.replace("cap: 6", "cap: 20"), [], "at network.cap: expected an integer in 1..hidden (12), got int 20."),
-    (TINY_RULES.replace("population: 8", "population: 7"), [], "at strategy.population: expected an even number"),
-    (TINY_RULES + "budget: 1\n", [], "at budget: unknown key"),
-    (TINY_RULES.replace("dataset: classification", "dataset: mnist"), [], "at task.dataset: expected one of"),
-    (TINY_RULES, ["--generations", "0"], "Invalid option --generations: expected an integer >= 1, got int 0."),
-])
+@pytest.mark.parametrize(
+    "text, flags, expected",
+    [
+        (
+            TINY_RULES.replace("cap: 6", "cap: 20"),
+            [],
+            "at network.cap: expected an integer in 1..hidden (12), got int 20.",
+        ),
+        (TINY_RULES.replace("population: 8", "population: 7"), [], "at strategy.population: expected an even number"),
+        (TINY_RULES + "budget: 1\n", [], "at budget: unknown key"),
+        (TINY_RULES.replace("dataset: classification", "dataset: mnist"), [], "at task.dataset: expected one of"),
+        (TINY_RULES, ["--generations", "0"], "Invalid option --generations: expected an integer >= 1, got int 0."),
+    ],
+)
 def test_bad_rules_input(text, flags, expected, tmp_path, capsys):
     spec = write_spec(tmp_path, text, "rules.yaml")
-    code = main(["evolve-rules", str(spec), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db",
-                 *flags])
+    code = main(
+        ["evolve-rules", str(spec), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags]
+    )
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err

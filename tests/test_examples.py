@@ -41,8 +41,16 @@ def test_gradient_boosting_regression_is_searched_by_tpe_and_the_ga(method, tmp_
     monkeypatch.chdir(tmp_path)
     spec = copy("friedman_boosting", tmp_path) / "friedman_tpe.yaml"
     uri = f"sqlite:///{tmp_path}/m.db"
-    result = popplast.run(spec, method=method, population=4, generations=2, executor="local", tracking_uri=uri,
-                          optuna_storage=f"sqlite:///{tmp_path}/o.db", progress=False)
+    result = popplast.run(
+        spec,
+        method=method,
+        population=4,
+        generations=2,
+        executor="local",
+        tracking_uri=uri,
+        optuna_storage=f"sqlite:///{tmp_path}/o.db",
+        progress=False,
+    )
     assert result.evaluations == 8 and result.failed == 0
     assert 0 < result.best_metrics["val_mse"] < 10 and result.best_metrics["val_r2"] > 0.5
     client = MlflowClient(uri)

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.slow
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 PORT = "6390"
 # evaluations of about a second, so that a kill lands while one runs
-SPEC = TINY_SPEC.replace("fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400}",
-                         "fidelity: {image_size: 16, epochs: 8, batch_size: 64, max_train_samples: 600}")
+SPEC = TINY_SPEC.replace(
+    "fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400}",
+    "fidelity: {image_size: 16, epochs: 8, batch_size: 64, max_train_samples: 600}",
+)
 assert SPEC != TINY_SPEC
 
 
@@ -41,8 +43,14 @@ def cluster():
 
 
 def _driver(args: list[str], cwd) -> subprocess.Popen:
-    return subprocess.Popen([BIN, "run", *args, "--quiet"], cwd=cwd, env=_cluster_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [BIN, "run", *args, "--quiet"],
+        cwd=cwd,
+        env=_cluster_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for(condition, timeout: float = 120, step: float = 0.05):
@@ -124,8 +132,10 @@ def test_attempts_are_bounded_and_every_item_is_accounted_for(ray_address, tmp_p
     try:
         never = tmp_path / "never-dies"
         never.touch()
-        results = {r.individual_id: r for r in pool.map([_Dies("always"), _Dies("once", str(tmp_path / "died")),
-                                                         _Dies("fine", str(never))])}
+        results = {
+            r.individual_id: r
+            for r in pool.map([_Dies("always"), _Dies("once", str(tmp_path / "died")), _Dies("fine", str(never))])
+        }
     finally:
         pool.close()
     assert not results["always"].ok and len(results["always"].retries) == 2
@@ -149,8 +159,11 @@ def test_a_users_objective_beside_its_file_reaches_the_worker_nodes(cluster, tmp
     """The module is in a folder no worker node has on its path: it travels with the work."""
     spec = write_user_objective(tmp_path / "project")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = _finish(_driver([str(spec), "--method", "gensoup", "--address", cluster, "--workers", "2",
-                           "--tracking-uri", uri], tmp_path))
+    out = _finish(
+        _driver(
+            [str(spec), "--method", "gensoup", "--address", cluster, "--workers", "2", "--tracking-uri", uri], tmp_path
+        )
+    )
     assert "12 evaluations (0 failed)" in out, out
 
 
@@ -175,6 +188,7 @@ def test_the_driver_killed_between_generations_resumes_the_same_search(cluster, 
 def test_the_driver_killed_mid_generation_resumes_the_same_search(method, cluster, ray_address, tmp_path):
     proc, uri, expected = _search(cluster, tmp_path, method)
     run = _wait_for(lambda: _search_run(uri))
+
     def in_generation_1() -> list:
         return [r for r in _all_runs(uri, run) if r.data.tags.get("popplast.generation") == "1"]
 
@@ -211,8 +225,13 @@ def test_without_an_address_a_local_instance_starts_even_after_a_cluster_is_gone
         f.write("127.0.0.1:9")  # nothing listens there
     try:
         spec = write_spec(tmp_path, TINY_SPEC.replace("generations: 3", "generations: 1"))
-        out = subprocess.run([BIN, "run", str(spec), "--quiet", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [BIN, "run", str(spec), "--quiet", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         if before is None:
             os.remove(current)
@@ -242,8 +261,13 @@ def test_gensoup_weights_lost_with_their_node_are_made_again(cluster, ray_addres
     and the search is still the same search."""
     proc, uri, expected = _search(cluster, tmp_path, "gensoup")
     run = _wait_for(lambda: _search_run(uri))
-    finished = _wait_for(lambda: [r for r in _all_runs(uri, run) if r.data.tags.get("popplast.generation") == "1"
-                                  and r.data.tags.get("popplast.status") == "ok"])
+    finished = _wait_for(
+        lambda: [
+            r
+            for r in _all_runs(uri, run)
+            if r.data.tags.get("popplast.generation") == "1" and r.data.tags.get("popplast.status") == "ok"
+        ]
+    )
     _lose_node(psutil.Process(int(finished[0].data.tags["popplast.worker"].rsplit(":", 1)[1])))
     try:
         out = _finish(proc)

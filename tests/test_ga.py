@@ -145,9 +145,11 @@ def test_state_round_trips_through_json():
 def test_golden_run():
     """A seeded run compared with a recorded file: any change to the operators' arithmetic or RNG use shows."""
     populations, state = run(make_ga(), 0, 4, fail={"g001-i002"})
-    got = {"genomes": [[list(i.genome) for i in pop] for pop in populations],
-           "lineage": [[[i.id, i.operator, list(i.parent_ids), i.seed] for i in pop] for pop in populations],
-           "best": state.best.id}
+    got = {
+        "genomes": [[list(i.genome) for i in pop] for pop in populations],
+        "lineage": [[[i.id, i.operator, list(i.parent_ids), i.seed] for i in pop] for pop in populations],
+        "best": state.best.id,
+    }
     if os.environ.get("POPPLAST_RECORD_GOLDEN"):  # after a deliberate change of the GA, and only then
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=1))

@@ -28,8 +28,16 @@ def test_image_size_schedule():
 
 
 def soup(**kw):
-    settings = dict(n_genes=3, population=8, crossover=[0.0, 0.9, 0.9], mutation=[0.0, 0.3, 0.3],
-                    population_step=2, min_population=3, arch_index=0, arch_choices=2)
+    settings = dict(
+        n_genes=3,
+        population=8,
+        crossover=[0.0, 0.9, 0.9],
+        mutation=[0.0, 0.3, 0.3],
+        population_step=2,
+        min_population=3,
+        arch_index=0,
+        arch_choices=2,
+    )
     return GenSoup(**{**settings, **kw})
 
 
@@ -61,10 +69,18 @@ def test_lineage_rules_over_generations():
 def test_fixed_architecture_leaves_every_gene_to_the_operators():
     """With the architecture fixed (no gene), gene 0 is a hyperparameter like the others: mutated with pm = 1,
     it must not be copied from the better parent (it was, onto lr_scale, when arch_index defaulted to 0)."""
-    spec = SearchSpec.from_dict({"dataset": {"name": "digits"}, "fidelity": {}, "fixed": {"architecture": "lenet5"},
-                                 "strategy": {"method": "gensoup", "population": 8, "mutation": 1.0},
-                                 "space": {"lr_scale": {"type": "float", "low": 0.1, "high": 1.0},
-                                           "weight_decay": {"type": "float", "low": 0.0, "high": 0.1}}})
+    spec = SearchSpec.from_dict(
+        {
+            "dataset": {"name": "digits"},
+            "fidelity": {},
+            "fixed": {"architecture": "lenet5"},
+            "strategy": {"method": "gensoup", "population": 8, "mutation": 1.0},
+            "space": {
+                "lr_scale": {"type": "float", "low": 0.1, "high": 1.0},
+                "weight_decay": {"type": "float", "low": 0.0, "high": 0.1},
+            },
+        }
+    )
     gs, rng = build_strategy(spec), np.random.default_rng(0)
     state = gs.init()
     population, state = gs.ask(state, rng)
@@ -115,8 +131,8 @@ space:
 def test_gensoup_run_on_ray(tmp_path, tracking_uri, ray_address):
     import mlflow.pytorch
 
-    from popplast.training.data import load_split
     from popplast.core.spec import DatasetSpec
+    from popplast.training.data import load_split
     from popplast.training.train import measure
 
     result = popplast.run(write_spec(tmp_path, SOUP_SPEC), workers=2, tracking_uri=tracking_uri, progress=False)
@@ -126,7 +142,7 @@ def test_gensoup_run_on_ray(tmp_path, tracking_uri, ray_address):
     assert len(tags) == 6 + 5 + 4 + 3
     operators = {t["popplast.operator"] for t in tags.values()}
     assert operators <= {"init", "inherit", "fusion", "elite"} and {"fusion", "elite"} <= operators
-    for key, t in tags.items():
+    for t in tags.values():
         generation = int(t["popplast.generation"])
         parents = [p for p in t["popplast.parent_ids"].split(",") if p]
         assert all(int(tags[p]["popplast.generation"]) == generation - 1 for p in parents)

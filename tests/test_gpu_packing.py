@@ -52,8 +52,9 @@ def gpu_cluster():
 def test_quarter_gpus_pack_four_workers_on_each_gpu(gpu_cluster, tmp_path):
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    out = subprocess.run([sys.executable, str(script), gpu_cluster, "16", "0.25"], env=ENV, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(script), gpu_cluster, "16", "0.25"], env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     placements, results = report["placements"], report["results"]
@@ -74,12 +75,24 @@ def test_a_search_records_each_individuals_gpu_and_refuses_too_many_workers(gpu_
     spec = write_spec(tmp_path, TINY_SPEC.replace("generations: 3", "generations: 1"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = [BIN, "run", str(spec), "--address", gpu_cluster, "--tracking-uri", uri, "--quiet"]
-    too_many = subprocess.run([*common, "--workers", "17", "--gpus-per-worker", "0.25", "--cpus-per-worker", "0.5"],
-                              env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    too_many = subprocess.run(
+        [*common, "--workers", "17", "--gpus-per-worker", "0.25", "--cpus-per-worker", "0.5"],
+        env=ENV,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert too_many.returncode == 2
     assert "17 workers × --gpus-per-worker 0.25 need 4.25 GPUs, but the Ray cluster has 4" in too_many.stderr
-    done = subprocess.run([*common, "--workers", "4", "--gpus-per-worker", "0.5"], env=ENV, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*common, "--workers", "4", "--gpus-per-worker", "0.5"],
+        env=ENV,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("spec").experiment_id])

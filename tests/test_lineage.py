@@ -18,8 +18,15 @@ from popplast.tracking.lineage import draw_lineage, read_lineage
 
 BIN = os.path.dirname(sys.executable)
 CHROMIUM = shutil.which("chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 
 def test_lineage_is_read_from_mlflow_and_drawn(tiny_spec, tracking_uri, tmp_path):
@@ -28,8 +35,9 @@ def test_lineage_is_read_from_mlflow_and_drawn(tiny_spec, tracking_uri, tmp_path
     lineage = read_lineage(client, result.search_run_id)
     assert len(lineage.nodes) == 12 and lineage.best_id == result.best.id
     ancestry = lineage.ancestry()
-    assert result.best.id in ancestry and all(lineage.nodes[p].generation < lineage.nodes[result.best.id].generation
-                                              for p in ancestry - {result.best.id})
+    assert result.best.id in ancestry and all(
+        lineage.nodes[p].generation < lineage.nodes[result.best.id].generation for p in ancestry - {result.best.id}
+    )
     # popplast run already attached both files; drawing again here writes them locally
     artifacts = {a.path for a in client.list_artifacts(result.search_run_id)}
     assert {"lineage.html", "lineage.png"} <= artifacts and os.path.isfile(result.lineage_html)
@@ -53,9 +61,23 @@ def mlflow_server(tmp_path):
     """A real `mlflow server` on localhost, with its own store, for the length of one test."""
     port = _free_port()
     log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([os.path.join(BIN, "mlflow"), "server", "--backend-store-uri",
-                             f"sqlite:///{tmp_path / 'server.db'}", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            os.path.join(BIN, "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -81,8 +103,20 @@ def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tm
     from playwright.sync_api import sync_playwright
 
     result = popplast.run(tiny_spec, executor="local", generations=2, tracking_uri=mlflow_server, progress=False)
-    out = subprocess.run([os.path.join(BIN, "popplast"), "lineage", result.search_run_id, "--tracking-uri",
-                          mlflow_server, "--out", str(tmp_path / "tree")], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            os.path.join(BIN, "popplast"),
+            "lineage",
+            result.search_run_id,
+            "--tracking-uri",
+            mlflow_server,
+            "--out",
+            str(tmp_path / "tree"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.search_run_id}'")
@@ -94,7 +128,9 @@ def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tm
             page.goto(f"file://{tmp_path / 'tree' / 'lineage.html'}")
             nodes = page.locator("a.node")
             assert nodes.count() == len(runs) == 8
-            assert {nodes.nth(i).get_attribute("data-run") for i in range(nodes.count())} == {r.info.run_id for r in runs}
+            assert {nodes.nth(i).get_attribute("data-run") for i in range(nodes.count())} == {
+                r.info.run_id for r in runs
+            }
             target = nodes.nth(nodes.count() - 1)
             run_id, individual = target.get_attribute("data-run"), target.get_attribute("data-individual")
             target.locator("circle").click()

@@ -23,7 +23,7 @@ def ce(z, y):
 CLOSED_FORM = {
     "cross_entropy": lambda z, y: ce(z, y),
     "label_smoothing": lambda z, y: -(((1 - 0.1) * np.eye(K)[y] + 0.1 / K) * log_softmax(z)).sum(axis=1).mean(),
-    "logit_penalty": lambda z, y: ce(z, y) + 4e-4 * (z ** 2).sum(axis=1).mean(),
+    "logit_penalty": lambda z, y: ce(z, y) + 4e-4 * (z**2).sum(axis=1).mean(),
     "logit_norm": lambda z, y: ce(z / (0.04 * np.linalg.norm(z, axis=1, keepdims=True)), y),
     "sigmoid_ce": lambda z, y: (np.log1p(np.exp(z)).sum(axis=1) - z[np.arange(len(y)), y]).mean(),
 }
@@ -47,7 +47,7 @@ def test_logit_penalty_uses_each_samples_own_logits():
     bigger = z.clone()
     bigger[1] *= 10
     difference = LOSSES["logit_penalty"](bigger, y) - LOSSES["cross_entropy"](bigger, y)
-    assert float(difference) == pytest.approx(4e-4 * (bigger ** 2).sum(dim=1).mean().item())
+    assert float(difference) == pytest.approx(4e-4 * (bigger**2).sum(dim=1).mean().item())
 
 
 @pytest.mark.parametrize("name", sorted(CLOSED_FORM))

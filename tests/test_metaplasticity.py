@@ -42,7 +42,7 @@ def test_matches_explicitly_weighted_gradients_on_a_real_conv():
     x = torch.randn(2, 3, 7, 7, requires_grad=True)
     delta = torch.randn(2, 4, 4, 4)
     plain = conv(x)
-    gx_plain, = torch.autograd.grad(plain, x, delta)
+    (gx_plain,) = torch.autograd.grad(plain, x, delta)
     weighted = delta * pattern_weights(plain, 0.7)
     gw_ref, gb_ref = torch.autograd.grad(conv(x.detach()), [conv.weight, conv.bias], weighted)
     with Metaplasticity(conv, 0.7):

@@ -14,6 +14,7 @@ from tests.test_search import individuals, lineage
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture
 def user_spec(tmp_path):
     return write_user_objective(tmp_path / "project")
@@ -47,8 +48,9 @@ def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_p
     assert (inheriting > 0) == (method == "gensoup")
     search = client.get_run(result.search_run_id)
     assert search.data.params["objective"] == "userobj:fit" and search.data.params["fitness.mode"] == "minimize"
-    assert result.best_fitness == max(r["fitness"] for r in rows) and "fitness (−loss, loss minimised)" in \
-        result.summary()
+    assert (
+        result.best_fitness == max(r["fitness"] for r in rows) and "fitness (−loss, loss minimised)" in result.summary()
+    )
 
 
 def test_same_seed_same_lineage_with_the_ray_and_the_local_executor(user_spec, tmp_path, ray_address):
@@ -74,18 +76,27 @@ def test_a_function_passed_from_python_and_failures_that_do_not_stop_the_search(
     result, uri = run(user_spec, tmp_path, "p", objective=fit, executor="local", generations=4)
     rows = individuals(uri, result.search_run_id)
     assert len(calls) == len(rows) == 16 and result.failed == sum(r["status"] == "failed" for r in rows) > 0
-    errors = {MlflowClient(uri).get_run(r["run_id"]).data.tags.get("popplast.error", "").split("\n")[0]
-              for r in rows if r["status"] == "failed"}
-    known = ("ValueError: boom", "FloatingPointError: the objective's loss is nan",
-             "KeyError: \"the objective returned no 'loss' metric")
+    errors = {
+        MlflowClient(uri).get_run(r["run_id"]).data.tags.get("popplast.error", "").split("\n")[0]
+        for r in rows
+        if r["status"] == "failed"
+    }
+    known = (
+        "ValueError: boom",
+        "FloatingPointError: the objective's loss is nan",
+        "KeyError: \"the objective returned no 'loss' metric",
+    )
     assert errors and all(e.startswith(known) for e in errors), errors
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("objective: nosuchmodule:fit", "at objective: cannot import 'nosuchmodule'"),
-    ("objective: userobj:nothere", "at objective: the module 'userobj'"),
-    ("objective: userobj", "at objective: expected 'module:function'"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("objective: nosuchmodule:fit", "at objective: cannot import 'nosuchmodule'"),
+        ("objective: userobj:nothere", "at objective: the module 'userobj'"),
+        ("objective: userobj", "at objective: expected 'module:function'"),
+    ],
+)
 def test_an_objective_that_cannot_be_found_is_a_clear_error(line, expected, user_spec, tmp_path, capsys):
     user_spec.write_text(user_spec.read_text().replace("objective: userobj:fit", line))
     code = main(["run", str(user_spec), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from popplast.core.operators import best_index, normalise, selection_score, tournament, uniform_mutation
-from popplast.core.operators import weighted_crossover
+from popplast.core.operators import (
+    best_index,
+    normalise,
+    selection_score,
+    tournament,
+    uniform_mutation,
+    weighted_crossover,
+)
 
 
 class Scripted:
@@ -74,8 +80,9 @@ def test_weighted_crossover_one_zero_parent_copies_the_other():
 
 def test_uniform_mutation_hand_worked():
     # decisions [0.3, 0.3, 0.6] < pm [1.0, 0.0, 0.5] → [mutate, keep, keep]; fresh values [0.9, 0.8, 0.7]
-    genome, mutated = uniform_mutation(np.array([0.1, 0.2, 0.3]), np.array([1.0, 0.0, 0.5]),
-                                       Scripted(random=[0.3, 0.3, 0.6, 0.9, 0.8, 0.7]))
+    genome, mutated = uniform_mutation(
+        np.array([0.1, 0.2, 0.3]), np.array([1.0, 0.0, 0.5]), Scripted(random=[0.3, 0.3, 0.6, 0.9, 0.8, 0.7])
+    )
     assert genome == pytest.approx([0.9, 0.2, 0.3])
     assert mutated.tolist() == [True, False, False]
 

@@ -14,14 +14,16 @@ from popplast.core.errors import SpecError
 from popplast.core.space import Gene, SearchSpace
 from popplast.core.spec import SearchSpec
 
-SPACE = SearchSpace((
-    Gene("lr", "float", low=1e-5, high=1e-1, log=True),
-    Gene("dropout", "float", low=0.0, high=0.5),
-    Gene("width", "int", low=8, high=64, log=True),
-    Gene("depth", "int", low=1, high=6),
-    Gene("optimizer", "categorical", choices=("adam", "sgd", "rmsprop")),
-    Gene("flags", "categorical", choices=(None, True, 3, 0.5)),
-))
+SPACE = SearchSpace(
+    (
+        Gene("lr", "float", low=1e-5, high=1e-1, log=True),
+        Gene("dropout", "float", low=0.0, high=0.5),
+        Gene("width", "int", low=8, high=64, log=True),
+        Gene("depth", "int", low=1, high=6),
+        Gene("optimizer", "categorical", choices=("adam", "sgd", "rmsprop")),
+        Gene("flags", "categorical", choices=(None, True, 3, 0.5)),
+    )
+)
 
 
 def test_every_gene_type_converts_to_its_optuna_distribution():
@@ -65,8 +67,12 @@ def test_what_optuna_cannot_hold_is_refused_by_name():
         from_optuna({"q": FloatDistribution(0.0, 1.0, step=0.1)})
 
 
-SPEC = {"dataset": {"name": "digits"}, "fidelity": {}, "space": {"lr": {"type": "float", "low": 0.1, "high": 1.0}},
-        "strategy": {"population": 10, "generations": 6}}
+SPEC = {
+    "dataset": {"name": "digits"},
+    "fidelity": {},
+    "space": {"lr": {"type": "float", "low": 0.1, "high": 1.0}},
+    "strategy": {"population": 10, "generations": 6},
+}
 
 
 def test_budgets_in_evaluations_for_every_method():
@@ -74,8 +80,19 @@ def test_budgets_in_evaluations_for_every_method():
     assert default_budget(spec) == 60
     assert with_budget(spec, 40).strategy.generations == 4
     assert with_budget(spec.with_overrides(method="tpe"), 45).strategy.generations == 5  # rows of 10 for layout
-    soup = SearchSpec.from_dict({**SPEC, "strategy": {"method": "gensoup", "population": 10, "generations": 6,
-                                                      "population_step": 2, "min_population": 4}}, "s.yaml")
+    soup = SearchSpec.from_dict(
+        {
+            **SPEC,
+            "strategy": {
+                "method": "gensoup",
+                "population": 10,
+                "generations": 6,
+                "population_step": 2,
+                "min_population": 4,
+            },
+        },
+        "s.yaml",
+    )
     assert default_budget(soup) == 10 + 8 + 6 + 4 + 4 + 4
     assert with_budget(soup, 30).strategy.generations == 4  # 10 + 8 + 6 + 4 = 28; a fifth would make 32
     with pytest.raises(SpecError, match="--budget-evals: ga evaluates whole generations of 10 .*s.yaml.*got 45"):

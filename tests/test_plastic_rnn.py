@@ -6,8 +6,15 @@ import dataclasses
 import pytest
 import torch
 
-from popplast.plasticity.plastic_rnn import PlasticNet, forward, genome_size, plastic_pass, population_accuracy
-from popplast.plasticity.plastic_rnn import rule_sizes, single_accuracy
+from popplast.plasticity.plastic_rnn import (
+    PlasticNet,
+    forward,
+    genome_size,
+    plastic_pass,
+    population_accuracy,
+    rule_sizes,
+    single_accuracy,
+)
 
 
 @pytest.mark.parametrize("rounds, sizes, total", [(1, (4, 16, 8), 28), (2, (8, 64, 16), 88), (3, (16, 256, 32), 304)])
@@ -20,8 +27,9 @@ def hand_net(eta: float = 1.0) -> PlasticNet:
     w_in = torch.tensor([[1.0], [2.0], [3.0]])
     w_g = torch.tensor([[0.0, 0.0, 5.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     w_out = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    return PlasticNet(torch.ones(3, 1, dtype=torch.bool), ~torch.eye(3, dtype=torch.bool), w_in, w_g, w_out,
-                      cap=1, rounds=1, eta=eta)
+    return PlasticNet(
+        torch.ones(3, 1, dtype=torch.bool), ~torch.eye(3, dtype=torch.bool), w_in, w_g, w_out, cap=1, rounds=1, eta=eta
+    )
 
 
 def test_pattern_codes_hand_worked():
@@ -31,7 +39,9 @@ def test_pattern_codes_hand_worked():
     net = hand_net()
     logits, codes = forward(net.w_in[None], net.w_g[None], net.w_out[None], torch.tensor([[1.0]]), 1, 1)
     assert codes[0, 0].tolist() == [1, 0, 2]
-    assert logits[0, 0].tolist() == pytest.approx([torch.sigmoid(torch.tensor(5 * (3 + torch.sigmoid(torch.tensor(3.0)).item()))).item(), 0.0])
+    assert logits[0, 0].tolist() == pytest.approx(
+        [torch.sigmoid(torch.tensor(5 * (3 + torch.sigmoid(torch.tensor(3.0)).item()))).item(), 0.0]
+    )
 
 
 def test_rule_lookup_and_update_hand_worked():
@@ -91,7 +101,7 @@ def test_gradients_reach_every_rule_table():
     torch.nn.functional.cross_entropy(logits[0], y).backward()
     a, b, _ = rule_sizes(2)
     grad = rules.grad[0]
-    assert grad[:a].abs().sum() > 0 and grad[a:a + b].abs().sum() > 0 and grad[a + b:].abs().sum() > 0
+    assert grad[:a].abs().sum() > 0 and grad[a : a + b].abs().sum() > 0 and grad[a + b :].abs().sum() > 0
 
 
 def test_cap_keeps_exactly_k_units():

@@ -27,33 +27,56 @@ def test_shipped_search_space_files_check(tmp_path, monkeypatch):
             continue
         check_spec(SearchSpec.from_yaml(path))
         checked.append(name)
-    assert {"digits_metaplastic.yaml", "digits_positionwise.yaml", "digits_transfer_ndhtl.yaml",
-            "digits_gencnn.yaml"} <= set(checked)
+    assert {
+        "digits_metaplastic.yaml",
+        "digits_positionwise.yaml",
+        "digits_transfer_ndhtl.yaml",
+        "digits_gencnn.yaml",
+    } <= set(checked)
 
 
-@pytest.mark.parametrize("config", [
-    {"optimizer": "sgd_nesterov", "metaplastic_b": 1.0},
-    {"optimizer": "positionwise_sgd"},
-    {"optimizer": "positionwise_adam"},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"optimizer": "sgd_nesterov", "metaplastic_b": 1.0},
+        {"optimizer": "positionwise_sgd"},
+        {"optimizer": "positionwise_adam"},
+    ],
+)
 def test_each_mechanism_trains_through_the_evaluator(config):
-    evaluator = CNNEvaluator(DatasetSpec("digits"), Fidelity(image_size=8, epochs=1, batch_size=64,
-                                                             max_train_samples=200), threads=1)
+    evaluator = CNNEvaluator(
+        DatasetSpec("digits"), Fidelity(image_size=8, epochs=1, batch_size=64, max_train_samples=200), threads=1
+    )
     individual = Individual("g000-i000", (), 0, seed=3)
     result = evaluator.evaluate(individual, {"architecture": "lenet5", **config})
-    plain = evaluator.evaluate(individual, {"architecture": "lenet5", "optimizer": config["optimizer"].replace(
-        "positionwise_", ""), **({"metaplastic_b": 0.0} if "metaplastic_b" in config else {})})
+    plain = evaluator.evaluate(
+        individual,
+        {
+            "architecture": "lenet5",
+            "optimizer": config["optimizer"].replace("positionwise_", ""),
+            **({"metaplastic_b": 0.0} if "metaplastic_b" in config else {}),
+        },
+    )
     assert result.ok and plain.ok, (result.error, plain.error)
     assert result.tags["trained_weights_hash"] != plain.tags["trained_weights_hash"]  # the mechanism acted
     assert result.tags["initial_weights_hash"] == plain.tags["initial_weights_hash"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, gene", [("digits_metaplastic.yaml", "metaplastic_b"),
-                                        ("digits_positionwise.yaml", "optimizer")])
+@pytest.mark.parametrize(
+    "name, gene", [("digits_metaplastic.yaml", "metaplastic_b"), ("digits_positionwise.yaml", "optimizer")]
+)
 def test_a_ga_search_over_the_mechanism(name, gene, tracking_uri):
-    result = popplast.run(os.path.join(ROOT, "search_spaces", name), population=4, generations=1, epochs=1,
-                          image_size=8, executor="local", tracking_uri=tracking_uri, progress=False)
+    result = popplast.run(
+        os.path.join(ROOT, "search_spaces", name),
+        population=4,
+        generations=1,
+        epochs=1,
+        image_size=8,
+        executor="local",
+        tracking_uri=tracking_uri,
+        progress=False,
+    )
     rows = individuals(tracking_uri, result.search_run_id)
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     assert f"gene.{gene}" in rows[0]["genes"]

@@ -58,16 +58,16 @@ def test_no_whole_checkpoint_is_an_error_not_a_fresh_start(tiny_spec, tracking_u
     for name in ("state-g0000.json", "state-g0001.json"):
         _checkpoint_file(tracking_uri, first.search_run_id, name).write_text("{")
     with pytest.raises(SpecError, match="has checkpoints .* but none is whole"):
-        popplast.run(resume=first.search_run_id, generations=3, executor="local", tracking_uri=tracking_uri,
-                     progress=False)
+        popplast.run(
+            resume=first.search_run_id, generations=3, executor="local", tracking_uri=tracking_uri, progress=False
+        )
     assert len(individuals(tracking_uri, first.search_run_id)) == 8  # nothing deleted
 
 
 def test_resume_draws_no_download_bars(tiny_spec, tracking_uri, capfd):
     first = popplast.run(tiny_spec, generations=1, executor="local", tracking_uri=tracking_uri, progress=False)
     capfd.readouterr()
-    popplast.run(resume=first.search_run_id, generations=2, executor="local", tracking_uri=tracking_uri,
-                 progress=False)
+    popplast.run(resume=first.search_run_id, generations=2, executor="local", tracking_uri=tracking_uri, progress=False)
     out, err = capfd.readouterr()
     assert "Downloading artifacts" not in out + err
 

@@ -20,22 +20,31 @@ def individuals(tracking_uri: str, search_run_id: str) -> list[dict]:
     """Every individual of a search, read back from MLflow alone."""
     client = MlflowClient(tracking_uri)
     search = client.get_run(search_run_id)
-    runs = client.search_runs([search.info.experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'",
-                              max_results=1000)
+    runs = client.search_runs(
+        [search.info.experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'", max_results=1000
+    )
     out = []
     for run in runs:
         t = run.data.tags
         if t["popplast.status"] == "retried":  # an attempt whose worker died: not an individual of its own
             continue
-        out.append({
-            "run_id": run.info.run_id, "id": t["popplast.individual_id"], "generation": int(t["popplast.generation"]),
-            "parents": [p for p in t["popplast.parent_ids"].split(",") if p],
-            "parent_runs": [p for p in t["popplast.parent_run_ids"].split(",") if p],
-            "operator": t["popplast.operator"], "method": t["popplast.method"], "status": t["popplast.status"],
-            "seed": t["popplast.seed"], "fusion": t["popplast.fusion_weights"],
-            "genes": {k: v for k, v in run.data.params.items() if k.startswith("gene.")},
-            "fitness": run.data.metrics.get("fitness"), "mlflow_status": run.info.status,
-        })
+        out.append(
+            {
+                "run_id": run.info.run_id,
+                "id": t["popplast.individual_id"],
+                "generation": int(t["popplast.generation"]),
+                "parents": [p for p in t["popplast.parent_ids"].split(",") if p],
+                "parent_runs": [p for p in t["popplast.parent_run_ids"].split(",") if p],
+                "operator": t["popplast.operator"],
+                "method": t["popplast.method"],
+                "status": t["popplast.status"],
+                "seed": t["popplast.seed"],
+                "fusion": t["popplast.fusion_weights"],
+                "genes": {k: v for k, v in run.data.params.items() if k.startswith("gene.")},
+                "fitness": run.data.metrics.get("fitness"),
+                "mlflow_status": run.info.status,
+            }
+        )
     return sorted(out, key=lambda r: r["id"])
 
 
@@ -96,9 +105,11 @@ def test_the_mlflow_hint_names_the_venvs_mlflow_from_the_checkout(monkeypatch):
 
 def test_same_seed_same_search_on_ray_and_locally(tiny_spec, tmp_path, ray_address):
     uris = [f"sqlite:///{tmp_path / name}.db" for name in ("ray1", "ray2", "local")]
-    results = [popplast.run(tiny_spec, executor="ray", workers=2, tracking_uri=uris[0], progress=False),
-               popplast.run(tiny_spec, executor="ray", workers=2, tracking_uri=uris[1], progress=False),
-               popplast.run(tiny_spec, executor="local", tracking_uri=uris[2], progress=False)]
+    results = [
+        popplast.run(tiny_spec, executor="ray", workers=2, tracking_uri=uris[0], progress=False),
+        popplast.run(tiny_spec, executor="ray", workers=2, tracking_uri=uris[1], progress=False),
+        popplast.run(tiny_spec, executor="local", tracking_uri=uris[2], progress=False),
+    ]
     logged = [lineage(individuals(uri, r.search_run_id)) for uri, r in zip(uris, results)]
     assert logged[0] == logged[1] == logged[2]
     assert len({(r.best.id, r.best.genome, r.best_fitness) for r in results}) == 1
@@ -108,9 +119,27 @@ def test_same_seed_same_search_on_ray_and_locally(tiny_spec, tmp_path, ray_addre
 
 def test_cli_on_ray_with_two_workers(tiny_spec, tmp_path, ray_address):
     uri = f"sqlite:///{tmp_path / 'cli.db'}"
-    out = subprocess.run([BIN, "run", str(tiny_spec), "--workers", "2", "--address", ray_address,
-                          "--tracking-uri", uri, "--generations", "2", "--experiment", "cli-test"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = subprocess.run(
+        [
+            BIN,
+            "run",
+            str(tiny_spec),
+            "--workers",
+            "2",
+            "--address",
+            ray_address,
+            "--tracking-uri",
+            uri,
+            "--generations",
+            "2",
+            "--experiment",
+            "cli-test",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "[popplast] generation 2/2 · 8/8 evaluations" in out.stderr
     assert "Best individual g00" in out.stdout and f"mlflow ui --backend-store-uri {uri}" in out.stdout
@@ -128,8 +157,10 @@ def test_retrain_logs_a_loadable_model(tmp_path, tracking_uri, ray_address):
     import mlflow.pytorch
     import torch
 
-    final = "fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400, " \
-            "final: {epochs: 8, max_train_samples: null, scheduler: cosine}}"
+    final = (
+        "fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400, "
+        "final: {epochs: 8, max_train_samples: null, scheduler: cosine}}"
+    )
     spec = write_spec(tmp_path, TINY_SPEC.replace(TINY_SPEC.splitlines()[2], final))
     result = popplast.run(spec, workers=2, generations=1, retrain=True, tracking_uri=tracking_uri, progress=False)
     # 8 epochs on all 1077 training images against 1 epoch on 400 during the search
@@ -153,8 +184,13 @@ def test_more_workers_than_cpus_is_refused_before_training(tiny_spec, tmp_path, 
 
 
 def test_wrong_ray_address_fails_fast(tiny_spec, tmp_path):
-    out = subprocess.run([BIN, "run", str(tiny_spec), "--address", "127.0.0.1:1", "--quiet"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    out = subprocess.run(
+        [BIN, "run", str(tiny_spec), "--address", "127.0.0.1:1", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert "no Ray cluster answers at '127.0.0.1:1'" in out.stderr and "Traceback" not in out.stderr
 
@@ -177,10 +213,13 @@ def test_a_crashing_evaluation_is_recorded_as_failed_and_the_search_goes_on(tmp_
 def test_astrocyte_genes_in_a_gencnn_search(tmp_path, tracking_uri):
     text = TINY_SPEC.replace("  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}\n", "  crossover: 0.5\n")
     text = text.replace("  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}\n", "  mutation: 0.3\n")
-    text += ("  astro_str: {type: float, low: 0.5, high: 1.5}\n  astro_weak: {type: float, low: 0.5, high: 1.5}\n"
-             "fixed: {astro_ng: 2, astro_as: 0.5}\n")
-    result = popplast.run(write_spec(tmp_path, text), executor="local", generations=2, tracking_uri=tracking_uri,
-                          progress=False)
+    text += (
+        "  astro_str: {type: float, low: 0.5, high: 1.5}\n  astro_weak: {type: float, low: 0.5, high: 1.5}\n"
+        "fixed: {astro_ng: 2, astro_as: 0.5}\n"
+    )
+    result = popplast.run(
+        write_spec(tmp_path, text), executor="local", generations=2, tracking_uri=tracking_uri, progress=False
+    )
     rows = individuals(tracking_uri, result.search_run_id)
     assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
     params = MlflowClient(tracking_uri).get_run(rows[0]["run_id"]).data.params

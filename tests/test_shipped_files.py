@@ -26,8 +26,9 @@ def copied(name: str, folder: Path) -> Path:
     return Path(shutil.copy(SPACES / name, folder / name))
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in SPACES.glob("*.yaml")
-                                        if p.name not in (NEEDS_A_GPU_AND_IMAGES, RULES)))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in SPACES.glob("*.yaml") if p.name not in (NEEDS_A_GPU_AND_IMAGES, RULES))
+)
 def test_every_search_file_runs_as_shipped(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may land in the working tree, and nothing may come from it
     result = popplast.run(copied(name, tmp_path), tracking_uri=f"sqlite:///{tmp_path}/m.db", **TINY)
@@ -35,8 +36,14 @@ def test_every_search_file_runs_as_shipped(name, tmp_path, monkeypatch):
 
 
 def test_the_rules_file_runs_as_shipped(tmp_path):
-    result = evolve_rules(copied(RULES, tmp_path), generations=1, population=4, executor="local",
-                          tracking_uri=f"sqlite:///{tmp_path}/m.db", progress=False)
+    result = evolve_rules(
+        copied(RULES, tmp_path),
+        generations=1,
+        population=4,
+        executor="local",
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+        progress=False,
+    )
     assert len(result.rules) == 304
 
 
@@ -44,8 +51,10 @@ def test_the_thesis_file_stops_with_a_clear_message_without_its_images_or_weight
     path = copied(NEEDS_A_GPU_AND_IMAGES, tmp_path)
     uri = ["--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
     assert main(["run", str(path), *uri]) == 2
-    assert f"at dataset.path: expected an existing image folder, but {tmp_path / 'data' / 'images'}" in \
-        capsys.readouterr().err
+    assert (
+        f"at dataset.path: expected an existing image folder, but {tmp_path / 'data' / 'images'}"
+        in capsys.readouterr().err
+    )
     for label in ("a", "b"):  # the folder the file names, relative to it; then the pretrained weights
         (tmp_path / "data" / "images" / label).mkdir(parents=True)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache; offline, nothing to download
@@ -60,8 +69,9 @@ def test_the_transfer_file_makes_its_source_backbone_beside_it_once(tmp_path, mo
     path = copied("digits_transfer_ndhtl.yaml", tmp_path)
     popplast.run(path, tracking_uri=f"sqlite:///{tmp_path}/m.db", **{**TINY, "progress": True})
     made = tmp_path / "source_digits0-4.pt"
-    assert made.is_file() and "training the source backbone (lenet5 on classes [0, 1, 2, 3, 4])" in \
-        capsys.readouterr().err
+    assert (
+        made.is_file() and "training the source backbone (lenet5 on classes [0, 1, 2, 3, 4])" in capsys.readouterr().err
+    )
     stamp = os.stat(made).st_mtime_ns
     popplast.run(path, tracking_uri=f"sqlite:///{tmp_path}/m.db", **TINY)
     assert os.stat(made).st_mtime_ns == stamp  # reused, not made again

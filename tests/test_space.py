@@ -42,16 +42,20 @@ def test_decode_clips_out_of_range_genes():
 
 
 def test_encode_decode_round_trip():
-    space = SearchSpace((
-        Gene("arch", "categorical", choices=("lenet5", "small_vgg", "resnet18")),
-        Gene("lr", "float", 1e-5, 1.0, log=True),
-        Gene("wd", "float", 0.0, 0.1),
-        Gene("n", "int", 2, 9),
-        Gene("m", "int", 1, 1000, log=True),
-    ))
-    for config in ({"arch": "resnet18", "lr": 3e-3, "wd": 0.05, "n": 9, "m": 1},
-                   {"arch": "lenet5", "lr": 1e-5, "wd": 0.0, "n": 2, "m": 1000},
-                   {"arch": "small_vgg", "lr": 0.5, "wd": 0.1, "n": 5, "m": 37}):
+    space = SearchSpace(
+        (
+            Gene("arch", "categorical", choices=("lenet5", "small_vgg", "resnet18")),
+            Gene("lr", "float", 1e-5, 1.0, log=True),
+            Gene("wd", "float", 0.0, 0.1),
+            Gene("n", "int", 2, 9),
+            Gene("m", "int", 1, 1000, log=True),
+        )
+    )
+    for config in (
+        {"arch": "resnet18", "lr": 3e-3, "wd": 0.05, "n": 9, "m": 1},
+        {"arch": "lenet5", "lr": 1e-5, "wd": 0.0, "n": 2, "m": 1000},
+        {"arch": "small_vgg", "lr": 0.5, "wd": 0.1, "n": 5, "m": 37},
+    ):
         genome = space.encode(config)
         assert ((0 <= genome) & (genome <= 1)).all()
         decoded = space.decode(genome)

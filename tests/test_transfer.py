@@ -36,8 +36,9 @@ def source_checkpoint(tmp_path):
     data = load_split(DatasetSpec("digits"), 8, 1, None)
     torch.manual_seed(0)
     model = build_model("lenet5", 1, 5)
-    train_source(model, class_subset(data.train, range(5)), epochs=1, lr=0.01,
-                 generator=torch.Generator().manual_seed(0))
+    train_source(
+        model, class_subset(data.train, range(5)), epochs=1, lr=0.01, generator=torch.Generator().manual_seed(0)
+    )
     path = tmp_path / "source.pt"
     torch.save(model.state_dict(), path)
     return path
@@ -64,11 +65,14 @@ def test_a_transfer_search_over_the_head(source_checkpoint, tmp_path, tracking_u
     assert result.best_metrics["test_accuracy"] > 0.2  # five target classes: better than chance
 
 
-@pytest.mark.parametrize("change, expected", [
-    (("source.pt", "nosuch.pt"), "fixed.source_checkpoint: expected the path of a state dict"),
-    (("classes: [5, 6, 7, 8, 9]", "classes: [5]"), "fixed.classes: expected a list of at least two"),
-    (("choices: [linear, ndhtl]", "choices: [linear, hebbian]"), "space.head.choices: unknown head 'hebbian'"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (("source.pt", "nosuch.pt"), "fixed.source_checkpoint: expected the path of a state dict"),
+        (("classes: [5, 6, 7, 8, 9]", "classes: [5]"), "fixed.classes: expected a list of at least two"),
+        (("choices: [linear, ndhtl]", "choices: [linear, hebbian]"), "space.head.choices: unknown head 'hebbian'"),
+    ],
+)
 def test_bad_transfer_settings(change, expected, source_checkpoint, tmp_path):
     spec = write_spec(tmp_path, SPEC.format(checkpoint=source_checkpoint).replace(*change))
     with pytest.raises(SpecError, match=expected):
@@ -84,6 +88,7 @@ def test_the_ablation_keeps_the_head_linear(source_checkpoint):
     backbone, features = split_head(model)
     target = class_subset(data.train, range(5, 10))
     for plastic in (True, False):
-        tuned = finetune_ndhtl(backbone, 5, features, target, 40, 0.1, torch.Generator().manual_seed(0), episode=10,
-                               plastic=plastic)
+        tuned = finetune_ndhtl(
+            backbone, 5, features, target, 40, 0.1, torch.Generator().manual_seed(0), episode=10, plastic=plastic
+        )
         assert (float(tuned.head.alpha.detach().abs().sum()) == 0.0) == (not plastic)

@@ -10,9 +10,13 @@ from sklearn.model_selection import train_test_split
 def fit(config, trial):
     x, y = make_friedman1(n_samples=800, noise=1.0, random_state=0)
     x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.25, random_state=0)
-    model = GradientBoostingRegressor(n_estimators=int(config["n_estimators"]), learning_rate=config["learning_rate"],
-                                      max_depth=int(config["max_depth"]), subsample=config["subsample"],
-                                      random_state=trial.seed)
+    model = GradientBoostingRegressor(
+        n_estimators=int(config["n_estimators"]),
+        learning_rate=config["learning_rate"],
+        max_depth=int(config["max_depth"]),
+        subsample=config["subsample"],
+        random_state=trial.seed,
+    )
     model.fit(x_train, y_train)
     for step, predicted in enumerate(model.staged_predict(x_val), start=1):  # the validation curve by tree
         if step % 25 == 0:

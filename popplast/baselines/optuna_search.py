@@ -41,8 +41,13 @@ class SamplerState:
     best_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study_name": self.study_name, "storage": self.storage, "evaluations": self.evaluations,
-                "best": self.best.to_dict() if self.best else None, "best_fitness": self.best_fitness}
+        return {
+            "study_name": self.study_name,
+            "storage": self.storage,
+            "evaluations": self.evaluations,
+            "best": self.best.to_dict() if self.best else None,
+            "best_fitness": self.best_fitness,
+        }
 
 
 def make_sampler(method: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
@@ -51,8 +56,9 @@ def make_sampler(method: str, seed: int, population: int) -> optuna.samplers.Bas
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if method == "cmaes":
         # CMA-ES models numeric genes only; categorical genes are drawn by the seeded random sampler
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False,
-                                            independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, warn_independent_sampling=False, independent_sampler=optuna.samplers.RandomSampler(seed=seed)
+        )
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "nsga2":
@@ -73,32 +79,44 @@ def open_study(spec: SearchSpec, storage: str, study_name: str, resume: bool) ->
         storage_obj = optuna.storages.RDBStorage(storage)
         exists = study_name in optuna.get_all_study_names(storage_obj)
     except Exception as e:  # SQLAlchemy raises many types for a bad URL; all mean the same to the user
-        raise SpecError(COMMAND_LINE, "--optuna-storage",
-                        f"cannot open the Optuna storage {storage!r} ({type(e).__name__}: {e}).") from None
+        raise SpecError(
+            COMMAND_LINE, "--optuna-storage", f"cannot open the Optuna storage {storage!r} ({type(e).__name__}: {e})."
+        ) from None
     if exists and not resume:
         found = optuna.load_study(study_name=study_name, storage=storage_obj)
         if found.get_trials(deepcopy=False) or found.user_attrs.get(USER_SEARCH_RUN):
             run = found.user_attrs.get(USER_SEARCH_RUN)
             hint = f"pass --resume {run} to continue it" if run else "delete it to start again"
-            raise SpecError(COMMAND_LINE, "--study-name", f"the study {study_name!r} already exists in {storage}; "
-                                                          f"{hint}, or --study-name to start another.")
+            raise SpecError(
+                COMMAND_LINE,
+                "--study-name",
+                f"the study {study_name!r} already exists in {storage}; {hint}, or --study-name to start another.",
+            )
         # created by a driver that died before its first trial: nothing to mix, so it is used as new
     if resume and not exists:
-        raise SpecError(COMMAND_LINE, "--resume", f"there is no study {study_name!r} in {storage} to resume; "
-                                                  "pass the --optuna-storage the search used.")
-    study = optuna.create_study(storage=storage_obj, study_name=study_name, sampler=sampler,
-                                direction="maximize", load_if_exists=exists)
+        raise SpecError(
+            COMMAND_LINE,
+            "--resume",
+            f"there is no study {study_name!r} in {storage} to resume; pass the --optuna-storage the search used.",
+        )
+    study = optuna.create_study(
+        storage=storage_obj, study_name=study_name, sampler=sampler, direction="maximize", load_if_exists=exists
+    )
     if exists:
         recorded = study.user_attrs.get("popplast.method")
         if recorded and recorded != spec.strategy.method:
-            raise SpecError(COMMAND_LINE, "--resume", f"the study {study_name!r} was run with --method {recorded}, "
-                                                      f"not {spec.strategy.method}.")
+            raise SpecError(
+                COMMAND_LINE,
+                "--resume",
+                f"the study {study_name!r} was run with --method {recorded}, not {spec.strategy.method}.",
+            )
     study.set_user_attr("popplast.method", spec.strategy.method)
     return study
 
 
-def run_optuna(spec: SearchSpec, study: optuna.Study, storage: str, executor: Executor, trials: int,
-               observers: Sequence[Any] = ()) -> SearchOutcome:
+def run_optuna(
+    spec: SearchSpec, study: optuna.Study, storage: str, executor: Executor, trials: int, observers: Sequence[Any] = ()
+) -> SearchOutcome:
     """Evaluate trials until the study holds `trials` finished ones; failures are told FAIL and count."""
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         study.tell(stale.number, state=TrialState.FAIL)  # its driver died; the budget does not count it
@@ -143,8 +161,13 @@ def run_optuna(spec: SearchSpec, study: optuna.Study, storage: str, executor: Ex
 def sampled_individual(spec: SearchSpec, number: int, genome: Sequence[float]) -> Individual:
     """Trial `number` as an individual without parents, laid out in rows of the GA's population size."""
     population = spec.strategy.population
-    return Individual(individual_id(number // population, number % population), tuple(genome),
-                      number // population, operator="sample", seed=derived_seed(spec.strategy.seed, number))
+    return Individual(
+        individual_id(number // population, number % population),
+        tuple(genome),
+        number // population,
+        operator="sample",
+        seed=derived_seed(spec.strategy.seed, number),
+    )
 
 
 def _best_value(study: optuna.Study) -> float | None:
@@ -155,8 +178,11 @@ def _best_value(study: optuna.Study) -> float | None:
 
 def _evaluated(study: optuna.Study) -> list[Any]:
     """Trials whose evaluation finished (ok or failed); not those told FAIL because their driver died."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if USER_METRICS in t.user_attrs]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        if USER_METRICS in t.user_attrs
+    ]
 
 
 def _set_best(state: SamplerState, study: optuna.Study) -> None:
@@ -169,7 +195,6 @@ def _set_best(state: SamplerState, study: optuna.Study) -> None:
     state.best = Individual.from_dict(best.user_attrs[USER_INDIVIDUAL])
     state.best_fitness = float(best.value)
     state.best_metrics = dict(best.user_attrs.get(USER_METRICS, {}))
-
 
 
 def study_search_run(storage: str, study_name: str) -> str | None:

@@ -32,8 +32,10 @@ def gene_distribution(gene: Gene) -> BaseDistribution:
     if gene.type == "categorical":
         bad = [c for c in gene.choices if not isinstance(c, OPTUNA_CHOICE_TYPES)]
         if bad:
-            raise SpaceNotConvertible(f"gene '{gene.name}': Optuna's categorical choices must be null, booleans, "
-                                      f"numbers or strings; {bad[0]!r} is a {type(bad[0]).__name__}.")
+            raise SpaceNotConvertible(
+                f"gene '{gene.name}': Optuna's categorical choices must be null, booleans, "
+                f"numbers or strings; {bad[0]!r} is a {type(bad[0]).__name__}."
+            )
         return CategoricalDistribution(gene.choices)
     if gene.type == "int":
         return IntDistribution(int(gene.low), int(gene.high), log=gene.log)

@@ -28,8 +28,14 @@ from ray.tune.search import Searcher
 
 from popplast.baselines.optuna_search import SamplerState, make_sampler
 from popplast.baselines.optuna_space import params_to_genome, to_optuna
-from popplast.baselines.tune_trainable import parse_report, pbt_trainable, single_trainable
-from popplast.baselines.tune_trainable import INDEX_KEY, Slots, trial_index
+from popplast.baselines.tune_trainable import (
+    INDEX_KEY,
+    Slots,
+    parse_report,
+    pbt_trainable,
+    single_trainable,
+    trial_index,
+)
 from popplast.core.errors import SpecError
 from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, individual_id
@@ -115,17 +121,24 @@ def float_genes(spec: SearchSpec) -> list[Gene]:
 
 def check_pbt(spec: SearchSpec) -> None:
     if not float_genes(spec):
-        raise SpecError(spec.source, "space", "pbt perturbs float genes, and this space has none; use another "
-                                              "method or add a float gene (a learning rate, say).")
+        raise SpecError(
+            spec.source,
+            "space",
+            "pbt perturbs float genes, and this space has none; use another "
+            "method or add a float gene (a learning rate, say).",
+        )
 
 
-def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: float, threads: int,
-             observers: Sequence[Any] = ()) -> SearchOutcome:
+def run_tune(
+    spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: float, threads: int, observers: Sequence[Any] = ()
+) -> SearchOutcome:
     """Run `spec.strategy.method` (tune-tpe or pbt) on the Ray instance this process is connected to."""
     method, population, seed = spec.strategy.method, spec.strategy.population, spec.strategy.seed
     outcome = SearchOutcome(SamplerState(study_name="", storage=""))  # type: ignore[arg-type]
     resources = {"cpu": cpus, "gpu": gpus}
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, Tune's console stays quiet; popplast shows progress
+    os.environ.setdefault(
+        "RAY_AIR_NEW_OUTPUT", "0"
+    )  # with verbose=0, Tune's console stays quiet; popplast shows progress
     logging.getLogger("ray.tune").setLevel(logging.WARNING)  # PBT logs every exploit; MLflow holds them as lineage
     # a reused actor restoring a checkpoint looks for Tune's result files too, and warns that they are missing
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
@@ -137,11 +150,18 @@ def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: flo
             from ray.tune.search.optuna import OptunaSearch
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            search = _Numbered(OptunaSearch(space=to_optuna(spec.space), metric="fitness", mode="max",
-                                            sampler=make_sampler("tpe", seed, population)))
+            search = _Numbered(
+                OptunaSearch(
+                    space=to_optuna(spec.space),
+                    metric="fitness",
+                    mode="max",
+                    sampler=make_sampler("tpe", seed, population),
+                )
+            )
             trainable = tune.with_parameters(single_trainable, spec=spec, threads=threads)
-            tune_config = tune.TuneConfig(search_alg=search, num_samples=budget, max_concurrent_trials=workers,
-                                          reuse_actors=True)
+            tune_config = tune.TuneConfig(
+                search_alg=search, num_samples=budget, max_concurrent_trials=workers, reuse_actors=True
+            )
             param_space, stop, relay = {}, None, _Relay(spec, observers, population, outcome)
         elif method == "pbt":
             from ray.tune.schedulers import PopulationBasedTraining
@@ -151,26 +171,43 @@ def run_tune(spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: flo
             segments = budget // population
             bounds = {g.name: (g.low, g.high) for g in float_genes(spec)}
             scheduler = PopulationBasedTraining(
-                time_attr="training_iteration", metric="fitness", mode="max", perturbation_interval=1,
-                hyperparam_mutations={g.name: (tune.loguniform if g.log else tune.uniform)(g.low, g.high)
-                                      for g in float_genes(spec)},
-                quantile_fraction=0.25, resample_probability=0.25, perturbation_factors=(1.2, 0.8),
-                custom_explore_fn=lambda config: _clip(config, bounds), synch=True)
+                time_attr="training_iteration",
+                metric="fitness",
+                mode="max",
+                perturbation_interval=1,
+                hyperparam_mutations={
+                    g.name: (tune.loguniform if g.log else tune.uniform)(g.low, g.high) for g in float_genes(spec)
+                },
+                quantile_fraction=0.25,
+                resample_probability=0.25,
+                perturbation_factors=(1.2, 0.8),
+                custom_explore_fn=lambda config: _clip(config, bounds),
+                synch=True,
+            )
             search = BasicVariantGenerator(points_to_evaluate=initial_configs(spec))
             # synchronous PBT pauses trials at each boundary, and Tune's trial limit counts paused trials, so
             # it would stall: the `workers` limit is on training segments instead (slots every segment holds)
             slots = Slots.remote(workers)
-            trainable = tune.with_parameters(pbt_trainable, spec=spec, threads=threads, segments=segments,
-                                             slots=slots)
-            tune_config = tune.TuneConfig(scheduler=scheduler, search_alg=search, num_samples=population,
-                                          reuse_actors=True)
+            trainable = tune.with_parameters(pbt_trainable, spec=spec, threads=threads, segments=segments, slots=slots)
+            tune_config = tune.TuneConfig(
+                scheduler=scheduler, search_alg=search, num_samples=population, reuse_actors=True
+            )
             param_space = {g.name: _domain(g) for g in spec.space.genes}
             stop, relay = {"training_iteration": segments}, _Relay(spec, observers, population, outcome)
         else:
             raise ValueError(f"not a Tune method: {method!r}")
-        tuner = tune.Tuner(tune.with_resources(trainable, resources), param_space=param_space, tune_config=tune_config,
-                           run_config=tune.RunConfig(storage_path=folder, verbose=0, callbacks=[relay], stop=stop,
-                                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            param_space=param_space,
+            tune_config=tune_config,
+            run_config=tune.RunConfig(
+                storage_path=folder,
+                verbose=0,
+                callbacks=[relay],
+                stop=stop,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
+            ),
+        )
         import ray
 
         before, free = _placement_groups(), ray.available_resources().get("CPU", 0)

@@ -39,8 +39,13 @@ def single_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int) 
     index = int(config[INDEX_KEY])
     config = {k: v for k, v in config.items() if k != INDEX_KEY}
     population = spec.strategy.population
-    ind = Individual(individual_id(index // population, index % population), params_to_genome(spec.space, config),
-                     index // population, operator="sample", seed=derived_seed(spec.strategy.seed, index))
+    ind = Individual(
+        individual_id(index // population, index % population),
+        params_to_genome(spec.space, config),
+        index // population,
+        operator="sample",
+        seed=derived_seed(spec.strategy.seed, index),
+    )
     result = _evaluator(spec, threads).evaluate(ind, {**spec.fixed, **config})
     tune.report(report(ind, result))
 
@@ -67,8 +72,14 @@ def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, seg
         parent, parent_trial, segment = meta["individual_id"], meta["trial"], meta["segment"]
     while segment < segments:
         operator = "init" if parent is None else ("inherit" if parent_trial == index else "exploit")
-        ind = Individual(individual_id(segment, index), params_to_genome(spec.space, config), segment,
-                         (parent,) if parent else (), operator, seed=derived_seed(spec.strategy.seed, index, segment))
+        ind = Individual(
+            individual_id(segment, index),
+            params_to_genome(spec.space, config),
+            segment,
+            (parent,) if parent else (),
+            operator,
+            seed=derived_seed(spec.strategy.seed, index, segment),
+        )
         parents = ((weights, 1.0),) if weights is not None else ()
         with holding(slots):
             began = time.time()
@@ -115,16 +126,30 @@ def holding(slots: Any) -> Iterator[None]:
 
 
 def report(ind: Individual, result: EvalResult) -> dict[str, Any]:
-    payload = {"individual": ind.to_dict(), "fitness": result.fitness, "metrics": result.metrics,
-               "history": result.history, "error": result.error, "worker": result.worker, "tags": result.tags}
+    payload = {
+        "individual": ind.to_dict(),
+        "fitness": result.fitness,
+        "metrics": result.metrics,
+        "history": result.history,
+        "error": result.error,
+        "worker": result.worker,
+        "tags": result.tags,
+    }
     return {"fitness": float(result.fitness) if result.ok else FAILED_FITNESS, "popplast": json.dumps(payload)}
 
 
 def parse_report(metrics: Mapping[str, Any]) -> tuple[Individual, EvalResult]:
     payload = json.loads(metrics["popplast"])
     ind = Individual.from_dict(payload["individual"])
-    result = EvalResult(ind.id, payload["fitness"], payload["metrics"], payload["history"], payload["error"],
-                        worker=payload["worker"], tags=payload["tags"])
+    result = EvalResult(
+        ind.id,
+        payload["fitness"],
+        payload["metrics"],
+        payload["history"],
+        payload["error"],
+        worker=payload["worker"],
+        tags=payload["tags"],
+    )
     return ind, result
 
 

@@ -12,6 +12,18 @@ from popplast.core.spec import DatasetSpec, Fidelity, SearchSpec, StrategySpec
 from popplast.core.strategies import STRATEGIES, build_strategy
 
 __all__ = [
-    "DatasetSpec", "EvalResult", "Fidelity", "GAState", "Gene", "GenCNN", "Individual", "STRATEGIES",
-    "SearchResult", "SearchSpace", "SearchSpec", "SpecError", "StrategySpec", "build_strategy",
+    "DatasetSpec",
+    "EvalResult",
+    "Fidelity",
+    "GAState",
+    "Gene",
+    "GenCNN",
+    "Individual",
+    "STRATEGIES",
+    "SearchResult",
+    "SearchSpace",
+    "SearchSpec",
+    "SpecError",
+    "StrategySpec",
+    "build_strategy",
 ]

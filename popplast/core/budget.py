@@ -41,9 +41,12 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
     s = spec.strategy
     if s.method in ("ga", "pbt"):
         if budget % s.population:
-            raise SpecError(COMMAND_LINE, "--budget-evals",
-                            f"{s.method} evaluates whole generations of {s.population} (strategy.population in "
-                            f"{spec.source}), so the budget must be a multiple of {s.population}; got {budget}.")
+            raise SpecError(
+                COMMAND_LINE,
+                "--budget-evals",
+                f"{s.method} evaluates whole generations of {s.population} (strategy.population in "
+                f"{spec.source}), so the budget must be a multiple of {s.population}; got {budget}.",
+            )
         generations = budget // s.population
     elif s.method == "gensoup":
         generations, spent = 0, 0
@@ -52,9 +55,12 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
             spent += population_size(generations, s.population, s.population_step, minimum)
             generations += 1
         if generations == 0:
-            raise SpecError(COMMAND_LINE, "--budget-evals",
-                            f"gensoup's first generation alone evaluates {s.population} individuals "
-                            f"(strategy.population in {spec.source}); got a budget of {budget}.")
+            raise SpecError(
+                COMMAND_LINE,
+                "--budget-evals",
+                f"gensoup's first generation alone evaluates {s.population} individuals "
+                f"(strategy.population in {spec.source}); got a budget of {budget}.",
+            )
     else:
         generations = max(1, -(-budget // s.population))  # the layout of sampler trials in rows of `population`
     return dataclasses.replace(spec, strategy=dataclasses.replace(s, generations=generations))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 COMMAND_LINE = "the command line"
 
 

@@ -39,7 +39,17 @@ class ESState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ESState":
         arrays = ("mean", "sigma", "population", "noise", "adam_m", "adam_v", "best")
-        return cls(**{k: (np.asarray(v, dtype=float) if k in arrays and v is not None else v) for k, v in data.items()})
+        values: dict[str, Any] = {
+            k: (np.asarray(v, dtype=float) if k in arrays and v is not None else v) for k, v in data.items()
+        }
+        return cls(**values)
+
+
+def _asked(array: np.ndarray | None) -> np.ndarray:
+    """A state array that `ask` (or `init`) sets: None means `tell` came before them."""
+    if array is None:
+        raise ValueError("tell() needs the state that ask() returned")
+    return array
 
 
 def centred_ranks(fitness: np.ndarray) -> np.ndarray:
@@ -60,8 +70,12 @@ def _track_best(state: ESState, population: np.ndarray, fitness: np.ndarray) -> 
 
 def _metrics(state: ESState, fitness: np.ndarray) -> dict[str, float]:
     ok = fitness[np.isfinite(fitness)]
-    out = {"generation": float(state.generation), "failed": float(len(fitness) - len(ok)),
-           "sigma": float(np.mean(state.sigma)), "best_ever": state.best_fitness}
+    out = {
+        "generation": float(state.generation),
+        "failed": float(len(fitness) - len(ok)),
+        "sigma": float(np.mean(state.sigma)),
+        "best_ever": state.best_fitness,
+    }
     if len(ok):
         out.update(best=float(ok.max()), mean=float(ok.mean()), spread=float(ok.max() - ok.min()))
     return out
@@ -92,8 +106,8 @@ class ElitistES:
         fitness = np.asarray(fitness, dtype=float)
         f = np.where(np.isfinite(fitness), fitness, -np.inf)
         winner = int(np.argmax(f))  # index 0 (the parent) wins ties: argmax returns the first maximum
-        state = replace(state, mean=state.population[winner].copy())
-        state = _track_best(state, state.population, fitness)
+        state = replace(state, mean=_asked(state.population)[winner].copy())
+        state = _track_best(state, _asked(state.population), fitness)
         return state, {**_metrics(state, fitness), "parent_replaced": float(winner != 0)}
 
 
@@ -126,13 +140,13 @@ class OpenAIES:
 
     def tell(self, state: ESState, fitness: np.ndarray) -> tuple[ESState, dict[str, float]]:
         fitness = np.asarray(fitness, dtype=float)
-        state = _track_best(state, state.population, fitness)
+        state = _track_best(state, _asked(state.population), fitness)
         shaped = centred_ranks(fitness)
-        grad = shaped @ state.noise / (self.population * self.sigma) - self.weight_decay * state.mean  # ∇ E[F]
+        grad = shaped @ _asked(state.noise) / (self.population * self.sigma) - self.weight_decay * state.mean  # ∇ E[F]
         t = state.generation + 1
-        m = self.beta1 * state.adam_m + (1 - self.beta1) * grad
-        v = self.beta2 * state.adam_v + (1 - self.beta2) * grad ** 2
-        step = self.learning_rate * (m / (1 - self.beta1 ** t)) / (np.sqrt(v / (1 - self.beta2 ** t)) + 1e-8)
+        m = self.beta1 * _asked(state.adam_m) + (1 - self.beta1) * grad
+        v = self.beta2 * _asked(state.adam_v) + (1 - self.beta2) * grad**2
+        step = self.learning_rate * (m / (1 - self.beta1**t)) / (np.sqrt(v / (1 - self.beta2**t)) + 1e-8)
         state = replace(state, mean=state.mean + step, adam_m=m, adam_v=v)
         return state, {**_metrics(state, fitness), "step_norm": float(np.linalg.norm(step))}
 
@@ -159,17 +173,19 @@ class SNES:
 
     def tell(self, state: ESState, fitness: np.ndarray) -> tuple[ESState, dict[str, float]]:
         fitness = np.asarray(fitness, dtype=float)
-        state = _track_best(state, state.population, fitness)
+        state = _track_best(state, _asked(state.population), fitness)
         n = len(fitness)
         order = np.argsort(-np.where(np.isfinite(fitness), fitness, -np.inf), kind="stable")
         raw = np.maximum(0.0, math.log(n / 2 + 1) - np.log(np.arange(1, n + 1)))
         utility = np.empty(n)
         utility[order] = raw / raw.sum() - 1.0 / n  # Wierstra et al. 2014, eq. (fitness shaping)
         eta_sigma = (3 + math.log(self.dim)) / (5 * math.sqrt(self.dim))
-        grad_mu = utility @ state.noise
-        grad_sigma = utility @ (state.noise ** 2 - 1)
-        state = replace(state, mean=state.mean + state.sigma * grad_mu,
-                        sigma=state.sigma * np.exp(eta_sigma / 2 * grad_sigma))
+        noise = _asked(state.noise)
+        grad_mu = utility @ noise
+        grad_sigma = utility @ (noise**2 - 1)
+        state = replace(
+            state, mean=state.mean + state.sigma * grad_mu, sigma=state.sigma * np.exp(eta_sigma / 2 * grad_sigma)
+        )
         return state, _metrics(state, fitness)
 
 

@@ -12,8 +12,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from popplast.core.individual import Individual, individual_id
-from popplast.core.operators import best_index, normalise, selection_score, tournament, uniform_mutation
-from popplast.core.operators import weighted_crossover
+from popplast.core.operators import (
+    best_index,
+    normalise,
+    selection_score,
+    tournament,
+    uniform_mutation,
+    weighted_crossover,
+)
 
 
 @dataclass(frozen=True)
@@ -176,8 +182,9 @@ class GenCNN:
         return state, generation_metrics(state.generation, f, state.best_fitness)
 
 
-def generation_metrics(generation: int, fitness: Sequence[float | None],
-                       best_ever: float | None) -> dict[str, float]:
+def generation_metrics(
+    generation: int, fitness: Sequence[float | None] | np.ndarray, best_ever: float | None
+) -> dict[str, float]:
     """A finished generation's summary, the same for every method: how many failed (None or NaN), the best,
     median and mean of the rest, and the best fitness of the whole search so far."""
     f = np.array([np.nan if v is None else v for v in fitness], dtype=float)

@@ -24,8 +24,14 @@ import numpy as np
 
 from popplast.core.ga import GAState, GenCNN
 from popplast.core.individual import Individual
-from popplast.core.operators import best_index, normalise, selection_score, tournament, uniform_mutation
-from popplast.core.operators import weighted_crossover
+from popplast.core.operators import (
+    best_index,
+    normalise,
+    selection_score,
+    tournament,
+    uniform_mutation,
+    weighted_crossover,
+)
 
 
 def population_size(generation: int, start: int, step: int, minimum: int) -> int:
@@ -74,8 +80,9 @@ class GenSoup(GenCNN):
 
     def ask(self, state: GAState, rng: np.random.Generator) -> tuple[tuple[Individual, ...], GAState]:
         if state.generation < 0:
-            first = replace(self, population=population_size(0, self.population, self.population_step,
-                                                             self.min_population))
+            first = replace(
+                self, population=population_size(0, self.population, self.population_step, self.min_population)
+            )
             return GenCNN.ask(first, state, rng)
         return GenCNN.ask(self, state, rng)
 
@@ -88,7 +95,8 @@ class GenSoup(GenCNN):
         size = population_size(state.generation + 1, self.population, self.population_step, self.min_population)
 
         selected = tournament(score, rng)  # Algorithm 1 over the whole previous population
-        children, made = [], []
+        children: list[np.ndarray] = []
+        made: list[tuple[tuple[str, ...], str, tuple[float, ...]]] = []
         for i in selected[:size]:  # Algorithm 2, for the first N_g slots
             j = selected[rng.integers(len(selected))]
             better, other = (i, j) if score[i] >= score[j] else (j, i)

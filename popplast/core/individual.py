@@ -7,8 +7,19 @@ from typing import Any
 
 # The operator that made an individual. "sample": drawn by a sampler without parents (Optuna, Tune);
 # "exploit": a PBT trial continuing from another trial's checkpoint with perturbed hyperparameters.
-OPERATORS = ("init", "crossover", "mutation", "crossover+mutation", "copy", "elite", "inherit", "fusion", "es-sample",
-             "sample", "exploit")
+OPERATORS = (
+    "init",
+    "crossover",
+    "mutation",
+    "crossover+mutation",
+    "copy",
+    "elite",
+    "inherit",
+    "fusion",
+    "es-sample",
+    "sample",
+    "exploit",
+)
 
 
 @dataclass(frozen=True)

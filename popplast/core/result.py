@@ -81,18 +81,23 @@ class SearchResult:
         if test:
             lines.append("  test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
         elif self.best_metrics:  # an objective's own metrics
-            lines.append("  metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in self.best_metrics.items()
-                                                    if k != "train_seconds"))
+            lines.append(
+                "  metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in self.best_metrics.items() if k != "train_seconds")
+            )
         lines.append("  hyperparameters:")
         lines += [f"    {k}: {_fmt(v)}" for k, v in self.best_config.items()]
         if self.retrain_metrics:
-            lines.append("  retrained at the final fidelity: " +
-                         ", ".join(f"{k} {v:.4f}" for k, v in self.retrain_metrics.items() if k.startswith("test_")))
+            lines.append(
+                "  retrained at the final fidelity: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in self.retrain_metrics.items() if k.startswith("test_"))
+            )
         if self.model_uri:
             lines.append(f"  model: {self.model_uri}  (mlflow.pytorch.load_model)")
         if self.model_metrics:
-            lines.append("  the logged model, measured again: " +
-                         ", ".join(f"{k} {v:.4f}" for k, v in self.model_metrics.items()))
+            lines.append(
+                "  the logged model, measured again: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in self.model_metrics.items())
+            )
         if self.peak_weight_bytes:
             lines.append(f"  trained weights held at once, at most: {self.peak_weight_bytes / 2**20:.1f} MiB")
         lines += [
@@ -151,16 +156,18 @@ class RulesResult:
     chance: float
 
     def summary(self) -> str:
-        return "\n".join([
-            f"Rules evolved with {self.method} over {self.generations} generations in {self.wall_seconds:.1f} s "
-            f"({len(self.rules)} genes; chance accuracy {self.chance:.3f})",
-            f"  train accuracy {self.train_accuracy:.4f}, test accuracy {self.test_accuracy:.4f}",
-            f"  generalisation (fresh data, rules frozen): test accuracy {self.generalisation_accuracy:.4f} after "
-            f"{len(self.generalisation_curve)} passes (train accuracy by pass: "
-            f"first {self.generalisation_curve[0]:.4f}, last {self.generalisation_curve[-1]:.4f})",
-            f"  generalisation under the selection protocol (fresh data, one batch from reset weights): "
-            f"test accuracy {self.generalisation_batch_accuracy:.4f}",
-            f"MLflow: search run {self.search_run_id}; the rule vector is its artifact rules.json",
-            f"Open it: {ui_command(self.tracking_uri)}",
-            f"  then {ui_url(self.tracking_uri)}/#/experiments/{self.experiment_id}/runs/{self.search_run_id}",
-        ])
+        return "\n".join(
+            [
+                f"Rules evolved with {self.method} over {self.generations} generations in {self.wall_seconds:.1f} s "
+                f"({len(self.rules)} genes; chance accuracy {self.chance:.3f})",
+                f"  train accuracy {self.train_accuracy:.4f}, test accuracy {self.test_accuracy:.4f}",
+                f"  generalisation (fresh data, rules frozen): test accuracy {self.generalisation_accuracy:.4f} after "
+                f"{len(self.generalisation_curve)} passes (train accuracy by pass: "
+                f"first {self.generalisation_curve[0]:.4f}, last {self.generalisation_curve[-1]:.4f})",
+                f"  generalisation under the selection protocol (fresh data, one batch from reset weights): "
+                f"test accuracy {self.generalisation_batch_accuracy:.4f}",
+                f"MLflow: search run {self.search_run_id}; the rule vector is its artifact rules.json",
+                f"Open it: {ui_command(self.tracking_uri)}",
+                f"  then {ui_url(self.tracking_uri)}/#/experiments/{self.experiment_id}/runs/{self.search_run_id}",
+            ]
+        )

@@ -79,9 +79,13 @@ class RulesSpec:
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> "RulesSpec":
         top = Section(data, source, "")
-        spec = cls(source, _read(top.section("task", {}), TaskSpec), _read(top.section("network", {}), NetworkSpec),
-                   _read(top.section("strategy", {}), RuleStrategySpec),
-                   _read(top.section("generalisation", {}), GeneralisationSpec))
+        spec = cls(
+            source,
+            _read(top.section("task", {}), TaskSpec),
+            _read(top.section("network", {}), NetworkSpec),
+            _read(top.section("strategy", {}), RuleStrategySpec),
+            _read(top.section("generalisation", {}), GeneralisationSpec),
+        )
         top.finish()
         spec.check()
         return spec
@@ -92,24 +96,58 @@ class RulesSpec:
             ("task.dataset", self.task.dataset in DATASETS, f"one of {', '.join(DATASETS)}", self.task.dataset),
             ("task.classes", self.task.classes >= 2, "an integer >= 2", self.task.classes),
             ("task.test_fraction", 0 < self.task.test_fraction < 1, "a number in (0, 1)", self.task.test_fraction),
-            ("network.cap", 1 <= self.network.cap <= self.network.hidden, f"an integer in 1..hidden ({self.network.hidden})", self.network.cap),
+            (
+                "network.cap",
+                1 <= self.network.cap <= self.network.hidden,
+                f"an integer in 1..hidden ({self.network.hidden})",
+                self.network.cap,
+            ),
             ("network.rounds", 1 <= self.network.rounds <= 6, "an integer in 1..6", self.network.rounds),
-            ("network.edge_probability", 0 < self.network.edge_probability <= 1, "a number in (0, 1]", self.network.edge_probability),
-            ("network.update", self.network.update in ("all", "misclassified"), "all or misclassified", self.network.update),
-            ("strategy.method", self.strategy.method in RULE_METHODS, f"one of {', '.join(RULE_METHODS)}", self.strategy.method),
+            (
+                "network.edge_probability",
+                0 < self.network.edge_probability <= 1,
+                "a number in (0, 1]",
+                self.network.edge_probability,
+            ),
+            (
+                "network.update",
+                self.network.update in ("all", "misclassified"),
+                "all or misclassified",
+                self.network.update,
+            ),
+            (
+                "strategy.method",
+                self.strategy.method in RULE_METHODS,
+                f"one of {', '.join(RULE_METHODS)}",
+                self.strategy.method,
+            ),
             ("strategy.population", self.strategy.population >= 2, "an integer >= 2", self.strategy.population),
             ("strategy.generations", self.strategy.generations >= 1, "an integer >= 1", self.strategy.generations),
-            ("strategy.sigma", self.strategy.sigma is None or self.strategy.sigma > 0, "a number > 0",
-             self.strategy.sigma),
-            ("strategy.learning_rate", self.strategy.learning_rate is None or self.strategy.learning_rate > 0,
-             "a number > 0", self.strategy.learning_rate),
+            (
+                "strategy.sigma",
+                self.strategy.sigma is None or self.strategy.sigma > 0,
+                "a number > 0",
+                self.strategy.sigma,
+            ),
+            (
+                "strategy.learning_rate",
+                self.strategy.learning_rate is None or self.strategy.learning_rate > 0,
+                "a number > 0",
+                self.strategy.learning_rate,
+            ),
             ("strategy.batch_size", self.strategy.batch_size >= 1, "an integer >= 1", self.strategy.batch_size),
             ("generalisation.passes", self.generalisation.passes >= 1, "an integer >= 1", self.generalisation.passes),
         ]
         if self.strategy.method == "openai":
             even = self.strategy.population % 2 == 0
-            problems.append(("strategy.population", even, "an even number for OpenAI-ES's antithetic pairs",
-                             self.strategy.population))
+            problems.append(
+                (
+                    "strategy.population",
+                    even,
+                    "an even number for OpenAI-ES's antithetic pairs",
+                    self.strategy.population,
+                )
+            )
         for key, ok, expected, value in problems:
             if not ok:
                 if src == COMMAND_LINE:
@@ -125,9 +163,16 @@ class RulesSpec:
         spec = dataclasses.replace(self, strategy=strategy)
         spec.check(COMMAND_LINE if changes else None)
         method = strategy.method
-        return dataclasses.replace(spec, strategy=dataclasses.replace(
-            strategy, sigma=DEFAULT_SIGMA[method] if strategy.sigma is None else strategy.sigma,
-            learning_rate=DEFAULT_LEARNING_RATE[method] if strategy.learning_rate is None else strategy.learning_rate))
+        return dataclasses.replace(
+            spec,
+            strategy=dataclasses.replace(
+                strategy,
+                sigma=DEFAULT_SIGMA[method] if strategy.sigma is None else strategy.sigma,
+                learning_rate=DEFAULT_LEARNING_RATE[method]
+                if strategy.learning_rate is None
+                else strategy.learning_rate,
+            ),
+        )
 
 
 def _read(section: Section, cls: type) -> Any:

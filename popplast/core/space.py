@@ -35,12 +35,17 @@ class Gene:
     log: bool = False
     choices: tuple[Any, ...] = ()
 
+    def _bounds(self) -> tuple[float, float]:
+        if self.low is None or self.high is None:  # from_section gives every numeric gene both
+            raise ValueError(f"the {self.type} gene {self.name!r} has no low and high")
+        return float(self.low), float(self.high)
+
     def decode(self, g: float) -> Any:
         g = min(max(float(g), 0.0), 1.0)
         if self.type == "categorical":
             n = len(self.choices)
             return self.choices[min(math.floor(g * n), n - 1)]
-        low, high = float(self.low), float(self.high)
+        low, high = self._bounds()
         if self.type == "float":
             if self.log:
                 return math.exp(math.log(low) + g * (math.log(high) - math.log(low)))
@@ -55,7 +60,7 @@ class Gene:
         if self.type == "categorical":
             n = len(self.choices)
             return (self.choices.index(value) + 0.5) / n
-        low, high = float(self.low), float(self.high)
+        low, high = self._bounds()
         if self.type == "float":
             if high == low:
                 return 0.5

@@ -97,8 +97,9 @@ class SearchSpec:
         space = SearchSpace.from_section(top.section("space"))
         objective = top.take("objective", "str", None)
         if objective is not None and ":" not in objective:
-            raise top.error("objective", f"expected 'module:function' (for example mypkg.train:fit), got "
-                                         f"{describe(objective)}.")
+            raise top.error(
+                "objective", f"expected 'module:function' (for example mypkg.train:fit), got {describe(objective)}."
+            )
         fitness = _fitness(top.section("fitness", {}), objective)
         # a user's objective loads its own data: a dataset section is popplast's CNN trainer's
         unused = Section({"name": "digits"}, source, "dataset")  # read as if written, so to_dict round-trips
@@ -156,8 +157,11 @@ class SearchSpec:
             if key == "method":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum[key]:
-                raise SpecError(COMMAND_LINE, "--" + key.replace("_", "-"),
-                                f"expected an integer >= {minimum[key]}, got {describe(value)}.")
+                raise SpecError(
+                    COMMAND_LINE,
+                    "--" + key.replace("_", "-"),
+                    f"expected an integer >= {minimum[key]}, got {describe(value)}.",
+                )
         return dataclasses.replace(
             self,
             strategy=dataclasses.replace(self.strategy, **strategy),
@@ -177,8 +181,11 @@ def _folder(source: str) -> str:
 
 def _fitness(s: Section, objective: str | None) -> FitnessSpec:
     if s.data and objective is None:
-        raise s.error("metric", "popplast's CNN trainer ranks by validation MCC; a fitness section goes with an "
-                                "objective (objective: module:function).")
+        raise s.error(
+            "metric",
+            "popplast's CNN trainer ranks by validation MCC; a fitness section goes with an "
+            "objective (objective: module:function).",
+        )
     spec = FitnessSpec(s.take("metric", "str", "fitness"), s.take("mode", "str", "maximize"))
     if spec.mode not in ("maximize", "minimize"):
         raise s.error("mode", f"expected maximize or minimize, got {describe(spec.mode)}.")
@@ -250,10 +257,17 @@ def _strategy(s: Section, space: SearchSpace) -> StrategySpec:
         final_image_size=s.take("final_image_size", "int", None),
         hold_generations=s.take("hold_generations", "int", 0),
     )
-    soup_keys = [k for k in ("population_step", "min_population", "final_image_size", "hold_generations") if k in s.data]
+    soup_keys = [
+        k for k in ("population_step", "min_population", "final_image_size", "hold_generations") if k in s.data
+    ]
     if soup_keys and method != "gensoup":
         raise s.error(soup_keys[0], f"only the gensoup method takes {soup_keys[0]}; this search's method is {method}.")
-    for key, minimum in (("population_step", 0), ("min_population", 2), ("hold_generations", 0), ("final_image_size", 4)):
+    for key, minimum in (
+        ("population_step", 0),
+        ("min_population", 2),
+        ("hold_generations", 0),
+        ("final_image_size", 4),
+    ):
         value = getattr(spec, key)
         if value is not None and value < minimum:
             raise s.error(key, f"expected an integer >= {minimum}, got {value}.")

@@ -14,13 +14,18 @@ STRATEGIES.register("gensoup")(GenSoup)
 
 def build_strategy(spec: SearchSpec) -> GenCNN:
     s = spec.strategy
-    settings = dict(n_genes=len(spec.space), population=s.population, crossover=s.crossover,
-                    mutation=s.mutation, elitism=s.elitism)
+    settings = dict(
+        n_genes=len(spec.space), population=s.population, crossover=s.crossover, mutation=s.mutation, elitism=s.elitism
+    )
     if s.method == "gensoup":
         names = spec.space.names
         # a fixed architecture is no gene: every pair of parents can be fused
         arch_index = names.index("architecture") if "architecture" in names else None
         choices = len(spec.space["architecture"].choices) if "architecture" in names else 1
-        settings.update(population_step=s.population_step, min_population=min(s.min_population, s.population),
-                        arch_index=arch_index, arch_choices=choices)
+        settings.update(
+            population_step=s.population_step,
+            min_population=min(s.min_population, s.population),
+            arch_index=arch_index,
+            arch_choices=choices,
+        )
     return STRATEGIES[s.method](**settings)

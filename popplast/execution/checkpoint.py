@@ -117,11 +117,16 @@ def load(store: CheckpointStore, put: Any = None) -> Checkpoint | None:
         folder = os.path.join(os.path.dirname(path), "weights")
         weights = {key: put(_read_weights(os.path.join(folder, f"{key}.npz"))) for key in data["weights"]}
     return Checkpoint(
-        generation=int(data["generation"]), state=GAState.from_dict(data["state"]), rng=data["rng"],
+        generation=int(data["generation"]),
+        state=GAState.from_dict(data["state"]),
+        rng=data["rng"],
         history=[dict(h) for h in data["history"]],
-        results={k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"])
-                 for k, r in data["results"].items()},
-        weights=weights, seconds=float(data.get("seconds", 0.0)))
+        results={
+            k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"]) for k, r in data["results"].items()
+        },
+        weights=weights,
+        seconds=float(data.get("seconds", 0.0)),
+    )
 
 
 def _write_weights(path: str, state: dict[str, Any]) -> None:
@@ -149,7 +154,12 @@ def state_file(generation: int) -> str:
 
 def _to_json(c: Checkpoint) -> dict[str, Any]:
     return {
-        "format": FORMAT, "generation": c.generation, "state": c.state.to_dict(), "rng": c.rng,
-        "history": c.history, "weights": sorted(c.weights), "seconds": c.seconds,
+        "format": FORMAT,
+        "generation": c.generation,
+        "state": c.state.to_dict(),
+        "rng": c.rng,
+        "history": c.history,
+        "weights": sorted(c.weights),
+        "seconds": c.seconds,
         "results": {k: {"fitness": r.fitness, "metrics": r.metrics, "error": r.error} for k, r in c.results.items()},
     }

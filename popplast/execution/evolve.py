@@ -33,8 +33,15 @@ class SliceResult:
     error: str | None = None
 
 
-def run_evolution(strategy: Any, executor: Executor, rng: np.random.Generator, generations: int,
-                  train_size: int, batch_size: int, observers: Sequence[Any] = ()) -> tuple[ESState, list[dict]]:
+def run_evolution(
+    strategy: Any,
+    executor: Executor,
+    rng: np.random.Generator,
+    generations: int,
+    train_size: int,
+    batch_size: int,
+    observers: Sequence[Any] = (),
+) -> tuple[ESState, list[dict]]:
     """Each generation: ask, draw one training batch, evaluate the population in `executor.workers` slices
     (each vectorised on its worker), tell. A slice whose worker died counts as failed (NaN fitness)."""
     state = strategy.init(rng)
@@ -45,7 +52,7 @@ def run_evolution(strategy: Any, executor: Executor, rng: np.random.Generator, g
         fitness = np.full(len(population), np.nan)
         slices = [s for s in np.array_split(np.arange(len(population)), executor.workers) if len(s)]
         for result in executor.map(RuleSlice(int(s[0]), population[s], batch) for s in slices):
-            fitness[result.offset:result.offset + len(result.fitness)] = result.fitness
+            fitness[result.offset : result.offset + len(result.fitness)] = result.fitness
         previous = state.mean
         state, metrics = strategy.tell(state, fitness)
         metrics["mean_update_norm"] = float(np.linalg.norm(state.mean - previous))

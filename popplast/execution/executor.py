@@ -12,8 +12,14 @@ from popplast.core.spec import Fidelity
 
 
 class Evaluator(Protocol):
-    def evaluate(self, individual: Individual, config: Mapping[str, Any], parents_weights: Any = None,
-                 budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult: ...
+    def evaluate(
+        self,
+        individual: Individual,
+        config: Mapping[str, Any],
+        parents_weights: Any = None,
+        budget: Fidelity | None = None,
+        return_weights: bool = False,
+    ) -> EvalResult: ...
 
 
 @dataclass(frozen=True)
@@ -27,8 +33,7 @@ class Evaluation:
     parents_weights: tuple[tuple[Any, float], ...] = ()  # (state dict or object-store reference, factor)
 
     def run(self, evaluator: Evaluator) -> EvalResult:
-        return evaluator.evaluate(self.individual, self.config, self.parents_weights, self.budget,
-                                  self.return_weights)
+        return evaluator.evaluate(self.individual, self.config, self.parents_weights, self.budget, self.return_weights)
 
     def resolve(self, get: Callable[[Any], Any]) -> "Evaluation":
         """The same evaluation with its parents' weights fetched by `get` (on the worker that runs it)."""

@@ -33,8 +33,12 @@ class EvaluatorActor:
 
     def placement(self) -> dict[str, Any]:
         """Where this actor runs; answered once its evaluator is built, so it also says 'started'."""
-        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "gpu_ids": self.gpu_ids,
-                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "gpu_ids": self.gpu_ids,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        }
 
     def evaluate(self, work: Work) -> Any:
         return self._tagged(self._resolved(work).run(self.evaluator))
@@ -74,9 +78,15 @@ class RayExecutor:
     carries the earlier attempts' errors in `retries` (when its type has that field).
     """
 
-    def __init__(self, make_evaluator: Callable[[], Evaluator], workers: int, cpus_per_worker: float = 1,
-                 gpus_per_worker: float = 0, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 start_timeout: float = DEFAULT_START_TIMEOUT) -> None:
+    def __init__(
+        self,
+        make_evaluator: Callable[[], Evaluator],
+        workers: int,
+        cpus_per_worker: float = 1,
+        gpus_per_worker: float = 0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.workers = workers
@@ -145,8 +155,7 @@ class RayExecutor:
             task.errors.append(f"the worker died: {_first_line(e)}")
             if len(task.errors) < self.max_attempts:
                 return None, False
-            result = task.work.failed(f"the worker died in all {self.max_attempts} attempts; the last error: "
-                                      f"{e}")
+            result = task.work.failed(f"the worker died in all {self.max_attempts} attempts; the last error: {e}")
             return self._with_retries(result, task.errors[:-1]), False
         except RayError as e:
             return self._with_retries(task.work.failed(f"{type(e).__name__}: {e}"), task.errors), True
@@ -174,8 +183,9 @@ class RayExecutor:
             except (RayError, GetTimeoutError) as e:
                 self._start_failures.append(_first_line(e))
                 if len(self._start_failures) >= self.max_attempts * self.workers:
-                    raise ClusterError(f"{len(self._start_failures)} Ray worker actors failed to start; the last "
-                                       f"error: {e}") from None
+                    raise ClusterError(
+                        f"{len(self._start_failures)} Ray worker actors failed to start; the last error: {e}"
+                    ) from None
                 self._start()
         return started
 
@@ -192,9 +202,11 @@ class RayExecutor:
             return
         if time.monotonic() - since > self.start_timeout:
             need = ", ".join(f"{v:g} {k[4:].upper()}" for k, v in self._options.items() if v)
-            raise ClusterError(f"no Ray worker actor could run for {self.start_timeout:.0f} s: the cluster has no "
-                               f"room for a worker of {need} (nodes lost?). The search's MLflow run holds what "
-                               "finished; resume it with --resume once the cluster is back.")
+            raise ClusterError(
+                f"no Ray worker actor could run for {self.start_timeout:.0f} s: the cluster has no "
+                f"room for a worker of {need} (nodes lost?). The search's MLflow run holds what "
+                "finished; resume it with --resume once the cluster is back."
+            )
 
     def put(self, value: Any) -> Any:
         """Into the object store (weights read back from a checkpoint): workers fetch it by reference."""

@@ -29,14 +29,15 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     try:
         # "local" when no address is given: ray.init(None) would join whatever cluster this machine last
         # started with `ray start` (/tmp/ray/ray_current_cluster), and wait forever if that one is gone
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR,
-                 log_to_driver=False)
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         target = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         hint = ""
         if address and not os.environ.get("RAY_AUTH_MODE"):
-            hint = (" If the cluster uses Ray's token authentication (on by default in Ray 2.60), set "
-                    "RAY_AUTH_MODE=token and make its token available (~/.ray/auth_token or RAY_AUTH_TOKEN).")
+            hint = (
+                " If the cluster uses Ray's token authentication (on by default in Ray 2.60), set "
+                "RAY_AUTH_MODE=token and make its token available (~/.ray/auth_token or RAY_AUTH_TOKEN)."
+            )
         raise ClusterError(f"could not start or join {target}: {e}.{hint}") from None
     try:
         yield
@@ -53,8 +54,10 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
             pass
     except (OSError, ValueError) as e:
-        raise ClusterError(f"no Ray cluster answers at {address!r} ({e}); check the head node's address "
-                           "(`ray status` on it prints it) or use --address auto on a cluster node.") from None
+        raise ClusterError(
+            f"no Ray cluster answers at {address!r} ({e}); check the head node's address "
+            "(`ray status` on it prints it) or use --address auto on a cluster node."
+        ) from None
 
 
 def default_workers(population: int, cpus_per_worker: float) -> int:
@@ -71,4 +74,5 @@ def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float
             flag = "--cpus-per-worker" if name == "CPU" else "--gpus-per-worker"
             raise ClusterError(
                 f"{workers} workers × {flag} {per:g} need {need:g} {name}s, but the Ray cluster has "
-                f"{have.get(name, 0):g}; use fewer --workers or a smaller {flag}.")
+                f"{have.get(name, 0):g}; use fewer --workers or a smaller {flag}."
+            )

@@ -53,23 +53,34 @@ def begin(strategy: GenCNN, resume: Checkpoint | None) -> tuple[GAState, SearchO
     if resume is None:
         state = strategy.init()
         return state, SearchOutcome(state), 0
-    outcome = SearchOutcome(resume.state, list(resume.history), dict(resume.results),
-                            earlier_seconds=resume.seconds)
+    outcome = SearchOutcome(resume.state, list(resume.history), dict(resume.results), earlier_seconds=resume.seconds)
     return resume.state, outcome, resume.generation + 1
 
 
-def save(checkpoints: Checkpointer | None, state: GAState, rng: np.random.Generator, outcome: SearchOutcome,
-         weights: dict[str, Any] | None = None) -> dict[str, Any]:
+def save(
+    checkpoints: Checkpointer | None,
+    state: GAState,
+    rng: np.random.Generator,
+    outcome: SearchOutcome,
+    weights: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Checkpoint the search (when checkpointing); returns the saved weights' new references."""
     if checkpoints is None:
         return {}
-    return checkpoints.save(Checkpoint(state.generation, state, rng.bit_generator.state, outcome.history,
-                                       outcome.results, weights or {}))
+    return checkpoints.save(
+        Checkpoint(state.generation, state, rng.bit_generator.state, outcome.history, outcome.results, weights or {})
+    )
 
 
-def run_search(spec: SearchSpec, strategy: GenCNN, executor: Executor, rng: np.random.Generator,
-               observers: Sequence[Any] = (), checkpoints: Checkpointer | None = None,
-               resume: Checkpoint | None = None) -> SearchOutcome:
+def run_search(
+    spec: SearchSpec,
+    strategy: GenCNN,
+    executor: Executor,
+    rng: np.random.Generator,
+    observers: Sequence[Any] = (),
+    checkpoints: Checkpointer | None = None,
+    resume: Checkpoint | None = None,
+) -> SearchOutcome:
     """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on.
 
     With `checkpoints`, the search is saved after every generation; with `resume` (and `rng` restored from

@@ -26,13 +26,26 @@ log = logging.getLogger(__name__)
 def soup_budget(spec: SearchSpec, generation: int):
     """The fidelity of one Gen-Soup generation: the spec's epochs at the scheduled image size."""
     s = spec.strategy
-    size = image_size(generation, s.generations, spec.fidelity.image_size,
-                      s.final_image_size or spec.fidelity.image_size, s.hold_generations)
+    size = image_size(
+        generation,
+        s.generations,
+        spec.fidelity.image_size,
+        s.final_image_size or spec.fidelity.image_size,
+        s.hold_generations,
+    )
     return dataclasses.replace(spec.fidelity, image_size=size)
 
 
-def _checkpoint(checkpoints: Checkpointer | None, state: Any, rng: np.random.Generator, outcome: SearchOutcome,
-                weights: dict[str, Any], survivors: set[str], work: dict[str, Evaluation], executor: Executor) -> None:
+def _checkpoint(
+    checkpoints: Checkpointer | None,
+    state: Any,
+    rng: np.random.Generator,
+    outcome: SearchOutcome,
+    weights: dict[str, Any],
+    survivors: set[str],
+    work: dict[str, Evaluation],
+    executor: Executor,
+) -> None:
     """Save the generation with the weights the next ones may inherit, which then live on the driver's node.
 
     Weights lost with a worker node before they were saved are made again: their individuals are evaluated
@@ -50,9 +63,15 @@ def _checkpoint(checkpoints: Checkpointer | None, state: Any, rng: np.random.Gen
     raise RuntimeError(f"generation {state.generation}: trained weights were lost three times in a row")
 
 
-def run_soup(spec: SearchSpec, strategy: GenSoup, executor: Executor, rng: np.random.Generator,
-             observers: Sequence[Any] = (), checkpoints: Checkpointer | None = None,
-             resume: Checkpoint | None = None) -> SearchOutcome:
+def run_soup(
+    spec: SearchSpec,
+    strategy: GenSoup,
+    executor: Executor,
+    rng: np.random.Generator,
+    observers: Sequence[Any] = (),
+    checkpoints: Checkpointer | None = None,
+    resume: Checkpoint | None = None,
+) -> SearchOutcome:
     """As run_search; a checkpoint also holds the weights later generations can inherit."""
     state, outcome, first = begin(strategy, resume)
     # individual id → its trained weights (a reference on Ray), and the bytes they take
@@ -85,8 +104,7 @@ def run_soup(spec: SearchSpec, strategy: GenSoup, executor: Executor, rng: np.ra
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)
         survivors = set(by_id) | ({state.best.id} if state.best else set())
-        _checkpoint(checkpoints, state, rng, outcome, weights, survivors, {w.individual.id: w for w in work},
-                    executor)
+        _checkpoint(checkpoints, state, rng, outcome, weights, survivors, {w.individual.id: w for w in work}, executor)
     outcome.state = state
     if state.best is not None:
         outcome.best_weights = weights.get(state.best.id)

@@ -26,8 +26,9 @@ class FunctionEvaluator:
         threads: torch intra-op threads in this process.
     """
 
-    def __init__(self, objective: Callable[..., Any], fitness: FitnessSpec, fidelity: Fidelity,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, objective: Callable[..., Any], fitness: FitnessSpec, fidelity: Fidelity, threads: int | None = None
+    ) -> None:
         self.objective = objective
         self.fitness = fitness
         self.fidelity = fidelity
@@ -38,8 +39,14 @@ class FunctionEvaluator:
             torch.set_num_threads(threads)
         self.where = f"{socket.gethostname()}:{os.getpid()}"
 
-    def evaluate(self, individual: Individual, config: Mapping[str, Any], parents_weights: Any = None,
-                 budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult:
+    def evaluate(
+        self,
+        individual: Individual,
+        config: Mapping[str, Any],
+        parents_weights: Any = None,
+        budget: Fidelity | None = None,
+        return_weights: bool = False,
+    ) -> EvalResult:
         trial = Trial(individual, self.device, budget or self.fidelity, parents_weights or ())
         start = time.perf_counter()
         try:
@@ -56,8 +63,15 @@ class FunctionEvaluator:
         raw = metrics[self.fitness.metric]
         fitness = raw if self.fitness.mode == "maximize" else -raw
         shared = _shareable(state) if state is not None and return_weights else None
-        return EvalResult(individual.id, fitness, metrics, dict(trial.history), weights=shared, worker=self.where,
-                          tags=_hashes(trial, state))
+        return EvalResult(
+            individual.id,
+            fitness,
+            metrics,
+            dict(trial.history),
+            weights=shared,
+            worker=self.where,
+            tags=_hashes(trial, state),
+        )
 
     def _metrics(self, value: Any) -> dict[str, float]:
         if isinstance(value, Mapping):
@@ -65,8 +79,10 @@ class FunctionEvaluator:
         else:
             metrics = {self.fitness.metric: _number(self.fitness.metric, value)}
         if self.fitness.metric not in metrics:
-            raise KeyError(f"the objective returned no {self.fitness.metric!r} metric, the search file's "
-                           f"fitness.metric (it returned {', '.join(metrics) or 'nothing'})")
+            raise KeyError(
+                f"the objective returned no {self.fitness.metric!r} metric, the search file's "
+                f"fitness.metric (it returned {', '.join(metrics) or 'nothing'})"
+            )
         if not math.isfinite(metrics[self.fitness.metric]):
             raise FloatingPointError(f"the objective's {self.fitness.metric} is {metrics[self.fitness.metric]}")
         return metrics

@@ -24,12 +24,13 @@ def load_objective(name: str, folder: str | None = None) -> Callable[..., Any]:
     except Exception as e:  # a missing module, or one whose own import raises
         where = f" (searched {folder} and the Python path)" if folder else ""
         raise ObjectiveError(f"cannot import {module_name!r}{where}: {type(e).__name__}: {e}") from None
-    fn = module
+    fn: Any = module
     for part in attribute.split("."):
         fn = getattr(fn, part, None)
         if fn is None:
-            raise ObjectiveError(f"the module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
-                                 f"{attribute!r}")
+            raise ObjectiveError(
+                f"the module {module_name!r} ({getattr(module, '__file__', '?')}) has no {attribute!r}"
+            )
     if not callable(fn):
         raise ObjectiveError(f"{name!r} is a {type(fn).__name__}, not a function")
     return fn

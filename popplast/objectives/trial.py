@@ -19,8 +19,13 @@ class Trial:
         fidelity: how hard to train, as the search file says (`epochs`, `image_size`, `batch_size`, ...).
     """
 
-    def __init__(self, individual: Individual, device: str, fidelity: Fidelity,
-                 parents: Sequence[tuple[Mapping[str, Any], float]] = ()) -> None:
+    def __init__(
+        self,
+        individual: Individual,
+        device: str,
+        fidelity: Fidelity,
+        parents: Sequence[tuple[Mapping[str, Any], float]] = (),
+    ) -> None:
         self.individual = individual
         self.seed = individual.seed
         self.device = device

@@ -38,8 +38,15 @@ class Astrocytes:
     """Attach astrocytes to every Conv2d of `model`; `attach(optimizer)` applies their modulation after
     each optimizer step. Use `remove()` to detach them."""
 
-    def __init__(self, model: nn.Module, strong: float = 1.0, weak: float = 1.0, ng: int = 4,
-                 sensitivity: float = 2.0, counter: str = "tanh_max") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        strong: float = 1.0,
+        weak: float = 1.0,
+        ng: int = 4,
+        sensitivity: float = 2.0,
+        counter: str = "tanh_max",
+    ) -> None:
         if counter not in COUNTERS:
             raise ValueError(f"unknown astrocyte counter {counter!r}; expected one of {COUNTERS}")
         if ng < 1:
@@ -71,6 +78,7 @@ class Astrocytes:
                     layer.pending = factor if layer.pending is None else layer.pending * factor
                     layer.counter.zero_()
                     layer.passes = 0
+
         return record
 
     def apply_pending(self) -> None:

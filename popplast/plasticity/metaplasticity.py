@@ -32,8 +32,17 @@ def pattern_weights(output: torch.Tensor, b: float) -> torch.Tensor:
 
 class _MetaplasticConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, b: float,
-                stride: Any, padding: Any, dilation: Any, groups: int) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        b: float,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: int,
+    ) -> torch.Tensor:
         out = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
         ctx.save_for_backward(x, weight, pattern_weights(out, b))
         ctx.conv = (stride, padding, dilation, groups)
@@ -67,15 +76,14 @@ def metaplastic_conv2d(conv: nn.Conv2d, x: torch.Tensor, b: float) -> torch.Tens
         if any(t % 2 for t in total):
             raise ValueError("metaplasticity does not support padding='same' with an even kernel (uneven padding)")
         padding = tuple(t // 2 for t in total)
-    return _MetaplasticConv.apply(x, conv.weight, conv.bias, float(b), conv.stride, padding, conv.dilation,
-                                  conv.groups)
+    return _MetaplasticConv.apply(x, conv.weight, conv.bias, float(b), conv.stride, padding, conv.dilation, conv.groups)
 
 
 class Metaplasticity:
     """Metaplastic updates on every Conv2d of any model, while attached.
 
-        with Metaplasticity(model, b=0.5):
-            train(model, ...)
+    with Metaplasticity(model, b=0.5):
+        train(model, ...)
     """
 
     def __init__(self, model: nn.Module, b: float) -> None:

@@ -26,8 +26,14 @@ class PlasticHead(nn.Module):
     """The plastic layer; `forward(features)` takes one episode, (K, d), or a batch of them, (B, K, d), and
     returns the logits of every step, (K, C) or (B, K, C)."""
 
-    def __init__(self, features: int, classes: int, clip: float = 0.5, eta: float = 0.01,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        features: int,
+        classes: int,
+        clip: float = 0.5,
+        eta: float = 0.01,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if not clip > 0:
             raise ValueError(f"the Hebbian clip must be > 0, got {clip}")

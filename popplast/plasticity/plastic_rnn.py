@@ -44,30 +44,49 @@ class PlasticNet:
     misclassified_only: bool = False
 
     @classmethod
-    def random(cls, inputs: int, hidden: int, classes: int, cap: int, rounds: int, p: float,
-               generator: torch.Generator, eta: float = 0.01, misclassified_only: bool = False,
-               dtype: torch.dtype = torch.float64) -> "PlasticNet":
+    def random(
+        cls,
+        inputs: int,
+        hidden: int,
+        classes: int,
+        cap: int,
+        rounds: int,
+        p: float,
+        generator: torch.Generator,
+        eta: float = 0.01,
+        misclassified_only: bool = False,
+        dtype: torch.dtype = torch.float64,
+    ) -> "PlasticNet":
         """Random input mask and recurrent graph with edge probability p; weights N(0, 1) on their edges."""
         if not 0 < cap <= hidden:
             raise ValueError(f"cap must be in 1..{hidden}, got {cap}")
         mask_in = torch.rand(hidden, inputs, generator=generator) < p
         mask_g = (torch.rand(hidden, hidden, generator=generator) < p) & ~torch.eye(hidden, dtype=torch.bool)
         normal = lambda *shape: torch.randn(*shape, generator=generator, dtype=dtype)  # noqa: E731
-        return cls(mask_in, mask_g, normal(hidden, inputs) * mask_in, normal(hidden, hidden) * mask_g,
-                   normal(classes, hidden), cap, rounds, eta, misclassified_only)
+        return cls(
+            mask_in,
+            mask_g,
+            normal(hidden, inputs) * mask_in,
+            normal(hidden, hidden) * mask_g,
+            normal(classes, hidden),
+            cap,
+            rounds,
+            eta,
+            misclassified_only,
+        )
 
     def to(self, device: torch.device | str) -> "PlasticNet":
         move = {k: getattr(self, k).to(device) for k in ("mask_in", "mask_g", "w_in", "w_g", "w_out")}
-        return PlasticNet(**move, cap=self.cap, rounds=self.rounds, eta=self.eta,
-                          misclassified_only=self.misclassified_only)
+        return PlasticNet(
+            **move, cap=self.cap, rounds=self.rounds, eta=self.eta, misclassified_only=self.misclassified_only
+        )
 
 
 def split_rules(genomes: torch.Tensor, rounds: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(P, D) genomes → r_in (P, C), r_g (P, C, C) indexed [pre, post], r_out (P, C, 2) indexed [code, is_label]."""
     a, b, _ = rule_sizes(rounds)
     codes = 2 ** (rounds + 1)
-    return (genomes[:, :a], genomes[:, a:a + b].reshape(-1, codes, codes),
-            genomes[:, a + b:].reshape(-1, codes, 2))
+    return (genomes[:, :a], genomes[:, a : a + b].reshape(-1, codes, codes), genomes[:, a + b :].reshape(-1, codes, 2))
 
 
 def cap_k(z: torch.Tensor, k: int) -> torch.Tensor:
@@ -76,8 +95,14 @@ def cap_k(z: torch.Tensor, k: int) -> torch.Tensor:
     return torch.sigmoid(z) * keep
 
 
-def forward(w_in: torch.Tensor, w_g: torch.Tensor, w_out: torch.Tensor, x: torch.Tensor, cap: int, rounds: int,
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def forward(
+    w_in: torch.Tensor,
+    w_g: torch.Tensor,
+    w_out: torch.Tensor,
+    x: torch.Tensor,
+    cap: int,
+    rounds: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and pattern codes for every individual and sample.
 
     w_in (P, n, d), w_g (P, n, n), w_out (P, K, n), x (B, d) → logits (P, B, K), codes (P, B, n) int64.
@@ -94,8 +119,9 @@ def forward(w_in: torch.Tensor, w_g: torch.Tensor, w_out: torch.Tensor, x: torch
 Weights = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def plastic_pass(genomes: torch.Tensor, net: PlasticNet, x: torch.Tensor, y: torch.Tensor,
-                 start: Weights | None = None) -> Weights:
+def plastic_pass(
+    genomes: torch.Tensor, net: PlasticNet, x: torch.Tensor, y: torch.Tensor, start: Weights | None = None
+) -> Weights:
     """Show samples one at a time to P networks (one per rule vector), updating after each; no loop over P.
 
     genomes (P, D), x (B, d), y (B,) → final weights (W_in, W_g, W_out) of every individual, starting from
@@ -124,8 +150,11 @@ def plastic_pass(genomes: torch.Tensor, net: PlasticNet, x: torch.Tensor, y: tor
         d_g = r_g.gather(1, pair.reshape(pop, -1)).reshape(pop, hidden, hidden) * mask_g
         out = codes.unsqueeze(1) * 2 + (labels == y[b]).long().view(1, classes, 1)  # [p, c, i] → P_i·2 + is_label
         d_out = r_out.gather(1, out.reshape(pop, -1)).reshape(pop, classes, hidden)
-        new = (_normalise_outgoing(w_in + net.eta * d_in), _normalise_outgoing(w_g + net.eta * d_g),
-               _normalise_outgoing(w_out + net.eta * d_out))
+        new = (
+            _normalise_outgoing(w_in + net.eta * d_in),
+            _normalise_outgoing(w_g + net.eta * d_g),
+            _normalise_outgoing(w_out + net.eta * d_out),
+        )
         if net.misclassified_only:  # a correct sample is no update at all: no step and no normalisation
             logits = torch.bmm(w_out, h.unsqueeze(-1)).squeeze(-1)
             wrong = (logits.argmax(-1) != y[b]).view(pop, 1, 1)
@@ -145,21 +174,33 @@ def frozen_accuracy(weights: Weights, net: PlasticNet, x: torch.Tensor, y: torch
     return (logits.argmax(-1) == y).to(weights[0].dtype).mean(dim=1)
 
 
-def population_accuracy(genomes: torch.Tensor, net: PlasticNet, x_learn: torch.Tensor, y_learn: torch.Tensor,
-                        x_eval: torch.Tensor, y_eval: torch.Tensor) -> torch.Tensor:
+def population_accuracy(
+    genomes: torch.Tensor,
+    net: PlasticNet,
+    x_learn: torch.Tensor,
+    y_learn: torch.Tensor,
+    x_eval: torch.Tensor,
+    y_eval: torch.Tensor,
+) -> torch.Tensor:
     """Fitness: plastic pass over (x_learn, y_learn) from the initial weights, then accuracy on (x_eval, y_eval)
     with the weights frozen. Returns (P,) accuracies."""
     with torch.no_grad():
         return frozen_accuracy(plastic_pass(genomes, net, x_learn, y_learn), net, x_eval, y_eval)
 
 
-def single_accuracy(rules: torch.Tensor, net: PlasticNet, x_learn: torch.Tensor, y_learn: torch.Tensor,
-                    x_eval: torch.Tensor, y_eval: torch.Tensor) -> float:
+def single_accuracy(
+    rules: torch.Tensor,
+    net: PlasticNet,
+    x_learn: torch.Tensor,
+    y_learn: torch.Tensor,
+    x_eval: torch.Tensor,
+    y_eval: torch.Tensor,
+) -> float:
     """The same fitness for one rule vector, written plainly for one network: the reference that the
     population version is tested against, and the per-individual baseline of benchmarks/plastic_population.py."""
     codes_n = 2 ** (net.rounds + 1)
     a, b, _ = rule_sizes(net.rounds)
-    r_in, r_g, r_out = rules[:a], rules[a:a + b].reshape(codes_n, codes_n), rules[a + b:].reshape(codes_n, 2)
+    r_in, r_g, r_out = rules[:a], rules[a : a + b].reshape(codes_n, codes_n), rules[a + b :].reshape(codes_n, 2)
     w_in, w_g, w_out = net.w_in.clone(), net.w_g.clone(), net.w_out.clone()
 
     def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

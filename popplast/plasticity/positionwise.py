@@ -46,8 +46,9 @@ class PositionWise:
         self.block_backwards = 0
         self.updates = [0] * len(self.blocks)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor,
-             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """One position-wise step on the batch (x, y); returns the loss of the last (whole-model) pass."""
         inputs = [x]
         with torch.no_grad():
@@ -79,12 +80,17 @@ def blocks_of(model: nn.Module) -> list[nn.Module]:
         stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
         layers = [getattr(model, f"layer{i}") for i in range(1, 5)]
         return [stem, *layers, nn.Sequential(model.avgpool, nn.Flatten(), model.fc)]
-    if {"features", "avgpool", "classifier"} <= names and isinstance(model.features, nn.Sequential) \
-            and isinstance(model.classifier, nn.Sequential):  # torchvision VGG, AlexNet
+    if (
+        {"features", "avgpool", "classifier"} <= names
+        and isinstance(model.features, nn.Sequential)
+        and isinstance(model.classifier, nn.Sequential)
+    ):  # torchvision VGG, AlexNet
         head = _sequential_blocks([model.avgpool, nn.Flatten(), *_flatten(model.classifier)])
         return _sequential_blocks(_flatten(model.features)) + head
-    raise ValueError(f"position-wise training cannot split a {type(model).__name__} into a chain of blocks: its "
-                     "forward is not a plain chain. Pass the blocks yourself, PositionWise([block, ...], optimizer).")
+    raise ValueError(
+        f"position-wise training cannot split a {type(model).__name__} into a chain of blocks: its "
+        "forward is not a plain chain. Pass the blocks yourself, PositionWise([block, ...], optimizer)."
+    )
 
 
 def _flatten(seq: nn.Sequential) -> list[nn.Module]:

@@ -66,8 +66,10 @@ class ComparisonTracker:
         recorded = run.data.params
         for key in SETTINGS:
             if key in settings and recorded.get(key) != param_text(settings[key]):
-                raise ComparisonError(f"the comparison run {run_id} was started with {key} = {recorded.get(key)}, "
-                                      f"not {param_text(settings[key])}; resume it with the same settings.")
+                raise ComparisonError(
+                    f"the comparison run {run_id} was started with {key} = {recorded.get(key)}, "
+                    f"not {param_text(settings[key])}; resume it with the same settings."
+                )
         self.run_id = run_id
         self.client.update_run(run_id, status="RUNNING")
 
@@ -105,9 +107,11 @@ def _comparison_run(client: MlflowClient, run_id: str) -> Any:
 def _search_runs(client: MlflowClient, run_id: str) -> list[Any]:
     """The finished search runs nested under a comparison run."""
     experiment = client.get_run(run_id).info.experiment_id
-    found = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}' and "
-                                             "tags.`popplast.role` = 'search' and attributes.status = 'FINISHED'",
-                               max_results=1000)
+    found = client.search_runs(
+        [experiment],
+        f"tags.mlflow.parentRunId = '{run_id}' and tags.`popplast.role` = 'search' and attributes.status = 'FINISHED'",
+        max_results=1000,
+    )
     return list(found)
 
 
@@ -116,8 +120,14 @@ def _cell(client: MlflowClient, search: Any) -> Cell:
     runs.sort(key=lambda r: (r.info.end_time or 0, r.data.tags["popplast.individual_id"]))
     start = search.info.start_time
     metrics = search.data.metrics
-    cell = Cell(search.data.params["method"], int(search.data.params["seed"]), search.info.run_id,
-                metrics["best_fitness"], metrics.get("best_test_mcc", float("nan")), metrics["wall_seconds"])
+    cell = Cell(
+        search.data.params["method"],
+        int(search.data.params["seed"]),
+        search.info.run_id,
+        metrics["best_fitness"],
+        metrics.get("best_test_mcc", float("nan")),
+        metrics["wall_seconds"],
+    )
     for r in runs:
         ok = r.data.tags.get("popplast.status") == "ok"
         cell.fitness.append(r.data.metrics["fitness"] if ok else None)

@@ -76,9 +76,14 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
         tags = run.data.tags
         fitness = run.data.metrics.get("fitness") if tags.get("popplast.status") == "ok" else None
         nodes[tags["popplast.individual_id"]] = Node(
-            tags["popplast.individual_id"], run.info.run_id, int(tags["popplast.generation"]),
-            [p for p in tags.get("popplast.parent_ids", "").split(",") if p], tags.get("popplast.operator", ""),
-            fitness, dict(run.data.params))
+            tags["popplast.individual_id"],
+            run.info.run_id,
+            int(tags["popplast.generation"]),
+            [p for p in tags.get("popplast.parent_ids", "").split(",") if p],
+            tags.get("popplast.operator", ""),
+            fitness,
+            dict(run.data.params),
+        )
     if not nodes:
         raise LineageError(f"the run {search_run_id} has no individual runs: is it a popplast search run?")
     best = search.data.tags.get("popplast.best_individual_id")
@@ -129,28 +134,43 @@ def render_html(lineage: Lineage, ui_url: str) -> str:
                 continue
             on_path = key in best and parent in best
             (x1, y1), (x2, y2) = pos[parent], pos[key]
-            edges.append(f'<line class="edge op-{node.operator.replace("+", "-")}{" best" if on_path else ""}" '
-                         f'x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{BEST_COLOUR if on_path else colour}" '
-                         f'stroke-width="{stroke + (1.5 if on_path else 0):.1f}" stroke-dasharray="{dash}"/>')
+            edges.append(
+                f'<line class="edge op-{node.operator.replace("+", "-")}{" best" if on_path else ""}" '
+                f'x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+                f'stroke="{BEST_COLOUR if on_path else colour}" '
+                f'stroke-width="{stroke + (1.5 if on_path else 0):.1f}" stroke-dasharray="{dash}"/>'
+            )
     for key, node in sorted(nodes.items()):
         x, y = pos[key]
         url = f"{ui_url.rstrip('/')}/#/experiments/{lineage.experiment_id}/runs/{node.run_id}"
         fitness = "failed" if node.fitness is None else f"{node.fitness:.4f}"
-        tip = "\n".join([f"{key} ({node.operator})", f"fitness {fitness}",
-                         f"parents: {', '.join(node.parents) or 'none'}"] +
-                        [f"{k}: {v}" for k, v in sorted(node.params.items()) if not k.startswith("gene.")])
+        tip = "\n".join(
+            [f"{key} ({node.operator})", f"fitness {fitness}", f"parents: {', '.join(node.parents) or 'none'}"]
+            + [f"{k}: {v}" for k, v in sorted(node.params.items()) if not k.startswith("gene.")]
+        )
         ring = f' stroke="{BEST_COLOUR}" stroke-width="3"' if key in best else ' stroke="#333" stroke-width="0.8"'
-        circles.append(f'<a class="node" href="{html.escape(url)}" data-individual="{key}" data-run="{node.run_id}">'
-                       f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{11 if key == lineage.best_id else 8}" '
-                       f'fill="{_colour(node.fitness, low, high)}"{ring}><title>{html.escape(tip)}</title></circle></a>')
+        circles.append(
+            f'<a class="node" href="{html.escape(url)}" data-individual="{key}" data-run="{node.run_id}">'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{11 if key == lineage.best_id else 8}" '
+            f'fill="{_colour(node.fitness, low, high)}"{ring}><title>{html.escape(tip)}</title></circle></a>'
+        )
     rows = sorted({n.generation for n in nodes.values()})
-    labels = [f'<text x="4" y="{pad + r / max(len(rows) - 1, 1) * (height - 2 * pad) + 4:.1f}">g{g}</text>'
-              for r, g in enumerate(rows)]
-    legend = "".join(f'<span><svg width="34" height="10"><line x1="0" y1="5" x2="34" y2="5" stroke="{c}" '
-                     f'stroke-width="{w}" stroke-dasharray="{d}"/></svg> {op}</span>' for op, (d, c, w) in EDGE_STYLE.items())
+    labels = [
+        f'<text x="4" y="{pad + r / max(len(rows) - 1, 1) * (height - 2 * pad) + 4:.1f}">g{g}</text>'
+        for r, g in enumerate(rows)
+    ]
+    legend = "".join(
+        f'<span><svg width="34" height="10"><line x1="0" y1="5" x2="34" y2="5" stroke="{c}" '
+        f'stroke-width="{w}" stroke-dasharray="{d}"/></svg> {op}</span>'
+        for op, (d, c, w) in EDGE_STYLE.items()
+    )
     best_node = nodes.get(lineage.best_id) if lineage.best_id else None
-    summary = (f"best: {lineage.best_id}, fitness {best_node.fitness:.4f}, generation {best_node.generation}; "
-               f"its ancestry is outlined in red" if best_node and best_node.fitness is not None else "no successful individual")
+    summary = (
+        f"best: {lineage.best_id}, fitness {best_node.fitness:.4f}, generation {best_node.generation}; "
+        f"its ancestry is outlined in red"
+        if best_node and best_node.fitness is not None
+        else "no successful individual"
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Lineage of {html.escape(lineage.title)}</title>
 <style>
@@ -165,9 +185,9 @@ a.node circle:hover {{ stroke: #000; stroke-width: 3; }}
 hover for its hyperparameters.</p>
 <p class="legend">{legend}</p>
 <svg id="lineage" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">
-{''.join(labels)}
-{''.join(edges)}
-{''.join(circles)}
+{"".join(labels)}
+{"".join(edges)}
+{"".join(circles)}
 </svg>
 </body></html>
 """
@@ -190,20 +210,45 @@ def render_png(lineage: Lineage, path: str) -> None:
         for parent in node.parents:
             if parent in nodes:
                 on_path = key in best and parent in best
-                ax.plot([nodes[parent].x, node.x], [nodes[parent].y, node.y], zorder=1,
-                        color=BEST_COLOUR if on_path else colour, lw=width + (1.5 if on_path else 0),
-                        linestyle=(0, tuple(float(v) for v in dash.split())) if dash else "-")
+                ax.plot(
+                    [nodes[parent].x, node.x],
+                    [nodes[parent].y, node.y],
+                    zorder=1,
+                    color=BEST_COLOUR if on_path else colour,
+                    lw=width + (1.5 if on_path else 0),
+                    linestyle=(0, tuple(float(v) for v in dash.split())) if dash else "-",
+                )
     for key, node in nodes.items():
-        ax.scatter(node.x, node.y, s=160 if key == lineage.best_id else 70, zorder=2,
-                   c=_colour(node.fitness, low, high), edgecolors=BEST_COLOUR if key in best else "#333",
-                   linewidths=2.5 if key in best else 0.6)
+        ax.scatter(
+            node.x,
+            node.y,
+            s=160 if key == lineage.best_id else 70,
+            zorder=2,
+            c=_colour(node.fitness, low, high),
+            edgecolors=BEST_COLOUR if key in best else "#333",
+            linewidths=2.5 if key in best else 0.6,
+        )
     used = [op for op in EDGE_STYLE if any(n.operator == op and n.parents for n in nodes.values())]
-    handles = [plt.Line2D([], [], color=EDGE_STYLE[op][1], lw=EDGE_STYLE[op][2],
-                          linestyle=(0, tuple(float(v) for v in EDGE_STYLE[op][0].split())) if EDGE_STYLE[op][0] else "-")
-               for op in used]
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            color=EDGE_STYLE[op][1],
+            lw=EDGE_STYLE[op][2],
+            linestyle=(0, tuple(float(v) for v in EDGE_STYLE[op][0].split())) if EDGE_STYLE[op][0] else "-",
+        )
+        for op in used
+    ]
     handles.append(plt.Line2D([], [], color=BEST_COLOUR, lw=3))
-    ax.legend(handles, used + ["best's ancestry"], loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=len(handles),
-              frameon=False, fontsize=8)
+    ax.legend(
+        handles,
+        used + ["best's ancestry"],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02),
+        ncol=len(handles),
+        frameon=False,
+        fontsize=8,
+    )
     rows = sorted({n.generation for n in nodes.values()})
     ax.set_yticks([r / max(len(rows) - 1, 1) for r in range(len(rows))], [f"g{g}" for g in rows])
     ax.invert_yaxis()
@@ -216,8 +261,9 @@ def render_png(lineage: Lineage, path: str) -> None:
     plt.close(fig)
 
 
-def draw_lineage(tracking_uri: str, search_run_id: str, out_dir: str = ".", ui_url: str | None = None,
-                 log: bool = True) -> tuple[str, str]:
+def draw_lineage(
+    tracking_uri: str, search_run_id: str, out_dir: str = ".", ui_url: str | None = None, log: bool = True
+) -> tuple[str, str]:
     """Write lineage.html and lineage.png to `out_dir` and (with `log`) attach both to the search run."""
     from popplast.core.result import ui_url as default_ui
 

@@ -39,11 +39,17 @@ class MLflowTracker(SearchRunTracker):
         self.gene_names = spec.space.names
         ga = {"elitism": s.elitism, "crossover": list(s.crossover), "mutation": list(s.mutation)}
         params = {
-            "method": s.method, "population": s.population, "generations": s.generations, "seed": s.seed,
+            "method": s.method,
+            "population": s.population,
+            "generations": s.generations,
+            "seed": s.seed,
             **(ga if s.method in GA_METHODS else {}),
             "genes": list(spec.space.names),
-            **({"objective": spec.objective, "fitness.metric": spec.fitness.metric, "fitness.mode": spec.fitness.mode}
-               if spec.objective else {"dataset": spec.dataset.name, "split_seed": spec.dataset.split_seed}),
+            **(
+                {"objective": spec.objective, "fitness.metric": spec.fitness.metric, "fitness.mode": spec.fitness.mode}
+                if spec.objective
+                else {"dataset": spec.dataset.name, "split_seed": spec.dataset.split_seed}
+            ),
             **{f"fidelity.{k}": v for k, v in vars(spec.fidelity).items()},
             **{f"fixed.{k}": v for k, v in spec.fixed.items()},
             **settings,
@@ -67,8 +73,9 @@ class MLflowTracker(SearchRunTracker):
 
     def log_spec(self, spec: SearchSpec, budget: int) -> None:
         """The effective spec (file plus flags), as `popplast run --resume` reads it back."""
-        self.client.log_dict(self.search_run_id, {"spec": spec.to_dict(), "source": spec.source,
-                                                  "budget_evals": budget}, SPEC_ARTIFACT)
+        self.client.log_dict(
+            self.search_run_id, {"spec": spec.to_dict(), "source": spec.source, "budget_evals": budget}, SPEC_ARTIFACT
+        )
 
     def save_checkpoint(self, directory: str, keep_weights: set[str]) -> None:
         """Upload a checkpoint's files beside the search run, the weights before the state file that names them
@@ -80,8 +87,11 @@ class MLflowTracker(SearchRunTracker):
         for name in sorted(os.listdir(directory)):
             if name.endswith(".json"):
                 self.client.log_artifact(self.search_run_id, os.path.join(directory, name), CHECKPOINT_DIR)
-        stale = [f.path for f in self._listed(f"{CHECKPOINT_DIR}/weights")
-                 if os.path.splitext(os.path.basename(f.path))[0] not in keep_weights]
+        stale = [
+            f.path
+            for f in self._listed(f"{CHECKPOINT_DIR}/weights")
+            if os.path.splitext(os.path.basename(f.path))[0] not in keep_weights
+        ]
         if stale:
             from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
@@ -101,8 +111,9 @@ class MLflowTracker(SearchRunTracker):
 
         states = newest_first(f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json"))
         for path in states:
-            local = mlflow.artifacts.download_artifacts(run_id=self.search_run_id, artifact_path=path,
-                                                        dst_path=directory, tracking_uri=self.tracking_uri)
+            local = mlflow.artifacts.download_artifacts(
+                run_id=self.search_run_id, artifact_path=path, dst_path=directory, tracking_uri=self.tracking_uri
+            )
             try:
                 with open(local) as f:
                     names = json.load(f)["weights"]
@@ -112,23 +123,33 @@ class MLflowTracker(SearchRunTracker):
             os.makedirs(weights, exist_ok=True)
             try:
                 for name in names:
-                    mlflow.artifacts.download_artifacts(run_id=self.search_run_id,
-                                                        artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.npz",
-                                                        dst_path=weights, tracking_uri=self.tracking_uri)
+                    mlflow.artifacts.download_artifacts(
+                        run_id=self.search_run_id,
+                        artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.npz",
+                        dst_path=weights,
+                        tracking_uri=self.tracking_uri,
+                    )
             except Exception:  # MLflow's own types for a missing artifact: this state is not whole
                 continue
             return local  # the weights lie in weights/ beside it
         if states:  # starting again from nothing would throw away every finished generation
-            raise SpecError(COMMAND_LINE, "--resume", f"the search run {self.search_run_id} has checkpoints "
-                                                      f"({', '.join(os.path.basename(p) for p in states)}) but none "
-                                                      "is whole with its weights; it cannot be resumed exactly.")
+            raise SpecError(
+                COMMAND_LINE,
+                "--resume",
+                f"the search run {self.search_run_id} has checkpoints "
+                f"({', '.join(os.path.basename(p) for p in states)}) but none "
+                "is whole with its weights; it cannot be resumed exactly.",
+            )
         return None
 
     def discard_after(self, generation: int) -> int:
         """Delete the runs of generations after `generation` (an interrupted generation, asked and evaluated
         again on resume); returns how many."""
-        runs = [r for r in child_runs(self.client, self.experiment_id, self.search_run_id)
-                if int(r.data.tags.get("popplast.generation", -1)) > generation]
+        runs = [
+            r
+            for r in child_runs(self.client, self.experiment_id, self.search_run_id)
+            if int(r.data.tags.get("popplast.generation", -1)) > generation
+        ]
         for run in runs:
             self.client.delete_run(run.info.run_id)
             self.run_ids.pop(run.data.tags.get("popplast.individual_id"), None)
@@ -181,10 +202,16 @@ class MLflowTracker(SearchRunTracker):
     def _log_retried(self, individual: Individual, attempt: int, error: str) -> None:
         """An attempt whose worker died: its own run (status retried), so the UI shows every retry; lineage
         readers skip these runs."""
-        tags = {"mlflow.parentRunId": self.search_run_id, "popplast.individual_id": individual.id,
-                "popplast.generation": str(individual.generation), "popplast.method": self.method,
-                "popplast.operator": individual.operator, "popplast.status": "retried",
-                "popplast.attempt": str(attempt), "popplast.error": error[:MAX_TAG]}
+        tags = {
+            "mlflow.parentRunId": self.search_run_id,
+            "popplast.individual_id": individual.id,
+            "popplast.generation": str(individual.generation),
+            "popplast.method": self.method,
+            "popplast.operator": individual.operator,
+            "popplast.status": "retried",
+            "popplast.attempt": str(attempt),
+            "popplast.error": error[:MAX_TAG],
+        }
         run = self.client.create_run(self.experiment_id, run_name=f"{individual.id}-attempt{attempt}", tags=tags)
         self.client.set_terminated(run.info.run_id, status="FAILED")
 
@@ -195,20 +222,34 @@ class MLflowTracker(SearchRunTracker):
 
     def end_search(self, result: SearchResult, final_population: Mapping[str, Any]) -> None:
         now = int(time.time() * 1000)
-        metrics = {"best_fitness": result.best_fitness, "evaluations": result.evaluations,
-                   "failed_evaluations": result.failed, "wall_seconds": result.wall_seconds,
-                   **{f"best_{k}": v for k, v in result.best_metrics.items()},
-                   **{f"retrain_{k}": v for k, v in result.retrain_metrics.items()},
-                   **{f"model_{k}": v for k, v in result.model_metrics.items()}}
+        metrics = {
+            "best_fitness": result.best_fitness,
+            "evaluations": result.evaluations,
+            "failed_evaluations": result.failed,
+            "wall_seconds": result.wall_seconds,
+            **{f"best_{k}": v for k, v in result.best_metrics.items()},
+            **{f"retrain_{k}": v for k, v in result.retrain_metrics.items()},
+            **{f"model_{k}": v for k, v in result.model_metrics.items()},
+        }
         if result.peak_weight_bytes:
             metrics["peak_weight_bytes"] = result.peak_weight_bytes
         tags = {"popplast.best_run_id": result.best_run_id, "popplast.best_individual_id": result.best.id}
-        self.client.log_batch(self.search_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                              tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.log_batch(
+            self.search_run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
         self.client.log_dict(self.search_run_id, final_population, "final_population.json")
-        self.client.log_dict(self.search_run_id, {"individual": result.best.to_dict(), "config": result.best_config,
-                                                  "fitness": result.best_fitness, "metrics": result.best_metrics},
-                             "best_individual.json")
+        self.client.log_dict(
+            self.search_run_id,
+            {
+                "individual": result.best.to_dict(),
+                "config": result.best_config,
+                "fitness": result.best_fitness,
+                "metrics": result.best_metrics,
+            },
+            "best_individual.json",
+        )
         self.client.set_terminated(self.search_run_id, status="FINISHED")
 
     def log_model(self, model: Any, input_example: Any) -> str:

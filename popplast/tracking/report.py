@@ -53,10 +53,10 @@ def report_markdown(c: Comparison) -> str:
         "",
         "## Per method (mean ± std over seeds)",
         "",
-        f"Target: the median final best validation MCC of {target_of}, {target:.4f}. \"Reached\" counts the seeds "
+        f'Target: the median final best validation MCC of {target_of}, {target:.4f}. "Reached" counts the seeds '
         "whose search got there; evaluations and seconds to the target are means over those seeds. Training "
         "is counted as epochs and as backward passes through the whole model (a position-wise optimizer's step "
-        "through K blocks costs (K+1)/2 of them); \"image sizes\" is what each method's evaluations trained on "
+        'through K blocks costs (K+1)/2 of them); "image sizes" is what each method\'s evaluations trained on '
         "(Gen-Soup's schedule grows them; the others train at the file's `fidelity.image_size`).",
         "",
         "| method | seeds | best validation MCC | test MCC | evaluations | reached | evaluations to target | "
@@ -74,29 +74,50 @@ def report_markdown(c: Comparison) -> str:
             f"{len(reached)}/{len(cells)} | {evals_to} | {secs_to} | "
             f"{_pm(*mean_std([x.wall_seconds for x in cells]), digits=1)} | "
             f"{_pm(*mean_std([x.epochs for x in cells]), digits=1)} | "
-            f"{_pm(*mean_std([x.backward_passes for x in cells]), digits=0)} | {_sizes(cells)} |")
-    lines += ["", "## Paired tests", "",
-              "Two-sided Wilcoxon signed-rank tests over the seeds both methods finished; effect size: matched-pairs "
-              "rank-biserial correlation r (positive: the first method scored higher; ±1: on every seed). With few "
-              "seeds the smallest possible p-value is large (0.0625 with 5 seeds): read r and the differences too.",
-              ""]
+            f"{_pm(*mean_std([x.backward_passes for x in cells]), digits=0)} | {_sizes(cells)} |"
+        )
+    lines += [
+        "",
+        "## Paired tests",
+        "",
+        "Two-sided Wilcoxon signed-rank tests over the seeds both methods finished; effect size: matched-pairs "
+        "rank-biserial correlation r (positive: the first method scored higher; ±1: on every seed). With few "
+        "seeds the smallest possible p-value is large (0.0625 with 5 seeds): read r and the differences too.",
+        "",
+    ]
     for label, attr in (("test MCC", "test_mcc"), ("best validation MCC", "best_fitness")):
         lines += [f"### {label}", "", "| A | B | pairs | mean A − B | p | r |", "|---|---|---|---|---|---|"]
         for i, a in enumerate(methods):
-            for b in methods[i + 1:]:
+            for b in methods[i + 1 :]:
                 seeds = [sd for sd in c.seeds if (a, sd) in c.cells and (b, sd) in c.cells]
-                t = wilcoxon(a, [getattr(c.cells[(a, sd)], attr) for sd in seeds],
-                             b, [getattr(c.cells[(b, sd)], attr) for sd in seeds])
+                t = wilcoxon(
+                    a,
+                    [getattr(c.cells[(a, sd)], attr) for sd in seeds],
+                    b,
+                    [getattr(c.cells[(b, sd)], attr) for sd in seeds],
+                )
                 p = "n/a (all tied)" if math.isnan(t.p_value) else f"{t.p_value:.4f}"
                 lines.append(f"| {a} | {b} | {t.n} | {t.mean_difference:+.4f} | {p} | {t.rank_biserial:+.2f} |")
         lines.append("")
-    lines += ["## Anytime curves", "",
-              "Best validation MCC so far, mean over seeds with a 95% band (Student's t):", "",
-              "![against evaluations](anytime_evaluations.png)", "", "![against wall time](anytime_seconds.png)", "",
-              "## Searches", "", "| method | seed | search run | best validation MCC | test MCC |", "|---|---|---|---|---|"]
+    lines += [
+        "## Anytime curves",
+        "",
+        "Best validation MCC so far, mean over seeds with a 95% band (Student's t):",
+        "",
+        "![against evaluations](anytime_evaluations.png)",
+        "",
+        "![against wall time](anytime_seconds.png)",
+        "",
+        "## Searches",
+        "",
+        "| method | seed | search run | best validation MCC | test MCC |",
+        "|---|---|---|---|---|",
+    ]
     for m in methods:
         for cell in _cells(c, m):
-            lines.append(f"| {m} | {cell.seed} | {cell.search_run_id} | {cell.best_fitness:.4f} | {cell.test_mcc:.4f} |")
+            lines.append(
+                f"| {m} | {cell.seed} | {cell.search_run_id} | {cell.best_fitness:.4f} | {cell.test_mcc:.4f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -121,7 +142,7 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
             curves = np.array([_at_times(x, grid) for x in cells])
         mean, low, high = band(curves)
         for ax in axes:
-            line, = ax.plot(grid, mean, label=f"{m} ({len(cells)} seeds)", linewidth=1.6)
+            (line,) = ax.plot(grid, mean, label=f"{m} ({len(cells)} seeds)", linewidth=1.6)
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
         tail = grid >= grid[0] + 0.2 * (grid[-1] - grid[0])
         if np.any(~np.isnan(mean[tail])):

@@ -35,23 +35,42 @@ def read_search(tracking_uri: str, run_id: str) -> SearchRecord:
     try:
         run = client.get_run(run_id)
     except Exception as e:  # MLflow raises its own types for a missing run or an unusable store
-        raise SpecError(COMMAND_LINE, "--resume",
-                        f"no search run {run_id!r} in the MLflow store {tracking_uri} ({type(e).__name__}); pass the "
-                        "--tracking-uri it was logged to.") from None
+        raise SpecError(
+            COMMAND_LINE,
+            "--resume",
+            f"no search run {run_id!r} in the MLflow store {tracking_uri} ({type(e).__name__}); pass the "
+            "--tracking-uri it was logged to.",
+        ) from None
     tags = run.data.tags
     if tags.get("popplast.role") != "search":
-        raise SpecError(COMMAND_LINE, "--resume", f"the MLflow run {run_id} is not a popplast search run (its tag "
-                                                  "popplast.role is not 'search'); pass the search run's id that "
-                                                  "popplast run printed.")
+        raise SpecError(
+            COMMAND_LINE,
+            "--resume",
+            f"the MLflow run {run_id} is not a popplast search run (its tag "
+            "popplast.role is not 'search'); pass the search run's id that "
+            "popplast run printed.",
+        )
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with no_progress_bars():
                 client.download_artifacts(run_id, SPEC_ARTIFACT, tmp)
         except Exception:  # no such artifact
-            raise SpecError(COMMAND_LINE, "--resume", f"the search run {run_id} has no {SPEC_ARTIFACT} artifact (it "
-                                                      "was started by a popplast without resume support).") from None
+            raise SpecError(
+                COMMAND_LINE,
+                "--resume",
+                f"the search run {run_id} has no {SPEC_ARTIFACT} artifact (it "
+                "was started by a popplast without resume support).",
+            ) from None
         with open(os.path.join(tmp, SPEC_ARTIFACT)) as f:
             data = json.load(f)
-    return SearchRecord(run_id, client.get_experiment(run.info.experiment_id).name, tags["popplast.method"],
-                        data["spec"], data["source"], int(data["budget_evals"]), dict(run.data.params),
-                        tags.get("mlflow.parentRunId"), run.info.status == "FINISHED")
+    return SearchRecord(
+        run_id,
+        client.get_experiment(run.info.experiment_id).name,
+        tags["popplast.method"],
+        data["spec"],
+        data["source"],
+        int(data["budget_evals"]),
+        dict(run.data.params),
+        tags.get("mlflow.parentRunId"),
+        run.info.status == "FINISHED",
+    )

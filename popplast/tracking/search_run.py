@@ -60,20 +60,28 @@ def check_server(tracking_uri: str, timeout: float = 5.0) -> None:
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as e:
-        raise SpecError(COMMAND_LINE, "--tracking-uri", f"no MLflow server answers at {tracking_uri} ({type(e).__name__}); start it "
-                                  "(`mlflow server --backend-store-uri sqlite:///mlflow.db --port PORT`) or check "
-                                  "that this machine and every Ray worker node can reach it.") from None
+        raise SpecError(
+            COMMAND_LINE,
+            "--tracking-uri",
+            f"no MLflow server answers at {tracking_uri} ({type(e).__name__}); start it "
+            "(`mlflow server --backend-store-uri sqlite:///mlflow.db --port PORT`) or check "
+            "that this machine and every Ray worker node can reach it.",
+        ) from None
     if response.status_code != 200:
-        raise SpecError(COMMAND_LINE, "--tracking-uri", f"{url} answered HTTP {response.status_code}: is "
-                                                        f"{tracking_uri} an MLflow server?")
+        raise SpecError(
+            COMMAND_LINE,
+            "--tracking-uri",
+            f"{url} answered HTTP {response.status_code}: is {tracking_uri} an MLflow server?",
+        )
 
 
 def child_runs(client: MlflowClient, experiment_id: str, search_run_id: str) -> list[Any]:
     """Every run nested under a search run, page by page."""
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'",
-                                  max_results=1000, page_token=token)
+        page = client.search_runs(
+            [experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'", max_results=1000, page_token=token
+        )
         runs += list(page)
         token = page.token
         if not token:
@@ -83,8 +91,11 @@ def child_runs(client: MlflowClient, experiment_id: str, search_run_id: str) -> 
 def individual_runs(client: MlflowClient, experiment_id: str, search_run_id: str) -> list[Any]:
     """The runs of a search's evaluated individuals (one per individual; attempts whose worker died, status
     retried, are left out)."""
-    return [r for r in child_runs(client, experiment_id, search_run_id)
-            if "popplast.individual_id" in r.data.tags and r.data.tags.get("popplast.status") != "retried"]
+    return [
+        r
+        for r in child_runs(client, experiment_id, search_run_id)
+        if "popplast.individual_id" in r.data.tags and r.data.tags.get("popplast.status") != "retried"
+    ]
 
 
 def open_experiment(client: MlflowClient, name: str) -> str:
@@ -102,7 +113,7 @@ def artifact_location(tracking_uri: str, experiment: str) -> str | None:
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix):
         return None
-    store = os.path.abspath(tracking_uri[len(prefix):].split("?", 1)[0])
+    store = os.path.abspath(tracking_uri[len(prefix) :].split("?", 1)[0])
     folder = os.path.join(os.path.splitext(store)[0] + "-artifacts", urllib.parse.quote(experiment, safe=""))
     return Path(folder).as_uri()
 

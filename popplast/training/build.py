@@ -18,13 +18,15 @@ from popplast.training.transfer import classes_of, source_model
 
 def split_for(dataset: DatasetSpec, cfg: TrainConfig, budget: Fidelity, native_channels: int) -> SplitData:
     """The split `cfg` trains on: the data set at the budget's image size, restricted to `cfg.classes`."""
-    data = load_split(dataset, budget.image_size, input_channels(cfg.architecture, native_channels),
-                      budget.max_train_samples)
+    data = load_split(
+        dataset, budget.image_size, input_channels(cfg.architecture, native_channels), budget.max_train_samples
+    )
     return classes_of(data, cfg.classes) if cfg.classes is not None else data
 
 
-def model_for(cfg: TrainConfig, native_channels: int, dataset_classes: int,
-              generator: torch.Generator | None = None) -> nn.Module:
+def model_for(
+    cfg: TrainConfig, native_channels: int, dataset_classes: int, generator: torch.Generator | None = None
+) -> nn.Module:
     """The model `cfg` asks for (architecture, source backbone, head), with one output per class it trains on.
 
     `dataset_classes`: the classes of the whole data set; `cfg.classes`, when set, are the ones that count.

@@ -61,6 +61,7 @@ def _names(known: Callable[[], list[str]], what: str) -> Callable[[Any], str | N
             return None
         shown = ", ".join(names if len(names) <= 20 else names[:20] + ["..."])
         return f"unknown {what} {value!r}; expected one of: {shown}."
+
     return check
 
 
@@ -72,6 +73,7 @@ def _number(low: float, strict: bool, integer: bool = False) -> Callable[[Any], 
         if value < low or (strict and value == low):
             return f"expected a value {'>' if strict else '>='} {low}, got {value!r}."
         return None
+
     return check
 
 
@@ -82,14 +84,20 @@ def _bool(value: Any) -> str | None:
 def _file(value: Any) -> str | None:
     if isinstance(value, str) and os.path.isfile(value):
         return None
-    return (f"expected the path of a state dict saved with torch.save(model.state_dict(), path), but {value!r} is "
-            "not a file here (a relative path is taken from the search file's folder); every worker node must "
-            "see it too. To have popplast train it, name the source task's classes in fixed.source_classes.")
+    return (
+        f"expected the path of a state dict saved with torch.save(model.state_dict(), path), but {value!r} is "
+        "not a file here (a relative path is taken from the search file's folder); every worker node must "
+        "see it too. To have popplast train it, name the source task's classes in fixed.source_classes."
+    )
 
 
 def _classes(value: Any) -> str | None:
-    if isinstance(value, (list, tuple)) and len(value) >= 2 and len(set(value)) == len(value) and all(
-            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) >= 2
+        and len(set(value)) == len(value)
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value)
+    ):
         return None
     return f"expected a list of at least two distinct class indices (integers >= 0), got {value!r}."
 
@@ -125,8 +133,12 @@ def check_spec(spec: SearchSpec) -> None:
     src = spec.source
     name = spec.dataset.name
     if name not in BUILTIN_DATASETS and name.lower() not in torchvision_dataset_names():
-        raise SpecError(src, "dataset.name", f"unknown data set {name!r}; expected digits, imagefolder, or a "
-                        f"torchvision data set such as {', '.join(sorted(torchvision_dataset_names())[:8])}.")
+        raise SpecError(
+            src,
+            "dataset.name",
+            f"unknown data set {name!r}; expected digits, imagefolder, or a "
+            f"torchvision data set such as {', '.join(sorted(torchvision_dataset_names())[:8])}.",
+        )
     known = ", ".join(HYPERPARAMETERS)
     for gene in spec.space.genes:
         if gene.name not in HYPERPARAMETERS:
@@ -153,8 +165,12 @@ def check_spec(spec: SearchSpec) -> None:
         if problem:
             raise SpecError(src, f"fixed.{key}", problem)
     if "source_classes" in spec.fixed and "source_checkpoint" not in spec.fixed:
-        raise SpecError(src, "fixed.source_classes", "source_classes says what a source backbone is trained on; "
-                                                     "name the file to keep it in as fixed.source_checkpoint.")
+        raise SpecError(
+            src,
+            "fixed.source_classes",
+            "source_classes says what a source backbone is trained on; "
+            "name the file to keep it in as fixed.source_checkpoint.",
+        )
     if "architecture" not in spec.space.names and "architecture" not in spec.fixed:
         raise SpecError(src, "space", "no architecture: add an 'architecture' gene to space or to fixed.")
 

@@ -111,12 +111,14 @@ def _transform(image_size: int, channels: int):
     from torchvision import transforms
 
     colour = transforms.Grayscale(1) if channels == 1 else transforms.Lambda(lambda im: im.convert("RGB"))
-    return transforms.Compose([
-        colour,
-        transforms.Resize((image_size, image_size)),
-        transforms.ToTensor(),
-        transforms.Normalize([0.5] * channels, [0.5] * channels),
-    ])
+    return transforms.Compose(
+        [
+            colour,
+            transforms.Resize((image_size, image_size)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5] * channels, [0.5] * channels),
+        ]
+    )
 
 
 def _image_dataset(spec: DatasetSpec, image_size: int, channels: int) -> tuple[Dataset, np.ndarray]:
@@ -129,7 +131,9 @@ def _image_dataset(spec: DatasetSpec, image_size: int, channels: int) -> tuple[D
         except (FileNotFoundError, OSError) as e:
             raise DataUnavailable(f"cannot read the image folder {spec.path}: {e}") from None
         if len(folder.classes) < 2:
-            raise DataUnavailable(f"the image folder {spec.path} has {len(folder.classes)} class folder(s); expected at least 2.")
+            raise DataUnavailable(
+                f"the image folder {spec.path} has {len(folder.classes)} class folder(s); expected at least 2."
+            )
         return folder, np.asarray(folder.targets, dtype=np.int64)
     parts = _torchvision_parts(spec, transform)
     labels = np.concatenate([np.asarray(p.targets, dtype=np.int64) for p in parts])
@@ -143,19 +147,29 @@ def _torchvision_parts(spec: DatasetSpec, transform) -> list[Dataset]:
     try:
         return [cls(spec.root, train=train, download=spec.download, transform=transform) for train in (True, False)]
     except Exception as e:  # torchvision raises RuntimeError when missing, URLError when offline
-        hint = "" if spec.download else " Set dataset.download: true on a machine with internet access, or copy the data there."
-        raise DataUnavailable(f"the torchvision data set {cls.__name__} could not be loaded from {spec.root} "
-                              f"({type(e).__name__}: {e}).{hint}") from None
+        hint = (
+            ""
+            if spec.download
+            else " Set dataset.download: true on a machine with internet access, or copy the data there."
+        )
+        raise DataUnavailable(
+            f"the torchvision data set {cls.__name__} could not be loaded from {spec.root} "
+            f"({type(e).__name__}: {e}).{hint}"
+        ) from None
 
 
-def batches(dataset: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches; in-memory tensors are sliced directly, which is much faster than a DataLoader."""
     if isinstance(dataset, TensorDataset):
         x, y = dataset.tensors
         order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
         for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield x[idx], y[idx]
         return
     yield from DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0)

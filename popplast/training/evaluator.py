@@ -33,8 +33,14 @@ class CNNEvaluator:
         device: "auto" (CUDA when this process sees a GPU), "cpu" or "cuda".
     """
 
-    def __init__(self, dataset: DatasetSpec, fidelity: Fidelity, fixed: Mapping[str, Any] | None = None,
-                 threads: int | None = None, device: str = "auto") -> None:
+    def __init__(
+        self,
+        dataset: DatasetSpec,
+        fidelity: Fidelity,
+        fixed: Mapping[str, Any] | None = None,
+        threads: int | None = None,
+        device: str = "auto",
+    ) -> None:
         self.dataset = dataset
         self.fidelity = fidelity
         self.fixed = dict(fixed or {})
@@ -46,8 +52,14 @@ class CNNEvaluator:
         self._channels = native_channels(dataset)
         self.where = f"{socket.gethostname()}:{os.getpid()}"
 
-    def evaluate(self, individual: Individual, config: Mapping[str, Any], parents_weights: Any = None,
-                 budget: Fidelity | None = None, return_weights: bool = False) -> EvalResult:
+    def evaluate(
+        self,
+        individual: Individual,
+        config: Mapping[str, Any],
+        parents_weights: Any = None,
+        budget: Fidelity | None = None,
+        return_weights: bool = False,
+    ) -> EvalResult:
         """Train and measure one individual; never raises: a failure comes back as a failed EvalResult.
 
         `parents_weights`: (state dict, factor) pairs the model starts from, fused by their factors
@@ -56,17 +68,32 @@ class CNNEvaluator:
         budget = budget or self.fidelity
         hashes: dict[str, str] = {}
         try:
-            metrics, history, weights = self._train(individual, config, budget, return_weights, hashes,
-                                                    parents_weights or ())
+            metrics, history, weights = self._train(
+                individual, config, budget, return_weights, hashes, parents_weights or ()
+            )
         except Exception as e:
             result = EvalResult.failed(individual.id, describe_error(e), worker=self.where)
             result.tags = hashes
             return result
-        return EvalResult(individual.id, metrics["val_mcc"], metrics, {"train_loss": history},
-                          weights=weights, worker=self.where, tags=hashes)
+        return EvalResult(
+            individual.id,
+            metrics["val_mcc"],
+            metrics,
+            {"train_loss": history},
+            weights=weights,
+            worker=self.where,
+            tags=hashes,
+        )
 
-    def _train(self, individual: Individual, config: Mapping[str, Any], budget: Fidelity, return_weights: bool,
-               hashes: dict[str, str], parents_weights: Sequence[tuple[Mapping[str, torch.Tensor], float]]):
+    def _train(
+        self,
+        individual: Individual,
+        config: Mapping[str, Any],
+        budget: Fidelity,
+        return_weights: bool,
+        hashes: dict[str, str],
+        parents_weights: Sequence[tuple[Mapping[str, torch.Tensor], float]],
+    ):
         cfg = resolve(config, self.fixed)
         data = split_for(self.dataset, cfg, budget, self._channels)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []

@@ -20,8 +20,9 @@ class FusionError(ValueError):
     pass
 
 
-def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[float],
-                     out: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def fuse_state_dicts(
+    states: Sequence[Mapping[str, Any]], weights: Sequence[float], out: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """Weighted average of any number of state dicts with the same keys and shapes (tensors or numpy arrays).
 
     Weights must be non-negative with a positive sum; they are normalised. When every weight is zero
@@ -35,7 +36,9 @@ def fuse_state_dicts(states: Sequence[Mapping[str, Any]], weights: Sequence[floa
     """
     states = [from_shareable(s) for s in states]
     if not states or len(states) != len(weights):
-        raise FusionError(f"expected one weight per state dict, got {len(states)} state dicts and {len(weights)} weights")
+        raise FusionError(
+            f"expected one weight per state dict, got {len(states)} state dicts and {len(weights)} weights"
+        )
     if any(w < 0 for w in weights):
         raise FusionError(f"fusion weights must be non-negative, got {list(weights)}")
     total = float(sum(weights))
@@ -72,13 +75,17 @@ def load_fused(model: nn.Module, states: Sequence[Mapping[str, Any]], weights: S
 def _check_match(state: Mapping[str, Any], reference: Mapping[str, Any], name: str, reference_name: str) -> None:
     if list(state) != list(reference):
         missing, extra = set(reference) - set(state), set(state) - set(reference)
-        raise FusionError(f"{name} does not match {reference_name}: missing {sorted(missing)[:5]}, "
-                          f"unexpected {sorted(extra)[:5]} (different architectures cannot be fused)")
+        raise FusionError(
+            f"{name} does not match {reference_name}: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(extra)[:5]} (different architectures cannot be fused)"
+        )
     for key in reference:
         if tuple(state[key].shape) != tuple(reference[key].shape):
-            raise FusionError(f"{key!r} has shape {tuple(state[key].shape)} in {name} but "
-                              f"{tuple(reference[key].shape)} in {reference_name} (different architectures cannot "
-                              "be fused)")
+            raise FusionError(
+                f"{key!r} has shape {tuple(state[key].shape)} in {name} but "
+                f"{tuple(reference[key].shape)} in {reference_name} (different architectures cannot "
+                "be fused)"
+            )
 
 
 @torch.no_grad()

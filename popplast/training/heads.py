@@ -31,6 +31,7 @@ def build_for(cfg: TrainConfig, channels: int, num_classes: int, generator: torc
         model.load_state_dict(state)
     backbone, features = split_head(model)
     if cfg.head == "ndhtl":
-        return PlasticModel(backbone, PlasticHead(features, num_classes, cfg.ndhtl_clip, cfg.ndhtl_eta, generator),
-                            cfg.ndhtl_episode)
+        return PlasticModel(
+            backbone, PlasticHead(features, num_classes, cfg.ndhtl_clip, cfg.ndhtl_eta, generator), cfg.ndhtl_episode
+        )
     return nn.Sequential(backbone, seeded_linear(features, num_classes, generator))

@@ -15,6 +15,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, prefix: str) 
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if len(y_true) == 0:
         return {f"{prefix}_accuracy": 0.0, f"{prefix}_f1": 0.0, f"{prefix}_mcc": 0.0}
-    return {f"{prefix}_accuracy": float(np.mean(y_true == y_pred)),
-            f"{prefix}_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-            f"{prefix}_mcc": float(matthews_corrcoef(y_true, y_pred))}
+    return {
+        f"{prefix}_accuracy": float(np.mean(y_true == y_pred)),
+        f"{prefix}_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        f"{prefix}_mcc": float(matthews_corrcoef(y_true, y_pred)),
+    }

@@ -23,11 +23,18 @@ def lenet5(in_channels: int, num_classes: int) -> nn.Module:
     The adaptive pool before the flattening conv lets any image size in (the original assumes 32×32).
     """
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),  # (6, H/2, W/2)
-        nn.Conv2d(6, 16, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),  # (16, H/4, W/4)
+        nn.Conv2d(in_channels, 6, 5, padding=2),
+        nn.Tanh(),
+        nn.AvgPool2d(2),  # (6, H/2, W/2)
+        nn.Conv2d(6, 16, 5, padding=2),
+        nn.Tanh(),
+        nn.AvgPool2d(2),  # (16, H/4, W/4)
         nn.AdaptiveAvgPool2d(5),  # (16, 5, 5)
-        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),  # (120,)
-        nn.Linear(120, 84), nn.Tanh(),
+        nn.Conv2d(16, 120, 5),
+        nn.Tanh(),
+        nn.Flatten(),  # (120,)
+        nn.Linear(120, 84),
+        nn.Tanh(),
         nn.Linear(84, num_classes),
     )
 
@@ -107,6 +114,8 @@ def ensure_pretrained(names: list[str]) -> None:
     """Fetch (or find cached) the weights of every architecture a search will build pretrained, before it starts."""
     for name in names:
         if name in BUILTINS:
-            raise PretrainedUnavailable(f"the built-in architecture {name!r} has no pretrained weights; "
-                                        "set pretrained: false or choose torchvision architectures.")
+            raise PretrainedUnavailable(
+                f"the built-in architecture {name!r} has no pretrained weights; "
+                "set pretrained: false or choose torchvision architectures."
+            )
         build_model(name, 3, 2, pretrained=True)

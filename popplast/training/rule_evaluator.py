@@ -10,17 +10,37 @@ import numpy as np
 import torch
 
 from popplast.core.rules_spec import RulesSpec
-from popplast.plasticity.plastic_rnn import PlasticNet, forward, frozen_accuracy, genome_size, plastic_pass
-from popplast.plasticity.plastic_rnn import population_accuracy
+from popplast.plasticity.plastic_rnn import (
+    PlasticNet,
+    forward,
+    frozen_accuracy,
+    genome_size,
+    plastic_pass,
+    population_accuracy,
+)
 from popplast.training.rule_tasks import RuleData, generalisation_task, load_task
 
 
-def build_network(spec: RulesSpec, data: RuleData, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                  ) -> PlasticNet:
+def build_network(
+    spec: RulesSpec,
+    data: RuleData,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> PlasticNet:
     n = spec.network
     generator = torch.Generator().manual_seed(n.seed)
-    net = PlasticNet.random(data.features, n.hidden, data.classes, n.cap, n.rounds, n.edge_probability,
-                            generator, eta=n.eta, misclassified_only=n.update == "misclassified", dtype=dtype)
+    net = PlasticNet.random(
+        data.features,
+        n.hidden,
+        data.classes,
+        n.cap,
+        n.rounds,
+        n.edge_probability,
+        generator,
+        eta=n.eta,
+        misclassified_only=n.update == "misclassified",
+        dtype=dtype,
+    )
     return net.to(device)
 
 
@@ -49,8 +69,9 @@ class RuleEvaluator:
     def final_accuracy(self, rules: np.ndarray) -> dict[str, float]:
         """Train: the fitness protocol averaged over every training batch. Test: after a plastic pass over a
         training batch, frozen accuracy on the whole test split, averaged over the training batches."""
-        return batch_protocol(self._tensor(rules[None]), self.net, self.data, self.spec.strategy.batch_size,
-                              self.device)
+        return batch_protocol(
+            self._tensor(rules[None]), self.net, self.data, self.spec.strategy.batch_size, self.device
+        )
 
     def generalisation(self, rules: np.ndarray) -> "Generalisation":
         """On a fresh data set, with the rules frozen: (1) the issue's test, one sample at a time for `passes`
@@ -78,11 +99,12 @@ def batch_protocol(genome: torch.Tensor, net: PlasticNet, data: RuleData, batch:
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     with torch.no_grad():
         for start in range(0, len(data.y_train) - batch + 1, batch):
-            x, y = data.x_train[start:start + batch].to(device), data.y_train[start:start + batch].to(device)
+            x, y = data.x_train[start : start + batch].to(device), data.y_train[start : start + batch].to(device)
             weights = plastic_pass(genome, net, x, y)
             train.append(float(frozen_accuracy(weights, net, x, y)[0]))
             test.append(float(frozen_accuracy(weights, net, x_test, y_test)[0]))
     return {"train_accuracy": float(np.mean(train)), "test_accuracy": float(np.mean(test))}
+
 
 @dataclass
 class Generalisation:
@@ -91,13 +113,18 @@ class Generalisation:
     batch_test_accuracy: float  # fresh data under the selection protocol (one batch from reset weights)
 
 
-def train_rules_by_gradient(spec: RulesSpec, evaluator: RuleEvaluator, rng: np.random.Generator,
-                            on_step=None) -> np.ndarray:
+def train_rules_by_gradient(
+    spec: RulesSpec, evaluator: RuleEvaluator, rng: np.random.Generator, on_step=None
+) -> np.ndarray:
     """The paper's gradient comparison: rules trained with Adam through the unrolled plastic pass; the loss is
     cross-entropy on the batch shown again with the weights frozen. One step per generation, same batches."""
     s = spec.strategy
-    rules = torch.tensor(rng.standard_normal(genome_size(spec.network.rounds)), dtype=torch.float32,
-                         device=evaluator.device, requires_grad=True)
+    rules = torch.tensor(
+        rng.standard_normal(genome_size(spec.network.rounds)),
+        dtype=torch.float32,
+        device=evaluator.device,
+        requires_grad=True,
+    )
     optimizer = torch.optim.Adam([rules], lr=s.learning_rate)
     n_train = len(evaluator.data.y_train)
     for step in range(s.generations):

@@ -37,9 +37,16 @@ def load_task(task: TaskSpec, dtype: torch.dtype = torch.float32) -> RuleData:
     else:
         from sklearn.datasets import make_classification
 
-        x, y = make_classification(n_samples=task.samples, n_features=task.features, n_informative=task.features,
-                                   n_redundant=0, n_classes=task.classes, n_clusters_per_class=2,
-                                   class_sep=task.class_sep, random_state=task.seed)
+        x, y = make_classification(
+            n_samples=task.samples,
+            n_features=task.features,
+            n_informative=task.features,
+            n_redundant=0,
+            n_classes=task.classes,
+            n_clusters_per_class=2,
+            class_sep=task.class_sep,
+            random_state=task.seed,
+        )
         classes = task.classes
     order = np.random.default_rng(task.seed).permutation(len(y))
     cut = int(round(len(y) * (1 - task.test_fraction)))

@@ -20,8 +20,14 @@ from popplast.training.metrics import classification_metrics
 from popplast.training.optimizers import OPTIMIZERS
 
 
-def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fidelity, device: torch.device,
-          generator: torch.Generator) -> tuple[list[float], float]:
+def train(
+    model: nn.Module,
+    config: TrainConfig,
+    data: SplitData,
+    fidelity: Fidelity,
+    device: torch.device,
+    generator: torch.Generator,
+) -> tuple[list[float], float]:
     """Train for `fidelity.epochs`; returns the mean training loss of each epoch and the gradient work done,
     in backward passes through the whole model (a position-wise step through K blocks is (K+1)/2 of them;
     LBFGS may take several per step).
@@ -35,7 +41,8 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
     scheduler = None
     if fidelity.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=fidelity.epochs, eta_min=0.1 * config.learning_rate)
+            optimizer, T_max=fidelity.epochs, eta_min=0.1 * config.learning_rate
+        )
     # an ndhtl head learns from episodes: one batch is one episode of K images
     batch_size = config.ndhtl_episode if config.head == "ndhtl" else (config.batch_size or fidelity.batch_size)
     stepper = PositionWise(blocks_of(model), optimizer) if entry.position_wise else None
@@ -47,7 +54,7 @@ def train(model: nn.Module, config: TrainConfig, data: SplitData, fidelity: Fide
             for step, (x, y) in enumerate(batches(data.train, batch_size, shuffle=True, generator=generator)):
                 x, y = x.to(device), y.to(device)
 
-                def closure() -> torch.Tensor:
+                def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
                     nonlocal backwards
                     backwards += 1
                     optimizer.zero_grad(set_to_none=True)
@@ -80,9 +87,14 @@ def _astrocytes(model: nn.Module, optimizer: torch.optim.Optimizer, config: Trai
     if not config.astrocytes:
         yield
         return
-    astrocytes = Astrocytes(model, strong=1.0 if config.astro_str is None else config.astro_str,
-                            weak=1.0 if config.astro_weak is None else config.astro_weak,
-                            ng=config.astro_ng, sensitivity=config.astro_as, counter=config.astro_counter)
+    astrocytes = Astrocytes(
+        model,
+        strong=1.0 if config.astro_str is None else config.astro_str,
+        weak=1.0 if config.astro_weak is None else config.astro_weak,
+        ng=config.astro_ng,
+        sensitivity=config.astro_as,
+        counter=config.astro_counter,
+    )
     astrocytes.attach(optimizer)
     try:
         yield

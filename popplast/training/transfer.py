@@ -24,15 +24,21 @@ def classes_of(data: SplitData, classes: Sequence[int]) -> SplitData:
     """The split restricted to `classes` (relabelled 0..len(classes)-1 in that order)."""
     if max(classes) >= data.num_classes:
         raise ValueError(f"classes {list(classes)}: the data set has classes 0..{data.num_classes - 1} only")
-    return SplitData(class_subset(data.train, classes), class_subset(data.val, classes),
-                     class_subset(data.test, classes), num_classes=len(classes), channels=data.channels)
+    return SplitData(
+        class_subset(data.train, classes),
+        class_subset(data.val, classes),
+        class_subset(data.test, classes),
+        num_classes=len(classes),
+        channels=data.channels,
+    )
 
 
 def class_subset(dataset: TensorDataset, classes: Sequence[int]) -> TensorDataset:
     """The images of `classes`, relabelled 0..len(classes)-1 in that order."""
     if not isinstance(dataset, TensorDataset):
-        raise ValueError("choosing classes works for in-memory data sets (digits), not image folders or "
-                         "torchvision sets")
+        raise ValueError(
+            "choosing classes works for in-memory data sets (digits), not image folders or torchvision sets"
+        )
     x, y = dataset.tensors
     keep = torch.isin(y, torch.tensor(list(classes)))
     relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
@@ -47,8 +53,9 @@ def split_head(model: nn.Sequential) -> tuple[nn.Sequential, int]:
     return model[:-1], model[-1].in_features
 
 
-def source_model(architecture: str, train: TensorDataset, classes: Sequence[int], channels: int,
-                 seed: int = 0) -> nn.Module:
+def source_model(
+    architecture: str, train: TensorDataset, classes: Sequence[int], channels: int, seed: int = 0
+) -> nn.Module:
     """The source task's model: `architecture` trained on `classes` of `train` (relabelled 0..n-1), 10 epochs
     of SGD with momentum 0.9, lr 0.01, batch 32, initialised and shuffled from `seed`."""
     from popplast.training.models import build_model
@@ -60,22 +67,30 @@ def source_model(architecture: str, train: TensorDataset, classes: Sequence[int]
     return model
 
 
-def train_source(model: nn.Module, data: TensorDataset, epochs: int, lr: float, generator: torch.Generator,
-                 batch_size: int = 32) -> None:
+def train_source(
+    model: nn.Module, data: TensorDataset, epochs: int, lr: float, generator: torch.Generator, batch_size: int = 32
+) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     x, y = data.tensors
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             optimizer.step()
 
 
-def finetune_linear(backbone: nn.Module, classes: int, features: int, data: TensorDataset, images: int, lr: float,
-                    generator: torch.Generator) -> nn.Module:
+def finetune_linear(
+    backbone: nn.Module,
+    classes: int,
+    features: int,
+    data: TensorDataset,
+    images: int,
+    lr: float,
+    generator: torch.Generator,
+) -> nn.Module:
     """STL: a copy of the backbone with a new linear head, SGD with batch 1 for `images` images."""
     model = nn.Sequential(copy.deepcopy(backbone), seeded_linear(features, classes, generator))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -87,9 +102,19 @@ def finetune_linear(backbone: nn.Module, classes: int, features: int, data: Tens
     return model
 
 
-def finetune_ndhtl(backbone: nn.Module, classes: int, features: int, data: TensorDataset, images: int, lr: float,
-                   generator: torch.Generator, episode: int, clip: float = 0.5, eta: float = 0.01,
-                   plastic: bool = True) -> "PlasticModel":
+def finetune_ndhtl(
+    backbone: nn.Module,
+    classes: int,
+    features: int,
+    data: TensorDataset,
+    images: int,
+    lr: float,
+    generator: torch.Generator,
+    episode: int,
+    clip: float = 0.5,
+    eta: float = 0.01,
+    plastic: bool = True,
+) -> "PlasticModel":
     """NDHTL: a copy of the backbone with a plastic head, one SGD step per episode of `episode` images.
 
     `plastic=False` is the ablation: α fixed at 0, so the head is linear but trained on the same schedule."""
@@ -116,7 +141,7 @@ class PlasticModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
-        return torch.cat([self.head(features[i:i + self.episode]) for i in range(0, len(x), self.episode)])
+        return torch.cat([self.head(features[i : i + self.episode]) for i in range(0, len(x), self.episode)])
 
 
 @torch.no_grad()
@@ -137,6 +162,6 @@ def _stream(data: TensorDataset, images: int, size: int, generator: torch.Genera
         for start in range(0, len(x) - size + 1, size):
             if seen >= images:
                 return
-            idx = order[start:start + size]
+            idx = order[start : start + size]
             seen += len(idx)
             yield x[idx], y[idx]
