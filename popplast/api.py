@@ -13,7 +13,7 @@ import numpy as np
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.result import SearchResult
-from popplast.core.spec import OPTUNA_METHODS, TUNE_METHODS, SearchSpec
+from popplast.core.spec import INHERITING_METHODS, OPTUNA_METHODS, TUNE_METHODS, SearchSpec
 from popplast.core.strategies import build_strategy
 from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 
@@ -50,7 +50,8 @@ def run(
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
     Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), an Optuna
-    sampler (tpe, cmaes, random, nsga2) or a Ray Tune method (tune-tpe, pbt) over the same space;
+    sampler (tpe, cmaes, random, nsga2), popplast's PBT (pbt) or a Ray Tune method (tune-tpe, tune-pbt) over the
+    same space;
     `budget_evals` is the number of evaluations (default: the file's population × generations).
     `resume`: the MLflow search run of an interrupted search, which goes on where it stopped (GA and
     Gen-Soup from their last finished generation, exactly; Optuna methods with their study); `space` may
@@ -79,7 +80,7 @@ def run(
     _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
     if fn is not None:
         _check_objective_options(spec, method, retrain)
-    if method == "pbt":
+    if method == "tune-pbt":
         from popplast.baselines.tune_search import check_pbt
 
         check_pbt(spec)
@@ -126,7 +127,7 @@ def run(
                 else:
                     outcome = _search(spec, pool, tracker, progress, resume, start)
                 result = _result(spec, outcome, tracker)
-                if method == "gensoup" and fn is None:  # a user's model is the user's to rebuild
+                if method in INHERITING_METHODS and fn is None:  # a user's model is the user's to rebuild
                     log_soup_model(spec, outcome, tracker, result, shape)
                 if retrain:
                     retrain_best(spec, pool, tracker, result, shape)
@@ -211,7 +212,7 @@ def _optuna_search(
 
 
 def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, settings, progress, retrain, shape):
-    """tune-tpe and pbt: Tune schedules its own trials on the Ray instance (no popplast pool during the search)."""
+    """tune-tpe and tune-pbt: Tune schedules its own trials on the Ray instance (no popplast pool during the search)."""
     from popplast.baselines.tune_search import run_tune
     from popplast.execution.ray_pool import RayExecutor
     from popplast.execution.ray_session import check_resources, default_workers, ray_session
@@ -283,7 +284,7 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
         )
     done = len(checkpoint.results) if checkpoint else 0
     with _observing(tracker, progress, s.generations, sum(generation_sizes(spec)), done) as observers:
-        loop = run_soup if s.method == "gensoup" else run_search
+        loop = run_soup if s.method in INHERITING_METHODS else run_search
         checkpoints = Checkpointer(tracker, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
         return loop(spec, build_strategy(spec), pool, rng, observers, checkpoints, checkpoint)
 
@@ -425,7 +426,7 @@ def _check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> No
             COMMAND_LINE,
             "--method",
             f"{method} runs popplast's CNN trainer on Ray Tune; a user "
-            "objective runs with ga, gensoup or an Optuna sampler.",
+            "objective runs with ga, gensoup, pbt or an Optuna sampler.",
         )
     if retrain:
         raise SpecError(

@@ -38,13 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=METHODS,
         help="ga or gensoup (the file's strategy), an Optuna sampler (tpe, cmaes, random, nsga2) or "
-        "Ray Tune (tune-tpe: OptunaSearch; pbt: PopulationBasedTraining), all over the same space",
+        "popplast's population-based training (pbt), or Ray Tune (tune-tpe: OptunaSearch; tune-pbt: "
+        "PopulationBasedTraining), all over the same space",
     )
     run.add_argument(
         "--budget-evals",
         type=int,
         help="evaluations to spend (default: the file's population × "
-        "generations); ga and pbt need a multiple of the population",
+        "generations); ga, pbt and tune-pbt need a multiple of the population",
     )
     file = run.add_argument_group("overrides of the file")
     file.add_argument("--population", type=int, help="individuals per generation")

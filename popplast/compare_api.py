@@ -75,7 +75,7 @@ def compare(
         cell_spec = spec.with_overrides(method=method)
         _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
         with_budget(cell_spec, budget)
-        if method == "pbt":
+        if method == "tune-pbt":
             from popplast.baselines.tune_search import check_pbt
 
             check_pbt(cell_spec)

@@ -31,7 +31,7 @@ def resumed_spec(
             COMMAND_LINE,
             "--resume",
             f"the search run {run_id} ran {record.method} on Ray Tune, which "
-            "popplast cannot resume; GA, Gen-Soup and Optuna searches resume.",
+            "popplast cannot resume; GA, Gen-Soup, PBT and Optuna searches resume.",
         )
     if experiment and experiment != record.experiment:
         raise SpecError(

@@ -87,13 +87,13 @@ def test_other_samplers_run_the_same_budget(method, tiny_spec, tracking_uri, tmp
     assert len(rows) == 5 and {r["method"] for r in rows} == {method}
 
 
-def test_pbt_on_ray_tune_exploits_as_single_parent_edges(ray_address, tiny_spec, tracking_uri, tmp_path):
-    result = popplast.run(tiny_spec, method="pbt", budget_evals=12, tracking_uri=tracking_uri, progress=False)
+def test_tune_pbt_exploits_as_single_parent_edges(ray_address, tiny_spec, tracking_uri, tmp_path):
+    result = popplast.run(tiny_spec, method="tune-pbt", budget_evals=12, tracking_uri=tracking_uri, progress=False)
     rows = individuals(tracking_uri, result.search_run_id)
     by_id = {r["id"]: r for r in rows}
     assert len(rows) == 12 and {r["generation"] for r in rows} == {0, 1, 2}
     for row in rows:
-        assert row["method"] == "pbt"
+        assert row["method"] == "tune-pbt"
         if row["generation"] == 0:
             assert row["operator"] == "init" and row["parents"] == []
         else:
@@ -108,10 +108,12 @@ def test_pbt_on_ray_tune_exploits_as_single_parent_edges(ray_address, tiny_spec,
     assert html.endswith("lineage.html") and png.endswith("lineage.png")
 
 
-def test_pbt_trains_no_more_segments_at_once_than_its_workers(ray_address, tiny_spec, tracking_uri):
+def test_tune_pbt_trains_no_more_segments_at_once_than_its_workers(ray_address, tiny_spec, tracking_uri):
     """--workers 1 on a 2-CPU Ray instance: Tune would run 2 trials at once; the segments' training intervals
     (tagged by each segment as it held its slot) must not overlap."""
-    result = popplast.run(tiny_spec, method="pbt", budget_evals=8, workers=1, tracking_uri=tracking_uri, progress=False)
+    result = popplast.run(
+        tiny_spec, method="tune-pbt", budget_evals=8, workers=1, tracking_uri=tracking_uri, progress=False
+    )
     client = MlflowClient(tracking_uri)
     spans = sorted(
         (float(t["popplast.began"]), float(t["popplast.ended"]))
@@ -132,7 +134,7 @@ def test_tune_tpe_trials_are_individuals_without_parents(ray_address, tiny_spec,
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--method", "pbt", "--executor", "local"], "--executor: the pbt method runs on Ray Tune"),
+        (["--method", "tune-pbt", "--executor", "local"], "--executor: the tune-pbt method runs on Ray Tune"),
         (["--resume", "0123abcd"], "--resume: no search run '0123abcd' in the MLflow store"),
         (["--budget-evals", "6"], "--budget-evals: ga evaluates whole generations of 4"),
         (["--method", "tpe", "--optuna-storage", "nosuch://x"], "--optuna-storage: cannot open the Optuna storage"),
@@ -159,7 +161,7 @@ def test_bad_baseline_flags(flags, expected, tmp_path, capsys):
     assert code == 2 and expected in err and "Traceback" not in err
 
 
-def test_pbt_needs_a_float_gene(tmp_path, capsys):
+def test_tune_pbt_needs_a_float_gene(tmp_path, capsys):
     path = write_spec(
         tmp_path,
         """
@@ -170,5 +172,5 @@ def test_pbt_needs_a_float_gene(tmp_path, capsys):
           optimizer: {type: categorical, choices: [adam, sgd]}
         """,
     )
-    assert main(["run", str(path), "--method", "pbt", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
-    assert "at space: pbt perturbs float genes, and this space has none" in capsys.readouterr().err
+    assert main(["run", str(path), "--method", "tune-pbt", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    assert "at space: tune-pbt perturbs float genes, and this space has none" in capsys.readouterr().err

@@ -184,7 +184,7 @@ def test_the_driver_killed_between_generations_resumes_the_same_search(cluster, 
     _check_resumed(run, uri, cluster, tmp_path, expected)
 
 
-@pytest.mark.parametrize("method", ["ga", "gensoup"])
+@pytest.mark.parametrize("method", ["ga", "gensoup", "pbt"])
 def test_the_driver_killed_mid_generation_resumes_the_same_search(method, cluster, ray_address, tmp_path):
     proc, uri, expected = _search(cluster, tmp_path, method)
     run = _wait_for(lambda: _search_run(uri))

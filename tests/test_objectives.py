@@ -4,6 +4,7 @@ run by the GA, Gen-Soup and an Optuna sampler, locally and on Ray; what MLflow t
 from __future__ import annotations
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 import popplast
@@ -26,7 +27,7 @@ def run(spec, tmp_path, name, **kw):
     return popplast.run(spec, **{**options, **kw}), uri
 
 
-@pytest.mark.parametrize("method", ["ga", "gensoup", "tpe"])
+@pytest.mark.parametrize("method", ["ga", "gensoup", "tpe", "pbt"])
 def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_path, ray_address):
     result, uri = run(user_spec, tmp_path, method, method=method, workers=2, budget_evals=12)
     rows = individuals(uri, result.search_run_id)
@@ -41,11 +42,13 @@ def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_p
         assert steps == [1, 2, 3]  # trial.report, per step
         tags = run_.data.tags
         weights = [float(w) for w in tags["popplast.fusion_weights"].split(",") if w]
-        if method == "gensoup" and row["parents"] and max(weights, default=0) == 1.0:
+        if method in ("gensoup", "pbt") and row["parents"] and max(weights, default=0) == 1.0:
             parent = client.get_run(by_id[row["parents"][0]]["run_id"]).data.tags
             assert tags["popplast.inherited_state_hash"] == parent["popplast.returned_state_hash"]
             inheriting += 1
-    assert (inheriting > 0) == (method == "gensoup")
+    assert (inheriting > 0) == (method in ("gensoup", "pbt"))
+    if method == "pbt":  # every member after the first segment goes on from one member's state
+        assert inheriting == 8
     search = client.get_run(result.search_run_id)
     assert search.data.params["objective"] == "userobj:fit" and search.data.params["fitness.mode"] == "minimize"
     assert (
@@ -71,7 +74,9 @@ def test_a_function_passed_from_python_and_failures_that_do_not_stop_the_search(
             return float("nan")
         if config["y"] > 0.5:
             return {"something_else": 1.0}
-        return {"loss": config["x"] ** 2}
+        if config["y"] < -0.5:
+            return {"loss": 1.0}, "not a state"
+        return {"loss": config["x"] ** 2 + float(torch.rand(()))}  # torch's generator: seeded per trial
 
     result, uri = run(user_spec, tmp_path, "p", objective=fit, executor="local", generations=4)
     rows = individuals(uri, result.search_run_id)
@@ -85,8 +90,11 @@ def test_a_function_passed_from_python_and_failures_that_do_not_stop_the_search(
         "ValueError: boom",
         "FloatingPointError: the objective's loss is nan",
         "KeyError: \"the objective returned no 'loss' metric",
+        "TypeError: an objective's state is a mapping of tensors or arrays, got str",
     )
     assert errors and all(e.startswith(known) for e in errors), errors
+    again, uri_again = run(user_spec, tmp_path, "q", objective=fit, executor="local", generations=4)
+    assert [r["fitness"] for r in individuals(uri_again, again.search_run_id)] == [r["fitness"] for r in rows]
 
 
 @pytest.mark.parametrize(
@@ -105,7 +113,7 @@ def test_an_objective_that_cannot_be_found_is_a_clear_error(line, expected, user
 
 
 def test_tune_methods_and_retrain_are_refused_for_a_users_objective(user_spec, tmp_path):
-    with pytest.raises(SpecError, match="--method: pbt runs popplast's CNN trainer on Ray Tune"):
-        run(user_spec, tmp_path, "r", method="pbt")
+    with pytest.raises(SpecError, match="--method: tune-pbt runs popplast's CNN trainer on Ray Tune"):
+        run(user_spec, tmp_path, "r", method="tune-pbt")
     with pytest.raises(SpecError, match="--retrain: retraining rebuilds popplast's CNN"):
         run(user_spec, tmp_path, "r", executor="local", retrain=True)

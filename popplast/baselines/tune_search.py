@@ -2,13 +2,13 @@
 
 - tune-tpe: Tune's OptunaSearch with a seeded TPE sampler, one evaluation per trial, `budget` trials,
   at most `workers` at once.
-- pbt: Tune's PopulationBasedTraining (synchronous, perturbing after every segment of `fidelity.epochs`
+- tune-pbt: Tune's PopulationBasedTraining (synchronous, perturbing after every segment of `fidelity.epochs`
   epochs): `population` trials of `budget / population` segments each, at most `workers` segments training
   at once (Tune may hold more trials' actors, waiting). Exploit copies a top-quartile
   trial's checkpoint into a bottom-quartile one; explore multiplies each float gene by 0.8 or 1.2 or
   resamples it with p = 0.25 (ALGORITHMS.md §8), clipped to the gene's bounds. The initial population
-  is drawn from the search's seed; Tune's own perturbations draw from Python's global `random`, so PBT
-  runs are not reproducible seed for seed, unlike every other method.
+  is drawn from the search's seed; Tune's own perturbations draw from Python's global `random`, so
+  tune-pbt runs are not reproducible seed for seed (popplast's own `pbt` is: popplast/core/pbt.py).
 
 A driver-side callback turns each reported segment or trial into an individual's MLflow run as it
 arrives, so the layout (and `popplast lineage`) is the same as for the GA.
@@ -65,7 +65,7 @@ class _Relay(tune.Callback):
         index = trial.config.get(INDEX_KEY, None)
         index = trial_index(trial.trial_id) if index is None else index
         segment = int((trial.last_result or {}).get("training_iteration", 0))
-        row, slot = (segment, index) if self.spec.strategy.method == "pbt" else divmod(index, self.row_size)
+        row, slot = (segment, index) if self.spec.strategy.method == "tune-pbt" else divmod(index, self.row_size)
         genome = params_to_genome(self.spec.space, {n: trial.config[n] for n in self.spec.space.names})
         ind = Individual(individual_id(row, slot), genome, row, operator="sample")
         error = str(getattr(trial, "error_msg", None) or "the Tune trial raised an error")
@@ -124,7 +124,7 @@ def check_pbt(spec: SearchSpec) -> None:
         raise SpecError(
             spec.source,
             "space",
-            "pbt perturbs float genes, and this space has none; use another "
+            "tune-pbt perturbs float genes, and this space has none; use another "
             "method or add a float gene (a learning rate, say).",
         )
 
@@ -132,7 +132,7 @@ def check_pbt(spec: SearchSpec) -> None:
 def run_tune(
     spec: SearchSpec, budget: int, workers: int, cpus: float, gpus: float, threads: int, observers: Sequence[Any] = ()
 ) -> SearchOutcome:
-    """Run `spec.strategy.method` (tune-tpe or pbt) on the Ray instance this process is connected to."""
+    """Run `spec.strategy.method` (tune-tpe or tune-pbt) on the Ray instance this process is connected to."""
     method, population, seed = spec.strategy.method, spec.strategy.population, spec.strategy.seed
     outcome = SearchOutcome(SamplerState(study_name="", storage=""))  # type: ignore[arg-type]
     resources = {"cpu": cpus, "gpu": gpus}
@@ -163,7 +163,7 @@ def run_tune(
                 search_alg=search, num_samples=budget, max_concurrent_trials=workers, reuse_actors=True
             )
             param_space, stop, relay = {}, None, _Relay(spec, observers, population, outcome)
-        elif method == "pbt":
+        elif method == "tune-pbt":
             from ray.tune.schedulers import PopulationBasedTraining
             from ray.tune.search.basic_variant import BasicVariantGenerator
 

@@ -51,7 +51,7 @@ def single_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int) 
 
 
 def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, segments: int, slots: Any) -> None:
-    """pbt: train `segments` segments of `fidelity.epochs` epochs, checkpointing the weights after each.
+    """tune-pbt: train `segments` segments of `fidelity.epochs` epochs, checkpointing the weights after each.
 
     A trial that PBT told to exploit starts from another trial's checkpoint: the checkpoint names the
     individual that wrote it, which becomes the parent (operator "exploit"; "inherit" for the trial's own).

@@ -39,7 +39,7 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise SpecError(COMMAND_LINE, "--budget-evals", f"expected an integer >= 1, got {budget!r}.")
     s = spec.strategy
-    if s.method in ("ga", "pbt"):
+    if s.method in ("ga", "pbt", "tune-pbt"):
         if budget % s.population:
             raise SpecError(
                 COMMAND_LINE,

@@ -35,7 +35,7 @@ class Gene:
     log: bool = False
     choices: tuple[Any, ...] = ()
 
-    def _bounds(self) -> tuple[float, float]:
+    def bounds(self) -> tuple[float, float]:
         if self.low is None or self.high is None:  # from_section gives every numeric gene both
             raise ValueError(f"the {self.type} gene {self.name!r} has no low and high")
         return float(self.low), float(self.high)
@@ -45,7 +45,7 @@ class Gene:
         if self.type == "categorical":
             n = len(self.choices)
             return self.choices[min(math.floor(g * n), n - 1)]
-        low, high = self._bounds()
+        low, high = self.bounds()
         if self.type == "float":
             if self.log:
                 return math.exp(math.log(low) + g * (math.log(high) - math.log(low)))
@@ -60,7 +60,7 @@ class Gene:
         if self.type == "categorical":
             n = len(self.choices)
             return (self.choices.index(value) + 0.5) / n
-        low, high = self._bounds()
+        low, high = self.bounds()
         if self.type == "float":
             if high == low:
                 return 0.5

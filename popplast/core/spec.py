@@ -12,9 +12,10 @@ from popplast.core.fields import REQUIRED, Section, describe, load_yaml
 from popplast.core.space import SearchSpace
 
 SCHEDULERS = ("none", "cosine")
-GA_METHODS = ("ga", "gensoup")
+GA_METHODS = ("ga", "gensoup", "pbt")  # popplast's own strategies, generation by generation
+INHERITING_METHODS = ("gensoup", "pbt")  # children start from trained states
 OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
-TUNE_METHODS = ("tune-tpe", "pbt")  # Ray Tune: OptunaSearch, PopulationBasedTraining
+TUNE_METHODS = ("tune-tpe", "tune-pbt")  # Ray Tune: OptunaSearch, PopulationBasedTraining
 METHODS = GA_METHODS + OPTUNA_METHODS + TUNE_METHODS
 FILE_KEYS = ("source_checkpoint",)  # fixed values that name files: relative ones are taken from the file's folder
 

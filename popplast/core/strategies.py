@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from popplast.core.ga import GenCNN
 from popplast.core.gensoup import GenSoup
+from popplast.core.pbt import PBT
 from popplast.core.registry import Registry
 from popplast.core.spec import SearchSpec
 
 STRATEGIES: Registry = Registry("strategy")
 STRATEGIES.register("ga")(GenCNN)
 STRATEGIES.register("gensoup")(GenSoup)
+STRATEGIES.register("pbt")(PBT)
 
 
 def build_strategy(spec: SearchSpec) -> GenCNN:
@@ -28,4 +30,6 @@ def build_strategy(spec: SearchSpec) -> GenCNN:
             arch_index=arch_index,
             arch_choices=choices,
         )
+    if s.method == "pbt":
+        settings.update(genes=spec.space.genes, elitism=False)  # PBT keeps every member's slot
     return STRATEGIES[s.method](**settings)

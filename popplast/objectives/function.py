@@ -47,12 +47,20 @@ class FunctionEvaluator:
         budget: Fidelity | None = None,
         return_weights: bool = False,
     ) -> EvalResult:
+        import torch
+
         trial = Trial(individual, self.device, budget or self.fidelity, parents_weights or ())
         start = time.perf_counter()
+        shared = None
         try:
-            returned = self.objective(dict(config), trial)
+            devices = [torch.cuda.current_device()] if self.device == "cuda" else []
+            with torch.random.fork_rng(devices=devices):  # torch's generator seeded per trial, then restored
+                torch.manual_seed(individual.seed)
+                returned = self.objective(dict(config), trial)
             value, state = returned if isinstance(returned, tuple) and len(returned) == 2 else (returned, None)
             metrics = self._metrics(value)
+            if state is not None:
+                shared = _shareable(state)
         except Exception as e:
             from popplast.training.evaluator import describe_error
 
@@ -62,15 +70,14 @@ class FunctionEvaluator:
         metrics["train_seconds"] = time.perf_counter() - start
         raw = metrics[self.fitness.metric]
         fitness = raw if self.fitness.mode == "maximize" else -raw
-        shared = _shareable(state) if state is not None and return_weights else None
         return EvalResult(
             individual.id,
             fitness,
             metrics,
             dict(trial.history),
-            weights=shared,
+            weights=shared if return_weights else None,
             worker=self.where,
-            tags=_hashes(trial, state),
+            tags=_hashes(trial, shared),
         )
 
     def _metrics(self, value: Any) -> dict[str, float]:
@@ -107,7 +114,7 @@ def _shareable(state: Any) -> dict[str, Any]:
     return to_shareable(tensors)
 
 
-def _hashes(trial: Trial, state: Any) -> dict[str, str]:
+def _hashes(trial: Trial, shared: Mapping[str, Any] | None) -> dict[str, str]:
     """The hashes of the state the trial inherited and of the one it returned: a child's inherited hash equals
     its parent's returned one when the inheritance is what the strategy says it is."""
     from popplast.training.weights import from_shareable, state_dict_hash
@@ -115,8 +122,8 @@ def _hashes(trial: Trial, state: Any) -> dict[str, str]:
     tags = {}
     if trial.inherited_hash is not None:
         tags["inherited_state_hash"] = trial.inherited_hash
-    if state is not None:
-        tags["returned_state_hash"] = state_dict_hash(from_shareable(_shareable(state)))
+    if shared is not None:
+        tags["returned_state_hash"] = state_dict_hash(from_shareable(shared))
     return tags
 
 
