@@ -1,85 +1,13 @@
-"""Shared fixtures: one real local Ray instance per test session, small spec files, MLflow stores in tmp."""
+"""Shared fixtures: one real local Ray instance per test session, small spec files, MLflow stores in tmp.
+The helpers the tests share are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-CLUSTER_SCRIPT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cluster", "local_cluster.sh"
-)
-
-TINY_SPEC = """
-dataset: {name: digits, split_seed: 0}
-fidelity: {image_size: 8, epochs: 1, batch_size: 64, max_train_samples: 400}
-strategy:
-  method: ga
-  population: 4
-  generations: 3
-  seed: 7
-  crossover: {architecture: 0.0, optimizer: 0.0, lr_scale: 0.9}
-  mutation: {architecture: 0.4, optimizer: 0.4, lr_scale: 0.3}
-space:
-  architecture: {type: categorical, choices: [lenet5, small_vgg]}
-  optimizer: {type: categorical, choices: [adam, rmsprop]}
-  lr_scale: {type: float, low: 0.1, high: 3.0, log: true}
-"""
-
-
-USER_OBJECTIVE = '''
-import math
-
-import torch
-
-
-def fit(config, trial):
-    """A tiny torch model: w moves towards (x, y) for a few steps; its state goes on to the children."""
-    inherited = trial.inherited_state()
-    w = inherited["w"].clone() if inherited is not None else torch.zeros(2)
-    target = torch.tensor([config["x"], config["y"]])
-    for step in range(1, trial.fidelity.epochs + 1):
-        w += 0.5 * (target - w)
-        trial.report(step, distance=float((target - w).norm()))
-    loss = float((w - torch.tensor([0.3, -0.2])).pow(2).sum())
-    if config.get("fail_above") is not None and config["x"] > config["fail_above"]:
-        raise RuntimeError("x too large for this objective")
-    return {"loss": loss, "w0": float(w[0])}, {"w": w}
-'''
-
-USER_SPEC = """
-objective: userobj:fit
-fitness: {metric: loss, mode: minimize}
-fidelity: {epochs: 3}
-strategy:
-  method: ga
-  population: 4
-  generations: 3
-  seed: 5
-space:
-  x: {type: float, low: -1.0, high: 1.0}
-  y: {type: float, low: -1.0, high: 1.0}
-"""
-
-
-def write_user_objective(folder: Path) -> Path:
-    """A user's objective module and the search file naming it, in a folder outside popplast's package and
-    not on the path: the file's path."""
-    folder.mkdir(parents=True)
-    (folder / "userobj.py").write_text(textwrap.dedent(USER_OBJECTIVE))
-    return write_spec(folder, USER_SPEC, "search.yaml")
-
-
-def write_spec(directory: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = directory / name
-    path.write_text(textwrap.dedent(text))
-    return path
+from tests.helpers import TINY_SPEC, write_spec
 
 
 @pytest.fixture
@@ -104,27 +32,6 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-
-
-def cluster_env(port: str, **extra: str) -> dict[str, str]:
-    """The environment of cluster/local_cluster.sh for a cluster on `port`, and of drivers that join it."""
-    return {
-        **os.environ,
-        "RAY": os.path.join(os.path.dirname(sys.executable), "ray"),
-        "RAY_PORT": port,
-        "RAY_AUTH_MODE": "token",
-        **extra,
-    }
-
-
-@contextlib.contextmanager
-def local_cluster(workers: int, env: dict[str, str]) -> Iterator[str]:
-    """A real multi-node Ray cluster on this machine (a head and `workers` worker nodes); yields its address."""
-    subprocess.run(["bash", CLUSTER_SCRIPT, "up", str(workers)], check=True, env=env, timeout=120)
-    try:
-        yield f"127.0.0.1:{env['RAY_PORT']}"
-    finally:
-        subprocess.run(["bash", CLUSTER_SCRIPT, "down"], env=env, timeout=60)
 
 
 def pytest_collection_modifyitems(config, items):

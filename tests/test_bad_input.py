@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from popplast.cli import main
-from tests.conftest import TINY_SPEC, write_spec
+from tests.helpers import TINY_SPEC, write_spec
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 

@@ -12,8 +12,7 @@ import popplast
 from popplast.cli import main
 from popplast.core.errors import SpecError
 from popplast.tracking.lineage import draw_lineage
-from tests.conftest import write_spec
-from tests.test_search import individuals, lineage
+from tests.helpers import individuals, lineage, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +140,7 @@ def test_tune_tpe_trials_are_individuals_without_parents(ray_address, tiny_spec,
     ],
 )
 def test_bad_baseline_flags(flags, expected, tmp_path, capsys):
-    from tests.conftest import TINY_SPEC
+    from tests.helpers import TINY_SPEC
 
     path = write_spec(tmp_path, TINY_SPEC)
     code = main(

@@ -15,7 +15,7 @@ METHODS = ("ga", "tpe", "random")
 
 @pytest.fixture(scope="module")
 def comparison(ray_address, tmp_path_factory):
-    from tests.conftest import TINY_SPEC, write_spec
+    from tests.helpers import TINY_SPEC, write_spec
 
     folder = tmp_path_factory.mktemp("compare")
     spec = write_spec(folder, TINY_SPEC, "tiny.yaml")
@@ -121,7 +121,7 @@ def test_an_interrupted_comparison_runs_only_its_unfinished_searches(comparison)
     ],
 )
 def test_bad_compare_flags(flags, expected, tmp_path, capsys):
-    from tests.conftest import TINY_SPEC, write_spec
+    from tests.helpers import TINY_SPEC, write_spec
 
     path = write_spec(tmp_path, TINY_SPEC)
     code = main(["compare", str(path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *flags])

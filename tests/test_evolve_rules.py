@@ -16,7 +16,7 @@ import popplast.rules_api as rules_api
 from popplast.cli import main
 from popplast.core.errors import SpecError
 from popplast.core.rules_spec import RulesSpec
-from tests.conftest import write_spec
+from tests.helpers import write_spec
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 TINY_RULES = """

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from tests.test_search import individuals
+from tests.helpers import individuals
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 pytestmark = pytest.mark.slow

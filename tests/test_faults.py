@@ -17,8 +17,16 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.result import EvalResult
-from tests.conftest import CLUSTER_SCRIPT, TINY_SPEC, cluster_env, local_cluster, write_spec, write_user_objective
-from tests.test_search import individuals, lineage
+from tests.helpers import (
+    CLUSTER_SCRIPT,
+    TINY_SPEC,
+    cluster_env,
+    individuals,
+    lineage,
+    local_cluster,
+    write_spec,
+    write_user_objective,
+)
 
 pytestmark = pytest.mark.slow
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")

@@ -10,7 +10,7 @@ import popplast
 from popplast.core.gensoup import GenSoup, image_size, population_size
 from popplast.core.spec import SearchSpec
 from popplast.core.strategies import build_strategy
-from tests.conftest import write_spec
+from tests.helpers import write_spec
 
 
 def test_population_schedule():

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import TINY_SPEC, cluster_env, local_cluster, write_spec
+from tests.helpers import TINY_SPEC, cluster_env, local_cluster, write_spec
 
 pytestmark = pytest.mark.slow
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")

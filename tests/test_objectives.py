@@ -10,8 +10,7 @@ from mlflow import MlflowClient
 import popplast
 from popplast.cli import main
 from popplast.core.errors import SpecError
-from tests.conftest import write_user_objective
-from tests.test_search import individuals, lineage
+from tests.helpers import individuals, lineage, write_user_objective
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import popplast
 from popplast.core.ga import GAState
 from popplast.core.spec import SearchSpec
 from popplast.core.strategies import build_strategy
-from tests.test_search import individuals, lineage
+from tests.helpers import individuals, lineage
 
 SPACE = {
     "architecture": {"type": "categorical", "choices": ["lenet5", "small_vgg"]},

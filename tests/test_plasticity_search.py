@@ -12,7 +12,7 @@ from popplast.core.individual import Individual
 from popplast.core.spec import DatasetSpec, Fidelity, SearchSpec
 from popplast.training.config import check_spec
 from popplast.training.evaluator import CNNEvaluator
-from tests.test_search import individuals
+from tests.helpers import individuals
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,7 +14,7 @@ import popplast
 from popplast.core.errors import SpecError
 from popplast.execution.checkpoint import state_file
 from popplast.tracking.mlflow_tracker import newest_first
-from tests.test_search import individuals, lineage
+from tests.helpers import individuals, lineage
 
 pytestmark = pytest.mark.slow
 

@@ -10,46 +10,10 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from tests.conftest import TINY_SPEC, write_spec
+from tests.helpers import TINY_SPEC, individuals, lineage, write_spec
 
 pytestmark = pytest.mark.slow
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
-
-
-def individuals(tracking_uri: str, search_run_id: str) -> list[dict]:
-    """Every individual of a search, read back from MLflow alone."""
-    client = MlflowClient(tracking_uri)
-    search = client.get_run(search_run_id)
-    runs = client.search_runs(
-        [search.info.experiment_id], f"tags.mlflow.parentRunId = '{search_run_id}'", max_results=1000
-    )
-    out = []
-    for run in runs:
-        t = run.data.tags
-        if t["popplast.status"] == "retried":  # an attempt whose worker died: not an individual of its own
-            continue
-        out.append(
-            {
-                "run_id": run.info.run_id,
-                "id": t["popplast.individual_id"],
-                "generation": int(t["popplast.generation"]),
-                "parents": [p for p in t["popplast.parent_ids"].split(",") if p],
-                "parent_runs": [p for p in t["popplast.parent_run_ids"].split(",") if p],
-                "operator": t["popplast.operator"],
-                "method": t["popplast.method"],
-                "status": t["popplast.status"],
-                "seed": t["popplast.seed"],
-                "fusion": t["popplast.fusion_weights"],
-                "genes": {k: v for k, v in run.data.params.items() if k.startswith("gene.")},
-                "fitness": run.data.metrics.get("fitness"),
-                "mlflow_status": run.info.status,
-            }
-        )
-    return sorted(out, key=lambda r: r["id"])
-
-
-def lineage(rows: list[dict]) -> list[tuple]:
-    return [(r["id"], r["operator"], tuple(r["parents"]), r["seed"], tuple(sorted(r["genes"].items()))) for r in rows]
 
 
 def test_local_search_logs_every_individual_with_its_lineage(tiny_spec, tracking_uri):

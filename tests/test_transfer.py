@@ -14,8 +14,7 @@ from popplast.training.data import load_split
 from popplast.training.heads import build_for
 from popplast.training.models import build_model
 from popplast.training.transfer import PlasticModel, class_subset, train_source
-from tests.conftest import write_spec
-from tests.test_search import individuals
+from tests.helpers import individuals, write_spec
 
 SPEC = """
 dataset: {{name: digits, split_seed: 0}}
