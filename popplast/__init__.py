@@ -7,7 +7,7 @@
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "compare", "report", "evolve_rules", "lineage", "SearchResult", "RulesResult", "SpecError"]
+__all__ = ["run", "compare", "report", "evolve_rules", "lineage", "SearchResult", "RulesResult", "SpecError", "Trial"]
 
 
 def __getattr__(name: str) -> Any:
@@ -35,6 +35,10 @@ def __getattr__(name: str) -> Any:
         from popplast.core.result import SearchResult
 
         return SearchResult
+    if name == "Trial":  # what an objective fit(config, trial) is called with
+        from popplast.objectives.trial import Trial
+
+        return Trial
     if name == "SpecError":
         from popplast.core.errors import SpecError
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import sys
 import time
 from typing import Any, Callable, Iterator
 
@@ -15,11 +14,9 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.result import SearchResult
 from popplast.core.spec import INHERITING_METHODS, OPTUNA_METHODS, TUNE_METHODS, SearchSpec
 from popplast.core.strategies import build_strategy
+from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 from popplast.final_model import SearchFailed, log_soup_model, retrain_best
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_OPTUNA_STORAGE = "sqlite:///optuna.db"
-EXECUTORS = ("ray", "local")
+from popplast.session import check_options, open_executor, say
 
 
 def run(
@@ -37,10 +34,10 @@ def run(
     gpus_per_worker: float = 0,
     executor: str = "ray",
     address: str | None = None,
-    tracking_uri: str = DEFAULT_TRACKING_URI,
+    tracking_uri: str = TRACKING_URI,
     experiment: str | None = None,
     retrain: bool = False,
-    optuna_storage: str = DEFAULT_OPTUNA_STORAGE,
+    optuna_storage: str = OPTUNA_STORAGE,
     study_name: str | None = None,
     resume: str | None = None,
     progress: bool = True,
@@ -77,7 +74,7 @@ def run(
         experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     spec, fn = _objective(spec, objective)
     method = spec.strategy.method
-    _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
+    check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
     if fn is not None:
         _check_objective_options(spec, method, retrain)
     if method == "tune-pbt":
@@ -117,7 +114,7 @@ def run(
         )
     else:
         make_evaluator = functools.partial(_make_evaluator, spec, threads, fn)
-        with _open_executor(
+        with open_executor(
             executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, spec.strategy.population
         ) as pool:
             _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
@@ -276,7 +273,7 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
     if resume:
         generation = checkpoint.generation if checkpoint else -1
         dropped = tracker.discard_after(generation)
-        _say(
+        say(
             progress,
             f"[popplast] resuming search run {resume} after generation {generation + 1} of "
             f"{s.generations}"
@@ -287,12 +284,6 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
         loop = run_soup if s.method in INHERITING_METHODS else run_search
         checkpoints = Checkpointer(tracker, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
         return loop(spec, build_strategy(spec), pool, rng, observers, checkpoints, checkpoint)
-
-
-def _say(show: bool, line: str) -> None:
-    """A line on stderr for the person running the command (`popplast run` and `popplast compare`)."""
-    if show:
-        print(line, file=sys.stderr, flush=True)
 
 
 def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
@@ -331,22 +322,6 @@ def _fitness_label(spec: SearchSpec) -> str:
     return metric if spec.fitness.mode == "maximize" else f"−{metric}, {metric} minimised"
 
 
-def _check_options(executor: str, workers: int | None, cpus: float, gpus: float, method: str = "") -> None:
-    def bad(flag: str, expected: str, value: Any) -> SpecError:
-        return SpecError(COMMAND_LINE, flag, f"expected {expected}, got {value!r}.")
-
-    if executor not in EXECUTORS:
-        raise bad("--executor", "ray or local", executor)
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise bad("--workers", "an integer >= 1", workers)
-    if not cpus > 0:
-        raise bad("--cpus-per-worker", "a number > 0", cpus)
-    if not gpus >= 0:
-        raise bad("--gpus-per-worker", "a number >= 0", gpus)
-    if executor == "local" and method in TUNE_METHODS:
-        raise SpecError(COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no local executor.")
-
-
 def _preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
     """Check names, data and pretrained weights in the driver, before any worker starts; make a missing
     source backbone the file says how to train.
@@ -372,7 +347,7 @@ def _preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
     if "source_classes" in spec.fixed and "architecture" in spec.fixed:
         cfg = resolve({}, spec.fixed)
         if cfg.source_checkpoint is not None and not os.path.isfile(cfg.source_checkpoint):
-            _say(
+            say(
                 progress,
                 f"[popplast] training the source backbone ({cfg.architecture} on classes "
                 f"{list(cfg.source_classes or ())}) into {cfg.source_checkpoint}",
@@ -435,27 +410,3 @@ def _check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> No
             "retraining rebuilds popplast's CNN; with a user objective, "
             "train the best configuration (result.best_config) yourself.",
         )
-
-
-@contextlib.contextmanager
-def _open_executor(
-    kind: str, make_evaluator, workers: int | None, cpus: float, gpus: float, address: str | None, population: int
-) -> Iterator[Any]:
-    """A local executor, or a Ray pool inside a Ray session (joined, or started and stopped here)."""
-    if kind == "local":
-        from popplast.execution.executor import LocalExecutor
-
-        yield LocalExecutor(make_evaluator)
-        return
-    from popplast.execution.ray_pool import RayExecutor
-    from popplast.execution.ray_session import check_resources, default_workers, ray_session
-
-    with ray_session(address):
-        if workers is None:
-            workers = default_workers(population, cpus)
-        check_resources(workers, cpus, gpus)
-        pool = RayExecutor(make_evaluator, workers, cpus, gpus)
-        try:
-            yield pool
-        finally:
-            pool.close()

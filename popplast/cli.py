@@ -8,6 +8,7 @@ from typing import Sequence
 
 from popplast.core.errors import SpecError
 from popplast.core.spec import METHODS
+from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 
 EXIT_BAD_INPUT = 2
 
@@ -62,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     study = run.add_argument_group("Optuna methods (tpe, cmaes, random, nsga2)")
     study.add_argument(
         "--optuna-storage",
-        default="sqlite:///optuna.db",
-        help="Optuna storage URL; an RDB URL lets several drivers share a study (default sqlite:///optuna.db)",
+        default=OPTUNA_STORAGE,
+        help="Optuna storage URL; an RDB URL lets several drivers share a study (default %(default)s)",
     )
     study.add_argument("--study-name", help="Optuna study name (default: EXPERIMENT-METHOD-seedSEED)")
     lineage = commands.add_parser(
@@ -73,9 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lineage.html (every node links to its run) and lineage.png.",
     )
     lineage.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
-    lineage.add_argument(
-        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)"
-    )
+    lineage.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
     lineage.add_argument("--out", default=".", help="folder for lineage.html and lineage.png (default: here)")
     lineage.add_argument(
         "--ui-url",
@@ -106,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COMPARISON_RUN_ID",
         help="continue an interrupted comparison: finished searches are not run again",
     )
-    cmp.add_argument(
-        "--optuna-storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)"
-    )
+    cmp.add_argument("--optuna-storage", default=OPTUNA_STORAGE, help="Optuna storage URL (default %(default)s)")
     _execution_flags(cmp)
     rep = commands.add_parser(
         "report",
@@ -116,9 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild report.md and the anytime curves of a comparison from its MLflow runs alone.",
     )
     rep.add_argument("comparison_run_id", metavar="COMPARISON_RUN_ID", help="printed by popplast compare")
-    rep.add_argument(
-        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)"
-    )
+    rep.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
     rep.add_argument("--out", default=".", help="folder for the files (default: here)")
     rep.add_argument("--log", action="store_true", help="also attach the files to the comparison run")
     rules = commands.add_parser(
@@ -174,9 +169,7 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         help="join this Ray cluster ('auto' for the one this machine belongs to); "
         "without it a local Ray instance is started and stopped",
     )
-    ex.add_argument(
-        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)"
-    )
+    ex.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
     ex.add_argument("--experiment", help="MLflow experiment (default: the file's name without .yaml)")
     ex.add_argument("--quiet", action="store_true", help="no progress display")
 

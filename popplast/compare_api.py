@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from popplast.api import DEFAULT_OPTUNA_STORAGE, DEFAULT_TRACKING_URI, SearchFailed, _check_options, _say, run
+from popplast.api import SearchFailed, run
 from popplast.core.budget import default_budget, with_budget
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.spec import METHODS, OPTUNA_METHODS, SearchSpec
+from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
+from popplast.session import check_options, say
 
 DEFAULT_METHODS = ("ga", "tpe", "random")
 
@@ -55,9 +57,9 @@ def compare(
     gpus_per_worker: float = 0,
     executor: str = "ray",
     address: str | None = None,
-    tracking_uri: str = DEFAULT_TRACKING_URI,
+    tracking_uri: str = TRACKING_URI,
     experiment: str | None = None,
-    optuna_storage: str = DEFAULT_OPTUNA_STORAGE,
+    optuna_storage: str = OPTUNA_STORAGE,
     out: str = ".",
     resume: str | None = None,
     progress: bool = True,
@@ -73,7 +75,7 @@ def compare(
     budget = budget_evals if budget_evals is not None else default_budget(spec)
     for method in methods:  # every cell's settings are checked before the first one trains
         cell_spec = spec.with_overrides(method=method)
-        _check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
+        check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
         with_budget(cell_spec, budget)
         if method == "tune-pbt":
             from popplast.baselines.tune_search import check_pbt
@@ -108,9 +110,7 @@ def compare(
             for k, (method, i, seed) in enumerate(cells, start=1):
                 if (method, seed) in done:
                     continue
-                _say(
-                    progress, f"[popplast] comparison {tracker.run_id}: search {k}/{len(cells)}, {method}, seed {seed}"
-                )
+                say(progress, f"[popplast] comparison {tracker.run_id}: search {k}/{len(cells)}, {method}, seed {seed}")
                 cell_spec = dataclasses.replace(
                     spec, dataset=dataclasses.replace(spec.dataset, split_seed=spec.dataset.split_seed + i)
                 )
@@ -138,7 +138,7 @@ def compare(
                 ran += 1
         except BaseException:
             tracker.end("FAILED")
-            _say(True, f"[popplast] comparison interrupted; continue it with --resume {tracker.run_id}")
+            say(True, f"[popplast] comparison interrupted; continue it with --resume {tracker.run_id}")
             raise
     files = build_report(tracking_uri, tracker.run_id, out, log=True)
     tracker.end()
@@ -147,9 +147,7 @@ def compare(
     )
 
 
-def report(
-    comparison_run_id: str, *, tracking_uri: str = DEFAULT_TRACKING_URI, out: str = ".", log: bool = False
-) -> list[str]:
+def report(comparison_run_id: str, *, tracking_uri: str = TRACKING_URI, out: str = ".", log: bool = False) -> list[str]:
     """Rebuild a comparison's report.md and curves from MLflow alone; returns the files written."""
     from popplast.tracking.report import build_report
 

@@ -13,8 +13,8 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.es import ES_STRATEGIES
 from popplast.core.result import RulesResult
 from popplast.core.rules_spec import RulesSpec
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+from popplast.defaults import TRACKING_URI
+from popplast.session import check_options, open_executor
 
 
 def evolve_rules(
@@ -31,7 +31,7 @@ def evolve_rules(
     gpus_per_worker: float = 0,
     executor: str = "ray",
     address: str | None = None,
-    tracking_uri: str = DEFAULT_TRACKING_URI,
+    tracking_uri: str = TRACKING_URI,
     experiment: str | None = None,
     progress: bool = True,
 ) -> RulesResult:
@@ -43,7 +43,6 @@ def evolve_rules(
     The ES population is split across the workers, each evaluating its slice vectorised. The gradient
     baseline runs in this process. Raises SpecError for bad input, before anything starts.
     """
-    from popplast.api import _check_options, _open_executor
     from popplast.execution.evolve import run_evolution
     from popplast.plasticity.plastic_rnn import genome_size, rule_sizes
     from popplast.tracking.rules_tracker import RulesTracker
@@ -58,7 +57,7 @@ def evolve_rules(
         sigma=sigma,
         learning_rate=learning_rate,
     )
-    _check_options(executor, workers, cpus_per_worker, gpus_per_worker)
+    check_options(executor, workers, cpus_per_worker, gpus_per_worker)
     s = spec.strategy
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     try:
@@ -82,7 +81,7 @@ def evolve_rules(
     kind = "local" if s.method == "gradient" else executor
     # in this process the evaluator already built serves; Ray workers build their own from the spec
     make_evaluator = (lambda: local) if kind == "local" else functools.partial(RuleEvaluator, spec, threads)
-    with _open_executor(kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population) as pool:
+    with open_executor(kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population) as pool:
         tracker.start_search(
             spec,
             {

@@ -97,5 +97,5 @@ def test_budgets_in_evaluations_for_every_method():
     assert with_budget(soup, 30).strategy.generations == 4  # 10 + 8 + 6 + 4 = 28; a fifth would make 32
     with pytest.raises(SpecError, match="--budget-evals: ga evaluates whole generations of 10 .*s.yaml.*got 45"):
         with_budget(spec, 45)
-    with pytest.raises(SpecError, match="--method: expected one of ga, gensoup, tpe"):
+    with pytest.raises(SpecError, match="--method: expected one of ga, gensoup, pbt, tpe"):
         spec.with_overrides(method="bayes")

@@ -23,7 +23,6 @@ from popplast.core.spec import SearchSpec
 from popplast.execution.executor import Evaluation, Executor
 from popplast.execution.search import SearchOutcome, configuration, notify
 
-DEFAULT_STORAGE = "sqlite:///optuna.db"
 USER_INDIVIDUAL = "popplast.individual"
 USER_METRICS = "popplast.metrics"
 USER_SEARCH_RUN = "popplast.search_run_id"

@@ -1,0 +1,59 @@
+"""What every entry point (`popplast.run`, `popplast.compare`, `popplast.evolve_rules`) shares: the execution
+options' checks, the executor they open, and the lines they print for the person running them."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any, Iterator
+
+from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.spec import TUNE_METHODS
+
+EXECUTORS = ("ray", "local")
+
+
+def say(show: bool, line: str) -> None:
+    """A line on stderr for the person running the command (`popplast run` and `popplast compare`)."""
+    if show:
+        print(line, file=sys.stderr, flush=True)
+
+
+def check_options(executor: str, workers: int | None, cpus: float, gpus: float, method: str = "") -> None:
+    def bad(flag: str, expected: str, value: Any) -> SpecError:
+        return SpecError(COMMAND_LINE, flag, f"expected {expected}, got {value!r}.")
+
+    if executor not in EXECUTORS:
+        raise bad("--executor", "ray or local", executor)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise bad("--workers", "an integer >= 1", workers)
+    if not cpus > 0:
+        raise bad("--cpus-per-worker", "a number > 0", cpus)
+    if not gpus >= 0:
+        raise bad("--gpus-per-worker", "a number >= 0", gpus)
+    if executor == "local" and method in TUNE_METHODS:
+        raise SpecError(COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no local executor.")
+
+
+@contextlib.contextmanager
+def open_executor(
+    kind: str, make_evaluator, workers: int | None, cpus: float, gpus: float, address: str | None, population: int
+) -> Iterator[Any]:
+    """A local executor, or a Ray pool inside a Ray session (joined, or started and stopped here)."""
+    if kind == "local":
+        from popplast.execution.executor import LocalExecutor
+
+        yield LocalExecutor(make_evaluator)
+        return
+    from popplast.execution.ray_pool import RayExecutor
+    from popplast.execution.ray_session import check_resources, default_workers, ray_session
+
+    with ray_session(address):
+        if workers is None:
+            workers = default_workers(population, cpus)
+        check_resources(workers, cpus, gpus)
+        pool = RayExecutor(make_evaluator, workers, cpus, gpus)
+        try:
+            yield pool
+        finally:
+            pool.close()
