@@ -114,27 +114,13 @@ def test_sigma_in_the_file_holds_for_every_method_and_the_flags_override_it(tmp_
 
 
 def test_evolve_rules_elitist_records_the_papers_sigma(tmp_path):
+    spec = write_spec(tmp_path, TINY_RULES.replace("generations: 4", "generations: 1"), "rules.yaml")
     uri = f"sqlite:///{tmp_path}/m.db"
-    code = main(
-        [
-            "evolve-rules",
-            SHIPPED_RULES,
-            "--method",
-            "elitist",
-            "--population",
-            "4",
-            "--generations",
-            "1",
-            "--executor",
-            "local",
-            "--tracking-uri",
-            uri,
-            "--quiet",
-        ]
-    )
+    flags = ["--method", "elitist", "--population", "4", "--executor", "local", "--tracking-uri", uri, "--quiet"]
+    code = main(["evolve-rules", str(spec), *flags])
     client = MlflowClient(uri)
     [search] = client.search_runs(
-        [client.get_experiment_by_name("rules_classification").experiment_id], "tags.`popplast.role` = 'search'"
+        [client.get_experiment_by_name("rules").experiment_id], "tags.`popplast.role` = 'search'"
     )
     assert code == 0 and search.data.params["strategy.sigma"] == "0.01"
 
