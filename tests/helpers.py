@@ -94,7 +94,11 @@ def cluster_env(port: str, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def local_cluster(workers: int, env: dict[str, str]) -> Iterator[str]:
-    """A real multi-node Ray cluster on this machine (a head and `workers` worker nodes); yields its address."""
+    """A real multi-node Ray cluster on this machine (a head and `workers` worker nodes); yields its address.
+
+    A cluster an interrupted test session left on the port (the tests' own: 6390, 6391) is brought down first,
+    else `ray start --head` fails on the port it holds."""
+    subprocess.run(["bash", CLUSTER_SCRIPT, "down"], env=env, timeout=60)
     subprocess.run(["bash", CLUSTER_SCRIPT, "up", str(workers)], check=True, env=env, timeout=120)
     try:
         yield f"127.0.0.1:{env['RAY_PORT']}"

@@ -114,7 +114,7 @@ def test_an_interrupted_comparison_runs_only_its_unfinished_searches(comparison)
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--methods", "ga,bayes"], "--methods: expected a comma-separated list of ga, gensoup, tpe"),
+        (["--methods", "ga,bayes"], "--methods: expected a comma-separated list of ga, gensoup, pbt, tpe"),
         (["--methods", "ga,ga"], "--methods: expected each method once"),
         (["--seeds", "0"], "--seeds: expected an integer >= 1, got 0"),
         (["--methods", "ga,pbt", "--budget-evals", "6"], "--budget-evals: ga evaluates whole generations of 4"),
