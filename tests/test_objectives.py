@@ -55,9 +55,10 @@ def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_p
     )
 
 
-def test_same_seed_same_lineage_with_the_ray_and_the_local_executor(user_spec, tmp_path, ray_address):
-    on_ray, uri_a = run(user_spec, tmp_path, "a", method="gensoup", workers=2)
-    local, uri_b = run(user_spec, tmp_path, "b", method="gensoup", executor="local")
+@pytest.mark.parametrize("method", ["gensoup", "pbt"])
+def test_same_seed_same_lineage_with_the_ray_and_the_local_executor(method, user_spec, tmp_path, ray_address):
+    on_ray, uri_a = run(user_spec, tmp_path, "a", method=method, workers=2)
+    local, uri_b = run(user_spec, tmp_path, "b", method=method, executor="local")
     a, b = individuals(uri_a, on_ray.search_run_id), individuals(uri_b, local.search_run_id)
     assert lineage(a) == lineage(b) and [r["fitness"] for r in a] == [r["fitness"] for r in b]
 

@@ -13,7 +13,7 @@ import popplast
 from popplast.core.ga import GAState
 from popplast.core.spec import SearchSpec
 from popplast.core.strategies import build_strategy
-from tests.helpers import individuals, lineage
+from tests.helpers import individuals
 
 SPACE = {
     "architecture": {"type": "categorical", "choices": ["lenet5", "small_vgg"]},
@@ -76,12 +76,11 @@ def test_same_seed_same_members_and_the_state_survives_json():
 
 
 @pytest.mark.slow
-def test_pbt_members_go_on_from_trained_weights(tiny_spec, tmp_path, ray_address):
-    on_ray = popplast.run(tiny_spec, method="pbt", workers=2, tracking_uri=f"sqlite:///{tmp_path}/a.db", progress=False)
+def test_pbt_members_go_on_from_trained_weights(tiny_spec, tmp_path):
+    """popplast's CNN trainer under PBT (Ray against local: tests/test_objectives.py)."""
     uri = f"sqlite:///{tmp_path}/b.db"
     local = popplast.run(tiny_spec, method="pbt", executor="local", tracking_uri=uri, progress=False)
     rows = individuals(uri, local.search_run_id)
-    assert lineage(individuals(f"sqlite:///{tmp_path}/a.db", on_ray.search_run_id)) == lineage(rows)
     client = MlflowClient(uri)
     tags = {r["id"]: client.get_run(r["run_id"]).data.tags for r in rows}
     assert {r["operator"] for r in rows} == {"init", "inherit", "exploit"}
