@@ -16,6 +16,7 @@ from popplast.core.spec import INHERITING_METHODS, OPTUNA_METHODS, TUNE_METHODS,
 from popplast.core.strategies import build_strategy
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 from popplast.final_model import SearchFailed, log_soup_model, retrain_best
+from popplast.preflight import preflight
 from popplast.session import check_options, open_executor, say
 
 
@@ -81,7 +82,7 @@ def run(
         from popplast.baselines.tune_search import check_pbt
 
         check_pbt(spec)
-    shape = _preflight(spec, progress) if fn is None else (0, 0)
+    shape = preflight(spec, progress) if fn is None else (0, 0)
     study = None
     if method in OPTUNA_METHODS:
         from popplast.baselines.optuna_search import open_study, study_name_for
@@ -320,46 +321,6 @@ def _fitness_label(spec: SearchSpec) -> str:
         return "validation MCC"
     metric = spec.fitness.metric
     return metric if spec.fitness.mode == "maximize" else f"−{metric}, {metric} minimised"
-
-
-def _preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
-    """Check names, data and pretrained weights in the driver, before any worker starts; make a missing
-    source backbone the file says how to train.
-
-    Returns (native channels, number of classes) of the data.
-    """
-    from popplast.training.build import make_source
-    from popplast.training.config import check_spec, pretrained_architectures, resolve
-    from popplast.training.data import DataUnavailable, load_split, native_channels
-    from popplast.training.models import PretrainedUnavailable, ensure_pretrained
-
-    check_spec(spec)
-    try:
-        channels = native_channels(spec.dataset)
-        split = load_split(spec.dataset, spec.fidelity.image_size, channels, spec.fidelity.max_train_samples)
-    except DataUnavailable as e:
-        raise SpecError(spec.source, "dataset", str(e)) from None
-    try:
-        ensure_pretrained(pretrained_architectures(spec))
-    except PretrainedUnavailable as e:
-        key = "space.pretrained" if "pretrained" in spec.space.names else "fixed.pretrained"
-        raise SpecError(spec.source, key, str(e)) from None
-    if "source_classes" in spec.fixed and "architecture" in spec.fixed:
-        cfg = resolve({}, spec.fixed)
-        if cfg.source_checkpoint is not None and not os.path.isfile(cfg.source_checkpoint):
-            say(
-                progress,
-                f"[popplast] training the source backbone ({cfg.architecture} on classes "
-                f"{list(cfg.source_classes or ())}) into {cfg.source_checkpoint}",
-            )
-            make_source(spec.dataset, cfg, spec.fidelity.image_size, channels)
-    elif "source_classes" in spec.fixed:
-        raise SpecError(
-            spec.source,
-            "fixed.source_classes",
-            "a source backbone is made for one architecture; fix the architecture (fixed.architecture).",
-        )
-    return channels, split.num_classes
 
 
 def _make_evaluator(spec: SearchSpec, threads: int, objective: Callable[..., Any] | None = None):
