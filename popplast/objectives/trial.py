@@ -49,7 +49,7 @@ class Trial:
 
         states, weights = zip(*self._parents)
         try:
-            state = fuse_state_dicts(states, weights) if len(states) > 1 else from_shareable(states[0])
+            state = fuse_state_dicts(states, weights)  # one parent: its own tensors, uncopied
         except FusionError:
             state = from_shareable(states[0])  # the strategy lists the better parent first
         self.inherited_hash = state_dict_hash(state)
