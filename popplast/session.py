@@ -11,6 +11,7 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.spec import TUNE_METHODS
 
 EXECUTORS = ("ray", "local")
+WORKERS_START_WAIT = 60.0  # seconds a search waits for its workers before it begins with those it has
 
 
 def say(show: bool, line: str) -> None:
@@ -54,6 +55,9 @@ def open_executor(
         check_resources(workers, cpus, gpus)
         pool = RayExecutor(make_evaluator, workers, cpus, gpus)
         try:
+            # The resources were there a moment ago, so every actor should start soon; waiting for them
+            # keeps a quick first generation from running on whichever actor happened to start first.
+            pool.wait_started(WORKERS_START_WAIT)
             yield pool
         finally:
             pool.close()
