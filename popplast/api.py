@@ -47,12 +47,12 @@ def run(
 ) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
-    Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), an Optuna
-    sampler (tpe, cmaes, random, nsga2), popplast's PBT (pbt) or a Ray Tune method (tune-tpe, tune-pbt) over the
-    same space;
+    Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), popplast's
+    PBT (pbt), an Optuna sampler (tpe, cmaes, random, nsga2), an evolution strategy (elitist, openai, snes)
+    or a Ray Tune method (tune-tpe, tune-pbt) over the same space;
     `budget_evals` is the number of evaluations (default: the file's population × generations).
-    `resume`: the MLflow search run of an interrupted search, which goes on where it stopped (GA and
-    Gen-Soup from their last finished generation, exactly; Optuna methods with their study); `space` may
+    `resume`: the MLflow search run of an interrupted search, which goes on exactly from its last finished
+    generation (every method but the Tune ones); `space` may
     then be left out, and what is given must agree with the search (more generations or budget is allowed).
     `objective`: the user's training function `fit(config, trial)` (popplast.objectives), in place of the one
     the file names (`objective: module:function`) or popplast's CNN trainer.
@@ -120,10 +120,7 @@ def run(
         ) as pool:
             _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
             with _failing(tracker):
-                if study is not None:
-                    outcome = _optuna_search(spec, study, optuna_storage, pool, tracker, budget, progress)
-                else:
-                    outcome = _search(spec, pool, tracker, progress, resume, start)
+                outcome = _search(spec, budget, pool, tracker, progress, resume, start, study)
                 result = _result(spec, outcome, tracker)
                 if method in INHERITING_METHODS and fn is None:  # a user's model is the user's to rebuild
                     log_soup_model(spec, outcome, tracker, result, shape)
@@ -167,9 +164,9 @@ def _tracker(tracking_uri: str, experiment: str, method: str, parent_run_id: str
 def _start_tracking(
     tracker: Any, spec: SearchSpec, budget: int, settings: dict[str, Any], study: Any, resume: str | None
 ) -> None:
-    """A new search run with the spec it runs; a resumed search's own run; or, for an Optuna study run
-    before, the search run its earlier trials were logged in."""
-    if resume and study is None:
+    """A new search run with the spec it runs, or a resumed search's own run; an Optuna study records the
+    search run its trials are logged in."""
+    if resume:
         if not tracker.reopen_search(resume, spec):
             raise SpecError(
                 COMMAND_LINE,
@@ -178,15 +175,12 @@ def _start_tracking(
             )
         return
     if study is not None:
-        from popplast.baselines.optuna_search import USER_SEARCH_RUN
-
-        previous = study.user_attrs.get(USER_SEARCH_RUN)
-        if previous and tracker.reopen_search(previous, spec):
-            return
         settings = {**settings, "study_name": study.study_name}
     tracker.start_search(spec, settings)
     tracker.log_spec(spec, budget)
     if study is not None:
+        from popplast.baselines.optuna_search import USER_SEARCH_RUN
+
         study.set_user_attr(USER_SEARCH_RUN, tracker.search_run_id)
 
 
@@ -198,15 +192,6 @@ def _failing(tracker: Any) -> Iterator[None]:
     except BaseException:
         tracker.fail_search()
         raise
-
-
-def _optuna_search(
-    spec: SearchSpec, study: Any, storage: str, pool: Any, tracker: Any, budget: int, progress: bool
-) -> Any:
-    from popplast.baselines.optuna_search import run_optuna
-
-    with _observing(tracker, progress, spec.strategy.generations, budget) as observers:
-        return run_optuna(spec, study, storage, pool, budget, observers)
 
 
 def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, settings, progress, retrain, shape):
@@ -245,7 +230,8 @@ def _observing(tracker: Any, progress: bool, rows: int, total: int, done: int = 
         yield observers
     finally:
         for observer in observers[1:]:
-            observer.close()
+            if hasattr(observer, "close"):
+                observer.close()
 
 
 def _draw_lineage(tracker: Any) -> str | None:
@@ -260,16 +246,26 @@ def _draw_lineage(tracker: Any) -> str | None:
     return uri[len("file://") :] if uri.startswith("file://") else uri
 
 
-def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: str | None, start: float) -> Any:
-    """The GA or Gen-Soup loop, checkpointed after every generation; resumed from the newest checkpoint.
-    `start`: when this driver started the search (`time.perf_counter()`)."""
+def _search(
+    spec: SearchSpec,
+    budget: int,
+    pool: Any,
+    tracker: Any,
+    progress: bool,
+    resume: str | None,
+    start: float,
+    study: Any = None,
+) -> Any:
+    """The search loop for every popplast strategy, checkpointed after every generation; resumed from the
+    newest checkpoint. `start`: when this driver started the search (`time.perf_counter()`); `study`: the
+    Optuna study a sampler method's trials are also written to."""
     from popplast.core.budget import generation_sizes
     from popplast.execution.checkpoint import Checkpointer, load
     from popplast.execution.search import run_search
-    from popplast.execution.soup import run_soup
 
     s = spec.strategy
-    checkpoint = load(tracker, pool.put) if resume else None
+    strategy = build_strategy(spec, budget)
+    checkpoint = load(tracker, strategy.state_from_dict, pool.put) if resume else None
     rng = checkpoint.restore_rng() if checkpoint else np.random.default_rng(np.random.SeedSequence(s.seed))
     if resume:
         generation = checkpoint.generation if checkpoint else -1
@@ -281,10 +277,13 @@ def _search(spec: SearchSpec, pool: Any, tracker: Any, progress: bool, resume: s
             + (f"; {dropped} runs of the interrupted generation are evaluated again" if dropped else ""),
         )
     done = len(checkpoint.results) if checkpoint else 0
-    with _observing(tracker, progress, s.generations, sum(generation_sizes(spec)), done) as observers:
-        loop = run_soup if s.method in INHERITING_METHODS else run_search
+    with _observing(tracker, progress, s.generations, sum(generation_sizes(spec, budget)), done) as observers:
+        if study is not None:
+            from popplast.baselines.optuna_search import StudyMirror
+
+            observers.append(StudyMirror(study, spec))
         checkpoints = Checkpointer(tracker, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
-        return loop(spec, build_strategy(spec), pool, rng, observers, checkpoints, checkpoint)
+        return run_search(spec, strategy, pool, rng, observers, checkpoints, checkpoint)
 
 
 def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
@@ -361,8 +360,8 @@ def _check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> No
         raise SpecError(
             COMMAND_LINE,
             "--method",
-            f"{method} runs popplast's CNN trainer on Ray Tune; a user "
-            "objective runs with ga, gensoup, pbt or an Optuna sampler.",
+            f"{method} runs popplast's CNN trainer on Ray Tune; a user objective runs with ga, gensoup, "
+            "pbt, an Optuna sampler or an evolution strategy.",
         )
     if retrain:
         raise SpecError(

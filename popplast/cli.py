@@ -32,21 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume",
         metavar="SEARCH_RUN_ID",
-        help="go on with an interrupted search from its MLflow run: GA and Gen-Soup from the last "
-        "finished generation, exactly as if never stopped; Optuna methods with their study",
+        help="go on with an interrupted search from its MLflow run, from the last finished generation, "
+        "exactly as if never stopped (every method but tune-tpe and tune-pbt)",
     )
     run.add_argument(
         "--method",
         choices=METHODS,
-        help="ga or gensoup (the file's strategy), an Optuna sampler (tpe, cmaes, random, nsga2) or "
-        "popplast's population-based training (pbt), or Ray Tune (tune-tpe: OptunaSearch; tune-pbt: "
-        "PopulationBasedTraining), all over the same space",
+        help="ga or gensoup (the file's strategy), popplast's population-based training (pbt), an Optuna "
+        "sampler (tpe, cmaes, random, nsga2), an evolution strategy (elitist, openai, snes), or Ray Tune "
+        "(tune-tpe: OptunaSearch; tune-pbt: PopulationBasedTraining), all over the same space",
     )
     run.add_argument(
         "--budget-evals",
         type=int,
         help="evaluations to spend (default: the file's population × "
-        "generations); ga, pbt and tune-pbt need a multiple of the population",
+        "generations); ga, pbt, the evolution strategies and tune-pbt need a multiple of the population",
     )
     file = run.add_argument_group("overrides of the file")
     file.add_argument("--population", type=int, help="individuals per generation")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--optuna-storage",
         default=OPTUNA_STORAGE,
-        help="Optuna storage URL; an RDB URL lets several drivers share a study (default %(default)s)",
+        help="Optuna storage URL the study is recorded in, a trial per individual (default %(default)s)",
     )
     study.add_argument("--study-name", help="Optuna study name (default: EXPERIMENT-METHOD-seedSEED)")
     lineage = commands.add_parser(

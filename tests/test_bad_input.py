@@ -70,6 +70,23 @@ CASES = {
         "at strategy.population_step: only the gensoup method takes population_step",
     ),
     "unknown method": (spec_with("method: ga", "method: pso"), "at strategy.method: expected one of ga, gensoup"),
+    "sigma for ga": (
+        spec_with("population: 4", "population: 4\n  sigma: 0.1"),
+        "at strategy.sigma: sigma is a setting of the evolution strategies (elitist, openai, snes); this search's "
+        "method is ga",
+    ),
+    "learning rate for snes": (
+        spec_with("method: ga", "method: snes\n  learning_rate: 0.1"),
+        "at strategy.learning_rate: learning_rate is a setting of openai",
+    ),
+    "sigma not positive": (
+        spec_with("method: ga", "method: elitist\n  sigma: 0"),
+        "at strategy.sigma: expected a number > 0, got 0.",
+    ),
+    "odd openai population": (
+        spec_with("method: ga\n  population: 4", "method: openai\n  population: 5"),
+        "at strategy.population: openai samples antithetic pairs: expected an even population, got 5.",
+    ),
 }
 
 
@@ -96,6 +113,7 @@ def test_missing_file(tmp_path, capsys):
     [
         (["--population", "1"], "Invalid option --population: expected an integer >= 2, got int 1."),
         (["--workers", "0"], "Invalid option --workers: expected an integer >= 1, got 0."),
+        (["--method", "openai", "--population", "5"], "Invalid option --population: openai samples antithetic pairs"),
         (["--cpus-per-worker", "0"], "Invalid option --cpus-per-worker: expected a number > 0"),
         (["--tracking-uri", "nosuch://x"], "Invalid option --tracking-uri: cannot open the MLflow tracking store"),
     ],

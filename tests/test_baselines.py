@@ -42,16 +42,17 @@ def test_tpe_study_through_popplasts_executor_and_its_resume(tiny_spec, tracking
         SpecError, match=f"--study-name: the study 'tiny-tpe-seed7' already exists.*--resume {first.search_run_id}"
     ):
         popplast.run(tiny_spec, budget_evals=6, **options)
-    optuna.load_study(study_name="tiny-tpe-seed7", storage=storage).ask()  # as a driver killed mid-trial leaves it
     options.pop("method")  # the search run knows its method, spec and study
     resumed = popplast.run(budget_evals=9, resume=first.search_run_id, **options)
     assert resumed.search_run_id == first.search_run_id  # one search run holds the whole study
     assert resumed.evaluations == 9
     after = individuals(tracking_uri, first.search_run_id)
     assert len(after) == 9 and all(len(r["genes"]) == 3 for r in after)  # resumed trials log their genes too
+    assert [r["id"] for r in after][6:] == ["g002-i000", "g002-i001", "g002-i002"]  # what is left of the budget
     trials = optuna.load_study(study_name="tiny-tpe-seed7", storage=storage).trials
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 6 + ["FAIL"] + ["COMPLETE"] * 3  # the stale one is not
-    assert resumed.best_fitness == max(t.value for t in trials if t.value is not None)  # counted in the budget
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 9
+    assert [t.user_attrs["popplast.individual"]["id"] for t in trials] == [r["id"] for r in after]
+    assert resumed.best_fitness == max(t.value for t in trials)
 
 
 def test_the_same_seed_gives_the_same_trials(tiny_spec, tmp_path):

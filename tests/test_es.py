@@ -70,3 +70,23 @@ def test_same_seed_same_trajectory():
         return state.mean
 
     assert np.array_equal(run(3), run(3)) and not np.array_equal(run(3), run(4))
+
+
+def test_an_es_as_a_search_strategy_climbs_a_genome_objective():
+    """ESSearch (any space, through the one loop): SNES over the genes' logits finds the optimum of a smooth
+    function of the genome, and its generation metrics carry the ES's own (σ)."""
+    from popplast.core.es import SNES
+    from popplast.core.es_search import ESSearch
+
+    target = np.array([0.8, 0.2, 0.6])
+    strategy, rng = ESSearch(SNES(3, population=8)), np.random.default_rng(0)
+    state, firsts, metrics = strategy.init(), None, {}
+    for _ in range(40):
+        individuals, state = strategy.ask(state, rng)
+        assert all(0 < g < 1 for i in individuals for g in i.genome) and {i.operator for i in individuals} == {
+            "es-sample"
+        }
+        fitness = {i.id: -float(np.sum((np.array(i.genome) - target) ** 2)) for i in individuals}
+        firsts = firsts if firsts is not None else max(fitness.values())
+        state, metrics = strategy.tell(state, fitness)
+    assert state.best_fitness > -1e-3 > firsts and "sigma" in metrics

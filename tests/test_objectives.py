@@ -1,5 +1,6 @@
 """Users' own training code as the objective: a module written outside the package, named in a search file,
-run by the GA, Gen-Soup and an Optuna sampler, locally and on Ray; what MLflow then holds; failures."""
+run by the GA, Gen-Soup, PBT, an Optuna sampler and an evolution strategy, locally and on Ray; what MLflow
+then holds; failures."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def run(spec, tmp_path, name, **kw):
     return popplast.run(spec, **{**options, **kw}), uri
 
 
-@pytest.mark.parametrize("method", ["ga", "gensoup", "tpe", "pbt"])
+@pytest.mark.parametrize("method", ["ga", "gensoup", "tpe", "pbt", "openai"])
 def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_path, ray_address):
     result, uri = run(user_spec, tmp_path, method, method=method, workers=2, budget_evals=12)
     rows = individuals(uri, result.search_run_id)
@@ -55,7 +56,7 @@ def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_p
     )
 
 
-@pytest.mark.parametrize("method", ["gensoup", "pbt"])
+@pytest.mark.parametrize("method", ["gensoup", "pbt", "tpe", "openai"])
 def test_same_seed_same_lineage_with_the_ray_and_the_local_executor(method, user_spec, tmp_path, ray_address):
     on_ray, uri_a = run(user_spec, tmp_path, "a", method=method, workers=2)
     local, uri_b = run(user_spec, tmp_path, "b", method=method, executor="local")

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from popplast.core.budget import generation_sizes, with_budget
-from popplast.core.ga import GAState
-from popplast.core.spec import SearchSpec
+from popplast.core.spec import OPTUNA_METHODS, SearchSpec
 from popplast.core.strategies import STRATEGIES, build_strategy
 
 SPACE = {
@@ -33,9 +32,9 @@ def fitness_of(individual) -> float | None:
     return None if individual.genome[0] > 0.9 else float(np.sum(individual.genome))
 
 
-def drive(method: str, seed: int, round_trip: bool, reverse: bool) -> list[tuple]:
-    spec = spec_for(method)
-    strategy, rng, state = build_strategy(spec), np.random.default_rng(seed), None
+def drive(method: str, seed: int, round_trip: bool, reverse: bool, population: int = 6, generations: int = 4):
+    spec = spec_for(method, population, generations)
+    strategy, rng = build_strategy(spec), np.random.default_rng(seed)
     state = strategy.init()
     seen = []
     for generation, size in enumerate(generation_sizes(spec)):
@@ -47,7 +46,7 @@ def drive(method: str, seed: int, round_trip: bool, reverse: bool) -> list[tuple
         for individual in order:  # one result per call, in the order they "finish"
             state, _ = strategy.tell(state, {individual.id: fitness_of(individual)})
         if round_trip:
-            state = GAState.from_dict(json.loads(json.dumps(state.to_dict())))
+            state = strategy.state_from_dict(json.loads(json.dumps(state.to_dict())))
     assert state.evaluations == sum(generation_sizes(spec))
     return seen
 
@@ -65,7 +64,8 @@ def test_parents_are_individuals_of_the_generation_before(method):
     generation_of = {row[0]: int(row[0][1:4]) for row in rows}
     for individual_id, _genome, parents, operator, weights, _seed in rows:
         generation = generation_of[individual_id]
-        assert (operator == "init") == (generation == 0)
+        # a sampler draws every individual afresh ("sample"); an evolving strategy starts from "init"
+        assert operator in ("sample", "es-sample") or (operator == "init") == (generation == 0)
         assert all(generation_of[p] == generation - 1 for p in parents)
         assert not weights or (len(weights) == len(parents) and sum(weights) == pytest.approx(1.0))
 
@@ -75,6 +75,36 @@ def test_the_budget_is_what_the_strategy_asks_for(method):
     spec = with_budget(spec_for(method, population=6), 18)
     assert sum(generation_sizes(spec)) <= 18
     assert sum(generation_sizes(spec)) == 18 or method == "gensoup"  # a shrinking population may fall short
+
+
+@pytest.mark.parametrize("method", OPTUNA_METHODS)
+def test_a_sampler_spends_a_budget_that_is_no_multiple_of_its_population(method):
+    spec = with_budget(spec_for(method, population=6), 14)
+    strategy, rng = build_strategy(spec, 14), np.random.default_rng(0)
+    state, sizes = strategy.init(), []
+    for _ in generation_sizes(spec, 14):
+        individuals, state = strategy.ask(state, rng)
+        sizes.append(len(individuals))
+        state, _ = strategy.tell(state, {i.id: fitness_of(i) for i in individuals})
+    assert sizes == generation_sizes(spec, 14) == [6, 6, 2]
+    with pytest.raises(RuntimeError, match="budget of 14 trials is spent"):
+        strategy.ask(state, rng)
+
+
+def test_a_resumed_sampler_replays_its_trials_and_goes_on_exactly():
+    """A new strategy object (a new driver) meets a state it did not make: it rebuilds the study."""
+    spec = spec_for("tpe", population=4, generations=5)
+    reference = drive("tpe", 5, round_trip=False, reverse=False, population=4, generations=5)
+    strategy, rng = build_strategy(spec), np.random.default_rng(5)
+    state, seen = strategy.init(), []
+    for generation in range(5):
+        if generation == 3:
+            strategy = build_strategy(spec)
+            state = strategy.state_from_dict(json.loads(json.dumps(state.to_dict())))
+        individuals, state = strategy.ask(state, rng)
+        seen += [(i.id, i.genome, i.parent_ids, i.operator, i.fusion_weights, i.seed) for i in individuals]
+        state, _ = strategy.tell(state, {i.id: fitness_of(i) for i in individuals})
+    assert seen == reference[: len(seen)]
 
 
 @pytest.mark.parametrize("method", STRATEGIES.names())

@@ -1,69 +1,29 @@
-"""Optuna studies run through popplast's own executor: same worker pool, evaluator, data split and budget.
+"""Optuna storages for the sampler methods: each search's study, in an Optuna storage (an SQLite file by
+default, any RDB URL), where Optuna's own tools (optuna-dashboard, `optuna.load_study`) read it.
 
-Trials are asked in batches of `executor.workers`, evaluated in parallel, and told as they finish
-(ask/tell: Optuna never runs the objective itself). The study lives in an Optuna storage (an SQLite file by
-default, any RDB URL for several drivers), so an interrupted study resumes where it stopped: trials left
-RUNNING by a killed driver are told FAIL and asked again.
+The sampler itself runs as a popplast strategy (popplast.baselines.optuna_strategy) in popplast's one search
+loop, checkpointed and resumed like every other method; the storage's study is its record, written as each
+individual finishes: one trial per individual, with the values it trained with, its fitness (failed: FAIL),
+its individual and its metrics as user attributes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from popplast.baselines.optuna_space import params_to_genome, to_optuna
+from popplast.baselines.optuna_space import to_optuna
+from popplast.baselines.optuna_strategy import make_sampler
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.ga import generation_metrics
-from popplast.core.individual import Individual, derived_seed, individual_id
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
 from popplast.core.spec import SearchSpec
-from popplast.execution.executor import Evaluation, Executor
-from popplast.execution.search import SearchOutcome, configuration, notify
 
 USER_INDIVIDUAL = "popplast.individual"
 USER_METRICS = "popplast.metrics"
 USER_SEARCH_RUN = "popplast.search_run_id"
-
-
-@dataclass
-class SamplerState:
-    """What a sampler search reports at its end: plain data, like the GA's state."""
-
-    study_name: str
-    storage: str
-    evaluations: int = 0
-    best: Individual | None = None
-    best_fitness: float | None = None
-    best_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "study_name": self.study_name,
-            "storage": self.storage,
-            "evaluations": self.evaluations,
-            "best": self.best.to_dict() if self.best else None,
-            "best_fitness": self.best_fitness,
-        }
-
-
-def make_sampler(method: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
-    if method == "tpe":
-        # constant liar: trials asked while others of the batch still run are steered away from them
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-    if method == "cmaes":
-        # CMA-ES models numeric genes only; categorical genes are drawn by the seeded random sampler
-        return optuna.samplers.CmaEsSampler(
-            seed=seed, warn_independent_sampling=False, independent_sampler=optuna.samplers.RandomSampler(seed=seed)
-        )
-    if method == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if method == "nsga2":
-        # single-objective NSGA-II is a plain GA over Optuna's parameters, with the GA's population size
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    raise ValueError(f"not an Optuna method: {method!r}")
 
 
 def study_name_for(spec: SearchSpec, experiment: str) -> str:
@@ -113,87 +73,28 @@ def open_study(spec: SearchSpec, storage: str, study_name: str, resume: bool) ->
     return study
 
 
-def run_optuna(
-    spec: SearchSpec, study: optuna.Study, storage: str, executor: Executor, trials: int, observers: Sequence[Any] = ()
-) -> SearchOutcome:
-    """Evaluate trials until the study holds `trials` finished ones; failures are told FAIL and count."""
-    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        study.tell(stale.number, state=TrialState.FAIL)  # its driver died; the budget does not count it
-    distributions = to_optuna(spec.space)
-    population = spec.strategy.population
-    state = SamplerState(study.study_name, storage)
-    outcome = SearchOutcome(state)  # type: ignore[arg-type]
-    done, row_fitness, rows_started = len(_evaluated(study)), [], set()
-    while done < trials:
-        asked = [study.ask(distributions) for _ in range(min(executor.workers, trials - done))]
-        work, by_id, configs, trials_by_id = [], {}, {}, {}
-        for trial in asked:
-            ind = sampled_individual(spec, trial.number, params_to_genome(spec.space, trial.params))
-            trial.set_user_attr(USER_INDIVIDUAL, ind.to_dict())
-            if ind.generation not in rows_started:
-                rows_started.add(ind.generation)
-                notify(observers, "generation_started", ind.generation, [ind])
-            by_id[ind.id], configs[ind.id], trials_by_id[ind.id] = ind, configuration(spec, ind), trial
-            work.append(Evaluation(ind, configs[ind.id]))
-        for result in executor.map(work):
-            ind = by_id[result.individual_id]
-            notify(observers, "individual_finished", ind, configs[ind.id], result)
-            outcome.results[ind.id] = result
-            # the metrics attribute marks a trial as evaluated (a failure too), unlike one told FAIL as stale
-            trials_by_id[ind.id].set_user_attr(USER_METRICS, result.metrics if result.ok else {})
-            if result.ok:
-                study.tell(trials_by_id[ind.id], float(result.fitness))
-            else:
-                study.tell(trials_by_id[ind.id], state=TrialState.FAIL)
-            row_fitness.append(float(result.fitness) if result.ok else None)
-            done += 1
-            if done % population == 0 or done == trials:
-                metrics = generation_metrics(ind.generation, row_fitness, _best_value(study))
-                outcome.history.append(metrics)
-                notify(observers, "generation_finished", ind.generation, metrics)
-                row_fitness = []
-    _set_best(state, study)
-    outcome.state = state  # type: ignore[assignment]
-    return outcome
+class StudyMirror:
+    """An observer that writes each finished individual into the study as a trial. A resumed search evaluates
+    its interrupted generation again; individuals the study already holds are not written twice."""
 
+    def __init__(self, study: optuna.Study, spec: SearchSpec) -> None:
+        self.study = study
+        self._distributions = to_optuna(spec.space)
+        self._written = {t.user_attrs.get(USER_INDIVIDUAL, {}).get("id") for t in study.get_trials(deepcopy=False)}
 
-def sampled_individual(spec: SearchSpec, number: int, genome: Sequence[float]) -> Individual:
-    """Trial `number` as an individual without parents, laid out in rows of the GA's population size."""
-    population = spec.strategy.population
-    return Individual(
-        individual_id(number // population, number % population),
-        tuple(genome),
-        number // population,
-        operator="sample",
-        seed=derived_seed(spec.strategy.seed, number),
-    )
-
-
-def _best_value(study: optuna.Study) -> float | None:
-    """The best fitness the study holds, trials of earlier (resumed) drivers included."""
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return max(t.value for t in completed) if completed else None
-
-
-def _evaluated(study: optuna.Study) -> list[Any]:
-    """Trials whose evaluation finished (ok or failed); not those told FAIL because their driver died."""
-    return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-        if USER_METRICS in t.user_attrs
-    ]
-
-
-def _set_best(state: SamplerState, study: optuna.Study) -> None:
-    evaluated = _evaluated(study)
-    state.evaluations = len(evaluated)
-    completed = [t for t in evaluated if t.state == TrialState.COMPLETE]
-    if not completed:
-        return
-    best = max(completed, key=lambda t: (t.value, -t.number))  # the first one on ties, as the GA
-    state.best = Individual.from_dict(best.user_attrs[USER_INDIVIDUAL])
-    state.best_fitness = float(best.value)
-    state.best_metrics = dict(best.user_attrs.get(USER_METRICS, {}))
+    def individual_finished(self, individual: Individual, config: dict[str, Any], result: EvalResult) -> None:
+        if individual.id in self._written:
+            return
+        params = {name: config[name] for name in self._distributions}
+        trial = optuna.trial.create_trial(
+            params=params,
+            distributions=self._distributions,
+            value=float(result.fitness) if result.ok else None,
+            state=TrialState.COMPLETE if result.ok else TrialState.FAIL,
+            user_attrs={USER_INDIVIDUAL: individual.to_dict(), USER_METRICS: result.metrics if result.ok else {}},
+        )
+        self.study.add_trial(trial)
+        self._written.add(individual.id)
 
 
 def study_search_run(storage: str, study_name: str) -> str | None:

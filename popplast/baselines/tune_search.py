@@ -20,14 +20,15 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 from ray import tune
 from ray.tune.search import Searcher
 
-from popplast.baselines.optuna_search import SamplerState, make_sampler
 from popplast.baselines.optuna_space import params_to_genome, to_optuna
+from popplast.baselines.optuna_strategy import make_sampler
 from popplast.baselines.tune_trainable import (
     INDEX_KEY,
     Slots,
@@ -43,6 +44,23 @@ from popplast.core.result import EvalResult
 from popplast.core.space import Gene
 from popplast.core.spec import SearchSpec
 from popplast.execution.search import SearchOutcome, notify
+
+
+@dataclass
+class TuneState:
+    """What a Tune search reports at its end (Tune keeps the search's own state; popplast cannot resume it)."""
+
+    evaluations: int = 0
+    best: Individual | None = None
+    best_fitness: float | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "evaluations": self.evaluations,
+            "best": self.best.to_dict() if self.best else None,
+            "best_fitness": self.best_fitness,
+        }
 
 
 class _Relay(tune.Callback):
@@ -79,7 +97,7 @@ class _Relay(tune.Callback):
         notify(self.observers, "individual_finished", ind, config, result)
         self.outcome.results[ind.id] = result
         row.append(result.fitness if result.ok else None)
-        state: SamplerState = self.outcome.state  # type: ignore[assignment]
+        state: TuneState = self.outcome.state
         state.evaluations += 1
         # the best, and of equals the smallest id, so arrival order does not choose between ties
         if result.ok and (state.best is None or (-result.fitness, ind.id) < (-state.best_fitness, state.best.id)):
@@ -134,7 +152,7 @@ def run_tune(
 ) -> SearchOutcome:
     """Run `spec.strategy.method` (tune-tpe or tune-pbt) on the Ray instance this process is connected to."""
     method, population, seed = spec.strategy.method, spec.strategy.population, spec.strategy.seed
-    outcome = SearchOutcome(SamplerState(study_name="", storage=""))  # type: ignore[arg-type]
+    outcome = SearchOutcome(TuneState())
     resources = {"cpu": cpus, "gpu": gpus}
     os.environ.setdefault(
         "RAY_AIR_NEW_OUTPUT", "0"

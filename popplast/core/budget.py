@@ -1,8 +1,9 @@
 """Equal budgets: how many evaluations each method gets, and what that means for its own settings.
 
 A budget is a number of evaluations (one evaluation trains one individual at the search fidelity), the unit
-every method shares: the GA spends it `population` at a time, Gen-Soup with a shrinking population, Optuna
-and Tune one trial at a time, PBT as `population` trials of `budget / population` segments.
+every method shares: the GA, the evolution strategies and the Optuna samplers spend it `population` at a
+time (a sampler's last generation what is left), Gen-Soup with a shrinking population, Tune's OptunaSearch
+one trial at a time, PBT as `population` members trained `budget / population` segments each.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.gensoup import population_size
-from popplast.core.spec import SearchSpec
+from popplast.core.spec import ES_METHODS, OPTUNA_METHODS, SearchSpec
 
 
 def default_budget(spec: SearchSpec) -> int:
@@ -19,8 +20,11 @@ def default_budget(spec: SearchSpec) -> int:
     return sum(generation_sizes(spec))
 
 
-def generation_sizes(spec: SearchSpec) -> list[int]:
+def generation_sizes(spec: SearchSpec, budget: int | None = None) -> list[int]:
+    """Individuals per generation; a sampler method's last generation holds what is left of `budget`."""
     s = spec.strategy
+    if s.method in OPTUNA_METHODS and budget is not None:
+        return [min(s.population, budget - g * s.population) for g in range(s.generations)]
     if s.method == "gensoup":
         minimum = min(s.min_population, s.population)
         return [population_size(g, s.population, s.population_step, minimum) for g in range(s.generations)]
@@ -39,7 +43,7 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise SpecError(COMMAND_LINE, "--budget-evals", f"expected an integer >= 1, got {budget!r}.")
     s = spec.strategy
-    if s.method in ("ga", "pbt", "tune-pbt"):
+    if s.method in ("ga", "pbt", "tune-pbt", *ES_METHODS):
         if budget % s.population:
             raise SpecError(
                 COMMAND_LINE,

@@ -7,7 +7,7 @@ a child's parents are recorded only when they gave it genes (no gene crossed: th
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class GenCNN:
     mutation: Sequence[float]
     elitism: bool = True
     name = "ga"
+    inherits = False
 
     def __post_init__(self) -> None:
         if self.population < 2:
@@ -100,6 +101,9 @@ class GenCNN:
 
     def init(self) -> GAState:
         return GAState()
+
+    def state_from_dict(self, data: Mapping[str, Any]) -> GAState:
+        return GAState.from_dict(data)
 
     def ask(self, state: GAState, rng: np.random.Generator) -> tuple[tuple[Individual, ...], GAState]:
         if state.generation >= 0 and not state.complete:
@@ -161,25 +165,30 @@ class GenCNN:
 
         Returns the new state and, once the generation is complete, its summary metrics.
         """
-        known = {ind.id for ind in state.population}
-        told = dict(state.fitness)
-        for key, value in fitness.items():
-            if key not in known:
-                raise KeyError(f"{key!r} is not in generation {state.generation}")
-            if key in told:
-                raise ValueError(f"{key!r} was told twice")
-            told[key] = None if value is None or not np.isfinite(value) else float(value)
-        state = replace(state, fitness=told, evaluations=state.evaluations + len(fitness))
-        if not state.complete:
-            return state, {}
-        return self._close_generation(state)
+        return record(state, fitness)
 
-    def _close_generation(self, state: GAState) -> tuple[GAState, dict[str, float]]:
-        f = state.fitness_array()
-        best = best_index(selection_score(f))
-        if best is not None and (state.best_fitness is None or f[best] > state.best_fitness):
-            state = replace(state, best=state.population[best], best_fitness=float(f[best]))
-        return state, generation_metrics(state.generation, f, state.best_fitness)
+
+S = TypeVar("S", bound=GAState)
+
+
+def record(state: S, fitness: Mapping[str, float | None]) -> tuple[S, dict[str, float]]:
+    """A generation's results told to its state (GenCNN.tell); the best ever is updated once it is complete."""
+    known = {ind.id for ind in state.population}
+    told = dict(state.fitness)
+    for key, value in fitness.items():
+        if key not in known:
+            raise KeyError(f"{key!r} is not in generation {state.generation}")
+        if key in told:
+            raise ValueError(f"{key!r} was told twice")
+        told[key] = None if value is None or not np.isfinite(value) else float(value)
+    state = replace(state, fitness=told, evaluations=state.evaluations + len(fitness))
+    if not state.complete:
+        return state, {}
+    f = state.fitness_array()
+    best = best_index(selection_score(f))
+    if best is not None and (state.best_fitness is None or f[best] > state.best_fitness):
+        state = replace(state, best=state.population[best], best_fitness=float(f[best]))
+    return state, generation_metrics(state.generation, f, state.best_fitness)
 
 
 def generation_metrics(

@@ -71,6 +71,7 @@ class GenSoup(GenCNN):
     arch_index: int | None = None
     arch_choices: int = 1
     name = "gensoup"
+    inherits = True
 
     def architecture(self, genome: Sequence[float]) -> int:
         """The architecture's choice index, decoded as Gene.decode does for categorical genes."""

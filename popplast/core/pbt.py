@@ -33,6 +33,7 @@ class PBT(GenCNN):
     factors: tuple[float, float] = (0.8, 1.2)
     elitism: bool = False
     name = "pbt"
+    inherits = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

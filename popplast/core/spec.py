@@ -15,8 +15,9 @@ SCHEDULERS = ("none", "cosine")
 GA_METHODS = ("ga", "gensoup", "pbt")  # popplast's own strategies, generation by generation
 INHERITING_METHODS = ("gensoup", "pbt")  # children start from trained states
 OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
+ES_METHODS = ("elitist", "openai", "snes")  # evolution strategies over the genes' logits (core/es_search.py)
 TUNE_METHODS = ("tune-tpe", "tune-pbt")  # Ray Tune: OptunaSearch, PopulationBasedTraining
-METHODS = GA_METHODS + OPTUNA_METHODS + TUNE_METHODS
+METHODS = GA_METHODS + OPTUNA_METHODS + ES_METHODS + TUNE_METHODS
 FILE_KEYS = ("source_checkpoint",)  # fixed values that name files: relative ones are taken from the file's folder
 
 
@@ -59,6 +60,9 @@ class StrategySpec:
     min_population: int = 2
     final_image_size: int | None = None
     hold_generations: int = 0
+    # evolution strategies only: None keeps the method's own (popplast.core.es)
+    sigma: float | None = None
+    learning_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -163,11 +167,21 @@ class SearchSpec:
                     "--" + key.replace("_", "-"),
                     f"expected an integer >= {minimum[key]}, got {describe(value)}.",
                 )
-        return dataclasses.replace(
-            self,
-            strategy=dataclasses.replace(self.strategy, **strategy),
-            fidelity=dataclasses.replace(self.fidelity, **fidelity),
-        )
+        merged = dataclasses.replace(self.strategy, **strategy)
+        if merged.method == "openai" and merged.population % 2:
+            flag = "--population" if "population" in strategy else "--method"
+            raise SpecError(
+                COMMAND_LINE,
+                flag,
+                f"openai samples antithetic pairs: its population must be even, got {merged.population}.",
+            )
+        if merged.method not in ES_METHODS and (merged.sigma is not None or merged.learning_rate is not None):
+            raise SpecError(
+                COMMAND_LINE,
+                "--method",
+                f"{merged.method} takes no sigma or learning_rate (strategy in {self.source}).",
+            )
+        return dataclasses.replace(self, strategy=merged, fidelity=dataclasses.replace(self.fidelity, **fidelity))
 
 
 def _gene_dict(gene: Any) -> dict[str, Any]:
@@ -257,7 +271,21 @@ def _strategy(s: Section, space: SearchSpace) -> StrategySpec:
         min_population=s.take("min_population", "int", 2),
         final_image_size=s.take("final_image_size", "int", None),
         hold_generations=s.take("hold_generations", "int", 0),
+        sigma=s.take("sigma", "number", None),
+        learning_rate=s.take("learning_rate", "number", None),
     )
+    owners = {
+        "sigma": (ES_METHODS, f"the evolution strategies ({', '.join(ES_METHODS)})"),
+        "learning_rate": (("openai",), "openai (the step size of its Adam)"),
+    }
+    for key, (methods, whose) in owners.items():
+        value = getattr(spec, key)
+        if value is not None and method not in methods:
+            raise s.error(key, f"{key} is a setting of {whose}; this search's method is {method}.")
+        if value is not None and not value > 0:
+            raise s.error(key, f"expected a number > 0, got {value}.")
+    if method == "openai" and population % 2:
+        raise s.error("population", f"openai samples antithetic pairs: expected an even population, got {population}.")
     soup_keys = [
         k for k in ("population_step", "min_population", "final_image_size", "hold_generations") if k in s.data
     ]

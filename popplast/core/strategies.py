@@ -1,35 +1,83 @@
-"""The strategies a search can use, by method name."""
+"""The strategies a search can use, by method name: each entry builds one from the spec and the budget."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+from popplast.core.es import ES_STRATEGIES
+from popplast.core.es_search import ESSearch
 from popplast.core.ga import GenCNN
 from popplast.core.gensoup import GenSoup
 from popplast.core.pbt import PBT
 from popplast.core.registry import Registry
-from popplast.core.spec import SearchSpec
+from popplast.core.spec import ES_METHODS, OPTUNA_METHODS, SearchSpec
 
-STRATEGIES: Registry = Registry("strategy")
-STRATEGIES.register("ga")(GenCNN)
-STRATEGIES.register("gensoup")(GenSoup)
-STRATEGIES.register("pbt")(PBT)
+STRATEGIES: Registry[Callable[[SearchSpec, int], Any]] = Registry("strategy")
 
 
-def build_strategy(spec: SearchSpec) -> GenCNN:
+def _ga_settings(spec: SearchSpec) -> dict[str, Any]:
     s = spec.strategy
-    settings = dict(
+    return dict(
         n_genes=len(spec.space), population=s.population, crossover=s.crossover, mutation=s.mutation, elitism=s.elitism
     )
-    if s.method == "gensoup":
-        names = spec.space.names
-        # a fixed architecture is no gene: every pair of parents can be fused
-        arch_index = names.index("architecture") if "architecture" in names else None
-        choices = len(spec.space["architecture"].choices) if "architecture" in names else 1
-        settings.update(
-            population_step=s.population_step,
-            min_population=min(s.min_population, s.population),
-            arch_index=arch_index,
-            arch_choices=choices,
-        )
-    if s.method == "pbt":
-        settings.update(genes=spec.space.genes, elitism=False)  # PBT keeps every member's slot
-    return STRATEGIES[s.method](**settings)
+
+
+@STRATEGIES.register("ga")
+def _ga(spec: SearchSpec, budget: int) -> GenCNN:
+    return GenCNN(**_ga_settings(spec))
+
+
+@STRATEGIES.register("gensoup")
+def _gensoup(spec: SearchSpec, budget: int) -> GenSoup:
+    s, names = spec.strategy, spec.space.names
+    # a fixed architecture is no gene: every pair of parents can be fused
+    return GenSoup(
+        **_ga_settings(spec),
+        population_step=s.population_step,
+        min_population=min(s.min_population, s.population),
+        arch_index=names.index("architecture") if "architecture" in names else None,
+        arch_choices=len(spec.space["architecture"].choices) if "architecture" in names else 1,
+    )
+
+
+@STRATEGIES.register("pbt")
+def _pbt(spec: SearchSpec, budget: int) -> PBT:
+    return PBT(**{**_ga_settings(spec), "elitism": False}, genes=spec.space.genes)  # every member keeps its slot
+
+
+def _optuna(method: str) -> Callable[[SearchSpec, int], Any]:
+    def build(spec: SearchSpec, budget: int) -> Any:
+        from popplast.baselines.optuna_strategy import OptunaSampler  # Optuna only when a sampler runs
+
+        s = spec.strategy
+        return OptunaSampler(method, spec.space, s.population, budget, s.seed)
+
+    return build
+
+
+for _method in OPTUNA_METHODS:
+    STRATEGIES.register(_method)(_optuna(_method))
+
+
+def _es(method: str) -> Callable[[SearchSpec, int], ESSearch]:
+    def build(spec: SearchSpec, budget: int) -> ESSearch:
+        s = spec.strategy
+        settings: dict[str, Any] = {"population": s.population}
+        if s.sigma is not None:
+            settings["sigma"] = s.sigma
+        if s.learning_rate is not None:
+            settings["learning_rate"] = s.learning_rate
+        return ESSearch(ES_STRATEGIES[method](len(spec.space), **settings))
+
+    return build
+
+
+for _method in ES_METHODS:
+    STRATEGIES.register(_method)(_es(_method))
+
+
+def build_strategy(spec: SearchSpec, budget: int | None = None) -> Any:
+    """The spec's strategy (a Strategy, popplast.core.strategy); `budget` in evaluations, by default the
+    file's population × generations."""
+    s = spec.strategy
+    return STRATEGIES[s.method](spec, s.population * s.generations if budget is None else budget)

@@ -18,11 +18,10 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from popplast.core.ga import GAState
 from popplast.core.result import EvalResult
 
 FORMAT = 1
@@ -39,7 +38,7 @@ class Checkpoint:
     """A search after its generation `generation` (−1: nothing finished yet)."""
 
     generation: int
-    state: GAState
+    state: Any  # the strategy's state (StrategyState)
     rng: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     results: dict[str, EvalResult] = field(default_factory=dict)
@@ -105,8 +104,11 @@ class Checkpointer:
         return moved
 
 
-def load(store: CheckpointStore, put: Any = None) -> Checkpoint | None:
-    """The newest checkpoint in `store`, its weights passed through `put` (into the object store), or None."""
+def load(
+    store: CheckpointStore, state_from_dict: Callable[[Mapping[str, Any]], Any], put: Any = None
+) -> Checkpoint | None:
+    """The newest checkpoint in `store`, its state read by the strategy's `state_from_dict` and its weights
+    passed through `put` (into the object store), or None."""
     put = put or (lambda w: w)
     with tempfile.TemporaryDirectory() as tmp:
         path = store.load_checkpoint(tmp)
@@ -118,7 +120,7 @@ def load(store: CheckpointStore, put: Any = None) -> Checkpoint | None:
         weights = {key: put(_read_weights(os.path.join(folder, f"{key}.npz"))) for key in data["weights"]}
     return Checkpoint(
         generation=int(data["generation"]),
-        state=GAState.from_dict(data["state"]),
+        state=state_from_dict(data["state"]),
         rng=data["rng"],
         history=[dict(h) for h in data["history"]],
         results={

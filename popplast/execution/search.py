@@ -1,18 +1,31 @@
-"""The search loop: ask the strategy, evaluate on the executor, tell the results, tell the observers."""
+"""The search loop, one for every strategy: ask, evaluate on the executor, tell the results, tell the
+observers, checkpoint.
+
+For a strategy that inherits (Gen-Soup, PBT), trained states move as object-store references on Ray (state
+dicts on the local executor): a worker's trained state stays where Ray put it, the driver holds only the
+reference, and a child's evaluation carries its parents' references. After each ask, every reference that no
+individual of the new generation descends from (and that is not the best individual's) is dropped, which
+lets Ray free the object; a checkpoint holds the states the next generations may inherit.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from popplast.core.ga import GAState, GenCNN
+from popplast.core.gensoup import image_size, weights_needed
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.core.spec import SearchSpec
-from popplast.execution.checkpoint import Checkpoint, Checkpointer
+from popplast.core.spec import Fidelity, SearchSpec
+from popplast.core.strategy import Strategy
+from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor
+
+log = logging.getLogger(__name__)
 
 
 class Observer(Protocol):
@@ -27,12 +40,12 @@ class Observer(Protocol):
 
 @dataclass
 class SearchOutcome:
-    state: GAState
+    state: Any  # the strategy's state (StrategyState)
     history: list[dict[str, float]] = field(default_factory=list)
     results: dict[str, EvalResult] = field(default_factory=dict)
-    best_weights: Any = None  # Gen-Soup: the best individual's trained weights (a reference on Ray)
-    best_budget: Any = None  # Gen-Soup: the fidelity the best individual was trained and measured at
-    peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held at once
+    best_weights: Any = None  # inheriting strategies: the best individual's trained state (a reference on Ray)
+    best_budget: Any = None  # inheriting strategies: the fidelity the best individual was trained and measured at
+    peak_weight_bytes: float = 0.0  # inheriting strategies: most bytes of trained states held at once
     earlier_seconds: float = 0.0  # a resumed search: wall time up to the checkpoint it resumed from
 
 
@@ -48,33 +61,23 @@ def configuration(spec: SearchSpec, individual: Individual) -> dict[str, Any]:
     return {**spec.fixed, **spec.space.decode(individual.genome)}
 
 
-def begin(strategy: GenCNN, resume: Checkpoint | None) -> tuple[GAState, SearchOutcome, int]:
-    """The state, the outcome so far and the first generation to run: from scratch, or from a checkpoint."""
-    if resume is None:
-        state = strategy.init()
-        return state, SearchOutcome(state), 0
-    outcome = SearchOutcome(resume.state, list(resume.history), dict(resume.results), earlier_seconds=resume.seconds)
-    return resume.state, outcome, resume.generation + 1
-
-
-def save(
-    checkpoints: Checkpointer | None,
-    state: GAState,
-    rng: np.random.Generator,
-    outcome: SearchOutcome,
-    weights: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Checkpoint the search (when checkpointing); returns the saved weights' new references."""
-    if checkpoints is None:
-        return {}
-    return checkpoints.save(
-        Checkpoint(state.generation, state, rng.bit_generator.state, outcome.history, outcome.results, weights or {})
+def generation_fidelity(spec: SearchSpec, generation: int) -> Fidelity:
+    """The fidelity an inheriting strategy trains a generation at: the spec's epochs at Gen-Soup's scheduled
+    image size (the spec's own size for PBT, which has no schedule)."""
+    s = spec.strategy
+    size = image_size(
+        generation,
+        s.generations,
+        spec.fidelity.image_size,
+        s.final_image_size or spec.fidelity.image_size,
+        s.hold_generations,
     )
+    return dataclasses.replace(spec.fidelity, image_size=size)
 
 
 def run_search(
     spec: SearchSpec,
-    strategy: GenCNN,
+    strategy: Strategy,
     executor: Executor,
     rng: np.random.Generator,
     observers: Sequence[Any] = (),
@@ -86,20 +89,86 @@ def run_search(
     With `checkpoints`, the search is saved after every generation; with `resume` (and `rng` restored from
     it), it goes on after the checkpoint's generation as if it had never stopped.
     """
-    state, outcome, first = begin(strategy, resume)
-    for _ in range(first, spec.strategy.generations):
+    if resume is None:
+        state, outcome, first = strategy.init(), SearchOutcome(None), 0
+    else:
+        state, first = resume.state, resume.generation + 1
+        outcome = SearchOutcome(state, list(resume.history), dict(resume.results), earlier_seconds=resume.seconds)
+    # individual id → its trained state (a reference on Ray), and the bytes it takes
+    weights: dict[str, Any] = dict(resume.weights) if resume else {}
+    held = {k: outcome.results[k].metrics.get("weights_bytes", 0.0) for k in weights}
+    metrics: dict[str, float] = {}
+    for generation in range(first, spec.strategy.generations):
         individuals, state = strategy.ask(state, rng)
+        keep = weights_needed(individuals, {state.best.id} if state.best else ())
+        for key in [k for k in weights if k not in keep]:
+            del weights[key], held[key]  # the last reference: Ray frees the object
+        budget = generation_fidelity(spec, generation) if strategy.inherits else None
         notify(observers, "generation_started", state.generation, individuals)
         by_id = {ind.id: ind for ind in individuals}
         configs = {ind.id: configuration(spec, ind) for ind in individuals}
-        for result in executor.map(Evaluation(ind, configs[ind.id]) for ind in individuals):
-            # weights are not kept by the GA; dropping them here keeps the driver's memory flat
-            result.weights = None
+        work = [_evaluation(ind, configs[ind.id], budget, weights, strategy.inherits) for ind in individuals]
+        for result in executor.map(work):
+            if result.ok and result.weights is not None:
+                weights[result.individual_id] = result.weights
+                held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)
+                outcome.peak_weight_bytes = max(outcome.peak_weight_bytes, sum(held.values()))
+            result.weights = None  # kept above by reference, or not at all: the driver's memory stays flat
             outcome.results[result.individual_id] = result
             state, metrics = strategy.tell(state, {result.individual_id: result.fitness if result.ok else None})
-            notify(observers, "individual_finished", by_id[result.individual_id], configs[result.individual_id], result)
+            config = configs[result.individual_id]
+            if budget is not None:
+                config = {**config, "image_size": budget.image_size, "epochs": budget.epochs}
+            notify(observers, "individual_finished", by_id[result.individual_id], config, result)
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)
-        save(checkpoints, state, rng, outcome)
+        survivors = set(by_id) | ({state.best.id} if state.best else set())
+        _checkpoint(checkpoints, state, rng, outcome, weights, survivors, {w.individual.id: w for w in work}, executor)
     outcome.state = state
+    if strategy.inherits and state.best is not None:
+        outcome.best_weights = weights.get(state.best.id)
+        outcome.best_budget = generation_fidelity(spec, state.best.generation)
     return outcome
+
+
+def _evaluation(
+    individual: Individual, config: dict[str, Any], budget: Fidelity | None, weights: dict[str, Any], inherits: bool
+) -> Evaluation:
+    if not inherits:
+        return Evaluation(individual, config)
+    factors = individual.fusion_weights or (1.0,) * len(individual.parent_ids)
+    parents = tuple((weights[p], f) for p, f in zip(individual.parent_ids, factors) if f > 0 and p in weights)
+    return Evaluation(individual, config, budget, return_weights=True, parents_weights=parents)
+
+
+def _checkpoint(
+    checkpoints: Checkpointer | None,
+    state: Any,
+    rng: np.random.Generator,
+    outcome: SearchOutcome,
+    weights: dict[str, Any],
+    survivors: set[str],
+    work: dict[str, Evaluation],
+    executor: Executor,
+) -> None:
+    """Save the generation with the states the next ones may inherit, which then live on the driver's node.
+
+    States lost with a worker node before they were saved are made again: their individuals are evaluated
+    again (same seed, config and parents, so the same states) without being told or logged twice.
+    """
+    if checkpoints is None:
+        return
+    for _ in range(3):
+        kept = {k: w for k, w in weights.items() if k in survivors}
+        try:
+            checkpoint = Checkpoint(
+                state.generation, state, rng.bit_generator.state, outcome.history, outcome.results, kept
+            )
+            weights.update(checkpoints.save(checkpoint))
+            return
+        except WeightsLost as e:
+            log.warning("%s; evaluating them again for their weights", e)
+            for result in executor.map(work[k] for k in e.ids):
+                if result.ok:
+                    weights[result.individual_id] = result.weights
+    raise RuntimeError(f"generation {state.generation}: trained weights were lost three times in a row")

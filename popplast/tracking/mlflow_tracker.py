@@ -44,6 +44,7 @@ class MLflowTracker(SearchRunTracker):
             "generations": s.generations,
             "seed": s.seed,
             **(ga if s.method in GA_METHODS else {}),
+            **{f"strategy.{k}": getattr(s, k) for k in ("sigma", "learning_rate") if getattr(s, k) is not None},
             "genes": list(spec.space.names),
             **(
                 {"objective": spec.objective, "fitness.metric": spec.fitness.metric, "fitness.mode": spec.fitness.mode}
