@@ -1,5 +1,7 @@
 # make demo: a real GA search on digits (local Ray instance, MLflow store ./mlflow.db).
-# make test: the test suite. Both create .venv and install everything on a fresh machine first.
+# make test: the test suite but its multi-node cluster tier; make test-cluster: that tier (tests/test_faults.py
+# and the GPU-packing cluster: real `ray start` clusters on this machine, about 12 minutes). CI runs both.
+# All of them create .venv and install everything on a fresh machine first.
 # make lint: ruff (lint and format) over the code, mypy over the core and the objectives (pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 # The stamp records what was installed; it is remade when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install browser clean
+.PHONY: demo test test-cluster lint bench install browser clean
 
 install: $(STAMP)
 
@@ -21,7 +23,10 @@ demo: $(STAMP)
 	$(BIN)/popplast run search_spaces/digits_gencnn.yaml --workers 2
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not cluster" $(PYTEST_ARGS)
+
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
 
 LINTED := popplast tests benchmarks examples
 

@@ -34,8 +34,15 @@ def ray_address():
         ray.shutdown()
 
 
+CLUSTER_FIXTURES = ("cluster", "gpu_cluster")  # fixtures that start a `ray start` cluster on this machine
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked gpu need CUDA: they run on the lent GPU machine and are skipped elsewhere."""
+    """Tests that start a multi-node cluster are marked `cluster` (their own tier: make test-cluster). Tests
+    marked gpu need CUDA: they run on the lent GPU machine and are skipped elsewhere."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in CLUSTER_FIXTURES):
+            item.add_marker(pytest.mark.cluster)
     import torch
 
     if torch.cuda.is_available():

@@ -192,7 +192,7 @@ def test_the_driver_killed_between_generations_resumes_the_same_search(cluster, 
     _check_resumed(run, uri, cluster, tmp_path, expected)
 
 
-@pytest.mark.parametrize("method", ["ga", "gensoup", "pbt"])
+@pytest.mark.parametrize("method", ["ga", "gensoup", "pbt", "tpe"])
 def test_the_driver_killed_mid_generation_resumes_the_same_search(method, cluster, ray_address, tmp_path):
     proc, uri, expected = _search(cluster, tmp_path, method)
     run = _wait_for(lambda: _search_run(uri))
@@ -207,9 +207,20 @@ def test_the_driver_killed_mid_generation_resumes_the_same_search(method, cluste
     _check_resumed(run, uri, cluster, tmp_path, expected)
 
 
+_REFERENCES: dict[str, tuple] = {}  # file text → what its uninterrupted search gives: the same in every test
+
+
 def _uninterrupted(spec, tmp_path) -> tuple:
+    text = spec.read_text()
+    if text not in _REFERENCES:
+        _REFERENCES[text] = _reference(spec, tmp_path)
+    return _REFERENCES[text]
+
+
+def _reference(spec, tmp_path) -> tuple:
     uri = f"sqlite:///{tmp_path / 'reference.db'}"
-    result = popplast.run(spec, workers=2, tracking_uri=uri, progress=False)
+    storage = f"sqlite:///{tmp_path / 'reference-optuna.db'}"
+    result = popplast.run(spec, workers=2, tracking_uri=uri, optuna_storage=storage, progress=False)
     rows = individuals(uri, result.search_run_id)
     return lineage(rows), [r["fitness"] for r in rows], result.best.id, result.best_fitness
 
