@@ -50,9 +50,9 @@ def main() -> None:
     from scipy.stats import wilcoxon
 
     from popplast.core.spec import DatasetSpec, Fidelity
-    from popplast.training.evaluator import CNNEvaluator
+    from popplast.objectives.cnn import cnn_evaluator
 
-    evaluator = CNNEvaluator(
+    evaluator = cnn_evaluator(
         DatasetSpec("digits", split_seed=0), Fidelity(image_size=32, epochs=args.epochs, batch_size=128), threads=2
     )
     tuning = {b: statistics.mean(evaluate(evaluator, b, s)["val_accuracy"] for s in TUNING_SEEDS) for b in GRID}

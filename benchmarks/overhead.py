@@ -42,10 +42,10 @@ class BenchEvaluator:
                 import torch
 
                 from popplast.core.spec import DatasetSpec, Fidelity
-                from popplast.training.evaluator import CNNEvaluator
+                from popplast.objectives.cnn import cnn_evaluator
 
                 torch.set_num_threads(1)
-                self._cnn = CNNEvaluator(DatasetSpec("digits"), Fidelity(image_size=16, epochs=1), threads=1)
+                self._cnn = cnn_evaluator(DatasetSpec("digits"), Fidelity(image_size=16, epochs=1), threads=1)
                 start = time.perf_counter()  # data loading is a one-off per worker, not per evaluation
             from popplast.core.individual import Individual
 

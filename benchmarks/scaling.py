@@ -25,14 +25,14 @@ from popplast.core.individual import Individual
 from popplast.core.spec import DatasetSpec, Fidelity
 from popplast.execution.executor import Evaluation
 from popplast.execution.ray_pool import RayExecutor
-from popplast.training.evaluator import CNNEvaluator
+from popplast.objectives.cnn import cnn_evaluator
 
 CONFIG = {"architecture": "small_vgg", "optimizer": "adam", "lr_scale": 1.0}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def per_minute(workers: int, evaluations: int, repeats: int) -> tuple[list[float], int]:
-    make = functools.partial(CNNEvaluator, DatasetSpec("digits"), Fidelity(image_size=16, epochs=1), threads=1)
+    make = functools.partial(cnn_evaluator, DatasetSpec("digits"), Fidelity(image_size=16, epochs=1), threads=1)
     pool = RayExecutor(make, workers)
     work = [Evaluation(Individual(f"i{k}", (), 0, seed=k), CONFIG) for k in range(evaluations)]
     results = list(pool.map(work[:workers]))  # start and warm the pool (data loaded, torch imported)

@@ -327,9 +327,9 @@ def _make_evaluator(spec: SearchSpec, threads: int, objective: Callable[..., Any
         from popplast.objectives.function import FunctionEvaluator
 
         return FunctionEvaluator(objective, spec.fitness, spec.fidelity, threads=threads)
-    from popplast.training.evaluator import CNNEvaluator
+    from popplast.objectives.cnn import cnn_evaluator
 
-    return CNNEvaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
+    return cnn_evaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
 
 
 def _objective(spec: SearchSpec, given: Callable[..., Any] | None) -> tuple[SearchSpec, Callable[..., Any] | None]:

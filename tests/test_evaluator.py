@@ -1,16 +1,17 @@
-"""The evaluator: fitness is validation MCC; every failure comes back as data, the process survives."""
+"""popplast's CNN trainer, an objective behind FunctionEvaluator: fitness is validation MCC; every failure comes back
+as data, the process survives."""
 
 import torch
 
 from popplast.core.individual import Individual
 from popplast.core.spec import DatasetSpec, Fidelity
-from popplast.training.evaluator import CNNEvaluator
+from popplast.objectives.cnn import cnn_evaluator
 
 FIDELITY = Fidelity(image_size=8, epochs=1, batch_size=64, max_train_samples=300)
 
 
 def evaluate(config, seed=1):
-    evaluator = CNNEvaluator(DatasetSpec("digits"), FIDELITY, threads=1)
+    evaluator = cnn_evaluator(DatasetSpec("digits"), FIDELITY, threads=1)
     return evaluator.evaluate(Individual("g000-i000", (), 0, seed=seed), config)
 
 

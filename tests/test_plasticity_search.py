@@ -10,8 +10,8 @@ import pytest
 import popplast
 from popplast.core.individual import Individual
 from popplast.core.spec import DatasetSpec, Fidelity, SearchSpec
+from popplast.objectives.cnn import cnn_evaluator
 from popplast.training.config import check_spec
-from popplast.training.evaluator import CNNEvaluator
 from tests.helpers import individuals
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +44,7 @@ def test_shipped_search_space_files_check(tmp_path, monkeypatch):
     ],
 )
 def test_each_mechanism_trains_through_the_evaluator(config):
-    evaluator = CNNEvaluator(
+    evaluator = cnn_evaluator(
         DatasetSpec("digits"), Fidelity(image_size=8, epochs=1, batch_size=64, max_train_samples=200), threads=1
     )
     individual = Individual("g000-i000", (), 0, seed=3)

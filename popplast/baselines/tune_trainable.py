@@ -154,9 +154,9 @@ def parse_report(metrics: Mapping[str, Any]) -> tuple[Individual, EvalResult]:
 
 
 def _evaluator(spec: SearchSpec, threads: int) -> Any:
-    from popplast.training.evaluator import CNNEvaluator
+    from popplast.objectives.cnn import cnn_evaluator
 
     key = (repr(spec.dataset), repr(spec.fidelity), repr(sorted(spec.fixed.items())), threads)
     if key not in _EVALUATORS:
-        _EVALUATORS[key] = CNNEvaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
+        _EVALUATORS[key] = cnn_evaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
     return _EVALUATORS[key]

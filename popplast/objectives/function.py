@@ -6,6 +6,7 @@ import math
 import os
 import socket
 import time
+import traceback
 from typing import Any, Callable, Mapping
 
 from popplast.core.individual import Individual
@@ -24,15 +25,21 @@ class FunctionEvaluator:
             it is minimised: popplast's strategies maximise).
         fidelity: what `trial.fidelity` says.
         threads: torch intra-op threads in this process.
+        device: "auto" (CUDA when this process sees a GPU: Ray gave its worker one), "cpu" or "cuda".
     """
 
     def __init__(
-        self, objective: Callable[..., Any], fitness: FitnessSpec, fidelity: Fidelity, threads: int | None = None
+        self,
+        objective: Callable[..., Any],
+        fitness: FitnessSpec,
+        fidelity: Fidelity,
+        threads: int | None = None,
+        device: str = "auto",
     ) -> None:
         self.objective = objective
         self.fitness = fitness
         self.fidelity = fidelity
-        self.device = _device()
+        self.device = _device() if device == "auto" else device
         if threads:
             import torch
 
@@ -59,15 +66,16 @@ class FunctionEvaluator:
                 returned = self.objective(dict(config), trial)
             value, state = returned if isinstance(returned, tuple) and len(returned) == 2 else (returned, None)
             metrics = self._metrics(value)
-            if state is not None:
+            if state is not None and not isinstance(state, Mapping):
+                raise TypeError(f"an objective's state is a mapping of tensors or arrays, got {type(state).__name__}")
+            if state is not None and return_weights:  # only a strategy that inherits keeps states
                 shared = _shareable(state)
+                metrics["weights_bytes"] = float(sum(w.nbytes for w in shared.values()))
         except Exception as e:
-            from popplast.training.evaluator import describe_error
-
             result = EvalResult.failed(individual.id, describe_error(e), worker=self.where)
-            result.history, result.tags = dict(trial.history), _hashes(trial, None)
+            result.history, result.tags = dict(trial.history), {**trial.tags, **_hashes(trial, None)}
             return result
-        metrics["train_seconds"] = time.perf_counter() - start
+        metrics.setdefault("train_seconds", time.perf_counter() - start)
         raw = metrics[self.fitness.metric]
         fitness = raw if self.fitness.mode == "maximize" else -raw
         return EvalResult(
@@ -75,9 +83,9 @@ class FunctionEvaluator:
             fitness,
             metrics,
             dict(trial.history),
-            weights=shared if return_weights else None,
+            weights=shared,
             worker=self.where,
-            tags=_hashes(trial, shared),
+            tags={**trial.tags, **_hashes(trial, shared)},
         )
 
     def _metrics(self, value: Any) -> dict[str, float]:
@@ -108,8 +116,6 @@ def _shareable(state: Any) -> dict[str, Any]:
 
     from popplast.training.weights import to_shareable
 
-    if not isinstance(state, Mapping):
-        raise TypeError(f"an objective's state is a mapping of tensors or arrays, got {type(state).__name__}")
     tensors = {str(k): v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in state.items()}
     return to_shareable(tensors)
 
@@ -125,6 +131,12 @@ def _hashes(trial: Trial, shared: Mapping[str, Any] | None) -> dict[str, str]:
     if shared is not None:
         tags["returned_state_hash"] = state_dict_hash(from_shareable(shared))
     return tags
+
+
+def describe_error(e: BaseException) -> str:
+    """The exception in one line, then where it happened (the last three frames)."""
+    frames = traceback.format_tb(e.__traceback__)[-3:]
+    return f"{type(e).__name__}: {e}\n" + "".join(frames)
 
 
 def _device() -> str:

@@ -17,6 +17,9 @@ class Trial:
         seed: the seed to initialise and shuffle from (derived from the search's seed and the individual).
         device: "cuda" when Ray gave this worker a GPU (torch sees only that one), else "cpu".
         fidelity: how hard to train, as the search file says (`epochs`, `image_size`, `batch_size`, ...).
+        parents: the parents' states (as shareable arrays) with the factors the strategy fuses them by, the
+            better parent first; for an objective that fuses them itself (popplast's CNN trainer loads them
+            straight into its model). Most objectives call `inherited_state()` instead.
     """
 
     def __init__(
@@ -30,8 +33,9 @@ class Trial:
         self.seed = individual.seed
         self.device = device
         self.fidelity = fidelity
-        self._parents = tuple(parents)
+        self.parents = tuple(parents)
         self.history: dict[str, list[tuple[int, float]]] = {}
+        self.tags: dict[str, str] = {}
         self.inherited_hash: str | None = None
 
     @property
@@ -42,12 +46,12 @@ class Trial:
         """None for an individual that starts afresh; else its parents' states as torch tensors: the better
         parent's alone, or the fitness-weighted average of every parent's when the strategy fuses them and
         their states are compatible (the same keys and shapes; else the better parent's)."""
-        if not self._parents:
+        if not self.parents:
             return None
         from popplast.training.fusion import FusionError, fuse_state_dicts
         from popplast.training.weights import from_shareable, state_dict_hash
 
-        states, weights = zip(*self._parents)
+        states, weights = zip(*self.parents)
         try:
             state = fuse_state_dicts(states, weights)  # one parent: its own tensors, uncopied
         except FusionError:
@@ -62,6 +66,10 @@ class Trial:
             if not math.isfinite(value):
                 raise FloatingPointError(f"the objective reported {name} = {value} at step {step}")
             self.history.setdefault(name, []).append((int(step), value))
+
+    def set_tag(self, name: str, value: str) -> None:
+        """A tag on the individual's MLflow run (`popplast.NAME`)."""
+        self.tags[str(name)] = str(value)
 
     def should_stop(self) -> bool:
         """Whether the search asks this trial to stop early (no early-stopping rule is configured: never)."""

@@ -1,0 +1,84 @@
+"""popplast's CNN trainer as an objective, on the protocol users' objectives get: `fit(config, trial)`.
+
+A search file that names no objective gets this one: genome's configuration → trained CNN → validation MCC
+(the fitness) and the test metrics. Children of Gen-Soup and PBT start from `trial.parents`, fused straight
+into the new model's tensors (training/fusion.py, `load_fused`), and with several parents the BatchNorm
+statistics are re-estimated; the trained state goes back for the children.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any, Mapping
+
+import torch
+
+from popplast.core.spec import DatasetSpec, Fidelity, FitnessSpec
+from popplast.objectives.function import FunctionEvaluator
+from popplast.objectives.trial import Trial
+from popplast.training.build import model_for, split_for
+from popplast.training.config import resolve
+from popplast.training.data import batches, native_channels
+from popplast.training.fusion import load_fused, reestimate_batchnorm
+from popplast.training.train import measure, train
+from popplast.training.weights import state_dict_hash
+
+FITNESS = FitnessSpec("val_mcc", "maximize")
+
+
+class CNNObjective:
+    """Trains one individual's CNN; a worker builds one, and its data splits are loaded once per image size
+    and cached in the process.
+
+    Args:
+        dataset: the data set.
+        fixed: hyperparameters that are not genes.
+    """
+
+    def __init__(self, dataset: DatasetSpec, fixed: Mapping[str, Any] | None = None) -> None:
+        self.dataset = dataset
+        self.fixed = dict(fixed or {})
+        self._channels = native_channels(dataset)
+
+    def __call__(self, config: Mapping[str, Any], trial: Trial) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        cfg = resolve(config, self.fixed)
+        budget = trial.fidelity
+        device = torch.device(trial.device)
+        data = split_for(self.dataset, cfg, budget, self._channels)
+        generator = torch.Generator().manual_seed(trial.seed)
+        model = model_for(cfg, self._channels, data.num_classes, generator).to(device)
+        if trial.parents:
+            states, factors = zip(*trial.parents)
+            load_fused(model, states, factors)
+            if len(states) > 1 and cfg.bn_reestimate_batches:
+                size = cfg.batch_size or budget.batch_size
+                inputs = (x for x, _ in batches(data.train, size, shuffle=True, generator=generator))
+                reestimate_batchnorm(model, itertools.islice(inputs, cfg.bn_reestimate_batches), device)
+        trial.set_tag("initial_weights_hash", state_dict_hash(model.state_dict()))
+        start = time.perf_counter()
+        history, backwards = train(model, cfg, data, budget, device, generator)
+        seconds = time.perf_counter() - start
+        for epoch, loss in enumerate(history, start=1):
+            trial.report(epoch, train_loss=loss)
+        metrics = measure(model, data, device)
+        trial.set_tag("trained_weights_hash", state_dict_hash(model.state_dict()))
+        # what a comparison counts as training spent, and what it trained on
+        metrics.update(
+            train_seconds=seconds,
+            epochs=float(budget.epochs),
+            backward_passes=float(backwards),
+            image_size=float(budget.image_size),
+        )
+        return metrics, model.state_dict()
+
+
+def cnn_evaluator(
+    dataset: DatasetSpec,
+    fidelity: Fidelity,
+    fixed: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    device: str = "auto",
+) -> FunctionEvaluator:
+    """The evaluator of a search that names no objective: CNNObjective behind FunctionEvaluator."""
+    return FunctionEvaluator(CNNObjective(dataset, fixed), FITNESS, fidelity, threads=threads, device=device)
