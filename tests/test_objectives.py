@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 import popplast
 from popplast.cli import main
 from popplast.core.errors import SpecError
+from popplast.core.strategies import STRATEGIES
 from tests.helpers import individuals, lineage, write_user_objective
 
 pytestmark = pytest.mark.slow
@@ -56,7 +57,7 @@ def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_p
     )
 
 
-@pytest.mark.parametrize("method", ["gensoup", "pbt", "tpe", "openai"])
+@pytest.mark.parametrize("method", STRATEGIES.names())
 def test_same_seed_same_lineage_with_the_ray_and_the_local_executor(method, user_spec, tmp_path, ray_address):
     on_ray, uri_a = run(user_spec, tmp_path, "a", method=method, workers=2)
     local, uri_b = run(user_spec, tmp_path, "b", method=method, executor="local")
