@@ -25,6 +25,7 @@ import torch
 import torchvision
 
 from popplast.core.ga import GAState
+from popplast.core.individual import individual_id
 from popplast.core.spec import SearchSpec
 from popplast.execution.checkpoint import Checkpoint, Checkpointer
 from popplast.execution.ray_pool import RayExecutor
@@ -74,7 +75,7 @@ def generation_costs(name: str, population: int, generations: int, folder: str) 
     rows = []
     for generation in range(generations + 1):
         refs = ray.get([worker.trained.remote(generation * population + i) for i in range(population)])
-        weights = {f"g{generation}-{i}": ref for i, [ref] in enumerate(refs)}
+        weights = {individual_id(generation, i): ref for i, [ref] in enumerate(refs)}
         fetch.seconds = put.seconds = upload.seconds = 0.0
         start = time.perf_counter()
         checkpointer.save(

@@ -260,12 +260,15 @@ def _search(
     newest checkpoint. `start`: when this driver started the search (`time.perf_counter()`); `study`: the
     Optuna study a sampler method's trials are also written to."""
     from popplast.core.budget import generation_sizes
-    from popplast.execution.checkpoint import Checkpointer, load
+    from popplast.execution.checkpoint import Checkpointer, CheckpointError, load
     from popplast.execution.search import run_search
 
     s = spec.strategy
     strategy = build_strategy(spec, budget)
-    checkpoint = load(tracker, strategy.state_from_dict, pool.put) if resume else None
+    try:
+        checkpoint = load(tracker, strategy.state_from_dict, pool.put) if resume else None
+    except CheckpointError as e:  # tampered with, or not popplast's: refused before anything runs
+        raise SpecError(COMMAND_LINE, "--resume", f"{e}; it is not resumed.") from None
     rng = checkpoint.restore_rng() if checkpoint else np.random.default_rng(np.random.SeedSequence(s.seed))
     if resume:
         generation = checkpoint.generation if checkpoint else -1
@@ -283,6 +286,8 @@ def _search(
 
             observers.append(StudyMirror(study, spec))
         checkpoints = Checkpointer(tracker, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
+        if checkpoint is not None:
+            checkpoints.resumed_from(checkpoint)
         return run_search(spec, strategy, pool, rng, observers, checkpoints, checkpoint)
 
 

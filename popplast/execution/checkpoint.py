@@ -1,11 +1,17 @@
-"""Per-generation checkpoints of a GA or Gen-Soup search, so that a search whose driver died resumes exactly.
+"""Per-generation checkpoints of a search, so that a search whose driver died resumes exactly.
 
 After each generation the loop saves everything the rest of the search depends on: the strategy's state
 (population, fitness, best, counts), the random generator's state, the history, every result's summary,
-and for Gen-Soup the trained weights the next generations can still inherit (its last generation and the
-best individual). The store (the MLflow tracker: artifacts of the search run) keeps one state file per
-generation, `state-gNNNN.json`, and the weights as `weights/ID.npz`; a state file is written after the
-weights it names, so the newest readable state file always has its weights.
+and for a strategy that inherits (Gen-Soup, PBT) the trained weights the next generations can still
+inherit (its last generation and the best individual). The store (the MLflow tracker: artifacts of the
+search run) keeps one state file per generation, `state-gNNNN.json`, and the weights as `weights/ID.npz`; a
+state file is written after the weights it names, so the newest readable state file always has its weights,
+and the weights of the state before it are kept as well.
+
+The files are data only: weights are plain arrays (numpy reads them with allow_pickle=False, so a tampered
+file cannot run code), ids are checked against the id pattern before they become paths, and the state file
+records each weights file's SHA-256: a state whose files do not verify (cut short, changed) is passed over
+for the one before. Weights already in the store are never written again, by this driver or a resumed one.
 
 Resuming restores all of it: the next generation is asked from the same state with the same generator
 state, so it has the same genomes, seeds and lineage, and the same results follow.
@@ -13,8 +19,10 @@ state, so it has the same genomes, seeds and lineage, and the same results follo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,7 +32,8 @@ import numpy as np
 
 from popplast.core.result import EvalResult
 
-FORMAT = 1
+FORMAT = 2  # 2: weights are plain arrays (bfloat16 as bits) and the state file records each file's SHA-256
+ID_PATTERN = re.compile(r"g\d{3,}-i\d{3,}")
 
 
 class CheckpointStore(Protocol):
@@ -44,6 +53,7 @@ class Checkpoint:
     results: dict[str, EvalResult] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)  # individual id → state dict (or a reference)
     seconds: float = 0.0  # wall time of the search when this was written, every driver's together
+    weight_hashes: dict[str, str] = field(default_factory=dict)  # the weights files' SHA-256 (a loaded one's)
 
     def restore_rng(self) -> np.random.Generator:
         rng = np.random.default_rng()
@@ -75,6 +85,8 @@ class Checkpointer:
         self.put = put
         self.origin = time.perf_counter() if origin is None else origin
         self._saved: set[str] = set()  # weights already in the store
+        self._hashes: dict[str, str] = {}  # their files' SHA-256, by individual id
+        self._previous: set[str] = set()  # the weights the last state saved names
 
     def save(self, checkpoint: Checkpoint) -> dict[str, Any]:
         """Write the checkpoint; returns the new references to the weights it saved (none without `put`).
@@ -91,17 +103,29 @@ class Checkpointer:
                 except Exception:  # Ray's ObjectLostError, OwnerDiedError, ...: the node that held them is gone
                     lost.append(key)
                     continue
-                _write_weights(os.path.join(tmp, "weights", f"{key}.npz"), state)
+                path = os.path.join(tmp, "weights", f"{check_id(key, 'the checkpoint')}.npz")
+                _write_weights(path, state)
+                self._hashes[key] = file_hash(path)
                 if self.put is not None:
                     moved[key] = self.put(state)
             if lost:
                 raise WeightsLost(lost)
             checkpoint.seconds = time.perf_counter() - self.origin
+            hashes = {k: self._hashes[k] for k in checkpoint.weights if k in self._hashes}
             with open(os.path.join(tmp, state_file(checkpoint.generation)), "w") as f:
-                json.dump(_to_json(checkpoint), f)
-            self.store.save_checkpoint(tmp, set(checkpoint.weights))
-        self._saved = set(checkpoint.weights)
+                json.dump({**_to_json(checkpoint), "weight_hashes": hashes}, f)
+            # the state before this one keeps its weights too: if this one's do not verify on resume, that
+            # one is whole
+            self.store.save_checkpoint(tmp, set(checkpoint.weights) | self._previous)
+        self._previous = self._saved = set(checkpoint.weights)
+        self._hashes = {**{k: v for k, v in self._hashes.items() if k in self._previous}, **hashes}
         return moved
+
+    def resumed_from(self, checkpoint: Checkpoint) -> None:
+        """The weights `checkpoint` names are in the store already, whole: they are never written again (a
+        rewrite in place, killed half way, would break the only state that names them)."""
+        self._previous = self._saved = set(checkpoint.weights)
+        self._hashes = dict(checkpoint.weight_hashes)
 
 
 def load(
@@ -117,7 +141,13 @@ def load(
         with open(path) as f:
             data = json.load(f)
         folder = os.path.join(os.path.dirname(path), "weights")
-        weights = {key: put(_read_weights(os.path.join(folder, f"{key}.npz"))) for key in data["weights"]}
+        where = os.path.basename(path)
+        try:
+            weights = {
+                key: put(_read_weights(os.path.join(folder, f"{check_id(key, where)}.npz"))) for key in data["weights"]
+            }
+        except ValueError as e:  # numpy refuses a pickled object without reading it
+            raise CheckpointError(f"{where}: a weights file is not plain arrays ({e})") from None
     return Checkpoint(
         generation=int(data["generation"]),
         state=state_from_dict(data["state"]),
@@ -128,26 +158,68 @@ def load(
         },
         weights=weights,
         seconds=float(data.get("seconds", 0.0)),
+        weight_hashes=dict(data.get("weight_hashes", {})),
     )
 
 
-def _write_weights(path: str, state: dict[str, Any]) -> None:
-    """Weights in the form workers exchange them (numpy arrays) as an .npz; an entry numpy cannot hold (a
-    bfloat16 tensor) is pickled inside it."""
-    arrays = {}
+BFLOAT16 = "__bfloat16__"  # the .npz entry naming the arrays that hold bfloat16 bits (numpy has no bfloat16)
+
+
+def _write_weights(path: str, state: Mapping[str, Any]) -> None:
+    """Weights in the form workers exchange them (numpy arrays) as an .npz of plain arrays: a bfloat16
+    tensor is stored as its bits (uint16) and named in the BFLOAT16 entry. Nothing in it is pickled, so
+    reading it can run no code."""
+    arrays: dict[str, np.ndarray] = {}
+    bfloat16 = []
     for key, value in state.items():
         if isinstance(value, np.ndarray):
             arrays[key] = value
-        else:
-            holder = np.empty((), dtype=object)
-            holder[()] = value
-            arrays[key] = holder
-    np.savez(path, **arrays)
+        else:  # a torch bfloat16 tensor (training/weights.py keeps those as tensors)
+            arrays[key] = value.detach().cpu().contiguous().view(torch_uint16()).numpy()
+            bfloat16.append(key)
+    if bfloat16:
+        arrays[BFLOAT16] = np.array(bfloat16)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _read_weights(path: str) -> dict[str, Any]:
-    with np.load(path, allow_pickle=True) as data:  # popplast's own checkpoint, written by _write_weights
-        return {key: data[key][()] if data[key].dtype == object else data[key] for key in data.files}
+    """An .npz that _write_weights wrote; one holding a pickled object is refused (ValueError from numpy)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    bfloat16 = [str(k) for k in arrays.pop(BFLOAT16, ())]
+    if bfloat16:
+        import torch
+
+        for key in bfloat16:
+            arrays[key] = torch.from_numpy(arrays[key].copy()).view(torch.bfloat16)
+    return arrays
+
+
+def torch_uint16() -> Any:
+    import torch
+
+    return torch.uint16
+
+
+def file_hash(path: str) -> str:
+    """SHA-256 of a file's bytes: recorded in the state file for every weights file it names."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_id(name: str, where: str) -> str:
+    """An individual id read from a checkpoint, before it becomes part of a path."""
+    if not ID_PATTERN.fullmatch(name):
+        raise CheckpointError(f"{where} names the weights {name!r}, which is no individual id (gNNN-iNNN)")
+    return name
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that popplast did not write as it reads it: refused, never interpreted."""
 
 
 def state_file(generation: int) -> str:

@@ -19,6 +19,7 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
+from popplast.execution.checkpoint import CheckpointError, check_id, file_hash
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
@@ -117,21 +118,28 @@ class MLflowTracker(SearchRunTracker):
             )
             try:
                 with open(local) as f:
-                    names = json.load(f)["weights"]
-            except (ValueError, KeyError):  # cut short by the driver's death; the one before is whole
+                    data = json.load(f)
+                names, hashes = list(data["weights"]), dict(data.get("weight_hashes", {}))
+            except (ValueError, KeyError, TypeError):  # cut short by the driver's death; the one before is whole
                 continue
             weights = os.path.join(os.path.dirname(local), "weights")
             os.makedirs(weights, exist_ok=True)
             try:
                 for name in names:
+                    check_id(name, os.path.basename(path))  # before it becomes part of a path
                     mlflow.artifacts.download_artifacts(
                         run_id=self.search_run_id,
                         artifact_path=f"{CHECKPOINT_DIR}/weights/{name}.npz",
                         dst_path=weights,
                         tracking_uri=self.tracking_uri,
                     )
+            except CheckpointError:
+                raise
             except Exception:  # MLflow's own types for a missing artifact: this state is not whole
                 continue
+            files = {name: os.path.join(weights, f"{name}.npz") for name in names}
+            if any(name in hashes and file_hash(file) != hashes[name] for name, file in files.items()):
+                continue  # a weights file cut short or changed since: the state before is whole
             return local  # the weights lie in weights/ beside it
         if states:  # starting again from nothing would throw away every finished generation
             raise SpecError(
