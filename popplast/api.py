@@ -17,7 +17,7 @@ from popplast.core.strategies import build_strategy
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 from popplast.preflight import preflight
-from popplast.session import check_options, open_executor, say
+from popplast.session import check_options, interrupted, open_executor, say
 
 
 def run(
@@ -186,11 +186,15 @@ def _start_tracking(
 
 @contextlib.contextmanager
 def _failing(tracker: Any) -> Iterator[None]:
-    """Interrupted or failed: the runs logged so far stay, and the search run says FAILED."""
+    """Failed or interrupted: the runs logged so far stay, and the search run says FAILED, or KILLED with
+    the signal that stopped it."""
     try:
         yield
-    except BaseException:
-        tracker.fail_search()
+    except BaseException as e:
+        stop = interrupted(e)
+        tracker.fail_search(str(stop) if stop else None)
+        if stop is not None:
+            e.search_run_id = tracker.search_run_id  # type: ignore[attr-defined]  # for the command's last line
         raise
 
 

@@ -176,6 +176,26 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from popplast.session import Interrupted, interrupted, stop_on_sigterm
+
+    with stop_on_sigterm():
+        try:
+            return _dispatch(args)
+        except (KeyboardInterrupt, Interrupted) as e:
+            stop = interrupted(e)
+            assert stop is not None
+            run = getattr(e, "search_run_id", "")
+            where = (
+                f"the search run {run} is marked KILLED; `popplast run --resume {run}` goes on from its last "
+                "finished generation"
+                if run
+                else "its MLflow run, if one was started, is marked KILLED"
+            )
+            print(f"popplast: {stop}; {where}.", file=sys.stderr)
+            return stop.exit_code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from popplast.api import SearchFailed, run
     from popplast.execution.ray_session import ClusterError
 

@@ -14,7 +14,7 @@ from popplast.core.es import ES_STRATEGIES
 from popplast.core.result import RulesResult
 from popplast.core.rules_spec import RulesSpec
 from popplast.defaults import TRACKING_URI
-from popplast.session import check_options, open_executor
+from popplast.session import check_options, interrupted, open_executor
 
 
 def evolve_rules(
@@ -113,8 +113,9 @@ def evolve_rules(
                     observer.close()
             final = local.final_accuracy(rules)
             general = local.generalisation(rules)
-        except BaseException:
-            tracker.fail_search()
+        except BaseException as e:
+            stop = interrupted(e)
+            tracker.fail_search(str(stop) if stop else None)
             raise
     result = RulesResult(
         method=s.method,

@@ -4,6 +4,7 @@ options' checks, the executor they open, and the lines they print for the person
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from typing import Any, Iterator
 
@@ -61,3 +62,40 @@ def open_executor(
             yield pool
         finally:
             pool.close()
+
+
+class Interrupted(BaseException):
+    """The driver was asked to stop (SIGTERM: `ray job stop`, a pod eviction, `timeout`; SIGINT: Ctrl-C).
+
+    A BaseException, as KeyboardInterrupt is, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
+        self.exit_code = exit_code
+
+
+def interrupted(e: BaseException) -> Interrupted | None:
+    """The interruption `e` stands for (Ctrl-C arrives as KeyboardInterrupt), or None for a failure."""
+    if isinstance(e, Interrupted):
+        return e
+    if isinstance(e, KeyboardInterrupt):
+        return Interrupted("SIGINT", 130)
+    return None
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises Interrupted in the main thread, so the search unwinds as on Ctrl-C: its run is marked
+    KILLED, its workers and the Ray instance it started are stopped, its last checkpoint stays whole. A
+    second SIGTERM during that unwinding kills the process at once (the default action)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Interrupted("SIGTERM", 143)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

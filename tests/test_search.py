@@ -188,3 +188,53 @@ def test_astrocyte_genes_in_a_gencnn_search(tmp_path, tracking_uri):
     assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
     params = MlflowClient(tracking_uri).get_run(rows[0]["run_id"]).data.params
     assert 0.5 <= float(params["astro_str"]) <= 1.5 and params["astro_ng"] == "2" and "gene.astro_weak" in params
+
+
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_marks_the_search_killed_stops_its_ray_and_leaves_a_checkpoint_that_resumes(
+    name, code, tiny_spec, tmp_path
+):
+    """As `ray job stop`, a pod eviction or `timeout` (SIGTERM) or Ctrl-C (SIGINT) stop a driver: exit 143 or
+    130, the search run KILLED with the reason, the Ray instance it started gone, and `--resume` finishes it."""
+    import signal
+    import time
+
+    import psutil
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    spec = tiny_spec.parent / "longer.yaml"
+    spec.write_text(tiny_spec.read_text().replace("generations: 3", "generations: 6"))
+    proc = subprocess.Popen(
+        [BIN, "run", str(spec), "--workers", "2", "--tracking-uri", uri, "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = MlflowClient(uri)
+
+    def checkpointed() -> str | None:
+        """The search run, once its first generation's checkpoint is written."""
+        if not (tmp_path / "m.db").exists():
+            return None
+        for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
+            if run.data.tags.get("popplast.role") == "search":
+                files = client.list_artifacts(run.info.run_id, "checkpoint")
+                return run.info.run_id if any(f.path.endswith("state-g0000.json") for f in files) else None
+        return None
+
+    deadline = time.monotonic() + 240
+    while (run_id := checkpointed()) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    ray_processes = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ray" in " ".join(p.cmdline())]
+    assert ray_processes, "the driver started a local Ray instance"
+    proc.send_signal(getattr(signal, name))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    search = client.get_run(run_id)
+    assert search.info.status == "KILLED" and search.data.tags["popplast.end_reason"] == f"interrupted by {name}"
+    assert f"the search run {search.info.run_id} is marked KILLED" in err and "Traceback" not in err
+    gone, alive = psutil.wait_procs(ray_processes, timeout=60)
+    assert not alive, [p.cmdline() for p in alive]
+    resumed = popplast.run(resume=search.info.run_id, executor="local", tracking_uri=uri, progress=False)
+    assert resumed.evaluations == 24 and client.get_run(search.info.run_id).info.status == "FINISHED"

@@ -45,9 +45,12 @@ class SearchRunTracker:
             self.client.log_artifact(self.search_run_id, source)
         return self.search_run_id
 
-    def fail_search(self) -> None:
+    def fail_search(self, reason: str | None = None) -> None:
+        """The search run FAILED, or KILLED with `reason` (interrupted by a signal) in `popplast.end_reason`."""
         if self.search_run_id:
-            self.client.set_terminated(self.search_run_id, status="FAILED")
+            if reason:
+                self.client.set_tag(self.search_run_id, "popplast.end_reason", reason)
+            self.client.set_terminated(self.search_run_id, status="KILLED" if reason else "FAILED")
 
 
 def check_server(tracking_uri: str, timeout: float = 5.0) -> None:
