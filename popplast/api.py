@@ -44,6 +44,7 @@ def run(
     progress: bool = True,
     parent_run_id: str | None = None,
     objective: Callable[..., Any] | None = None,
+    force: bool = False,
 ) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
@@ -56,6 +57,7 @@ def run(
     then be left out, and what is given must agree with the search (more generations or budget is allowed).
     `objective`: the user's training function `fit(config, trial)` (popplast.objectives), in place of the one
     the file names (`objective: module:function`) or popplast's CNN trainer.
+    `force`: with `resume`, take the search over even from a driver that still holds it (tracking.lease).
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
@@ -64,11 +66,17 @@ def run(
     )
     if resume:
         from popplast.resuming import resumed_spec
+        from popplast.tracking.lease import check_lease
 
         record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags)
+        taken = check_lease(tracking_uri, resume, force)  # one driver per search
+        if taken:
+            say(progress, f"[popplast] {taken}")
         experiment, parent_run_id = record.experiment, record.parent_run_id
         study_name = record.params.get("study_name", study_name)
     else:
+        if force:
+            raise SpecError(COMMAND_LINE, "--force", "takes a search over; it goes with --resume SEARCH_RUN_ID.")
         if space is None:
             raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
         spec, budget = _spec(space, budget_evals, flags)

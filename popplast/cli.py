@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         "exactly as if never stopped (every method but tune-tpe and tune-pbt)",
     )
     run.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: take the search over even if another driver still holds it",
+    )
+    run.add_argument(
         "--method",
         choices=METHODS,
         help="ga or gensoup (the file's strategy), popplast's population-based training (pbt), an Optuna "
@@ -229,6 +234,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             study_name=args.study_name,
             resume=args.resume,
             progress=not args.quiet,
+            force=args.force,
         )
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)

@@ -56,7 +56,9 @@ class MLflowTracker(SearchRunTracker):
             **{f"fixed.{k}": v for k, v in spec.fixed.items()},
             **settings,
         }
-        return self._create_search_run(spec.source, s.seed, params)
+        run_id = self._create_search_run(spec.source, s.seed, params)
+        self.hold_lease()
+        return run_id
 
     def reopen_search(self, search_run_id: str, spec: SearchSpec) -> bool:
         """Log into an existing search run again (a resumed search); False if the store does not hold it."""
@@ -69,6 +71,7 @@ class MLflowTracker(SearchRunTracker):
         self.search_run_id = search_run_id
         self.gene_names = spec.space.names
         self.client.update_run(search_run_id, status="RUNNING")
+        self.hold_lease()
         for child in individual_runs(self.client, self.experiment_id, search_run_id):
             self.run_ids[child.data.tags["popplast.individual_id"]] = child.info.run_id
         return True
@@ -259,6 +262,7 @@ class MLflowTracker(SearchRunTracker):
             },
             "best_individual.json",
         )
+        self.release_lease()
         self.client.set_terminated(self.search_run_id, status="FINISHED")
 
     def log_model(self, model: Any, input_example: Any) -> str:

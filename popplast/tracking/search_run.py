@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Param
 
 from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.tracking.lease import Lease
 
 
 class SearchRunTracker:
@@ -32,6 +33,7 @@ class SearchRunTracker:
         self.method = method
         self.parent_run_id = parent_run_id
         self.search_run_id = ""
+        self.lease: Lease | None = None
 
     def _create_search_run(self, source: str, seed: int, params: Mapping[str, Any]) -> str:
         name = f"{os.path.splitext(os.path.basename(source))[0]}-{self.method}-seed{seed}"
@@ -45,8 +47,19 @@ class SearchRunTracker:
             self.client.log_artifact(self.search_run_id, source)
         return self.search_run_id
 
+    def hold_lease(self) -> None:
+        """This driver holds the search run (popplast.tracking.lease) until the search ends."""
+        self.lease = Lease(self.tracking_uri, self.search_run_id)
+        self.lease.hold()
+
+    def release_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
     def fail_search(self, reason: str | None = None) -> None:
         """The search run FAILED, or KILLED with `reason` (interrupted by a signal) in `popplast.end_reason`."""
+        self.release_lease()
         if self.search_run_id:
             if reason:
                 self.client.set_tag(self.search_run_id, "popplast.end_reason", reason)
