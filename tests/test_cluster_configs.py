@@ -45,3 +45,12 @@ def test_kuberay_manifest_has_a_gpu_worker_group_and_token_auth():
     [container] = group["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert group["minReplicas"] == 0 < group["maxReplicas"]
+
+
+@pytest.mark.parametrize("name", ["aws-gpu.yaml", "gcp-gpu.yaml", "kuberay-gpu.yaml"])
+def test_mlflow_and_the_dashboard_listen_on_the_loopback_only(name):
+    """Neither has authentication: a config that binds them to every interface exposes the search."""
+    with open(os.path.join(ROOT, "cluster", name)) as f:
+        text = f.read()
+    assert "0.0.0.0" not in text and "--host 127.0.0.1 --port 5000" in text
+    assert "containerPort: 5000" not in text

@@ -138,3 +138,17 @@ def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tm
             page.get_by_text(individual).first.wait_for(timeout=60_000)  # the MLflow UI shows the run's name
         finally:
             browser.close()
+
+
+def test_tag_text_reaches_the_page_escaped():
+    """Ids and operators come from run tags, which anyone who can write to the tracking server can set."""
+    from popplast.tracking.lineage import Lineage, Node, render_html
+
+    evil = '"><script>alert(1)</script>'
+    nodes = {
+        evil: Node(evil, "r1" + evil, 0, [], "init", 0.5, {"lr": "<b>0.1</b>"}),
+        "g001-i000": Node("g001-i000", "r2", 1, [evil], "mutation", 0.7),
+    }
+    page = render_html(Lineage("s", "1", "<i>title</i>", nodes, "g001-i000"), "http://127.0.0.1:5000")
+    assert "<script>" not in page and "<b>" not in page and "<i>" not in page
+    assert "&lt;script&gt;" in page

@@ -150,7 +150,8 @@ def render_html(lineage: Lineage, ui_url: str) -> str:
         )
         ring = f' stroke="{BEST_COLOUR}" stroke-width="3"' if key in best else ' stroke="#333" stroke-width="0.8"'
         circles.append(
-            f'<a class="node" href="{html.escape(url)}" data-individual="{key}" data-run="{node.run_id}">'
+            f'<a class="node" href="{html.escape(url)}" data-individual="{html.escape(key)}" '
+            f'data-run="{html.escape(node.run_id)}">'
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{11 if key == lineage.best_id else 8}" '
             f'fill="{_colour(node.fitness, low, high)}"{ring}><title>{html.escape(tip)}</title></circle></a>'
         )
