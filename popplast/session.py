@@ -4,6 +4,7 @@ options' checks, the executor they open, and the lines they print for the person
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 from typing import Any, Iterator
@@ -29,10 +30,10 @@ def check_options(executor: str, workers: int | None, cpus: float, gpus: float, 
         raise bad("--executor", "ray or local", executor)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise bad("--workers", "an integer >= 1", workers)
-    if not cpus > 0:
-        raise bad("--cpus-per-worker", "a number > 0", cpus)
-    if not gpus >= 0:
-        raise bad("--gpus-per-worker", "a number >= 0", gpus)
+    if not 0 < cpus < math.inf:
+        raise bad("--cpus-per-worker", "a finite number > 0", cpus)
+    if not 0 <= gpus < math.inf:
+        raise bad("--gpus-per-worker", "a finite number >= 0", gpus)
     if executor == "local" and method in TUNE_METHODS:
         raise SpecError(COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no local executor.")
 

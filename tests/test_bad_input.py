@@ -70,6 +70,27 @@ CASES = {
         "at strategy.population_step: only the gensoup method takes population_step",
     ),
     "unknown method": (spec_with("method: ga", "method: pso"), "at strategy.method: expected one of ga, gensoup"),
+    "duplicate key": (
+        spec_with("population: 4", "population: 4\n  population: 6"),
+        "the key 'population' is written twice, on lines",
+    ),
+    "nan bound": (
+        spec_with("low: 0.1, high: 3.0", "low: .nan, high: 3.0"),
+        "at space.lr_scale.low: expected a finite number, got nan.",
+    ),
+    "infinite fixed value": (
+        TINY_SPEC + "fixed: {weight_decay: .inf}\n",
+        "at fixed.weight_decay: expected a finite number, got inf.",
+    ),
+    "negative seed": (spec_with("seed: 7", "seed: -1"), "at strategy.seed: expected an integer >= 0, got -1."),
+    "negative split seed": (
+        spec_with("split_seed: 0", "split_seed: -3"),
+        "at dataset.split_seed: expected an integer >= 0, got -3.",
+    ),
+    "huge image": (
+        spec_with("image_size: 8", "image_size: 1000000"),
+        "at fidelity.image_size: expected at most 1024 pixels, got 1000000",
+    ),
     "sigma for ga": (
         spec_with("population: 4", "population: 4\n  sigma: 0.1"),
         "at strategy.sigma: sigma is a setting of the evolution strategies (elitist, openai, snes); this search's "
@@ -103,6 +124,14 @@ def test_bad_file(case, tmp_path, capsys):
     assert not (tmp_path / "m.db").exists(), "nothing may start before the input is checked"
 
 
+def test_a_binary_file_is_one_line_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "expected a YAML text file (UTF-8)" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
 def test_missing_file(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: the file does not exist." in capsys.readouterr().err
@@ -113,8 +142,11 @@ def test_missing_file(tmp_path, capsys):
     [
         (["--population", "1"], "Invalid option --population: expected an integer >= 2, got int 1."),
         (["--workers", "0"], "Invalid option --workers: expected an integer >= 1, got 0."),
+        (["--cpus-per-worker", "inf"], "Invalid option --cpus-per-worker: expected a finite number > 0, got inf."),
+        (["--budget-evals", "10000000000"], "Invalid option --budget-evals: expected an integer from 1 to 10,000,000"),
+        (["--image-size", "5000"], "Invalid option --image-size: expected at most 1024 pixels, got 5000"),
         (["--method", "openai", "--population", "5"], "Invalid option --population: openai samples antithetic pairs"),
-        (["--cpus-per-worker", "0"], "Invalid option --cpus-per-worker: expected a number > 0"),
+        (["--cpus-per-worker", "0"], "Invalid option --cpus-per-worker: expected a finite number > 0, got 0.0"),
         (["--tracking-uri", "nosuch://x"], "Invalid option --tracking-uri: cannot open the MLflow tracking store"),
     ],
 )

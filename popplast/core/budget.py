@@ -14,6 +14,8 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.gensoup import population_size
 from popplast.core.spec import ES_METHODS, OPTUNA_METHODS, SearchSpec
 
+MAX_BUDGET = 10_000_000
+
 
 def default_budget(spec: SearchSpec) -> int:
     """The file's own budget: what its GA settings evaluate (population × generations, or Gen-Soup's sum)."""
@@ -40,8 +42,13 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
     """
     if budget is None:
         return spec
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-        raise SpecError(COMMAND_LINE, "--budget-evals", f"expected an integer >= 1, got {budget!r}.")
+    if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= MAX_BUDGET:
+        raise SpecError(
+            COMMAND_LINE,
+            "--budget-evals",
+            f"expected an integer from 1 to {MAX_BUDGET:,} (each evaluation is logged as its own MLflow run), "
+            f"got {budget!r}.",
+        )
     s = spec.strategy
     if s.method in ("ga", "pbt", "tune-pbt", *ES_METHODS):
         if budget % s.population:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -13,7 +14,10 @@ REQUIRED = object()
 
 _KINDS = {
     "int": ("an integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
-    "number": ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    "number": (
+        "a finite number",
+        lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v),
+    ),
     "bool": ("true or false", lambda v: isinstance(v, bool)),
     "str": ("a string", lambda v: isinstance(v, str) and v != ""),
     "list": ("a list", lambda v: isinstance(v, list)),
@@ -84,17 +88,62 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                continue  # a key PyYAML itself refuses (a list, a mapping) gets its own error
+            if key in seen:
+                raise DuplicateKey(f"the key {key!r} is written twice, on lines {seen[key]} and {line}")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
 def load_yaml(source: str) -> Any:
-    """The parsed file, or a SpecError naming the file and, for bad YAML, the line and column."""
+    """The parsed file, or a SpecError naming the file and, for bad YAML, the line and column; a key written
+    twice, a file that is not text, and numbers that are not finite (.nan, .inf) anywhere are refused."""
     try:
         with open(source, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
     except FileNotFoundError:
         raise SpecError(source, "", "the file does not exist.") from None
     except IsADirectoryError:
         raise SpecError(source, "", "expected a YAML file, got a directory.") from None
+    except PermissionError:
+        raise SpecError(source, "", "the file cannot be read (permission denied).") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            source, "", f"expected a YAML text file (UTF-8), got bytes that are not text at {e.start}."
+        ) from None
+    except DuplicateKey as e:
+        raise SpecError(source, "", f"{e}.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(source, "", f"the file is not valid YAML{where}: {problem}.") from None
+    bad = _non_finite(data, "")
+    if bad is not None:
+        raise SpecError(source, bad[0], f"expected a finite number, got {bad[1]}.")
+    return data
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The key path and value of the first NaN or infinity in the parsed file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(top level)", value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None

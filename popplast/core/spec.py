@@ -18,6 +18,12 @@ OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run thr
 ES_METHODS = ("elitist", "openai", "snes")  # evolution strategies over the genes' logits (core/es_search.py)
 TUNE_METHODS = ("tune-tpe", "tune-pbt")  # Ray Tune: OptunaSearch, PopulationBasedTraining
 METHODS = GA_METHODS + OPTUNA_METHODS + ES_METHODS + TUNE_METHODS
+MAX_IMAGE_SIZE = 1024
+# the split is held in memory as float32 at the search's image size
+IMAGE_SIZE_LIMIT = (
+    "expected at most 1024 pixels, got {value}: images are held in memory as float32 at this size "
+    "(one 3-channel image of 1024 px is 12 MB)."
+)
 FILE_KEYS = ("source_checkpoint",)  # fixed values that name files: relative ones are taken from the file's folder
 
 
@@ -167,6 +173,8 @@ class SearchSpec:
                     "--" + key.replace("_", "-"),
                     f"expected an integer >= {minimum[key]}, got {describe(value)}.",
                 )
+            if key == "image_size" and value > MAX_IMAGE_SIZE:
+                raise SpecError(COMMAND_LINE, "--image-size", IMAGE_SIZE_LIMIT.format(value=value))
         merged = dataclasses.replace(self.strategy, **strategy)
         if merged.method == "openai" and merged.population % 2:
             flag = "--population" if "population" in strategy else "--method"
@@ -226,7 +234,10 @@ def _dataset(s: Section, base: str) -> DatasetSpec:
     elif path is not None:
         raise s.error("path", f"only the imagefolder data set takes a path; '{name}' does not.")
     root = os.path.normpath(os.path.join(base, os.path.expanduser(s.take("root", "str", "./data"))))
-    spec = DatasetSpec(name, path, root, s.take("download", "bool", False), s.take("split_seed", "int", 0))
+    split_seed = s.take("split_seed", "int", 0)
+    if split_seed < 0:
+        raise s.error("split_seed", f"expected an integer >= 0, got {split_seed}.")
+    spec = DatasetSpec(name, path, root, s.take("download", "bool", False), split_seed)
     s.finish()
     return spec
 
@@ -237,6 +248,8 @@ def _fidelity(s: Section, defaults: Fidelity) -> Fidelity:
         value = s.take(key, "int", getattr(defaults, key))
         if value < minimum:
             raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
+        if key == "image_size" and value > MAX_IMAGE_SIZE:
+            raise s.error(key, IMAGE_SIZE_LIMIT.format(value=value))
         out[key] = value
     # an explicit null lifts an inherited cap (a final fidelity trains on the whole training split)
     inherited = None if s.is_null("max_train_samples") else defaults.max_train_samples
@@ -266,7 +279,7 @@ def _strategy(s: Section, space: SearchSpace) -> StrategySpec:
         crossover=_per_gene(s, "crossover", space, 0.9),
         mutation=_per_gene(s, "mutation", space, 0.2),
         elitism=s.take("elitism", "bool", True),
-        seed=s.take("seed", "int", 0),
+        seed=_seed(s),
         population_step=s.take("population_step", "int", 0),
         min_population=s.take("min_population", "int", 2),
         final_image_size=s.take("final_image_size", "int", None),
@@ -302,6 +315,13 @@ def _strategy(s: Section, space: SearchSpace) -> StrategySpec:
             raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
     s.finish()
     return spec
+
+
+def _seed(s: Section) -> int:
+    seed = s.take("seed", "int", 0)
+    if seed < 0:
+        raise s.error("seed", f"expected an integer >= 0, got {seed}.")
+    return seed
 
 
 def _per_gene(s: Section, key: str, space: SearchSpace, default: float) -> tuple[float, ...]:
