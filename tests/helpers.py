@@ -140,3 +140,20 @@ def individuals(tracking_uri: str, search_run_id: str) -> list[dict]:
 
 def lineage(rows: list[dict]) -> list[tuple]:
     return [(r["id"], r["operator"], tuple(r["parents"]), r["seed"], tuple(sorted(r["genes"].items()))) for r in rows]
+
+
+def wait_for_search_run(store: Path, ready=lambda client, run: True, timeout: float = 240) -> str:
+    """The id of the search run a driver in another process logs into the SQLite store `store`, once
+    `ready(client, run)` holds for it; polls, as that driver creates the store and the run."""
+    import time
+
+    uri, deadline = f"sqlite:///{store}", time.monotonic() + timeout
+    client = MlflowClient(uri)
+    while time.monotonic() < deadline:
+        if store.exists():
+            for experiment in client.search_experiments():
+                for run in client.search_runs([experiment.experiment_id]):
+                    if run.data.tags.get("popplast.role") == "search" and ready(client, run):
+                        return run.info.run_id
+        time.sleep(0.5)
+    raise TimeoutError(f"no search run in {store} was ready within {timeout:.0f} s")

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from popplast.cli import main
 from popplast.tracking.lease import HEARTBEAT, HOLDER, TIMEOUT, check_lease
 from popplast.tracking.search_run import open_experiment
+from tests.helpers import wait_for_search_run
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 
@@ -54,13 +55,7 @@ def test_a_second_driver_cannot_resume_a_live_search(tiny_spec, tmp_path, capsys
         stderr=subprocess.DEVNULL,
     )
     try:
-        client, run_id, deadline = MlflowClient(uri), None, time.monotonic() + 120
-        while run_id is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-            if (tmp_path / "m.db").exists():
-                runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-                run_id = next((r.info.run_id for r in runs if r.data.tags.get(HOLDER)), None)
-        assert run_id, "the first driver holds its search run"
+        run_id = wait_for_search_run(tmp_path / "m.db", lambda client, run: bool(run.data.tags.get(HOLDER)))
         assert main(["run", "--resume", run_id, "--executor", "local", "--tracking-uri", uri]) == 2
         err = capsys.readouterr().err
         assert f"--resume: the search run {run_id} is being run by {socket.gethostname()}:{first.pid}" in err

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from tests.helpers import TINY_SPEC, individuals, lineage, write_spec
+from tests.helpers import TINY_SPEC, individuals, lineage, wait_for_search_run, write_spec
 
 pytestmark = pytest.mark.slow
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
@@ -197,7 +197,6 @@ def test_a_signal_marks_the_search_killed_stops_its_ray_and_leaves_a_checkpoint_
     """As `ray job stop`, a pod eviction or `timeout` (SIGTERM) or Ctrl-C (SIGINT) stop a driver: exit 143 or
     130, the search run KILLED with the reason, the Ray instance it started gone, and `--resume` finishes it."""
     import signal
-    import time
 
     import psutil
 
@@ -212,20 +211,12 @@ def test_a_signal_marks_the_search_killed_stops_its_ray_and_leaves_a_checkpoint_
         text=True,
     )
     client = MlflowClient(uri)
-
-    def checkpointed() -> str | None:
-        """The search run, once its first generation's checkpoint is written."""
-        if not (tmp_path / "m.db").exists():
-            return None
-        for run in client.search_runs([e.experiment_id for e in client.search_experiments()]):
-            if run.data.tags.get("popplast.role") == "search":
-                files = client.list_artifacts(run.info.run_id, "checkpoint")
-                return run.info.run_id if any(f.path.endswith("state-g0000.json") for f in files) else None
-        return None
-
-    deadline = time.monotonic() + 240
-    while (run_id := checkpointed()) is None and time.monotonic() < deadline:
-        time.sleep(0.5)
+    run_id = wait_for_search_run(
+        tmp_path / "m.db",
+        lambda client, run: any(
+            f.path.endswith("state-g0000.json") for f in client.list_artifacts(run.info.run_id, "checkpoint")
+        ),
+    )
     ray_processes = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ray" in " ".join(p.cmdline())]
     assert ray_processes, "the driver started a local Ray instance"
     proc.send_signal(getattr(signal, name))

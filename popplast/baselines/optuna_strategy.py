@@ -83,9 +83,7 @@ class OptunaSampler:
         return SamplerState.from_dict(data)
 
     def ask(self, state: SamplerState, rng: np.random.Generator) -> tuple[tuple[Individual, ...], SamplerState]:
-        if state.generation >= 0 and not state.complete:
-            missing = [ind.id for ind in state.population if ind.id not in state.fitness]
-            raise RuntimeError(f"generation {state.generation} is not complete; no result for {missing}")
+        state.require_complete()
         study = self._study_for(state)
         generation = state.generation + 1
         size = min(self.population, self.budget - sum(len(told) for told in state.trials))

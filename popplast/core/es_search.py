@@ -60,9 +60,7 @@ class ESSearch:
         return ESSearchState.from_dict(data)
 
     def ask(self, state: ESSearchState, rng: np.random.Generator) -> tuple[tuple[Individual, ...], ESSearchState]:
-        if state.generation >= 0 and not state.complete:
-            missing = [ind.id for ind in state.population if ind.id not in state.fitness]
-            raise RuntimeError(f"generation {state.generation} is not complete; no result for {missing}")
+        state.require_complete()
         es_state = self.es.init(rng) if state.es is None else ESState.from_dict(dict(state.es))
         vectors, es_state = self.es.ask(es_state, rng)
         generation = state.generation + 1

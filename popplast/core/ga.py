@@ -45,6 +45,12 @@ class GAState:
     def complete(self) -> bool:
         return all(ind.id in self.fitness for ind in self.population)
 
+    def require_complete(self) -> None:
+        """Before the next ask: every individual asked for has a result."""
+        if self.generation >= 0 and not self.complete:
+            missing = [ind.id for ind in self.population if ind.id not in self.fitness]
+            raise RuntimeError(f"generation {self.generation} is not complete; no result for {missing}")
+
     def fitness_array(self) -> np.ndarray:
         """Fitness in population order, NaN for failures."""
         values = [self.fitness[ind.id] for ind in self.population]
@@ -106,9 +112,7 @@ class GenCNN:
         return GAState.from_dict(data)
 
     def ask(self, state: GAState, rng: np.random.Generator) -> tuple[tuple[Individual, ...], GAState]:
-        if state.generation >= 0 and not state.complete:
-            missing = [ind.id for ind in state.population if ind.id not in state.fitness]
-            raise RuntimeError(f"generation {state.generation} is not complete; no result for {missing}")
+        state.require_complete()
         generation = state.generation + 1
         if generation == 0:
             genomes = rng.random((self.population, self.n_genes))
