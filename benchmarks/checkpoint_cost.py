@@ -5,10 +5,11 @@ ShuffleNet-v2 x1.0 and ResNet-18 sized weights, against checkpoint-based PBT's o
 
 A worker actor puts P trained state dicts into Ray's object store per generation, as evaluations do; the
 driver then runs popplast's real `Checkpointer` into a real MLflow tracker (sqlite store, local artifacts):
-each new individual's weights are fetched, written as .npz, re-put from the driver (so that losing the
-worker's node loses nothing) and uploaded, then the state file; the previous generation's weights are
-deleted. Timed per generation, with its parts; the first generation is a warm-up. The reference is one
-`torch.save` per individual to a local file, what a PBT trial writes at every perturbation interval.
+each new individual's weights are fetched, written as .npz (its digest goes in the state file), re-put from
+the driver (so that losing the worker's node loses nothing) and uploaded, then the state file; the weights
+neither this state nor the one before names are deleted. Timed per generation, with its parts; the first
+generation is a warm-up. The reference is one `torch.save` per individual to a local file, what a PBT trial
+writes at every perturbation interval.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def generation_costs(name: str, population: int, generations: int, folder: str) 
                 }
             )
     ray.kill(worker)
+    tracker.release_lease()  # the search run is left RUNNING; its heartbeat must not outlive the store
     return rows
 
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.errors import SpecError
-from popplast.execution.checkpoint import _read_weights, _write_weights, file_hash
+from popplast.execution.checkpoint import _read_weights, _write_weights, weights_digest
 from tests.helpers import individuals, lineage, write_user_objective
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_a_pickled_object_in_a_weights_file_is_refused_and_never_run(soup, tmp_p
     holder = np.empty((), dtype=object)
     holder[()] = _Marker(str(marker))
     np.savez(victim, w=holder)  # what someone who can write the run's artifacts could put there
-    state["weight_hashes"][state["weights"][0]] = file_hash(str(victim))  # and the hash beside it
+    state["weight_hashes"][state["weights"][0]] = weights_digest(str(victim))  # and the digest beside it
     state_path.write_text(json.dumps(state))
     with pytest.raises(SpecError, match="--resume: state-g0002.json: a weights file is not plain arrays"):
         _resume(result, uri)

@@ -10,7 +10,7 @@ and the weights of the state before it are kept as well.
 
 The files are data only: weights are plain arrays (numpy reads them with allow_pickle=False, so a tampered
 file cannot run code), ids are checked against the id pattern before they become paths, and the state file
-records each weights file's SHA-256: a state whose files do not verify (cut short, changed) is passed over
+records each weights file's digest: a state whose files do not verify (cut short, changed) is passed over
 for the one before. Weights already in the store are never written again, by this driver or a resumed one.
 
 Resuming restores all of it: the next generation is asked from the same state with the same generator
@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from popplast.core.result import EvalResult
 
-FORMAT = 2  # 2: weights are plain arrays (bfloat16 as bits) and the state file records each file's SHA-256
+FORMAT = 2  # 2: weights are plain arrays (bfloat16 as bits) and the state file records each file's digest
 ID_PATTERN = re.compile(r"g\d{3,}-i\d{3,}")
 
 
@@ -53,7 +54,7 @@ class Checkpoint:
     results: dict[str, EvalResult] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)  # individual id → state dict (or a reference)
     seconds: float = 0.0  # wall time of the search when this was written, every driver's together
-    weight_hashes: dict[str, str] = field(default_factory=dict)  # the weights files' SHA-256 (a loaded one's)
+    weight_hashes: dict[str, str] = field(default_factory=dict)  # the weights files' digests (a loaded one's)
 
     def restore_rng(self) -> np.random.Generator:
         rng = np.random.default_rng()
@@ -85,7 +86,7 @@ class Checkpointer:
         self.put = put
         self.origin = time.perf_counter() if origin is None else origin
         self._saved: set[str] = set()  # weights already in the store
-        self._hashes: dict[str, str] = {}  # their files' SHA-256, by individual id
+        self._hashes: dict[str, str] = {}  # their files' digests, by individual id
         self._previous: set[str] = set()  # the weights the last state saved names
 
     def save(self, checkpoint: Checkpoint) -> dict[str, Any]:
@@ -104,8 +105,7 @@ class Checkpointer:
                     lost.append(key)
                     continue
                 path = os.path.join(tmp, "weights", f"{check_id(key, 'the checkpoint')}.npz")
-                _write_weights(path, state)
-                self._hashes[key] = file_hash(path)
+                self._hashes[key] = _write_weights(path, state)
                 if self.put is not None:
                     moved[key] = self.put(state)
             if lost:
@@ -165,10 +165,10 @@ def load(
 BFLOAT16 = "__bfloat16__"  # the .npz entry naming the arrays that hold bfloat16 bits (numpy has no bfloat16)
 
 
-def _write_weights(path: str, state: Mapping[str, Any]) -> None:
+def _write_weights(path: str, state: Mapping[str, Any]) -> str:
     """Weights in the form workers exchange them (numpy arrays) as an .npz of plain arrays: a bfloat16
     tensor is stored as its bits (uint16) and named in the BFLOAT16 entry. Nothing in it is pickled, so
-    reading it can run no code."""
+    reading it can run no code. Returns its digest (weights_digest)."""
     arrays: dict[str, np.ndarray] = {}
     bfloat16 = []
     for key, value in state.items():
@@ -179,8 +179,10 @@ def _write_weights(path: str, state: Mapping[str, Any]) -> None:
             bfloat16.append(key)
     if bfloat16:
         arrays[BFLOAT16] = np.array(bfloat16)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    np.savez(path, **arrays)
+    digest = weights_digest(path)
+    assert digest is not None  # just written whole
+    return digest
 
 
 def _read_weights(path: str) -> dict[str, Any]:
@@ -202,13 +204,30 @@ def torch_uint16() -> Any:
     return torch.uint16
 
 
-def file_hash(path: str) -> str:
-    """SHA-256 of a file's bytes: recorded in the state file for every weights file it names."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def weights_digest(path: str) -> str | None:
+    """A digest of a weights file, recorded in the state file and checked on resume: SHA-256 over the
+    file's size and its members' names, CRC-32s and sizes, read from the zip's central directory (not the
+    whole file: hashing every byte tripled a checkpoint's cost). A file cut short has no central
+    directory (None); whether the bytes still match those CRC-32s, `weights_whole` checks on resume.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = sorted((i.filename, i.CRC, i.file_size) for i in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return None
+    return hashlib.sha256(repr((os.path.getsize(path), members)).encode()).hexdigest()
+
+
+def weights_whole(path: str, digest: str | None) -> bool:
+    """A downloaded weights file is the one the state file recorded (`digest`; None: an older checkpoint
+    without digests) and every member's bytes match their CRC-32 (a full read: resume only)."""
+    if digest is not None and weights_digest(path) != digest:
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def check_id(name: str, where: str) -> str:

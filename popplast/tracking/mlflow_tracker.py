@@ -19,7 +19,7 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
-from popplast.execution.checkpoint import CheckpointError, check_id, file_hash
+from popplast.execution.checkpoint import CheckpointError, check_id, weights_whole
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
@@ -141,7 +141,7 @@ class MLflowTracker(SearchRunTracker):
             except Exception:  # MLflow's own types for a missing artifact: this state is not whole
                 continue
             files = {name: os.path.join(weights, f"{name}.npz") for name in names}
-            if any(name in hashes and file_hash(file) != hashes[name] for name, file in files.items()):
+            if not all(weights_whole(file, hashes.get(name)) for name, file in files.items()):
                 continue  # a weights file cut short or changed since: the state before is whole
             return local  # the weights lie in weights/ beside it
         if states:  # starting again from nothing would throw away every finished generation
