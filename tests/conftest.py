@@ -3,11 +3,20 @@ The helpers the tests share are in tests/helpers.py."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.helpers import TINY_SPEC, write_spec
+
+# hypothesis keeps a cache (.hypothesis/) in the current directory; tests leave nothing in the working tree
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="popplast-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
 
 @pytest.fixture
