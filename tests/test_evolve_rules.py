@@ -135,6 +135,11 @@ def test_evolve_rules_elitist_records_the_papers_sigma(tmp_path):
         ),
         (TINY_RULES.replace("population: 8", "population: 7"), [], "at strategy.population: expected an even number"),
         (TINY_RULES + "budget: 1\n", [], "at budget: unknown key"),
+        (
+            TINY_RULES.replace("batch_size: 50", "batch_size: 500"),
+            [],
+            "at strategy.batch_size: expected at most the task's 480 training samples",
+        ),
         (TINY_RULES.replace("dataset: classification", "dataset: mnist"), [], "at task.dataset: expected one of"),
         (TINY_RULES, ["--generations", "0"], "Invalid option --generations: expected an integer >= 1, got int 0."),
     ],

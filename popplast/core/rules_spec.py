@@ -11,6 +11,7 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import Section, describe, load_yaml
 
 DATASETS = ("classification", "digits")
+DIGITS_SAMPLES = 1797  # scikit-learn's load_digits
 RULE_METHODS = ("elitist", "openai", "snes", "gradient")
 # what a file that sets no sigma or learning_rate gets, per method: the paper's (1+λ) ES mutates with σ 0.01,
 # OpenAI-ES takes Adam steps of 0.05 on its mean, the gradient baseline uses the paper's Adam rate 0.01
@@ -90,6 +91,11 @@ class RulesSpec:
         spec.check()
         return spec
 
+    def train_samples(self) -> int:
+        """The training split's size, as training/rule_tasks.load_task cuts it."""
+        total = DIGITS_SAMPLES if self.task.dataset == "digits" else self.task.samples
+        return int(round(total * (1 - self.task.test_fraction)))
+
     def check(self, source: str | None = None) -> None:
         src = source or self.source
         problems = [
@@ -136,6 +142,12 @@ class RulesSpec:
                 self.strategy.learning_rate,
             ),
             ("strategy.batch_size", self.strategy.batch_size >= 1, "an integer >= 1", self.strategy.batch_size),
+            (
+                "strategy.batch_size",
+                self.strategy.batch_size <= self.train_samples(),
+                f"at most the task's {self.train_samples()} training samples (a batch is drawn without repeats)",
+                self.strategy.batch_size,
+            ),
             ("generalisation.passes", self.generalisation.passes >= 1, "an integer >= 1", self.generalisation.passes),
         ]
         if self.strategy.method == "openai":
