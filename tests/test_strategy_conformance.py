@@ -116,3 +116,19 @@ def test_an_unknown_or_repeated_result_is_refused(method):
     state, _ = strategy.tell(state, {individuals[0].id: 1.0})
     with pytest.raises(ValueError):
         strategy.tell(state, {individuals[0].id: 2.0})
+
+
+def test_a_replay_that_asks_other_trials_is_refused_not_followed():
+    """A checkpoint whose trials the seeded sampler would not ask (another Optuna version, an edited file)."""
+    from popplast.core.errors import SpecError
+
+    spec = spec_for("tpe", population=3, generations=3)
+    strategy, rng = build_strategy(spec), np.random.default_rng(0)
+    state = strategy.init()
+    for _ in range(2):
+        individuals, state = strategy.ask(state, rng)
+        state, _ = strategy.tell(state, {i.id: fitness_of(i) for i in individuals})
+    data = json.loads(json.dumps(state.to_dict()))
+    data["trials"][1][0][0][2] = 0.123  # one gene of one told trial
+    with pytest.raises(SpecError, match="--resume: replaying the tpe study, generation 1 asked other trials"):
+        build_strategy(spec).ask(strategy.state_from_dict(data), rng)

@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from popplast.baselines.optuna_space import params_to_genome, to_optuna
+from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.ga import GAState, record
 from popplast.core.individual import Individual, individual_id
 from popplast.core.space import SearchSpace
@@ -129,9 +130,11 @@ class OptunaSampler:
             asked = [study.ask(self._distributions) for _ in told]
             for trial, (genome, _) in zip(asked, told):
                 if params_to_genome(self.space, trial.params) != genome:
-                    raise RuntimeError(
-                        f"replaying the {self.name} study: generation {generation} asked other trials than the "
-                        "checkpoint holds (a different Optuna version?); the search cannot resume exactly"
+                    raise SpecError(
+                        COMMAND_LINE,
+                        "--resume",
+                        f"replaying the {self.name} study, generation {generation} asked other trials than the "
+                        "checkpoint holds (another Optuna version?); the search cannot resume exactly.",
                     )
             self._tell(study, asked, told)
         self._study, self._told, self._asked = study, len(trials), []
