@@ -126,8 +126,8 @@ def run(
         with open_executor(
             executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, spec.strategy.population
         ) as pool:
-            _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
-            with _failing(tracker):
+            with _failing(tracker):  # from the search run's start: a failure then still ends it and its lease
+                _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
                 outcome = _search(spec, budget, pool, tracker, progress, resume, start, study)
                 result = _result(spec, outcome, tracker)
                 if method in INHERITING_METHODS and fn is None:  # a user's model is the user's to rebuild
@@ -216,8 +216,8 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
         if workers is None:
             workers = default_workers(spec.strategy.population, cpus)
         check_resources(workers, cpus, gpus)
-        tracker.start_search(spec, {**settings, "workers": workers})
         with _failing(tracker):
+            tracker.start_search(spec, {**settings, "workers": workers})
             with _observing(tracker, progress, spec.strategy.generations, budget) as observers:
                 outcome = run_tune(spec, budget, workers, cpus, gpus, threads, observers)
             result = _result(spec, outcome, tracker)
