@@ -41,9 +41,8 @@ class SamplerState(GAState):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SamplerState":
-        base = GAState.from_dict(data)
         trials = tuple(tuple((tuple(float(x) for x in g), f) for g, f in told) for told in data.get("trials", ()))
-        return cls(**{k: getattr(base, k) for k in base.__dataclass_fields__}, trials=trials)
+        return cls(**GAState.fields_from(data), trials=trials)
 
 
 def make_sampler(method: str, seed: int, population: int) -> optuna.samplers.BaseSampler:

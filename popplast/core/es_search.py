@@ -34,8 +34,7 @@ class ESSearchState(GAState):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ESSearchState":
-        base = GAState.from_dict(data)
-        return cls(**{k: getattr(base, k) for k in base.__dataclass_fields__}, es=data.get("es"))
+        return cls(**GAState.fields_from(data), es=data.get("es"))
 
 
 def genome_of(vector: np.ndarray) -> tuple[float, ...]:

@@ -68,7 +68,12 @@ class GAState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GAState":
-        return cls(
+        return cls(**GAState.fields_from(data))
+
+    @staticmethod
+    def fields_from(data: Mapping[str, Any]) -> dict[str, Any]:
+        """GAState's own fields read from `to_dict`'s output: what a subclass's from_dict builds on."""
+        return dict(
             generation=int(data["generation"]),
             population=tuple(Individual.from_dict(d) for d in data["population"]),
             fitness=dict(data["fitness"]),

@@ -85,9 +85,9 @@ class Checkpointer:
         self.fetch = fetch or (lambda w: w)
         self.put = put
         self.origin = time.perf_counter() if origin is None else origin
-        self._saved: set[str] = set()  # weights already in the store
+        # the weights the last state saved names: already in the store, and kept as its fallback
+        self._saved: set[str] = set()
         self._hashes: dict[str, str] = {}  # their files' digests, by individual id
-        self._previous: set[str] = set()  # the weights the last state saved names
 
     def save(self, checkpoint: Checkpoint) -> dict[str, Any]:
         """Write the checkpoint; returns the new references to the weights it saved (none without `put`).
@@ -116,15 +116,15 @@ class Checkpointer:
                 json.dump({**_to_json(checkpoint), "weight_hashes": hashes}, f)
             # the state before this one keeps its weights too: if this one's do not verify on resume, that
             # one is whole
-            self.store.save_checkpoint(tmp, set(checkpoint.weights) | self._previous)
-        self._previous = self._saved = set(checkpoint.weights)
-        self._hashes = {**{k: v for k, v in self._hashes.items() if k in self._previous}, **hashes}
+            self.store.save_checkpoint(tmp, set(checkpoint.weights) | self._saved)
+        self._saved = set(checkpoint.weights)
+        self._hashes = hashes
         return moved
 
     def resumed_from(self, checkpoint: Checkpoint) -> None:
         """The weights `checkpoint` names are in the store already, whole: they are never written again (a
         rewrite in place, killed half way, would break the only state that names them)."""
-        self._previous = self._saved = set(checkpoint.weights)
+        self._saved = set(checkpoint.weights)
         self._hashes = dict(checkpoint.weight_hashes)
 
 
@@ -175,7 +175,9 @@ def _write_weights(path: str, state: Mapping[str, Any]) -> str:
         if isinstance(value, np.ndarray):
             arrays[key] = value
         else:  # a torch bfloat16 tensor (training/weights.py keeps those as tensors)
-            arrays[key] = value.detach().cpu().contiguous().view(torch_uint16()).numpy()
+            import torch  # only a bfloat16 entry needs it: execution stays importable without torch
+
+            arrays[key] = value.detach().cpu().contiguous().view(torch.uint16).numpy()
             bfloat16.append(key)
     if bfloat16:
         arrays[BFLOAT16] = np.array(bfloat16)
@@ -196,12 +198,6 @@ def _read_weights(path: str) -> dict[str, Any]:
         for key in bfloat16:
             arrays[key] = torch.from_numpy(arrays[key].copy()).view(torch.bfloat16)
     return arrays
-
-
-def torch_uint16() -> Any:
-    import torch
-
-    return torch.uint16
 
 
 def weights_digest(path: str) -> str | None:
