@@ -2,7 +2,7 @@
 # make test: the test suite but its multi-node cluster tier; make test-cluster: that tier (tests/test_faults.py
 # and the GPU-packing cluster: real `ray start` clusters on this machine, about 12 minutes). CI runs both.
 # All of them create .venv and install everything on a fresh machine first.
-# make lint: ruff (lint and format) over the code, mypy over the core and the objectives (pyproject.toml).
+# make lint: ruff (lint and format) over the code, mypy over the core, the objectives and the execution layer (pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -43,7 +43,9 @@ def evolve_rules(
     The ES population is split across the workers, each evaluating its slice vectorised. The gradient
     baseline runs in this process. Raises SpecError for bad input, before anything starts.
     """
-    from popplast.execution.evolve import run_evolution
+    from popplast.core.rule_search import rules_of
+    from popplast.execution.search import run_search
+    from popplast.objectives.rules import RulesObjective
     from popplast.plasticity.plastic_rnn import genome_size, rule_sizes
     from popplast.tracking.rules_tracker import RulesTracker
     from popplast.training.rule_evaluator import RuleEvaluator, train_rules_by_gradient
@@ -80,7 +82,10 @@ def evolve_rules(
     dim = genome_size(spec.network.rounds)
     kind = "local" if s.method == "gradient" else executor
     # in this process the evaluator already built serves; Ray workers build their own from the spec
-    make_evaluator = (lambda: local) if kind == "local" else functools.partial(RuleEvaluator, spec, threads)
+    if kind == "local":
+        make_evaluator: Any = lambda: RulesObjective(local)  # noqa: E731
+    else:
+        make_evaluator = functools.partial(_remote_objective, spec, threads)
     with open_executor(kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population) as pool:
         tracker.start_search(
             spec,
@@ -103,11 +108,11 @@ def evolve_rules(
                     rules = train_rules_by_gradient(spec, local, rng, on_step)
                     best, best_fitness = None, float("nan")
                 else:
-                    strategy = _strategy(spec, dim)
-                    state, _ = run_evolution(
-                        strategy, pool, rng, s.generations, len(local.data.y_train), s.batch_size, observers
+                    strategy = _strategy(spec, dim, len(local.data.y_train))
+                    outcome = run_search(
+                        spec, strategy, pool, rng, observers, configure=lambda _: {}, sliced=True, keep_results=False
                     )
-                    rules, best, best_fitness = state.mean, state.best, state.best_fitness
+                    rules, best, best_fitness = rules_of(outcome.state)
             finally:
                 for observer in observers[1:]:
                     observer.close()
@@ -150,10 +155,21 @@ def evolve_rules(
     return result
 
 
-def _strategy(spec: RulesSpec, dim: int) -> Any:
+def _remote_objective(spec: RulesSpec, threads: int) -> Any:
+    from popplast.objectives.rules import RulesObjective
+    from popplast.training.rule_evaluator import RuleEvaluator
+
+    return RulesObjective(RuleEvaluator(spec, threads))
+
+
+def _strategy(spec: RulesSpec, dim: int, train_size: int) -> Any:
+    from popplast.core.rule_search import RuleSearch
+
     s = spec.strategy
     if s.method == "elitist":
-        return ES_STRATEGIES["elitist"](dim, population=s.population, sigma=s.sigma)
-    if s.method == "openai":
-        return ES_STRATEGIES["openai"](dim, population=s.population, sigma=s.sigma, learning_rate=s.learning_rate)
-    return ES_STRATEGIES["snes"](dim, population=s.population, sigma=s.sigma)
+        es = ES_STRATEGIES["elitist"](dim, population=s.population, sigma=s.sigma)
+    elif s.method == "openai":
+        es = ES_STRATEGIES["openai"](dim, population=s.population, sigma=s.sigma, learning_rate=s.learning_rate)
+    else:
+        es = ES_STRATEGIES["snes"](dim, population=s.population, sigma=s.sigma)
+    return RuleSearch(es, train_size=train_size, batch_size=s.batch_size)

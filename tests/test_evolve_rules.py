@@ -151,3 +151,19 @@ def test_bad_rules_input(text, flags, expected, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_a_slice_that_fails_fails_each_of_its_individuals_with_the_error(tmp_path):
+    from popplast.core.individual import Individual
+    from popplast.objectives.rules import RulesObjective
+    from popplast.plasticity.plastic_rnn import genome_size
+    from popplast.training.rule_evaluator import RuleEvaluator
+
+    spec = RulesSpec.from_yaml(write_spec(tmp_path, TINY_RULES))
+    objective = RulesObjective(RuleEvaluator(spec, threads=1))
+    individuals = [Individual(f"g000-i00{i}", (0.0,) * genome_size(3), 0, operator="es-sample") for i in range(3)]
+    good = objective.evaluate_many([(ind, {"batch": tuple(range(50))}) for ind in individuals])
+    assert [r.ok for r in good] == [True] * 3 and len({r.fitness for r in good}) == 1  # same rules, same batch
+    bad = objective.evaluate_many([(ind, {"batch": (10**6,)}) for ind in individuals])  # past the split's end
+    assert [r.individual_id for r in bad] == [i.id for i in individuals]
+    assert all(r.fitness is None and r.error.startswith("IndexError") for r in bad)

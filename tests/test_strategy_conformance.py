@@ -5,6 +5,7 @@ included; the budget arithmetic matches what the strategy asks for; lineage poin
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -132,3 +133,40 @@ def test_a_replay_that_asks_other_trials_is_refused_not_followed():
     data["trials"][1][0][0][2] = 0.123  # one gene of one told trial
     with pytest.raises(SpecError, match="--resume: replaying the tpe study, generation 1 asked other trials"):
         build_strategy(spec).ask(strategy.state_from_dict(data), rng)
+
+
+def drive_rules(method: str, seed: int, round_trip: bool, reverse: bool, generations: int = 4):
+    """evolve-rules' strategy under the same contract: (genomes, shared batch) per generation."""
+    from popplast.core.es import ES_STRATEGIES
+    from popplast.core.rule_search import RuleSearch
+
+    strategy = RuleSearch(ES_STRATEGIES[method](5, population=6), train_size=50, batch_size=8)
+    rng, state, seen = np.random.default_rng(seed), strategy.init(), []
+    for _ in range(generations):
+        individuals, state = strategy.ask(state, rng)
+        seen.append(([i.genome for i in individuals], strategy.context(state)["batch"]))
+        for individual in reversed(individuals) if reverse else individuals:
+            state, metrics = strategy.tell(state, {individual.id: fitness_of(individual)})
+        assert "mean_update_norm" in metrics
+        if round_trip:
+            state = strategy.state_from_dict(json.loads(json.dumps(state.to_dict())))
+    assert state.evaluations == 6 * generations
+    return seen
+
+
+@pytest.mark.parametrize("method", ["elitist", "openai", "snes"])
+def test_the_rule_search_keeps_the_contract_and_evolve_rules_draws(method):
+    """Its draws are the ones evolve-rules made before it ran in the one loop (ES init, then per generation
+    the population and then the batch), so the seeds in docs/experiments.md still give its numbers."""
+    from popplast.core.es import ES_STRATEGIES
+
+    reference = drive_rules(method, 3, round_trip=False, reverse=False)
+    assert drive_rules(method, 3, round_trip=True, reverse=True) == reference
+    es, rng = ES_STRATEGIES[method](5, population=6), np.random.default_rng(3)
+    state = es.init(rng)
+    for genomes, batch in reference:
+        population, state = es.ask(state, rng)
+        assert [tuple(v) for v in population] == genomes
+        assert tuple(rng.choice(50, size=8, replace=False)) == batch
+        fitness = [fitness_of(SimpleNamespace(genome=tuple(v))) for v in population]
+        state, _ = es.tell(state, np.array([np.nan if f is None else f for f in fitness]))

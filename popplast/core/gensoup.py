@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -128,7 +128,7 @@ class GenSoup(GenCNN):
         return np.array(children), made
 
 
-def weights_needed(population: Sequence[Individual], keep: Mapping[str, object] | None = None) -> set[str]:
+def weights_needed(population: Sequence[Individual], keep: Iterable[str] = ()) -> set[str]:
     """Ids whose trained weights must stay alive: the parents of `population`, plus any in `keep`."""
     needed = {p for ind in population for p in ind.parent_ids}
-    return needed | set(keep or ())
+    return needed | set(keep)

@@ -28,7 +28,7 @@ class Individual:
 
     Attributes:
         id: unique within a search, e.g. ``g003-i017`` (generation 3, slot 17).
-        genome: genes in [0, 1], in the search space's order.
+        genome: genes in [0, 1], in the search space's order (evolve-rules: the rule vector's coefficients).
         generation: the generation it belongs to.
         parent_ids: ids of the individuals its genes came from (empty for ``init``).
         operator: one of OPERATORS.

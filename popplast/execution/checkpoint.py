@@ -169,7 +169,7 @@ def _write_weights(path: str, state: Mapping[str, Any]) -> str:
     """Weights in the form workers exchange them (numpy arrays) as an .npz of plain arrays: a bfloat16
     tensor is stored as its bits (uint16) and named in the BFLOAT16 entry. Nothing in it is pickled, so
     reading it can run no code. Returns its digest (weights_digest)."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}  # ndarrays; Any keeps **arrays off np.savez's allow_pickle keyword
     bfloat16 = []
     for key, value in state.items():
         if isinstance(value, np.ndarray):

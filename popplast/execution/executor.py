@@ -46,6 +46,32 @@ class Evaluation:
         return EvalResult.failed(self.individual.id, error)
 
 
+@dataclass(frozen=True)
+class EvaluationSlice:
+    """Several evaluations run by one call of a vectorised evaluator's `evaluate_many` (the plastic-rule
+    objective scores a population slice as one batched tensor program); yields their results as a list."""
+
+    evaluations: tuple[Evaluation, ...]
+
+    def run(self, evaluator: Any) -> list[EvalResult]:
+        return list(evaluator.evaluate_many([(e.individual, e.config) for e in self.evaluations]))
+
+    def failed(self, error: str) -> list[EvalResult]:
+        return [e.failed(error) for e in self.evaluations]
+
+
+def slices(evaluations: list[Evaluation], n: int) -> list[EvaluationSlice]:
+    """`evaluations` in at most `n` contiguous slices of near-equal size (one per worker)."""
+    size, extra = divmod(len(evaluations), max(1, n))
+    out, start = [], 0
+    for i in range(max(1, n)):
+        stop = start + size + (i < extra)
+        if stop > start:
+            out.append(EvaluationSlice(tuple(evaluations[start:stop])))
+        start = stop
+    return out
+
+
 class Work(Protocol):
     """Anything an executor runs: `run` on a worker's evaluator, `failed` when the worker died doing it."""
 

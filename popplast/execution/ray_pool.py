@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
@@ -102,7 +102,7 @@ class RayExecutor:
             self._start()
 
     def _start(self) -> None:
-        actor = EvaluatorActor.options(**self._options).remote(self._make_evaluator)
+        actor = cast(Any, EvaluatorActor).options(**self._options).remote(self._make_evaluator)
         self._starting[actor.placement.remote()] = actor
 
     def wait_started(self, timeout: float | None = None) -> dict[Any, dict[str, Any]]:
@@ -171,7 +171,7 @@ class RayExecutor:
 
     def _collect_started(self, refs: list, timeout: float) -> list:
         """Actors among `refs` that have started, now placed in the pool; failed starts are replaced."""
-        started = []
+        started: list[Any] = []
         if not refs:
             return started
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)

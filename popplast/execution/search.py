@@ -11,9 +11,10 @@ lets Ray free the object; a checkpoint holds the states the next generations may
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from popplast.core.result import EvalResult
 from popplast.core.spec import Fidelity, SearchSpec
 from popplast.core.strategy import Strategy
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
-from popplast.execution.executor import Evaluation, Executor
+from popplast.execution.executor import Evaluation, Executor, slices
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,23 @@ def run_search(
     observers: Sequence[Any] = (),
     checkpoints: Checkpointer | None = None,
     resume: Checkpoint | None = None,
+    *,
+    configure: Callable[[Individual], dict[str, Any]] | None = None,
+    sliced: bool = False,
+    keep_results: bool = True,
 ) -> SearchOutcome:
     """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on.
 
     With `checkpoints`, the search is saved after every generation; with `resume` (and `rng` restored from
-    it), it goes on after the checkpoint's generation as if it had never stopped.
+    it), it goes on after the checkpoint's generation as if it had never stopped. `configure` gives an
+    individual's configuration (default: the spec's fixed values and decoded genes); a strategy with a
+    `context(state)` adds what the whole generation shares to each. `sliced`: a vectorised evaluator
+    (`evaluate_many`, the plastic-rule objective) gets each generation in `executor.workers` slices.
+    `keep_results=False` keeps no results in the outcome (evolve-rules tracks generations, not individuals,
+    and its populations reach thousands).
     """
+    configure = configure or functools.partial(configuration, spec)
+    context = getattr(strategy, "context", None)
     if resume is None:
         state, outcome, first = strategy.init(), SearchOutcome(None), 0
     else:
@@ -106,20 +118,26 @@ def run_search(
         budget = generation_fidelity(spec, generation) if strategy.inherits else None
         notify(observers, "generation_started", state.generation, individuals)
         by_id = {ind.id: ind for ind in individuals}
-        configs = {ind.id: configuration(spec, ind) for ind in individuals}
+        shared = context(state) if context else {}
+        configs = {ind.id: {**configure(ind), **shared} for ind in individuals}
         work = [_evaluation(ind, configs[ind.id], budget, weights, strategy.inherits) for ind in individuals]
-        for result in executor.map(work):
-            if result.ok and result.weights is not None:
-                weights[result.individual_id] = result.weights
-                held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)
-                outcome.peak_weight_bytes = max(outcome.peak_weight_bytes, sum(held.values()))
-            result.weights = None  # kept above by reference, or not at all: the driver's memory stays flat
-            outcome.results[result.individual_id] = result
-            state, metrics = strategy.tell(state, {result.individual_id: result.fitness if result.ok else None})
-            config = configs[result.individual_id]
-            if budget is not None:
-                config = {**config, "image_size": budget.image_size, "epochs": budget.epochs}
-            notify(observers, "individual_finished", by_id[result.individual_id], config, result)
+        for done in executor.map(slices(work, executor.workers) if sliced else work):
+            results = done if isinstance(done, list) else [done]
+            for result in results:
+                if result.ok and result.weights is not None:
+                    weights[result.individual_id] = result.weights
+                    held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)
+                    outcome.peak_weight_bytes = max(outcome.peak_weight_bytes, sum(held.values()))
+                result.weights = None  # kept above by reference, or not at all: the driver's memory stays flat
+                if keep_results:
+                    outcome.results[result.individual_id] = result
+            # a slice is told at once: one tell per individual would copy the state's results P times
+            state, metrics = strategy.tell(state, {r.individual_id: r.fitness if r.ok else None for r in results})
+            for result in results:
+                config = configs[result.individual_id]
+                if budget is not None:
+                    config = {**config, "image_size": budget.image_size, "epochs": budget.epochs}
+                notify(observers, "individual_finished", by_id[result.individual_id], config, result)
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)
         survivors = set(by_id) | ({state.best.id} if state.best else set())
@@ -162,7 +180,7 @@ def _checkpoint(
         kept = {k: w for k, w in weights.items() if k in survivors}
         try:
             checkpoint = Checkpoint(
-                state.generation, state, rng.bit_generator.state, outcome.history, outcome.results, kept
+                state.generation, state, dict(rng.bit_generator.state), outcome.history, outcome.results, kept
             )
             weights.update(checkpoints.save(checkpoint))
             return
