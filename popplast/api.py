@@ -87,7 +87,7 @@ def run(
     if fn is not None:
         _check_objective_options(spec, method, retrain)
     if method == "tune-pbt":
-        from popplast.baselines.tune_search import check_pbt
+        from popplast.integrations.tune import check_pbt
 
         check_pbt(spec)
     shape = preflight(spec, progress) if fn is None else (0, 0)
@@ -208,9 +208,9 @@ def _failing(tracker: Any) -> Iterator[None]:
 
 def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, settings, progress, retrain, shape):
     """tune-tpe and tune-pbt: Tune schedules its own trials on the Ray instance (no popplast pool during the search)."""
-    from popplast.baselines.tune_search import run_tune
     from popplast.execution.ray_pool import RayExecutor
     from popplast.execution.ray_session import check_resources, default_workers, ray_session
+    from popplast.integrations.tune import run_tune
 
     with ray_session(address):
         if workers is None:

@@ -78,7 +78,7 @@ def compare(
         check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
         with_budget(cell_spec, budget)
         if method == "tune-pbt":
-            from popplast.baselines.tune_search import check_pbt
+            from popplast.integrations.tune import check_pbt
 
             check_pbt(cell_spec)
     seed_values = [spec.strategy.seed + i for i in range(seeds)]

@@ -1,1 +1,2 @@
-"""Baselines over the same search space, evaluator and MLflow layout: Optuna samplers and Ray Tune."""
+"""Baselines over the same search space, evaluator and MLflow layout: the Optuna samplers as strategies of the
+one loop, and the Optuna study they can be recorded in."""

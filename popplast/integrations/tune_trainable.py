@@ -1,7 +1,7 @@
 """The evaluator as Ray Tune function trainables: one evaluation per trial (tune-tpe), or PBT segments.
 
 A trial reports its fitness and, as one JSON string, the individual it trained and the evaluation's
-result; the driver's callback (tune_search.py) turns that into the same MLflow runs every method writes.
+result; the driver's callback (integrations/tune.py) turns that into the same MLflow runs every method writes.
 The evaluator (with its cached data split) is built once per worker process, as in popplast's own pool.
 """
 

@@ -29,14 +29,6 @@ from ray.tune.search import Searcher
 
 from popplast.baselines.optuna_space import params_to_genome, to_optuna
 from popplast.baselines.optuna_strategy import make_sampler
-from popplast.baselines.tune_trainable import (
-    INDEX_KEY,
-    Slots,
-    parse_report,
-    pbt_trainable,
-    single_trainable,
-    trial_index,
-)
 from popplast.core.errors import SpecError
 from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, individual_id
@@ -44,6 +36,14 @@ from popplast.core.result import EvalResult
 from popplast.core.space import Gene
 from popplast.core.spec import SearchSpec
 from popplast.execution.search import SearchOutcome, notify
+from popplast.integrations.tune_trainable import (
+    INDEX_KEY,
+    Slots,
+    parse_report,
+    pbt_trainable,
+    single_trainable,
+    trial_index,
+)
 
 
 @dataclass
