@@ -47,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cpu_set.py
 
 clean:
-	rm -rf $(VENV) mlflow.db mlflow-artifacts mlruns mlartifacts .pytest_cache
+	rm -rf $(VENV) mlflow.db mlflow-artifacts mlruns mlartifacts popplast-journal .pytest_cache

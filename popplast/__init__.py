@@ -7,7 +7,18 @@
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "compare", "report", "evolve_rules", "lineage", "SearchResult", "RulesResult", "SpecError", "Trial"]
+__all__ = [
+    "run",
+    "compare",
+    "report",
+    "evolve_rules",
+    "lineage",
+    "sync",
+    "SearchResult",
+    "RulesResult",
+    "SpecError",
+    "Trial",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from popplast.tracking.lineage import draw_lineage
 
         return draw_lineage
+    if name == "sync":  # sync(journal_directory): ship what a search's journal holds unshipped to MLflow
+        from popplast.tracking.journal import sync
+
+        return sync
     if name == "RulesResult":
         from popplast.core.result import RulesResult
 

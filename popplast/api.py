@@ -19,6 +19,8 @@ from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 from popplast.preflight import preflight
 from popplast.session import check_options, interrupted, open_executor, say
 
+OUTBOX_GRACE = 10.0  # seconds a failing search still gives journalled results to reach MLflow
+
 
 def run(
     space: str | os.PathLike | SearchSpec | None = None,
@@ -231,13 +233,16 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
 
 
 @contextlib.contextmanager
-def _observing(tracker: Any, progress: bool, rows: int, total: int, done: int = 0) -> Iterator[list[Any]]:
-    """The tracker and, with `progress`, a progress display that is closed however the search ends."""
+def _observing(
+    tracker: Any, progress: bool, rows: int, total: int, done: int = 0, status: Any = None
+) -> Iterator[list[Any]]:
+    """The tracker and, with `progress`, a progress display that is closed however the search ends;
+    `status()` adds a few words to its line (the outbox's, while MLflow is unreachable)."""
     observers: list[Any] = [tracker]
     if progress:
         from popplast.progress import SearchProgress
 
-        observers.append(SearchProgress(rows, total=total, done=done))
+        observers.append(SearchProgress(rows, total=total, done=done, status=status))
     try:
         yield observers
     finally:
@@ -270,13 +275,46 @@ def _search(
 ) -> Any:
     """The search loop for every popplast strategy, checkpointed after every generation; resumed from the
     newest checkpoint. `start`: when this driver started the search (`time.perf_counter()`); `study`: the
-    Optuna study a sampler method's trials are also written to."""
+    Optuna study a sampler method's trials are also written to.
+
+    The loop reports to an outbox (tracking/journal.py): journalled locally, shipped to MLflow in the
+    background. Returns once everything has arrived; failing, it gives the sender OUTBOX_GRACE seconds."""
+    from popplast.tracking.journal import failing_fast, open_outbox
+
+    strategy = build_strategy(spec, budget)
+    with failing_fast():
+        outbox = open_outbox(tracker)
+        try:
+            if outbox.queued:  # an earlier driver's results that never reached MLflow: they go first
+                say(progress, f"[popplast] shipping {outbox.queued} journalled events of an earlier driver")
+                outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
+            outcome = _loop(spec, budget, strategy, pool, tracker, outbox, progress, resume, start, study)
+            outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
+        except BaseException:
+            outbox.drain(timeout=OUTBOX_GRACE)  # what can still reach MLflow; the rest stays journalled
+            outbox.close()
+            raise
+        outbox.finish()
+    return outcome
+
+
+def _loop(
+    spec: SearchSpec,
+    budget: int,
+    strategy: Any,
+    pool: Any,
+    tracker: Any,
+    outbox: Any,
+    progress: bool,
+    resume: str | None,
+    start: float,
+    study: Any,
+) -> Any:
     from popplast.core.budget import generation_sizes
     from popplast.execution.checkpoint import Checkpointer, CheckpointError, load
     from popplast.execution.search import run_search
 
     s = spec.strategy
-    strategy = build_strategy(spec, budget)
     try:
         checkpoint = load(tracker, strategy.state_from_dict, pool.put) if resume else None
     except CheckpointError as e:  # tampered with, or not popplast's: refused before anything runs
@@ -292,12 +330,13 @@ def _search(
             + (f"; {dropped} runs of the interrupted generation are evaluated again" if dropped else ""),
         )
     done = len(checkpoint.results) if checkpoint else 0
-    with _observing(tracker, progress, s.generations, sum(generation_sizes(spec, budget)), done) as observers:
+    total = sum(generation_sizes(spec, budget))
+    with _observing(outbox, progress, s.generations, total, done, outbox.status) as observers:
         if study is not None:
             from popplast.baselines.optuna_search import StudyMirror
 
             observers.append(StudyMirror(study, spec))
-        checkpoints = Checkpointer(tracker, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
+        checkpoints = Checkpointer(outbox, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
         if checkpoint is not None:
             checkpoints.resumed_from(checkpoint)
         return run_search(spec, strategy, pool, rng, observers, checkpoints, checkpoint)

@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
         "server's URL, or http://127.0.0.1:5000 for a local store)",
     )
     lineage.add_argument("--no-log", action="store_true", help="do not attach the files to the search run")
+    sync = commands.add_parser(
+        "sync",
+        help="ship a search's journal to MLflow",
+        description="Ship what a search's journal folder holds unshipped (results, generation metrics, "
+        "checkpoints) to its MLflow search run, once each, then remove the folder: after an MLflow outage "
+        "that outlived the driver. `popplast run --resume` does this itself.",
+    )
+    sync.add_argument(
+        "directory", metavar="JOURNAL_DIR", help="the search's journal folder (popplast-journal/SEARCH_RUN_ID)"
+    )
     cmp = commands.add_parser(
         "compare",
         help="run several methods over the same space with paired seeds; report",
@@ -212,6 +222,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _compare(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "sync":
+        return _sync(args)
     try:
         result = run(
             args.space,
@@ -285,6 +297,18 @@ def _report(args: argparse.Namespace) -> int:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print("\n".join(files))
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from popplast.tracking.journal import SyncError, sync
+
+    try:
+        run_id, shipped = sync(args.directory, on_wait=lambda message: print(f"[popplast] {message}", file=sys.stderr))
+    except SyncError as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"shipped {shipped} journalled events to the search run {run_id}")
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -19,9 +19,16 @@ from popplast.core.result import EvalResult
 
 class SearchProgress:
     def __init__(
-        self, generations: int, population: int = 0, stream: TextIO = sys.stderr, total: int = 0, done: int = 0
+        self,
+        generations: int,
+        population: int = 0,
+        stream: TextIO = sys.stderr,
+        total: int = 0,
+        done: int = 0,
+        status: Callable[[], str | None] | None = None,
     ) -> None:
         self.generations = generations
+        self.status = status  # a few words on the tracking (MLflow unreachable, events queued), or None
         self.total = total or generations * population
         self.console = Console(file=stream, highlight=False)
         self.start = time.perf_counter()
@@ -68,6 +75,9 @@ class SearchProgress:
         parts.append(f"{_clock(elapsed)} elapsed")
         if self._resumed < self.done < self.total:
             parts.append(f"~{_clock(elapsed / (self.done - self._resumed) * (self.total - self.done))} left")
+        tracking = self.status() if self.status else None
+        if tracking:
+            parts.append(tracking)
         return " · ".join(parts)
 
     def _refresh(self) -> None:

@@ -11,12 +11,20 @@ from pathlib import Path
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.helpers import TINY_SPEC, write_spec
+from tests.helpers import TINY_SPEC, MlflowServer, write_spec
 
 # hypothesis keeps a cache (.hypothesis/) in the current directory; tests leave nothing in the working tree
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="popplast-hypothesis-")
 set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def journal_dir(tmp_path: Path, monkeypatch) -> Path:
+    """Searches' journals (tracking/journal.py) go to the test's folder, never the working tree."""
+    folder = tmp_path / "journal"
+    monkeypatch.setenv("POPPLAST_JOURNAL_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture
@@ -28,6 +36,27 @@ def tiny_spec(tmp_path: Path) -> Path:
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real `mlflow server` on 127.0.0.1 with its own store, for one test: its URL."""
+    server = MlflowServer(tmp_path / "server")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def restartable_mlflow_server(tmp_path: Path):
+    """The same, as the MlflowServer (started), for tests that stop and start it."""
+    server = MlflowServer(tmp_path / "server")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -145,7 +147,6 @@ def lineage(rows: list[dict]) -> list[tuple]:
 def wait_for_search_run(store: Path, ready=lambda client, run: True, timeout: float = 240) -> str:
     """The id of the search run a driver in another process logs into the SQLite store `store`, once
     `ready(client, run)` holds for it; polls, as that driver creates the store and the run."""
-    import time
 
     uri, deadline = f"sqlite:///{store}", time.monotonic() + timeout
     client = MlflowClient(uri)
@@ -157,3 +158,46 @@ def wait_for_search_run(store: Path, ready=lambda client, run: True, timeout: fl
                         return run.info.run_id
         time.sleep(0.5)
     raise TimeoutError(f"no search run in {store} was ready within {timeout:.0f} s")
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with its store in `folder`; `stop` kills it (an outage) and
+    `start` brings it back on the same port and store."""
+
+    def __init__(self, folder: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        import urllib.request
+
+        log = open(self.folder / "server.log", "a")
+        command = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server"]
+        command += ["--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--workers", "1"]
+        # its own session: the server's workers are its children, and an outage kills them all
+        self.proc = subprocess.Popen(
+            command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{self.url}/health", timeout=2).read() == b"OK":
+                    return self.url
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("the MLflow server did not start: " + (self.folder / "server.log").read_text()[-2000:])
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self.proc = None

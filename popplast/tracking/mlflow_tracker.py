@@ -83,15 +83,21 @@ class MLflowTracker(SearchRunTracker):
         )
 
     def save_checkpoint(self, directory: str, keep_weights: set[str]) -> None:
-        """Upload a checkpoint's files beside the search run, the weights before the state file that names them
-        (a driver killed in between leaves the previous state file the newest whole one); then drop weights no
-        later state file needs."""
+        """Upload a checkpoint's files (`directory`: weights/*.npz and state-*.json) beside the search run."""
         weights = os.path.join(directory, "weights")
-        if os.path.isdir(weights):
-            self.client.log_artifacts(self.search_run_id, weights, f"{CHECKPOINT_DIR}/weights")
-        for name in sorted(os.listdir(directory)):
-            if name.endswith(".json"):
-                self.client.log_artifact(self.search_run_id, os.path.join(directory, name), CHECKPOINT_DIR)
+        names = sorted(os.listdir(weights)) if os.path.isdir(weights) else []
+        states = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+        self.upload_checkpoint(
+            [os.path.join(weights, n) for n in names], [os.path.join(directory, n) for n in states], keep_weights
+        )
+
+    def upload_checkpoint(self, weights: list[str], states: list[str], keep_weights: set[str]) -> None:
+        """Upload weights files, then the state files that name them (a driver killed in between leaves the
+        previous state file the newest whole one); then drop weights no later state file needs."""
+        for path in weights:
+            self.client.log_artifact(self.search_run_id, path, f"{CHECKPOINT_DIR}/weights")
+        for path in states:
+            self.client.log_artifact(self.search_run_id, path, CHECKPOINT_DIR)
         stale = [
             f.path
             for f in self._listed(f"{CHECKPOINT_DIR}/weights")
@@ -153,6 +159,32 @@ class MLflowTracker(SearchRunTracker):
                 "is whole with its weights; it cannot be resumed exactly.",
             )
         return None
+
+    def attach(self, search_run_id: str, gene_names: tuple[str, ...]) -> None:
+        """Log into a search run as it is (`popplast sync`): its individuals' run ids, no status change."""
+        self.search_run_id = search_run_id
+        self.gene_names = tuple(gene_names)
+        for child in individual_runs(self.client, self.experiment_id, search_run_id):
+            self.run_ids[child.data.tags["popplast.individual_id"]] = child.info.run_id
+
+    def has_logged(self, individual_id: str) -> bool:
+        """Whether MLflow holds the individual's run whole (terminated); runs of it cut short, and the retried
+        attempts logged before them, are deleted so that logging it again gives it once."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`popplast.individual_id` = '{individual_id}' and tags.`mlflow.parentRunId` = '{self.search_run_id}'",
+        )
+        whole = [
+            r
+            for r in runs
+            if r.data.tags.get("popplast.status") != "retried" and r.info.status in ("FINISHED", "FAILED")
+        ]
+        if whole:
+            self.run_ids[individual_id] = whole[0].info.run_id
+            return True
+        for run in runs:
+            self.client.delete_run(run.info.run_id)
+        return False
 
     def discard_after(self, generation: int) -> int:
         """Delete the runs of generations after `generation` (an interrupted generation, asked and evaluated

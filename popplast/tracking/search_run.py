@@ -29,6 +29,7 @@ class SearchRunTracker:
         self.tracking_uri = tracking_uri
         check_server(tracking_uri)
         self.client = MlflowClient(tracking_uri)
+        self.experiment = experiment
         self.experiment_id = open_experiment(self.client, experiment)
         self.method = method
         self.parent_run_id = parent_run_id

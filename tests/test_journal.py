@@ -1,0 +1,107 @@
+"""The journal and its sender (tracking/journal.py) against a real MLflow store: events arrive in order and
+once, a result cut short in MLflow is logged again whole, a cut-short last line is ignored, bad folders are
+refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+
+from popplast.cli import main
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
+from popplast.core.spec import SearchSpec
+from popplast.tracking.journal import Journal, open_outbox
+from popplast.tracking.mlflow_tracker import MLflowTracker
+from tests.helpers import TINY_SPEC, individuals, write_spec
+
+BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
+
+
+@pytest.fixture
+def tracker(tmp_path, tracking_uri):
+    t = MLflowTracker(tracking_uri, "journal-test", "ga")
+    t.start_search(SearchSpec.from_yaml(write_spec(tmp_path, TINY_SPEC)), {})
+    yield t
+    t.release_lease()
+
+
+def _individual(slot: int, parents: tuple[str, ...] = ()) -> Individual:
+    return Individual(
+        f"g000-i{slot:03d}", (0.5, 0.5, 0.5, 0.5), 0, parents, "crossover" if parents else "init", seed=slot
+    )
+
+
+def test_events_are_journalled_then_shipped_in_order_and_the_journal_goes(tracker, journal_dir):
+    outbox = open_outbox(tracker)
+    journal = outbox.journal
+    for slot in range(3):
+        outbox.individual_finished(
+            _individual(slot), {"lr": 0.1}, EvalResult(f"g000-i{slot:03d}", 0.5 + slot, {"acc": 1.0})
+        )
+    outbox.generation_finished(0, {"best": 2.5})
+    assert [e["kind"] for e in journal.events()] == ["individual"] * 3 + ["generation"]  # on disk before shipping
+    assert outbox.drain(timeout=60)
+    assert journal.sent() == 4
+    rows = individuals(tracker.tracking_uri, tracker.search_run_id)
+    assert [(r["id"], r["fitness"]) for r in rows] == [("g000-i000", 0.5), ("g000-i001", 1.5), ("g000-i002", 2.5)]
+    history = MlflowClient(tracker.tracking_uri).get_metric_history(tracker.search_run_id, "generation_best")
+    assert [m.value for m in history] == [2.5]
+    outbox.finish()
+    assert not (journal_dir / tracker.search_run_id).exists()
+
+
+def test_a_result_cut_short_in_mlflow_is_logged_again_whole_once(tracker):
+    client = tracker.client
+    # what a driver killed between create_run and set_terminated leaves: a run of the individual, unterminated
+    client.create_run(
+        tracker.experiment_id,
+        tags={
+            "mlflow.parentRunId": tracker.search_run_id,
+            "popplast.individual_id": "g000-i000",
+            "popplast.status": "ok",
+        },
+    )
+    assert not tracker.has_logged("g000-i000")  # ... which is deleted
+    tracker.individual_finished(_individual(0), {}, EvalResult("g000-i000", 1.0))
+    assert tracker.has_logged("g000-i000")
+    assert [r["id"] for r in individuals(tracker.tracking_uri, tracker.search_run_id)] == ["g000-i000"]
+
+
+def test_a_journal_left_behind_is_shipped_by_sync_once(tracker, journal_dir, capsys):
+    outbox = open_outbox(tracker)
+    outbox.close()  # the sender stops before shipping (as a driver killed during an outage)
+    for slot in range(2):
+        outbox.journal.append(
+            {
+                "kind": "individual",
+                "individual": _individual(slot).to_dict(),
+                "config": {},
+                "result": {"individual_id": f"g000-i{slot:03d}", "fitness": 1.0, "metrics": {}, "history": {}},
+            }
+        )
+    with open(outbox.journal.directory + "/journal.jsonl", "a") as f:
+        f.write('{"kind": "individ')  # the last line, cut short by the driver's death
+    directory = outbox.journal.directory
+    assert main(["sync", directory]) == 0
+    assert f"shipped 2 journalled events to the search run {tracker.search_run_id}" in capsys.readouterr().out
+    assert len(individuals(tracker.tracking_uri, tracker.search_run_id)) == 2
+    assert not (journal_dir / tracker.search_run_id).exists()
+
+
+def test_sync_refuses_a_folder_that_is_no_journal_and_a_live_search(tracker, tmp_path, capsys):
+    assert main(["sync", str(tmp_path)]) == 2
+    assert "not a popplast journal folder" in capsys.readouterr().err
+    outbox = open_outbox(tracker)
+    outbox.close()
+    # this process holds the search's lease: another one may not ship its journal
+    other = subprocess.run([BIN, "sync", outbox.journal.directory], capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "still runs the search run" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert json.loads(open(f"{outbox.journal.directory}/search.json").read())["search_run_id"] == tracker.search_run_id
+    assert Journal(outbox.journal.directory).pending() == []

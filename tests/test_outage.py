@@ -1,0 +1,148 @@
+"""An MLflow outage in the middle of a search, with a real `mlflow server` on 127.0.0.1 killed and started
+again: the search does not wait for it and nothing is lost or logged twice (tracking/journal.py); a driver
+killed during the outage leaves a journal that `popplast sync` ships, and `--resume` goes on from it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+import popplast
+from tests.helpers import individuals, lineage, write_spec
+
+BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
+SLOW_OBJECTIVE = '''
+import os
+import time
+
+
+def fit(config, trial):
+    """Sleeps SLOW_SECONDS, notes when it finished in SLOW_LOG, and scores (x, y) against (0.3, -0.2)."""
+    time.sleep(float(os.environ.get("SLOW_SECONDS", "0")))
+    if os.environ.get("SLOW_LOG"):
+        with open(os.environ["SLOW_LOG"], "a") as f:
+            f.write(f"{time.time()}\\n")
+    return {"loss": (config["x"] - 0.3) ** 2 + (config["y"] + 0.2) ** 2}
+'''
+SLOW_SPEC = """
+objective: slowobj:fit
+fitness: {metric: loss, mode: minimize}
+strategy: {method: ga, population: 4, generations: 8, seed: 5}
+space:
+  x: {type: float, low: -1.0, high: 1.0}
+  y: {type: float, low: -1.0, high: 1.0}
+"""
+OUTAGE = 30.0  # seconds the server is down
+
+
+def _spec(tmp_path):
+    (tmp_path / "slowobj.py").write_text(SLOW_OBJECTIVE)
+    return write_spec(tmp_path, SLOW_SPEC, "slow.yaml")
+
+
+def _undisturbed(spec, tmp_path):
+    result = popplast.run(spec, executor="local", tracking_uri=f"sqlite:///{tmp_path / 'ref.db'}", progress=False)
+    return result, individuals(f"sqlite:///{tmp_path / 'ref.db'}", result.search_run_id)
+
+
+def _driver(spec, url, tmp_path, *extra):
+    env = {**os.environ, "SLOW_SECONDS": "0.4", "SLOW_LOG": str(tmp_path / "finished.log")}
+    command = [BIN, "run", str(spec), "--executor", "local", "--tracking-uri", url, *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _logged(url):
+    """(search run id, how many individuals the server holds) once the search run exists, else (None, 0)."""
+    client = MlflowClient(url)
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], "tags.`popplast.role` = 'search'"):
+            children = client.search_runs(
+                [experiment.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'", max_results=1000
+            )
+            return run.info.run_id, len(children)
+    return None, 0
+
+
+def _wait_logged(url, count, driver, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, driver.communicate()
+        run_id, logged = _logged(url)
+        if logged >= count:
+            return run_id
+        time.sleep(0.3)
+    raise TimeoutError(f"the server did not get {count} individuals within {timeout} s")
+
+
+@pytest.mark.cluster  # about a minute of real outage: the slow tier
+def test_a_search_goes_on_through_an_outage_and_mlflow_gets_everything_once(
+    restartable_mlflow_server, tmp_path, journal_dir
+):
+    server, spec = restartable_mlflow_server, _spec(tmp_path)
+    reference, expected = _undisturbed(spec, tmp_path)
+    driver = _driver(spec, server.url, tmp_path)
+    run_id = _wait_logged(server.url, 4, driver)
+    server.stop(kill=True)
+    down = time.time()
+    time.sleep(OUTAGE)
+    up = time.time()
+    server.start()
+    out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 0, err
+    finished = [float(t) for t in (tmp_path / "finished.log").read_text().split()]
+    # the loop did not wait: evaluations went on during the outage, and all of them ended before it did
+    assert len(finished) == 32 and sum(down < t < up for t in finished) >= 16 and max(finished) < up
+    assert "MLflow unreachable" in err
+    rows = individuals(server.url, run_id)
+    assert len(rows) == len({r["id"] for r in rows}) == 32  # every individual, once
+    assert lineage(rows) == lineage(expected)
+    assert [r["fitness"] for r in rows] == [r["fitness"] for r in expected]
+    assert MlflowClient(server.url).get_run(run_id).info.status == "FINISHED"
+    assert reference.best.id in out
+    assert not (journal_dir / run_id).exists()  # everything arrived: the journal is gone
+
+
+@pytest.mark.cluster
+def test_a_driver_killed_during_an_outage_leaves_a_journal_that_sync_ships_and_resume_continues(
+    restartable_mlflow_server, tmp_path, journal_dir
+):
+    server, spec = restartable_mlflow_server, _spec(tmp_path)
+    reference, expected = _undisturbed(spec, tmp_path)
+    driver = _driver(spec, server.url, tmp_path)
+    run_id = _wait_logged(server.url, 4, driver)
+    server.stop(kill=True)
+    journal = journal_dir / run_id / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (
+        not journal.exists() or journal.read_text().count('"kind": "individual"') < 18
+    ):
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.communicate(timeout=30)
+    journalled = journal.read_text().count('"kind": "individual"')
+    assert journalled >= 18
+    server.start()
+    synced = subprocess.run([BIN, "sync", str(journal_dir / run_id)], capture_output=True, text=True, timeout=120)
+    assert synced.returncode == 0, synced.stderr
+    assert run_id in synced.stdout
+    rows = individuals(server.url, run_id)
+    assert len(rows) == len({r["id"] for r in rows}) == journalled  # shipped once each, none lost
+    assert lineage(rows) == lineage(expected[: len(rows)])
+    assert not (journal_dir / run_id).exists()
+    resumed = subprocess.run(
+        [BIN, "run", "--resume", run_id, "--executor", "local", "--tracking-uri", server.url, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    rows = individuals(server.url, run_id)
+    assert lineage(rows) == lineage(expected)
+    assert [r["fitness"] for r in rows] == [r["fitness"] for r in expected]
+    assert reference.best.id in resumed.stdout
