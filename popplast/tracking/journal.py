@@ -103,6 +103,9 @@ class Journal:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.checkpoint = os.path.join(directory, "checkpoint")
+        # held while checkpoint files are brought in and journalled, and while the sender sweeps the local
+        # copy: files copied for an event not yet journalled must not look unneeded to the sweep
+        self.files = threading.Lock()
 
     @classmethod
     def create(cls, root: str, header: Mapping[str, Any]) -> "Journal":
@@ -211,9 +214,10 @@ class Outbox:
         self._add({"kind": "generation", "generation": generation, "metrics": dict(metrics)})
 
     def save_checkpoint(self, directory: str, keep_weights: set[str]) -> None:
-        names = self.journal.keep_checkpoint(directory)
-        states = [n for n in os.listdir(directory) if n.endswith(".json")]
-        self._add({"kind": "checkpoint", "states": sorted(states), "weights": names, "keep": sorted(keep_weights)})
+        with self.journal.files:
+            names = self.journal.keep_checkpoint(directory)
+            states = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+            self._add({"kind": "checkpoint", "states": states, "weights": names, "keep": sorted(keep_weights)})
 
     def load_checkpoint(self, directory: str) -> str | None:
         return self.tracker.load_checkpoint(directory)
@@ -329,16 +333,17 @@ def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any]) -
     weights = [os.path.join(journal.checkpoint, "weights", f"{name}.npz") for name in event["weights"]]
     tracker.upload_checkpoint(weights, [os.path.join(journal.checkpoint, s) for s in event["states"]], keep)
     # the local copy keeps only what this state and the later journalled ones may need
-    later = [e for e in journal.pending()[1:] if e["kind"] == "checkpoint"]
-    needed = keep.union(*(set(e["keep"]) | set(e["weights"]) for e in later))
-    states = set(event["states"]).union(*(e["states"] for e in later))
-    folder = os.path.join(journal.checkpoint, "weights")
-    for name in os.listdir(folder):
-        if os.path.splitext(name)[0] not in needed:
-            os.remove(os.path.join(folder, name))
-    for name in os.listdir(journal.checkpoint):
-        if name.endswith(".json") and name not in states:
-            os.remove(os.path.join(journal.checkpoint, name))
+    with journal.files:
+        later = [e for e in journal.pending()[1:] if e["kind"] == "checkpoint"]
+        needed = keep.union(*(set(e["keep"]) | set(e["weights"]) for e in later))
+        states = set(event["states"]).union(*(e["states"] for e in later))
+        folder = os.path.join(journal.checkpoint, "weights")
+        for name in os.listdir(folder):
+            if name.endswith(".npz") and name[: -len(".npz")] not in needed:
+                os.remove(os.path.join(folder, name))
+        for name in os.listdir(journal.checkpoint):
+            if name.endswith(".json") and name not in states:
+                os.remove(os.path.join(journal.checkpoint, name))
 
 
 def open_outbox(tracker: Any, root: str | None = None) -> Outbox:

@@ -1,0 +1,132 @@
+"""What an MLflow outage costs a search: the driver's wall time with a real `mlflow server` on 127.0.0.1
+killed for `--outage` seconds in the middle of the search, against the same search undisturbed (issue 16).
+
+    .venv/bin/python benchmarks/outage.py [--outage 30] [--generations 20] [--seconds 0.5] [--repeats 2]
+
+The search: `popplast run` (local executor) of a GA over two float genes whose objective sleeps `--seconds`
+per evaluation (population 4), so that evaluation time, not this machine's CPUs, sets the pace. The server
+is killed (SIGKILL) once it holds 4 individuals and started again `--outage` seconds later. Before the
+journal (tracking/journal.py), every MLflow call retried for minutes in the search loop and the workers
+idled; now the loop goes on and a sender ships the backlog when the server is back. Printed: the extra wall
+time (disturbed − undisturbed, medians over repeats) and its ratio to the outage; then the wall times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from mlflow import MlflowClient
+
+BIN = os.path.dirname(sys.executable)
+OBJECTIVE = '''
+import os
+import time
+
+
+def fit(config, trial):
+    time.sleep(float(os.environ["SLOW_SECONDS"]))
+    return {"loss": (config["x"] - 0.3) ** 2 + (config["y"] + 0.2) ** 2}
+'''
+SPEC = """
+objective: slowobj:fit
+fitness: {{metric: loss, mode: minimize}}
+strategy: {{method: ga, population: 4, generations: {generations}, seed: 5}}
+space:
+  x: {{type: float, low: -1.0, high: 1.0}}
+  y: {{type: float, low: -1.0, high: 1.0}}
+"""
+
+
+class Server:
+    def __init__(self, folder: str, port: int) -> None:
+        self.folder, self.url, self.port, self.proc = folder, f"http://127.0.0.1:{port}", port, None
+
+    def start(self) -> None:
+        command = [os.path.join(BIN, "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.folder}/s.db"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        log = open(os.path.join(self.folder, "server.log"), "a")
+        self.proc = subprocess.Popen(command, cwd=self.folder, stdout=log, stderr=log, start_new_session=True)
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{self.url}/health", timeout=2).read() == b"OK":
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("the MLflow server did not start")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def logged(url: str) -> int:
+    client = MlflowClient(url)
+    total = 0
+    for experiment in client.search_experiments():
+        total += len(client.search_runs([experiment.experiment_id], "tags.`popplast.role` != 'search'"))
+    return total
+
+
+def one(folder: str, port: int, args: argparse.Namespace, outage: bool) -> float:
+    server = Server(folder, port)
+    server.start()
+    env = {**os.environ, "SLOW_SECONDS": str(args.seconds), "POPPLAST_JOURNAL_DIR": os.path.join(folder, "journal")}
+    command = [os.path.join(BIN, "popplast"), "run", os.path.join(folder, "slow.yaml"), "--executor", "local"]
+    command += ["--tracking-uri", server.url, "--quiet", "--experiment", f"outage-{outage}-{time.time()}"]
+    start = time.perf_counter()
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        if outage:
+            before = logged(server.url)
+            while logged(server.url) < before + 4:
+                time.sleep(0.2)
+            server.kill()
+            time.sleep(args.outage)
+            server.start()
+        _, err = driver.communicate(timeout=1800)
+        if driver.returncode != 0:
+            raise RuntimeError(err[-2000:])
+        return time.perf_counter() - start
+    finally:
+        server.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--outage", type=float, default=30.0)
+    parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, "slowobj.py"), "w") as f:
+            f.write(OBJECTIVE)
+        with open(os.path.join(folder, "slow.yaml"), "w") as f:
+            f.write(SPEC.format(generations=args.generations))
+        calm, stormy = [], []
+        for _ in range(args.repeats):
+            calm.append(one(folder, port, args, outage=False))
+            stormy.append(one(folder, port, args, outage=True))
+    extra = statistics.median(stormy) - statistics.median(calm)
+    evaluation = 4 * args.generations * args.seconds
+    print(f"extra wall time during a {args.outage:.0f} s outage: {extra:+.1f} s ({extra / args.outage:.2f} of the outage)")
+    print(f"undisturbed search: {statistics.median(calm):.1f} s (runs {', '.join(f'{t:.1f}' for t in calm)})")
+    print(f"with the outage:    {statistics.median(stormy):.1f} s (runs {', '.join(f'{t:.1f}' for t in stormy)})")
+    print(f"evaluation time alone: {evaluation:.0f} s ({4 * args.generations} evaluations × {args.seconds} s)")
+
+
+if __name__ == "__main__":
+    main()
