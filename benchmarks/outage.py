@@ -71,7 +71,8 @@ def logged(url: str) -> int:
     client = MlflowClient(url)
     total = 0
     for experiment in client.search_experiments():
-        total += len(client.search_runs([experiment.experiment_id], "tags.`popplast.role` != 'search'"))
+        runs = client.search_runs([experiment.experiment_id], max_results=5000)
+        total += sum(r.data.tags.get("popplast.role") != "search" for r in runs)
     return total
 
 

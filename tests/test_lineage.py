@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.tracking.lineage import draw_lineage, read_lineage
+from tests.helpers import individuals
 
 BIN = os.path.dirname(sys.executable)
 CHROMIUM = shutil.which("chromium")
@@ -89,6 +90,17 @@ def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tm
             target.locator("circle").click()
             page.wait_for_url(f"{mlflow_server}/#/experiments/{result.experiment_id}/runs/{run_id}*", timeout=30_000)
             page.get_by_text(individual).first.wait_for(timeout=60_000)  # the MLflow UI shows the run's name
+            # and inside MLflow's own UI, the run's description links its parent's run
+            child = next(r for r in runs if r.data.tags["popplast.parent_ids"])
+            parent = child.data.tags["popplast.parent_ids"].split(",")[0]
+            parent_run = next(r.info.run_id for r in runs if r.data.tags["popplast.individual_id"] == parent)
+            page.goto(f"{mlflow_server}/#/experiments/{result.experiment_id}/runs/{child.info.run_id}")
+            anchor = page.get_by_role("link", name=parent, exact=True).first
+            with page.context.expect_page() as opened:  # MLflow opens description links in a new tab
+                anchor.click(timeout=60_000)
+            tab = opened.value
+            tab.wait_for_url(f"{mlflow_server}/#/experiments/{result.experiment_id}/runs/{parent_run}*", timeout=30_000)
+            tab.get_by_text(parent).first.wait_for(timeout=60_000)
         finally:
             browser.close()
 
@@ -105,3 +117,31 @@ def test_tag_text_reaches_the_page_escaped():
     page = render_html(Lineage("s", "1", "<i>title</i>", nodes, "g001-i000"), "http://127.0.0.1:5000")
     assert "<script>" not in page and "<b>" not in page and "<i>" not in page
     assert "&lt;script&gt;" in page
+
+
+def test_every_individuals_run_description_links_its_parents_and_children(tiny_spec, tracking_uri):
+    """The family tree walkable in the MLflow UI alone: run descriptions (mlflow.note.content) link each
+    parent's and child's run, and every link is a run of the search."""
+    import re
+
+    result = popplast.run(tiny_spec, executor="local", method="gensoup", tracking_uri=tracking_uri, progress=False)
+    client = MlflowClient(tracking_uri)
+    rows = individuals(tracking_uri, result.search_run_id)
+    run_of = {r["id"]: r["run_id"] for r in rows}
+    children = {r["id"]: sorted(c["id"] for c in rows if r["id"] in c["parents"]) for r in rows}
+    assert any(children.values()) and any(len(r["parents"]) > 1 for r in rows)  # fused children exist
+    link = re.compile(r"\[([^\]]+)\]\(#/experiments/(\w+)/runs/(\w+)\)")
+    for r in rows:
+        note = client.get_run(r["run_id"]).data.tags["mlflow.note.content"]
+        parents_part, _, children_part = note.partition("Children:")
+        linked_parents = [(text, exp, run) for text, exp, run in link.findall(parents_part)]
+        assert [(t, run) for t, _, run in linked_parents] == [(p, run_of[p]) for p in r["parents"]], note
+        assert sorted((t, run) for t, _, run in link.findall(children_part)) == [
+            (c, run_of[c]) for c in children[r["id"]]
+        ]
+        for _, experiment, run in link.findall(note):  # the links resolve: runs of this search's experiment
+            assert experiment == result.experiment_id
+            assert client.get_run(run).data.tags["mlflow.parentRunId"] == result.search_run_id
+        assert r["operator"] in note
+    search_note = client.get_run(result.search_run_id).data.tags["mlflow.note.content"]
+    assert f"[{result.best.id}](#/experiments/{result.experiment_id}/runs/{result.best_run_id})" in search_note

@@ -80,15 +80,23 @@ def _wait_logged(url, count, driver, timeout=120):
     raise TimeoutError(f"the server did not get {count} individuals within {timeout} s")
 
 
-@pytest.mark.cluster  # about a minute of real outage: the slow tier
-def test_a_search_goes_on_through_an_outage_and_mlflow_gets_everything_once(
-    restartable_mlflow_server, tmp_path, journal_dir
-):
-    server, spec = restartable_mlflow_server, _spec(tmp_path)
+def _search_into_an_outage(server, tmp_path):
+    """The undisturbed search's result and individuals; then the same search as a driver against `server`,
+    killed (SIGKILL) once it holds 4 individuals: (result, individuals, the driver, its search run id)."""
+    spec = _spec(tmp_path)
     reference, expected = _undisturbed(spec, tmp_path)
     driver = _driver(spec, server.url, tmp_path)
     run_id = _wait_logged(server.url, 4, driver)
     server.stop(kill=True)
+    return reference, expected, driver, run_id
+
+
+@pytest.mark.cluster  # about a minute of real outage: the slow tier
+def test_a_search_goes_on_through_an_outage_and_mlflow_gets_everything_once(
+    restartable_mlflow_server, tmp_path, journal_dir
+):
+    server = restartable_mlflow_server
+    reference, expected, driver, run_id = _search_into_an_outage(server, tmp_path)
     down = time.time()
     time.sleep(OUTAGE)
     up = time.time()
@@ -112,11 +120,8 @@ def test_a_search_goes_on_through_an_outage_and_mlflow_gets_everything_once(
 def test_a_driver_killed_during_an_outage_leaves_a_journal_that_sync_ships_and_resume_continues(
     restartable_mlflow_server, tmp_path, journal_dir
 ):
-    server, spec = restartable_mlflow_server, _spec(tmp_path)
-    reference, expected = _undisturbed(spec, tmp_path)
-    driver = _driver(spec, server.url, tmp_path)
-    run_id = _wait_logged(server.url, 4, driver)
-    server.stop(kill=True)
+    server = restartable_mlflow_server
+    reference, expected, driver, run_id = _search_into_an_outage(server, tmp_path)
     journal = journal_dir / run_id / "journal.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (

@@ -20,6 +20,7 @@ from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
 from popplast.execution.checkpoint import CheckpointError, check_id, weights_whole
+from popplast.tracking.run_notes import NOTE, individual_note, search_note
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
@@ -34,6 +35,12 @@ class MLflowTracker(SearchRunTracker):
         super().__init__(tracking_uri, experiment, method, parent_run_id)
         self.gene_names: tuple[str, ...] = ()
         self.run_ids: dict[str, str] = {}  # individual id → MLflow run id
+        # what individuals' run descriptions are made of (run_notes.py): their tags, fitness and children;
+        # parents that got children since their description was last written
+        self._tags: dict[str, dict[str, str]] = {}
+        self._fitness: dict[str, float | None] = {}
+        self._children: dict[str, set[str]] = {}
+        self._stale_notes: set[str] = set()
 
     def start_search(self, spec: SearchSpec, settings: Mapping[str, Any]) -> str:
         s = spec.strategy
@@ -72,9 +79,27 @@ class MLflowTracker(SearchRunTracker):
         self.gene_names = spec.space.names
         self.client.update_run(search_run_id, status="RUNNING")
         self.hold_lease()
-        for child in individual_runs(self.client, self.experiment_id, search_run_id):
-            self.run_ids[child.data.tags["popplast.individual_id"]] = child.info.run_id
+        self._known(search_run_id)
         return True
+
+    def _known(self, search_run_id: str) -> None:
+        """The individuals a search run holds already: run ids and what their descriptions are made of."""
+        for child in individual_runs(self.client, self.experiment_id, search_run_id):
+            tags = dict(child.data.tags)
+            fitness = child.data.metrics.get("fitness")
+            self._remember(tags["popplast.individual_id"], child.info.run_id, tags, fitness, stale=False)
+
+    def _remember(
+        self, individual_id: str, run_id: str, tags: dict[str, str], fitness: float | None, stale: bool = True
+    ) -> None:
+        """`stale`: its parents' descriptions do not list it yet."""
+        self.run_ids[individual_id] = run_id
+        self._tags[individual_id] = tags
+        self._fitness[individual_id] = fitness
+        for parent in _parents(tags):
+            self._children.setdefault(parent, set()).add(individual_id)
+            if stale:
+                self._stale_notes.add(parent)
 
     def log_spec(self, spec: SearchSpec, budget: int) -> None:
         """The effective spec (file plus flags), as `popplast run --resume` reads it back."""
@@ -164,8 +189,7 @@ class MLflowTracker(SearchRunTracker):
         """Log into a search run as it is (`popplast sync`): its individuals' run ids, no status change."""
         self.search_run_id = search_run_id
         self.gene_names = tuple(gene_names)
-        for child in individual_runs(self.client, self.experiment_id, search_run_id):
-            self.run_ids[child.data.tags["popplast.individual_id"]] = child.info.run_id
+        self._known(search_run_id)
 
     def has_logged(self, individual_id: str) -> bool:
         """Whether MLflow holds the individual's run whole (terminated); runs of it cut short, and the retried
@@ -180,7 +204,8 @@ class MLflowTracker(SearchRunTracker):
             if r.data.tags.get("popplast.status") != "retried" and r.info.status in ("FINISHED", "FAILED")
         ]
         if whole:
-            self.run_ids[individual_id] = whole[0].info.run_id
+            run = whole[0]
+            self._remember(individual_id, run.info.run_id, dict(run.data.tags), run.data.metrics.get("fitness"))
             return True
         for run in runs:
             self.client.delete_run(run.info.run_id)
@@ -196,7 +221,11 @@ class MLflowTracker(SearchRunTracker):
         ]
         for run in runs:
             self.client.delete_run(run.info.run_id)
-            self.run_ids.pop(run.data.tags.get("popplast.individual_id"), None)
+            gone = run.data.tags.get("popplast.individual_id", "")
+            self.run_ids.pop(gone, None)
+            for parent in _parents(run.data.tags):  # their descriptions must not link the deleted run
+                self._children.get(parent, set()).discard(gone)
+                self._stale_notes.add(parent)
         return len(runs)
 
     def _listed(self, path: str) -> list[Any]:
@@ -223,9 +252,11 @@ class MLflowTracker(SearchRunTracker):
             tags["popplast.attempts"] = str(len(result.retries) + 1)
         if result.error:
             tags["popplast.error"] = result.error[:MAX_TAG]
+        fitness = float(result.fitness) if result.ok and result.fitness is not None else None
+        tags[NOTE] = individual_note(self.experiment_id, tags, fitness, self.run_ids)
         run = self.client.create_run(self.experiment_id, run_name=individual.id, tags=tags)
         run_id = run.info.run_id
-        self.run_ids[individual.id] = run_id
+        self._remember(individual.id, run_id, tags, fitness)
         now = int(time.time() * 1000)
         params = {**config, **{f"gene.{k}": repr(g) for k, g in zip(self.gene_names, individual.genome)}}
         metrics, last = [], {}
@@ -263,6 +294,22 @@ class MLflowTracker(SearchRunTracker):
         now = int(time.time() * 1000)
         batch = [Metric(f"generation_{k}", float(v), now, generation) for k, v in metrics.items() if k != "generation"]
         self.client.log_batch(self.search_run_id, metrics=batch)
+        self.write_notes()
+
+    def write_notes(self) -> None:
+        """The descriptions of individuals that got children since they were written (once per generation:
+        one call per parent, not per child)."""
+        for parent in sorted(self._stale_notes):
+            if parent in self.run_ids and parent in self._tags:
+                note = individual_note(
+                    self.experiment_id,
+                    self._tags[parent],
+                    self._fitness[parent],
+                    self.run_ids,
+                    sorted(self._children[parent]),
+                )
+                self.client.set_tag(self.run_ids[parent], NOTE, note)
+        self._stale_notes.clear()
 
     def end_search(self, result: SearchResult, final_population: Mapping[str, Any]) -> None:
         now = int(time.time() * 1000)
@@ -277,7 +324,14 @@ class MLflowTracker(SearchRunTracker):
         }
         if result.peak_weight_bytes:
             metrics["peak_weight_bytes"] = result.peak_weight_bytes
-        tags = {"popplast.best_run_id": result.best_run_id, "popplast.best_individual_id": result.best.id}
+        self.write_notes()
+        tags = {
+            "popplast.best_run_id": result.best_run_id,
+            "popplast.best_individual_id": result.best.id,
+            NOTE: search_note(
+                self.experiment_id, result.best.id, result.best_run_id, self.search_run_id, result.best_fitness, True
+            ),
+        }
         self.client.log_batch(
             self.search_run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
@@ -319,6 +373,10 @@ class MLflowTracker(SearchRunTracker):
 
     def run_url(self, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
         return f"{ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+def _parents(tags: Mapping[str, str]) -> list[str]:
+    return [p for p in tags.get("popplast.parent_ids", "").split(",") if p]
 
 
 def newest_first(state_files: Iterable[str]) -> list[str]:
