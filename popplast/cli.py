@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         "server's URL, or http://127.0.0.1:5000 for a local store)",
     )
     lineage.add_argument("--no-log", action="store_true", help="do not attach the files to the search run")
+    lineage.add_argument(
+        "--focus", metavar="ID", help="the individual whose pedigree is drawn and written (default: the best)"
+    )
     sync = commands.add_parser(
         "sync",
         help="ship a search's journal to MLflow",
@@ -317,7 +320,7 @@ def _lineage(args: argparse.Namespace) -> int:
 
     try:
         html_path, png_path = draw_lineage(
-            args.tracking_uri, args.search_run_id, args.out, args.ui_url, log=not args.no_log
+            args.tracking_uri, args.search_run_id, args.out, args.ui_url, log=not args.no_log, focus=args.focus
         )
     except LineageError as e:
         print(f"popplast: error: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -119,7 +120,7 @@ def test_tag_text_reaches_the_page_escaped():
     assert "&lt;script&gt;" in page
 
 
-def test_every_individuals_run_description_links_its_parents_and_children(tiny_spec, tracking_uri):
+def test_every_individuals_run_description_links_its_parents_and_children(tiny_spec, tracking_uri, tmp_path):
     """The family tree walkable in the MLflow UI alone: run descriptions (mlflow.note.content) link each
     parent's and child's run, and every link is a run of the search."""
     import re
@@ -143,5 +144,42 @@ def test_every_individuals_run_description_links_its_parents_and_children(tiny_s
             assert experiment == result.experiment_id
             assert client.get_run(run).data.tags["mlflow.parentRunId"] == result.search_run_id
         assert r["operator"] in note
+    # the best individual's pedigree is logged beside the lineage page: a line of descent through parents
+    steps = json.loads(open(client.download_artifacts(result.search_run_id, "pedigree.json", tmp_path)).read())["steps"]
+    assert steps[-1]["individual"] == result.best.id
+    parents = {r["id"]: r["parents"] for r in rows}
+    assert all(a["individual"] in parents[b["individual"]] for a, b in zip(steps, steps[1:]))
+    assert not parents[steps[0]["individual"]]  # back to an individual of the first generation
     search_note = client.get_run(result.search_run_id).data.tags["mlflow.note.content"]
     assert f"[{result.best.id}](#/experiments/{result.experiment_id}/runs/{result.best_run_id})" in search_note
+
+
+def test_the_pedigree_follows_the_heaviest_parent_and_says_what_changed():
+    """By hand: g001-i000 fuses g000-i001 (0.3) and g000-i002 (0.7), so its line goes back to g000-i002;
+    g002-i000 inherits g001-i000 and changes lr; a tie of weights takes the first parent."""
+    from popplast.tracking.lineage import Lineage, Node
+    from popplast.tracking.pedigree import pedigree
+
+    def node(key, parents=(), op="init", fusion=(), lr="0.1", size="8"):
+        params = {"lr": lr, "image_size": size, "gene.lr": "0.5"}
+        return Node(key, f"run-{key}", int(key[1:4]), list(parents), op, 0.5, params, list(fusion))
+
+    nodes = {
+        "g000-i000": node("g000-i000"),
+        "g000-i001": node("g000-i001", lr="0.2"),
+        "g000-i002": node("g000-i002", lr="0.3"),
+        "g001-i000": node("g001-i000", ("g000-i001", "g000-i002"), "fusion", (0.3, 0.7), lr="0.3"),
+        "g001-i001": node("g001-i001", ("g000-i000", "g000-i001"), "fusion", (0.5, 0.5), lr="0.1"),
+        "g002-i000": node("g002-i000", ("g001-i000",), "inherit", (1.0,), lr="0.35", size="16"),
+    }
+    steps = pedigree(Lineage("s", "1", "t", nodes, "g002-i000"))
+    assert [s["individual"] for s in steps] == ["g000-i002", "g001-i000", "g002-i000"]
+    assert [s["operator"] for s in steps] == ["init", "fusion", "inherit"]
+    assert steps[1]["parents"] == [
+        {"individual": "g000-i001", "fusion_weight": 0.3},
+        {"individual": "g000-i002", "fusion_weight": 0.7},
+    ]
+    assert [s["changed"] for s in steps] == [{}, {}, {"image_size": ["8", "16"], "lr": ["0.3", "0.35"]}]
+    assert "gene.lr" not in steps[0]["params"]
+    tie = pedigree(Lineage("s", "1", "t", nodes, "g001-i001"))
+    assert [s["individual"] for s in tie] == ["g000-i000", "g001-i001"]

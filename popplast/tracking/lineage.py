@@ -37,6 +37,7 @@ class Node:
     operator: str
     fitness: float | None
     params: dict[str, str] = field(default_factory=dict)
+    fusion: list[float] = field(default_factory=list)  # the weights its parents' states were fused with
     x: float = 0.0
     y: float = 0.0
 
@@ -83,6 +84,7 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
             tags.get("popplast.operator", ""),
             fitness,
             dict(run.data.params),
+            [float(w) for w in tags.get("popplast.fusion_weights", "").split(",") if w],
         )
     if not nodes:
         raise LineageError(f"the run {search_run_id} has no individual runs: is it a popplast search run?")
@@ -116,7 +118,30 @@ def _colour(fitness: float | None, low: float, high: float) -> str:
     return matplotlib.colors.to_hex(matplotlib.colormaps["viridis"](t))
 
 
-def render_html(lineage: Lineage, ui_url: str) -> str:
+def pedigree_table(steps: list[dict], experiment_id: str, ui_url: str) -> str:
+    """The pedigree (tracking/pedigree.py) as an HTML table: one row per step, oldest first."""
+    rows = []
+    for step in steps:
+        url = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{step['run_id']}"
+        parents = ", ".join(
+            p["individual"] + ("" if p["fusion_weight"] is None else f" ({p['fusion_weight']:.3g})")
+            for p in step["parents"]
+        )
+        changed = "; ".join(f"{k}: {before} → {after}" for k, (before, after) in step["changed"].items())
+        fitness = "failed" if step["fitness"] is None else f"{step['fitness']:.4f}"
+        cells = [
+            f'<a href="{html.escape(url)}">{html.escape(step["individual"])}</a>',
+            html.escape(step["operator"]),
+            html.escape(parents or "none"),
+            fitness,
+            html.escape(changed or ("(first)" if step is steps[0] else "none")),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("individual", "operator", "parents (fusion weight)", "fitness", "changed"))
+    return f'<table class="pedigree"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def render_html(lineage: Lineage, ui_url: str, steps: list[dict] | None = None) -> str:
     nodes = lineage.nodes
     scored = [n.fitness for n in nodes.values() if n.fitness is not None]
     low, high = (min(scored), max(scored)) if scored else (0.0, 1.0)
@@ -172,6 +197,14 @@ def render_html(lineage: Lineage, ui_url: str) -> str:
         if best_node and best_node.fitness is not None
         else "no successful individual"
     )
+    pedigree_section = ""
+    if steps:
+        pedigree_section = (
+            f"<h2>Pedigree of {html.escape(steps[-1]['individual'])}</h2><p>Its line of descent, oldest first: "
+            "each step goes back to the parent it took most from (the largest fusion weight, else the first "
+            "parent); pedigree.json holds the same with every hyperparameter.</p>"
+            + pedigree_table(steps, lineage.experiment_id, ui_url)
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Lineage of {html.escape(lineage.title)}</title>
 <style>
@@ -179,6 +212,8 @@ body {{ font: 14px system-ui, sans-serif; margin: 16px; color: #222; }}
 .legend span {{ margin-right: 14px; white-space: nowrap; }}
 svg text {{ font: 11px system-ui, sans-serif; fill: #555; }}
 a.node circle:hover {{ stroke: #000; stroke-width: 3; }}
+table.pedigree {{ border-collapse: collapse; margin-top: 8px; }}
+table.pedigree td, table.pedigree th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
 </style></head><body>
 <h1>Lineage of {html.escape(lineage.title)}</h1>
 <p>{len(nodes)} individuals over {generations} generations (rows, top to bottom); colour: fitness from
@@ -190,6 +225,7 @@ hover for its hyperparameters.</p>
 {"".join(edges)}
 {"".join(circles)}
 </svg>
+{pedigree_section}
 </body></html>
 """
 
@@ -263,19 +299,38 @@ def render_png(lineage: Lineage, path: str) -> None:
 
 
 def draw_lineage(
-    tracking_uri: str, search_run_id: str, out_dir: str = ".", ui_url: str | None = None, log: bool = True
+    tracking_uri: str,
+    search_run_id: str,
+    out_dir: str = ".",
+    ui_url: str | None = None,
+    log: bool = True,
+    focus: str | None = None,
 ) -> tuple[str, str]:
-    """Write lineage.html and lineage.png to `out_dir` and (with `log`) attach both to the search run."""
+    """Write lineage.html, lineage.png and pedigree.json (of `focus`, default the best individual) to
+    `out_dir` and (with `log`) attach them to the search run; returns the HTML's and the PNG's paths."""
+    import json
+
     from popplast.core.result import ui_url as default_ui
+    from popplast.tracking.pedigree import pedigree
 
     client = MlflowClient(tracking_uri)
     lineage = read_lineage(client, search_run_id)
+    if focus is not None and focus not in lineage.nodes:
+        raise LineageError(f"--focus {focus!r}: no such individual in the search run {search_run_id}")
+    steps = pedigree(lineage, focus) if (focus or lineage.best_id) else []
     os.makedirs(out_dir, exist_ok=True)
     html_path, png_path = os.path.join(out_dir, "lineage.html"), os.path.join(out_dir, "lineage.png")
+    pedigree_path = os.path.join(out_dir, "pedigree.json")
     with open(html_path, "w", encoding="utf-8") as f:
-        f.write(render_html(lineage, ui_url or default_ui(tracking_uri)))
+        f.write(render_html(lineage, ui_url or default_ui(tracking_uri), steps))
+    with open(pedigree_path, "w", encoding="utf-8") as f:
+        json.dump(
+            {"search_run_id": search_run_id, "individual": steps[-1]["individual"] if steps else None, "steps": steps},
+            f,
+            indent=1,
+        )
     render_png(lineage, png_path)
     if log:
-        client.log_artifact(search_run_id, html_path)
-        client.log_artifact(search_run_id, png_path)
+        for path in (html_path, png_path, pedigree_path):
+            client.log_artifact(search_run_id, path)
     return html_path, png_path
