@@ -26,7 +26,7 @@ import urllib.request
 from mlflow import MlflowClient
 
 BIN = os.path.dirname(sys.executable)
-OBJECTIVE = '''
+OBJECTIVE = """
 import os
 import time
 
@@ -34,7 +34,7 @@ import time
 def fit(config, trial):
     time.sleep(float(os.environ["SLOW_SECONDS"]))
     return {"loss": (config["x"] - 0.3) ** 2 + (config["y"] + 0.2) ** 2}
-'''
+"""
 SPEC = """
 objective: slowobj:fit
 fitness: {{metric: loss, mode: minimize}}
@@ -123,7 +123,9 @@ def main() -> None:
             stormy.append(one(folder, port, args, outage=True))
     extra = statistics.median(stormy) - statistics.median(calm)
     evaluation = 4 * args.generations * args.seconds
-    print(f"extra wall time during a {args.outage:.0f} s outage: {extra:+.1f} s ({extra / args.outage:.2f} of the outage)")
+    print(
+        f"extra wall time during a {args.outage:.0f} s outage: {extra:+.1f} s ({extra / args.outage:.2f} of the outage)"
+    )
     print(f"undisturbed search: {statistics.median(calm):.1f} s (runs {', '.join(f'{t:.1f}' for t in calm)})")
     print(f"with the outage:    {statistics.median(stormy):.1f} s (runs {', '.join(f'{t:.1f}' for t in stormy)})")
     print(f"evaluation time alone: {evaluation:.0f} s ({4 * args.generations} evaluations × {args.seconds} s)")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from mlflow import MlflowClient
@@ -44,7 +45,8 @@ def test_lineage_is_read_from_mlflow_and_drawn(tiny_spec, tracking_uri, tmp_path
     html_path, png_path = popplast.lineage(tracking_uri, result.search_run_id, str(tmp_path / "out"), log=False)
     page = open(html_path, encoding="utf-8").read()
     assert page.count('<a class="node"') == 12 and page.count('class="edge') >= 8
-    assert not any(tag in page for tag in ("<script", "src=", "<link", "@import"))  # self-contained
+    loads = ("src=", "<link", "@import", "fetch(", "XMLHttpRequest", "import(")
+    assert not any(tag in page for tag in loads)  # self-contained: the page loads nothing
     with open(png_path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -88,7 +90,9 @@ def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tm
             }
             target = nodes.nth(nodes.count() - 1)
             run_id, individual = target.get_attribute("data-run"), target.get_attribute("data-individual")
-            target.locator("circle").click()
+            target.locator("circle").click()  # focuses it; its details link to its run
+            assert page.locator("#tree").get_attribute("data-focus") == individual
+            page.locator("#run-link").click()
             page.wait_for_url(f"{mlflow_server}/#/experiments/{result.experiment_id}/runs/{run_id}*", timeout=30_000)
             page.get_by_text(individual).first.wait_for(timeout=60_000)  # the MLflow UI shows the run's name
             # and inside MLflow's own UI, the run's description links its parent's run
@@ -116,8 +120,10 @@ def test_tag_text_reaches_the_page_escaped():
         "g001-i000": Node("g001-i000", "r2", 1, [evil], "mutation", 0.7),
     }
     page = render_html(Lineage("s", "1", "<i>title</i>", nodes, "g001-i000"), "http://127.0.0.1:5000")
-    assert "<script>" not in page and "<b>" not in page and "<i>" not in page
-    assert "&lt;script&gt;" in page
+    assert "<script>alert" not in page and "<b>" not in page and "<i>" not in page
+    assert "&lt;script&gt;" in page  # in attributes and text
+    assert "\\u003cscript\\u003ealert" in page  # in the script's data, where `</script>` would end it
+    assert page.count("<script") == 2  # the page's own data and script, no more
 
 
 def test_every_individuals_run_description_links_its_parents_and_children(tiny_spec, tracking_uri, tmp_path):
@@ -183,3 +189,55 @@ def test_the_pedigree_follows_the_heaviest_parent_and_says_what_changed():
     assert "gene.lr" not in steps[0]["params"]
     tie = pedigree(Lineage("s", "1", "t", nodes, "g001-i001"))
     assert [s["individual"] for s in tie] == ["g000-i000", "g001-i001"]
+
+
+@pytest.mark.cluster  # the slow tier: a search of 1,250 individuals first (about a minute)
+def test_the_page_reads_at_the_theses_scale(tmp_path):
+    """Population 50 × 25 generations: the page opens quickly with the best focused, a click focuses another
+    node and shows its hyperparameters, the search box finds an id, and the link reaches a real server."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make test installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+
+    from tests.helpers import MlflowServer, write_user_objective
+
+    spec = write_user_objective(tmp_path / "user")
+    server = MlflowServer(tmp_path / "server")
+    store = f"sqlite:///{server.folder / 'server.db'}"  # the search logs into the store the server then serves
+    result = popplast.run(
+        spec, executor="local", population=50, generations=25, tracking_uri=store, experiment="thesis", progress=False
+    )
+    html_path, _ = draw_lineage(store, result.search_run_id, str(tmp_path / "tree"), ui_url=server.url, log=False)
+    page_text = open(html_path, encoding="utf-8").read()
+    assert page_text.count('<a class="node"') == 1250
+    url = server.start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                start = time.perf_counter()
+                page.goto(f"file://{html_path}")
+                page.wait_for_selector("body[data-ready]", timeout=30_000)
+                opened = time.perf_counter() - start
+                print(f"lineage.html of 1,250 individuals ({len(page_text) / 1e6:.2f} MB) opened in {opened:.2f} s")
+                assert opened < 3.0, f"the page took {opened:.1f} s to open"
+                tree = page.locator("#tree")
+                assert tree.get_attribute("data-focus") == result.best.id
+                assert page.locator("a.node.on").count() > 1  # the best's ancestry is drawn with it
+                other = page.locator('a.node[data-individual="g010-i007"]')
+                other.locator("circle").click()
+                assert tree.get_attribute("data-focus") == "g010-i007"
+                details = page.locator("#details")
+                assert "g010-i007" in details.inner_text() and "x" in details.inner_text()
+                page.fill("#find", "g020-i033")
+                page.press("#find", "Enter")
+                assert tree.get_attribute("data-focus") == "g020-i033"
+                run_id = page.locator('a.node[data-individual="g020-i033"]').get_attribute("data-run")
+                page.locator("#run-link").click()
+                page.wait_for_url(f"{url}/#/experiments/{result.experiment_id}/runs/{run_id}*", timeout=30_000)
+                page.get_by_text("g020-i033").first.wait_for(timeout=60_000)
+            finally:
+                browser.close()
+    finally:
+        server.stop()

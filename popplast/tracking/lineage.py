@@ -6,26 +6,13 @@ Nothing here needs popplast's in-memory state: the individuals' runs carry their
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
+from popplast.tracking.lineage_page import BEST_COLOUR, EDGE_STYLE, fitness_colour, render_html  # noqa: F401 (re-exported)
 from popplast.tracking.search_run import individual_runs
-
-# How an edge into a child looks, by the operator that made the child: (SVG dash pattern, colour, width).
-EDGE_STYLE = {
-    "crossover": ("", "#4c72b0", 1.2),
-    "crossover+mutation": ("6 3", "#4c72b0", 1.2),
-    "mutation": ("2 3", "#8172b2", 1.2),
-    "copy": ("1 4", "#999999", 1.0),
-    "elite": ("", "#dd8452", 2.4),
-    "inherit": ("", "#55a868", 1.4),
-    "fusion": ("8 2 2 2", "#55a868", 2.0),
-    "exploit": ("5 2", "#937860", 1.8),  # PBT: a trial continuing from another trial's checkpoint
-}
-BEST_COLOUR = "#c44e52"
 
 
 @dataclass
@@ -38,6 +25,7 @@ class Node:
     fitness: float | None
     params: dict[str, str] = field(default_factory=dict)
     fusion: list[float] = field(default_factory=list)  # the weights its parents' states were fused with
+    status: str = "ok"  # ok or failed; "retried" when it took more than one attempt
     x: float = 0.0
     y: float = 0.0
 
@@ -85,6 +73,7 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
             fitness,
             dict(run.data.params),
             [float(w) for w in tags.get("popplast.fusion_weights", "").split(",") if w],
+            "retried" if tags.get("popplast.attempts") else tags.get("popplast.status", "ok"),
         )
     if not nodes:
         raise LineageError(f"the run {search_run_id} has no individual runs: is it a popplast search run?")
@@ -108,129 +97,16 @@ def _layout(nodes: dict[str, Node]) -> None:
             node.y = row / max(len(generations) - 1, 1)
 
 
-def _colour(fitness: float | None, low: float, high: float) -> str:
-    """Viridis by fitness (min–max over the search); grey for a failed individual."""
-    if fitness is None:
-        return "#cccccc"
-    import matplotlib
-
-    t = 0.5 if high == low else (fitness - low) / (high - low)
-    return matplotlib.colors.to_hex(matplotlib.colormaps["viridis"](t))
+GRAPH_LIMIT = 150  # individuals up to which lineage.png draws the whole graph; above, a summary
 
 
-def pedigree_table(steps: list[dict], experiment_id: str, ui_url: str) -> str:
-    """The pedigree (tracking/pedigree.py) as an HTML table: one row per step, oldest first."""
-    rows = []
-    for step in steps:
-        url = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{step['run_id']}"
-        parents = ", ".join(
-            p["individual"] + ("" if p["fusion_weight"] is None else f" ({p['fusion_weight']:.3g})")
-            for p in step["parents"]
-        )
-        changed = "; ".join(f"{k}: {before} → {after}" for k, (before, after) in step["changed"].items())
-        fitness = "failed" if step["fitness"] is None else f"{step['fitness']:.4f}"
-        cells = [
-            f'<a href="{html.escape(url)}">{html.escape(step["individual"])}</a>',
-            html.escape(step["operator"]),
-            html.escape(parents or "none"),
-            fitness,
-            html.escape(changed or ("(first)" if step is steps[0] else "none")),
-        ]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("individual", "operator", "parents (fusion weight)", "fitness", "changed"))
-    return f'<table class="pedigree"><tr>{head}</tr>{"".join(rows)}</table>'
-
-
-def render_html(lineage: Lineage, ui_url: str, steps: list[dict] | None = None) -> str:
-    nodes = lineage.nodes
-    scored = [n.fitness for n in nodes.values() if n.fitness is not None]
-    low, high = (min(scored), max(scored)) if scored else (0.0, 1.0)
-    best = lineage.ancestry()
-    generations = len({n.generation for n in nodes.values()})
-    widest = max(sum(n.generation == g for n in nodes.values()) for g in {n.generation for n in nodes.values()})
-    width = max(640, 70 * widest)
-    height, pad = 90 * generations + 40, 40
-    pos = {k: (pad + n.x * (width - 2 * pad), pad + n.y * (height - 2 * pad)) for k, n in nodes.items()}
-    edges, circles = [], []
-    for key, node in sorted(nodes.items()):
-        dash, colour, stroke = EDGE_STYLE.get(node.operator, ("", "#999999", 1.0))
-        for parent in node.parents:
-            if parent not in pos:
-                continue
-            on_path = key in best and parent in best
-            (x1, y1), (x2, y2) = pos[parent], pos[key]
-            edges.append(
-                f'<line class="edge op-{node.operator.replace("+", "-")}{" best" if on_path else ""}" '
-                f'x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-                f'stroke="{BEST_COLOUR if on_path else colour}" '
-                f'stroke-width="{stroke + (1.5 if on_path else 0):.1f}" stroke-dasharray="{dash}"/>'
-            )
-    for key, node in sorted(nodes.items()):
-        x, y = pos[key]
-        url = f"{ui_url.rstrip('/')}/#/experiments/{lineage.experiment_id}/runs/{node.run_id}"
-        fitness = "failed" if node.fitness is None else f"{node.fitness:.4f}"
-        tip = "\n".join(
-            [f"{key} ({node.operator})", f"fitness {fitness}", f"parents: {', '.join(node.parents) or 'none'}"]
-            + [f"{k}: {v}" for k, v in sorted(node.params.items()) if not k.startswith("gene.")]
-        )
-        ring = f' stroke="{BEST_COLOUR}" stroke-width="3"' if key in best else ' stroke="#333" stroke-width="0.8"'
-        circles.append(
-            f'<a class="node" href="{html.escape(url)}" data-individual="{html.escape(key)}" '
-            f'data-run="{html.escape(node.run_id)}">'
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{11 if key == lineage.best_id else 8}" '
-            f'fill="{_colour(node.fitness, low, high)}"{ring}><title>{html.escape(tip)}</title></circle></a>'
-        )
-    rows = sorted({n.generation for n in nodes.values()})
-    labels = [
-        f'<text x="4" y="{pad + r / max(len(rows) - 1, 1) * (height - 2 * pad) + 4:.1f}">g{g}</text>'
-        for r, g in enumerate(rows)
-    ]
-    legend = "".join(
-        f'<span><svg width="34" height="10"><line x1="0" y1="5" x2="34" y2="5" stroke="{c}" '
-        f'stroke-width="{w}" stroke-dasharray="{d}"/></svg> {op}</span>'
-        for op, (d, c, w) in EDGE_STYLE.items()
-    )
-    best_node = nodes.get(lineage.best_id) if lineage.best_id else None
-    summary = (
-        f"best: {lineage.best_id}, fitness {best_node.fitness:.4f}, generation {best_node.generation}; "
-        f"its ancestry is outlined in red"
-        if best_node and best_node.fitness is not None
-        else "no successful individual"
-    )
-    pedigree_section = ""
-    if steps:
-        pedigree_section = (
-            f"<h2>Pedigree of {html.escape(steps[-1]['individual'])}</h2><p>Its line of descent, oldest first: "
-            "each step goes back to the parent it took most from (the largest fusion weight, else the first "
-            "parent); pedigree.json holds the same with every hyperparameter.</p>"
-            + pedigree_table(steps, lineage.experiment_id, ui_url)
-        )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Lineage of {html.escape(lineage.title)}</title>
-<style>
-body {{ font: 14px system-ui, sans-serif; margin: 16px; color: #222; }}
-.legend span {{ margin-right: 14px; white-space: nowrap; }}
-svg text {{ font: 11px system-ui, sans-serif; fill: #555; }}
-a.node circle:hover {{ stroke: #000; stroke-width: 3; }}
-table.pedigree {{ border-collapse: collapse; margin-top: 8px; }}
-table.pedigree td, table.pedigree th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
-</style></head><body>
-<h1>Lineage of {html.escape(lineage.title)}</h1>
-<p>{len(nodes)} individuals over {generations} generations (rows, top to bottom); colour: fitness from
-{low:.3f} (dark) to {high:.3f} (yellow), grey: failed. {html.escape(summary)}. Each node links to its MLflow run;
-hover for its hyperparameters.</p>
-<p class="legend">{legend}</p>
-<svg id="lineage" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">
-{"".join(labels)}
-{"".join(edges)}
-{"".join(circles)}
-</svg>
-{pedigree_section}
-</body></html>
-"""
-
-
-def render_png(lineage: Lineage, path: str) -> None:
+def render_png(lineage: Lineage, path: str, steps: list[dict] | None = None) -> None:
+    """The whole graph for a small search; for a larger one (a reader cannot take in 1,250 nodes), the
+    generations' fitness distributions with the best's pedigree through them, and how much of each
+    generation the best descends from (the full graph stays in lineage.html)."""
+    if len(lineage.nodes) > GRAPH_LIMIT:
+        render_summary_png(lineage, path, steps or [])
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,7 +137,7 @@ def render_png(lineage: Lineage, path: str) -> None:
             node.y,
             s=160 if key == lineage.best_id else 70,
             zorder=2,
-            c=_colour(node.fitness, low, high),
+            c=fitness_colour(node.fitness, low, high),
             edgecolors=BEST_COLOUR if key in best else "#333",
             linewidths=2.5 if key in best else 0.6,
         )
@@ -298,6 +174,42 @@ def render_png(lineage: Lineage, path: str) -> None:
     plt.close(fig)
 
 
+def render_summary_png(lineage: Lineage, path: str, steps: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nodes = lineage.nodes
+    rows = sorted({n.generation for n in nodes.values()})
+    scores = [[n.fitness for n in nodes.values() if n.generation == g and n.fitness is not None] for g in rows]
+    ancestry = lineage.ancestry()
+    share = [
+        sum(k in ancestry for k, n in nodes.items() if n.generation == g)
+        / sum(n.generation == g for n in nodes.values())
+        for g in rows
+    ]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), height_ratios=(3, 1), sharex=True)
+    kept = [(g, s) for g, s in zip(rows, scores) if s]
+    top.boxplot([s for _, s in kept], positions=[g for g, _ in kept], widths=0.6, showfliers=False)
+    if steps:
+        done = [s for s in steps if s["fitness"] is not None]
+        top.plot([s["generation"] for s in done], [s["fitness"] for s in done], "o-", color=BEST_COLOUR, lw=2)
+        top.plot([], [], "o-", color=BEST_COLOUR, label=f"pedigree of {steps[-1]['individual']} (line of descent)")
+        top.legend(loc="lower right", frameon=False, fontsize=8)
+    top.set_ylabel("fitness")
+    top.set_title(
+        f"{lineage.title}: {len(nodes)} individuals, fitness by generation (box: quartiles, whiskers 1.5 IQR)"
+    )
+    bottom.bar(rows, share, color=BEST_COLOUR, alpha=0.6)
+    bottom.set_ylim(0, 1)
+    bottom.set_ylabel("share that are\nthe best's ancestors", fontsize=8)
+    bottom.set_xlabel("generation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def draw_lineage(
     tracking_uri: str,
     search_run_id: str,
@@ -329,7 +241,7 @@ def draw_lineage(
             f,
             indent=1,
         )
-    render_png(lineage, png_path)
+    render_png(lineage, png_path, steps)
     if log:
         for path in (html_path, png_path, pedigree_path):
             client.log_artifact(search_run_id, path)
