@@ -14,6 +14,7 @@ __all__ = [
     "evolve_rules",
     "lineage",
     "sync",
+    "replay",
     "SearchResult",
     "RulesResult",
     "SpecError",
@@ -38,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from popplast.tracking.lineage import draw_lineage
 
         return draw_lineage
+    if name == "replay":  # replay(search_run_id, individual=None, tracking_uri=..., cpus=1, progress=True)
+        from popplast.replay_api import replay
+
+        return replay
     if name == "sync":  # sync(journal_directory): ship what a search's journal holds unshipped to MLflow
         from popplast.tracking.journal import sync
 

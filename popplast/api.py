@@ -15,6 +15,7 @@ from popplast.core.result import SearchResult
 from popplast.core.spec import INHERITING_METHODS, OPTUNA_METHODS, TUNE_METHODS, SearchSpec
 from popplast.core.strategies import build_strategy
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
+from popplast.evaluators import make_evaluator, objective_for
 from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 from popplast.preflight import preflight
 from popplast.session import check_options, interrupted, open_executor, say
@@ -83,7 +84,7 @@ def run(
             raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
         spec, budget = _spec(space, budget_evals, flags)
         experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
-    spec, fn = _objective(spec, objective)
+    spec, fn = objective_for(spec, objective)
     method = spec.strategy.method
     check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
     if fn is not None:
@@ -124,9 +125,9 @@ def run(
             shape,
         )
     else:
-        make_evaluator = functools.partial(_make_evaluator, spec, threads, fn)
+        evaluator_factory = functools.partial(make_evaluator, spec, threads, fn)
         with open_executor(
-            executor, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, spec.strategy.population
+            executor, evaluator_factory, workers, cpus_per_worker, gpus_per_worker, address, spec.strategy.population
         ) as pool:
             with _failing(tracker):  # from the search run's start: a failure then still ends it and its lease
                 _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
@@ -224,7 +225,7 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
                 outcome = run_tune(spec, budget, workers, cpus, gpus, threads, observers)
             result = _result(spec, outcome, tracker)
             if retrain:
-                pool = RayExecutor(functools.partial(_make_evaluator, spec, threads), 1, cpus, gpus)
+                pool = RayExecutor(functools.partial(make_evaluator, spec, threads), 1, cpus, gpus)
                 try:
                     retrain_best(spec, pool, tracker, result, shape)
                 finally:
@@ -376,39 +377,6 @@ def _fitness_label(spec: SearchSpec) -> str:
         return "validation MCC"
     metric = spec.fitness.metric
     return metric if spec.fitness.mode == "maximize" else f"−{metric}, {metric} minimised"
-
-
-def _make_evaluator(spec: SearchSpec, threads: int, objective: Callable[..., Any] | None = None):
-    if objective is not None:
-        from popplast.objectives.function import FunctionEvaluator
-
-        return FunctionEvaluator(objective, spec.fitness, spec.fidelity, threads=threads)
-    from popplast.objectives.cnn import cnn_evaluator
-
-    return cnn_evaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
-
-
-def _objective(spec: SearchSpec, given: Callable[..., Any] | None) -> tuple[SearchSpec, Callable[..., Any] | None]:
-    """The user's objective, as passed or as the file names it (None: popplast's CNN trainer), and the spec
-    that records its name. A module that cannot be imported is a SpecError before anything starts."""
-    import dataclasses
-
-    from popplast.objectives.load import ObjectiveError, load_objective, ships_by_value
-
-    if given is not None:
-        if not callable(given):
-            raise SpecError(COMMAND_LINE, "objective", f"expected a function fit(config, trial), got {given!r}.")
-        spec = dataclasses.replace(spec, objective=f"{given.__module__}:{given.__qualname__}")
-        fn = given
-    elif spec.objective is not None:
-        try:
-            fn = load_objective(spec.objective, spec.folder)
-        except ObjectiveError as e:
-            raise SpecError(spec.source, "objective", f"{e}.") from None
-    else:
-        return spec, None
-    ships_by_value(fn)
-    return spec, fn
 
 
 def _check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> None:

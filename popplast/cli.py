@@ -90,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument(
         "--focus", metavar="ID", help="the individual whose pedigree is drawn and written (default: the best)"
     )
+    replay = commands.add_parser(
+        "replay",
+        help="retrain an individual's schedule from scratch",
+        description="Retrain the schedule an individual (default: the best) was trained with, from scratch and "
+        "without the search: its pedigree's configurations, each from the step before's weights for Gen-Soup "
+        "and PBT. The result is logged beside the search run.",
+    )
+    replay.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
+    replay.add_argument("--individual", metavar="ID", help="whose schedule (default: the best individual)")
+    replay.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
+    replay.add_argument("--cpus", type=int, default=1, help="torch threads for the training (default 1)")
+    replay.add_argument("--quiet", action="store_true", help="no progress lines")
     sync = commands.add_parser(
         "sync",
         help="ship a search's journal to MLflow",
@@ -227,6 +239,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _report(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "replay":
+        return _replay(args)
     try:
         result = run(
             args.space,
@@ -301,6 +315,24 @@ def _report(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     print("\n".join(files))
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from popplast.replay_api import replay
+
+    try:
+        result = replay(
+            args.search_run_id,
+            individual=args.individual,
+            tracking_uri=args.tracking_uri,
+            cpus=args.cpus,
+            progress=not args.quiet,
+        )
+    except SpecError as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(result.summary())
+    return 0 if result.fitness is not None else 1
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -118,7 +118,7 @@ def individuals(tracking_uri: str, search_run_id: str) -> list[dict]:
     out = []
     for run in runs:
         t = run.data.tags
-        if t["popplast.status"] == "retried":  # an attempt whose worker died: not an individual of its own
+        if "popplast.individual_id" not in t or t["popplast.status"] == "retried":  # a replay; a died attempt
             continue
         out.append(
             {

@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
+from popplast.cli import main
 from popplast.tracking.lineage import draw_lineage, read_lineage
 from tests.helpers import individuals
 
@@ -241,3 +242,29 @@ def test_the_page_reads_at_the_theses_scale(tmp_path):
                 browser.close()
     finally:
         server.stop()
+
+
+def test_replay_retrains_the_best_gensoup_schedule_and_logs_it_beside_the_search(tiny_spec, tracking_uri, capsys):
+    result = popplast.run(tiny_spec, executor="local", method="gensoup", tracking_uri=tracking_uri, progress=False)
+    client = MlflowClient(tracking_uri)
+    before = len(individuals(tracking_uri, result.search_run_id))
+    assert main(["replay", result.search_run_id, "--tracking-uri", tracking_uri, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"Replayed the schedule of {result.best.id}" in printed
+    replay_run = client.search_runs(
+        [result.experiment_id],
+        f"tags.`popplast.role` = 'replay' and tags.mlflow.parentRunId = '{result.search_run_id}'",
+    )[0]
+    assert replay_run.data.tags["popplast.replay_of"] == result.best.id and replay_run.info.status == "FINISHED"
+    steps = sorted(
+        client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{replay_run.info.run_id}'"),
+        key=lambda r: int(r.data.tags["popplast.replay_step"]),
+    )
+    line = json.loads(open(client.download_artifacts(result.search_run_id, "pedigree.json")).read())["steps"]
+    assert [r.data.tags["popplast.replayed"] for r in steps] == [s["individual"] for s in line]
+    for run, step in zip(steps, line):  # each step trained the configuration (and fidelity) the search gave it
+        assert {k: v for k, v in run.data.params.items()} == {k: v for k, v in step["params"].items()}
+        assert run.data.metrics["fitness"] == pytest.approx(run.data.metrics["val_mcc"])
+    assert "original_fitness" in replay_run.data.metrics and "fitness" in replay_run.data.metrics
+    assert len(individuals(tracking_uri, result.search_run_id)) == before  # lineage readers do not count it
+    assert main(["replay", result.search_run_id, "--tracking-uri", tracking_uri, "--individual", "nobody"]) == 2
