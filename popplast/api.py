@@ -317,7 +317,7 @@ def _loop(
 
     s = spec.strategy
     try:
-        checkpoint = load(tracker, strategy.state_from_dict, pool.put) if resume else None
+        checkpoint = load(outbox, strategy.state_from_dict, pool.put) if resume else None
     except CheckpointError as e:  # tampered with, or not popplast's: refused before anything runs
         raise SpecError(COMMAND_LINE, "--resume", f"{e}; it is not resumed.") from None
     rng = checkpoint.restore_rng() if checkpoint else np.random.default_rng(np.random.SeedSequence(s.seed))

@@ -105,3 +105,30 @@ def test_sync_refuses_a_folder_that_is_no_journal_and_a_live_search(tracker, tmp
     assert len(other.stderr.strip().splitlines()) == 1
     assert json.loads(open(f"{outbox.journal.directory}/search.json").read())["search_run_id"] == tracker.search_run_id
     assert Journal(outbox.journal.directory).pending() == []
+
+
+def test_resume_reads_the_local_copy_of_a_checkpoint_unless_mlflow_holds_a_newer_one(tracker, monkeypatch):
+    import numpy as np
+
+    from popplast.core.ga import GAState
+    from popplast.execution.checkpoint import Checkpoint, Checkpointer, load
+
+    outbox = open_outbox(tracker)
+    rng = np.random.default_rng(0)
+    weights = {"g000-i000": {"w": np.arange(3.0)}}
+    first = Checkpoint(0, GAState(generation=0), rng.bit_generator.state, weights=weights)
+    Checkpointer(outbox, lambda w: w).save(first)
+    assert outbox.drain(timeout=60)  # shipped: MLflow and the local copy hold the same state
+
+    downloads = []
+    real = tracker.load_checkpoint
+    monkeypatch.setattr(tracker, "load_checkpoint", lambda d: downloads.append(d) or real(d))
+    local = load(outbox, GAState.from_dict)
+    assert local is not None and local.generation == 0 and downloads == []  # read here, nothing downloaded
+    assert np.array_equal(local.weights["g000-i000"]["w"], np.arange(3.0))
+
+    # another driver went on elsewhere and checkpointed generation 1: MLflow's is newer, and is the one read
+    Checkpointer(tracker, lambda w: w).save(Checkpoint(1, GAState(generation=1), rng.bit_generator.state))
+    newer = load(outbox, GAState.from_dict)
+    assert newer is not None and newer.generation == 1 and len(downloads) == 1
+    outbox.close()

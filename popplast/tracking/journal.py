@@ -151,10 +151,34 @@ class Journal:
                 _copy_whole(os.path.join(directory, name), os.path.join(self.checkpoint, name))
         return names
 
+    def newest_whole_state(self) -> str | None:
+        """The path of the newest state file in the local copy whose weights are all there and verify."""
+        from popplast.execution.checkpoint import check_id, weights_whole
+
+        if not os.path.isdir(self.checkpoint):
+            return None
+        states = [os.path.join(self.checkpoint, n) for n in os.listdir(self.checkpoint) if n.endswith(".json")]
+        for path in sorted(states, key=_generation, reverse=True):
+            try:
+                with open(path) as f:
+                    data = json.load(f)
+                names, hashes = list(data["weights"]), dict(data.get("weight_hashes", {}))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            files = {n: os.path.join(self.checkpoint, "weights", f"{check_id(n, path)}.npz") for n in names}
+            if all(os.path.exists(f) and weights_whole(f, hashes.get(n)) for n, f in files.items()):
+                return path
+        return None
+
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
         with contextlib.suppress(OSError):  # the root too, once no other search's journal is in it
             os.rmdir(os.path.dirname(self.directory))
+
+
+def _generation(state_path: str) -> int:
+    """The generation a checkpoint state file (`state-gNNNN.json`) is of."""
+    return int(os.path.basename(state_path)[len("state-g") : -len(".json")])
 
 
 def _write_whole(path: str, data: bytes) -> None:
@@ -220,6 +244,13 @@ class Outbox:
             self._add({"kind": "checkpoint", "states": states, "weights": names, "keep": sorted(keep_weights)})
 
     def load_checkpoint(self, directory: str) -> str | None:
+        """The local copy's newest whole state when MLflow holds none newer (no download), else MLflow's."""
+        with self.journal.files:
+            local = self.journal.newest_whole_state()
+        if local is not None:
+            stored = self.tracker.newest_state()
+            if stored is None or _generation(stored) <= _generation(local):
+                return local  # its weights lie in weights/ beside it, as load() expects
         return self.tracker.load_checkpoint(directory)
 
     def _add(self, event: dict[str, Any]) -> None:

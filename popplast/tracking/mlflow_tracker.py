@@ -136,6 +136,11 @@ class MLflowTracker(SearchRunTracker):
                 with contextlib.suppress(NotImplementedError):  # a store that cannot delete keeps them
                     repo.delete_artifacts(path)
 
+    def newest_state(self) -> str | None:
+        """The name of the newest checkpoint state file the search run holds (whole or not), or None."""
+        states = newest_first(f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json"))
+        return os.path.basename(states[0]) if states else None
+
     def load_checkpoint(self, directory: str) -> str | None:
         """Download the newest readable state file and the weights it names into `directory`; its path
         (None when the search has no checkpoint yet)."""
