@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
 
         return replay
     if name == "sync":  # sync(journal_directory): ship what a search's journal holds unshipped to MLflow
-        from popplast.tracking.journal import sync
+        from popplast.tracking.outbox import sync
 
         return sync
     if name == "RulesResult":

@@ -278,9 +278,9 @@ def _search(
     newest checkpoint. `start`: when this driver started the search (`time.perf_counter()`); `study`: the
     Optuna study a sampler method's trials are also written to.
 
-    The loop reports to an outbox (tracking/journal.py): journalled locally, shipped to MLflow in the
+    The loop reports to an outbox (tracking/outbox.py): journalled locally, shipped to MLflow in the
     background. Returns once everything has arrived; failing, it gives the sender OUTBOX_GRACE seconds."""
-    from popplast.tracking.journal import failing_fast, open_outbox
+    from popplast.tracking.outbox import failing_fast, open_outbox
 
     strategy = build_strategy(spec, budget)
     with failing_fast():

@@ -16,8 +16,9 @@ from popplast.cli import main
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
 from popplast.core.spec import SearchSpec
-from popplast.tracking.journal import Journal, open_outbox
+from popplast.tracking.journal import Journal
 from popplast.tracking.mlflow_tracker import MLflowTracker
+from popplast.tracking.outbox import open_outbox
 from tests.helpers import TINY_SPEC, individuals, write_spec
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
@@ -132,3 +133,17 @@ def test_resume_reads_the_local_copy_of_a_checkpoint_unless_mlflow_holds_a_newer
     newer = load(outbox, GAState.from_dict)
     assert newer is not None and newer.generation == 1 and len(downloads) == 1
     outbox.close()
+
+
+def test_an_event_mlflow_refuses_is_passed_over_and_kept_in_the_journal(tracker, journal_dir):
+    """Not an outage: the store answers and refuses it (a metric name MLflow rejects); the events after it
+    still arrive, and the journal, the only place that holds it, stays."""
+    outbox = open_outbox(tracker)
+    bad = EvalResult("g000-i000", 1.0, {"bad*name": 1.0})
+    outbox.individual_finished(_individual(0), {}, bad)
+    outbox.individual_finished(_individual(1), {}, EvalResult("g000-i001", 2.0))
+    assert outbox.drain(timeout=120)
+    assert outbox.refused == 1
+    assert [r["id"] for r in individuals(tracker.tracking_uri, tracker.search_run_id)] == ["g000-i001"]
+    outbox.finish()
+    assert (journal_dir / tracker.search_run_id / "journal.jsonl").exists()

@@ -1,5 +1,5 @@
 """An MLflow outage in the middle of a search, with a real `mlflow server` on 127.0.0.1 killed and started
-again: the search does not wait for it and nothing is lost or logged twice (tracking/journal.py); a driver
+again: the search does not wait for it and nothing is lost or logged twice (tracking/outbox.py); a driver
 killed during the outage leaves a journal that `popplast sync` ships, and `--resume` goes on from it."""
 
 from __future__ import annotations
