@@ -311,6 +311,7 @@ def _loop(
     start: float,
     study: Any,
 ) -> Any:
+    """Load the checkpoint (resume), set up observers and checkpoints on the outbox, and run the loop."""
     from popplast.core.budget import generation_sizes
     from popplast.execution.checkpoint import Checkpointer, CheckpointError, load
     from popplast.execution.search import run_search
