@@ -55,13 +55,11 @@ def replay(
 ) -> ReplayResult:
     """Retrain `individual`'s schedule (default: the search's best). Raises SpecError for an unknown run or
     individual, or a Tune search (whose trials popplast cannot retrain as they ran)."""
-    from mlflow import MlflowClient
-
     from popplast.core.individual import Individual
     from popplast.core.spec import INHERITING_METHODS, TUNE_METHODS, SearchSpec
     from popplast.evaluators import make_evaluator, objective_for
     from popplast.execution.search import configuration, generation_fidelity
-    from popplast.tracking.lineage import LineageError, read_lineage
+    from popplast.tracking.lineage import LineageError, lineage_of
     from popplast.tracking.pedigree import pedigree
     from popplast.tracking.replay_run import ReplayTracker
     from popplast.tracking.search_record import read_search
@@ -72,9 +70,8 @@ def replay(
             COMMAND_LINE, "SEARCH_RUN_ID", f"the search run {search_run_id} ran {record.method} on Ray Tune."
         )
     spec, fn = objective_for(SearchSpec.from_dict(record.spec, record.source), None)
-    client = MlflowClient(tracking_uri)
     try:
-        lineage = read_lineage(client, search_run_id)
+        lineage = lineage_of(tracking_uri, search_run_id)
     except LineageError as e:
         raise SpecError(COMMAND_LINE, "SEARCH_RUN_ID", f"{e}.") from None
     if individual is not None and individual not in lineage.nodes:
@@ -90,7 +87,6 @@ def replay(
     for number, step in enumerate(steps):
         node = lineage.nodes[step["individual"]]
         genome = tuple(float(node.params[f"gene.{name}"]) for name in spec.space.names)
-        seed = int(client.get_run(node.run_id).data.tags.get("popplast.seed", "0"))
         made = Individual(
             node.individual_id,
             genome,
@@ -98,7 +94,7 @@ def replay(
             (previous,) if previous else (),
             "inherit" if previous else "init",
             (1.0,) if previous else (),
-            seed,
+            node.seed,
         )
         budget = generation_fidelity(spec, node.generation) if inherits else None
         parents: Any = ((state, 1.0),) if state is not None else ()

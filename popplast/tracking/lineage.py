@@ -26,6 +26,7 @@ class Node:
     params: dict[str, str] = field(default_factory=dict)
     fusion: list[float] = field(default_factory=list)  # the weights its parents' states were fused with
     status: str = "ok"  # ok or failed; "retried" when it took more than one attempt
+    seed: int = 0  # of its evaluation
     x: float = 0.0
     y: float = 0.0
 
@@ -54,6 +55,10 @@ class LineageError(RuntimeError):
     pass
 
 
+def lineage_of(tracking_uri: str, search_run_id: str) -> Lineage:
+    return read_lineage(MlflowClient(tracking_uri), search_run_id)
+
+
 def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
     try:
         search = client.get_run(search_run_id)
@@ -74,6 +79,7 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
             dict(run.data.params),
             [float(w) for w in tags.get("popplast.fusion_weights", "").split(",") if w],
             "retried" if tags.get("popplast.attempts") else tags.get("popplast.status", "ok"),
+            int(tags.get("popplast.seed", "0") or 0),
         )
     if not nodes:
         raise LineageError(f"the run {search_run_id} has no individual runs: is it a popplast search run?")
