@@ -268,3 +268,12 @@ def test_replay_retrains_the_best_gensoup_schedule_and_logs_it_beside_the_search
     assert "original_fitness" in replay_run.data.metrics and "fitness" in replay_run.data.metrics
     assert len(individuals(tracking_uri, result.search_run_id)) == before  # lineage readers do not count it
     assert main(["replay", result.search_run_id, "--tracking-uri", tracking_uri, "--individual", "nobody"]) == 2
+
+
+def test_replay_of_a_ga_individual_is_its_own_training_again_with_the_same_fitness(tiny_spec, tracking_uri):
+    """Nothing flows along a GA's line: the replay trains the individual's configuration with its seed, which
+    gives the fitness the search measured."""
+    result = popplast.run(tiny_spec, executor="local", tracking_uri=tracking_uri, progress=False)
+    again = popplast.replay(result.search_run_id, tracking_uri=tracking_uri, progress=False)
+    assert again.steps == [result.best.id]
+    assert again.fitness == pytest.approx(result.best_fitness, abs=1e-12)
