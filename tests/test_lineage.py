@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 import popplast
 from popplast.cli import main
 from popplast.tracking.lineage import draw_lineage, read_lineage
-from tests.helpers import individuals
+from tests.helpers import TINY_SPEC, individuals, write_spec
 
 BIN = os.path.dirname(sys.executable)
 CHROMIUM = shutil.which("chromium")
@@ -127,12 +127,23 @@ def test_tag_text_reaches_the_page_escaped():
     assert page.count("<script") == 2  # the page's own data and script, no more
 
 
-def test_every_individuals_run_description_links_its_parents_and_children(tiny_spec, tracking_uri, tmp_path):
+@pytest.fixture(scope="module")
+def soup_search(tmp_path_factory):
+    """One small Gen-Soup search, shared by the tests that only read it (and the replay, which adds a run)."""
+    folder = tmp_path_factory.mktemp("soup")
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    spec = write_spec(folder, TINY_SPEC, "tiny.yaml")
+    return popplast.run(
+        spec, executor="local", method="gensoup", tracking_uri=tracking_uri, progress=False
+    ), tracking_uri
+
+
+def test_every_individuals_run_description_links_its_parents_and_children(soup_search, tmp_path):
     """The family tree walkable in the MLflow UI alone: run descriptions (mlflow.note.content) link each
     parent's and child's run, and every link is a run of the search."""
     import re
 
-    result = popplast.run(tiny_spec, executor="local", method="gensoup", tracking_uri=tracking_uri, progress=False)
+    result, tracking_uri = soup_search
     client = MlflowClient(tracking_uri)
     rows = individuals(tracking_uri, result.search_run_id)
     run_of = {r["id"]: r["run_id"] for r in rows}
@@ -244,8 +255,8 @@ def test_the_page_reads_at_the_theses_scale(tmp_path):
         server.stop()
 
 
-def test_replay_retrains_the_best_gensoup_schedule_and_logs_it_beside_the_search(tiny_spec, tracking_uri, capsys):
-    result = popplast.run(tiny_spec, executor="local", method="gensoup", tracking_uri=tracking_uri, progress=False)
+def test_replay_retrains_the_best_gensoup_schedule_and_logs_it_beside_the_search(soup_search, capsys):
+    result, tracking_uri = soup_search
     client = MlflowClient(tracking_uri)
     before = len(individuals(tracking_uri, result.search_run_id))
     assert main(["replay", result.search_run_id, "--tracking-uri", tracking_uri, "--quiet"]) == 0
