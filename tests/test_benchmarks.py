@@ -22,12 +22,14 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.cluster  # the slow tier (make test-cluster): a benchmark script end to end
 def test_weights_benchmark_prints_both_ratios_and_the_copy_floor():
     out = run("weights.py", "--repeats", "1", "--models", "shufflenet_v2_x1_0")
     assert len(re.findall(r"ratio file/store, .* [0-9.]+x per operation \(read side alone [0-9.]+x\)", out)) == 2
     assert re.search(r"\| ShuffleNet-v2 x1\.0 \(8\.8 MiB\) \| [0-9.]+ \([0-9.]+–[0-9.]+\) \| [0-9.]+", out)
 
 
+@pytest.mark.cluster  # the slow tier (make test-cluster): a benchmark script end to end
 def test_checkpoint_cost_benchmark_times_the_real_checkpointer():
     out = run("checkpoint_cost.py", "--population", "2", "--generations", "1", "--models", "shufflenet_v2_x1_0")
     rows = [line for line in out.splitlines() if line.startswith("| ShuffleNet")]

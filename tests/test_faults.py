@@ -235,6 +235,7 @@ def _check_resumed(run: str, uri: str, cluster: str, tmp_path, expected: tuple) 
     assert (best.data.tags["popplast.best_individual_id"], best.data.metrics["best_fitness"]) == expected[2:]
 
 
+@pytest.mark.cluster  # starts and stops a `ray start` head itself: the slow tier
 def test_without_an_address_a_local_instance_starts_even_after_a_cluster_is_gone(tmp_path):
     """ray.init() with no address joins the cluster this machine last started (/tmp/ray/ray_current_cluster);
     one killed without `ray stop` leaves that file behind, and ray.init() would wait for it forever."""

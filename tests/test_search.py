@@ -190,7 +190,10 @@ def test_astrocyte_genes_in_a_gencnn_search(tmp_path, tracking_uri):
     assert 0.5 <= float(params["astro_str"]) <= 1.5 and params["astro_ng"] == "2" and "gene.astro_weak" in params
 
 
-@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
+@pytest.mark.parametrize(
+    "name, code",
+    [("SIGTERM", 143), pytest.param("SIGINT", 130, marks=pytest.mark.cluster)],  # SIGINT: slow tier
+)
 def test_a_signal_marks_the_search_killed_stops_its_ray_and_leaves_a_checkpoint_that_resumes(
     name, code, tiny_spec, tmp_path
 ):
