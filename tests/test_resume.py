@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 import popplast
 from popplast.core.errors import SpecError
 from popplast.execution.checkpoint import state_file
-from popplast.tracking.mlflow_tracker import newest_first
+from popplast.tracking.checkpoint_store import newest_first
 from tests.helpers import individuals, lineage
 
 pytestmark = pytest.mark.slow

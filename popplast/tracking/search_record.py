@@ -11,7 +11,8 @@ from typing import Any
 from mlflow import MlflowClient
 
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.tracking.mlflow_tracker import SPEC_ARTIFACT, no_progress_bars
+from popplast.tracking.checkpoint_store import no_progress_bars
+from popplast.tracking.mlflow_tracker import SPEC_ARTIFACT
 from popplast.tracking.search_run import check_server
 
 
