@@ -98,12 +98,10 @@ def replay(
         )
         budget = generation_fidelity(spec, node.generation) if inherits else None
         parents: Any = ((state, 1.0),) if state is not None else ()
-        result = evaluator.evaluate(made, configuration(spec, made), parents, budget, return_weights=inherits)
-        config = {
-            **configuration(spec, made),
-            **({"epochs": budget.epochs, "image_size": budget.image_size} if budget else {}),
-        }
-        tracker.step_finished(number, made, config, result)
+        config = configuration(spec, made)
+        result = evaluator.evaluate(made, config, parents, budget, return_weights=inherits)
+        trained = {**config, **({"epochs": budget.epochs, "image_size": budget.image_size} if budget else {})}
+        tracker.step_finished(number, made, trained, result)
         fitness = "failed" if not result.ok else f"{result.fitness:.4f}"
         say(progress, f"[popplast] replay step {number + 1}/{len(steps)}: {made.id}, fitness {fitness}")
         if not result.ok:
@@ -111,11 +109,10 @@ def replay(
         state, previous = result.weights, made.id
     assert result is not None
     original = lineage.nodes[focus].fitness
-    ok = result.ok and len(steps) > 0
     metrics = {**result.metrics, **({"fitness": result.fitness} if result.ok else {})}
     if original is not None:
         metrics["original_fitness"] = original
-    tracker.end(metrics, ok)
+    tracker.end(metrics, result.ok)
     return ReplayResult(
         focus,
         [s["individual"] for s in steps],

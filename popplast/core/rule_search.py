@@ -79,5 +79,4 @@ class RuleSearch(ESSearch):
 def rules_of(state: RuleSearchState) -> tuple[np.ndarray, np.ndarray | None, float]:
     """The search's answer (the ES's mean), the best vector it evaluated and that vector's fitness."""
     es = ESState.from_dict(dict(state.es or {}))
-    best = es.best if es.best is not None else None
-    return es.mean, best, float(es.best_fitness)
+    return es.mean, es.best, float(es.best_fitness)
