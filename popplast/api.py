@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,10 +14,11 @@ from popplast.core.result import SearchResult
 from popplast.core.spec import INHERITING_METHODS, OPTUNA_METHODS, TUNE_METHODS, SearchSpec
 from popplast.core.strategies import build_strategy
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
-from popplast.evaluators import make_evaluator, objective_for
+from popplast.evaluators import check_objective_options, fitness_label, make_evaluator, objective_for
 from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 from popplast.preflight import preflight
-from popplast.session import check_options, interrupted, open_executor, say
+from popplast.run_tracking import draw_search_lineage, failing, observing, start_tracking, tracker_for
+from popplast.session import check_options, open_executor, say
 
 OUTBOX_GRACE = 10.0  # seconds a failing search still gives journalled results to reach MLflow
 
@@ -30,6 +30,7 @@ def run(
     population: int | None = None,
     generations: int | None = None,
     budget_evals: int | None = None,
+    budget_epochs: int | None = None,
     seed: int | None = None,
     epochs: int | None = None,
     image_size: int | None = None,
@@ -48,30 +49,41 @@ def run(
     parent_run_id: str | None = None,
     objective: Callable[..., Any] | None = None,
     force: bool = False,
+    stopper: str | None = None,
 ) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
     Keyword arguments left as None keep the file's values. `method` picks the GA (ga, gensoup), popplast's
     PBT (pbt), an Optuna sampler (tpe, cmaes, random, nsga2), an evolution strategy (elitist, openai, snes)
-    or a Ray Tune method (tune-tpe, tune-pbt) over the same space;
-    `budget_evals` is the number of evaluations (default: the file's population × generations).
+    or a Ray Tune method (tune-tpe, tune-pbt, tune-asha) over the same space;
+    `budget_evals` is the number of evaluations (default: the file's population × generations);
+    `budget_epochs` instead, the training epochs to spend (a stopped evaluation costs fewer: core/budget.py).
     `resume`: the MLflow search run of an interrupted search, which goes on exactly from its last finished
     generation (every method but the Tune ones); `space` may
     then be left out, and what is given must agree with the search (more generations or budget is allowed).
     `objective`: the user's training function `fit(config, trial)` (popplast.objectives), in place of the one
     the file names (`objective: module:function`) or popplast's CNN trainer.
     `force`: with `resume`, take the search over even from a driver that still holds it (tracking.lease).
+    `stopper`: an early-stopping rule (median, asha, hyperband; none) over the file's `stopper:` section;
+    `method` may name one too (`ga+asha`, `tpe-hyperband`).
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
     flags = dict(
-        method=method, population=population, generations=generations, seed=seed, epochs=epochs, image_size=image_size
+        method=method,
+        population=population,
+        generations=generations,
+        seed=seed,
+        epochs=epochs,
+        image_size=image_size,
+        stopper=stopper,
     )
     if resume:
         from popplast.resuming import resumed_spec
         from popplast.tracking.lease import check_lease
 
         record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags)
+        budget_epochs = budget_epochs or _int(record.params.get("budget_epochs"))
         taken = check_lease(tracking_uri, resume, force)  # one driver per search
         if taken:
             say(progress, f"[popplast] {taken}")
@@ -82,13 +94,13 @@ def run(
             raise SpecError(COMMAND_LINE, "--force", "takes a search over; it goes with --resume SEARCH_RUN_ID.")
         if space is None:
             raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
-        spec, budget = _spec(space, budget_evals, flags)
+        spec, budget = _spec(space, budget_evals, flags, budget_epochs)
         experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     spec, fn = objective_for(spec, objective)
     method = spec.strategy.method
     check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
     if fn is not None:
-        _check_objective_options(spec, method, retrain)
+        check_objective_options(spec, method, retrain)
     if method == "tune-pbt":
         from popplast.integrations.tune import check_pbt
 
@@ -99,7 +111,7 @@ def run(
         from popplast.baselines.optuna_search import open_study, study_name_for
 
         study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), bool(resume))
-    tracker = _tracker(tracking_uri, experiment, method, parent_run_id)
+    tracker = tracker_for(tracking_uri, experiment, method, parent_run_id)
     threads = max(1, int(cpus_per_worker))
     settings = {
         "executor": executor,
@@ -107,6 +119,7 @@ def run(
         "gpus_per_worker": gpus_per_worker,
         "torch_threads": threads,
         "budget_evals": budget,
+        **({"budget_epochs": budget_epochs} if budget_epochs else {}),
     }
     start = time.perf_counter()
     if method in TUNE_METHODS:
@@ -129,9 +142,9 @@ def run(
         with open_executor(
             executor, evaluator_factory, workers, cpus_per_worker, gpus_per_worker, address, spec.strategy.population
         ) as pool:
-            with _failing(tracker):  # from the search run's start: a failure then still ends it and its lease
-                _start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
-                outcome = _search(spec, budget, pool, tracker, progress, resume, start, study)
+            with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
+                start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
+                outcome = _search(spec, budget, pool, tracker, progress, resume, start, study, budget_epochs)
                 result = _result(spec, outcome, tracker)
                 if method in INHERITING_METHODS and fn is None:  # a user's model is the user's to rebuild
                     log_soup_model(spec, outcome, tracker, result, shape)
@@ -141,76 +154,32 @@ def run(
             start -= outcome.earlier_seconds  # a resumed search counts the drivers before this one too
     result.wall_seconds = time.perf_counter() - start
     tracker.end_search(result, final)
-    result.lineage_html = _draw_lineage(tracker)
+    result.lineage_html = draw_search_lineage(tracker)
     return result
 
 
 def _spec(
-    space: str | os.PathLike | SearchSpec, budget_evals: int | None, flags: dict[str, Any]
+    space: str | os.PathLike | SearchSpec, budget_evals: int | None, flags: dict[str, Any], budget_epochs: int | None
 ) -> tuple[SearchSpec, int]:
-    """The file's spec with the flags applied, and the budget in evaluations."""
-    from popplast.core.budget import default_budget, with_budget
+    """The file's spec with the flags applied, and the budget in evaluations (the most an epoch budget pays)."""
+    from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
 
     spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
     spec = spec.with_overrides(**flags)
+    if budget_epochs is not None:
+        if budget_evals is not None:
+            raise SpecError(COMMAND_LINE, "--budget-epochs", "give a budget in evaluations or in epochs, not both.")
+        budget_evals = evaluations_for_epochs(spec, budget_epochs)
     budget = budget_evals if budget_evals is not None else default_budget(spec)
     return with_budget(spec, budget_evals), budget
 
 
-def _tracker(tracking_uri: str, experiment: str, method: str, parent_run_id: str | None) -> Any:
-    from popplast.tracking.mlflow_tracker import MLflowTracker
-
-    try:
-        return MLflowTracker(tracking_uri, experiment, method, parent_run_id)
-    except SpecError:
-        raise
-    except Exception as e:  # MLflow raises many types for a bad URI; all mean the same to the user
-        raise SpecError(
-            COMMAND_LINE,
-            "--tracking-uri",
-            f"cannot open the MLflow tracking store {tracking_uri!r} ({type(e).__name__}: {e}).",
-        ) from None
-
-
-def _start_tracking(
-    tracker: Any, spec: SearchSpec, budget: int, settings: dict[str, Any], study: Any, resume: str | None
-) -> None:
-    """A new search run with the spec it runs, or a resumed search's own run; an Optuna study records the
-    search run its trials are logged in."""
-    if resume:
-        if not tracker.reopen_search(resume, spec):
-            raise SpecError(
-                COMMAND_LINE,
-                "--resume",
-                f"the search run {resume} is not in the experiment {tracker.experiment_id} of {tracker.tracking_uri}.",
-            )
-        return
-    if study is not None:
-        settings = {**settings, "study_name": study.study_name}
-    tracker.start_search(spec, settings)
-    tracker.log_spec(spec, budget)
-    if study is not None:
-        from popplast.baselines.optuna_search import USER_SEARCH_RUN
-
-        study.set_user_attr(USER_SEARCH_RUN, tracker.search_run_id)
-
-
-@contextlib.contextmanager
-def _failing(tracker: Any) -> Iterator[None]:
-    """Failed or interrupted: the runs logged so far stay, and the search run says FAILED, or KILLED with
-    the signal that stopped it."""
-    try:
-        yield
-    except BaseException as e:
-        stop = interrupted(e)
-        tracker.fail_search(str(stop) if stop else None)
-        if stop is not None:
-            e.search_run_id = tracker.search_run_id  # type: ignore[attr-defined]  # for the command's last line
-        raise
+def _int(text: str | None) -> int | None:
+    return int(text) if text not in (None, "", "None") else None
 
 
 def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, settings, progress, retrain, shape):
-    """tune-tpe and tune-pbt: Tune schedules its own trials on the Ray instance (no popplast pool during the search)."""
+    """The tune-* methods: Tune schedules its own trials on the Ray instance (no popplast pool during the search)."""
     from popplast.execution.ray_pool import RayExecutor
     from popplast.execution.ray_session import check_resources, default_workers, ray_session
     from popplast.integrations.tune import run_tune
@@ -219,9 +188,9 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
         if workers is None:
             workers = default_workers(spec.strategy.population, cpus)
         check_resources(workers, cpus, gpus)
-        with _failing(tracker):
+        with failing(tracker):
             tracker.start_search(spec, {**settings, "workers": workers})
-            with _observing(tracker, progress, spec.strategy.generations, budget) as observers:
+            with observing(tracker, progress, spec.strategy.generations, budget) as observers:
                 outcome = run_tune(spec, budget, workers, cpus, gpus, threads, observers)
             result = _result(spec, outcome, tracker)
             if retrain:
@@ -233,37 +202,6 @@ def _tune_search(spec, budget, workers, cpus, gpus, threads, address, tracker, s
     return result, outcome.state.to_dict()
 
 
-@contextlib.contextmanager
-def _observing(
-    tracker: Any, progress: bool, rows: int, total: int, done: int = 0, status: Any = None
-) -> Iterator[list[Any]]:
-    """The tracker and, with `progress`, a progress display that is closed however the search ends;
-    `status()` adds a few words to its line (the outbox's, while MLflow is unreachable)."""
-    observers: list[Any] = [tracker]
-    if progress:
-        from popplast.progress import SearchProgress
-
-        observers.append(SearchProgress(rows, total=total, done=done, status=status))
-    try:
-        yield observers
-    finally:
-        for observer in observers[1:]:
-            if hasattr(observer, "close"):
-                observer.close()
-
-
-def _draw_lineage(tracker: Any) -> str | None:
-    """lineage.html and lineage.png as artifacts of the search run; returns where the HTML page is."""
-    import tempfile
-
-    from popplast.tracking.lineage import draw_lineage
-
-    with tempfile.TemporaryDirectory() as tmp:
-        draw_lineage(tracker.tracking_uri, tracker.search_run_id, tmp)
-    uri = tracker.client.get_run(tracker.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
-    return uri[len("file://") :] if uri.startswith("file://") else uri
-
-
 def _search(
     spec: SearchSpec,
     budget: int,
@@ -273,6 +211,7 @@ def _search(
     resume: str | None,
     start: float,
     study: Any = None,
+    budget_epochs: int | None = None,
 ) -> Any:
     """The search loop for every popplast strategy, checkpointed after every generation; resumed from the
     newest checkpoint. `start`: when this driver started the search (`time.perf_counter()`); `study`: the
@@ -289,7 +228,9 @@ def _search(
             if outbox.queued:  # an earlier driver's results that never reached MLflow: they go first
                 say(progress, f"[popplast] shipping {outbox.queued} journalled events of an earlier driver")
                 outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
-            outcome = _loop(spec, budget, strategy, pool, tracker, outbox, progress, resume, start, study)
+            outcome = _loop(
+                spec, budget, strategy, pool, tracker, outbox, progress, resume, start, study, budget_epochs
+            )
             outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
         except BaseException:
             outbox.drain(timeout=OUTBOX_GRACE)  # what can still reach MLflow; the rest stays journalled
@@ -310,11 +251,13 @@ def _loop(
     resume: str | None,
     start: float,
     study: Any,
+    budget_epochs: int | None,
 ) -> Any:
     """Load the checkpoint (resume), set up observers and checkpoints on the outbox, and run the loop."""
     from popplast.core.budget import generation_sizes
     from popplast.execution.checkpoint import Checkpointer, CheckpointError, load
     from popplast.execution.search import run_search
+    from popplast.execution.stopping import stop_judge
 
     s = spec.strategy
     try:
@@ -333,7 +276,7 @@ def _loop(
         )
     done = len(checkpoint.results) if checkpoint else 0
     total = sum(generation_sizes(spec, budget))
-    with _observing(outbox, progress, s.generations, total, done, outbox.status) as observers:
+    with observing(outbox, progress, s.generations, total, done, outbox.status) as observers:
         if study is not None:
             from popplast.baselines.optuna_search import StudyMirror
 
@@ -341,7 +284,17 @@ def _loop(
         checkpoints = Checkpointer(outbox, pool.fetch, pool.put, start - (checkpoint.seconds if checkpoint else 0.0))
         if checkpoint is not None:
             checkpoints.resumed_from(checkpoint)
-        return run_search(spec, strategy, pool, rng, observers, checkpoints, checkpoint)
+        return run_search(
+            spec,
+            strategy,
+            pool,
+            rng,
+            observers,
+            checkpoints,
+            checkpoint,
+            stopper=stop_judge(spec),
+            epoch_budget=budget_epochs,
+        )
 
 
 def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
@@ -369,29 +322,5 @@ def _result(spec: SearchSpec, outcome: Any, tracker: Any) -> SearchResult:
         wall_seconds=0.0,
         history=outcome.history,
         peak_weight_bytes=outcome.peak_weight_bytes,
-        fitness_label=_fitness_label(spec),
+        fitness_label=fitness_label(spec),
     )
-
-
-def _fitness_label(spec: SearchSpec) -> str:
-    if spec.objective is None:
-        return "validation MCC"
-    metric = spec.fitness.metric
-    return metric if spec.fitness.mode == "maximize" else f"−{metric}, {metric} minimised"
-
-
-def _check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> None:
-    if method in TUNE_METHODS:
-        raise SpecError(
-            COMMAND_LINE,
-            "--method",
-            f"{method} runs popplast's CNN trainer on Ray Tune; a user objective runs with ga, gensoup, "
-            "pbt, an Optuna sampler or an evolution strategy.",
-        )
-    if retrain:
-        raise SpecError(
-            COMMAND_LINE,
-            "--retrain",
-            "retraining rebuilds popplast's CNN; with a user objective, "
-            "train the best configuration (result.best_config) yourself.",
-        )

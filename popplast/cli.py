@@ -7,7 +7,8 @@ import sys
 from typing import Sequence
 
 from popplast.core.errors import SpecError
-from popplast.core.spec import METHODS
+from popplast.core.spec import METHODS, STOPPING_BASELINES
+from popplast.core.stoppers import STOPPERS
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 
 EXIT_BAD_INPUT = 2
@@ -42,16 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--method",
-        choices=METHODS,
+        metavar="METHOD",
         help="ga or gensoup (the file's strategy), popplast's population-based training (pbt), an Optuna "
         "sampler (tpe, cmaes, random, nsga2), an evolution strategy (elitist, openai, snes), or Ray Tune "
-        "(tune-tpe: OptunaSearch; tune-pbt: PopulationBasedTraining), all over the same space",
+        "(tune-tpe: OptunaSearch; tune-pbt: PopulationBasedTraining; tune-asha: ASHA over random search), "
+        "all over the same space; METHOD+RULE adds an early-stopping rule (ga+asha), and tpe-hyperband, "
+        "tpe-asha, random-asha name the multi-fidelity baselines",
+    )
+    run.add_argument(
+        "--stopper",
+        choices=STOPPERS,
+        help="early stopping (the file's stopper: section otherwise): median, asha, hyperband, or none",
     )
     run.add_argument(
         "--budget-evals",
         type=int,
         help="evaluations to spend (default: the file's population × "
         "generations); ga, pbt, the evolution strategies and tune-pbt need a multiple of the population",
+    )
+    run.add_argument(
+        "--budget-epochs",
+        type=int,
+        help="training epochs to spend instead (an evaluation stopped early costs fewer); the search ends after "
+        "the generation that reaches them",
     )
     file = run.add_argument_group("overrides of the file")
     file.add_argument("--population", type=int, help="individuals per generation")
@@ -121,10 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
     cmp.add_argument(
-        "--methods", default="ga,tpe,random", help=f"comma-separated, from {','.join(METHODS)} (default ga,tpe,random)"
+        "--methods",
+        default="ga,tpe,random",
+        help=f"comma-separated, from {','.join(METHODS + tuple(STOPPING_BASELINES))}, each optionally with "
+        "+RULE, an early-stopping rule (ga+asha) (default ga,tpe,random)",
     )
     cmp.add_argument(
         "--budget-evals", type=int, help="evaluations per search (default: the file's population × generations)"
+    )
+    cmp.add_argument(
+        "--budget-epochs",
+        type=int,
+        help="training epochs per search instead: equal training work when some methods stop individuals early",
     )
     cmp.add_argument(
         "--seeds", type=int, default=3, help="searches per method; seeds are the file's seed + 0, 1, ... (default 3)"
@@ -248,6 +270,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             population=args.population,
             generations=args.generations,
             budget_evals=args.budget_evals,
+            budget_epochs=args.budget_epochs,
             seed=args.seed,
             epochs=args.epochs,
             image_size=args.image_size,
@@ -264,6 +287,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.quiet,
             force=args.force,
+            stopper=args.stopper,
         )
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)
@@ -284,6 +308,7 @@ def _compare(args: argparse.Namespace) -> int:
             args.space,
             methods=args.methods,
             budget_evals=args.budget_evals,
+            budget_epochs=args.budget_epochs,
             seeds=args.seeds,
             workers=args.workers,
             cpus_per_worker=args.cpus_per_worker,

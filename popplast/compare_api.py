@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from popplast.api import SearchFailed, run
-from popplast.core.budget import default_budget, with_budget
+from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.spec import METHODS, OPTUNA_METHODS, SearchSpec
+from popplast.core.spec import METHODS, OPTUNA_METHODS, STOPPING_BASELINES, SearchSpec, method_label, split_method
+from popplast.core.stoppers import STOPPERS
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 from popplast.session import check_options, say
 
@@ -51,6 +52,7 @@ def compare(
     *,
     methods: Sequence[str] = DEFAULT_METHODS,
     budget_evals: int | None = None,
+    budget_epochs: int | None = None,
     seeds: int = 3,
     workers: int | None = None,
     cpus_per_worker: float = 1,
@@ -72,11 +74,13 @@ def compare(
     methods = _check_methods(methods)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise SpecError(COMMAND_LINE, "--seeds", f"expected an integer >= 1, got {seeds!r}.")
-    budget = budget_evals if budget_evals is not None else default_budget(spec)
+    if budget_epochs is not None and budget_evals is not None:
+        raise SpecError(COMMAND_LINE, "--budget-epochs", "give a budget in evaluations or in epochs, not both.")
+    budget = budget_evals if budget_evals is not None or budget_epochs else default_budget(spec)
     for method in methods:  # every cell's settings are checked before the first one trains
-        cell_spec = spec.with_overrides(method=method)
+        cell_spec = spec.with_overrides(method=_with_rule(method)[0], stopper=_with_rule(method)[1])
         check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
-        with_budget(cell_spec, budget)
+        with_budget(cell_spec, budget if budget_epochs is None else evaluations_for_epochs(cell_spec, budget_epochs))
         if method == "tune-pbt":
             from popplast.integrations.tune import check_pbt
 
@@ -93,6 +97,7 @@ def compare(
             "seeds": seeds,
             "seed_values": seed_values,
             "budget_evals": budget,
+            **({"budget_epochs": budget_epochs} if budget_epochs is not None else {}),
             "workers": workers,
             "executor": executor,
         }
@@ -118,9 +123,11 @@ def compare(
                 try:
                     run(
                         cell_spec,
-                        method=method,
+                        method=_with_rule(method)[0],
+                        stopper=_with_rule(method)[1],  # a method named without a rule stops nothing
                         seed=seed,
                         budget_evals=budget,
+                        budget_epochs=budget_epochs,
                         workers=workers,
                         cpus_per_worker=cpus_per_worker,
                         gpus_per_worker=gpus_per_worker,
@@ -157,21 +164,28 @@ def report(comparison_run_id: str, *, tracking_uri: str = TRACKING_URI, out: str
 def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if split_method(m)[0] not in METHODS or split_method(m)[1] not in (None, *STOPPERS)]
     if unknown or not methods:
         raise SpecError(
             COMMAND_LINE,
             "--methods",
-            f"expected a comma-separated list of {', '.join(METHODS)}, got {','.join(methods) or 'nothing'}.",
+            f"expected a comma-separated list of {', '.join(METHODS + tuple(STOPPING_BASELINES))}, each "
+            f"optionally with +{'|'.join(STOPPERS[1:])}; got {','.join(methods) or 'nothing'}.",
         )
+    methods = [method_label(*_with_rule(m)) for m in methods]  # tpe+hyperband is tpe-hyperband
     if len(set(methods)) != len(methods):
         raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
     return tuple(methods)
 
 
+def _with_rule(name: str) -> tuple[str, str]:
+    method, rule = split_method(name)
+    return method, rule or "none"
+
+
 def _study_to_resume(method: str, storage: str, study: str) -> str | None:
     """The search run of this cell's study when an earlier, interrupted comparison started it."""
-    if method not in OPTUNA_METHODS:
+    if split_method(method)[0] not in OPTUNA_METHODS:
         return None
     from popplast.baselines.optuna_search import study_search_run
 

@@ -46,7 +46,7 @@ def test_report_has_a_row_per_method_and_the_curves(comparison):
     assert "Target: the median final best validation MCC of tpe" in text
     for pair in ("| ga | tpe | 2 |", "| ga | random | 2 |", "| tpe | random | 2 |"):
         assert text.count(pair) == 2  # test MCC and best validation MCC
-    for name in ("anytime_evaluations.png", "anytime_seconds.png"):
+    for name in ("anytime_evaluations.png", "anytime_seconds.png", "anytime_epochs.png"):
         data = (folder / "report" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
@@ -60,6 +60,7 @@ def test_mlflow_holds_the_comparison_and_report_rebuilds_it_identically(comparis
         "report/report.md",
         "report/anytime_evaluations.png",
         "report/anytime_seconds.png",
+        "report/anytime_epochs.png",
     }
     searches = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
     cells = {(s.data.params["method"], s.data.params["seed"]): s.data.params for s in searches}
@@ -69,7 +70,7 @@ def test_mlflow_holds_the_comparison_and_report_rebuilds_it_identically(comparis
         assert {cells[(m, seed)]["budget_evals"] for m in METHODS} == {"8"}
 
     assert main(["report", result.run_id, "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
-    for name in ("report.md", "anytime_evaluations.png", "anytime_seconds.png"):
+    for name in ("report.md", "anytime_evaluations.png", "anytime_seconds.png", "anytime_epochs.png"):
         assert (tmp_path / name).read_bytes() == (folder / "report" / name).read_bytes(), name
 
 

@@ -9,6 +9,7 @@ one trial at a time, PBT as `population` members trained `budget / population` s
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Iterable
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.gensoup import population_size
@@ -75,3 +76,25 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
     else:
         generations = max(1, -(-budget // s.population))  # the layout of sampler trials in rows of `population`
     return dataclasses.replace(spec, strategy=dataclasses.replace(s, generations=generations))
+
+
+def evaluations_for_epochs(spec: SearchSpec, budget_epochs: int) -> int:
+    """The most evaluations a budget of `budget_epochs` training epochs can take: each costs the fidelity's
+    epochs, or as few as the stopper's first judgement (min_steps) with a stopper. The search gets that many
+    (in whole generations where its method needs them) and ends once its results have trained
+    `budget_epochs` epochs, after the generation that got there: it may go over by less than a generation."""
+    if not isinstance(budget_epochs, int) or isinstance(budget_epochs, bool) or not 1 <= budget_epochs <= MAX_BUDGET:
+        raise SpecError(
+            COMMAND_LINE, "--budget-epochs", f"expected an integer from 1 to {MAX_BUDGET:,}, got {budget_epochs!r}."
+        )
+    cheapest = spec.stopper.min_steps if spec.stopper.active else spec.fidelity.epochs
+    evaluations = max(-(-budget_epochs // max(1, min(cheapest, spec.fidelity.epochs))), spec.strategy.population)
+    if spec.strategy.method in ("ga", "pbt", "tune-pbt", *ES_METHODS):
+        evaluations = -(-evaluations // spec.strategy.population) * spec.strategy.population
+    return min(evaluations, MAX_BUDGET)
+
+
+def epochs_spent(results: Iterable[Any]) -> float:
+    """Training epochs the results trained: their `epochs` metric (popplast's CNN trainer), else the last step
+    they reported (`steps`, a user's objective)."""
+    return float(sum(r.metrics.get("epochs", r.metrics.get("steps", 0.0)) for r in results))

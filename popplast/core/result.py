@@ -26,6 +26,7 @@ class EvalResult:
         worker: where it ran (host:pid), for the record.
         tags: strings to record beside the metrics (e.g. the hashes of the initial and trained weights).
         retries: why each earlier attempt failed (its worker died), when the executor ran it more than once.
+        stopped_at: the step at which the search's stopper stopped it early, else None.
     """
 
     individual_id: str
@@ -37,6 +38,7 @@ class EvalResult:
     worker: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     retries: list[str] = field(default_factory=list)
+    stopped_at: int | None = None
 
     @property
     def ok(self) -> bool:

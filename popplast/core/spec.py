@@ -10,14 +10,41 @@ from typing import Any, Mapping
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import REQUIRED, Section, describe, load_yaml
 from popplast.core.space import SearchSpace
+from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
 
 SCHEDULERS = ("none", "cosine")
 GA_METHODS = ("ga", "gensoup", "pbt")  # popplast's own strategies, generation by generation
 INHERITING_METHODS = ("gensoup", "pbt")  # children start from trained states
 OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
 ES_METHODS = ("elitist", "openai", "snes")  # evolution strategies over the genes' logits (core/es_search.py)
-TUNE_METHODS = ("tune-tpe", "tune-pbt")  # Ray Tune: OptunaSearch, PopulationBasedTraining
+TUNE_METHODS = ("tune-tpe", "tune-pbt", "tune-asha")  # Ray Tune: OptunaSearch, PBT, ASHA over random search
 METHODS = GA_METHODS + OPTUNA_METHODS + ES_METHODS + TUNE_METHODS
+# evaluations that report steps to the driver's stopper (an ES scores a population slice in one call)
+STOPPABLE_METHODS = GA_METHODS + OPTUNA_METHODS
+# the multi-fidelity baselines by their usual names: a sampler with a stopper (METHOD+RULE says the same)
+STOPPING_BASELINES = {
+    "tpe-hyperband": ("tpe", "hyperband"),
+    "tpe-asha": ("tpe", "asha"),
+    "random-asha": ("random", "asha"),
+}
+
+
+def split_method(name: str) -> tuple[str, str | None]:
+    """'ga+asha' → ('ga', 'asha'); 'tpe-hyperband' → ('tpe', 'hyperband'); 'ga' → ('ga', None)."""
+    if name in STOPPING_BASELINES:
+        return STOPPING_BASELINES[name]
+    method, plus, rule = name.partition("+")
+    return method, (rule if plus else None)
+
+
+def method_label(method: str, rule: str) -> str:
+    """The name a comparison shows: the method, with its stopper (by the baseline's name where it has one)."""
+    if rule == "none":
+        return method
+    named = {v: k for k, v in STOPPING_BASELINES.items()}
+    return named.get((method, rule), f"{method}+{rule}")
+
+
 MAX_IMAGE_SIZE = 1024
 # the split is held in memory as float32 at the search's image size
 IMAGE_SIZE_LIMIT = (
@@ -94,6 +121,7 @@ class SearchSpec:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     objective: str | None = None
     fitness: FitnessSpec = FitnessSpec()
+    stopper: StopperSpec = StopperSpec()
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "SearchSpec":
@@ -122,13 +150,15 @@ class SearchSpec:
         final_section.finish()
         fid.finish()
         strategy = _strategy(top.section("strategy"), space)
+        stopper = stopper_from(top)
+        _check_stopper(stopper, strategy.method, objective, fitness, top)
         fixed = top.section("fixed", {})
         for name in fixed.data:
             if name in space.names:
                 raise fixed.error(str(name), f"'{name}' is both fixed and a gene of the space; keep one.")
         top.finish()
         values = {k: _file_path(base, v) if k in FILE_KEYS else v for k, v in fixed.data.items()}
-        return cls(source, dataset, fidelity, final, strategy, space, values, objective, fitness)
+        return cls(source, dataset, fidelity, final, strategy, space, values, objective, fitness, stopper)
 
     @property
     def folder(self) -> str:
@@ -152,11 +182,14 @@ class SearchSpec:
             "space": {g.name: _gene_dict(g) for g in self.space.genes},
             **({"fixed": dict(self.fixed)} if self.fixed else {}),
             **({"objective": self.objective, "fitness": dict(vars(self.fitness))} if self.objective else {}),
+            **({"stopper": self.stopper.to_dict()} if self.stopper.active else {}),
         }
 
     def with_overrides(self, **flags: Any) -> "SearchSpec":
         """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
-        method = flags.pop("method", None)
+        named, rule = split_method(flags.pop("method", None) or "")
+        method = named or None
+        stopper = with_rule(self.stopper, flags.pop("stopper", None) or rule)
         if method is not None and method not in METHODS:
             raise SpecError(COMMAND_LINE, "--method", f"expected one of {', '.join(METHODS)}, got {describe(method)}.")
         strategy = {k: v for k, v in flags.items() if k in ("population", "generations", "seed") and v is not None}
@@ -189,7 +222,40 @@ class SearchSpec:
                 "--method",
                 f"{merged.method} takes no sigma or learning_rate (strategy in {self.source}).",
             )
-        return dataclasses.replace(self, strategy=merged, fidelity=dataclasses.replace(self.fidelity, **fidelity))
+        if stopper.active and not _stoppable(merged.method, stopper.rule):
+            raise SpecError(COMMAND_LINE, "--stopper", _not_stoppable(merged.method))
+        return dataclasses.replace(
+            self, strategy=merged, fidelity=dataclasses.replace(self.fidelity, **fidelity), stopper=stopper
+        )
+
+
+def _stoppable(method: str, rule: str) -> bool:
+    """popplast's loop stops any of its stoppable methods; tune-asha takes the asha section's settings."""
+    return method in STOPPABLE_METHODS or (method == "tune-asha" and rule == "asha")
+
+
+def _not_stoppable(method: str) -> str:
+    return (
+        f"{method} cannot stop individuals early; a stopper goes with "
+        f"{', '.join(STOPPABLE_METHODS)} (tune-asha is Ray Tune's own ASHA and takes rule: asha's settings)."
+    )
+
+
+def _check_stopper(
+    stopper: StopperSpec, method: str, objective: str | None, fitness: FitnessSpec, top: Section
+) -> None:
+    if not stopper.active:
+        return
+    if not _stoppable(method, stopper.rule):
+        raise top.error("stopper", _not_stoppable(method))
+    own = fitness.metric if objective else CNN_METRIC
+    if objective is None and stopper.metric not in (None, *CNN_WATCHABLE):
+        raise top.error(
+            "stopper.metric",
+            f"popplast's CNN trainer reports {', '.join(CNN_WATCHABLE)} every epoch; got {describe(stopper.metric)}.",
+        )
+    if stopper.metric not in (None, own) and stopper.mode is None:
+        raise top.error("stopper.mode", f"say whether {stopper.metric} is to be maximized or minimized.")
 
 
 def _gene_dict(gene: Any) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class Checkpoint:
     weights: dict[str, Any] = field(default_factory=dict)  # individual id → state dict (or a reference)
     seconds: float = 0.0  # wall time of the search when this was written, every driver's together
     weight_hashes: dict[str, str] = field(default_factory=dict)  # the weights files' digests (a loaded one's)
+    stopper_log: list[list[Any]] = field(default_factory=list)  # the stopper's events (execution/stopping.py)
 
     def restore_rng(self) -> np.random.Generator:
         rng = np.random.default_rng()
@@ -154,11 +155,13 @@ def load(
         rng=data["rng"],
         history=[dict(h) for h in data["history"]],
         results={
-            k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"]) for k, r in data["results"].items()
+            k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"], stopped_at=r.get("stopped_at"))
+            for k, r in data["results"].items()
         },
         weights=weights,
         seconds=float(data.get("seconds", 0.0)),
         weight_hashes=dict(data.get("weight_hashes", {})),
+        stopper_log=[list(e) for e in data.get("stopper_log", [])],
     )
 
 
@@ -241,6 +244,11 @@ def state_file(generation: int) -> str:
     return f"state-g{generation:04d}.json"
 
 
+def _result_json(r: EvalResult) -> dict[str, Any]:
+    out = {"fitness": r.fitness, "metrics": r.metrics, "error": r.error}
+    return {**out, "stopped_at": r.stopped_at} if r.stopped_at is not None else out
+
+
 def _to_json(c: Checkpoint) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -250,5 +258,6 @@ def _to_json(c: Checkpoint) -> dict[str, Any]:
         "history": c.history,
         "weights": sorted(c.weights),
         "seconds": c.seconds,
-        "results": {k: {"fitness": r.fitness, "metrics": r.metrics, "error": r.error} for k, r in c.results.items()},
+        "results": {k: _result_json(r) for k, r in c.results.items()},
+        **({"stopper_log": c.stopper_log} if c.stopper_log else {}),
     }

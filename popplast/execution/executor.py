@@ -19,6 +19,7 @@ class Evaluator(Protocol):
         parents_weights: Any = None,
         budget: Fidelity | None = None,
         return_weights: bool = False,
+        stops: Any = None,
     ) -> EvalResult: ...
 
 
@@ -31,9 +32,16 @@ class Evaluation:
     budget: Fidelity | None = None
     return_weights: bool = False
     parents_weights: tuple[tuple[Any, float], ...] = ()  # (state dict or object-store reference, factor)
+    stops: Any = None  # the search's stopper, as its channel (execution/stopping.py), or None
 
     def run(self, evaluator: Evaluator) -> EvalResult:
-        return evaluator.evaluate(self.individual, self.config, self.parents_weights, self.budget, self.return_weights)
+        if self.stops is None:  # an evaluator of its own (a benchmark's) need not know of stoppers
+            return evaluator.evaluate(
+                self.individual, self.config, self.parents_weights, self.budget, self.return_weights
+            )
+        return evaluator.evaluate(
+            self.individual, self.config, self.parents_weights, self.budget, self.return_weights, stops=self.stops
+        )
 
     def resolve(self, get: Callable[[Any], Any]) -> "Evaluation":
         """The same evaluation with its parents' weights fetched by `get` (on the worker that runs it)."""
@@ -89,6 +97,10 @@ class Executor(Protocol):
 
     def fetch(self, value: Any) -> Any: ...
 
+    def stop_channel(self, judge: Any) -> Any:
+        """What the workers' trials reach `judge` (a StopJudge) through."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -111,6 +123,12 @@ class LocalExecutor:
     @staticmethod
     def fetch(value: Any) -> Any:
         return value
+
+    @staticmethod
+    def stop_channel(judge: Any) -> Any:
+        from popplast.execution.stopping import LocalChannel
+
+        return LocalChannel(judge)
 
     def close(self) -> None:
         pass

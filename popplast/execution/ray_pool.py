@@ -98,6 +98,7 @@ class RayExecutor:
         self._options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker}
         self._starting: dict[Any, Any] = {}  # placement() reference → actor not yet started
         self._start_failures: list[str] = []
+        self._stops: Any = None  # the stopper's service (execution/ray_stopping.py), once a search asks
         for _ in range(workers):
             self._start()
 
@@ -130,9 +131,13 @@ class RayExecutor:
                 self._check_stalled(stalled_since)
             else:
                 stalled_since = time.monotonic()
-            # a bounded wait, so that Ctrl-C reaches Python between waits
-            ready, _ = ray.wait(list(running) + list(self._starting), num_returns=1, timeout=1.0)
+            # a bounded wait, so that Ctrl-C reaches Python between waits; a trial's report wakes it too
+            stops = [self._stops.pending] if self._stops is not None and running else []
+            ready, _ = ray.wait(list(running) + list(self._starting) + stops, num_returns=1, timeout=1.0)
             for ref in ready:
+                if stops and ref == stops[0]:
+                    self._stops.answer()
+                    continue
                 if ref in self._starting:
                     idle += self._collect_started([ref], 0)
                     continue
@@ -216,7 +221,19 @@ class RayExecutor:
     def fetch(value: Any) -> Any:
         return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
+    def stop_channel(self, judge: Any) -> Any:
+        """The channel trials reach `judge` through: one hub actor per pool, answering for this judge."""
+        from popplast.execution.ray_stopping import RayStopService
+
+        if self._stops is None:
+            self._stops = RayStopService(judge)
+        self._stops.judge = judge
+        return self._stops.channel
+
     def close(self) -> None:
+        if self._stops is not None:
+            self._stops.close()
+            self._stops = None
         for actor in list(self.placements) + list(self._starting.values()):
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from popplast.core.budget import epochs_spent
 from popplast.core.gensoup import image_size, weights_needed
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
@@ -25,6 +26,7 @@ from popplast.core.spec import Fidelity, SearchSpec
 from popplast.core.strategy import Strategy
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor, slices
+from popplast.execution.stopping import StopJudge
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ def run_search(
     configure: Callable[[Individual], dict[str, Any]] | None = None,
     sliced: bool = False,
     keep_results: bool = True,
+    stopper: StopJudge | None = None,
+    epoch_budget: int | None = None,
 ) -> SearchOutcome:
     """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on.
 
@@ -97,7 +101,9 @@ def run_search(
     `context(state)` adds what the whole generation shares to each. `sliced`: a vectorised evaluator
     (`evaluate_many`, the plastic-rule objective) gets each generation in `executor.workers` slices.
     `keep_results=False` keeps no results in the outcome (evolve-rules tracks generations, not individuals,
-    and its populations reach thousands).
+    and its populations reach thousands). `stopper`: the early-stopping rule the evaluations' trials report
+    to (execution/stopping.py); a stopped result is marked and ranked by its last reported value.
+    `epoch_budget`: the search ends after the generation whose results bring the epochs trained to it.
     """
     configure = configure or functools.partial(configuration, spec)
     context = getattr(strategy, "context", None)
@@ -110,7 +116,12 @@ def run_search(
     weights: dict[str, Any] = dict(resume.weights) if resume else {}
     held = {k: outcome.results[k].metrics.get("weights_bytes", 0.0) for k in weights}
     metrics: dict[str, float] = {}
+    stops = executor.stop_channel(stopper) if stopper is not None else None
+    if stopper is not None and resume is not None:
+        stopper.replay(resume.stopper_log)
     for generation in range(first, spec.strategy.generations):
+        if epoch_budget is not None and epochs_spent(outcome.results.values()) >= epoch_budget:
+            break
         individuals, state = strategy.ask(state, rng)
         keep = weights_needed(individuals, {state.best.id} if state.best else ())
         for key in [k for k in weights if k not in keep]:
@@ -120,10 +131,12 @@ def run_search(
         by_id = {ind.id: ind for ind in individuals}
         shared = context(state) if context else {}
         configs = {ind.id: {**configure(ind), **shared} for ind in individuals}
-        work = [_evaluation(ind, configs[ind.id], budget, weights, strategy.inherits) for ind in individuals]
+        work = [_evaluation(ind, configs[ind.id], budget, weights, strategy.inherits, stops) for ind in individuals]
         for done in executor.map(slices(work, executor.workers) if sliced else work):
             results = done if isinstance(done, list) else [done]
             for result in results:
+                if stopper is not None:
+                    stopper.settle(result)
                 if result.ok and result.weights is not None:
                     weights[result.individual_id] = result.weights
                     held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)
@@ -141,7 +154,10 @@ def run_search(
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)
         survivors = set(by_id) | ({state.best.id} if state.best else set())
-        _checkpoint(checkpoints, state, rng, outcome, weights, survivors, {w.individual.id: w for w in work}, executor)
+        log = stopper.log if stopper is not None else []
+        _checkpoint(
+            checkpoints, state, rng, outcome, weights, survivors, {w.individual.id: w for w in work}, executor, log
+        )
     outcome.state = state
     if strategy.inherits and state.best is not None:
         outcome.best_weights = weights.get(state.best.id)
@@ -150,13 +166,18 @@ def run_search(
 
 
 def _evaluation(
-    individual: Individual, config: dict[str, Any], budget: Fidelity | None, weights: dict[str, Any], inherits: bool
+    individual: Individual,
+    config: dict[str, Any],
+    budget: Fidelity | None,
+    weights: dict[str, Any],
+    inherits: bool,
+    stops: Any = None,
 ) -> Evaluation:
     if not inherits:
-        return Evaluation(individual, config)
+        return Evaluation(individual, config, stops=stops)
     factors = individual.fusion_weights or (1.0,) * len(individual.parent_ids)
     parents = tuple((weights[p], f) for p, f in zip(individual.parent_ids, factors) if f > 0 and p in weights)
-    return Evaluation(individual, config, budget, return_weights=True, parents_weights=parents)
+    return Evaluation(individual, config, budget, return_weights=True, parents_weights=parents, stops=stops)
 
 
 def _checkpoint(
@@ -168,6 +189,7 @@ def _checkpoint(
     survivors: set[str],
     work: dict[str, Evaluation],
     executor: Executor,
+    stopper_log: list[list[Any]],
 ) -> None:
     """Save the generation with the states the next ones may inherit, which then live on the driver's node.
 
@@ -182,6 +204,7 @@ def _checkpoint(
             checkpoint = Checkpoint(
                 state.generation, state, dict(rng.bit_generator.state), outcome.history, outcome.results, kept
             )
+            checkpoint.stopper_log = stopper_log
             weights.update(checkpoints.save(checkpoint))
             return
         except WeightsLost as e:

@@ -1,7 +1,11 @@
-"""Ray Tune over the same space and evaluator, for users already on Tune: OptunaSearch and PBT.
+"""Ray Tune over the same space and evaluator, for users already on Tune: OptunaSearch, PBT and ASHA.
 
 - tune-tpe: Tune's OptunaSearch with a seeded TPE sampler, one evaluation per trial, `budget` trials,
   at most `workers` at once.
+- tune-asha: Tune's ASHAScheduler over its random search (seeded), `budget` trials, at most `workers` at
+  once: each reports its validation MCC every epoch; rungs at the stopper's min_steps·η^k (`stopper:` in
+  the file: min_steps, reduction_factor; default 1 and 3), a trial stopped at a rung is recorded as stopped
+  with its last validation MCC as its fitness.
 - tune-pbt: Tune's PopulationBasedTraining (synchronous, perturbing after every segment of `fidelity.epochs`
   epochs): `population` trials of `budget / population` segments each, at most `workers` segments training
   at once (Tune may hold more trials' actors, waiting). Exploit copies a top-quartile
@@ -38,10 +42,13 @@ from popplast.core.spec import SearchSpec
 from popplast.execution.search import SearchOutcome, notify
 from popplast.integrations.tune_trainable import (
     INDEX_KEY,
+    PARTIAL_KEY,
     Slots,
+    asha_trainable,
     parse_report,
     pbt_trainable,
     single_trainable,
+    stopped_result,
     trial_index,
 )
 
@@ -77,6 +84,11 @@ class _Relay(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "popplast" in result:
             self._record(*parse_report(result), trial.config)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        if PARTIAL_KEY in last and "popplast" not in last:  # ASHA stopped it: its final report never came
+            self._record(*stopped_result(last[PARTIAL_KEY]), trial.config)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # the trainable itself crashed (evaluation errors come back as failed results, not here)
@@ -181,6 +193,28 @@ def run_tune(
                 search_alg=search, num_samples=budget, max_concurrent_trials=workers, reuse_actors=True
             )
             param_space, stop, relay = {}, None, _Relay(spec, observers, population, outcome)
+        elif method == "tune-asha":
+            from ray.tune.schedulers import ASHAScheduler
+            from ray.tune.search.basic_variant import BasicVariantGenerator
+
+            stopper = spec.stopper
+            scheduler = ASHAScheduler(
+                time_attr="step",
+                metric="val_mcc",
+                mode="max",
+                max_t=spec.fidelity.epochs,
+                grace_period=stopper.min_steps,
+                reduction_factor=stopper.reduction_factor,
+            )
+            trainable = tune.with_parameters(asha_trainable, spec=spec, threads=threads)
+            tune_config = tune.TuneConfig(
+                scheduler=scheduler,
+                search_alg=BasicVariantGenerator(random_state=seed, max_concurrent=workers),
+                num_samples=budget,
+                reuse_actors=True,
+            )
+            param_space = {g.name: _domain(g) for g in spec.space.genes}
+            stop, relay = None, _Relay(spec, observers, population, outcome)
         elif method == "tune-pbt":
             from ray.tune.schedulers import PopulationBasedTraining
             from ray.tune.search.basic_variant import BasicVariantGenerator

@@ -1,4 +1,5 @@
-"""The evaluator as Ray Tune function trainables: one evaluation per trial (tune-tpe), or PBT segments.
+"""The evaluator as Ray Tune function trainables: one evaluation per trial (tune-tpe; tune-asha, reporting
+every epoch to Tune's scheduler), or PBT segments.
 
 A trial reports its fitness and, as one JSON string, the individual it trained and the evaluation's
 result; the driver's callback (integrations/tune.py) turns that into the same MLflow runs every method writes.
@@ -25,6 +26,7 @@ from popplast.core.result import EvalResult
 from popplast.core.spec import SearchSpec
 
 INDEX_KEY = "popplast_trial"  # tune-tpe: the trial's creation number, added to its config
+PARTIAL_KEY = "popplast_partial"  # tune-asha: the individual and its curve so far, in every epoch's report
 FAILED_FITNESS = -1.0  # the lowest MCC: PBT ranks a failed segment last and replaces it
 _EVALUATORS: dict[Any, Any] = {}
 
@@ -48,6 +50,56 @@ def single_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int) 
     )
     result = _evaluator(spec, threads).evaluate(ind, {**spec.fixed, **config})
     tune.report(report(ind, result))
+
+
+class TuneChannel:
+    """tune-asha: the trial's reports go to Tune, whose ASHA scheduler stops the trial itself (the function
+    is not called again), so `should_stop` never has to say so. Each report carries the individual and its
+    curve so far, from which the driver's callback records a stopped trial."""
+
+    metric = "val_mcc"
+
+    def __init__(self, individual: Individual, last_step: int) -> None:
+        self.individual, self.last_step, self.curve = individual, last_step, []
+
+    def report(self, individual_id: str, step: int, value: float) -> None:
+        self.curve.append((step, value))
+        if step >= self.last_step:  # the trial's final report says it, with the whole result
+            return
+        partial = json.dumps({"individual": self.individual.to_dict(), "curve": self.curve})
+        tune.report({"step": step, "val_mcc": value, "fitness": value, PARTIAL_KEY: partial})
+
+    def should_stop(self, individual_id: str) -> bool:
+        return False
+
+
+def asha_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int) -> None:
+    """tune-asha: train one random configuration, reporting its validation MCC every epoch to Tune's ASHA."""
+    index = trial_index(tune.get_context().get_trial_id())
+    population = spec.strategy.population
+    ind = Individual(
+        individual_id(index // population, index % population),
+        params_to_genome(spec.space, dict(config)),
+        index // population,
+        operator="sample",
+        seed=derived_seed(spec.strategy.seed, index),
+    )
+    result = _evaluator(spec, threads).evaluate(
+        ind, {**spec.fixed, **config}, stops=TuneChannel(ind, spec.fidelity.epochs)
+    )
+    epochs = int(result.metrics.get("epochs", spec.fidelity.epochs))
+    tune.report({**report(ind, result), "step": epochs, "val_mcc": result.fitness if result.ok else FAILED_FITNESS})
+
+
+def stopped_result(partial: str) -> tuple[Individual, EvalResult]:
+    """A tune-asha trial that ASHA stopped, from its last report: its fitness is its last validation MCC."""
+    payload = json.loads(partial)
+    ind = Individual.from_dict(payload["individual"])
+    curve = [(int(s), float(v)) for s, v in payload["curve"]]
+    step, value = curve[-1]
+    result = EvalResult(ind.id, value, {"val_mcc": value, "epochs": float(step)}, {"val_mcc": curve})
+    result.stopped_at = step
+    return ind, result
 
 
 def pbt_trainable(config: Mapping[str, Any], spec: SearchSpec, threads: int, segments: int, slots: Any) -> None:

@@ -21,7 +21,7 @@ from popplast.training.build import model_for, split_for
 from popplast.training.config import resolve
 from popplast.training.data import batches, native_channels
 from popplast.training.fusion import load_fused, reestimate_batchnorm
-from popplast.training.train import measure, train
+from popplast.training.train import measure, measure_split, train
 from popplast.training.weights import state_dict_hash
 
 FITNESS = FitnessSpec("val_mcc", "maximize")
@@ -57,20 +57,36 @@ class CNNObjective:
                 reestimate_batchnorm(model, itertools.islice(inputs, cfg.bn_reestimate_batches), device)
         trial.set_tag("initial_weights_hash", state_dict_hash(model.state_dict()))
         start = time.perf_counter()
-        history, backwards = train(model, cfg, data, budget, device, generator)
+        watching = trial.watched is not None
+        history, backwards = train(model, cfg, data, budget, device, generator, _judged(trial, model, data, device))
         seconds = time.perf_counter() - start
-        for epoch, loss in enumerate(history, start=1):
-            trial.report(epoch, train_loss=loss)
+        if not watching:
+            for epoch, loss in enumerate(history, start=1):
+                trial.report(epoch, train_loss=loss)
         metrics = measure(model, data, device)
         trial.set_tag("trained_weights_hash", state_dict_hash(model.state_dict()))
         # what a comparison counts as training spent, and what it trained on
         metrics.update(
             train_seconds=seconds,
-            epochs=float(budget.epochs),
+            epochs=float(len(history)),  # fewer than the budget's when a stopper stopped it
             backward_passes=float(backwards),
             image_size=float(budget.image_size),
         )
         return metrics, model.state_dict()
+
+
+def _judged(trial: Trial, model: torch.nn.Module, data: Any, device: torch.device) -> Any:
+    """With a stopper watching: each epoch's training loss and validation metrics reported, and its verdict
+    asked (the validation pass runs without gradients or random draws, so the training is unchanged)."""
+    if trial.watched is None:
+        return None
+
+    def after_epoch(epoch: int, loss: float) -> bool:
+        val = {} if trial.watched == "train_loss" else measure_split(model, data.val, device, "val")
+        trial.report(epoch, train_loss=loss, **val)
+        return trial.should_stop()
+
+    return after_epoch
 
 
 def cnn_evaluator(

@@ -53,10 +53,11 @@ class FunctionEvaluator:
         parents_weights: Any = None,
         budget: Fidelity | None = None,
         return_weights: bool = False,
+        stops: Any = None,
     ) -> EvalResult:
         import torch
 
-        trial = Trial(individual, self.device, budget or self.fidelity, parents_weights or ())
+        trial = Trial(individual, self.device, budget or self.fidelity, parents_weights or (), stops)
         start = time.perf_counter()
         shared = None
         try:
@@ -76,6 +77,9 @@ class FunctionEvaluator:
             result.history, result.tags = dict(trial.history), {**trial.tags, **_hashes(trial, None)}
             return result
         metrics.setdefault("train_seconds", time.perf_counter() - start)
+        steps = [int(s) for series in trial.history.values() for s, _ in series]
+        if steps:  # the training work an epoch budget counts (execution/search.py)
+            metrics.setdefault("steps", float(max(steps)))
         raw = metrics[self.fitness.metric]
         fitness = raw if self.fitness.mode == "maximize" else -raw
         return EvalResult(

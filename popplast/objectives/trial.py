@@ -28,6 +28,7 @@ class Trial:
         device: str,
         fidelity: Fidelity,
         parents: Sequence[tuple[Mapping[str, Any], float]] = (),
+        stops: Any = None,
     ) -> None:
         self.individual = individual
         self.seed = individual.seed
@@ -37,6 +38,8 @@ class Trial:
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.tags: dict[str, str] = {}
         self.inherited_hash: str | None = None
+        self._stops = stops  # the search's stopper, as its channel to this worker (execution/stopping.py)
+        self._stopped = False
 
     @property
     def id(self) -> str:
@@ -66,11 +69,22 @@ class Trial:
             if not math.isfinite(value):
                 raise FloatingPointError(f"the objective reported {name} = {value} at step {step}")
             self.history.setdefault(name, []).append((int(step), value))
+        if self._stops is not None and self._stops.metric in metrics:
+            self._stops.report(self.id, int(step), float(metrics[self._stops.metric]))
 
     def set_tag(self, name: str, value: str) -> None:
         """A tag on the individual's MLflow run (`popplast.NAME`)."""
         self.tags[str(name)] = str(value)
 
+    @property
+    def watched(self) -> str | None:
+        """The metric the search's stopper judges by (report it every step), or None without a stopper."""
+        return self._stops.metric if self._stops is not None else None
+
     def should_stop(self) -> bool:
-        """Whether the search asks this trial to stop early (no early-stopping rule is configured: never)."""
-        return False
+        """Whether the search's stopper asks this trial to stop now: call it after each `report`; it waits
+        for the stopper's verdict on that report (a few milliseconds on Ray), so the trial stops at the step
+        the stopper judged. Never true without a stopper. Stop by returning, as after the last step."""
+        if self._stops is not None and not self._stopped:
+            self._stopped = self._stops.should_stop(self.id)
+        return self._stopped

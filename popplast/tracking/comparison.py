@@ -11,9 +11,10 @@ from typing import Any, Mapping
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
+from popplast.core.spec import method_label
 from popplast.tracking.search_run import check_server, individual_runs, open_experiment, param_text
 
-SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "workers")
+SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "budget_epochs", "workers")
 
 
 class ComparisonError(RuntimeError):
@@ -32,6 +33,7 @@ class Cell:
     wall_seconds: float
     fitness: list[float | None] = field(default_factory=list)  # None: a failed evaluation
     seconds: list[float] = field(default_factory=list)  # since the search run started
+    costs: list[float] = field(default_factory=list)  # epochs each evaluation trained (a stopped one: fewer)
     epochs: float = 0.0
     backward_passes: float = 0.0  # gradient work: position-wise optimizers do (K+1)/2 per step through K blocks
     image_sizes: set[int] = field(default_factory=set)  # what its evaluations trained on
@@ -74,7 +76,7 @@ class ComparisonTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def finished_cells(self) -> set[tuple[str, int]]:
-        return {(r.data.params["method"], int(r.data.params["seed"])) for r in _search_runs(self.client, self.run_id)}
+        return {(_label(r), int(r.data.params["seed"])) for r in _search_runs(self.client, self.run_id)}
 
     def log_report(self, folder: str) -> None:
         self.client.log_artifacts(self.run_id, folder, "report")
@@ -89,9 +91,14 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
     methods, seeds = json.loads(params.get("methods", "[]")), json.loads(params.get("seed_values", "[]"))
     latest = {}  # a cell run twice (an interrupted comparison): the later search counts
     for search in sorted(_search_runs(client, run_id), key=lambda r: r.info.start_time):
-        latest[(search.data.params["method"], int(search.data.params["seed"]))] = search
+        latest[(_label(search), int(search.data.params["seed"]))] = search
     cells = {key: _cell(client, search) for key, search in latest.items()}
     return Comparison(run_id, params, methods, seeds, cells)
+
+
+def _label(search: Any) -> str:
+    """The search's method as the comparison names it: with its stopper (ga+asha, tpe-hyperband)."""
+    return method_label(search.data.params["method"], search.data.params.get("stopper.rule", "none"))
 
 
 def _comparison_run(client: MlflowClient, run_id: str) -> Any:
@@ -121,7 +128,7 @@ def _cell(client: MlflowClient, search: Any) -> Cell:
     start = search.info.start_time
     metrics = search.data.metrics
     cell = Cell(
-        search.data.params["method"],
+        _label(search),
         int(search.data.params["seed"]),
         search.info.run_id,
         metrics["best_fitness"],
@@ -129,11 +136,13 @@ def _cell(client: MlflowClient, search: Any) -> Cell:
         metrics["wall_seconds"],
     )
     for r in runs:
-        ok = r.data.tags.get("popplast.status") == "ok"
+        ok = r.data.tags.get("popplast.status") in ("ok", "stopped")
         cell.fitness.append(r.data.metrics["fitness"] if ok else None)
         cell.seconds.append(((r.info.end_time or start) - start) / 1000.0)
+        # a stopped individual counts the epochs (steps) it reached; a failed one what it reported
+        cell.costs.append(r.data.metrics.get("epochs", r.data.metrics.get("steps", 0.0)))
         if ok:
-            cell.epochs += r.data.metrics.get("epochs", 0.0)
+            cell.epochs += cell.costs[-1]
             cell.backward_passes += r.data.metrics.get("backward_passes", 0.0)
             if "image_size" in r.data.metrics:
                 cell.image_sizes.add(int(r.data.metrics["image_size"]))

@@ -66,6 +66,7 @@ def result_to_dict(r: EvalResult) -> dict[str, Any]:
         "worker": r.worker,
         "tags": r.tags,
         "retries": r.retries,
+        **({"stopped_at": r.stopped_at} if r.stopped_at is not None else {}),
     }
 
 
@@ -80,6 +81,7 @@ def result_from_dict(d: Mapping[str, Any]) -> EvalResult:
         worker=d.get("worker", ""),
         tags=dict(d.get("tags", {})),
         retries=list(d.get("retries", [])),
+        stopped_at=d.get("stopped_at"),
     )
 
 

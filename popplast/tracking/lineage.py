@@ -25,7 +25,7 @@ class Node:
     fitness: float | None
     params: dict[str, str] = field(default_factory=dict)
     fusion: list[float] = field(default_factory=list)  # the weights its parents' states were fused with
-    status: str = "ok"  # ok or failed; "retried" when it took more than one attempt
+    status: str = "ok"  # ok, stopped (early) or failed; "retried" when it took more than one attempt
     seed: int = 0  # of its evaluation
     x: float = 0.0
     y: float = 0.0
@@ -68,7 +68,7 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
     nodes = {}
     for run in individual_runs(client, experiment, search_run_id):
         tags = run.data.tags
-        fitness = run.data.metrics.get("fitness") if tags.get("popplast.status") == "ok" else None
+        fitness = run.data.metrics.get("fitness") if tags.get("popplast.status") in ("ok", "stopped") else None
         nodes[tags["popplast.individual_id"]] = Node(
             tags["popplast.individual_id"],
             run.info.run_id,
@@ -143,6 +143,7 @@ def render_png(lineage: Lineage, path: str, steps: list[dict] | None = None) -> 
             node.y,
             s=160 if key == lineage.best_id else 70,
             zorder=2,
+            marker="s" if node.status == "stopped" else "o",  # stopped early: a square
             c=fitness_colour(node.fitness, low, high),
             edgecolors=BEST_COLOUR if key in best else "#333",
             linewidths=2.5 if key in best else 0.6,
@@ -159,9 +160,13 @@ def render_png(lineage: Lineage, path: str, steps: list[dict] | None = None) -> 
         for op in used
     ]
     handles.append(plt.Line2D([], [], color=BEST_COLOUR, lw=3))
+    labels = used + ["best's ancestry"]
+    if any(n.status == "stopped" for n in nodes.values()):
+        handles.append(plt.Line2D([], [], marker="s", color="#333", lw=0, markerfacecolor="none"))
+        labels.append("stopped early")
     ax.legend(
         handles,
-        used + ["best's ancestry"],
+        labels,
         loc="upper center",
         bbox_to_anchor=(0.5, -0.02),
         ncol=len(handles),

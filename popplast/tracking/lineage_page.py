@@ -122,6 +122,9 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
             if key == lineage.best_id
             else ' stroke="#333" stroke-width="0.8"'
         )
+        if node.status == "stopped":  # stopped early: a dashed outline
+            ring += ' stroke-dasharray="3 2"'
+            tip += ", stopped early"
         circles.append(
             f'<a class="node" href="{html.escape(url)}" data-individual="{html.escape(key)}" '
             f'data-run="{html.escape(node.run_id)}">'
@@ -222,7 +225,8 @@ table.pedigree td, table.pedigree th {{ border: 1px solid #ccc; padding: 2px 6px
 </style></head><body>
 <h1>Lineage of {title}</h1>
 <p>{count} individuals over {generations} generations (rows, top to bottom, each ordered by its parents'
-positions); colour: fitness from {low:.3f} (dark) to {high:.3f} (yellow), grey: failed; red ring: the best.
+positions); colour: fitness from {low:.3f} (dark) to {high:.3f} (yellow), grey: failed; dashed outline:
+stopped early; red ring: the best.
 {summary}. Click a node to focus its ancestry and descendants; drag to pan, wheel to zoom.</p>
 <p class="legend">{legend}</p>
 <p id="tools"><input id="find" placeholder="find an id, e.g. g003-i007" size="28"> <span id="found"></span>

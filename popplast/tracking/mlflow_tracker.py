@@ -55,6 +55,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             ),
             **{f"fidelity.{k}": v for k, v in vars(spec.fidelity).items()},
             **{f"fixed.{k}": v for k, v in spec.fixed.items()},
+            **({f"stopper.{k}": v for k, v in spec.stopper.to_dict().items()} if spec.stopper.active else {}),
             **settings,
         }
         run_id = self._create_search_run(spec.source, s.seed, params)
@@ -156,13 +157,15 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             "popplast.operator": individual.operator,
             "popplast.fusion_weights": ",".join(f"{w:.6g}" for w in individual.fusion_weights),
             "popplast.method": self.method,
-            "popplast.status": "ok" if result.ok else "failed",
+            "popplast.status": _status(result),
             "popplast.seed": str(individual.seed),
             "popplast.worker": result.worker,
         }
         tags.update({f"popplast.{k}": v for k, v in result.tags.items()})
         if result.retries:
             tags["popplast.attempts"] = str(len(result.retries) + 1)
+        if result.stopped_at is not None:
+            tags["popplast.stopped_at_step"] = str(result.stopped_at)
         if result.error:
             tags["popplast.error"] = result.error[:MAX_TAG]
         fitness = float(result.fitness) if result.ok and result.fitness is not None else None
@@ -290,3 +293,10 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
 
 def _parents(tags: Mapping[str, str]) -> list[str]:
     return [p for p in tags.get("popplast.parent_ids", "").split(",") if p]
+
+
+def _status(result: EvalResult) -> str:
+    """ok, failed, or stopped (early, by the search's stopper: its metrics are those of the step it reached)."""
+    if not result.ok:
+        return "failed"
+    return "ok" if result.stopped_at is None else "stopped"

@@ -14,11 +14,11 @@ from mlflow import MlflowClient
 from popplast.tracking.comparison import Cell, Comparison, read_comparison
 from popplast.tracking.report_stats import band, best_so_far, mean_std, reach, wilcoxon
 
-REPORT_FILES = ("report.md", "anytime_evaluations.png", "anytime_seconds.png")
+REPORT_FILES = ("report.md", "anytime_evaluations.png", "anytime_seconds.png", "anytime_epochs.png")
 
 
 def build_report(tracking_uri: str, comparison_run_id: str, out: str, log: bool = False) -> list[str]:
-    """Write report.md and the two PNGs into `out`; with `log`, attach them to the comparison run."""
+    """Write report.md and the three PNGs into `out`; with `log`, attach them to the comparison run."""
     client = MlflowClient(tracking_uri)
     comparison = read_comparison(client, comparison_run_id)
     os.makedirs(out, exist_ok=True)
@@ -27,6 +27,7 @@ def build_report(tracking_uri: str, comparison_run_id: str, out: str, log: bool 
         f.write(report_markdown(comparison))
     plot_anytime(comparison, paths[1], by="evaluations")
     plot_anytime(comparison, paths[2], by="seconds")
+    plot_anytime(comparison, paths[3], by="epochs")
     if log:
         for path in paths:
             client.log_artifact(comparison_run_id, path, "report")
@@ -47,7 +48,7 @@ def report_markdown(c: Comparison) -> str:
     lines = [
         f"# Comparison {c.run_id}",
         "",
-        f"Search space `{s.get('space_file', '?')}`; budget {s.get('budget_evals', '?')} evaluations per search; "
+        f"Search space `{s.get('space_file', '?')}`; budget {_budget(s)} per search; "
         f"{s.get('workers', '?')} workers; seeds {', '.join(map(str, c.seeds))} (paired: within a seed every "
         "method has the same data split). Fitness is the validation MCC; the test MCC is the best individual's.",
         "",
@@ -60,18 +61,19 @@ def report_markdown(c: Comparison) -> str:
         "(Gen-Soup's schedule grows them; the others train at the file's `fidelity.image_size`).",
         "",
         "| method | seeds | best validation MCC | test MCC | evaluations | reached | evaluations to target | "
-        "seconds to target | wall seconds | training epochs | backward passes | image sizes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "epochs to target | seconds to target | wall seconds | training epochs | backward passes | image sizes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         cells = _cells(c, m)
         reached = [r for r in (reach(cell, target) for cell in cells) if r is not None]
         evals_to = _pm(*mean_std([float(r[0]) for r in reached]), digits=1) if reached else "–"
         secs_to = _pm(*mean_std([r[1] for r in reached]), digits=1) if reached else "–"
+        epochs_to = _pm(*mean_std([r[2] for r in reached]), digits=1) if reached else "–"
         lines.append(
             f"| {m} | {len(cells)} | {_pm(*mean_std([x.best_fitness for x in cells]))} | "
             f"{_pm(*mean_std([x.test_mcc for x in cells]))} | {_pm(*mean_std([len(x.fitness) for x in cells]), 1)} | "
-            f"{len(reached)}/{len(cells)} | {evals_to} | {secs_to} | "
+            f"{len(reached)}/{len(cells)} | {evals_to} | {epochs_to} | {secs_to} | "
             f"{_pm(*mean_std([x.wall_seconds for x in cells]), digits=1)} | "
             f"{_pm(*mean_std([x.epochs for x in cells]), digits=1)} | "
             f"{_pm(*mean_std([x.backward_passes for x in cells]), digits=0)} | {_sizes(cells)} |"
@@ -108,6 +110,8 @@ def report_markdown(c: Comparison) -> str:
         "",
         "![against wall time](anytime_seconds.png)",
         "",
+        "![against training epochs](anytime_epochs.png)",
+        "",
         "## Searches",
         "",
         "| method | seed | search run | best validation MCC | test MCC |",
@@ -136,10 +140,14 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
             n = max(len(x.fitness) for x in cells)
             grid = np.arange(1, n + 1)
             curves = np.array([_pad(best_so_far(x.fitness), n) for x in cells])
+        elif by == "epochs":
+            end = max(float(np.sum(x.costs)) for x in c.cells.values())
+            grid = np.linspace(0.0, end, 200)
+            curves = np.array([_at(x, np.cumsum(x.costs), grid) for x in cells])
         else:
             end = max(max(x.seconds, default=0.0) for x in c.cells.values())
             grid = np.linspace(0.0, end, 200)
-            curves = np.array([_at_times(x, grid) for x in cells])
+            curves = np.array([_at(x, np.asarray(x.seconds), grid) for x in cells])
         mean, low, high = band(curves)
         for ax in axes:
             (line,) = ax.plot(grid, mean, label=f"{m} ({len(cells)} seeds)", linewidth=1.6)
@@ -156,7 +164,7 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
     axes[0].set_title("whole search", fontsize=10)
     axes[1].set_title("last 80%, zoomed", fontsize=10)
     for ax in axes:
-        ax.set_xlabel("evaluations" if by == "evaluations" else "wall time (s)")
+        ax.set_xlabel({"evaluations": "evaluations", "epochs": "training epochs"}.get(by, "wall time (s)"))
         ax.set_ylabel("best validation MCC so far")
         ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right", fontsize=8)
@@ -177,12 +185,20 @@ def _pad(curve: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([curve, np.full(n - len(curve), last)])
 
 
-def _at_times(cell: Cell, grid: np.ndarray) -> np.ndarray:
+def _at(cell: Cell, spent: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The best so far when `spent` (seconds or epochs, per evaluation in finishing order) reached each grid
+    point."""
     curve = best_so_far(cell.fitness)
-    order = np.argsort(cell.seconds, kind="stable")
-    times, values = np.asarray(cell.seconds)[order], curve[order]
+    order = np.argsort(spent, kind="stable")
+    times, values = spent[order], curve[order]
     index = np.searchsorted(times, grid, side="right") - 1
     return np.where(index >= 0, values[np.clip(index, 0, None)], np.nan)
+
+
+def _budget(settings: dict[str, str]) -> str:
+    if settings.get("budget_epochs") not in (None, "None"):
+        return f"{settings['budget_epochs']} training epochs"
+    return f"{settings.get('budget_evals', '?')} evaluations"
 
 
 def _sizes(cells: list[Cell]) -> str:

@@ -23,11 +23,13 @@ def best_so_far(fitness: list[float | None]) -> np.ndarray:
     return out
 
 
-def reach(cell: Cell, target: float) -> tuple[int, float] | None:
-    """(evaluations, seconds) when the cell's best first reached `target`, or None if it never did."""
+def reach(cell: Cell, target: float) -> tuple[int, float, float] | None:
+    """(evaluations, seconds, training epochs) when the cell's best first reached `target`, or None if it
+    never did."""
+    spent = np.cumsum(cell.costs) if cell.costs else np.zeros(len(cell.fitness))
     for i, value in enumerate(best_so_far(cell.fitness)):
         if not np.isnan(value) and value >= target - 1e-12:
-            return i + 1, cell.seconds[i]
+            return i + 1, cell.seconds[i], float(spent[i])
     return None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,10 +27,12 @@ def train(
     fidelity: Fidelity,
     device: torch.device,
     generator: torch.Generator,
+    after_epoch: Callable[[int, float], bool] | None = None,
 ) -> tuple[list[float], float]:
     """Train for `fidelity.epochs`; returns the mean training loss of each epoch and the gradient work done,
     in backward passes through the whole model (a position-wise step through K blocks is (K+1)/2 of them;
-    LBFGS may take several per step).
+    LBFGS may take several per step). `after_epoch(epoch, loss)` returning True ends training there (an
+    early-stopping rule's verdict).
 
     Raises FloatingPointError as soon as the loss is not finite, so a diverging individual fails fast.
     """
@@ -76,6 +78,8 @@ def train(
             if scheduler is not None:
                 scheduler.step()
             history.append(total / max(count, 1))
+            if after_epoch is not None and after_epoch(epoch + 1, history[-1]):
+                break
     if stepper is not None:
         backwards = stepper.block_backwards / len(stepper.blocks)
     return history, float(backwards)
@@ -105,15 +109,23 @@ def _astrocytes(model: nn.Module, optimizer: torch.optim.Optimizer, config: Trai
 @torch.no_grad()
 def measure(model: nn.Module, data: SplitData, device: torch.device, batch_size: int = 256) -> dict[str, float]:
     """Accuracy, macro F1 and MCC on the validation and test splits."""
+    return {
+        **measure_split(model, data.val, device, "val", batch_size),
+        **measure_split(model, data.test, device, "test", batch_size),
+    }
+
+
+@torch.no_grad()
+def measure_split(
+    model: nn.Module, dataset, device: torch.device, prefix: str, batch_size: int = 256
+) -> dict[str, float]:
+    """Accuracy, macro F1 and MCC on one split, as `PREFIX_accuracy`, ...; leaves the model in eval mode."""
     model.eval()
-    metrics: dict[str, float] = {}
-    for prefix, dataset in (("val", data.val), ("test", data.test)):
-        truth, predicted = [], []
-        for x, y in batches(dataset, batch_size, shuffle=False):
-            logits = model(x.to(device))
-            if not torch.isfinite(logits).all():
-                raise FloatingPointError(f"the model outputs non-finite logits on the {prefix} split")
-            predicted.append(logits.argmax(dim=1).cpu().numpy())
-            truth.append(np.asarray(y))
-        metrics.update(classification_metrics(np.concatenate(truth), np.concatenate(predicted), prefix))
-    return metrics
+    truth, predicted = [], []
+    for x, y in batches(dataset, batch_size, shuffle=False):
+        logits = model(x.to(device))
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(f"the model outputs non-finite logits on the {prefix} split")
+        predicted.append(logits.argmax(dim=1).cpu().numpy())
+        truth.append(np.asarray(y))
+    return classification_metrics(np.concatenate(truth), np.concatenate(predicted), prefix)

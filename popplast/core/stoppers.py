@@ -1,0 +1,143 @@
+"""Early-stopping rules (ALGORITHMS.md §10): told every reported value, they answer "stop this individual".
+
+Values are scores, higher better (a minimised metric is negated before it gets here). A rule decides from
+what has been reported so far, in the order it was reported: with several workers that order is the order
+reports arrive, so which individuals stop can differ between runs of the same seed; one worker (the local
+executor) reports in the order individuals are asked and stops the same individuals every time.
+
+Every rule rebuilds its state from the reports alone (`judge` them again in order), which is how a resumed
+search gets it back from the checkpoint's results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+STOPPERS = ("none", "median", "asha", "hyperband")
+
+
+class Stopper(Protocol):
+    def judge(self, individual_id: str, step: int, score: float) -> bool:
+        """Record `score` at `step` for the individual; True when it should stop now."""
+        ...
+
+    def finished(self, individual_id: str) -> None:
+        """The individual trained its whole budget (the median rule compares with those alone)."""
+        ...
+
+
+def rungs(min_steps: int, reduction_factor: int, max_steps: int) -> tuple[int, ...]:
+    """min_steps·η^k below max_steps: the steps at which successive halving judges (reaching max_steps is
+    finishing, not a rung)."""
+    out, step = [], min_steps
+    while step < max_steps:
+        out.append(step)
+        step *= reduction_factor
+    return tuple(out)
+
+
+def promoted(score: float, others: list[float], reduction_factor: int) -> bool:
+    """Whether `score` is in the top 1/η of `others` + itself: fewer than max(1, ⌊n/η⌋) strictly better.
+
+    The max(1, ·) lets the first individuals at a rung through when they lead it (Optuna's successive halving
+    does the same): with n < η there is no top n/η to be in, and stopping them all would stop everyone."""
+    n = len(others) + 1
+    better = sum(1 for s in others if s > score)
+    return better < max(1, n // reduction_factor)
+
+
+@dataclass
+class ASHA:
+    """Asynchronous successive halving (Li et al. 2020): at each rung an individual goes on only if it is in
+    the top 1/η of every individual that has reached that rung so far. A report past a rung it skipped (an
+    objective reporting every few steps) is judged at that rung with the value it reports then."""
+
+    min_steps: int = 1
+    reduction_factor: int = 3
+    max_steps: int = 1
+    recorded: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rungs = rungs(self.min_steps, self.reduction_factor, self.max_steps)
+        for rung in self.rungs:
+            self.recorded.setdefault(rung, {})
+
+    def judge(self, individual_id: str, step: int, score: float) -> bool:
+        stop = False
+        for rung in self.rungs:
+            at = self.recorded[rung]
+            if step < rung or individual_id in at:
+                continue
+            others = list(at.values())
+            at[individual_id] = score
+            stop = stop or not promoted(score, others, self.reduction_factor)
+        return stop
+
+    def finished(self, individual_id: str) -> None:
+        pass
+
+
+@dataclass
+class Hyperband:
+    """Hyperband (Li et al. 2018) as brackets of ASHA: bracket b starts judging at min_steps·η^b, b = 0 ..
+    s_max = ⌊log_η(max_steps/min_steps)⌋ (the last one judges nobody: full training, as random search). An
+    individual's bracket follows from its id alone (so every run and every resume puts it in the same one),
+    drawn in proportion to Hyperband's bracket sizes ⌈(s_max+1)/(s+1)⌉·η^s, s = s_max − b."""
+
+    min_steps: int = 1
+    reduction_factor: int = 3
+    max_steps: int = 1
+
+    def __post_init__(self) -> None:
+        eta, ratio = self.reduction_factor, self.max_steps / self.min_steps
+        s_max = int(math.floor(math.log(ratio, eta) + 1e-9)) if ratio >= 1 else 0
+        self.brackets = [ASHA(self.min_steps * eta**b, eta, self.max_steps) for b in range(s_max + 1)]
+        sizes = [math.ceil((s_max + 1) / (s + 1)) * eta**s for s in (s_max - b for b in range(s_max + 1))]
+        self.bounds = np.cumsum(sizes) / sum(sizes)
+
+    def bracket_of(self, individual_id: str) -> int:
+        digest = hashlib.sha256(individual_id.encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        return int(np.searchsorted(self.bounds, u, side="right"))
+
+    def judge(self, individual_id: str, step: int, score: float) -> bool:
+        return self.brackets[self.bracket_of(individual_id)].judge(individual_id, step, score)
+
+    def finished(self, individual_id: str) -> None:
+        pass
+
+
+@dataclass
+class Median:
+    """The median stopping rule (Golovin et al. 2017): from step `grace_steps` on, stop an individual whose
+    best score so far is below the median of the running averages at that step of the individuals that
+    trained their whole budget (at least `min_samples` of them, else nobody stops). A finished individual
+    that reported nothing up to the step is left out of that step's median; a tie with the median goes on."""
+
+    grace_steps: int = 1
+    min_samples: int = 3
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    complete: list[str] = field(default_factory=list)
+
+    def judge(self, individual_id: str, step: int, score: float) -> bool:
+        curve = self.curves.setdefault(individual_id, [])
+        curve.append((step, score))
+        if step < self.grace_steps:
+            return False
+        averages = [a for a in (self._running_average(c, step) for c in self.complete) if a is not None]
+        if len(averages) < self.min_samples:
+            return False
+        return max(s for _, s in curve) < float(np.median(averages))
+
+    def _running_average(self, individual_id: str, step: int) -> float | None:
+        values = [s for t, s in self.curves.get(individual_id, []) if t <= step]
+        return sum(values) / len(values) if values else None
+
+    def finished(self, individual_id: str) -> None:
+        if individual_id not in self.complete:
+            self.complete.append(individual_id)

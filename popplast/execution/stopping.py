@@ -1,0 +1,94 @@
+"""The search's stopper in the driver, and how a worker's trial reaches it.
+
+Every value a trial reports of the watched metric goes to the driver's `StopJudge`, which runs the rule
+(core/stoppers.py) and answers; the trial waits for that answer in `should_stop()`, so an individual stops
+at the very step the rule judged, whichever executor runs it. Locally the trial calls the judge directly
+(`LocalChannel`); on Ray the reports and answers pass through a small actor (execution/ray_stopping.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from popplast.core.result import EvalResult
+from popplast.core.stoppers import Stopper
+
+
+class StopJudge:
+    """The rule with what it needs around it: which metric it watches and in which direction, who it has
+    stopped (and at which step), and the log of its events, from which a resumed search rebuilds it.
+
+    A stopped individual's fitness is its last reported value of the watched metric when that metric is the
+    fitness (popplast's CNN trainer: its validation MCC at the epoch it stopped), ranked like any other.
+    """
+
+    def __init__(self, stopper: Stopper, metric: str, maximize: bool, fitness_metric: str | None) -> None:
+        self.stopper = stopper
+        self.metric = metric
+        self.sign = 1.0 if maximize else -1.0
+        self.fitness_metric = fitness_metric
+        self.stopped: dict[str, int] = {}
+        self.log: list[list[Any]] = []  # ["report", id, step, score] and ["finished", id], in order
+
+    def judge(self, individual_id: str, step: int, value: float) -> bool:
+        if individual_id in self.stopped:  # evaluated again (its weights were lost): to the same step
+            return step >= self.stopped[individual_id]
+        score = self.sign * value
+        self.log.append(["report", individual_id, step, score])
+        if self.stopper.judge(individual_id, step, score):
+            self.stopped[individual_id] = step
+            return True
+        return False
+
+    def settle(self, result: EvalResult) -> None:
+        """Mark a result that came back stopped, and give it its fitness; tell the rule of one that finished."""
+        step = self.stopped.get(result.individual_id)
+        if step is None:
+            if result.ok:
+                self.stopper.finished(result.individual_id)
+                self.log.append(["finished", result.individual_id])
+            return
+        result.stopped_at = step
+        series = [v for s, v in result.history.get(self.metric, []) if s <= step]
+        if result.ok and series and self.metric == self.fitness_metric:
+            result.fitness = self.sign * series[-1]  # the fitness's own sign: the judge watches it as ranked
+
+    def replay(self, log: Iterable[list[Any]]) -> None:
+        """The rule as the log left it (a resumed search's, from its checkpoint)."""
+        for event in log:
+            if event[0] == "report":
+                _, individual_id, step, score = event
+                if self.stopper.judge(individual_id, int(step), float(score)):
+                    self.stopped[individual_id] = int(step)
+            else:
+                self.stopper.finished(event[1])
+            self.log.append(list(event))
+
+
+class LocalChannel:
+    """The judge itself, for trials run in the driver's process (the local executor)."""
+
+    def __init__(self, judge: StopJudge) -> None:
+        self.judge = judge
+        self.metric = judge.metric
+        self._verdicts: dict[str, bool] = {}
+
+    def report(self, individual_id: str, step: int, value: float) -> None:
+        self._verdicts[individual_id] = self.judge.judge(individual_id, step, value)
+
+    def should_stop(self, individual_id: str) -> bool:
+        return self._verdicts.get(individual_id, False)
+
+
+def stop_judge(spec: Any) -> StopJudge | None:
+    """The search's stopper (its spec's `stopper:`), watching the fitness metric unless it names another:
+    popplast's CNN trainer then reports its validation MCC every epoch. None without one."""
+    from popplast.core.stopper_spec import CNN_METRIC, build_stopper
+
+    rule = build_stopper(spec.stopper, spec.fidelity.epochs)
+    if rule is None:
+        return None
+    fitness_metric = CNN_METRIC if spec.objective is None else spec.fitness.metric
+    metric = spec.stopper.metric or fitness_metric
+    mode = spec.stopper.mode or ("maximize" if spec.objective is None else spec.fitness.mode)
+    return StopJudge(rule, metric, mode == "maximize", fitness_metric)

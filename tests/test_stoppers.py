@@ -1,0 +1,179 @@
+"""The early-stopping rules against hand-worked examples (ALGORITHMS.md §10), and the driver's judge."""
+
+from __future__ import annotations
+
+import pytest
+
+from popplast.core.errors import SpecError
+from popplast.core.result import EvalResult
+from popplast.core.spec import SearchSpec
+from popplast.core.stoppers import ASHA, Hyperband, Median, promoted, rungs
+from popplast.execution.stopping import LocalChannel, StopJudge, stop_judge
+
+
+def test_rungs_are_min_steps_times_powers_of_eta_below_the_budget():
+    assert rungs(1, 3, 9) == (1, 3)
+    assert rungs(1, 3, 10) == (1, 3, 9)
+    assert rungs(2, 2, 16) == (2, 4, 8)
+    assert rungs(5, 3, 5) == ()
+
+
+def test_promotion_is_the_top_n_over_eta_and_the_leader_of_a_young_rung():
+    assert promoted(0.5, [], 3)  # alone at the rung
+    assert not promoted(0.4, [0.5], 3) and promoted(0.6, [0.5], 3)
+    assert promoted(0.5, [0.5, 0.4], 3)  # a tie with the best is not beaten
+    assert promoted(0.55, [0.5, 0.6, 0.4, 0.45, 0.3], 3)  # n = 6: the top 2
+    assert not promoted(0.5, [0.55, 0.6, 0.4, 0.45, 0.3], 3)
+
+
+def test_asha_by_hand():
+    asha = ASHA(min_steps=1, reduction_factor=3, max_steps=9)
+    # arrivals at rung 1: each goes on only if fewer than max(1, n // 3) of those there so far beat it
+    expected = {"a": 0.5, "b": 0.4, "c": 0.6, "d": 0.55, "e": 0.52, "f": 0.7, "g": 0.58, "h": 0.65}
+    stops = {k: asha.judge(k, 1, v) for k, v in expected.items()}
+    assert stops == {"a": False, "b": True, "c": False, "d": True, "e": True, "f": False, "g": True, "h": False}
+    assert not asha.judge("a", 2, 0.1)  # between rungs nothing is judged
+    assert not asha.judge("a", 3, 0.8) and asha.judge("c", 3, 0.7)  # rung 3: c is second of two
+    # an objective that skips the rung's step is judged at the next step it reports
+    assert asha.judge("f", 5, 0.75) and asha.recorded[3]["f"] == 0.75
+    # a first report past both rungs is recorded at both, with the same value
+    assert not asha.judge("z", 4, 0.99) and asha.recorded[1]["z"] == asha.recorded[3]["z"] == 0.99
+    assert asha.judge("z", 9, 0.1) is False  # the budget's end is no rung
+
+
+def test_hyperband_brackets_by_id_with_hyperbands_sizes():
+    hb = Hyperband(min_steps=1, reduction_factor=3, max_steps=9)
+    assert [b.rungs for b in hb.brackets] == [(1, 3), (3,), ()]
+    ids = [f"g{g:03d}-i{i:03d}" for g in range(60) for i in range(50)]
+    counts = [0, 0, 0]
+    for k in ids:
+        counts[hb.bracket_of(k)] += 1
+    # sizes 9, 6 and 3 configurations (s = 2, 1, 0): halves, thirds and sixths
+    assert [c / len(ids) for c in counts] == pytest.approx([1 / 2, 1 / 3, 1 / 6], abs=0.03)  # 3,000 draws
+    assert hb.bracket_of("g001-i002") == Hyperband(1, 3, 9).bracket_of("g001-i002")
+    never = next(k for k in ids if hb.bracket_of(k) == 2)
+    late = next(k for k in ids if hb.bracket_of(k) == 1)
+    first = next(k for k in ids if hb.bracket_of(k) == 0)
+    hb.judge(first, 1, 0.9)
+    assert not any(hb.judge(never, s, -1.0) for s in range(1, 10))  # full training, like random search
+    assert not hb.judge(late, 1, -1.0)  # not judged before its bracket's first rung
+    other = next(k for k in ids if hb.bracket_of(k) == 1 and k != late)
+    hb.judge(other, 3, 0.5)
+    assert hb.judge(late, 3, 0.1)
+
+
+def test_median_rule_by_hand_with_ties_and_missing_steps():
+    m = Median(grace_steps=1, min_samples=3)
+    curves = {  # binary fractions, so that the averages and medians are exact
+        "A": [(1, 0.25), (2, 0.5), (3, 0.75)],
+        "B": [(1, 0.5), (2, 0.75)],  # finished without reporting step 3
+        "C": [(2, 0.0), (3, 0.5)],  # reported nothing at step 1: left out of step 1's median
+        "D": [(1, 1.0), (2, 1.0), (3, 1.0)],
+    }
+    for k, curve in curves.items():
+        for step, value in curve:
+            m.judge(k, step, value)
+        m.finished(k)
+    # step 1: running averages A 0.25, B 0.5, D 1 → median 0.5
+    assert m.judge("X", 1, 0.375)
+    assert not m.judge("Y", 1, 0.5)  # a tie with the median goes on
+    # step 2: A 0.375, B 0.625, C 0, D 1 → median 0.5; Y's best so far 0.5 ties it
+    assert not m.judge("Y", 2, 0.25)
+    # step 3: A 0.5, B 0.625, C 0.25, D 1 → median 0.5625; Y's best 0.5 is below
+    assert m.judge("Y", 3, 0.5)
+    # the best so far, not the last value, is compared
+    assert not m.judge("W", 1, 0.9) and not m.judge("W", 2, 0.0)
+
+
+def test_median_rule_waits_for_its_grace_period_and_its_samples():
+    m = Median(grace_steps=2, min_samples=3)
+    for k in ("A", "B", "C"):
+        m.judge(k, 1, 1.0)
+        m.judge(k, 2, 1.0)
+    assert not m.judge("X", 2, 0.0)  # only finished individuals count: none yet
+    m.finished("A"), m.finished("B")
+    assert not m.judge("X", 3, 0.0)  # two samples are fewer than three
+    m.finished("C")
+    assert not m.judge("Z", 1, 0.0)  # step 1 is within the grace period
+    assert m.judge("Z", 2, 0.0)
+
+
+def test_the_judge_minimises_marks_the_stopped_and_ranks_them_by_their_last_value():
+    judge = StopJudge(ASHA(1, 3, 9), "loss", maximize=False, fitness_metric="loss")
+    channel = LocalChannel(judge)
+    channel.report("a", 1, 0.2)
+    assert not channel.should_stop("a")
+    channel.report("b", 1, 0.3)  # a higher loss: worse
+    assert channel.should_stop("b") and judge.stopped == {"b": 1}
+    stopped = EvalResult("b", -0.25, {"loss": 0.25}, {"loss": [(1, 0.3)]})
+    judge.settle(stopped)
+    assert stopped.stopped_at == 1 and stopped.fitness == pytest.approx(-0.3)
+    done = EvalResult("a", -0.1, {"loss": 0.1}, {"loss": [(1, 0.2), (9, 0.1)]})
+    judge.settle(done)
+    assert done.stopped_at is None and done.fitness == -0.1
+    # evaluated again (lost weights): stopped again at the same step, not before
+    assert not judge.judge("b", 0, 0.3) and judge.judge("b", 1, 0.3)
+    again = StopJudge(ASHA(1, 3, 9), "loss", maximize=False, fitness_metric="loss")
+    again.replay(judge.log)
+    assert again.stopped == judge.stopped and again.stopper.recorded == judge.stopper.recorded
+
+
+def base_spec(**extra):
+    data = {
+        "objective": "m:fit",
+        "fitness": {"metric": "loss", "mode": "minimize"},
+        "fidelity": {"epochs": 9},
+        "strategy": {"method": "ga", "population": 4, "generations": 2},
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        **extra,
+    }
+    return SearchSpec.from_dict(data, "s.yaml")
+
+
+def test_the_stopper_section_its_shorthand_the_flag_and_the_method_names():
+    assert base_spec().stopper.rule == "none" and stop_judge(base_spec()) is None
+    spec = base_spec(stopper="asha")
+    judge = stop_judge(spec)
+    assert judge.metric == "loss" and judge.sign == -1.0 and judge.stopper.rungs == (1, 3)
+    spec = base_spec(stopper={"rule": "hyperband", "min_steps": 2, "reduction_factor": 2, "max_steps": 8})
+    assert [b.rungs for b in stop_judge(spec).stopper.brackets] == [(2, 4), (4,), ()]
+    assert SearchSpec.from_dict(spec.to_dict(), "s.yaml") == spec  # a search run's copy resumes it
+    assert base_spec().with_overrides(stopper="median").stopper.rule == "median"
+    assert base_spec().with_overrides(method="ga+asha").stopper.rule == "asha"
+    tpe = base_spec().with_overrides(method="tpe-hyperband")
+    assert (tpe.strategy.method, tpe.stopper.rule) == ("tpe", "hyperband")
+    cnn = SearchSpec.from_dict(
+        {
+            "dataset": {"name": "digits"},
+            "fidelity": {"epochs": 3},
+            "strategy": {"method": "ga"},
+            "space": {"lr_scale": {"type": "float", "low": 0.5, "high": 2.0}},
+            "stopper": "median",
+        },
+        "c.yaml",
+    )
+    assert stop_judge(cnn).metric == "val_mcc" and stop_judge(cnn).sign == 1.0
+
+
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ({"stopper": "sha"}, "stopper"),
+        ({"stopper": {"rule": "asha", "reduction_factor": 1}}, "stopper.reduction_factor"),
+        ({"stopper": {"rule": "asha", "min_steps": 4, "max_steps": 2}}, "stopper.max_steps"),
+        ({"stopper": {"rule": "median", "metric": "distance"}}, "stopper.mode"),
+        ({"stopper": {"rule": "asha", "eta": 3}}, "stopper.eta"),
+        ({"stopper": "asha", "strategy": {"method": "openai", "population": 4}}, "stopper"),
+    ],
+)
+def test_a_bad_stopper_is_a_clear_error_naming_the_key(extra, key):
+    with pytest.raises(SpecError) as e:
+        base_spec(**extra)
+    assert e.value.key == key and "s.yaml" in str(e.value)
+
+
+def test_a_bad_stopper_flag_is_a_clear_error():
+    with pytest.raises(SpecError, match="--stopper"):
+        base_spec().with_overrides(stopper="sha")
+    with pytest.raises(SpecError, match="--stopper"):
+        base_spec().with_overrides(method="snes+asha")
