@@ -50,6 +50,7 @@ def run(
     objective: Callable[..., Any] | None = None,
     force: bool = False,
     stopper: str | None = None,
+    schedule: str | None = None,
 ) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
@@ -65,7 +66,8 @@ def run(
     the file names (`objective: module:function`) or popplast's CNN trainer.
     `force`: with `resume`, take the search over even from a driver that still holds it (tracking.lease).
     `stopper`: an early-stopping rule (median, asha, hyperband; none) over the file's `stopper:` section;
-    `method` may name one too (`ga+asha`, `tpe-hyperband`).
+    `method` may name one too (`ga+asha`, `tpe-hyperband`). `schedule`: generational or async (ga, gensoup and
+    pbt without generations: core/steady_state.py, core/async_pbt.py) over the file's; `ga-async` says the same.
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
@@ -77,6 +79,7 @@ def run(
         epochs=epochs,
         image_size=image_size,
         stopper=stopper,
+        schedule=schedule,
     )
     if resume:
         from popplast.resuming import resumed_spec
@@ -154,7 +157,7 @@ def run(
             start -= outcome.earlier_seconds  # a resumed search counts the drivers before this one too
     result.wall_seconds = time.perf_counter() - start
     tracker.end_search(result, final)
-    result.lineage_html = draw_search_lineage(tracker)
+    draw_search_lineage(tracker, result)
     return result
 
 
@@ -267,7 +270,8 @@ def _loop(
     rng = checkpoint.restore_rng() if checkpoint else np.random.default_rng(np.random.SeedSequence(s.seed))
     if resume:
         generation = checkpoint.generation if checkpoint else -1
-        dropped = tracker.discard_after(generation)
+        asynchronous = getattr(strategy, "schedule", "") == "async"  # no generations: its results are kept
+        dropped = tracker.discard_after(generation, set(checkpoint.results) if checkpoint and asynchronous else None)
         say(
             progress,
             f"[popplast] resuming search run {resume} after generation {generation + 1} of "
@@ -276,7 +280,11 @@ def _loop(
         )
     done = len(checkpoint.results) if checkpoint else 0
     total = sum(generation_sizes(spec, budget))
-    with observing(outbox, progress, s.generations, total, done, outbox.status) as observers:
+    from popplast.core.budget import epochs_spent
+
+    spent = epochs_spent(checkpoint.results.values()) if checkpoint else 0.0
+    epochs = (budget_epochs, spent) if budget_epochs else None
+    with observing(outbox, progress, s.generations, total, done, outbox.status, epochs) as observers:
         if study is not None:
             from popplast.baselines.optuna_search import StudyMirror
 

@@ -17,7 +17,15 @@ from typing import Any, Sequence
 from popplast.api import SearchFailed, run
 from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.spec import METHODS, OPTUNA_METHODS, STOPPING_BASELINES, SearchSpec, method_label, split_method
+from popplast.core.spec import (
+    METHODS,
+    OPTUNA_METHODS,
+    STOPPING_BASELINES,
+    SearchSpec,
+    method_label,
+    split_method,
+    split_schedule,
+)
 from popplast.core.stoppers import STOPPERS
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 from popplast.session import check_options, say
@@ -78,7 +86,9 @@ def compare(
         raise SpecError(COMMAND_LINE, "--budget-epochs", "give a budget in evaluations or in epochs, not both.")
     budget = budget_evals if budget_evals is not None or budget_epochs else default_budget(spec)
     for method in methods:  # every cell's settings are checked before the first one trains
-        cell_spec = spec.with_overrides(method=_with_rule(method)[0], stopper=_with_rule(method)[1])
+        cell_spec = spec.with_overrides(
+            method=_with_rule(method)[0], stopper=_with_rule(method)[1], schedule=_schedule(method)
+        )
         check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
         with_budget(cell_spec, budget if budget_epochs is None else evaluations_for_epochs(cell_spec, budget_epochs))
         if method == "tune-pbt":
@@ -125,6 +135,7 @@ def compare(
                         cell_spec,
                         method=_with_rule(method)[0],
                         stopper=_with_rule(method)[1],  # a method named without a rule stops nothing
+                        schedule=_schedule(method),  # nor one named without -async waits for nobody
                         seed=seed,
                         budget_evals=budget,
                         budget_epochs=budget_epochs,
@@ -164,18 +175,27 @@ def report(comparison_run_id: str, *, tracking_uri: str = TRACKING_URI, out: str
 def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in methods if split_method(m)[0] not in METHODS or split_method(m)[1] not in (None, *STOPPERS)]
+    unknown = [
+        m
+        for m in methods
+        if split_schedule(split_method(m)[0])[0] not in METHODS or split_method(m)[1] not in (None, *STOPPERS)
+    ]
     if unknown or not methods:
         raise SpecError(
             COMMAND_LINE,
             "--methods",
             f"expected a comma-separated list of {', '.join(METHODS + tuple(STOPPING_BASELINES))}, each "
-            f"optionally with +{'|'.join(STOPPERS[1:])}; got {','.join(methods) or 'nothing'}.",
+            f"optionally with -async (ga, gensoup, pbt) and +{'|'.join(STOPPERS[1:])}; got "
+            f"{','.join(methods) or 'nothing'}.",
         )
     methods = [method_label(*_with_rule(m)) for m in methods]  # tpe+hyperband is tpe-hyperband
     if len(set(methods)) != len(methods):
         raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
     return tuple(methods)
+
+
+def _schedule(name: str) -> str:
+    return split_schedule(split_method(name)[0])[1] or "generational"
 
 
 def _with_rule(name: str) -> tuple[str, str]:

@@ -26,8 +26,12 @@ class SearchProgress:
         total: int = 0,
         done: int = 0,
         status: Callable[[], str | None] | None = None,
+        epochs: int | None = None,
     ) -> None:
         self.generations = generations
+        self.epoch_budget = epochs  # a budget in training epochs: what the line counts and times down
+        self.epochs = 0.0
+        self.stopped = 0
         self.status = status  # a few words on the tracking (MLflow unreachable, events queued), or None
         self.total = total or generations * population
         self.console = Console(file=stream, highlight=False)
@@ -55,6 +59,8 @@ class SearchProgress:
 
     def individual_finished(self, individual: Individual, config: dict[str, Any], result: EvalResult) -> None:
         self.done += 1
+        self.epochs += result.metrics.get("epochs", result.metrics.get("steps", 0.0))
+        self.stopped += result.stopped_at is not None
         if result.ok:
             self.fitness.append(float(result.fitness))
         else:
@@ -67,13 +73,26 @@ class SearchProgress:
 
     def status_line(self) -> str:
         elapsed = time.perf_counter() - self.start
-        parts = [f"generation {self.generation + 1}/{self.generations}", f"{self.done}/{self.total} evaluations"]
-        if self.failed:
-            parts[-1] += f" ({self.failed} failed)"
+        parts = [f"generation {self.generation + 1}", f"{self.done} evaluations"]
+        if self.epoch_budget is None:
+            parts = [f"generation {self.generation + 1}/{self.generations}", f"{self.done}/{self.total} evaluations"]
+        else:
+            parts.append(f"{self.epochs:.0f}/{self.epoch_budget} epochs")
+        if self.failed or self.stopped:
+            parts[1] += (
+                " ("
+                + ", ".join(
+                    f"{n} {word}" for n, word in ((self.failed, "failed"), (self.stopped, "stopped early")) if n
+                )
+                + ")"
+            )
         if self.fitness:
             parts += [f"best {max(self.fitness):.4f}", f"median {statistics.median(self.fitness):.4f}"]
         parts.append(f"{_clock(elapsed)} elapsed")
-        if self._resumed < self.done < self.total:
+        if self.epoch_budget is not None:
+            if 0 < self.epochs < self.epoch_budget and self.done > self._resumed:
+                parts.append(f"~{_clock(elapsed / self.epochs * (self.epoch_budget - self.epochs))} left")
+        elif self._resumed < self.done < self.total:
             parts.append(f"~{_clock(elapsed / (self.done - self._resumed) * (self.total - self.done))} left")
         tracking = self.status() if self.status else None
         if tracking:

@@ -65,15 +65,24 @@ def failing(tracker: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def observing(
-    tracker: Any, progress: bool, rows: int, total: int, done: int = 0, status: Any = None
+    tracker: Any,
+    progress: bool,
+    rows: int,
+    total: int,
+    done: int = 0,
+    status: Any = None,
+    epochs: tuple[int, float] | None = None,
 ) -> Iterator[list[Any]]:
     """The tracker and, with `progress`, a progress display that is closed however the search ends;
-    `status()` adds a few words to its line (the outbox's, while MLflow is unreachable)."""
+    `status()` adds a few words to its line (the outbox's, while MLflow is unreachable); `epochs`: a budget in
+    training epochs and how many an earlier driver spent, which the display counts instead of evaluations."""
     observers: list[Any] = [tracker]
     if progress:
         from popplast.progress import SearchProgress
 
-        observers.append(SearchProgress(rows, total=total, done=done, status=status))
+        shown = SearchProgress(rows, total=total, done=done, status=status, epochs=epochs[0] if epochs else None)
+        shown.epochs = epochs[1] if epochs else 0.0
+        observers.append(shown)
     try:
         yield observers
     finally:
@@ -82,13 +91,16 @@ def observing(
                 observer.close()
 
 
-def draw_search_lineage(tracker: Any) -> str | None:
-    """lineage.html and lineage.png as artifacts of the search run; returns where the HTML page is."""
+def draw_search_lineage(tracker: Any, result: Any) -> None:
+    """lineage.html, lineage.png and workers.png as artifacts of the search run; the result learns where the
+    HTML page is and the workers' utilisation."""
     import tempfile
 
     from popplast.tracking.lineage import draw_lineage
+    from popplast.tracking.utilisation import draw_workers
 
     with tempfile.TemporaryDirectory() as tmp:
         draw_lineage(tracker.tracking_uri, tracker.search_run_id, tmp)
+        _, result.worker_utilisation = draw_workers(tracker.tracking_uri, tracker.search_run_id, tmp)
     uri = tracker.client.get_run(tracker.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
-    return uri[len("file://") :] if uri.startswith("file://") else uri
+    result.lineage_html = uri[len("file://") :] if uri.startswith("file://") else uri

@@ -46,7 +46,7 @@ def open_executor(
     if kind == "local":
         from popplast.execution.executor import LocalExecutor
 
-        yield LocalExecutor(make_evaluator)
+        yield LocalExecutor(make_evaluator, window=workers or 1)
         return
     from popplast.execution.ray_pool import RayExecutor
     from popplast.execution.ray_session import check_resources, default_workers, ray_session

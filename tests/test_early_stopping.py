@@ -195,6 +195,7 @@ def test_compare_with_stoppers_at_an_equal_epoch_budget(stop_spec, tmp_path):
     assert (out / "anytime_epochs.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.cluster  # Ray Tune's start-up: the slow tier
 def test_tune_asha_records_the_trials_its_scheduler_stopped(tiny_spec, tmp_path, ray_address):
     result, uri = run(tiny_spec, tmp_path, "tune", method="tune-asha", epochs=3, budget_evals=8, workers=2)
     rows = individuals(uri, result.search_run_id)

@@ -67,7 +67,9 @@ def test_weight_hashes_identify_weights():
     a = evaluate({"architecture": "lenet5"}, seed=3)
     b = evaluate({"architecture": "lenet5"}, seed=3)
     c = evaluate({"architecture": "lenet5"}, seed=4)
-    assert a.tags == b.tags  # same seed: bit-identical initial and trained weights
+    hashes = ("initial_weights_hash", "trained_weights_hash")
+    assert [a.tags[k] for k in hashes] == [b.tags[k] for k in hashes]  # same seed: bit-identical weights
+    assert float(a.tags["started"]) <= float(a.tags["ended"]) <= float(b.tags["started"])  # when each ran
     assert a.tags["initial_weights_hash"] != c.tags["initial_weights_hash"]
     assert a.tags["initial_weights_hash"] != a.tags["trained_weights_hash"]
     assert len(a.tags["trained_weights_hash"]) == 16

@@ -158,7 +158,7 @@ class GenCNN:
             child[cross] = weighted_crossover(genome[i][cross], genome[j][cross], ev[i], ev[j])
             child, mutated = uniform_mutation(child, pm, rng)
             ids = (parents[i].id, parents[j].id) if cross.any() else (parents[i].id,)
-            operator = _operator(bool(cross.any()), bool(mutated.any()))
+            operator = operator_name(bool(cross.any()), bool(mutated.any()))
             children.append(child)
             made.append((tuple(dict.fromkeys(ids)), operator))
         if self.elitism:
@@ -215,7 +215,7 @@ def generation_metrics(
     return metrics
 
 
-def _operator(crossed: bool, mutated: bool) -> str:
+def operator_name(crossed: bool, mutated: bool) -> str:
     if crossed and mutated:
         return "crossover+mutation"
     return "crossover" if crossed else ("mutation" if mutated else "copy")

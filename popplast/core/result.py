@@ -72,6 +72,7 @@ class SearchResult:
     model_metrics: dict[str, float] = field(default_factory=dict)  # the logged model, measured again
     peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held in the object store at once
     fitness_label: str = "validation MCC"  # what the fitness is: an objective's metric, negated when minimised
+    worker_utilisation: float | None = None  # the workers' busy time over workers × wall time (tracking/utilisation.py)
 
     def summary(self) -> str:
         """The text `popplast run` prints at the end."""
@@ -102,8 +103,9 @@ class SearchResult:
             )
         if self.peak_weight_bytes:
             lines.append(f"  trained weights held at once, at most: {self.peak_weight_bytes / 2**20:.1f} MiB")
+        busy = f"; workers busy {self.worker_utilisation:.0%} of the time" if self.worker_utilisation else ""
         lines += [
-            f"{self.evaluations} evaluations ({self.failed} failed) in {self.wall_seconds:.1f} s",
+            f"{self.evaluations} evaluations ({self.failed} failed) in {self.wall_seconds:.1f} s{busy}",
             f"MLflow: search run {self.search_run_id}, best individual's run {self.best_run_id}",
             *([f"Family tree: {self.lineage_html}"] if self.lineage_html else []),
             f"Open it: {ui_command(self.tracking_uri)}",

@@ -11,40 +11,44 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import REQUIRED, Section, describe, load_yaml
 from popplast.core.space import SearchSpace
 from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
+from popplast.core.strategy_spec import (
+    ASYNC_METHODS,
+    ES_METHODS,
+    GA_METHODS,
+    INHERITING_METHODS,
+    METHODS,
+    OPTUNA_METHODS,
+    REPLACEMENTS,
+    SCHEDULES,
+    STOPPABLE_METHODS,
+    STOPPING_BASELINES,
+    TUNE_METHODS,
+    StrategySpec,
+    method_label,
+    split_method,
+    split_schedule,
+    strategy_from,
+)
+
+# what other modules import from here: the method names and the strategy section (core/strategy_spec.py)
+__all__ = [
+    "ASYNC_METHODS",
+    "ES_METHODS",
+    "GA_METHODS",
+    "INHERITING_METHODS",
+    "METHODS",
+    "OPTUNA_METHODS",
+    "REPLACEMENTS",
+    "SCHEDULES",
+    "STOPPABLE_METHODS",
+    "STOPPING_BASELINES",
+    "TUNE_METHODS",
+    "StrategySpec",
+    "method_label",
+    "split_method",
+]
 
 SCHEDULERS = ("none", "cosine")
-GA_METHODS = ("ga", "gensoup", "pbt")  # popplast's own strategies, generation by generation
-INHERITING_METHODS = ("gensoup", "pbt")  # children start from trained states
-OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
-ES_METHODS = ("elitist", "openai", "snes")  # evolution strategies over the genes' logits (core/es_search.py)
-TUNE_METHODS = ("tune-tpe", "tune-pbt", "tune-asha")  # Ray Tune: OptunaSearch, PBT, ASHA over random search
-METHODS = GA_METHODS + OPTUNA_METHODS + ES_METHODS + TUNE_METHODS
-# evaluations that report steps to the driver's stopper (an ES scores a population slice in one call)
-STOPPABLE_METHODS = GA_METHODS + OPTUNA_METHODS
-# the multi-fidelity baselines by their usual names: a sampler with a stopper (METHOD+RULE says the same)
-STOPPING_BASELINES = {
-    "tpe-hyperband": ("tpe", "hyperband"),
-    "tpe-asha": ("tpe", "asha"),
-    "random-asha": ("random", "asha"),
-}
-
-
-def split_method(name: str) -> tuple[str, str | None]:
-    """'ga+asha' → ('ga', 'asha'); 'tpe-hyperband' → ('tpe', 'hyperband'); 'ga' → ('ga', None)."""
-    if name in STOPPING_BASELINES:
-        return STOPPING_BASELINES[name]
-    method, plus, rule = name.partition("+")
-    return method, (rule if plus else None)
-
-
-def method_label(method: str, rule: str) -> str:
-    """The name a comparison shows: the method, with its stopper (by the baseline's name where it has one)."""
-    if rule == "none":
-        return method
-    named = {v: k for k, v in STOPPING_BASELINES.items()}
-    return named.get((method, rule), f"{method}+{rule}")
-
-
 MAX_IMAGE_SIZE = 1024
 # the split is held in memory as float32 at the search's image size
 IMAGE_SIZE_LIMIT = (
@@ -74,28 +78,6 @@ class Fidelity:
     batch_size: int = 64
     max_train_samples: int | None = None
     scheduler: str = "none"
-
-
-@dataclass(frozen=True)
-class StrategySpec:
-    """GA settings; crossover and mutation hold one probability per gene, in the space's order."""
-
-    method: str = "ga"
-    population: int = 10
-    generations: int = 5
-    crossover: tuple[float, ...] = ()
-    mutation: tuple[float, ...] = ()
-    elitism: bool = True
-    seed: int = 0
-    # Gen-Soup only: N_g = max(population - population_step * g, min_population); the image size ramps from
-    # fidelity.image_size to final_image_size over the first generations - hold_generations generations.
-    population_step: int = 0
-    min_population: int = 2
-    final_image_size: int | None = None
-    hold_generations: int = 0
-    # evolution strategies only: None keeps the method's own (popplast.core.es)
-    sigma: float | None = None
-    learning_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +131,7 @@ class SearchSpec:
         final = _fidelity(final_section, fidelity)
         final_section.finish()
         fid.finish()
-        strategy = _strategy(top.section("strategy"), space)
+        strategy = strategy_from(top.section("strategy"), space)
         stopper = stopper_from(top)
         _check_stopper(stopper, strategy.method, objective, fitness, top)
         fixed = top.section("fixed", {})
@@ -173,6 +155,12 @@ class SearchSpec:
         if s.method != "gensoup":
             for key in ("population_step", "min_population", "final_image_size", "hold_generations"):
                 del strategy[key]
+        if s.schedule == "generational":
+            for key in ("schedule", "replacement", "replay"):
+                del strategy[key]
+        if s.islands == 1:
+            for key in ("islands", "migration_interval", "migration_topology", "migrants"):
+                del strategy[key]
         names = self.space.names
         strategy.update(crossover=dict(zip(names, s.crossover)), mutation=dict(zip(names, s.mutation)))
         return {
@@ -188,6 +176,8 @@ class SearchSpec:
     def with_overrides(self, **flags: Any) -> "SearchSpec":
         """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
         named, rule = split_method(flags.pop("method", None) or "")
+        named, schedule = split_schedule(named)
+        schedule = flags.pop("schedule", None) or schedule
         method = named or None
         stopper = with_rule(self.stopper, flags.pop("stopper", None) or rule)
         if method is not None and method not in METHODS:
@@ -209,6 +199,24 @@ class SearchSpec:
             if key == "image_size" and value > MAX_IMAGE_SIZE:
                 raise SpecError(COMMAND_LINE, "--image-size", IMAGE_SIZE_LIMIT.format(value=value))
         merged = dataclasses.replace(self.strategy, **strategy)
+        if schedule is not None:
+            if schedule not in SCHEDULES:
+                raise SpecError(
+                    COMMAND_LINE, "--schedule", f"expected generational or async, got {describe(schedule)}."
+                )
+            if schedule == "async" and merged.method not in ASYNC_METHODS:
+                raise SpecError(
+                    COMMAND_LINE,
+                    "--schedule",
+                    f"asynchronous evolution is implemented for {', '.join(ASYNC_METHODS)}; got {merged.method}.",
+                )
+            if schedule == "async" and merged.population_step:
+                raise SpecError(
+                    COMMAND_LINE,
+                    "--schedule",
+                    f"an asynchronous search has no generations to shrink (strategy.population_step in {self.source}).",
+                )
+            merged = dataclasses.replace(merged, schedule=schedule)
         if merged.method == "openai" and merged.population % 2:
             flag = "--population" if "population" in strategy else "--method"
             raise SpecError(
@@ -326,84 +334,3 @@ def _fidelity(s: Section, defaults: Fidelity) -> Fidelity:
     if scheduler not in SCHEDULERS:
         raise s.error("scheduler", f"expected one of {', '.join(SCHEDULERS)}, got {describe(scheduler)}.")
     return Fidelity(max_train_samples=cap, scheduler=scheduler, **out)
-
-
-def _strategy(s: Section, space: SearchSpace) -> StrategySpec:
-    method = s.take("method", "str", "ga")
-    if method not in METHODS:
-        raise s.error("method", f"expected one of {', '.join(METHODS)}, got {describe(method)}.")
-    population = s.take("population", "int", 10)
-    if population < 2:
-        raise s.error("population", f"expected an integer >= 2, got {population}.")
-    generations = s.take("generations", "int", 5)
-    if generations < 1:
-        raise s.error("generations", f"expected an integer >= 1, got {generations}.")
-    spec = StrategySpec(
-        method=method,
-        population=population,
-        generations=generations,
-        crossover=_per_gene(s, "crossover", space, 0.9),
-        mutation=_per_gene(s, "mutation", space, 0.2),
-        elitism=s.take("elitism", "bool", True),
-        seed=_seed(s),
-        population_step=s.take("population_step", "int", 0),
-        min_population=s.take("min_population", "int", 2),
-        final_image_size=s.take("final_image_size", "int", None),
-        hold_generations=s.take("hold_generations", "int", 0),
-        sigma=s.take("sigma", "number", None),
-        learning_rate=s.take("learning_rate", "number", None),
-    )
-    owners = {
-        "sigma": (ES_METHODS, f"the evolution strategies ({', '.join(ES_METHODS)})"),
-        "learning_rate": (("openai",), "openai (the step size of its Adam)"),
-    }
-    for key, (methods, whose) in owners.items():
-        value = getattr(spec, key)
-        if value is not None and method not in methods:
-            raise s.error(key, f"{key} is a setting of {whose}; this search's method is {method}.")
-        if value is not None and not value > 0:
-            raise s.error(key, f"expected a number > 0, got {value}.")
-    if method == "openai" and population % 2:
-        raise s.error("population", f"openai samples antithetic pairs: expected an even population, got {population}.")
-    soup_keys = [
-        k for k in ("population_step", "min_population", "final_image_size", "hold_generations") if k in s.data
-    ]
-    if soup_keys and method != "gensoup":
-        raise s.error(soup_keys[0], f"only the gensoup method takes {soup_keys[0]}; this search's method is {method}.")
-    for key, minimum in (
-        ("population_step", 0),
-        ("min_population", 2),
-        ("hold_generations", 0),
-        ("final_image_size", 4),
-    ):
-        value = getattr(spec, key)
-        if value is not None and value < minimum:
-            raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
-    s.finish()
-    return spec
-
-
-def _seed(s: Section) -> int:
-    seed = s.take("seed", "int", 0)
-    if seed < 0:
-        raise s.error("seed", f"expected an integer >= 0, got {seed}.")
-    return seed
-
-
-def _per_gene(s: Section, key: str, space: SearchSpace, default: float) -> tuple[float, ...]:
-    """A probability per gene: one number for all genes, or a mapping naming every gene."""
-    value = s.take(key, "any", default)
-    if isinstance(value, dict):
-        probs = Section(value, s.source, s.key(key))
-        out = tuple(probs.take(name, "number") for name in space.names)
-        probs.finish()
-        names = space.names
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        out, names = (float(value),) * len(space), ("",) * len(space)
-    else:
-        raise s.error(key, f"expected a probability or a mapping from gene name to probability, got {describe(value)}.")
-    for name, p in zip(names, out):
-        if not 0.0 <= p <= 1.0:
-            where = f"{key}.{name}" if name else key
-            raise s.error(where, f"expected a probability in [0, 1], got {p}.")
-    return out

@@ -23,13 +23,34 @@ def _ga_settings(spec: SearchSpec) -> dict[str, Any]:
 
 
 @STRATEGIES.register("ga")
-def _ga(spec: SearchSpec, budget: int) -> GenCNN:
+def _ga(spec: SearchSpec, budget: int) -> Any:
+    s = spec.strategy
+    if s.schedule == "async":
+        from popplast.core.steady_state import SteadyStateGA
+
+        settings = {k: v for k, v in _ga_settings(spec).items() if k != "elitism"}  # aging keeps no elite
+        return _islands(
+            spec, SteadyStateGA(**{**settings, "population": s.population // s.islands}, replacement=s.replacement)
+        )
     return GenCNN(**_ga_settings(spec))
 
 
 @STRATEGIES.register("gensoup")
-def _gensoup(spec: SearchSpec, budget: int) -> GenSoup:
+def _gensoup(spec: SearchSpec, budget: int) -> Any:
     s, names = spec.strategy, spec.space.names
+    if s.schedule == "async":
+        from popplast.core.steady_state import SteadyStateSoup
+
+        settings = {k: v for k, v in _ga_settings(spec).items() if k != "elitism"}
+        return _islands(
+            spec,
+            SteadyStateSoup(
+                **{**settings, "population": s.population // s.islands},
+                replacement=s.replacement,
+                arch_index=names.index("architecture") if "architecture" in names else None,
+                arch_choices=len(spec.space["architecture"].choices) if "architecture" in names else 1,
+            ),
+        )
     # a fixed architecture is no gene: every pair of parents can be fused
     return GenSoup(
         **_ga_settings(spec),
@@ -40,9 +61,24 @@ def _gensoup(spec: SearchSpec, budget: int) -> GenSoup:
     )
 
 
+def _islands(spec: SearchSpec, island: Any) -> Any:
+    """The steady-state strategy itself, or K islands of it (core/islands.py)."""
+    s = spec.strategy
+    if s.islands == 1:
+        return island
+    from popplast.core.islands import Islands
+
+    return Islands(island, s.islands, s.migration_interval, s.migration_topology, s.migrants)
+
+
 @STRATEGIES.register("pbt")
-def _pbt(spec: SearchSpec, budget: int) -> PBT:
-    return PBT(**{**_ga_settings(spec), "elitism": False}, genes=spec.space.genes)  # every member keeps its slot
+def _pbt(spec: SearchSpec, budget: int) -> Any:
+    pbt = PBT(**{**_ga_settings(spec), "elitism": False}, genes=spec.space.genes)  # every member keeps its slot
+    if spec.strategy.schedule == "async":
+        from popplast.core.async_pbt import AsyncPBT
+
+        return AsyncPBT(pbt, segments=spec.strategy.generations)
+    return pbt
 
 
 def _optuna(method: str) -> Callable[[SearchSpec, int], Any]:

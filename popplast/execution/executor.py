@@ -91,7 +91,12 @@ class Work(Protocol):
 class Executor(Protocol):
     workers: int
 
-    def map(self, evaluations: Iterable[Work]) -> Iterator[Any]: ...
+    def map(
+        self, evaluations: Iterable[Work | None], ordered: bool = False, window: int | None = None
+    ) -> Iterator[Any]:
+        """Results as they finish (`ordered`: in the order taken), each item taken when a worker is free (None:
+        nothing to take until the next result)."""
+        ...
 
     def put(self, value: Any) -> Any: ...
 
@@ -109,11 +114,27 @@ class LocalExecutor:
 
     workers = 1
 
-    def __init__(self, make_evaluator: Callable[[], Evaluator]) -> None:
+    def __init__(self, make_evaluator: Callable[[], Evaluator], window: int = 1) -> None:
         self._evaluator = make_evaluator()
+        self.window = window  # how many an asynchronous search's replay keeps asked ahead (`--workers`)
 
-    def map(self, evaluations: Iterable[Work]) -> Iterator[Any]:
+    def map(
+        self, evaluations: Iterable[Work | None], ordered: bool = False, window: int | None = None
+    ) -> Iterator[Any]:
+        """One at a time, in order. `window`: take that many ahead before running the first (what the Ray
+        pool's ordered mode does with that many workers), so an asynchronous search asks as it would there;
+        a None item: nothing more until the next result."""
+        ahead: list[Work] = []
         for evaluation in evaluations:
+            if evaluation is None:  # nothing to add until a result is in: run the next one
+                if not ahead:
+                    raise RuntimeError("the search asks for nothing while nothing is running")
+                yield ahead.pop(0).run(self._evaluator)
+                continue
+            ahead.append(evaluation)
+            if len(ahead) >= (window or 1):
+                yield ahead.pop(0).run(self._evaluator)
+        for evaluation in ahead:
             yield evaluation.run(self._evaluator)
 
     @staticmethod

@@ -67,6 +67,7 @@ class EvaluatorActor:
 class _Task:
     work: Work
     errors: list[str] = field(default_factory=list)  # why earlier attempts' workers died
+    seq: int = 0  # the order it was taken in
 
 
 class RayExecutor:
@@ -113,20 +114,54 @@ class RayExecutor:
             self._collect_started(list(self._starting), 1.0)
         return dict(self.placements)
 
-    def map(self, items: Iterable[Work]) -> Iterator[Any]:
-        waiting = collections.deque(_Task(w) for w in items)
+    def map(self, items: Iterable[Work | None], ordered: bool = False, window: int | None = None) -> Iterator[Any]:
+        """Run `items`, taken from the iterable only when a worker is free for them (so an asynchronous search
+        asks each one as late as it can; a None item: nothing to take until the next result); results as they
+        finish. `ordered`: results in the order the items
+        were taken, and an item taken only once fewer than `window` (default: the workers) are out, so that
+        when it is taken depends on the results alone (the asynchronous search's replay mode)."""
+        source = iter(items)
+        window = window or self.workers
+        waiting: collections.deque = collections.deque()
         idle = list(self.placements)
         running: dict = {}  # object ref → (actor, task, reference to its trained weights or None)
+        done: dict[int, Any] = {}  # ordered: results waiting for the ones taken before them
+        taken = yielded = 0
+        exhausted = paused = False
         stalled_since = time.monotonic()
-        while waiting or running:
+        while waiting or running or done or not exhausted:
             idle += self._collect_started(list(self._starting), 0)
-            while idle and waiting:
-                actor, task = idle.pop(0), waiting.popleft()
+            while idle:
+                if waiting:
+                    task = waiting.popleft()
+                elif exhausted or paused or (ordered and taken - yielded >= window):
+                    break
+                else:
+                    try:
+                        work = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    if work is None:  # nothing to run until a result is in (an asynchronous PBT's members)
+                        paused = True
+                        break
+                    task = _Task(work, seq=taken)
+                    taken += 1
+                actor = idle.pop(0)
                 if getattr(task.work, "return_weights", False):
                     ref, weights = actor.evaluate_keeping_weights.remote(task.work)
                 else:
                     ref, weights = actor.evaluate.remote(task.work), None
                 running[ref] = (actor, task, weights)
+            if ordered and yielded in done:  # one at a time, taking the next item in between, as a replay does
+                yield done.pop(yielded)
+                yielded, paused = yielded + 1, False
+                continue
+            if not running and not waiting and not done:
+                if exhausted:
+                    break
+                if paused:
+                    raise RuntimeError("the search asks for nothing while nothing is running")
             if not running:
                 self._check_stalled(stalled_since)
             else:
@@ -150,7 +185,11 @@ class RayExecutor:
                 if result is None:  # the worker died; run it again elsewhere, before anything new
                     waiting.appendleft(task)
                     continue
-                yield result
+                if ordered:
+                    done[task.seq] = result
+                else:
+                    yield result
+                    paused = False
 
     def _outcome(self, ref: Any, task: _Task, weights: Any) -> tuple[Any, bool]:
         """(the result or None to retry, whether the actor is still usable)."""
@@ -164,8 +203,10 @@ class RayExecutor:
             return self._with_retries(result, task.errors[:-1]), False
         except RayError as e:
             return self._with_retries(task.work.failed(f"{type(e).__name__}: {e}"), task.errors), True
-        if weights is not None and getattr(result, "ok", False):
-            result.weights = weights  # a reference: the weights themselves never reach the driver
+        # a reference: the weights themselves never reach the driver; an objective that returned no state
+        # (no weights_bytes) leaves nothing behind it
+        if weights is not None and getattr(result, "ok", False) and "weights_bytes" in result.metrics:
+            result.weights = weights
         return self._with_retries(result, task.errors), True
 
     @staticmethod

@@ -24,6 +24,7 @@ from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
 from popplast.core.spec import Fidelity, SearchSpec
 from popplast.core.strategy import Strategy
+from popplast.execution.async_search import is_async, run_async_search
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor, slices
 from popplast.execution.stopping import StopJudge
@@ -112,6 +113,22 @@ def run_search(
     else:
         state, first = resume.state, resume.generation + 1
         outcome = SearchOutcome(state, list(resume.history), dict(resume.results), earlier_seconds=resume.seconds)
+    if is_async(strategy):  # no generations: each individual asked when a worker is free (async_search.py)
+        return run_async_search(
+            spec,
+            strategy,
+            executor,
+            rng,
+            observers,
+            checkpoints,
+            resume,
+            outcome,
+            configure=configure,
+            stopper=stopper,
+            epoch_budget=epoch_budget,
+            replay=spec.strategy.replay,
+            window=getattr(executor, "window", executor.workers),
+        )
     # individual id → its trained state (a reference on Ray), and the bytes it takes
     weights: dict[str, Any] = dict(resume.weights) if resume else {}
     held = {k: outcome.results[k].metrics.get("weights_bytes", 0.0) for k in weights}
@@ -131,7 +148,7 @@ def run_search(
         by_id = {ind.id: ind for ind in individuals}
         shared = context(state) if context else {}
         configs = {ind.id: {**configure(ind), **shared} for ind in individuals}
-        work = [_evaluation(ind, configs[ind.id], budget, weights, strategy.inherits, stops) for ind in individuals]
+        work = [evaluation_for(ind, configs[ind.id], budget, weights, strategy.inherits, stops) for ind in individuals]
         for done in executor.map(slices(work, executor.workers) if sliced else work):
             results = done if isinstance(done, list) else [done]
             for result in results:
@@ -165,7 +182,7 @@ def run_search(
     return outcome
 
 
-def _evaluation(
+def evaluation_for(
     individual: Individual,
     config: dict[str, Any],
     budget: Fidelity | None,
@@ -173,6 +190,8 @@ def _evaluation(
     inherits: bool,
     stops: Any = None,
 ) -> Evaluation:
+    """The evaluation of `individual`; for an inheriting strategy with its parents' states (those still held)
+    and the factors the strategy fuses them by."""
     if not inherits:
         return Evaluation(individual, config, stops=stops)
     factors = individual.fusion_weights or (1.0,) * len(individual.parent_ids)

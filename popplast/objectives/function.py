@@ -58,6 +58,7 @@ class FunctionEvaluator:
         import torch
 
         trial = Trial(individual, self.device, budget or self.fidelity, parents_weights or (), stops)
+        began = time.time()  # wall clock, comparable across workers: what the workers' timeline is drawn from
         start = time.perf_counter()
         shared = None
         try:
@@ -74,7 +75,7 @@ class FunctionEvaluator:
                 metrics["weights_bytes"] = float(sum(w.nbytes for w in shared.values()))
         except Exception as e:
             result = EvalResult.failed(individual.id, describe_error(e), worker=self.where)
-            result.history, result.tags = dict(trial.history), {**trial.tags, **_hashes(trial, None)}
+            result.history, result.tags = dict(trial.history), {**trial.tags, **_hashes(trial, None), **_span(began)}
             return result
         metrics.setdefault("train_seconds", time.perf_counter() - start)
         steps = [int(s) for series in trial.history.values() for s, _ in series]
@@ -89,7 +90,7 @@ class FunctionEvaluator:
             dict(trial.history),
             weights=shared,
             worker=self.where,
-            tags={**trial.tags, **_hashes(trial, shared)},
+            tags={**trial.tags, **_hashes(trial, shared), **_span(began)},
         )
 
     def _metrics(self, value: Any) -> dict[str, float]:
@@ -135,6 +136,11 @@ def _hashes(trial: Trial, shared: Mapping[str, Any] | None) -> dict[str, str]:
     if shared is not None:
         tags["returned_state_hash"] = state_dict_hash(from_shareable(shared))
     return tags
+
+
+def _span(began: float) -> dict[str, str]:
+    """When the evaluation ran, in seconds since the epoch (the worker's clock)."""
+    return {"started": f"{began:.3f}", "ended": f"{time.time():.3f}"}
 
 
 def describe_error(e: BaseException) -> str:

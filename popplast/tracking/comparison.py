@@ -98,7 +98,8 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
 
 def _label(search: Any) -> str:
     """The search's method as the comparison names it: with its stopper (ga+asha, tpe-hyperband)."""
-    return method_label(search.data.params["method"], search.data.params.get("stopper.rule", "none"))
+    params = search.data.params
+    return method_label(params["method"], params.get("stopper.rule", "none"), params.get("schedule", "generational"))
 
 
 def _comparison_run(client: MlflowClient, run_id: str) -> Any:

@@ -27,6 +27,7 @@ class Node:
     fusion: list[float] = field(default_factory=list)  # the weights its parents' states were fused with
     status: str = "ok"  # ok, stopped (early) or failed; "retried" when it took more than one attempt
     seed: int = 0  # of its evaluation
+    island: str = ""  # the island it was born on (an island search), else ""
     x: float = 0.0
     y: float = 0.0
 
@@ -38,6 +39,7 @@ class Lineage:
     title: str
     nodes: dict[str, Node]
     best_id: str | None
+    asynchronous: bool = False  # rows are cohorts of `population` births, not generations
 
     def ancestry(self) -> set[str]:
         """The best individual and every individual it descends from."""
@@ -80,6 +82,7 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
             [float(w) for w in tags.get("popplast.fusion_weights", "").split(",") if w],
             "retried" if tags.get("popplast.attempts") else tags.get("popplast.status", "ok"),
             int(tags.get("popplast.seed", "0") or 0),
+            island=tags.get("popplast.island", ""),
         )
     if not nodes:
         raise LineageError(f"the run {search_run_id} has no individual runs: is it a popplast search run?")
@@ -89,7 +92,8 @@ def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
         best = max(scored, key=lambda n: n.fitness).individual_id if scored else None
     title = search.info.run_name or search_run_id
     _layout(nodes)
-    return Lineage(search_run_id, experiment, title, nodes, best)
+    asynchronous = search.data.params.get("schedule") == "async"
+    return Lineage(search_run_id, experiment, title, nodes, best, asynchronous)
 
 
 def _layout(nodes: dict[str, Node]) -> None:

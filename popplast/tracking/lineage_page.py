@@ -105,11 +105,13 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
             if parent not in pos:
                 continue
             (x1, y1), (x2, y2) = pos[parent], pos[key]
+            migrated = node.island != nodes[parent].island  # a migrant's child: an edge between islands
+            kind = html.escape(node.operator.replace("+", "-")) + (" migration" if migrated else "")
             edges.append(
-                f'<line class="edge op-{html.escape(node.operator.replace("+", "-"))}" '
+                f'<line class="edge op-{kind}" '
                 f'data-from="{html.escape(parent)}" data-to="{html.escape(key)}" '
                 f'x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" '
-                f'stroke-width="{line_width:.1f}" stroke-dasharray="{dash}"/>'
+                f'stroke-width="{line_width:.1f}" stroke-dasharray="{"1 3" if migrated else dash}"/>'
             )
     for key, node in sorted(nodes.items()):
         x, y = pos[key]
@@ -143,6 +145,7 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
                 "generation": node.generation,
                 "operator": node.operator,
                 "status": node.status,
+                "island": node.island,
                 "fitness": node.fitness,
                 "parents": node.parents,
                 "fusion": node.fusion,
@@ -167,6 +170,11 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
         for op, (d, c, w) in EDGE_STYLE.items()
         if op in operators
     )
+    if any(n.island for n in nodes.values()):
+        legend += (
+            '<span><svg width="34" height="10"><line x1="0" y1="5" x2="34" y2="5" stroke="#666" '
+            'stroke-width="1.5" stroke-dasharray="1 3"/></svg> between islands (a migrant\'s child)</span>'
+        )
     best_node = nodes.get(lineage.best_id) if lineage.best_id else None
     summary = (
         f"best: {lineage.best_id}, fitness {best_node.fitness:.4f}, generation {best_node.generation}"
@@ -185,6 +193,10 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
         title=html.escape(lineage.title),
         count=len(nodes),
         generations=len(rows),
+        rows_are="cohorts of births (an asynchronous search: no generations; a row holds the next population's "
+        "worth of births, in the order they were asked)"
+        if lineage.asynchronous
+        else "generations",
         low=low,
         high=high,
         summary=html.escape(summary),
@@ -224,7 +236,7 @@ table.pedigree {{ border-collapse: collapse; margin-top: 8px; }}
 table.pedigree td, table.pedigree th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
 </style></head><body>
 <h1>Lineage of {title}</h1>
-<p>{count} individuals over {generations} generations (rows, top to bottom, each ordered by its parents'
+<p>{count} individuals over {generations} {rows_are} (rows, top to bottom, each ordered by its parents'
 positions); colour: fitness from {low:.3f} (dark) to {high:.3f} (yellow), grey: failed; dashed outline:
 stopped early; red ring: the best.
 {summary}. Click a node to focus its ancestry and descendants; drag to pan, wheel to zoom.</p>
@@ -289,6 +301,7 @@ SCRIPT = r"""
     row(table, "generation", String(n.generation));
     row(table, "operator", n.operator);
     row(table, "status", n.status);
+    if (n.island) row(table, "island", n.island);
     row(table, "fitness", n.fitness === null ? "failed" : n.fitness.toFixed(4));
     row(table, "parents", n.parents.map((p, i) =>
       p + (i < n.fusion.length ? " (" + n.fusion[i].toPrecision(3) + ")" : "")).join(", ") || "none");

@@ -46,6 +46,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             "generations": s.generations,
             "seed": s.seed,
             **(ga if s.method in GA_METHODS else {}),
+            **({"schedule": s.schedule, "replacement": s.replacement} if s.schedule == "async" else {}),
             **{f"strategy.{k}": getattr(s, k) for k in ("sigma", "learning_rate") if getattr(s, k) is not None},
             "genes": list(spec.space.names),
             **(
@@ -128,14 +129,17 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             self.client.delete_run(run.info.run_id)
         return False
 
-    def discard_after(self, generation: int) -> int:
+    def discard_after(self, generation: int, keep: set[str] | None = None) -> int:
         """Delete the runs of generations after `generation` (an interrupted generation, asked and evaluated
-        again on resume); returns how many."""
-        runs = [
-            r
-            for r in child_runs(self.client, self.experiment_id, self.search_run_id)
-            if int(r.data.tags.get("popplast.generation", -1)) > generation
-        ]
+        again on resume), or with `keep`, of every individual not in it (an asynchronous search's: those it
+        resumes to evaluate again or ask anew); returns how many."""
+
+        def gone(tags: Mapping[str, str]) -> bool:
+            if keep is None:
+                return int(tags.get("popplast.generation", -1)) > generation
+            return "popplast.individual_id" in tags and tags["popplast.individual_id"] not in keep
+
+        runs = [r for r in child_runs(self.client, self.experiment_id, self.search_run_id) if gone(r.data.tags)]
         for run in runs:
             self.client.delete_run(run.info.run_id)
             gone = run.data.tags.get("popplast.individual_id", "")

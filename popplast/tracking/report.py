@@ -55,7 +55,9 @@ def report_markdown(c: Comparison) -> str:
         "## Per method (mean ± std over seeds)",
         "",
         f'Target: the median final best validation MCC of {target_of}, {target:.4f}. "Reached" counts the seeds '
-        "whose search got there; evaluations and seconds to the target are means over those seeds. Training "
+        "whose search got there; evaluations, epochs and seconds to the target are means over those seeds. A "
+        "method with a stopper (METHOD+RULE, tpe-hyperband) stops individuals early: they count the epochs they "
+        "trained, and their fitness is their last reported validation MCC. Training "
         "is counted as epochs and as backward passes through the whole model (a position-wise optimizer's step "
         'through K blocks costs (K+1)/2 of them); "image sizes" is what each method\'s evaluations trained on '
         "(Gen-Soup's schedule grows them; the others train at the file's `fidelity.image_size`).",

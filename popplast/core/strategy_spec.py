@@ -1,0 +1,211 @@
+"""The search file's `strategy:` section, and the names of the methods it may run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from popplast.core.fields import Section, describe
+from popplast.core.space import SearchSpace
+
+SCHEDULES = ("generational", "async")  # strategy.schedule
+ASYNC_METHODS = ("ga", "gensoup", "pbt")  # with schedule: async (core/steady_state.py)
+REPLACEMENTS = ("aging", "worst")
+ASYNC_SUFFIX = "-async"  # METHOD-async: the method with schedule: async (ga-async, gensoup-async, pbt-async)
+GA_METHODS = ("ga", "gensoup", "pbt")  # popplast's own strategies, generation by generation
+INHERITING_METHODS = ("gensoup", "pbt")  # children start from trained states
+OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
+ES_METHODS = ("elitist", "openai", "snes")  # evolution strategies over the genes' logits (core/es_search.py)
+TUNE_METHODS = ("tune-tpe", "tune-pbt", "tune-asha")  # Ray Tune: OptunaSearch, PBT, ASHA over random search
+METHODS = GA_METHODS + OPTUNA_METHODS + ES_METHODS + TUNE_METHODS
+# evaluations that report steps to the driver's stopper (an ES scores a population slice in one call)
+STOPPABLE_METHODS = GA_METHODS + OPTUNA_METHODS
+# the multi-fidelity baselines by their usual names: a sampler with a stopper (METHOD+RULE says the same)
+STOPPING_BASELINES = {
+    "tpe-hyperband": ("tpe", "hyperband"),
+    "tpe-asha": ("tpe", "asha"),
+    "random-asha": ("random", "asha"),
+}
+
+
+def split_method(name: str) -> tuple[str, str | None]:
+    """'ga+asha' → ('ga', 'asha'); 'tpe-hyperband' → ('tpe', 'hyperband'); 'ga' → ('ga', None); the method
+    part may end in -async (ga-async: the GA with `schedule: async`)."""
+    if name in STOPPING_BASELINES:
+        return STOPPING_BASELINES[name]
+    method, plus, rule = name.partition("+")
+    return method, (rule if plus else None)
+
+
+def split_schedule(method: str) -> tuple[str, str | None]:
+    """'ga-async' → ('ga', 'async'); 'ga' → ('ga', None)."""
+    if method.endswith(ASYNC_SUFFIX) and method[: -len(ASYNC_SUFFIX)] in ASYNC_METHODS:
+        return method[: -len(ASYNC_SUFFIX)], "async"
+    return method, None
+
+
+def method_label(method: str, rule: str, schedule: str = "generational") -> str:
+    """The name a comparison shows: the method (-async when asynchronous), with its stopper (by the
+    baseline's name where it has one)."""
+    shown = method + (ASYNC_SUFFIX if schedule == "async" else "")
+    if rule == "none":
+        return shown
+    named = {v: k for k, v in STOPPING_BASELINES.items()}
+    return named.get((shown, rule), f"{shown}+{rule}")
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """GA settings; crossover and mutation hold one probability per gene, in the space's order."""
+
+    method: str = "ga"
+    population: int = 10
+    generations: int = 5
+    crossover: tuple[float, ...] = ()
+    mutation: tuple[float, ...] = ()
+    elitism: bool = True
+    seed: int = 0
+    # Gen-Soup only: N_g = max(population - population_step * g, min_population); the image size ramps from
+    # fidelity.image_size to final_image_size over the first generations - hold_generations generations.
+    population_step: int = 0
+    min_population: int = 2
+    final_image_size: int | None = None
+    hold_generations: int = 0
+    # evolution strategies only: None keeps the method's own (popplast.core.es)
+    sigma: float | None = None
+    learning_rate: float | None = None
+    # ga only: async breeds a child whenever a worker is free (core/steady_state.py); `replacement` says who
+    # leaves the population (aging: the oldest; worst); `replay` tells results in the order they were asked
+    schedule: str = "generational"
+    replacement: str = "aging"
+    replay: bool = False
+    # async ga and gensoup: K islands sharing the population and the workers (core/islands.py)
+    islands: int = 1
+    migration_interval: int = 10
+    migration_topology: str = "ring"
+    migrants: int = 1
+
+
+def strategy_from(s: Section, space: SearchSpace) -> StrategySpec:
+    method = s.take("method", "str", "ga")
+    if method not in METHODS:
+        raise s.error("method", f"expected one of {', '.join(METHODS)}, got {describe(method)}.")
+    population = s.take("population", "int", 10)
+    if population < 2:
+        raise s.error("population", f"expected an integer >= 2, got {population}.")
+    generations = s.take("generations", "int", 5)
+    if generations < 1:
+        raise s.error("generations", f"expected an integer >= 1, got {generations}.")
+    spec = StrategySpec(
+        method=method,
+        population=population,
+        generations=generations,
+        crossover=_per_gene(s, "crossover", space, 0.9),
+        mutation=_per_gene(s, "mutation", space, 0.2),
+        elitism=s.take("elitism", "bool", True),
+        seed=_seed(s),
+        population_step=s.take("population_step", "int", 0),
+        min_population=s.take("min_population", "int", 2),
+        final_image_size=s.take("final_image_size", "int", None),
+        hold_generations=s.take("hold_generations", "int", 0),
+        sigma=s.take("sigma", "number", None),
+        learning_rate=s.take("learning_rate", "number", None),
+        schedule=s.take("schedule", "str", "generational"),
+        replacement=s.take("replacement", "str", "aging"),
+        replay=s.take("replay", "bool", False),
+        islands=s.take("islands", "int", 1),
+        migration_interval=s.take("migration_interval", "int", 10),
+        migration_topology=s.take("migration_topology", "str", "ring"),
+        migrants=s.take("migrants", "int", 1),
+    )
+    _check_schedule(spec, s)
+    owners = {
+        "sigma": (ES_METHODS, f"the evolution strategies ({', '.join(ES_METHODS)})"),
+        "learning_rate": (("openai",), "openai (the step size of its Adam)"),
+    }
+    for key, (methods, whose) in owners.items():
+        value = getattr(spec, key)
+        if value is not None and method not in methods:
+            raise s.error(key, f"{key} is a setting of {whose}; this search's method is {method}.")
+        if value is not None and not value > 0:
+            raise s.error(key, f"expected a number > 0, got {value}.")
+    if method == "openai" and population % 2:
+        raise s.error("population", f"openai samples antithetic pairs: expected an even population, got {population}.")
+    soup_keys = [
+        k for k in ("population_step", "min_population", "final_image_size", "hold_generations") if k in s.data
+    ]
+    if soup_keys and method != "gensoup":
+        raise s.error(soup_keys[0], f"only the gensoup method takes {soup_keys[0]}; this search's method is {method}.")
+    for key, minimum in (
+        ("population_step", 0),
+        ("min_population", 2),
+        ("hold_generations", 0),
+        ("final_image_size", 4),
+    ):
+        value = getattr(spec, key)
+        if value is not None and value < minimum:
+            raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
+    s.finish()
+    return spec
+
+
+def _check_schedule(spec: StrategySpec, s: Section) -> None:
+    if spec.schedule not in SCHEDULES:
+        raise s.error("schedule", f"expected one of {', '.join(SCHEDULES)}, got {describe(spec.schedule)}.")
+    if spec.schedule == "async" and spec.method not in ASYNC_METHODS:
+        raise s.error(
+            "schedule",
+            f"asynchronous evolution is implemented for {', '.join(ASYNC_METHODS)}; this search's method is "
+            f"{spec.method}.",
+        )
+    if spec.schedule == "async" and spec.population_step:
+        raise s.error("population_step", "an asynchronous search has no generations to shrink; leave it at 0.")
+    if spec.replacement not in REPLACEMENTS:
+        raise s.error("replacement", f"expected aging or worst, got {describe(spec.replacement)}.")
+    island_keys = ("islands", "migration_interval", "migration_topology", "migrants")
+    if spec.islands != 1 or any(k in s.data for k in island_keys[1:]):
+        _check_islands(spec, s)
+    for key in ("replacement", "replay"):
+        if key in s.data and spec.schedule != "async":
+            raise s.error(key, f"{key} goes with schedule: async (a generational search replaces whole generations).")
+
+
+def _check_islands(spec: StrategySpec, s: Section) -> None:
+    if spec.schedule != "async" or spec.method not in ("ga", "gensoup"):
+        raise s.error("islands", "islands are asynchronous ga or gensoup sub-populations: set schedule: async.")
+    if spec.islands < 2 or spec.population % spec.islands or spec.population // spec.islands < 2:
+        raise s.error(
+            "islands",
+            f"expected K >= 2 islands that divide the population into islands of at least 2 (population "
+            f"{spec.population}), got {spec.islands}.",
+        )
+    if spec.migration_topology not in ("ring", "complete"):
+        raise s.error("migration_topology", f"expected ring or complete, got {describe(spec.migration_topology)}.")
+    for key in ("migration_interval", "migrants"):
+        if getattr(spec, key) < 1:
+            raise s.error(key, f"expected an integer >= 1, got {getattr(spec, key)}.")
+
+
+def _seed(s: Section) -> int:
+    seed = s.take("seed", "int", 0)
+    if seed < 0:
+        raise s.error("seed", f"expected an integer >= 0, got {seed}.")
+    return seed
+
+
+def _per_gene(s: Section, key: str, space: SearchSpace, default: float) -> tuple[float, ...]:
+    """A probability per gene: one number for all genes, or a mapping naming every gene."""
+    value = s.take(key, "any", default)
+    if isinstance(value, dict):
+        probs = Section(value, s.source, s.key(key))
+        out = tuple(probs.take(name, "number") for name in space.names)
+        probs.finish()
+        names = space.names
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out, names = (float(value),) * len(space), ("",) * len(space)
+    else:
+        raise s.error(key, f"expected a probability or a mapping from gene name to probability, got {describe(value)}.")
+    for name, p in zip(names, out):
+        if not 0.0 <= p <= 1.0:
+            where = f"{key}.{name}" if name else key
+            raise s.error(where, f"expected a probability in [0, 1], got {p}.")
+    return out
