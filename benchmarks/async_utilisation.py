@@ -115,11 +115,11 @@ def main() -> None:
             a = modelled("async", workers, population, evaluations, rng)
             model.append((workers, population, g, a))
     print(
-        "asynchronous / generational utilisation (measured, Ray pool on this machine): "
+        "utilisation ratio, asynchronous / generational (measured, Ray pool on this machine): "
         + ", ".join(f"{m} {w}w {a[0] / g[0]:.2f}x" for m, w, g, a in rows)
     )
     print(
-        "asynchronous / generational utilisation (list-scheduling model): "
+        "utilisation ratio, asynchronous / generational (list-scheduling model): "
         + ", ".join(f"{w}w P={p} {a / g:.2f}x" for w, p, g, a in model)
     )
     print(f"\nMeasured: {args.evaluations} evaluations each, sleeping {args.base} s × (1 + arch), arch 0..7")

@@ -16,6 +16,8 @@ SCRIPTS = [
     ("weights.py", ["--repeats", "7"]),
     ("checkpoint_cost.py", []),
     ("scaling.py", ["--repeats", "3"]),
+    ("async_utilisation.py", []),
+    ("stop_latency.py", []),
 ]
 
 

@@ -80,7 +80,8 @@ def main() -> None:
     }
     print(
         f"should_stop() round trip: median {summary['median_ms']} ms, 95th percentile {summary['p95_ms']} ms, "
-        f"max {summary['max_ms']} ms over {summary['calls']} calls"
+        f"max {summary['max_ms']} ms over {summary['calls']} calls (ratio of the median to a "
+        f"{args.step_seconds * 1000:.0f} ms step: {summary['median_ms'] / (args.step_seconds * 1000):.3f})"
     )
     print(json.dumps(summary))
 

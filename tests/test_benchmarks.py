@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -34,3 +35,18 @@ def test_checkpoint_cost_benchmark_times_the_real_checkpointer():
     out = run("checkpoint_cost.py", "--population", "2", "--generations", "1", "--models", "shufflenet_v2_x1_0")
     rows = [line for line in out.splitlines() if line.startswith("| ShuffleNet")]
     assert len(rows) == 1 and rows[0].endswith("x |")
+
+
+@pytest.mark.cluster  # the slow tier (make test-cluster): a benchmark script end to end
+def test_async_utilisation_benchmark_measures_both_schedules():
+    out = run("async_utilisation.py", "--evaluations", "16", "--base", "0.01", "--workers", "2")
+    assert re.search(r"utilisation ratio, asynchronous / generational \(measured.*ga 2w [0-9.]+x", out)
+    rows = [line for line in out.splitlines() if re.match(r"\| (ga|gensoup|pbt) \| 2 \| 0\.\d+ \| 0\.\d+ \|", line)]
+    assert len(rows) == 3
+
+
+@pytest.mark.cluster  # the slow tier (make test-cluster): a benchmark script end to end
+def test_stop_latency_benchmark_times_the_verdicts():
+    out = run("stop_latency.py", "--individuals", "10", "--steps", "3", "--step-seconds", "0.01")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["calls"] >= 10 and summary["individuals"] == 10 and 0 < summary["median_ms"] < 1000
