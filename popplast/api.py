@@ -284,7 +284,7 @@ def _loop(
 
     spent = epochs_spent(checkpoint.results.values()) if checkpoint else 0.0
     epochs = (budget_epochs, spent) if budget_epochs else None
-    with observing(outbox, progress, s.generations, total, done, outbox.status, epochs) as observers:
+    with observing(outbox, progress, s.generations, total, done, outbox.status, epochs, pool.workers) as observers:
         if study is not None:
             from popplast.baselines.optuna_search import StudyMirror
 

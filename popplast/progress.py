@@ -27,8 +27,12 @@ class SearchProgress:
         done: int = 0,
         status: Callable[[], str | None] | None = None,
         epochs: int | None = None,
+        workers: int = 0,
     ) -> None:
         self.generations = generations
+        self.workers = workers  # with their evaluations' start and end times: the utilisation shown
+        self.busy, self.first_start = 0.0, None  # seconds the evaluations took, and when the first began
+        self.population_median: float | None = None  # the strategy's last summary (its current population)
         self.epoch_budget = epochs  # a budget in training epochs: what the line counts and times down
         self.epochs = 0.0
         self.stopped = 0
@@ -60,6 +64,10 @@ class SearchProgress:
     def individual_finished(self, individual: Individual, config: dict[str, Any], result: EvalResult) -> None:
         self.done += 1
         self.epochs += result.metrics.get("epochs", result.metrics.get("steps", 0.0))
+        if "started" in result.tags and "ended" in result.tags:
+            started, ended = float(result.tags["started"]), float(result.tags["ended"])
+            self.busy += ended - started
+            self.first_start = started if self.first_start is None else min(self.first_start, started)
         self.stopped += result.stopped_at is not None
         if result.ok:
             self.fitness.append(float(result.fitness))
@@ -68,6 +76,7 @@ class SearchProgress:
         self._refresh()
 
     def generation_finished(self, generation: int, metrics: dict[str, float]) -> None:
+        self.population_median = metrics.get("median", self.population_median)
         if self._bar is None:
             self.console.print(f"[popplast] {self.status_line()}", soft_wrap=True, markup=False)
 
@@ -87,7 +96,11 @@ class SearchProgress:
                 + ")"
             )
         if self.fitness:
-            parts += [f"best {max(self.fitness):.4f}", f"median {statistics.median(self.fitness):.4f}"]
+            median = statistics.median(self.fitness) if self.population_median is None else self.population_median
+            parts += [f"best {max(self.fitness):.4f}", f"median {median:.4f}"]
+        if self.workers and self.first_start is not None and time.time() > self.first_start:
+            share = self.busy / (self.workers * (time.time() - self.first_start))
+            parts.append(f"workers {min(share, 1.0):.0%} busy")
         parts.append(f"{_clock(elapsed)} elapsed")
         if self.epoch_budget is not None:
             if 0 < self.epochs < self.epoch_budget and self.done > self._resumed:

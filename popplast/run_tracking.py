@@ -72,15 +72,19 @@ def observing(
     done: int = 0,
     status: Any = None,
     epochs: tuple[int, float] | None = None,
+    workers: int = 0,
 ) -> Iterator[list[Any]]:
     """The tracker and, with `progress`, a progress display that is closed however the search ends;
     `status()` adds a few words to its line (the outbox's, while MLflow is unreachable); `epochs`: a budget in
-    training epochs and how many an earlier driver spent, which the display counts instead of evaluations."""
+    training epochs and how many an earlier driver spent, which the display counts instead of evaluations;
+    `workers`: the pool's size, for the share of their time the workers spend evaluating."""
     observers: list[Any] = [tracker]
     if progress:
         from popplast.progress import SearchProgress
 
-        shown = SearchProgress(rows, total=total, done=done, status=status, epochs=epochs[0] if epochs else None)
+        shown = SearchProgress(
+            rows, total=total, done=done, status=status, epochs=epochs[0] if epochs else None, workers=workers
+        )
         shown.epochs = epochs[1] if epochs else 0.0
         observers.append(shown)
     try:
