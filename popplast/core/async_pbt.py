@@ -19,6 +19,7 @@ import numpy as np
 from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, individual_id
 from popplast.core.pbt import PBT
+from popplast.core.steady_state import shared_dict, shared_fields
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,7 @@ class AsyncPBTState:
             "fitness": {str(k): v for k, v in self.fitness.items()},
             "ready": list(self.ready),
             "started": self.started,
-            "in_flight": [m.to_dict() for m in self.in_flight],
-            "best": self.best.to_dict() if self.best else None,
-            "best_fitness": self.best_fitness,
-            "evaluations": self.evaluations,
-            "cohort": list(self.cohort),
-            "generation": self.generation,
+            **shared_dict(self),
         }
 
     @classmethod
@@ -62,12 +58,7 @@ class AsyncPBTState:
             fitness={int(k): v for k, v in data["fitness"].items()},
             ready=tuple(int(k) for k in data["ready"]),
             started=int(data["started"]),
-            in_flight=tuple(Individual.from_dict(d) for d in data["in_flight"]),
-            best=Individual.from_dict(data["best"]) if data.get("best") else None,
-            best_fitness=data.get("best_fitness"),
-            evaluations=int(data.get("evaluations", 0)),
-            cohort=tuple(data.get("cohort", ())),
-            generation=int(data.get("generation", -1)),
+            **shared_fields(data),
         )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, individual_id
-from popplast.core.steady_state import SteadyStateGA, SteadyStateState
+from popplast.core.steady_state import SteadyStateGA, SteadyStateState, shared_dict, shared_fields
 
 TOPOLOGIES = ("ring", "complete")
 
@@ -54,11 +54,7 @@ class IslandsState:
             "taken": list(self.taken),
             "migrations": self.migrations,
             "births": self.births,
-            "best": self.best.to_dict() if self.best else None,
-            "best_fitness": self.best_fitness,
-            "evaluations": self.evaluations,
-            "cohort": list(self.cohort),
-            "generation": self.generation,
+            **{k: v for k, v in shared_dict(self).items() if k != "in_flight"},  # the islands hold them
         }
 
     @classmethod
@@ -69,11 +65,7 @@ class IslandsState:
             taken=tuple(int(v) for v in data["taken"]),
             migrations=int(data["migrations"]),
             births=int(data["births"]),
-            best=Individual.from_dict(data["best"]) if data.get("best") else None,
-            best_fitness=data.get("best_fitness"),
-            evaluations=int(data.get("evaluations", 0)),
-            cohort=tuple(data.get("cohort", ())),
-            generation=int(data.get("generation", -1)),
+            **{k: v for k, v in shared_fields({**data, "in_flight": []}).items() if k != "in_flight"},
         )
 
 

@@ -52,12 +52,7 @@ class SteadyStateState:
             "births": self.births,
             "members": [m.to_dict() for m in self.members],
             "fitness": dict(self.fitness),
-            "in_flight": [m.to_dict() for m in self.in_flight],
-            "best": self.best.to_dict() if self.best else None,
-            "best_fitness": self.best_fitness,
-            "evaluations": self.evaluations,
-            "cohort": list(self.cohort),
-            "generation": self.generation,
+            **shared_dict(self),
         }
 
     @classmethod
@@ -66,13 +61,32 @@ class SteadyStateState:
             births=int(data["births"]),
             members=tuple(Individual.from_dict(d) for d in data["members"]),
             fitness={k: float(v) for k, v in data["fitness"].items()},
-            in_flight=tuple(Individual.from_dict(d) for d in data["in_flight"]),
-            best=Individual.from_dict(data["best"]) if data.get("best") else None,
-            best_fitness=data.get("best_fitness"),
-            evaluations=int(data.get("evaluations", 0)),
-            cohort=tuple(data.get("cohort", ())),
-            generation=int(data.get("generation", -1)),
+            **shared_fields(data),
         )
+
+
+def shared_dict(state: Any) -> dict[str, Any]:
+    """What every asynchronous state holds beside its own: the in-flight individuals, the best, the counts."""
+    return {
+        "in_flight": [m.to_dict() for m in state.in_flight],
+        "best": state.best.to_dict() if state.best else None,
+        "best_fitness": state.best_fitness,
+        "evaluations": state.evaluations,
+        "cohort": list(state.cohort),
+        "generation": state.generation,
+    }
+
+
+def shared_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`shared_dict`'s output read back as constructor arguments."""
+    return dict(
+        in_flight=tuple(Individual.from_dict(d) for d in data["in_flight"]),
+        best=Individual.from_dict(data["best"]) if data.get("best") else None,
+        best_fitness=data.get("best_fitness"),
+        evaluations=int(data.get("evaluations", 0)),
+        cohort=tuple(data.get("cohort", ())),
+        generation=int(data.get("generation", -1)),
+    )
 
 
 @dataclass(frozen=True)
