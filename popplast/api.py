@@ -270,8 +270,10 @@ def _loop(
     rng = checkpoint.restore_rng() if checkpoint else np.random.default_rng(np.random.SeedSequence(s.seed))
     if resume:
         generation = checkpoint.generation if checkpoint else -1
-        asynchronous = getattr(strategy, "schedule", "") == "async"  # no generations: its results are kept
-        dropped = tracker.discard_after(generation, set(checkpoint.results) if checkpoint and asynchronous else None)
+        from popplast.execution.async_search import is_async
+
+        keep = set(checkpoint.results) if checkpoint and is_async(strategy) else None  # no generations to cut
+        dropped = tracker.discard_after(generation, keep)
         say(
             progress,
             f"[popplast] resuming search run {resume} after generation {generation + 1} of "

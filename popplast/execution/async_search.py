@@ -62,6 +62,7 @@ def run_async_search(
     shown = [state.generation]
     # birth order (the popplast.birth tag): a resumed search's in-flight individuals were the last asked
     births = {ind.id: state.births - len(state.in_flight) + k for k, ind in enumerate(state.in_flight)}
+    spent = [epochs_spent(outcome.results.values())]  # kept up as results come, not summed at every ask
 
     def evaluation(individual: Individual) -> Evaluation:
         base = configure(individual)
@@ -78,7 +79,7 @@ def run_async_search(
         for individual in state.in_flight:  # a resumed search's: evaluated again, as they were asked
             yield evaluation(individual)
         while state.births < budget:
-            if epoch_budget is not None and epochs_spent(outcome.results.values()) >= epoch_budget:
+            if epoch_budget is not None and spent[0] >= epoch_budget:
                 return
             individuals, state = strategy.ask(state, rng)
             if not individuals:  # none can be asked before another result is in
@@ -96,6 +97,7 @@ def run_async_search(
             outcome.peak_weight_bytes = max(outcome.peak_weight_bytes, sum(held.values()))
         result.weights = None
         outcome.results[result.individual_id] = result
+        spent[0] += epochs_spent([result])
         individual, config = asked.pop(result.individual_id)
         if hasattr(strategy, "island_tag"):  # the island it was born on (core/islands.py)
             result.tags["island"] = strategy.island_tag(state, result.individual_id)
@@ -130,8 +132,16 @@ def _checkpoint(
 ) -> None:
     """The search as it stands, with the weights it still needs; weights a lost node took with it make this
     checkpoint wait for the next one (the individuals are evaluated again only on a resume)."""
-    point = Checkpoint(number, state, dict(rng.bit_generator.state), outcome.history, outcome.results, dict(weights))
-    point.stopper_log = stopper.log if stopper is not None else []
+    events = stopper.log if stopper is not None else []
+    point = Checkpoint(
+        number,
+        state,
+        dict(rng.bit_generator.state),
+        outcome.history,
+        outcome.results,
+        dict(weights),
+        stopper_log=events,
+    )
     try:
         weights.update(checkpoints.save(point))
     except WeightsLost as e:

@@ -221,9 +221,14 @@ def _checkpoint(
         kept = {k: w for k, w in weights.items() if k in survivors}
         try:
             checkpoint = Checkpoint(
-                state.generation, state, dict(rng.bit_generator.state), outcome.history, outcome.results, kept
+                state.generation,
+                state,
+                dict(rng.bit_generator.state),
+                outcome.history,
+                outcome.results,
+                kept,
+                stopper_log=stopper_log,
             )
-            checkpoint.stopper_log = stopper_log
             weights.update(checkpoints.save(checkpoint))
             return
         except WeightsLost as e:
