@@ -302,7 +302,7 @@ def _loop(
             observers,
             checkpoints,
             checkpoint,
-            stopper=stop_judge(spec),
+            stopper=stop_judge(spec, strategy),
             epoch_budget=budget_epochs,
         )
 

@@ -3,8 +3,9 @@ default, any RDB URL), where Optuna's own tools (optuna-dashboard, `optuna.load_
 
 The sampler itself runs as a popplast strategy (popplast.baselines.optuna_strategy) in popplast's one search
 loop, checkpointed and resumed like every other method; the storage's study is its record, written as each
-individual finishes: one trial per individual, with the values it trained with, its fitness (failed: FAIL),
-its individual and its metrics as user attributes.
+individual finishes: one trial per individual, with the values it trained with, its fitness (failed: FAIL;
+stopped early: PRUNED, with the values it reported to the stopper as intermediate values), its individual
+and its metrics as user attributes.
 """
 
 from __future__ import annotations
@@ -78,19 +79,29 @@ class StudyMirror:
     its interrupted generation again; individuals the study already holds are not written twice."""
 
     def __init__(self, study: optuna.Study, spec: SearchSpec) -> None:
+        from popplast.execution.stopping import stop_judge
+
         self.study = study
         self._distributions = to_optuna(spec.space)
+        judge = stop_judge(spec)  # what a stopper watches: a stopped individual's values, as Optuna's pruner saw
+        self._watched = (judge.metric, judge.sign) if judge is not None else None
         self._written = {t.user_attrs.get(USER_INDIVIDUAL, {}).get("id") for t in study.get_trials(deepcopy=False)}
 
     def individual_finished(self, individual: Individual, config: dict[str, Any], result: EvalResult) -> None:
         if individual.id in self._written:
             return
         params = {name: config[name] for name in self._distributions}
+        state = TrialState.COMPLETE if result.stopped_at is None else TrialState.PRUNED
+        values: dict[int, float] = {}
+        if self._watched is not None:
+            metric, sign = self._watched
+            values = {int(s): sign * float(v) for s, v in result.history.get(metric, [])}
         trial = optuna.trial.create_trial(
             params=params,
             distributions=self._distributions,
             value=float(result.fitness) if result.ok else None,
-            state=TrialState.COMPLETE if result.ok else TrialState.FAIL,
+            state=state if result.ok else TrialState.FAIL,
+            intermediate_values=values,
             user_attrs={USER_INDIVIDUAL: individual.to_dict(), USER_METRICS: result.metrics if result.ok else {}},
         )
         self.study.add_trial(trial)

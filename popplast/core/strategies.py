@@ -86,7 +86,8 @@ def _optuna(method: str) -> Callable[[SearchSpec, int], Any]:
         from popplast.baselines.optuna_strategy import OptunaSampler  # Optuna only when a sampler runs
 
         s = spec.strategy
-        return OptunaSampler(method, spec.space, s.population, budget, s.seed)
+        # with a stopper, Optuna's own pruner for its rule judges the trials (baselines/optuna_pruning.py)
+        return OptunaSampler(method, spec.space, s.population, budget, s.seed, spec.stopper, spec.fidelity.epochs)
 
     return build
 

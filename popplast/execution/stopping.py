@@ -80,12 +80,14 @@ class LocalChannel:
         return self._verdicts.get(individual_id, False)
 
 
-def stop_judge(spec: Any) -> StopJudge | None:
+def stop_judge(spec: Any, strategy: Any = None) -> StopJudge | None:
     """The search's stopper (its spec's `stopper:`), watching the fitness metric unless it names another:
-    popplast's CNN trainer then reports its validation MCC every epoch. None without one."""
+    popplast's CNN trainer then reports its validation MCC every epoch. None without one. A strategy with a
+    stopper of its own for the rule (an Optuna sampler: Optuna's pruner over its trials) judges with it."""
     from popplast.core.stopper_spec import CNN_METRIC, build_stopper
 
-    rule = build_stopper(spec.stopper, spec.fidelity.epochs)
+    own = getattr(strategy, "stopper", None)
+    rule = own() if own is not None else build_stopper(spec.stopper, spec.fidelity.epochs)
     if rule is None:
         return None
     fitness_metric = CNN_METRIC if spec.objective is None else spec.fitness.metric
