@@ -15,6 +15,8 @@ __all__ = [
     "lineage",
     "sync",
     "replay",
+    "record_table",
+    "Simulation",
     "SearchResult",
     "RulesResult",
     "SpecError",
@@ -47,6 +49,14 @@ def __getattr__(name: str) -> Any:
         from popplast.tracking.outbox import sync
 
         return sync
+    if name == "record_table":  # record_table(tracking_uri, search_run_id) -> Table (.save(path))
+        from popplast.simulation.record import record_table
+
+        return record_table
+    if name == "Simulation":  # popplast.run(..., executor="simulated", simulate=Simulation(model, ...))
+        from popplast.simulation.settings import Simulation
+
+        return Simulation
     if name == "RulesResult":
         from popplast.core.result import RulesResult
 

@@ -51,6 +51,7 @@ def run(
     force: bool = False,
     stopper: str | None = None,
     schedule: str | None = None,
+    simulate: Any = None,
 ) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
@@ -68,6 +69,8 @@ def run(
     `stopper`: an early-stopping rule (median, asha, hyperband; none) over the file's `stopper:` section;
     `method` may name one too (`ga+asha`, `tpe-hyperband`). `schedule`: generational or async (ga, gensoup and
     pbt without generations: core/steady_state.py, core/async_pbt.py) over the file's; `ga-async` says the same.
+    `executor="simulated"` with `simulate` (a table .json, a simulation .yaml, or a Simulation): the search
+    on a simulated cluster of `workers` in virtual time (popplast.simulation); nothing trains.
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
@@ -99,16 +102,21 @@ def run(
             raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
         spec, budget = _spec(space, budget_evals, flags, budget_epochs)
         experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
-    spec, fn = objective_for(spec, objective)
+    simulated = executor == "simulated"
+    spec, fn = objective_for(spec, objective) if not simulated else (spec, None)  # nothing trains
     method = spec.strategy.method
     check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
-    if fn is not None:
+    if fn is not None or simulated:
         check_objective_options(spec, method, retrain)
+    if simulated:  # read before anything is created, so that a bad file leaves nothing behind
+        from popplast.simulation import simulation_for
+
+        simulate = simulation_for(spec, simulate)
     if method == "tune-pbt":
         from popplast.integrations.tune import check_pbt
 
         check_pbt(spec)
-    shape = preflight(spec, progress) if fn is None else (0, 0)
+    shape = preflight(spec, progress) if fn is None and not simulated else (0, 0)
     study = None
     if method in OPTUNA_METHODS:
         from popplast.baselines.optuna_search import open_study, study_name_for
@@ -143,13 +151,20 @@ def run(
     else:
         evaluator_factory = functools.partial(make_evaluator, spec, threads, fn)
         with open_executor(
-            executor, evaluator_factory, workers, cpus_per_worker, gpus_per_worker, address, spec.strategy.population
+            executor,
+            evaluator_factory,
+            workers,
+            cpus_per_worker,
+            gpus_per_worker,
+            address,
+            spec.strategy.population,
+            (spec, simulate),
         ) as pool:
             with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
                 start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
                 outcome = _search(spec, budget, pool, tracker, progress, resume, start, study, budget_epochs)
                 result = _result(spec, outcome, tracker)
-                if method in INHERITING_METHODS and fn is None:  # a user's model is the user's to rebuild
+                if method in INHERITING_METHODS and fn is None and not simulated:  # a user's model is theirs
                     log_soup_model(spec, outcome, tracker, result, shape)
                 if retrain:
                     retrain_best(spec, pool, tracker, result, shape)

@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
     rep.add_argument("--out", default=".", help="folder for the files (default: here)")
     rep.add_argument("--log", action="store_true", help="also attach the files to the comparison run")
+    table = commands.add_parser(
+        "record-table",
+        help="record a finished search as a table the simulated cluster replays",
+        description="Write a finished search's individuals (configuration, the fitness metric's values step by "
+        "step, training seconds, final metrics) from MLflow as a table for --executor simulated --simulate.",
+    )
+    table.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
+    table.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
+    table.add_argument("--out", default="table.json", help="the table's file (default %(default)s)")
     rules = commands.add_parser(
         "evolve-rules",
         help="evolve plasticity rules of a recurrent network (paper 004)",
@@ -178,6 +187,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _report(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "record-table":
+        return _record_table(args)
     if args.command == "replay":
         return _replay(args)
     try:
@@ -206,6 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             force=args.force,
             stopper=args.stopper,
             schedule=args.schedule,
+            simulate=args.simulate,
         )
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)
@@ -236,6 +248,7 @@ def _compare(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
             experiment=args.experiment,
             optuna_storage=args.optuna_storage,
+            simulate=args.simulate,
             out=args.out,
             resume=args.resume,
             progress=not args.quiet,
@@ -257,6 +270,19 @@ def _report(args: argparse.Namespace) -> int:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print("\n".join(files))
+    return 0
+
+
+def _record_table(args: argparse.Namespace) -> int:
+    from popplast.simulation.record import record_table
+
+    try:
+        table = record_table(args.tracking_uri, args.search_run_id)
+    except SpecError as e:
+        print(f"popplast: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    table.save(args.out)
+    print(f"{args.out}: {len(table.rows)} runs of the search {args.search_run_id} ({table.metric})")
     return 0
 
 

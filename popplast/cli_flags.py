@@ -81,9 +81,16 @@ def execution_flags(parser: argparse.ArgumentParser) -> None:
     ex = parser.add_argument_group("execution and tracking")
     ex.add_argument(
         "--executor",
-        choices=("ray", "local"),
+        choices=("ray", "local", "simulated"),
         default="ray",
-        help="ray: a pool of Ray worker actors (default); local: one after another in this process",
+        help="ray: a pool of Ray worker actors (default); local: one after another in this process; "
+        "simulated: --workers simulated workers in virtual time, evaluations from --simulate",
+    )
+    ex.add_argument(
+        "--simulate",
+        metavar="PATH",
+        help="with --executor simulated: a table recorded by `popplast record-table` (.json) or a simulation "
+        "file (.yaml: a table or a cost model, injected failures and worker losses)",
     )
     ex.add_argument(
         "--workers", type=int, help="Ray worker actors (default: as many as the CPUs allow, at most the population)"

@@ -70,6 +70,7 @@ def compare(
     tracking_uri: str = TRACKING_URI,
     experiment: str | None = None,
     optuna_storage: str = OPTUNA_STORAGE,
+    simulate: Any = None,
     out: str = ".",
     resume: str | None = None,
     progress: bool = True,
@@ -143,6 +144,7 @@ def compare(
                         cpus_per_worker=cpus_per_worker,
                         gpus_per_worker=gpus_per_worker,
                         executor=executor,
+                        simulate=simulate,
                         tracking_uri=tracking_uri,
                         experiment=experiment,
                         optuna_storage=optuna_storage,
@@ -225,7 +227,10 @@ def _ray(executor: str, address: str | None) -> Any:
 
 
 def _workers(executor: str, workers: int | None, cpus: float, population: int) -> int:
-    """The same number of workers for every method: what the cluster's CPUs allow, at most the population."""
+    """The same number of workers for every method: what the cluster's CPUs allow, at most the population
+    (a simulated cluster: as many as asked for, else the population)."""
+    if executor == "simulated":
+        return workers or population
     if executor != "ray":
         return 1
     if workers is not None:

@@ -32,6 +32,7 @@ class SearchProgress:
         self.generations = generations
         self.workers = workers  # with their evaluations' start and end times: the utilisation shown
         self.busy, self.first_start = 0.0, None  # seconds the evaluations took, and when the first began
+        self.virtual_end: float | None = None  # a simulated cluster's clock (its results' times are virtual)
         self.population_median: float | None = None  # the strategy's last summary (its current population)
         self.epoch_budget = epochs  # a budget in training epochs: what the line counts and times down
         self.epochs = 0.0
@@ -68,6 +69,8 @@ class SearchProgress:
             started, ended = float(result.tags["started"]), float(result.tags["ended"])
             self.busy += ended - started
             self.first_start = started if self.first_start is None else min(self.first_start, started)
+            if "simulated" in result.tags:
+                self.virtual_end = max(self.virtual_end or ended, ended)
         self.stopped += result.stopped_at is not None
         if result.ok:
             self.fitness.append(float(result.fitness))
@@ -98,9 +101,12 @@ class SearchProgress:
         if self.fitness:
             median = statistics.median(self.fitness) if self.population_median is None else self.population_median
             parts += [f"best {max(self.fitness):.4f}", f"median {median:.4f}"]
-        if self.workers and self.first_start is not None and time.time() > self.first_start:
-            share = self.busy / (self.workers * (time.time() - self.first_start))
+        now = time.time() if self.virtual_end is None else self.virtual_end
+        if self.workers and self.first_start is not None and now > self.first_start:
+            share = self.busy / (self.workers * (now - self.first_start))
             parts.append(f"workers {min(share, 1.0):.0%} busy")
+        if self.virtual_end is not None:
+            parts.append(f"{_clock(self.virtual_end)} simulated")
         parts.append(f"{_clock(elapsed)} elapsed")
         if self.epoch_budget is not None:
             if 0 < self.epochs < self.epoch_budget and self.done > self._resumed:

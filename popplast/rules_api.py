@@ -60,6 +60,8 @@ def evolve_rules(
         learning_rate=learning_rate,
     )
     check_options(executor, workers, cpus_per_worker, gpus_per_worker)
+    if executor == "simulated":
+        raise SpecError(COMMAND_LINE, "--executor", "evolve-rules runs on ray or local; simulated is for popplast run.")
     s = spec.strategy
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     try:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.spec import TUNE_METHODS
 
-EXECUTORS = ("ray", "local")
+EXECUTORS = ("ray", "local", "simulated")
 WORKERS_START_WAIT = 60.0  # seconds a search waits for its workers before it begins with those it has
 
 
@@ -27,22 +27,37 @@ def check_options(executor: str, workers: int | None, cpus: float, gpus: float, 
         return SpecError(COMMAND_LINE, flag, f"expected {expected}, got {value!r}.")
 
     if executor not in EXECUTORS:
-        raise bad("--executor", "ray or local", executor)
+        raise bad("--executor", "ray, local or simulated", executor)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise bad("--workers", "an integer >= 1", workers)
     if not 0 < cpus < math.inf:
         raise bad("--cpus-per-worker", "a finite number > 0", cpus)
     if not 0 <= gpus < math.inf:
         raise bad("--gpus-per-worker", "a finite number >= 0", gpus)
-    if executor == "local" and method in TUNE_METHODS:
-        raise SpecError(COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no local executor.")
+    if executor != "ray" and method in TUNE_METHODS:
+        raise SpecError(
+            COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no {executor} executor."
+        )
 
 
 @contextlib.contextmanager
 def open_executor(
-    kind: str, make_evaluator, workers: int | None, cpus: float, gpus: float, address: str | None, population: int
+    kind: str,
+    make_evaluator,
+    workers: int | None,
+    cpus: float,
+    gpus: float,
+    address: str | None,
+    population: int,
+    simulation: tuple[Any, Any] = (None, None),
 ) -> Iterator[Any]:
-    """A local executor, or a Ray pool inside a Ray session (joined, or started and stopped here)."""
+    """A local executor, a simulated cluster (`simulation`: the spec and what --simulate names), or a Ray pool
+    inside a Ray session (joined, or started and stopped here)."""
+    if kind == "simulated":
+        from popplast.simulation import simulated_executor
+
+        yield simulated_executor(simulation[0], simulation[1], workers)
+        return
     if kind == "local":
         from popplast.execution.executor import LocalExecutor
 

@@ -1,0 +1,35 @@
+"""A simulated cluster (`--executor simulated --simulate PATH`): the real strategies, loop, stoppers and
+tracking, with evaluations that cost virtual time (executor.py), from a recorded table or a cost model
+(models.py, settings.py). `record.py` records a table from a finished search in MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from popplast.core.spec import SearchSpec
+
+
+def simulation_for(spec: SearchSpec, simulate: Any) -> Any:
+    """What `simulate` names (a table .json, a simulation .yaml) as a Simulation, or a SpecError."""
+    from popplast.core.errors import COMMAND_LINE, SpecError
+    from popplast.simulation.settings import load_simulation
+
+    if simulate is None:
+        raise SpecError(
+            COMMAND_LINE, "--simulate", "the simulated executor needs --simulate TABLE.json or SIMULATION.yaml."
+        )
+    return load_simulation(simulate, spec.fidelity.epochs)
+
+
+def simulated_executor(spec: SearchSpec, simulate: Any, workers: int | None) -> Any:
+    """The simulated cluster for `spec`: `simulate` a path (a table .json, a simulation .yaml) or a
+    Simulation; `workers` default to the population (the most a generation can keep busy)."""
+    from popplast.core.stopper_spec import CNN_METRIC
+    from popplast.simulation.executor import SimulatedExecutor
+
+    simulation = simulation_for(spec, simulate)
+    metric = CNN_METRIC if spec.objective is None else spec.fitness.metric
+    maximize = spec.objective is None or spec.fitness.mode == "maximize"
+    return SimulatedExecutor(
+        simulation, spec.space, workers or spec.strategy.population, metric, maximize, spec.fidelity.epochs
+    )

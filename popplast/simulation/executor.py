@@ -1,0 +1,255 @@
+"""A simulated cluster: the executor protocol in virtual time, for the real strategies, loop, stoppers and
+tracking with any number of workers on one core.
+
+Each evaluation's outcome and seconds come from the simulation's model (simulation/models.py). The clock
+jumps to the next event: a worker finishing, a worker dying, a trial's report at the end of one of its steps
+(only while a stopper watches: the report goes to the stopper's judge at that virtual moment, and a stop
+ends the evaluation there). A worker takes the next evaluation when it is free, after `dispatch_seconds`;
+`ordered` and `window` mean what they mean for the Ray pool (execution/ray_pool.py).
+
+Faults, drawn per evaluation and attempt from the simulation's seed and the individual's seed (so the same
+ones fail whatever the order): `failures`, the objective raises part-way (a failed result, as a real
+exception gives); `worker_losses`, the worker dies part-way and the evaluation runs again on another
+worker, up to `max_attempts` runs in all, with the earlier attempts' errors in `retries`, as on Ray. A lost
+worker comes back after `restart_seconds`.
+
+Everything is a function of the seed unless `driver_time` adds the driver's real time between results to
+the clock (then a slow driver shows as idle workers, and runs differ by the machine's speed).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from popplast.core.result import EvalResult
+from popplast.core.space import SearchSpace
+from popplast.execution.executor import Work
+from popplast.simulation.settings import Simulation
+
+DEFAULT_MAX_ATTEMPTS = 3  # as the Ray pool's
+_END = object()
+
+
+@dataclass
+class _Run:
+    work: Any
+    seq: int  # the order it was taken in
+    errors: list[str] = field(default_factory=list)
+    worker: int = -1
+    start: float = 0.0
+    values: tuple[float, ...] = ()
+    step_seconds: float = 0.0
+    first_step: int = 0  # the steps an inherited state had already trained
+    metrics: dict[str, float] = field(default_factory=dict)
+    end: str = "ok"  # how this attempt ends: ok, failed (the objective raised) or lost (the worker died)
+    end_step: int = 0  # the steps it trains before it ends
+    end_time: float = 0.0
+    reported: int = 0
+
+
+class SimulatedExecutor:
+    def __init__(
+        self,
+        simulation: Simulation,
+        space: SearchSpace,
+        workers: int,
+        metric: str,
+        maximize: bool,
+        steps: int,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.simulation, self.space, self.workers = simulation, space, workers
+        self.metric, self.sign, self.steps = metric, 1.0 if maximize else -1.0, steps
+        self.max_attempts = max_attempts
+        self.window = workers
+        self.clock = 0.0  # virtual seconds since the search began
+        self.busy = 0.0  # virtual seconds workers spent evaluating
+        self.lost = 0  # workers that died
+        self.driver_seconds = 0.0  # the driver's real time between results (what `driver_time` charges)
+        self._channel: Any = None
+
+    # --- the executor protocol -------------------------------------------------------------------------
+    def map(self, items: Iterable[Work | None], ordered: bool = False, window: int | None = None) -> Iterator[Any]:
+        source = iter(items)
+        window = window or self.workers
+        free = list(range(self.workers))  # a heap of worker numbers: the lowest free one takes work
+        events: list[tuple[float, int, str, Any]] = []  # (time, order, kind, payload)
+        waiting: list[_Run] = []  # attempts to run again (their worker died), before anything new
+        done: dict[int, Any] = {}  # ordered: results waiting for the ones taken before them
+        counter = iter(range(2**62))  # ties in time: the event pushed first goes first
+        taken = yielded = 0
+        exhausted = paused = False
+
+        def push(at: float, kind: str, payload: Any) -> None:
+            heapq.heappush(events, (at, next(counter), kind, payload))
+
+        while True:
+            while free:
+                if waiting:
+                    run = waiting.pop(0)
+                elif exhausted or paused or (ordered and taken - yielded >= window):
+                    break
+                else:
+                    began = time.perf_counter()
+                    work = next(source, _END)
+                    self._charge(time.perf_counter() - began)  # the strategy's ask, and the loop's own work
+                    if work is _END:
+                        exhausted = True
+                        break
+                    if work is None:  # nothing to take until the next result (an asynchronous PBT's members)
+                        paused = True
+                        break
+                    run, taken = _Run(work, taken), taken + 1
+                self._start(run, heapq.heappop(free), push)
+            if ordered and yielded in done:  # one at a time, taking the next item in between, as a replay does
+                yield from self._yield(done.pop(yielded))
+                yielded, paused = yielded + 1, False
+                continue
+            if not events:
+                if exhausted and not done and not waiting:
+                    return
+                raise RuntimeError("the search asks for nothing while nothing is running")
+            at, _, kind, payload = heapq.heappop(events)
+            self.clock = max(self.clock, at)
+            if kind == "back":  # a lost worker's replacement has started
+                heapq.heappush(free, payload)
+                continue
+            run = payload
+            if kind == "step":
+                if self._report(run):
+                    result = self._finish(run, run.reported)
+                elif run.reported < run.end_step:
+                    push(run.start + (run.reported + 1) * run.step_seconds, "step", run)
+                    continue
+                elif run.end != "ok":
+                    push(run.end_time, "end", run)
+                    continue
+                else:
+                    result = self._finish(run, run.reported)
+            else:
+                result = self._end(run)
+            if result is None:  # the worker died: the evaluation runs again on another, its replacement later
+                waiting.insert(0, run)
+                push(self.clock + self.simulation.restart_seconds, "back", run.worker)
+                continue
+            heapq.heappush(free, run.worker)
+            if ordered:
+                done[run.seq] = result
+            else:
+                yield from self._yield(result)
+                paused = False
+
+    def put(self, value: Any) -> Any:
+        return value
+
+    def fetch(self, value: Any) -> Any:
+        return value
+
+    def stop_channel(self, judge: Any) -> Any:
+        from popplast.execution.stopping import LocalChannel
+
+        self._channel = LocalChannel(judge)
+        return self._channel
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def utilisation(self) -> float | None:
+        return self.busy / (self.workers * self.clock) if self.clock > 0 else None
+
+    # --- one evaluation ---------------------------------------------------------------------------------
+    def _yield(self, result: Any) -> Iterator[Any]:
+        yielded = time.perf_counter()
+        yield result
+        self._charge(time.perf_counter() - yielded)  # what the driver did with it before asking again
+
+    def _charge(self, seconds: float) -> None:
+        self.driver_seconds += seconds
+        if self.simulation.driver_time:
+            self.clock += seconds
+
+    def _start(self, run: _Run, worker: int, push: Callable[[float, str, Any], None]) -> None:
+        """Draw the attempt's outcome and faults, and schedule its first event."""
+        work = run.work
+        rng = np.random.default_rng([self.simulation.seed, work.individual.seed, len(run.errors)])
+        budget = work.budget.epochs if work.budget is not None else self.steps
+        parents = work.parents_weights
+        run.first_step = int(parents[0][0].get("steps", 0)) if parents and isinstance(parents[0][0], dict) else 0
+        outcome = self.simulation.model.outcome(
+            self.space, work.config, run.first_step, budget, rng, work.individual.seed
+        )
+        run.worker, run.start, run.reported = worker, self.clock + self.simulation.dispatch_seconds, 0
+        run.values, run.metrics = outcome.curve, outcome.metrics
+        run.step_seconds = outcome.seconds / max(1, budget)
+        fault, where = rng.random(), rng.random()
+        run.end, run.end_step, run.end_time = "ok", budget, run.start + outcome.seconds
+        if fault < self.simulation.failures + self.simulation.worker_losses:  # part-way through, at `where`
+            run.end = "failed" if fault < self.simulation.failures else "lost"
+            run.end_step, run.end_time = int(where * budget), run.start + where * outcome.seconds
+        if work.stops is not None and run.end_step > 0:
+            push(run.start + run.step_seconds, "step", run)
+        else:
+            push(run.end_time, "end", run)
+
+    def _report(self, run: _Run) -> bool:
+        run.reported += 1
+        channel = run.work.stops
+        channel.report(run.work.individual.id, run.first_step + run.reported, run.values[run.reported - 1])
+        return bool(channel.should_stop(run.work.individual.id))
+
+    def _end(self, run: _Run) -> Any:
+        """The attempt's end as drawn: finished, its objective raised, or its worker died (None: run again)."""
+        if run.end == "ok":
+            return self._finish(run, run.end_step)
+        self.busy += self.clock - run.start
+        if run.end == "failed":
+            result = run.work.failed(f"RuntimeError: injected failure (simulated) at step {run.end_step + 1}")
+            result.worker, result.tags = f"sim-{run.worker}", self._span(run)
+            return self._with_retries(result, run.errors)
+        self.lost += 1
+        run.errors.append(f"the worker died: simulated worker loss on sim-{run.worker}")
+        if len(run.errors) < self.max_attempts:
+            return None
+        last = run.errors[-1]
+        result = run.work.failed(f"the worker died in all {self.max_attempts} attempts; the last error: {last}")
+        return self._with_retries(result, run.errors[:-1])
+
+    def _finish(self, run: _Run, steps: int) -> EvalResult:
+        self.busy += self.clock - run.start
+        individual = run.work.individual
+        series = [(run.first_step + k + 1, float(v)) for k, v in enumerate(run.values[:steps])]
+        value = series[-1][1] if series else float("nan")
+        metrics = {
+            **run.metrics,
+            self.metric: value,
+            "train_seconds": self.clock - run.start,
+            "steps": float(steps),
+        }
+        result = EvalResult(
+            individual.id,
+            self.sign * value,
+            metrics,
+            {self.metric: series},
+            worker=f"sim-{run.worker}",
+            tags=self._span(run),
+        )
+        if run.work.return_weights:  # a stand-in state: the steps trained, which a child continues from
+            result.weights = {"steps": run.first_step + steps}
+            result.metrics["weights_bytes"] = 8.0
+        return self._with_retries(result, run.errors)
+
+    def _span(self, run: _Run) -> dict[str, str]:
+        # virtual seconds since the search began; `simulated` marks the run as one nothing trained in
+        return {"started": f"{run.start:.3f}", "ended": f"{self.clock:.3f}", "simulated": "1"}
+
+    @staticmethod
+    def _with_retries(result: Any, errors: list[str]) -> Any:
+        if errors:
+            result.retries = list(errors)
+        return result

@@ -1,0 +1,183 @@
+"""What a simulated evaluation costs and returns: a table recorded from real runs, or a cost model.
+
+Both answer `outcome(config, start, steps, rng)`: the fitness metric's values at steps start+1 .. start+steps
+and the seconds that training took. `start` is the training an inherited state already had (Gen-Soup and
+PBT children continue their better parent's progress: their curve goes on from the step it reached, on
+their own configuration's curve; a model of inheritance, not a measurement of it).
+
+A table (`popplast record-table`) replays real runs: a configuration it holds gets that run's curve and
+seconds (the run with the individual's seed, where it holds several), any other the nearest recorded one's
+(fewest categorical genes that differ, then the smallest distance over the encoded numeric genes), as
+tabulated benchmarks are replayed (Syne Tune's simulator backend). A curve ends where its run ended (its
+budget, or the step a stopper stopped it at): steps past it repeat the last value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.space import SearchSpace
+
+TABLE_FORMAT = "popplast-table/1"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    curve: tuple[float, ...]  # the metric after each step trained here
+    seconds: float  # the whole of it, spread evenly over the steps
+    metrics: dict[str, float] = field(default_factory=dict)  # the run's other final metrics
+
+
+@dataclass(frozen=True)
+class TableRow:
+    config: dict[str, Any]
+    curve: tuple[float, ...]  # the metric at steps 1..n
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    status: str = "ok"  # or stopped: its curve ends at the step its search's stopper stopped it
+    seed: int | None = None  # the individual's seed it trained with
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "curve": [round(v, 6) for v in self.curve],
+            "seconds": round(self.seconds, 4),
+            "metrics": {k: round(v, 6) for k, v in self.metrics.items()},
+            **({"status": self.status} if self.status != "ok" else {}),
+            **({"seed": self.seed} if self.seed is not None else {}),
+        }
+
+
+@dataclass
+class Table:
+    """Recorded runs of one space: each row's configuration, its metric's curve, its training seconds."""
+
+    metric: str
+    mode: str
+    rows: list[TableRow]
+    source: str = ""  # what it was recorded from
+    _index: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "metric": self.metric,
+            "mode": self.mode,
+            "source": self.source,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, separators=(",", ":"))
+            f.write("\n")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "table") -> "Table":
+        if data.get("format") != TABLE_FORMAT:
+            raise SpecError(where, "format", f"expected {TABLE_FORMAT!r}, got {data.get('format')!r}.")
+        rows = [
+            TableRow(
+                dict(r["config"]),
+                tuple(float(v) for v in r["curve"]),
+                float(r["seconds"]),
+                {k: float(v) for k, v in r.get("metrics", {}).items()},
+                r.get("status", "ok"),
+                r.get("seed"),
+            )
+            for r in data["rows"]
+        ]
+        if not [r for r in rows if r.status == "ok" and r.curve]:
+            raise SpecError(where, "rows", "expected at least one finished run with a curve, got none.")
+        return cls(str(data["metric"]), str(data.get("mode", "maximize")), rows, str(data.get("source", "")))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Table":
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise SpecError(COMMAND_LINE, "--simulate", f"cannot read the table {os.fspath(path)!r}: {e}.") from None
+        return cls.from_dict(data, os.fspath(path))
+
+    def nearest(self, space: SearchSpace, config: Mapping[str, Any], seed: int | None = None) -> TableRow:
+        """The row of `config` (and of `seed` among several), else the nearest; on equal terms a finished
+        run before a stopped one, then the first recorded."""
+        if self._index is None:
+            usable = [r for r in self.rows if r.curve]
+            self._index = (
+                usable,
+                _coordinates(space, [r.config for r in usable]),
+                np.array([r.status != "ok" for r in usable]),
+                np.array([-1 if r.seed is None else r.seed for r in usable]),
+            )
+        usable, (categorical, numeric), stopped, seeds = self._index
+        [c], [n] = _coordinates(space, [config])
+        mismatches = (categorical != c).sum(axis=1) if categorical.size else np.zeros(len(usable))
+        distance = np.abs(numeric - n).sum(axis=1) if numeric.size else np.zeros(len(usable))
+        other_seed = seeds != (-1 if seed is None else seed)
+        order = np.lexsort((np.arange(len(usable)), stopped, other_seed, distance, mismatches))
+        return usable[int(order[0])]
+
+    def outcome(
+        self, space: SearchSpace, config: Mapping[str, Any], start: int, steps: int, rng: Any, seed: int | None = None
+    ) -> Outcome:
+        row = self.nearest(space, config, seed)
+        n = len(row.curve)
+        curve = tuple(row.curve[min(start + k, n) - 1] for k in range(1, steps + 1))
+        return Outcome(curve, row.seconds * steps / n, row.metrics)
+
+
+def _coordinates(space: SearchSpace, configs: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Categorical genes as choice indices, numeric ones encoded to [0, 1] (log genes on the log scale)."""
+    cats = [g for g in space.genes if g.type == "categorical"]
+    nums = [g for g in space.genes if g.type != "categorical"]
+    c = np.array([[g.choices.index(cfg[g.name]) if cfg[g.name] in g.choices else -1 for g in cats] for cfg in configs])
+    n = np.array([[g.encode(cfg[g.name]) for g in nums] for cfg in configs], dtype=float)
+    return c.reshape(len(configs), len(cats)), n.reshape(len(configs), len(nums))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds and scores from a formula (a simulation file's `cost:` and `score:`):
+
+    seconds = `seconds` × Π costs[gene][value] × exp(noise_seconds·N(0,1)), for the fidelity's steps;
+    final score = base + Σ terms − noise, a categorical term by choice (`{choice: value}`), a numeric one
+    −weight·((x − best)/width)² on the encoded scale (log genes on the log scale, 0 to 1 over the gene's
+    range); the value after s steps in all is final·(1 − exp(−rate·s)) / (1 − exp(−rate·steps)).
+    """
+
+    seconds: float = 1.0
+    noise_seconds: float = 0.0
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)
+    base: float = 0.5
+    terms: dict[str, Any] = field(default_factory=dict)
+    noise_score: float = 0.0
+    rate: float = 1.0
+    steps: int = 1
+
+    def outcome(
+        self, space: SearchSpace, config: Mapping[str, Any], start: int, steps: int, rng: Any, seed: int | None = None
+    ) -> Outcome:
+        factor = 1.0
+        for gene, by_value in self.costs.items():
+            factor *= float(by_value.get(str(config[gene]), 1.0))
+        seconds = self.seconds * factor * math.exp(self.noise_seconds * rng.standard_normal()) * steps / self.steps
+        final = self.base - abs(self.noise_score * rng.standard_normal())
+        for gene, term in self.terms.items():
+            if isinstance(term, Mapping) and "best" in term:
+                g = space[gene]
+                x, best = g.encode(config[gene]), g.encode(term["best"])
+                final -= float(term.get("weight", 1.0)) * ((x - best) / float(term.get("width", 1.0))) ** 2
+            else:
+                final += float(term.get(str(config[gene]), 0.0))
+        norm = 1 - math.exp(-self.rate * self.steps)
+        curve = tuple(final * (1 - math.exp(-self.rate * s)) / norm for s in range(start + 1, start + steps + 1))
+        return Outcome(curve, seconds)

@@ -1,0 +1,221 @@
+"""The simulated cluster: virtual time by hand on 3 workers, determinism, injected faults retried as on Ray,
+stoppers judging in virtual time, and a table recorded from a real search in MLflow replayed exactly."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from mlflow import MlflowClient
+
+import popplast
+from popplast.core.individual import Individual
+from popplast.core.space import Gene, SearchSpace
+from popplast.execution.executor import Evaluation
+from popplast.simulation.executor import SimulatedExecutor
+from popplast.simulation.models import CostModel, Table
+from popplast.simulation.settings import Simulation
+from tests.helpers import individuals, write_spec
+
+SPACE = SearchSpace((Gene("arch", "categorical", choices=("a", "b", "c")), Gene("x", "float", low=0.0, high=1.0)))
+# seconds: a 1, b 2, c 3; score x (final), reached over 3 steps
+MODEL = CostModel(seconds=1.0, costs={"arch": {"a": 1.0, "b": 2.0, "c": 3.0}}, base=0.0, terms={}, steps=3)
+
+
+def evaluations(archs):
+    return [
+        Evaluation(Individual(f"g000-i{k:03d}", (0.5, 0.5), 0, seed=k), {"arch": a, "x": 0.5})
+        for k, a in enumerate(archs)
+    ]
+
+
+def executor(workers=3, model=MODEL, **faults):
+    return SimulatedExecutor(Simulation(model, **faults), SPACE, workers, "score", True, steps=3)
+
+
+def test_virtual_time_on_three_workers_by_hand():
+    """Costs 3, 1, 2, 1, 2 on 3 workers: w0 runs item 0 (0–3); w1 item 1 (0–1), then item 3 (1–2); w2
+    item 2 (0–2), then item 4 (2–4): item 2's end is pushed before item 3's, so w2 is free first at t = 2.
+    Busy 9 worker-seconds of 3 × 4: utilisation 0.75."""
+    sim = executor()
+    results = list(sim.map(evaluations(["c", "a", "b", "a", "b"])))
+    got = [(r.individual_id, r.worker, float(r.tags["started"]), float(r.tags["ended"])) for r in results]
+    assert got == [
+        ("g000-i001", "sim-1", 0.0, 1.0),
+        ("g000-i002", "sim-2", 0.0, 2.0),
+        ("g000-i003", "sim-1", 1.0, 2.0),
+        ("g000-i000", "sim-0", 0.0, 3.0),
+        ("g000-i004", "sim-2", 2.0, 4.0),
+    ]
+    assert sim.clock == 4.0 and sim.busy == 9.0 and sim.utilisation == pytest.approx(0.75)
+    # ordered: the same schedule, told in the order taken, at most `window` in flight
+    ordered = executor()
+    assert [r.individual_id for r in ordered.map(evaluations(["c", "a", "b", "a", "b"]), ordered=True)] == [
+        f"g000-i{k:03d}" for k in range(5)
+    ]
+    # dispatch: each evaluation starts half a second after its worker is free
+    slow = executor(dispatch_seconds=0.5)
+    assert [float(r.tags["ended"]) for r in slow.map(evaluations(["a", "a", "a", "a"]))] == [1.5, 1.5, 1.5, 3.0]
+
+
+def test_injected_worker_losses_are_retried_as_on_ray_and_failures_are_recorded():
+    lost = executor(worker_losses=1.0, restart_seconds=5.0)
+    [result] = list(lost.map(evaluations(["a"])))
+    assert not result.ok and "the worker died in all 3 attempts" in result.error
+    assert len(result.retries) == 2 and all("simulated worker loss" in e for e in result.retries)
+    assert lost.lost == 3
+    failing = executor(failures=1.0)
+    [failed] = list(failing.map(evaluations(["a"])))
+    assert not failed.ok and "injected failure" in failed.error and failed.retries == []
+    # half the attempts lost: some evaluations succeed on a second or third worker, with their retries
+    some = executor(worker_losses=0.5)
+    results = list(some.map(evaluations(["a", "b", "c"] * 10)))
+    retried = [r for r in results if r.ok and r.retries]
+    assert len(results) == 30 and retried and all(len(r.retries) in (1, 2) for r in retried)
+
+
+def test_stopped_in_virtual_time_at_the_step_the_stopper_judged():
+    from popplast.core.stoppers import ASHA
+    from popplast.execution.stopping import StopJudge
+
+    model = CostModel(seconds=3.0, base=0.0, terms={"x": {"best": 1.0, "width": 1.0, "weight": 1.0}}, steps=3)
+    sim = executor(workers=1, model=model)
+    judge = StopJudge(ASHA(1, 3, 3), "score", True, "score")
+    channel = sim.stop_channel(judge)
+    work = [
+        Evaluation(Individual(f"g000-i{k:03d}", (0.5, x), 0, seed=k), {"arch": "a", "x": x}, stops=channel)
+        for k, x in enumerate([0.9, 0.2, 0.1, 0.95])
+    ]
+    results = list(sim.map(work))
+    for r in results:
+        judge.settle(r)
+    steps = {r.individual_id: (r.stopped_at, r.metrics["steps"], float(r.tags["ended"])) for r in results}
+    # rung 1: i000 leads (goes on), i001 and i002 are below it (stopped at step 1 after 1 s), i003 leads
+    assert steps == {
+        "g000-i000": (None, 3.0, 3.0),
+        "g000-i001": (1, 1.0, 4.0),
+        "g000-i002": (1, 1.0, 5.0),
+        "g000-i003": (None, 3.0, 8.0),
+    }
+
+
+SPEC = """
+objective: simobj:fit
+fitness: {metric: score, mode: maximize}
+fidelity: {epochs: 3}
+strategy: {method: ga, population: 6, generations: 3, seed: 4}
+space:
+  arch: {type: categorical, choices: [a, b, c]}
+  x: {type: float, low: 0.0, high: 1.0}
+"""
+
+OBJECTIVE = '''
+import time
+
+
+def fit(config, trial):
+    """Three steps whose score rises to 1 − (x − 0.3)²; arch b and c sleep a little longer."""
+    final = 1 - (config["x"] - 0.3) ** 2
+    for step in range(1, 4):
+        time.sleep({"a": 0.0, "b": 0.01, "c": 0.02}[config["arch"]])
+        value = final * step / 3
+        trial.report(step, score=value)
+        if trial.should_stop():
+            break
+    return {"score": value, "other": config["x"]}
+'''
+
+
+@pytest.fixture
+def sim_spec(tmp_path):
+    (tmp_path / "simobj.py").write_text(textwrap.dedent(OBJECTIVE))
+    return write_spec(tmp_path, SPEC, "search.yaml")
+
+
+def simulated(spec, tmp_path, name, simulate, workers=4, **kw):
+    uri = f"sqlite:///{tmp_path / name}.db"
+    result = popplast.run(
+        spec, executor="simulated", simulate=simulate, tracking_uri=uri, progress=False, workers=workers, **kw
+    )
+    return result, uri
+
+
+def lineage(uri, result):
+    rows = sorted(individuals(uri, result.search_run_id), key=lambda r: r["id"])
+    client = MlflowClient(uri)
+    spans = {
+        r["id"]: (client.get_run(r["run_id"]).data.tags["popplast.started"],) for r in rows
+    }  # virtual times, as recorded
+    return [(r["id"], r["parents"], r["fitness"], spans[r["id"]]) for r in rows]
+
+
+def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tracking(sim_spec, tmp_path):
+    model = tmp_path / "model.yaml"
+    model.write_text(
+        textwrap.dedent(
+            """
+            cost: {seconds: 10, noise: 0.2, genes: {arch: {a: 1, b: 2, c: 4}}}
+            score: {base: 1.0, noise: 0.05, genes: {x: {best: 0.3, width: 1.0, weight: 1.0}}}
+            worker_losses: 0.2
+            seed: 1
+            """
+        )
+    )
+    a, uri_a = simulated(sim_spec, tmp_path, "a", str(model))
+    b, uri_b = simulated(sim_spec, tmp_path, "b", str(model))
+    assert a.evaluations == 18 and lineage(uri_a, a) == lineage(uri_b, b)
+    assert a.worker_utilisation == pytest.approx(b.worker_utilisation) and 0 < a.worker_utilisation < 1
+    client = MlflowClient(uri_a)
+    retried = [r for r in client.search_runs([client.get_run(a.search_run_id).info.experiment_id])]
+    assert any(r.data.tags.get("popplast.status") == "retried" for r in retried)  # lost workers, logged as on Ray
+
+
+def test_a_table_recorded_from_a_real_search_replays_its_results(sim_spec, tmp_path):
+    """Record a real (local) search, replay the same search on the simulated cluster from the table: every
+    configuration is in the table, so every individual gets its real fitness and the lineage is the same."""
+    real_uri = f"sqlite:///{tmp_path / 'real.db'}"
+    real = popplast.run(sim_spec, executor="local", tracking_uri=real_uri, progress=False, stopper="asha")
+    table_file = tmp_path / "table.json"
+    from popplast.cli import main
+
+    assert main(["record-table", real.search_run_id, "--tracking-uri", real_uri, "--out", str(table_file)]) == 0
+    table = Table.load(table_file)
+    data = json.loads(table_file.read_text())
+    assert data["format"] == "popplast-table/1" and len(table.rows) == 18 and table.metric == "score"
+    full = [r for r in table.rows if r.status == "ok"]
+    assert all(len(r.curve) == 3 and r.metrics["other"] == pytest.approx(r.config["x"], abs=1e-6) for r in full)
+    assert {r.status for r in table.rows} == {"ok", "stopped"}  # ASHA stopped some of the real ones
+    # one simulated worker reports in the order the local executor did: ASHA stops the same individuals
+    replayed, uri = simulated(sim_spec, tmp_path, "replay", str(table_file), workers=1, stopper="asha")
+
+    def outcome(u, res):
+        rows = sorted(individuals(u, res.search_run_id), key=lambda r: r["id"])
+        return [(r["id"], r["parents"], r["status"], round(r["fitness"], 6)) for r in rows]
+
+    assert outcome(uri, replayed) == outcome(real_uri, real)
+    # a configuration the table lacks gets its nearest recorded one's values
+    space = SearchSpace((Gene("arch", "categorical", choices=("a", "b", "c")), Gene("x", "float", low=0.0, high=1.0)))
+    row = full[0]
+    near = table.nearest(space, {**row.config, "x": row.config["x"] + 1e-9})
+    assert near.config == row.config
+
+
+@pytest.mark.parametrize(
+    "simulate, expected",
+    [
+        (None, "--simulate"),
+        ("missing.yaml", "no such file"),
+        ("bad.json", "cannot read the table"),
+    ],
+)
+def test_bad_simulation_input_is_one_line_and_exit_code_2(sim_spec, tmp_path, capsys, simulate, expected):
+    from popplast.cli import main
+
+    (tmp_path / "bad.json").write_text("{not json")
+    args = ["run", str(sim_spec), "--executor", "simulated", "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"]
+    if simulate:
+        args += ["--simulate", str(tmp_path / simulate)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
