@@ -1,7 +1,7 @@
 """`popplast record-table SEARCH_RUN_ID`: a finished search's individuals as a table the simulated cluster
 replays (simulation/models.py): each run's configuration (its params), its fitness metric's curve (the
-values it reported step by step, else its final value alone), its training seconds and its other final
-metrics. Failed and simulated runs are left out (a table is a record of real training)."""
+values it reported step by step, else its final value alone), the seconds it kept its worker busy and its
+other final metrics. Failed and simulated runs are left out (a table is a record of real training)."""
 
 from __future__ import annotations
 
@@ -48,12 +48,20 @@ def record_table(tracking_uri: str, search_run_id: str) -> Table:
         others = {k: v for k, v in metrics.items() if k != metric and k not in SKIPPED_METRICS}
         status = "ok" if tags.get("popplast.status") == "ok" else "stopped"
         seed = int(tags["popplast.seed"]) if tags.get("popplast.seed", "").isdigit() else None
-        rows.append(TableRow(config, curve, float(metrics.get("train_seconds", 0.0)), others, status, seed))
+        rows.append(TableRow(config, curve, _seconds(tags, metrics), others, status, seed))
     if not [r for r in rows if r.status == "ok"]:
         raise SpecError(
             COMMAND_LINE, "SEARCH_RUN_ID", f"the search {search_run_id} has no finished run with a {metric} to record."
         )
     return Table(metric, mode, rows, source=f"{tracking_uri} search run {search_run_id}")
+
+
+def _seconds(tags: dict[str, str], metrics: dict[str, float]) -> float:
+    """What the run kept its worker busy: its span (the objective's whole call: data, training, validation),
+    else its training seconds."""
+    if "popplast.started" in tags and "popplast.ended" in tags:
+        return float(tags["popplast.ended"]) - float(tags["popplast.started"])
+    return float(metrics.get("train_seconds", 0.0))
 
 
 def _order(run: Any) -> tuple[int, str]:
