@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import time
-
 import tracemalloc
 
 import numpy as np

@@ -151,8 +151,9 @@ def tpe_ask_seconds(trials: int, population: int) -> float:
 
 @contextlib.contextmanager
 def mlflow_server(folder: str) -> Any:
-    from tests.helpers import MlflowServer
     from pathlib import Path
+
+    from tests.helpers import MlflowServer
 
     server = MlflowServer(Path(folder) / "server")
     try:
