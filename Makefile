@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # The stamp records what was installed; it is remade when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-cluster lint bench install browser clean
+.PHONY: demo test test-cluster lint bench bench-scale install browser clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ browser:
 # The CPU benchmarks (docs/benchmarks.md), ratios first; about 7 minutes on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cpu_set.py
+
+# The driver's throughput and memory at scale and the simulated cluster (docs/benchmarks.md); about N minutes.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale_set.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlflow-artifacts mlruns mlartifacts popplast-journal .pytest_cache

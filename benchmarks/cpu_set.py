@@ -21,10 +21,10 @@ SCRIPTS = [
 ]
 
 
-def main() -> int:
+def main(scripts: list[tuple[str, list[str]]] = SCRIPTS, name: str = "CPU") -> int:
     start = time.perf_counter()
     outputs = []
-    for script, args in SCRIPTS:
+    for script, args in scripts:
         print(f"running {script} ...", file=sys.stderr, flush=True)
         done = subprocess.run([sys.executable, os.path.join(HERE, script), *args], capture_output=True, text=True)
         if done.returncode:
@@ -38,7 +38,7 @@ def main() -> int:
                 print(f"- {script}: {line}")
     for script, out in outputs:
         print(f"\n# {script}\n{out.strip()}")
-    print(f"\n(all CPU benchmarks: {time.perf_counter() - start:.0f} s)")
+    print(f"\n(all {name} benchmarks: {time.perf_counter() - start:.0f} s)")
     return 0
 
 

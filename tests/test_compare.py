@@ -129,3 +129,15 @@ def test_bad_compare_flags(flags, expected, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
     assert not (tmp_path / "m.db").exists(), "nothing may start before the input is checked"
+
+
+def test_holm_adjusts_a_family_of_p_values_by_hand():
+    """p = 0.01, 0.04, 0.03, NaN (no test), 0.5 → the three smallest of four: 4·0.01, max(0.04, 3·0.03 = 0.09),
+    max(0.09, 2·0.04 = 0.08) = 0.09; the largest: max(0.09, 1·0.5) = 0.5; NaN stays NaN."""
+    import math
+
+    from popplast.tracking.report_stats import holm
+
+    adjusted = holm([0.01, 0.04, 0.03, math.nan, 0.5])
+    assert adjusted[:3] == pytest.approx([0.04, 0.09, 0.09]) and adjusted[4] == pytest.approx(0.5)
+    assert math.isnan(adjusted[3]) and holm([]) == [] and holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])

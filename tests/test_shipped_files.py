@@ -23,6 +23,11 @@ pytestmark = pytest.mark.slow
 
 
 def copied(name: str, folder: Path) -> Path:
+    """The file, and the objective module it names beside it (a user objective shipped with the file)."""
+    objective = (yaml.safe_load((SPACES / name).read_text()) or {}).get("objective")
+    if objective:
+        module = objective.split(":")[0] + ".py"
+        shutil.copy(SPACES / module, folder / module)
     return Path(shutil.copy(SPACES / name, folder / name))
 
 
@@ -44,6 +49,30 @@ def test_every_search_file_runs_as_shipped(name, tmp_path, monkeypatch, capsys):
         stamp = os.stat(made).st_mtime_ns
         popplast.run(path, tracking_uri=f"sqlite:///{tmp_path}/m.db", **TINY)
         assert os.stat(made).st_mtime_ns == stamp
+
+
+def test_the_benchmark_task_runs_on_a_tiny_budget_with_a_stopper(tmp_path, monkeypatch):
+    """search_spaces/noisy_digits.yaml (the benchmark where methods differ) on Ray's stand-in, the local
+    executor: its objective reports the validation MCC every epoch, and ASHA stops some at epoch 1."""
+    from mlflow import MlflowClient
+
+    from tests.helpers import individuals
+
+    monkeypatch.chdir(tmp_path.parent)
+    path = copied("noisy_digits.yaml", tmp_path)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    result = popplast.run(
+        path, tracking_uri=uri, **{**TINY, "population": 6, "generations": 2, "epochs": 3}, method="ga+asha"
+    )
+    rows = individuals(uri, result.search_run_id)
+    assert result.failed == 0 and len(rows) == 12
+    client = MlflowClient(uri)
+    for row in rows:
+        steps = [m.step for m in client.get_metric_history(row["run_id"], "val_mcc")]
+        trained = 1 if row["status"] == "stopped" else 3
+        assert sorted(set(steps)) == list(range(1, trained + 1))
+    assert {r["status"] for r in rows} == {"ok", "stopped"}
+    assert -1.0 <= result.best_fitness <= 1.0 and "test_mcc" in result.best_metrics
 
 
 def test_the_rules_file_runs_as_shipped(tmp_path):

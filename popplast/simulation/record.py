@@ -15,7 +15,7 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.simulation.models import Table, TableRow
 from popplast.tracking.search_run import individual_runs
 
-SKIPPED_METRICS = ("fitness", "train_seconds", "steps")
+SKIPPED_METRICS = ("fitness", "train_seconds", "steps", "epochs", "backward_passes")  # the simulation counts its own
 
 
 def record_table(tracking_uri: str, search_run_id: str) -> Table:

@@ -12,7 +12,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from popplast.tracking.comparison import Cell, Comparison, read_comparison
-from popplast.tracking.report_stats import band, best_so_far, mean_std, reach, wilcoxon
+from popplast.tracking.report_stats import band, best_so_far, holm, mean_std, reach, wilcoxon
 
 REPORT_FILES = ("report.md", "anytime_evaluations.png", "anytime_seconds.png", "anytime_epochs.png")
 
@@ -86,22 +86,33 @@ def report_markdown(c: Comparison) -> str:
         "",
         "Two-sided Wilcoxon signed-rank tests over the seeds both methods finished; effect size: matched-pairs "
         "rank-biserial correlation r (positive: the first method scored higher; ±1: on every seed). With few "
-        "seeds the smallest possible p-value is large (0.0625 with 5 seeds): read r and the differences too.",
+        "seeds the smallest possible p-value is large (0.0625 with 5 seeds): read r and the differences too. "
+        "p (Holm): the p-values of each table adjusted together for multiple comparisons (Holm's step-down).",
         "",
     ]
     for label, attr in (("test MCC", "test_mcc"), ("best validation MCC", "best_fitness")):
-        lines += [f"### {label}", "", "| A | B | pairs | mean A − B | p | r |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {label}",
+            "",
+            "| A | B | pairs | mean A − B | p | p (Holm) | r |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        tests = []
         for i, a in enumerate(methods):
             for b in methods[i + 1 :]:
                 seeds = [sd for sd in c.seeds if (a, sd) in c.cells and (b, sd) in c.cells]
-                t = wilcoxon(
-                    a,
-                    [getattr(c.cells[(a, sd)], attr) for sd in seeds],
-                    b,
-                    [getattr(c.cells[(b, sd)], attr) for sd in seeds],
+                tests.append(
+                    wilcoxon(
+                        a,
+                        [getattr(c.cells[(a, sd)], attr) for sd in seeds],
+                        b,
+                        [getattr(c.cells[(b, sd)], attr) for sd in seeds],
+                    )
                 )
-                p = "n/a (all tied)" if math.isnan(t.p_value) else f"{t.p_value:.4f}"
-                lines.append(f"| {a} | {b} | {t.n} | {t.mean_difference:+.4f} | {p} | {t.rank_biserial:+.2f} |")
+        for t, adjusted in zip(tests, holm([t.p_value for t in tests])):
+            p = "n/a (all tied)" if math.isnan(t.p_value) else f"{t.p_value:.4f}"
+            q = "n/a" if math.isnan(adjusted) else f"{adjusted:.4f}"
+            lines.append(f"| {t.a} | {t.b} | {t.n} | {t.mean_difference:+.4f} | {p} | {q} | {t.rank_biserial:+.2f} |")
         lines.append("")
     lines += [
         "## Anytime curves",

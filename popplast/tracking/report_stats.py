@@ -67,6 +67,17 @@ def wilcoxon(a_name: str, a: list[float], b_name: str, b: list[float]) -> Paired
     return PairedTest(a_name, b_name, int(d.size), mean, p, (plus - minus) / (plus + minus))
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN: no test, left out of the family and NaN):
+    the k-th smallest of m becomes max over j ≤ k of min(1, (m − j + 1)·p_(j))."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m, adjusted, running = len(order), [math.nan] * len(p_values), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def band(curves: np.ndarray, low: float = -1.0, high: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over rows and its 95% confidence band (Student's t), clipped to [low, high] (MCC's range).
 
