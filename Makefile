@@ -47,7 +47,7 @@ browser:
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cpu_set.py
 
-# The driver's throughput and memory at scale and the simulated cluster (docs/benchmarks.md); about N minutes.
+# The driver's throughput and memory at scale and the simulated cluster (docs/benchmarks.md); about 30 minutes.
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale_set.py
 

@@ -82,11 +82,6 @@ def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
     return next((at for at, best in curve if best >= target), None)
 
 
-def clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=sorted(MODELS), default="thesis")
@@ -109,13 +104,13 @@ def main() -> None:
                 ratio = runs[method, workers]["utilisation"] / runs[method[:-6], workers]["utilisation"]
                 print(f"- {method} / {method[:-6]} at {workers} workers: utilisation ratio {ratio:.2f}")
     print(f"\nmodel {args.model}; target {target:.4f} (the median method's best at {sizes[0]} workers)")
-    print("| workers | method | evaluations | utilisation | virtual time | time to target | best | driver µs/eval |")
+    print("| workers | method | evaluations | utilisation | virtual hours | hours to target | best | driver µs/eval |")
     print("|---|---|---|---|---|---|---|---|")
     for (method, workers), r in runs.items():
         reached = time_to(r["curve"], target)
-        to_target = clock(reached) if reached is not None else "not reached"
+        to_target = f"{reached / 3600:.2f}" if reached is not None else "not reached"
         print(
-            f"| {workers} | {method} | {r['evaluations']} | {r['utilisation']:.3f} | {clock(r['seconds'])} | "
+            f"| {workers} | {method} | {r['evaluations']} | {r['utilisation']:.3f} | {r['seconds'] / 3600:.2f} | "
             f"{to_target} | {r['best']:.4f} | {1e6 * r['cpu'] / r['evaluations']:.0f} |"
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

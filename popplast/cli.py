@@ -34,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the family tree of a search from its MLflow runs alone: "
         "lineage.html (every node links to its run) and lineage.png.",
     )
-    lineage.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
-    lineage.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
+    search_run_flags(lineage)
     lineage.add_argument("--out", default=".", help="folder for lineage.html and lineage.png (default: here)")
     lineage.add_argument(
         "--ui-url",
@@ -53,9 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "without the search: its pedigree's configurations, each from the step before's weights for Gen-Soup "
         "and PBT. The result is logged beside the search run.",
     )
-    replay.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
+    search_run_flags(replay)
     replay.add_argument("--individual", metavar="ID", help="whose schedule (default: the best individual)")
-    replay.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
     replay.add_argument("--cpus", type=int, default=1, help="torch threads for the training (default 1)")
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
     sync = commands.add_parser(
@@ -116,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a finished search's individuals (configuration, the fitness metric's values step by "
         "step, training seconds, final metrics) from MLflow as a table for --executor simulated --simulate.",
     )
-    table.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
-    table.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
+    search_run_flags(table)
     table.add_argument("--out", default="table.json", help="the table's file (default %(default)s)")
     rules = commands.add_parser(
         "evolve-rules",
@@ -150,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     execution_flags(rules)
     return parser
+
+
+def search_run_flags(command: argparse.ArgumentParser) -> None:
+    """What every command about one finished search takes: the search run, and the store it is in."""
+    command.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
+    command.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -150,7 +150,8 @@ def lineage(uri, result):
     return [(r["id"], r["parents"], r["fitness"], spans[r["id"]]) for r in rows]
 
 
-def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tracking(sim_spec, tmp_path):
+@pytest.mark.parametrize("method", ["ga", "gensoup-async"])
+def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tracking(sim_spec, tmp_path, method):
     model = tmp_path / "model.yaml"
     model.write_text(
         textwrap.dedent(
@@ -162,8 +163,8 @@ def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tra
             """
         )
     )
-    a, uri_a = simulated(sim_spec, tmp_path, "a", str(model))
-    b, uri_b = simulated(sim_spec, tmp_path, "b", str(model))
+    a, uri_a = simulated(sim_spec, tmp_path, "a", str(model), method=method)
+    b, uri_b = simulated(sim_spec, tmp_path, "b", str(model), method=method)
     assert a.evaluations == 18 and lineage(uri_a, a) == lineage(uri_b, b)
     assert a.worker_utilisation == pytest.approx(b.worker_utilisation) and 0 < a.worker_utilisation < 1
     client = MlflowClient(uri_a)

@@ -71,7 +71,6 @@ class SimulatedExecutor:
         self.busy = 0.0  # virtual seconds workers spent evaluating
         self.lost = 0  # workers that died
         self.driver_seconds = 0.0  # the driver's real time between results (what `driver_time` charges)
-        self._channel: Any = None
 
     # --- the executor protocol -------------------------------------------------------------------------
     def map(self, items: Iterable[Work | None], ordered: bool = False, window: int | None = None) -> Iterator[Any]:
@@ -153,8 +152,7 @@ class SimulatedExecutor:
     def stop_channel(self, judge: Any) -> Any:
         from popplast.execution.stopping import LocalChannel
 
-        self._channel = LocalChannel(judge)
-        return self._channel
+        return LocalChannel(judge)  # trials report in virtual time, in the driver's process
 
     def close(self) -> None:
         pass
@@ -180,7 +178,8 @@ class SimulatedExecutor:
         rng = np.random.default_rng([self.simulation.seed, work.individual.seed, len(run.errors)])
         budget = work.budget.epochs if work.budget is not None else self.steps
         parents = work.parents_weights
-        run.first_step = int(parents[0][0].get("steps", 0)) if parents and isinstance(parents[0][0], dict) else 0
+        inherited = parents[0][0] if parents and isinstance(parents[0][0], dict) else {}
+        run.first_step = int(np.asarray(inherited.get("steps", 0)).ravel()[0])
         outcome = self.simulation.model.outcome(
             self.space, work.config, run.first_step, budget, rng, work.individual.seed
         )
@@ -218,6 +217,7 @@ class SimulatedExecutor:
             return None
         last = run.errors[-1]
         result = run.work.failed(f"the worker died in all {self.max_attempts} attempts; the last error: {last}")
+        result.worker, result.tags = f"sim-{run.worker}", self._span(run)
         return self._with_retries(result, run.errors[:-1])
 
     def _finish(self, run: _Run, steps: int) -> EvalResult:
@@ -239,8 +239,8 @@ class SimulatedExecutor:
             worker=f"sim-{run.worker}",
             tags=self._span(run),
         )
-        if run.work.return_weights:  # a stand-in state: the steps trained, which a child continues from
-            result.weights = {"steps": run.first_step + steps}
+        if run.work.return_weights:  # a stand-in state (an array, so checkpoints keep it): the steps trained
+            result.weights = {"steps": np.array([run.first_step + steps], dtype=np.int64)}
             result.metrics["weights_bytes"] = 8.0
         return self._with_retries(result, run.errors)
 
