@@ -25,7 +25,10 @@ def test_shipped_search_space_files_check(tmp_path, monkeypatch):
         name = os.path.basename(path)
         if name in ("rules_classification.yaml", "gencnn_thesis.yaml"):  # a rules file; a user's image folder
             continue
-        check_spec(SearchSpec.from_yaml(path))
+        spec = SearchSpec.from_yaml(path)
+        if spec.objective is not None:  # its own objective's genes (noisy_digits.yaml): not the CNN trainer's
+            continue
+        check_spec(spec)
         checked.append(name)
     assert {
         "digits_metaplastic.yaml",
