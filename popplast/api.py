@@ -106,11 +106,15 @@ def run(
     spec, fn = objective_for(spec, objective) if not simulated else (spec, None)  # nothing trains
     method = spec.strategy.method
     check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
-    if fn is not None or simulated:
+    if fn is not None:
         check_objective_options(spec, method, retrain)
     if simulated:  # read before anything is created, so that a bad file leaves nothing behind
         from popplast.simulation import simulation_for
 
+        if retrain:
+            raise SpecError(
+                COMMAND_LINE, "--retrain", "a simulated search trains nothing, so there is nothing to retrain."
+            )
         simulate = simulation_for(spec, simulate)
     if method == "tune-pbt":
         from popplast.integrations.tune import check_pbt

@@ -206,6 +206,7 @@ def test_a_table_recorded_from_a_real_search_replays_its_results(sim_spec, tmp_p
     "simulate, expected",
     [
         (None, "--simulate"),
+        ("retrain", "nothing to retrain"),
         ("missing.yaml", "no such file"),
         ("bad.json", "cannot read the table"),
     ],
@@ -215,7 +216,9 @@ def test_bad_simulation_input_is_one_line_and_exit_code_2(sim_spec, tmp_path, ca
 
     (tmp_path / "bad.json").write_text("{not json")
     args = ["run", str(sim_spec), "--executor", "simulated", "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"]
-    if simulate:
+    if simulate == "retrain":
+        args += ["--retrain", "--simulate", str(tmp_path / "bad.json")]
+    elif simulate:
         args += ["--simulate", str(tmp_path / simulate)]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()

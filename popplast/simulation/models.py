@@ -149,7 +149,7 @@ class CostModel:
     """Seconds and scores from a formula (a simulation file's `cost:` and `score:`):
 
     seconds = `seconds` × Π costs[gene][value] × exp(noise_seconds·N(0,1)), for the fidelity's steps;
-    final score = base + Σ terms − noise, a categorical term by choice (`{choice: value}`), a numeric one
+    final score = base + Σ terms − |noise·N(0,1)|, a categorical term by choice (`{choice: value}`), a numeric one
     −weight·((x − best)/width)² on the encoded scale (log genes on the log scale, 0 to 1 over the gene's
     range); the value after s steps in all is final·(1 − exp(−rate·s)) / (1 − exp(−rate·steps)).
     """
