@@ -43,7 +43,16 @@ VALUES = st.one_of(
     st.dictionaries(st.sampled_from(["type", "low", "high", "choices", "name"]), st.integers(-2, 5), max_size=2),
     st.sampled_from(["ga", "gensoup", "tpe", "cifar10", "float", "int", "lenet5", "cosine", "imagefolder"]),
 )
-MUTATION = st.tuples(st.sampled_from(PATHS), st.one_of(VALUES, st.just("<delete>")))
+# keys whose large values are valid and make the search large (fidelity.epochs = 1,000,000,001 once trained
+# for as long as CI lasts): small integers, either side of their minimum, for them; any value for the rest
+SIZES = {("fidelity", k) for k in ("epochs", "batch_size", "image_size", "max_train_samples")} | {
+    ("strategy", k) for k in ("population", "generations")
+}
+SMALL = st.one_of(VALUES.filter(lambda v: not isinstance(v, int) or isinstance(v, bool)), st.integers(-3, 6))
+MUTATION = st.one_of(
+    st.tuples(st.sampled_from([p for p in PATHS if p not in SIZES]), st.one_of(VALUES, st.just("<delete>"))),
+    st.tuples(st.sampled_from(sorted(SIZES)), st.one_of(SMALL, st.just("<delete>"))),
+)
 
 
 def mutated(mutations) -> dict:
