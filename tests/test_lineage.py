@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_lineage_is_read_from_mlflow_and_drawn(tiny_spec, tracking_uri, tmp_path
 
 
 @pytest.mark.slow
-def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tmp_path, mlflow_server):
+def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tmp_path, mlflow_server, capfd):
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: `make test` installs Debian's chromium package when run as root")
@@ -61,6 +62,9 @@ def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tm
     from playwright.sync_api import sync_playwright
 
     result = popplast.run(tiny_spec, executor="local", generations=2, tracking_uri=mlflow_server, progress=False)
+    # MLflow's client prints two lines (and asks the server once more) for every run it terminates on a server
+    # unless told not to: not one for an individual (the search run's own link is printed once, at the end)
+    assert re.findall(r"View run (\S+)", capfd.readouterr().out) == ["tiny-ga-seed7"]
     out = subprocess.run(
         [
             os.path.join(BIN, "popplast"),

@@ -113,6 +113,7 @@ def test_a_search_goes_on_through_an_outage_and_mlflow_gets_everything_once(
     assert [r["fitness"] for r in rows] == [r["fitness"] for r in expected]
     assert MlflowClient(server.url).get_run(run_id).info.status == "FINISHED"
     assert reference.best.id in out
+    assert "View run g0" not in out  # no line of MLflow's for each individual's run
     assert not (journal_dir / run_id).exists()  # everything arrived: the journal is gone
 
 

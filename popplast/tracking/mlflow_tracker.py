@@ -1,4 +1,5 @@
-"""The MLflow layout of a search (ARCHITECTURE.md, "MLflow layout"): the only module that writes to MLflow.
+"""The MLflow layout of a search (ARCHITECTURE.md, "MLflow layout"): the only module that writes to MLflow
+(through MLflow's API, or through bulk_runs.py for many individuals' runs at once into a database).
 
 One search run; one child run per evaluated individual, tagged with its lineage, so that any tool that
 reads MLflow (the UI, `popplast lineage`, a notebook) can rebuild the family tree without popplast's state.
@@ -6,14 +7,17 @@ reads MLflow (the UI, `popplast lineage`, a notebook) can rebuild the family tre
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
+from popplast.tracking.bulk_runs import DATABASE, BulkRuns, RunRecord, open_bulk, server_database
 from popplast.tracking.checkpoint_store import CheckpointStore
 from popplast.tracking.run_notes import NOTE, individual_note, search_note
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
@@ -35,6 +39,13 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         self._fitness: dict[str, float | None] = {}
         self._children: dict[str, set[str]] = {}
         self._stale_notes: set[str] = set()
+        self._bulk: BulkRuns | None | bool = False  # opened at the first write
+        database = os.environ.get(DATABASE, "").strip()
+        if database and tracking_uri.startswith(("http://", "https://")):
+            try:
+                self._bulk = server_database(database, self.experiment_id, experiment)
+            except ValueError as e:
+                raise SpecError(COMMAND_LINE, f"{DATABASE} (environment variable)", f"{e}.") from None
 
     def start_search(self, spec: SearchSpec, settings: Mapping[str, Any]) -> str:
         s = spec.strategy
@@ -127,6 +138,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             return True
         for run in runs:
             self.client.delete_run(run.info.run_id)
+        self.run_ids.pop(individual_id, None)  # a batch that failed may have named a run it never wrote
         return False
 
     def discard_after(self, generation: int, keep: set[str] | None = None) -> int:
@@ -150,8 +162,47 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         return len(runs)
 
     def individual_finished(self, individual: Individual, config: Mapping[str, Any], result: EvalResult) -> None:
-        for attempt, error in enumerate(result.retries, start=1):
-            self._log_retried(individual, attempt, error)
+        self.individuals_finished([(individual, config, result)])
+
+    def individuals_finished(self, finished: Sequence[tuple[Individual, Mapping[str, Any], EvalResult]]) -> None:
+        """Log finished individuals, in order: in one transaction where the store is a database MLflow's tables
+        can be written to (tracking/bulk_runs.py), else run by run through MLflow's API."""
+        bulk = self._bulk_writer()
+        batch: list[RunRecord] = []
+        for individual, config, result in finished:
+            records, fitness = self._records(individual, config, result)
+            if bulk is not None and all(bulk.writable(r) for r in records):
+                batch += records
+                self._remember(individual.id, records[-1].run_id, records[-1].tags, fitness)
+                continue
+            if batch:  # what came before it goes first
+                bulk.write(self.experiment_id, batch)  # type: ignore[union-attr]
+                batch = []
+            for record in records:
+                record.run_id = self._write_run(record)
+            self._remember(individual.id, records[-1].run_id, records[-1].tags, fitness)
+        if batch:
+            bulk.write(self.experiment_id, batch)  # type: ignore[union-attr]
+
+    def _bulk_writer(self) -> BulkRuns | None:
+        if self._bulk is False:
+            self._bulk = open_bulk(self.client)
+        return self._bulk  # type: ignore[return-value]
+
+    def _write_run(self, record: RunRecord) -> str:
+        """One run through MLflow's API: created, logged, terminated; returns its id."""
+        run = self.client.create_run(self.experiment_id, record.start, record.tags, record.name)
+        run_id = str(run.info.run_id)
+        if record.metrics or record.params:
+            self.client.log_batch(run_id, metrics=record.metrics, params=record.params)
+        self.client.set_terminated(run_id, status=record.status)
+        return run_id
+
+    def _records(
+        self, individual: Individual, config: Mapping[str, Any], result: EvalResult
+    ) -> tuple[list[RunRecord], float | None]:
+        """An individual's runs (its retried attempts', then its own) and its fitness."""
+        records = [self._retried(individual, attempt, error) for attempt, error in enumerate(result.retries, start=1)]
         tags = {
             "mlflow.parentRunId": self.search_run_id,
             "popplast.individual_id": individual.id,
@@ -174,9 +225,6 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             tags["popplast.error"] = result.error[:MAX_TAG]
         fitness = float(result.fitness) if result.ok and result.fitness is not None else None
         tags[NOTE] = individual_note(self.experiment_id, tags, fitness, self.run_ids)
-        run = self.client.create_run(self.experiment_id, run_name=individual.id, tags=tags)
-        run_id = run.info.run_id
-        self._remember(individual.id, run_id, tags, fitness)
         now = int(time.time() * 1000)
         params = {**config, **{f"gene.{k}": repr(g) for k, g in zip(self.gene_names, individual.genome)}}
         metrics, last = [], {}
@@ -190,11 +238,11 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         metrics += [Metric(k, float(v), now + (k in last), last.get(k, 0)) for k, v in result.metrics.items()]
         if result.ok:
             metrics.append(Metric("fitness", float(result.fitness), now, 0))
-        self.client.log_batch(run_id, metrics=metrics, params=[Param(k, param_text(v)) for k, v in params.items()])
         status = RunStatus.to_string(RunStatus.FINISHED if result.ok else RunStatus.FAILED)
-        self.client.set_terminated(run_id, status=status)
+        own = RunRecord(individual.id, tags, status, [Param(k, param_text(v)) for k, v in params.items()], metrics, now)
+        return records + [own], fitness
 
-    def _log_retried(self, individual: Individual, attempt: int, error: str) -> None:
+    def _retried(self, individual: Individual, attempt: int, error: str) -> RunRecord:
         """An attempt whose worker died: its own run (status retried), so the UI shows every retry; lineage
         readers skip these runs."""
         tags = {
@@ -207,8 +255,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             "popplast.attempt": str(attempt),
             "popplast.error": error[:MAX_TAG],
         }
-        run = self.client.create_run(self.experiment_id, run_name=f"{individual.id}-attempt{attempt}", tags=tags)
-        self.client.set_terminated(run.info.run_id, status="FAILED")
+        return RunRecord(f"{individual.id}-attempt{attempt}", tags, "FAILED")
 
     def generation_finished(self, generation: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -219,16 +266,27 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
     def write_notes(self) -> None:
         """The descriptions of individuals that got children since they were written (once per generation:
         one call per parent, not per child)."""
-        for parent in sorted(self._stale_notes):
-            if parent in self.run_ids and parent in self._tags:
-                note = individual_note(
+        updates = [
+            (
+                self.run_ids[parent],
+                NOTE,
+                individual_note(
                     self.experiment_id,
                     self._tags[parent],
                     self._fitness[parent],
                     self.run_ids,
                     sorted(self._children[parent]),
-                )
-                self.client.set_tag(self.run_ids[parent], NOTE, note)
+                ),
+            )
+            for parent in sorted(self._stale_notes)
+            if parent in self.run_ids and parent in self._tags
+        ]
+        bulk = self._bulk_writer()
+        if bulk is not None and all(bulk.tag_writable(key, value) for _, key, value in updates):
+            bulk.set_tags(updates)
+        else:
+            for run_id, key, value in updates:
+                self.client.set_tag(run_id, key, value)
         self._stale_notes.clear()
 
     def end_search(self, result: SearchResult, final_population: Mapping[str, Any]) -> None:

@@ -1,10 +1,12 @@
 """A search's tracking that never blocks it and never loses a result: a local journal and a background sender.
 
 Every event the search loop reports (an individual finished, a generation's metrics, a checkpoint) is first
-appended to `journal.jsonl` in the search's journal folder (one JSON line, fsynced; a checkpoint's files are
-copied into `checkpoint/` under temporary names and renamed first), then queued for a sender thread that
-ships events to MLflow one by one, in order, with the MLflowTracker. The loop never waits on MLflow. When
-shipping fails (the server is down) the sender waits and tries the same event again, with backoff up to
+appended to `journal.jsonl` in the search's journal folder (one JSON line; a checkpoint's files are copied
+into `checkpoint/` under temporary names and renamed first), then queued for a sender thread that ships
+events to MLflow in order with the MLflowTracker: up to BATCH finished individuals that follow each other
+in one call (one transaction into a database, tracking/bulk_runs.py), anything else one by one, each batch
+fsynced in the journal before it goes. The loop never waits on MLflow. When shipping fails (the server is
+down) the sender waits and tries again, event by event until one gets through, with backoff up to
 MAX_BACKOFF seconds, for as long as it takes; `status()` says so and how much is queued, which the progress
 line shows.
 
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import threading
 import time
 import urllib.request
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from popplast.core.errors import SpecError
 from popplast.core.individual import Individual
@@ -34,6 +37,8 @@ from popplast.tracking.journal import HEADER, Journal, generation_of, journal_ro
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 10.0
+BATCH = 500  # finished individuals shipped in one call: a second's worth at the goal of 500 a second
+LINGER = 0.25  # seconds an event may wait in the queue for its batch to fill
 REFUSED_AFTER = 5  # failures of one event, with the server answering, after which it is not an outage
 
 
@@ -49,15 +54,19 @@ class Outbox:
         self.tracker = tracker
         self.journal = journal
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._arrived: collections.deque[float] = collections.deque()  # when each queued event was added
         self._shipped = journal.sent()
         self.refused = 0  # events MLflow refused while answering (they stay in the journal)
         self._cond = threading.Condition()
         self._closing = False
         self.down_since: float | None = None
         self.last_error = ""
-        self._check_first = True  # the first event after a restart may have been cut short
         for event in journal.pending():
             self._queue.append(event)
+            self._arrived.append(0.0)
+        # events at the head of the queue that MLflow may hold already, in part or whole: those a driver that
+        # died may have shipped without acknowledging (a batch at most), and those of a failed batch
+        self._unsure = min(len(self._queue), BATCH)
         self._thread = threading.Thread(target=self._send, name="popplast-outbox", daemon=True)
         self._thread.start()
 
@@ -80,7 +89,8 @@ class Outbox:
         with self.journal.files:
             names = self.journal.keep_checkpoint(directory)
             states = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
-            self._add({"kind": "checkpoint", "states": states, "weights": names, "keep": sorted(keep_weights)})
+            event = {"kind": "checkpoint", "states": states, "weights": names, "keep": sorted(keep_weights)}
+            self._add(event, sync=True)
 
     def load_checkpoint(self, directory: str) -> str | None:
         """The local copy's newest whole state when MLflow holds none newer (no download), else MLflow's."""
@@ -92,10 +102,11 @@ class Outbox:
                 return local  # its weights lie in weights/ beside it, as load() expects
         return self.tracker.load_checkpoint(directory)
 
-    def _add(self, event: dict[str, Any]) -> None:
-        self.journal.append(event)
+    def _add(self, event: dict[str, Any], sync: bool = False) -> None:
+        self.journal.append(event, sync)
         with self._cond:
             self._queue.append(event)
+            self._arrived.append(time.monotonic())
             self._cond.notify_all()
 
     # what the driver asks
@@ -138,6 +149,7 @@ class Outbox:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout=MAX_BACKOFF + 5)
+        self.journal.close()
 
     def finish(self) -> None:
         """After a search that ended with everything shipped: the journal has done its work."""
@@ -150,19 +162,27 @@ class Outbox:
     # the sender
 
     def _send(self) -> None:
-        backoff, failures = 0.5, 0
+        backoff, failures, single = 0.5, 0, False
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._cond.wait()
                 if self._closing:
                     return
-                event = self._queue[0]
+                linger = self._arrived[0] + LINGER - time.monotonic()
+                if not single and self._queue[0]["kind"] == "individual" and linger > 0:
+                    # a moment for more to come: a batch's fixed cost (two syncs, a transaction) is paid once
+                    # for many, not once for each result of a search whose results trickle in
+                    if self._cond.wait_for(lambda: self._closing or len(self._queue) >= BATCH, timeout=linger):
+                        if self._closing:
+                            return
+                batch = self._head(1 if single else BATCH)
             try:
-                ship(self.tracker, self.journal, event, check=self._check_first)
-            except Exception as e:  # any failure of the store: keep the event, wait, try it again
+                self.journal.sync()
+                ship_batch(self.tracker, self.journal, batch, self._unsure > 0, self._checkpoints_behind)
+            except Exception as e:  # any failure of the store: keep the events, wait, try them again
                 self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-                self._check_first = True
+                self._unsure, single = max(self._unsure, len(batch)), True  # one by one: a refused one is found
                 failures += 1
                 if failures >= REFUSED_AFTER and _answers(self.tracker.tracking_uri):
                     # not an outage: MLflow answers and refuses this event; waiting would hold up the rest
@@ -173,10 +193,12 @@ class Outbox:
                         self.journal.directory,
                     )
                     self.refused += 1
+                    event = batch[0]
                     if event["kind"] == "individual":  # no half-written run of it stays behind
                         with contextlib.suppress(Exception):
                             self.tracker.has_logged(event["individual"]["id"])
-                    self._done()
+                    self._done(1)
+                    self._unsure = max(0, self._unsure - 1)
                     backoff, failures = 0.5, 0
                     continue
                 if self.down_since is None:
@@ -187,18 +209,37 @@ class Outbox:
                         return
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            backoff, failures, self._check_first = 0.5, 0, False
+            backoff, failures, single = 0.5, 0, False
+            self._unsure = max(0, self._unsure - len(batch))
             if self.down_since is not None:
                 log.warning("MLflow reachable again after %.0f s", time.monotonic() - self.down_since)
                 self.down_since = None
-            self._done()
+            self._done(len(batch))
 
-    def _done(self) -> None:
-        """The event at the head of the queue is dealt with: acknowledged, and the next one's turn."""
-        self._shipped += 1
+    def _head(self, most: int) -> list[dict[str, Any]]:
+        """The events to ship next: finished individuals in a row from the head of the queue, up to `most`
+        (where the tracker takes them in one call), else the head event alone."""
+        batch = [self._queue[0]]
+        if batch[0]["kind"] == "individual" and hasattr(self.tracker, "individuals_finished"):
+            for event in itertools.islice(self._queue, 1, most):
+                if event["kind"] != "individual":
+                    break
+                batch.append(event)
+        return batch
+
+    def _checkpoints_behind(self) -> list[dict[str, Any]]:
+        """The checkpoint events queued behind the head of the queue."""
+        with self._cond:
+            return [e for e in itertools.islice(self._queue, 1, None) if e["kind"] == "checkpoint"]
+
+    def _done(self, count: int) -> None:
+        """The `count` events at the head of the queue are dealt with: acknowledged, and the next ones' turn."""
+        self._shipped += count
         self.journal.acknowledge(self._shipped)
         with self._cond:
-            self._queue.popleft()
+            for _ in range(count):
+                self._queue.popleft()
+                self._arrived.popleft()
             self._cond.notify_all()
 
 
@@ -213,9 +254,27 @@ def _answers(tracking_uri: str) -> bool:
         return False
 
 
-def ship(tracker: Any, journal: Journal, event: Mapping[str, Any], check: bool) -> None:
-    """Apply one journalled event to MLflow. `check`: the event may have been shipped in part before (a retry,
-    or the first event after a restart), so what MLflow holds of it is looked at first."""
+def ship_batch(
+    tracker: Any, journal: Journal, events: list[Mapping[str, Any]], check: bool, later: Callable[[], list[Any]]
+) -> None:
+    """Apply journalled events to MLflow: finished individuals in a row in one call, others one by one.
+    `check`: they may have been shipped in part before (a retry, or the first events after a restart), so
+    what MLflow holds of them is looked at first. `later()`: the checkpoint events queued behind the head."""
+    if len(events) == 1 or any(e["kind"] != "individual" for e in events):
+        for event in events:
+            ship(tracker, journal, event, check, later)
+        return
+    finished = []
+    for event in events:
+        individual = Individual.from_dict(event["individual"])
+        if check and tracker.has_logged(individual.id):
+            continue
+        finished.append((individual, event["config"], result_from_dict(event["result"])))
+    tracker.individuals_finished(finished)
+
+
+def ship(tracker: Any, journal: Journal, event: Mapping[str, Any], check: bool, later: Callable[[], list[Any]]) -> None:
+    """Apply one journalled event to MLflow (see ship_batch)."""
     kind = event["kind"]
     if kind == "individual":
         individual = Individual.from_dict(event["individual"])
@@ -225,18 +284,19 @@ def ship(tracker: Any, journal: Journal, event: Mapping[str, Any], check: bool) 
     elif kind == "generation":
         tracker.generation_finished(int(event["generation"]), event["metrics"])
     elif kind == "checkpoint":
-        _ship_checkpoint(tracker, journal, event)
+        _ship_checkpoint(tracker, journal, event, later)
     else:
         raise ValueError(f"{journal.directory}: unknown journal event {kind!r}")
 
 
-def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any]) -> None:
+def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any], queued: Callable[[], list[Any]]) -> None:
     keep = set(event["keep"])
     weights = [os.path.join(journal.checkpoint, "weights", f"{name}.npz") for name in event["weights"]]
     tracker.upload_checkpoint(weights, [os.path.join(journal.checkpoint, s) for s in event["states"]], keep)
-    # the local copy keeps only what this state and the later journalled ones may need
+    # the local copy keeps only what this state and the later journalled ones may need (read under the lock
+    # a checkpoint is journalled under, so that none is half there)
     with journal.files:
-        later = [e for e in journal.pending()[1:] if e["kind"] == "checkpoint"]
+        later = queued()
         needed = keep.union(*(set(e["keep"]) | set(e["weights"]) for e in later))
         states = set(event["states"]).union(*(e["states"] for e in later))
         folder = os.path.join(journal.checkpoint, "weights")
@@ -264,8 +324,14 @@ def open_outbox(tracker: Any, root: str | None = None) -> Outbox:
 @contextlib.contextmanager
 def failing_fast() -> Iterator[None]:
     """MLflow's HTTP client retries a call for minutes by default; the sender retries forever itself and
-    must notice an outage soon to say so. Set for the search unless the user set them, then put back."""
-    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+    must notice an outage soon to say so. And MLflow's client, terminating a run on a server, fetches it
+    again to print two lines with its URL: a request and two lines on the search's console per individual.
+    Set for the search unless the user set them, then put back."""
+    settings = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    }
     saved = {k: os.environ.get(k) for k in settings}
     for key, value in settings.items():
         os.environ.setdefault(key, value)
