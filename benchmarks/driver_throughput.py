@@ -163,20 +163,6 @@ def tpe_ask_seconds(trials: int, population: int) -> float:
 
 
 @contextlib.contextmanager
-def environment(values: dict[str, str]) -> Any:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
 def mlflow_server(folder: str) -> Any:
     from pathlib import Path
 
@@ -198,6 +184,8 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    from popplast.tracking.outbox import environment
+
     runs: dict[tuple[str, str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "fastobj.py"), "w") as f:

@@ -282,7 +282,6 @@ def _writer(store: Any) -> BulkRuns | None:
     """A BulkRuns for an SQL store whose tables have every column written here and need no other."""
     from mlflow.store.tracking.dbmodels import models
 
-    _validators()
     tables = {
         name: model.__table__
         for name, model in (
@@ -296,11 +295,12 @@ def _writer(store: Any) -> BulkRuns | None:
     }
     inspector = sqlalchemy.inspect(store.engine)
     for name, needed in COLUMNS.items():
-        present = {c["name"] for c in inspector.get_columns(name)}
+        columns = inspector.get_columns(name)
+        present = {c["name"] for c in columns}
         if tables[name].name != name or not needed <= present or not needed <= set(tables[name].c.keys()):
             log.info("MLflow's %s table is not the one popplast writes in bulk; runs go through the API", name)
             return None
-        required = {c["name"] for c in inspector.get_columns(name) if not c["nullable"] and c["default"] is None}
+        required = {c["name"] for c in columns if not c["nullable"] and c["default"] is None}
         if name != "experiments" and not required <= needed:
             log.info("MLflow's %s table needs columns popplast does not write; runs go through the API", name)
             return None

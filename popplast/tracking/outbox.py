@@ -264,29 +264,32 @@ def ship_batch(
         for event in events:
             ship(tracker, journal, event, check, later)
         return
-    finished = []
-    for event in events:
-        individual = Individual.from_dict(event["individual"])
-        if check and tracker.has_logged(individual.id):
-            continue
-        finished.append((individual, event["config"], result_from_dict(event["result"])))
-    tracker.individuals_finished(finished)
+    tracker.individuals_finished(_unshipped(tracker, events, check))
 
 
 def ship(tracker: Any, journal: Journal, event: Mapping[str, Any], check: bool, later: Callable[[], list[Any]]) -> None:
     """Apply one journalled event to MLflow (see ship_batch)."""
     kind = event["kind"]
     if kind == "individual":
-        individual = Individual.from_dict(event["individual"])
-        if check and tracker.has_logged(individual.id):
-            return
-        tracker.individual_finished(individual, event["config"], result_from_dict(event["result"]))
+        for finished in _unshipped(tracker, [event], check):
+            tracker.individual_finished(*finished)
     elif kind == "generation":
         tracker.generation_finished(int(event["generation"]), event["metrics"])
     elif kind == "checkpoint":
         _ship_checkpoint(tracker, journal, event, later)
     else:
         raise ValueError(f"{journal.directory}: unknown journal event {kind!r}")
+
+
+def _unshipped(tracker: Any, events: list[Mapping[str, Any]], check: bool) -> list[tuple[Any, Any, EvalResult]]:
+    """The (individual, config, result) of finished-individual events, less those MLflow holds whole (`check`)."""
+    out = []
+    for event in events:
+        individual = Individual.from_dict(event["individual"])
+        if check and tracker.has_logged(individual.id):
+            continue
+        out.append((individual, event["config"], result_from_dict(event["result"])))
+    return out
 
 
 def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any], queued: Callable[[], list[Any]]) -> None:
@@ -332,9 +335,17 @@ def failing_fast() -> Iterator[None]:
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
-    saved = {k: os.environ.get(k) for k in settings}
-    for key, value in settings.items():
-        os.environ.setdefault(key, value)
+    with environment(settings, keep_set=True):
+        yield
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str], keep_set: bool = False) -> Iterator[None]:
+    """Environment variables set for a while, then put back as they were; `keep_set`: those already set stay."""
+    saved = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        if not keep_set or key not in os.environ:
+            os.environ[key] = value
     try:
         yield
     finally:
