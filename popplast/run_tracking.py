@@ -101,10 +101,13 @@ def draw_search_lineage(tracker: Any, result: Any) -> None:
     import tempfile
 
     from popplast.tracking.lineage import draw_lineage
+    from popplast.tracking.search_run import individual_runs
     from popplast.tracking.utilisation import draw_workers
 
+    tracking_uri, search_run_id = tracker.tracking_uri, tracker.search_run_id
+    runs = individual_runs(tracker.client, tracker.experiment_id, search_run_id)  # read once for both drawings
     with tempfile.TemporaryDirectory() as tmp:
-        draw_lineage(tracker.tracking_uri, tracker.search_run_id, tmp)
-        _, result.worker_utilisation = draw_workers(tracker.tracking_uri, tracker.search_run_id, tmp)
+        draw_lineage(tracking_uri, search_run_id, tmp, runs=runs)
+        _, result.worker_utilisation = draw_workers(tracking_uri, search_run_id, tmp, runs=runs)
     uri = tracker.client.get_run(tracker.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
     result.lineage_html = uri[len("file://") :] if uri.startswith("file://") else uri

@@ -172,6 +172,19 @@ def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tra
     assert any(r.data.tags.get("popplast.status") == "retried" for r in retried)  # lost workers, logged as on Ray
 
 
+def test_the_workers_chart_of_a_wide_search_stays_a_readable_size(sim_spec, tmp_path):
+    from PIL import Image
+
+    model = tmp_path / "model.yaml"
+    model.write_text("cost: {seconds: 10, noise: 0.2}\nscore: {base: 1.0, noise: 0.05}\nseed: 1\n")
+    result, uri = simulated(sim_spec, tmp_path, "wide", str(model), workers=120, population=120, generations=2)
+    client = MlflowClient(uri)
+    chart = client.download_artifacts(result.search_run_id, "workers.png", str(tmp_path))
+    with Image.open(chart) as image:
+        assert image.size == (1000, 1600)  # a lane 0.35 in high would make it 4,360 px
+    assert result.evaluations == 240 and 0 < result.worker_utilisation < 1
+
+
 def test_a_table_recorded_from_a_real_search_replays_its_results(sim_spec, tmp_path):
     """Record a real (local) search, replay the same search on the simulated cluster from the table: every
     configuration is in the table, so every individual gets its real fitness and the lineage is the same."""

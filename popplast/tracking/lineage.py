@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlflow import MlflowClient
 
@@ -61,14 +62,15 @@ def lineage_of(tracking_uri: str, search_run_id: str) -> Lineage:
     return read_lineage(MlflowClient(tracking_uri), search_run_id)
 
 
-def read_lineage(client: MlflowClient, search_run_id: str) -> Lineage:
+def read_lineage(client: MlflowClient, search_run_id: str, runs: list[Any] | None = None) -> Lineage:
+    """`runs`: the search's individual runs where the caller has read them already (5,000 take seconds)."""
     try:
         search = client.get_run(search_run_id)
     except Exception as e:  # MLflow raises its own exception types for a missing run
         raise LineageError(f"no MLflow run {search_run_id!r} in {client.tracking_uri} ({type(e).__name__})") from None
     experiment = search.info.experiment_id
     nodes = {}
-    for run in individual_runs(client, experiment, search_run_id):
+    for run in individual_runs(client, experiment, search_run_id) if runs is None else runs:
         tags = run.data.tags
         fitness = run.data.metrics.get("fitness") if tags.get("popplast.status") in ("ok", "stopped") else None
         nodes[tags["popplast.individual_id"]] = Node(
@@ -232,6 +234,7 @@ def draw_lineage(
     ui_url: str | None = None,
     log: bool = True,
     focus: str | None = None,
+    runs: list[Any] | None = None,
 ) -> tuple[str, str]:
     """Write lineage.html, lineage.png and pedigree.json (of `focus`, default the best individual) to
     `out_dir` and (with `log`) attach them to the search run; returns the HTML's and the PNG's paths."""
@@ -241,7 +244,7 @@ def draw_lineage(
     from popplast.tracking.pedigree import pedigree
 
     client = MlflowClient(tracking_uri)
-    lineage = read_lineage(client, search_run_id)
+    lineage = read_lineage(client, search_run_id, runs)
     if focus is not None and focus not in lineage.nodes:
         raise LineageError(f"--focus {focus!r}: no such individual in the search run {search_run_id}")
     steps = pedigree(lineage, focus) if (focus or lineage.best_id) else []
