@@ -24,10 +24,10 @@ demo: $(STAMP)
 	$(BIN)/popplast run search_spaces/digits_gencnn.yaml --workers 2
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -m "not cluster" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not cluster" --durations=15 $(PYTEST_ARGS)
 
 test-cluster: $(STAMP)
-	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m cluster --durations=15 $(PYTEST_ARGS)
 
 LINTED := popplast tests benchmarks examples
 

@@ -163,6 +163,7 @@ def run(
             address,
             spec.strategy.population,
             (spec, simulate),
+            show=progress,
         ) as pool:
             with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
                 start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)

@@ -88,7 +88,9 @@ def evolve_rules(
         make_evaluator: Any = lambda: RulesObjective(local)  # noqa: E731
     else:
         make_evaluator = functools.partial(_remote_objective, spec, threads)
-    with open_executor(kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population) as pool:
+    with open_executor(
+        kind, make_evaluator, workers, cpus_per_worker, gpus_per_worker, address, s.population, show=progress
+    ) as pool:
         tracker.start_search(
             spec,
             {

@@ -50,6 +50,7 @@ def open_executor(
     address: str | None,
     population: int,
     simulation: tuple[Any, Any] = (None, None),
+    show: bool = False,
 ) -> Iterator[Any]:
     """A local executor, a simulated cluster (`simulation`: the spec and what --simulate names), or a Ray pool
     inside a Ray session (joined, or started and stopped here)."""
@@ -72,12 +73,28 @@ def open_executor(
         check_resources(workers, cpus, gpus)
         pool = RayExecutor(make_evaluator, workers, cpus, gpus)
         try:
-            # The resources were there a moment ago, so every actor should start soon; waiting for them
-            # keeps a quick first generation from running on whichever actor happened to start first.
-            pool.wait_started(WORKERS_START_WAIT)
+            # The cluster has the resources, so every actor should start soon unless other work holds them;
+            # waiting keeps a quick first generation from running on whichever actor happened to start first.
+            started = len(pool.wait_started(WORKERS_START_WAIT))
+            if started < workers:
+                say(show, f"[popplast] {_short_of_workers(started, workers, gpus)}")
             yield pool
         finally:
             pool.close()
+
+
+def _short_of_workers(started: int, workers: int, gpus: float) -> str:
+    import ray
+
+    free, total = ray.available_resources(), ray.cluster_resources()
+    room = ", ".join(
+        f"{free.get(name, 0):g} of the cluster's {total.get(name, 0):g} {name}s free"
+        for name in ("CPU", "GPU")
+        if name == "CPU" or gpus
+    )
+    then = "the search begins with them, the others join" if started else "the search begins with the first"
+    waited = f"{WORKERS_START_WAIT:.0f} s"
+    return f"{started} of {workers} Ray workers started within {waited} ({room}); {then} once Ray places them"
 
 
 class Interrupted(BaseException):

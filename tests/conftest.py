@@ -6,12 +6,13 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.helpers import TINY_SPEC, MlflowServer, write_spec
+from tests.helpers import SESSION_RAY, TINY_SPEC, MlflowServer, write_spec
 
 # hypothesis keeps a cache (.hypothesis/) in the current directory; tests leave nothing in the working tree
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="popplast-hypothesis-")
@@ -59,17 +60,47 @@ def restartable_mlflow_server(tmp_path: Path):
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def ray_address():
-    """A real local Ray instance, started once; tests join it in-process or with --address from a subprocess."""
+RAY_RELEASE_WAIT = 30.0  # seconds a test's actors may take to give their CPUs back once it has ended
+
+
+@pytest.fixture
+def ray_address() -> str:
+    """The session's Ray instance; tests join it in-process or with --address from a subprocess."""
+    return SESSION_RAY.running()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    SESSION_RAY.stop()
+
+
+@pytest.fixture(autouse=True)
+def ray_left_as_found():
+    """A test that used the session's Ray instance (through the fixture, or a search that found Ray initialised
+    in this process) gives back every CPU it took. One that did not (an actor never killed, a task still
+    running) would make every later pool wait for a worker that cannot start and a later test fail for it:
+    this fails the test that held on, naming what is left, and the next test gets a fresh instance."""
+    yield
+    if SESSION_RAY.address is None:
+        return
     import ray
 
-    # "local": a new instance even when a `ray start` cluster runs on this machine (tests/test_faults.py)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
+    if not ray.is_initialized():  # a test shut it down
+        SESSION_RAY.address = None
+        return
+    total = ray.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + RAY_RELEASE_WAIT
+    while (free := ray.available_resources().get("CPU", 0)) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if free < total:
+        from ray._private.state import actors
+
+        alive = sorted(a["ActorClassName"] for a in actors().values() if a["State"] != "DEAD")
+        groups = [g["bundles"] for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
+        SESSION_RAY.stop()
+        pytest.fail(
+            f"{total - free:g} of Ray's {total:g} CPUs still held {RAY_RELEASE_WAIT:.0f} s after the test; "
+            f"actors alive: {', '.join(alive) or 'none'}; placement groups: {groups or 'none'}"
+        )
 
 
 CLUSTER_FIXTURES = ("cluster", "gpu_cluster")  # fixtures that start a `ray start` cluster on this machine

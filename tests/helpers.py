@@ -201,3 +201,32 @@ class MlflowServer:
             os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
         self.proc.wait(timeout=30)
         self.proc = None
+
+
+class SessionRay:
+    """The session's real local Ray instance: started by the first test that asks for it, started afresh
+    after a test that left some of its CPUs held, stopped when the session ends."""
+
+    address: str | None = None
+
+    def running(self) -> str:
+        """Its address, started now if it is not running."""
+        return self.address or self.start()
+
+    def start(self) -> str:
+        import ray
+
+        # "local": a new instance even when a `ray start` cluster runs on this machine (tests/test_faults.py)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        self.address = ray.get_runtime_context().gcs_address
+        return self.address
+
+    def stop(self) -> None:
+        import ray
+
+        if self.address is not None:
+            ray.shutdown()
+            self.address = None
+
+
+SESSION_RAY = SessionRay()

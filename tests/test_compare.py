@@ -14,8 +14,10 @@ METHODS = ("ga", "tpe", "random")
 
 
 @pytest.fixture(scope="module")
-def comparison(ray_address, tmp_path_factory):
-    from tests.helpers import TINY_SPEC, write_spec
+def comparison(tmp_path_factory):
+    from tests.helpers import SESSION_RAY, TINY_SPEC, write_spec
+
+    SESSION_RAY.running()
 
     folder = tmp_path_factory.mktemp("compare")
     spec = write_spec(folder, TINY_SPEC, "tiny.yaml")

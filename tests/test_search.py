@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -115,6 +116,33 @@ def test_cli_on_ray_with_two_workers(tiny_spec, tmp_path, ray_address):
     assert len(rows) == 8 and {r["generation"] for r in rows} == {0, 1}
     workers = {client.get_run(r["run_id"]).data.tags["popplast.worker"] for r in rows}
     assert len(workers) == 2, "both Ray workers evaluated individuals"
+
+
+def test_a_search_on_a_busy_cluster_says_it_begins_with_fewer_workers(
+    tiny_spec, tmp_path, ray_address, monkeypatch, capsys
+):
+    import ray
+
+    import popplast.session
+
+    @ray.remote(num_cpus=1)
+    class Busy:  # another user's work, holding one of the instance's two CPUs
+        def ready(self) -> bool:
+            return True
+
+    busy = Busy.remote()
+    ray.get(busy.ready.remote())
+    monkeypatch.setattr(popplast.session, "WORKERS_START_WAIT", 2.0)
+    try:
+        result = popplast.run(
+            tiny_spec, executor="ray", workers=2, generations=1, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"
+        )
+    finally:
+        ray.kill(busy)
+    # one worker, or none yet if starting it took longer than the wait
+    said = r"\[popplast\] [01] of 2 Ray workers started within 2 s \(0 of the cluster's 2 CPUs free\); the search"
+    assert re.search(said, capsys.readouterr().err)
+    assert result.evaluations == 4 and not result.failed
 
 
 def test_retrain_logs_a_loadable_model(tmp_path, tracking_uri, ray_address):
