@@ -3,14 +3,19 @@
     .venv/bin/python benchmarks/driver_memory.py [--sizes 1000,10000,100000] [--population 1000]
 
 The real loop and strategy (ga, and ga-async) on the simulated cluster (1,000 workers, evaluations from the
-thesis cost model, three reported steps each), tracking off. Measured: the Python memory the driver holds
-once the search is over (tracemalloc, in a second run of the same search: it keeps every result, which the
-final answer, the checkpoint and `popplast report` read) and its peak, the process's resident memory growth
-(psutil, the first run), the driver's CPU time per evaluation (the first run), and one checkpoint written at
-the end (the state file popplast writes every generation: its bytes and seconds).
+thesis cost model, three reported steps each), tracking off, and ga again with tracking on. Measured: the
+Python memory the driver holds once the search is over (tracemalloc, in a second run of the same search: it
+keeps every result's summary, which the final answer and the checkpoint read) and its peak, the process's
+resident memory growth (psutil, the first run), the driver's CPU time per evaluation (the first run), and
+one checkpoint written at the end (the state file popplast writes every generation: its bytes and seconds).
 
 Ratios (bytes per evaluation at the largest size / at the smallest) first: about 1 means memory grows
-linearly in the evaluations, with the per-evaluation figure as its slope.
+linearly in the evaluations, with the per-evaluation figure as its slope; below 1, a fixed part (the
+tracker's MLflow store) is spread over more evaluations, and the slope (bytes more per evaluation from the
+smallest size to the largest) is what grows.
+
+--tracked: methods measured again with tracking into SQLite through the outbox, as `popplast run` tracks
+(no checkpoints there: their cost is the last two columns), the tracker's memory included.
 """
 
 from __future__ import annotations
@@ -47,13 +52,15 @@ class FolderStore:
         return None
 
 
-def measure(method: str, evaluations: int, population: int) -> dict:
+def measure(method: str, evaluations: int, population: int, tracked: bool = False) -> dict:
     from popplast.core.spec import SearchSpec
     from popplast.core.strategies import build_strategy
     from popplast.core.strategy_spec import split_schedule
     from popplast.execution.checkpoint import Checkpoint, Checkpointer
     from popplast.execution.search import run_search
+    from popplast.run_tracking import start_tracking, tracker_for
     from popplast.simulation import simulated_executor
+    from popplast.tracking.outbox import open_outbox
 
     space_file, simulate = MODELS["thesis"]
     name, schedule = split_schedule(method)
@@ -62,12 +69,26 @@ def measure(method: str, evaluations: int, population: int) -> dict:
     )
 
     def search():
-        return run_search(
-            spec,
-            build_strategy(spec, evaluations),
-            simulated_executor(spec, simulate, population),
-            np.random.default_rng(0),
-        )
+        if not tracked:
+            return run_search(
+                spec, build_strategy(spec, evaluations), simulated_executor(spec, simulate, population), rng()
+            )
+        # tracked: into SQLite through the outbox, as `popplast run` does; the tracker is what it keeps
+        folder = tempfile.mkdtemp(dir=scratch)
+        tracker = tracker_for(f"sqlite:///{folder}/mlflow.db", "memory", name, None)
+        start_tracking(tracker, spec, evaluations, {"executor": "simulated", "workers": population}, None, None)
+        outbox = open_outbox(tracker, os.path.join(folder, "journal"))
+        executor = simulated_executor(spec, simulate, population)
+        outcome = run_search(spec, build_strategy(spec, evaluations), executor, rng(), [outbox])
+        outbox.drain()
+        kept.append(outbox)  # held until measured, then finished
+        return outcome
+
+    def rng():
+        return np.random.default_rng(0)
+
+    scratch = tempfile.mkdtemp()
+    kept: list = []
 
     gc.collect()
     process = psutil.Process()
@@ -78,12 +99,15 @@ def measure(method: str, evaluations: int, population: int) -> dict:
     gc.collect()
     grown = process.memory_info().rss - before
     del outcome
+    finish(kept)
     gc.collect()
     tracemalloc.start()
     outcome = search()
     gc.collect()
     held, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    finish(kept)
+    shutil.rmtree(scratch, ignore_errors=True)
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         point = Checkpoint(
@@ -105,28 +129,40 @@ def measure(method: str, evaluations: int, population: int) -> dict:
     }
 
 
+def finish(outboxes: list) -> None:
+    while outboxes:
+        outboxes.pop().finish()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--population", type=int, default=1000)
     parser.add_argument("--methods", default="ga,ga-async")
+    parser.add_argument("--tracked", default="ga", help="methods measured again with tracking into SQLite")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    rows = [(m, measure(m, n, min(args.population, n))) for m in args.methods.split(",") for n in sizes]
+    settings = [(m, "off") for m in args.methods.split(",") if m] + [
+        (m, "sqlite") for m in args.tracked.split(",") if m
+    ]
+    rows = [(m, t, measure(m, n, min(args.population, n), t != "off")) for m, t in settings for n in sizes]
     print("# Ratios (bytes held per evaluation, largest size / smallest)")
-    for method in args.methods.split(","):
-        own = [r for m, r in rows if m == method]
+    for method, tracking in settings:
+        own = [r for m, t, r in rows if (m, t) == (method, tracking)]
         first, last = own[0], own[-1]
-        print(f"- {method}: ratio {(last['held'] / last['n']) / (first['held'] / first['n']):.2f}")
+        ratio = (last["held"] / last["n"]) / (first["held"] / first["n"])
+        slope = (last["held"] - first["held"]) / max(1, last["n"] - first["n"])
+        print(f"- {method}, tracking {tracking}: ratio {ratio:.2f}; {slope:.0f} bytes more per evaluation")
     print()
     print(
-        "| method | evaluations | held MB | bytes held / evaluation | peak MB | resident growth MB | "
+        "| method | tracking | evaluations | held MB | bytes held / evaluation | peak MB | resident growth MB | "
         "driver µs / evaluation | checkpoint MB | checkpoint seconds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for method, r in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for method, tracking, r in rows:
         print(
-            f"| {method} | {r['n']} | {r['held'] / 2**20:.1f} | {r['held'] / r['n']:.0f} | {r['peak'] / 2**20:.1f} | "
+            f"| {method} | {tracking} | {r['n']} | {r['held'] / 2**20:.1f} | {r['held'] / r['n']:.0f} | "
+            f"{r['peak'] / 2**20:.1f} | "
             f"{r['rss'] / 2**20:.0f} | {1e6 * r['cpu'] / r['n']:.0f} | {r['checkpoint_bytes'] / 2**20:.1f} | "
             f"{r['checkpoint_seconds']:.2f} |"
         )

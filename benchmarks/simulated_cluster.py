@@ -23,6 +23,7 @@ import os
 import resource
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,17 @@ MODELS = {
         os.path.join(HERE, "simulation", "demo-table.json"),
     ),
 }
+
+
+class EndTimes:
+    """An observer: each successful evaluation's virtual end and fitness (the outcome keeps no tags)."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[float, float]] = []
+
+    def individual_finished(self, individual: Any, config: Any, result: Any) -> None:
+        if result.ok:
+            self.finished.append((float(result.tags["ended"]), result.fitness))
 
 
 def search(space_file: str, simulate: str, method: str, workers: int, generations: int, seed: int = 0) -> dict:
@@ -60,10 +72,11 @@ def search(space_file: str, simulate: str, method: str, workers: int, generation
     strategy = build_strategy(spec, budget)
     executor = simulated_executor(spec, simulate, workers)
     rng = np.random.default_rng(np.random.SeedSequence(seed))
+    ended = EndTimes()
     cpu = time.process_time()
-    outcome = run_search(spec, strategy, executor, rng, stopper=stop_judge(spec, strategy))
+    outcome = run_search(spec, strategy, executor, rng, [ended], stopper=stop_judge(spec, strategy))
     cpu = time.process_time() - cpu
-    finished = sorted((float(r.tags["ended"]), r.fitness) for r in outcome.results.values() if r.ok)
+    finished = sorted(ended.finished)
     best, curve = -np.inf, []
     for at, fitness in finished:
         best = max(best, fitness)

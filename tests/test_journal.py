@@ -147,3 +147,54 @@ def test_an_event_mlflow_refuses_is_passed_over_and_kept_in_the_journal(tracker,
     assert [r["id"] for r in individuals(tracker.tracking_uri, tracker.search_run_id)] == ["g000-i001"]
     outbox.finish()
     assert (journal_dir / tracker.search_run_id / "journal.jsonl").exists()
+
+
+def test_past_its_memory_the_queue_waits_in_the_journal_and_everything_arrives_in_order(
+    tracker, journal_dir, monkeypatch, tmp_path
+):
+    """MLflow slower than the search (here: its first shipment held back) grows the journal on disk, not
+    the driver's memory: past IN_MEMORY events the rest are read back from the journal as the queue empties,
+    a checkpoint among them included."""
+    import threading
+
+    import numpy as np
+
+    from popplast.core.ga import GAState
+    from popplast.execution.checkpoint import Checkpoint, Checkpointer
+    from popplast.tracking import outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "IN_MEMORY", 4)
+    gate = threading.Event()
+    real = tracker.individuals_finished
+    monkeypatch.setattr(tracker, "individuals_finished", lambda finished: gate.wait(60) and real(finished))
+    monkeypatch.setattr(tracker, "individual_finished", lambda *finished: gate.wait(60) and real([finished]))
+    outbox = open_outbox(tracker)
+    for slot in range(13):
+        outbox.individual_finished(_individual(slot), {}, EvalResult(f"g000-i{slot:03d}", float(slot)))
+        if slot == 9:
+            outbox.generation_finished(0, {"best": 9.0})
+            state = Checkpoint(0, GAState(generation=0), np.random.default_rng(0).bit_generator.state)
+            Checkpointer(outbox, lambda w: w).save(state)
+    assert len(outbox._queue) <= 4 and outbox.queued == 15  # the other 11 in the journal alone
+    gate.set()
+    assert outbox.drain(timeout=120)
+    rows = individuals(tracker.tracking_uri, tracker.search_run_id)
+    assert [(r["id"], r["fitness"]) for r in rows] == [(f"g000-i{k:03d}", float(k)) for k in range(13)]
+    history = MlflowClient(tracker.tracking_uri).get_metric_history(tracker.search_run_id, "generation_best")
+    assert [m.value for m in history] == [9.0]
+    assert tracker.newest_state() is not None and outbox.journal.sent() == 15
+    outbox.finish()
+    assert not (journal_dir / tracker.search_run_id).exists()
+
+
+def test_an_event_cut_short_by_a_death_is_cut_before_the_next_is_journalled(tmp_path):
+    journal = Journal.create(str(tmp_path), {"search_run_id": "r1"})
+    journal.append({"kind": "generation", "generation": 0, "metrics": {}})
+    journal.close()
+    with open(os.path.join(journal.directory, "journal.jsonl"), "a") as f:
+        f.write('{"kind": "gener')  # the driver died writing it
+    again = Journal(journal.directory)  # the next driver
+    offset = again.append({"kind": "generation", "generation": 1, "metrics": {}})
+    assert [e["generation"] for e in again.events()] == [0, 1]
+    assert again.read_from(offset, 1)[0] == [{"kind": "generation", "generation": 1, "metrics": {}}]
+    again.close()

@@ -150,6 +150,39 @@ def lineage(uri, result):
     return [(r["id"], r["parents"], r["fitness"], spans[r["id"]]) for r in rows]
 
 
+@pytest.mark.parametrize("schedule", ["generational", "async"])
+def test_the_driver_keeps_of_each_result_what_a_checkpoint_holds(sim_spec, schedule):
+    """The observers (the tracker) hear each result whole; the loop keeps its summary only: its per-step
+    history and tags are not held a second time, which halved the driver's memory per evaluation."""
+    import numpy as np
+
+    from popplast.core.spec import SearchSpec
+    from popplast.core.strategies import build_strategy
+    from popplast.execution.search import run_search
+    from popplast.simulation import simulated_executor
+
+    spec = SearchSpec.from_yaml(str(sim_spec)).with_overrides(schedule=schedule)
+    heard = {}
+
+    class Heard:
+        def individual_finished(self, individual, config, result):
+            heard[individual.id] = result
+
+    sim = simulated_executor(spec, Simulation(MODEL), 3)
+    outcome = run_search(spec, build_strategy(spec, 18), sim, np.random.default_rng(0), [Heard()])
+    assert len(outcome.results) == 18 and set(outcome.results) == set(heard)
+    assert all(r.history and r.tags["ended"] and r.worker for r in heard.values())
+    for key, kept in outcome.results.items():
+        whole = heard[key]
+        assert (kept.history, kept.tags, kept.worker, kept.retries) == ({}, {}, "", [])
+        assert (kept.fitness, kept.metrics, kept.error, kept.stopped_at) == (
+            whole.fitness,
+            whole.metrics,
+            whole.error,
+            whole.stopped_at,
+        )
+
+
 @pytest.mark.parametrize("method", ["ga", "gensoup-async"])
 def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tracking(sim_spec, tmp_path, method):
     model = tmp_path / "model.yaml"

@@ -48,6 +48,12 @@ class EvalResult:
     def failed(cls, individual_id: str, error: str, worker: str = "") -> "EvalResult":
         return cls(individual_id, None, error=error, worker=worker)
 
+    def summary(self) -> "EvalResult":
+        """What the driver keeps of a result once the strategy and the observers have had it, the same as a
+        checkpoint holds (fitness, metrics, error, stopped_at): its history and tags went to the tracker, and
+        keeping them too made the driver hold twice as much per evaluation (docs/benchmarks.md)."""
+        return EvalResult(self.individual_id, self.fitness, self.metrics, error=self.error, stopped_at=self.stopped_at)
+
 
 @dataclass
 class SearchResult:

@@ -96,7 +96,7 @@ def run_async_search(
             held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)
             outcome.peak_weight_bytes = max(outcome.peak_weight_bytes, sum(held.values()))
         result.weights = None
-        outcome.results[result.individual_id] = result
+        outcome.results[result.individual_id] = result.summary()
         spent[0] += epochs_spent([result])
         individual, config = asked.pop(result.individual_id)
         if hasattr(strategy, "island_tag"):  # the island it was born on (core/islands.py)

@@ -101,8 +101,9 @@ def run_search(
     individual's configuration (default: the spec's fixed values and decoded genes); a strategy with a
     `context(state)` adds what the whole generation shares to each. `sliced`: a vectorised evaluator
     (`evaluate_many`, the plastic-rule objective) gets each generation in `executor.workers` slices.
-    `keep_results=False` keeps no results in the outcome (evolve-rules tracks generations, not individuals,
-    and its populations reach thousands). `stopper`: the early-stopping rule the evaluations' trials report
+    The outcome keeps each result's summary (`EvalResult.summary`: no history or tags, which the observers
+    had); `keep_results=False` keeps no results in it (evolve-rules tracks generations, not individuals, and
+    its populations reach thousands). `stopper`: the early-stopping rule the evaluations' trials report
     to (execution/stopping.py); a stopped result is marked and ranked by its last reported value.
     `epoch_budget`: the search ends after the generation whose results bring the epochs trained to it.
     """
@@ -160,7 +161,7 @@ def run_search(
                     outcome.peak_weight_bytes = max(outcome.peak_weight_bytes, sum(held.values()))
                 result.weights = None  # kept above by reference, or not at all: the driver's memory stays flat
                 if keep_results:
-                    outcome.results[result.individual_id] = result
+                    outcome.results[result.individual_id] = result.summary()
             # a slice is told at once: one tell per individual would copy the state's results P times
             state, metrics = strategy.tell(state, {r.individual_id: r.fitness if r.ok else None for r in results})
             for result in results:

@@ -107,7 +107,7 @@ class _Relay(tune.Callback):
             notify(self.observers, "generation_started", ind.generation, [ind])
         config = {**self.spec.fixed, **{name: config[name] for name in self.spec.space.names if name in config}}
         notify(self.observers, "individual_finished", ind, config, result)
-        self.outcome.results[ind.id] = result
+        self.outcome.results[ind.id] = result.summary()
         row.append(result.fitness if result.ok else None)
         state: TuneState = self.outcome.state
         state.evaluations += 1

@@ -62,6 +62,23 @@ def _lines(path: str) -> list[dict[str, Any]]:
     return out
 
 
+def _cut_partial_line(path: str) -> None:
+    """A last line cut short by a driver's death goes before more are appended: joined to the next event it
+    would hide that event and every later one from `_lines`. It was never shipped (events are shipped only
+    once written whole)."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        f.truncate(f.read().rfind(b"\n") + 1)  # rare (a death mid-write): the file read once
+
+
 def result_to_dict(r: EvalResult) -> dict[str, Any]:
     return {
         "individual_id": r.individual_id,
@@ -128,16 +145,31 @@ class Journal:
         events = self.events()
         return events[self.sent() :]
 
-    def append(self, event: Mapping[str, Any], sync: bool = False) -> None:
-        """Write and flush the event (the driver's death loses nothing); `sync`: to disk, too."""
-        line = json.dumps(event) + "\n"
+    def append(self, event: Mapping[str, Any], sync: bool = False) -> int:
+        """Write and flush the event (the driver's death loses nothing); `sync`: to disk, too. Returns the
+        byte offset its line starts at (`read_from`)."""
+        line = json.dumps(event) + "\n"  # ASCII (json's default), so text offsets are byte offsets
         with self._log_lock:
             if self._log is None:
-                self._log = open(os.path.join(self.directory, JOURNAL), "a")
+                path = os.path.join(self.directory, JOURNAL)
+                _cut_partial_line(path)
+                self._log = open(path, "a")
+            offset = self._log.tell()
             self._log.write(line)
             self._log.flush()
             if sync:
                 os.fsync(self._log.fileno())
+        return offset
+
+    def read_from(self, offset: int, count: int) -> tuple[list[dict[str, Any]], int]:
+        """`count` events from the line starting at byte `offset` (appended and flushed already), and the
+        offset after them."""
+        events = []
+        with open(os.path.join(self.directory, JOURNAL), "rb") as f:
+            f.seek(offset)
+            for _ in range(count):
+                events.append(json.loads(f.readline()))
+            return events, f.tell()
 
     def sync(self) -> None:
         """Every event appended so far, on disk."""

@@ -19,7 +19,7 @@ from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
 from popplast.tracking.bulk_runs import DATABASE, BulkRuns, RunRecord, open_bulk, server_database
 from popplast.tracking.checkpoint_store import CheckpointStore
-from popplast.tracking.run_notes import NOTE, individual_note, search_note
+from popplast.tracking.run_notes import NOTE, NOTE_TAGS, individual_note, search_note
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
@@ -101,7 +101,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
     ) -> None:
         """`stale`: its parents' descriptions do not list it yet."""
         self.run_ids[individual_id] = run_id
-        self._tags[individual_id] = tags
+        self._tags[individual_id] = {k: tags[k] for k in NOTE_TAGS if k in tags}  # not all: 2 KB an individual
         self._fitness[individual_id] = fitness
         for parent in _parents(tags):
             self._children.setdefault(parent, set()).add(individual_id)

@@ -5,10 +5,11 @@ appended to `journal.jsonl` in the search's journal folder (one JSON line; a che
 into `checkpoint/` under temporary names and renamed first), then queued for a sender thread that ships
 events to MLflow in order with the MLflowTracker: up to BATCH finished individuals that follow each other
 in one call (one transaction into a database, tracking/bulk_runs.py), anything else one by one, each batch
-fsynced in the journal before it goes. The loop never waits on MLflow. When shipping fails (the server is
-down) the sender waits and tries again, event by event until one gets through, with backoff up to
-MAX_BACKOFF seconds, for as long as it takes; `status()` says so and how much is queued, which the progress
-line shows.
+fsynced in the journal before it goes. The loop never waits on MLflow. At most IN_MEMORY events are queued
+in memory; later ones wait in the journal alone and are read back as the queue empties. When shipping
+fails (the server is down) the sender waits and tries again, event by event until one gets through, with
+backoff up to MAX_BACKOFF seconds, for as long as it takes; `status()` says so and how much is queued,
+which the progress line shows.
 
 Shipped events are acknowledged in `sent.jsonl`. Shipping is idempotent: an individual whose run MLflow
 holds terminated is not logged again; one cut short (a run created, never terminated) is deleted and logged
@@ -40,6 +41,9 @@ MAX_BACKOFF = 10.0
 BATCH = 500  # finished individuals shipped in one call: a second's worth at the goal of 500 a second
 LINGER = 0.25  # seconds an event may wait in the queue for its batch to fill
 REFUSED_AFTER = 5  # failures of one event, with the server answering, after which it is not an outage
+# events the queue holds in memory (1-3 KB each); later ones wait in the journal alone until it has room, so
+# an outage or a server slower than the search grows the journal on disk, not the driver's memory
+IN_MEMORY = 10_000
 
 
 class Outbox:
@@ -67,6 +71,11 @@ class Outbox:
         # events at the head of the queue that MLflow may hold already, in part or whole: those a driver that
         # died may have shipped without acknowledging (a batch at most), and those of a failed batch
         self._unsure = min(len(self._queue), BATCH)
+        # the events past the queue, in the journal only: how many, where the first one's line starts, and
+        # the checkpoint events among them (few and small: the sweep of the local copy must see them)
+        self._spilled = 0
+        self._spill_at = 0
+        self._spilled_checkpoints: collections.deque[dict[str, Any]] = collections.deque()
         self._thread = threading.Thread(target=self._send, name="popplast-outbox", daemon=True)
         self._thread.start()
 
@@ -103,10 +112,17 @@ class Outbox:
         return self.tracker.load_checkpoint(directory)
 
     def _add(self, event: dict[str, Any], sync: bool = False) -> None:
-        self.journal.append(event, sync)
+        offset = self.journal.append(event, sync)
         with self._cond:
-            self._queue.append(event)
-            self._arrived.append(time.monotonic())
+            if self._spilled or len(self._queue) >= IN_MEMORY:  # read back from the journal when there is room
+                if not self._spilled:
+                    self._spill_at = offset
+                self._spilled += 1
+                if event["kind"] == "checkpoint":
+                    self._spilled_checkpoints.append(event)
+            else:
+                self._queue.append(event)
+                self._arrived.append(time.monotonic())
             self._cond.notify_all()
 
     # what the driver asks
@@ -114,7 +130,7 @@ class Outbox:
     @property
     def queued(self) -> int:
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + self._spilled
 
     def status(self) -> str | None:
         """A few words for the progress line while MLflow is unreachable, else None."""
@@ -129,10 +145,10 @@ class Outbox:
         deadline = None if timeout is None else time.monotonic() + timeout
         told = False
         with self._cond:
-            while self._queue:
+            while self._queue or self._spilled:
                 if not told and on_wait is not None and self.down_since is not None:
                     on_wait(
-                        f"MLflow at {self.tracker.tracking_uri} is unreachable ({self.last_error}); {len(self._queue)} "
+                        f"MLflow at {self.tracker.tracking_uri} is unreachable ({self.last_error}); {self.queued} "
                         f"events wait in {self.journal.directory}. Waiting for it; interrupted, they stay there for "
                         f"`popplast sync {self.journal.directory}`"
                     )
@@ -230,7 +246,8 @@ class Outbox:
     def _checkpoints_behind(self) -> list[dict[str, Any]]:
         """The checkpoint events queued behind the head of the queue."""
         with self._cond:
-            return [e for e in itertools.islice(self._queue, 1, None) if e["kind"] == "checkpoint"]
+            queued = [e for e in itertools.islice(self._queue, 1, None) if e["kind"] == "checkpoint"]
+            return queued + list(self._spilled_checkpoints)
 
     def _done(self, count: int) -> None:
         """The `count` events at the head of the queue are dealt with: acknowledged, and the next ones' turn."""
@@ -240,6 +257,25 @@ class Outbox:
             for _ in range(count):
                 self._queue.popleft()
                 self._arrived.popleft()
+            self._cond.notify_all()
+        self._refill()
+
+    def _refill(self) -> None:
+        """Events that waited in the journal alone, read back into the queue once it is half empty (the file
+        read outside the lock: the loop goes on journalling behind them meanwhile)."""
+        with self._cond:
+            room = IN_MEMORY - len(self._queue)
+            if not self._spilled or room < IN_MEMORY // 2:
+                return
+            count, offset = min(room, self._spilled), self._spill_at
+        events, after = self.journal.read_from(offset, count)
+        with self._cond:
+            for event in events:
+                self._queue.append(event)
+                self._arrived.append(0.0)  # they waited long enough: no lingering for a batch
+                if event["kind"] == "checkpoint":
+                    self._spilled_checkpoints.popleft()
+            self._spill_at, self._spilled = after, self._spilled - count
             self._cond.notify_all()
 
 

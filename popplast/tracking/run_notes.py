@@ -13,6 +13,16 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 NOTE = "mlflow.note.content"
+# the tags an individual's description is made of: all a tracker keeps of each individual to write its
+# description again when it gets children
+NOTE_TAGS = (
+    "popplast.individual_id",
+    "popplast.generation",
+    "popplast.operator",
+    "popplast.parent_ids",
+    "popplast.fusion_weights",
+    "popplast.status",
+)
 
 
 def run_link(experiment_id: str, run_id: str, text: str) -> str:
