@@ -187,6 +187,30 @@ def test_past_its_memory_the_queue_waits_in_the_journal_and_everything_arrives_i
     assert not (journal_dir / tracker.search_run_id).exists()
 
 
+def test_an_earlier_drivers_backlog_past_the_memory_is_read_back_as_the_queue_empties(
+    tracker, journal_dir, monkeypatch
+):
+    from popplast.tracking import outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "IN_MEMORY", 4)
+    first = open_outbox(tracker)
+    first.close()  # the sender stops before shipping (a driver killed during an outage)
+    for slot in range(9):
+        first.individual_finished(_individual(slot), {}, EvalResult(f"g000-i{slot:03d}", float(slot)))
+    with open(first.journal.directory + "/journal.jsonl", "a") as f:
+        f.write('{"kind": "individ')  # the last line, cut short by the driver's death
+    again = open_outbox(tracker)  # the next driver: 4 queued, 5 left in the journal, then its own event
+    assert len(again._queue) == 4 and again.queued == 9
+    again.generation_finished(0, {"best": 8.0})
+    assert again.drain(timeout=120)
+    rows = individuals(tracker.tracking_uri, tracker.search_run_id)
+    assert [(r["id"], r["fitness"]) for r in rows] == [(f"g000-i{k:03d}", float(k)) for k in range(9)]
+    history = MlflowClient(tracker.tracking_uri).get_metric_history(tracker.search_run_id, "generation_best")
+    assert [m.value for m in history] == [8.0] and again.journal.sent() == 10
+    again.finish()
+    assert not (journal_dir / tracker.search_run_id).exists()
+
+
 def test_an_event_cut_short_by_a_death_is_cut_before_the_next_is_journalled(tmp_path):
     journal = Journal.create(str(tmp_path), {"search_run_id": "r1"})
     journal.append({"kind": "generation", "generation": 0, "metrics": {}})

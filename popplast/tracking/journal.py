@@ -15,6 +15,7 @@ The folder `popplast-journal/SEARCH_RUN_ID/` holds `search.json` (which search, 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -144,6 +145,31 @@ class Journal:
     def pending(self) -> list[dict[str, Any]]:
         events = self.events()
         return events[self.sent() :]
+
+    def pending_head(self, most: int) -> tuple[list[dict[str, Any]], int, int, list[dict[str, Any]]]:
+        """The first `most` unshipped events; how many more follow, the byte offset of the first of those
+        (`read_from`), and the checkpoint events among them: an earlier driver's backlog, read without
+        holding all of it (a last line cut short is left out, as by `_lines`)."""
+        sent, head, more, offset, checkpoints = self.sent(), [], 0, 0, []
+        path = os.path.join(self.directory, JOURNAL)
+        if not os.path.exists(path):
+            return head, more, offset, checkpoints
+        with open(path, "rb") as f:
+            for index in itertools.count():
+                start, line = f.tell(), f.readline()
+                if not line.endswith(b"\n"):
+                    break
+                if index < sent:
+                    continue
+                if len(head) < most:
+                    head.append(json.loads(line))
+                    continue
+                if not more:
+                    offset = start
+                more += 1
+                if line.startswith(b'{"kind": "checkpoint"'):  # json.dumps writes an event's kind first
+                    checkpoints.append(json.loads(line))
+        return head, more, offset, checkpoints
 
     def append(self, event: Mapping[str, Any], sync: bool = False) -> int:
         """Write and flush the event (the driver's death loses nothing); `sync`: to disk, too. Returns the

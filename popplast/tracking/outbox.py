@@ -65,17 +65,18 @@ class Outbox:
         self._closing = False
         self.down_since: float | None = None
         self.last_error = ""
-        for event in journal.pending():
+        # an earlier driver's unshipped events: the first IN_MEMORY queued; of those past the queue, in the
+        # journal only (an earlier driver's, then any that come while the queue is full): how many, where the
+        # first one's line starts, and the checkpoint events among them (few and small: the sweep of the local
+        # copy must see them)
+        head, self._spilled, self._spill_at, spilled_checkpoints = journal.pending_head(IN_MEMORY)
+        self._spilled_checkpoints: collections.deque[dict[str, Any]] = collections.deque(spilled_checkpoints)
+        for event in head:
             self._queue.append(event)
             self._arrived.append(0.0)
         # events at the head of the queue that MLflow may hold already, in part or whole: those a driver that
         # died may have shipped without acknowledging (a batch at most), and those of a failed batch
         self._unsure = min(len(self._queue), BATCH)
-        # the events past the queue, in the journal only: how many, where the first one's line starts, and
-        # the checkpoint events among them (few and small: the sweep of the local copy must see them)
-        self._spilled = 0
-        self._spill_at = 0
-        self._spilled_checkpoints: collections.deque[dict[str, Any]] = collections.deque()
         self._thread = threading.Thread(target=self._send, name="popplast-outbox", daemon=True)
         self._thread.start()
 
@@ -417,7 +418,7 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int]:
             f"{directory}: a live driver ({holder}) still runs the search run {run_id} and ships its own journal; "
             "stop it first"
         ) from None
-    pending = len(journal.pending())
+    pending = journal.pending_head(0)[1]  # counted, not held
     with failing_fast():
         tracker = MLflowTracker(uri, header["experiment"], header["method"])
         tracker.attach(run_id, tuple(header["gene_names"]))
