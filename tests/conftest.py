@@ -96,11 +96,24 @@ def ray_left_as_found():
 
         alive = sorted(a["ActorClassName"] for a in actors().values() if a["State"] != "DEAD")
         groups = [g["bundles"] for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
+        workers = _ray_worker_titles()  # what each worker process is doing, by its title (ray::NAME.METHOD)
         SESSION_RAY.stop()
         pytest.fail(
             f"{total - free:g} of Ray's {total:g} CPUs still held {RAY_RELEASE_WAIT:.0f} s after the test; "
-            f"actors alive: {', '.join(alive) or 'none'}; placement groups: {groups or 'none'}"
+            f"actors alive: {', '.join(alive) or 'none'}; placement groups: {groups or 'none'}; "
+            f"worker processes: {', '.join(workers) or 'none'}"
         )
+
+
+def _ray_worker_titles() -> list[str]:
+    import psutil
+
+    titles = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = process.info["cmdline"] or []
+        if command and command[0].startswith("ray::"):
+            titles.append(f"{command[0]} (pid {process.info['pid']})")
+    return sorted(titles)
 
 
 CLUSTER_FIXTURES = ("cluster", "gpu_cluster")  # fixtures that start a `ray start` cluster on this machine
