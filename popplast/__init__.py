@@ -46,7 +46,7 @@ def __getattr__(name: str) -> Any:
 
         return replay
     if name == "sync":  # sync(journal_directory): ship what a search's journal holds unshipped to MLflow
-        from popplast.tracking.outbox import sync
+        from popplast.tracking.journal_sync import sync
 
         return sync
     if name == "record_table":  # record_table(tracking_uri, search_run_id) -> Table (.save(path))

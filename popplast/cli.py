@@ -308,7 +308,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from popplast.tracking.outbox import SyncError, sync
+    from popplast.tracking.journal_sync import SyncError, sync
 
     try:
         run_id, shipped = sync(args.directory, on_wait=lambda message: print(f"[popplast] {message}", file=sys.stderr))

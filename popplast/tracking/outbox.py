@@ -30,10 +30,9 @@ import time
 import urllib.request
 from typing import Any, Callable, Iterator, Mapping
 
-from popplast.core.errors import SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.tracking.journal import HEADER, Journal, generation_of, journal_root, result_from_dict, result_to_dict
+from popplast.tracking.journal import Journal, generation_of, journal_root, result_from_dict, result_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -391,42 +390,3 @@ def environment(values: Mapping[str, str], keep_set: bool = False) -> Iterator[N
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int]:
-    """Ship what a search's journal folder holds unshipped to its MLflow search run (`popplast sync`), then
-    remove the folder. Returns (search run id, events shipped). Raises SyncError for a folder that is no
-    journal, or a search a live driver still holds (it ships its own journal)."""
-    from mlflow import MlflowClient
-
-    from popplast.tracking.lease import check_lease
-    from popplast.tracking.mlflow_tracker import MLflowTracker
-
-    journal = Journal(os.fspath(directory))
-    try:
-        header = journal.header()
-    except (OSError, ValueError) as e:
-        raise SyncError(f"{directory}: not a popplast journal folder ({HEADER}: {e})") from None
-    uri, run_id = header["tracking_uri"], header["search_run_id"]
-    try:
-        check_lease(uri, run_id)
-    except SpecError:
-        from popplast.tracking.lease import HOLDER
-
-        holder = MlflowClient(uri).get_run(run_id).data.tags.get(HOLDER, "")
-        raise SyncError(
-            f"{directory}: a live driver ({holder}) still runs the search run {run_id} and ships its own journal; "
-            "stop it first"
-        ) from None
-    pending = journal.pending_head(0)[1]  # counted, not held
-    with failing_fast():
-        tracker = MLflowTracker(uri, header["experiment"], header["method"])
-        tracker.attach(run_id, tuple(header["gene_names"]))
-        outbox = Outbox(tracker, journal)
-        outbox.drain(on_wait=on_wait)
-        outbox.finish()
-    return run_id, pending
-
-
-class SyncError(ValueError):
-    """A folder `popplast sync` cannot ship."""

@@ -1,0 +1,50 @@
+"""`popplast sync`: a journal an MLflow outage outlived (its driver died before shipping it all), shipped to
+its search run by the same sender a search uses (tracking/outbox.py), then removed."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from popplast.core.errors import SpecError
+from popplast.tracking.journal import HEADER, Journal
+from popplast.tracking.outbox import Outbox, failing_fast
+
+
+def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int]:
+    """Ship what a search's journal folder holds unshipped to its MLflow search run (`popplast sync`), then
+    remove the folder. Returns (search run id, events shipped). Raises SyncError for a folder that is no
+    journal, or a search a live driver still holds (it ships its own journal)."""
+    from mlflow import MlflowClient
+
+    from popplast.tracking.lease import check_lease
+    from popplast.tracking.mlflow_tracker import MLflowTracker
+
+    journal = Journal(os.fspath(directory))
+    try:
+        header = journal.header()
+    except (OSError, ValueError) as e:
+        raise SyncError(f"{directory}: not a popplast journal folder ({HEADER}: {e})") from None
+    uri, run_id = header["tracking_uri"], header["search_run_id"]
+    try:
+        check_lease(uri, run_id)
+    except SpecError:
+        from popplast.tracking.lease import HOLDER
+
+        holder = MlflowClient(uri).get_run(run_id).data.tags.get(HOLDER, "")
+        raise SyncError(
+            f"{directory}: a live driver ({holder}) still runs the search run {run_id} and ships its own journal; "
+            "stop it first"
+        ) from None
+    pending = journal.pending_head(0)[1]  # counted, not held
+    with failing_fast():
+        tracker = MLflowTracker(uri, header["experiment"], header["method"])
+        tracker.attach(run_id, tuple(header["gene_names"]))
+        outbox = Outbox(tracker, journal)
+        outbox.drain(on_wait=on_wait)
+        outbox.finish()
+    return run_id, pending
+
+
+class SyncError(ValueError):
+    """A folder `popplast sync` cannot ship."""
