@@ -171,6 +171,10 @@ class Journal:
                     checkpoints.append(json.loads(line))
         return head, more, offset, checkpoints
 
+    def unshipped(self) -> int:
+        """How many events are not shipped yet, counted without reading them into memory."""
+        return self.pending_head(0)[1]
+
     def append(self, event: Mapping[str, Any], sync: bool = False) -> int:
         """Write and flush the event (the driver's death loses nothing); `sync`: to disk, too. Returns the
         byte offset its line starts at (`read_from`)."""

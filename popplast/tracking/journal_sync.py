@@ -36,7 +36,7 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int]:
             f"{directory}: a live driver ({holder}) still runs the search run {run_id} and ships its own journal; "
             "stop it first"
         ) from None
-    pending = journal.pending_head(0)[1]  # counted, not held
+    pending = journal.unshipped()
     with failing_fast():
         tracker = MLflowTracker(uri, header["experiment"], header["method"])
         tracker.attach(run_id, tuple(header["gene_names"]))

@@ -172,7 +172,7 @@ class Outbox:
         self.close()
         if self.refused:  # what MLflow refused is only here
             log.error("%d journal events were refused by MLflow; they stay in %s", self.refused, self.journal.directory)
-        elif self.journal.sent() >= len(self.journal.events()):
+        elif self.journal.unshipped() == 0:  # counted, not read: the journal holds the whole search
             self.journal.remove()
 
     # the sender
