@@ -27,6 +27,36 @@ def test_image_size_schedule():
     assert [image_size(g, 3, 16, 32, 5) for g in range(3)] == [32, 32, 32]
 
 
+def test_an_epoch_budget_with_a_stopper_gives_gensoup_the_generations_its_ramp_spans():
+    """183 epochs at 3 epochs a generation pay for 61 evaluations at full cost: Gen-Soup's shrinking
+    populations (10, 9, ..., 4, 4, 4, 4) fit 10 generations in them, and its image-size ramp reaches 16 px
+    for the last two. Sized for ASHA's cheapest evaluations (1 epoch), it got 40 generations, and the search
+    ran out of epochs at generation 9 at 10 px (issue 30)."""
+    from popplast.core.budget import evaluations_for_epochs, generation_sizes, with_budget
+    from popplast.execution.search import generation_fidelity
+
+    data = {
+        "dataset": {"name": "digits"},
+        "fidelity": {"epochs": 3, "image_size": 8},
+        "strategy": {
+            "method": "gensoup",
+            "population": 10,
+            "population_step": 1,
+            "min_population": 4,
+            "final_image_size": 16,
+            "hold_generations": 2,
+        },
+        "stopper": "asha",
+        "space": {"lr_scale": {"type": "float", "low": 0.5, "high": 2.0}},
+    }
+    spec = SearchSpec.from_dict(data, "soup.yaml")
+    budgeted = with_budget(spec, evaluations_for_epochs(spec, 183))
+    sizes = generation_sizes(budgeted)
+    assert len(sizes) == 10 and sum(sizes) * 3 <= 183 < (sum(sizes) + 4) * 3
+    ramp = [generation_fidelity(budgeted, g).image_size for g in range(len(sizes))]
+    assert ramp[-2:] == [16, 16] and ramp[0] == 8 and ramp == sorted(ramp)
+
+
 def soup(**kw):
     settings = dict(
         n_genes=3,

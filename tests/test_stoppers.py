@@ -44,12 +44,13 @@ def test_asha_by_hand():
 def test_hyperband_brackets_by_id_with_hyperbands_sizes():
     hb = Hyperband(min_steps=1, reduction_factor=3, max_steps=9)
     assert [b.rungs for b in hb.brackets] == [(1, 3), (3,), ()]
-    ids = [f"g{g:03d}-i{i:03d}" for g in range(60) for i in range(50)]
+    # n_s = ⌈(s_max+1)·η^s/(s+1)⌉ for s = 2, 1, 0 (Li et al. 2018, Algorithm 1)
+    assert hb.sizes == [9, 5, 3]
+    ids = [f"g{g:03d}-i{i:03d}" for g in range(100) for i in range(100)]
     counts = [0, 0, 0]
     for k in ids:
         counts[hb.bracket_of(k)] += 1
-    # sizes 9, 6 and 3 configurations (s = 2, 1, 0): halves, thirds and sixths
-    assert [c / len(ids) for c in counts] == pytest.approx([1 / 2, 1 / 3, 1 / 6], abs=0.03)  # 3,000 draws
+    assert [c / len(ids) for c in counts] == pytest.approx([9 / 17, 5 / 17, 3 / 17], abs=0.015)  # 10,000 draws
     assert hb.bracket_of("g001-i002") == Hyperband(1, 3, 9).bracket_of("g001-i002")
     never = next(k for k in ids if hb.bracket_of(k) == 2)
     late = next(k for k in ids if hb.bracket_of(k) == 1)
@@ -62,8 +63,27 @@ def test_hyperband_brackets_by_id_with_hyperbands_sizes():
     assert hb.judge(late, 3, 0.1)
 
 
+def test_hyperbands_published_allocation_for_r_81():
+    """Li et al. 2018's example (R = 81, η = 3): 81, 34, 15, 8 and 5 configurations from r_s = 1, 3, 9, 27, 81."""
+    hb = Hyperband(min_steps=1, reduction_factor=3, max_steps=81)
+    assert hb.sizes == [81, 34, 15, 8, 5]
+    assert [b.rungs for b in hb.brackets] == [(1, 3, 9, 27), (3, 9, 27), (9, 27), (27,), ()]
+
+
+@pytest.mark.parametrize("min_steps,eta,max_steps", [(1, 3, 10), (1, 3, 20), (2, 2, 15), (1, 4, 30), (3, 3, 10)])
+def test_hyperbands_last_bracket_never_stops_anyone_whatever_the_ratio(min_steps, eta, max_steps):
+    """Brackets anchored at R (r_s = R·η^−s): with R/r no power of η the last bracket still trains everyone
+    fully, and every bracket's rungs are at least min_steps and below R."""
+    hb = Hyperband(min_steps, eta, max_steps)
+    assert hb.brackets[-1].rungs == ()
+    for bracket in hb.brackets:
+        assert all(min_steps <= r < max_steps for r in bracket.rungs)
+        assert list(bracket.rungs) == sorted(set(bracket.rungs))
+    assert Hyperband(1, 3, 10).brackets[0].rungs == (1, 3)  # r_2 = 10/9, r_1 = 10/3, rounded down
+
+
 def test_median_rule_by_hand_with_ties_and_missing_steps():
-    m = Median(grace_steps=1, min_samples=3)
+    m = Median(grace_steps=0, min_samples=3)
     curves = {  # binary fractions, so that the averages and medians are exact
         "A": [(1, 0.25), (2, 0.5), (3, 0.75)],
         "B": [(1, 0.5), (2, 0.75)],  # finished without reporting step 3
@@ -88,14 +108,40 @@ def test_median_rule_by_hand_with_ties_and_missing_steps():
 def test_median_rule_waits_for_its_grace_period_and_its_samples():
     m = Median(grace_steps=2, min_samples=3)
     for k in ("A", "B", "C"):
-        m.judge(k, 1, 1.0)
-        m.judge(k, 2, 1.0)
-    assert not m.judge("X", 2, 0.0)  # only finished individuals count: none yet
+        for step in (1, 2, 3):
+            m.judge(k, step, 1.0)
+    assert not m.judge("X", 3, 0.0)  # only finished individuals count: none yet
     m.finished("A"), m.finished("B")
-    assert not m.judge("X", 3, 0.0)  # two samples are fewer than three
+    assert not m.judge("X", 4, 0.0)  # two samples are fewer than three
     m.finished("C")
-    assert not m.judge("Z", 1, 0.0)  # step 1 is within the grace period
-    assert m.judge("Z", 2, 0.0)
+    assert not m.judge("Z", 1, 0.0) and not m.judge("Z", 2, 0.0)  # two steps of warm-up
+    assert m.judge("Z", 3, 0.0)
+
+
+def test_median_rule_never_stops_at_the_last_step_and_every_finisher_joins_the_reference():
+    """Finished curves 0.3, 0.5 and 0.9 and a plateau at 0.45 that trains its whole budget: at the last step it
+    finished (not stopped), joins the reference, and the next individual is judged against all four."""
+    m = Median(grace_steps=0, min_samples=3, max_steps=3)
+    assert not m.judge("p", 1, 0.45) and not m.judge("p", 2, 0.45)  # nobody has finished yet
+    for k, v in (("a", 0.3), ("b", 0.5), ("c", 0.9)):
+        assert not any(m.judge(k, step, v) for step in (1, 2, 3))
+        m.finished(k)
+    assert m.judge("x", 1, 0.45)  # below the median 0.5 before the last step
+    assert not m.judge("p", 3, 0.45)  # the plateau at step 3 = max_steps: never judged there
+    m.finished("p")
+    # the reference now holds 0.3, 0.45, 0.5, 0.9: median 0.475
+    assert not m.judge("y", 1, 0.48) and m.judge("z", 1, 0.47)
+    assert not m.judge("late", 7, 0.0)  # past the budget's end: never
+
+
+def test_median_warm_up_defaults_to_a_tenth_of_the_budget_and_reaches_optunas_pruner():
+    from popplast.core.stopper_spec import StopperSpec, build_stopper, grace_steps
+
+    assert [grace_steps(StopperSpec("median"), n) for n in (1, 3, 10, 11, 30, 100)] == [1, 1, 1, 2, 3, 10]
+    assert grace_steps(StopperSpec("median", grace_steps=0), 100) == 0
+    assert build_stopper(StopperSpec("median"), 30).grace_steps == 3
+    assert build_stopper(StopperSpec("median", max_steps=50), 30).grace_steps == 5
+    assert build_stopper(StopperSpec("median"), 30).max_steps == 30
 
 
 def test_the_judge_minimises_marks_the_stopped_and_ranks_them_by_their_last_value():

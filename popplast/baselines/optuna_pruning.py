@@ -6,8 +6,9 @@ when its pruner is a `HyperbandPruner`).
 
 The rules map onto Optuna's pruners: `asha` → `SuccessiveHalvingPruner` (rungs at min_steps·η^k; its
 promotion rule is the one popplast's ASHA copies), `hyperband` → `HyperbandPruner` (brackets by a hash of the
-study name and trial number), `median` → `MedianPruner` (the current value against the median of finished
-trials at that step, not popplast's best-so-far against running averages). Nobody is pruned at max_steps or
+study name and trial number), `median` → `MedianPruner` (the trial's best intermediate value so far against the
+median of the finished trials' values at that very step, not against their running averages up to it as
+popplast's rule does; its warm-up is popplast's `grace_steps`). Nobody is pruned at max_steps or
 later: a trial that got there trained its budget and is told as complete.
 """
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from popplast.core.stopper_spec import StopperSpec
+from popplast.core.stopper_spec import StopperSpec, grace_steps
 
 if TYPE_CHECKING:
     from popplast.baselines.optuna_strategy import OptunaSampler
@@ -34,7 +35,9 @@ def optuna_pruner(spec: StopperSpec, max_steps: int) -> optuna.pruners.BasePrune
             min_resource=spec.min_steps, max_resource=steps, reduction_factor=spec.reduction_factor
         )
     if spec.rule == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.min_samples, n_warmup_steps=spec.grace_steps)
+        # Optuna prunes from step n_warmup_steps on; popplast's steps count from 1 and decide after the warm-up
+        warmup = grace_steps(spec, steps) + 1
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.min_samples, n_warmup_steps=warmup)
     raise ValueError(f"no Optuna pruner for the rule {spec.rule!r}")
 
 

@@ -82,12 +82,17 @@ def evaluations_for_epochs(spec: SearchSpec, budget_epochs: int) -> int:
     """The most evaluations a budget of `budget_epochs` training epochs can take: each costs the fidelity's
     epochs, or as few as the stopper's first judgement (min_steps) with a stopper. The search gets that many
     (in whole generations where its method needs them) and ends once its results have trained
-    `budget_epochs` epochs, after the generation that got there: it may go over by less than a generation."""
+    `budget_epochs` epochs, after the generation that got there: it may go over by less than a generation.
+
+    Gen-Soup's schedule (its image-size ramp, ALGORITHMS.md §3) is spread over its generations, so it gets
+    the generations the budget pays for at the full epochs each: sized for the cheapest evaluations, the
+    ramp would span generations the budget never reaches (a stopper then leaves some epochs unspent)."""
     if not isinstance(budget_epochs, int) or isinstance(budget_epochs, bool) or not 1 <= budget_epochs <= MAX_BUDGET:
         raise SpecError(
             COMMAND_LINE, "--budget-epochs", f"expected an integer from 1 to {MAX_BUDGET:,}, got {budget_epochs!r}."
         )
-    cheapest = spec.stopper.min_steps if spec.stopper.active else spec.fidelity.epochs
+    scheduled = spec.strategy.method == "gensoup"
+    cheapest = spec.stopper.min_steps if spec.stopper.active and not scheduled else spec.fidelity.epochs
     evaluations = max(-(-budget_epochs // max(1, min(cheapest, spec.fidelity.epochs))), spec.strategy.population)
     if spec.strategy.method in ("ga", "pbt", "tune-pbt", *ES_METHODS):
         evaluations = -(-evaluations // spec.strategy.population) * spec.strategy.population

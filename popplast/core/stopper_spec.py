@@ -8,7 +8,7 @@ from typing import Any
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import Section, describe
-from popplast.core.stoppers import ASHA, STOPPERS, Hyperband, Median, Stopper
+from popplast.core.stoppers import ASHA, STOPPERS, Hyperband, Median, Stopper, default_grace
 
 CNN_METRIC = "val_mcc"  # the CNN trainer's fitness, which it reports every epoch when a stopper watches
 CNN_WATCHABLE = ("val_mcc", "val_accuracy", "val_f1", "train_loss")
@@ -17,13 +17,14 @@ CNN_WATCHABLE = ("val_mcc", "val_accuracy", "val_f1", "train_loss")
 @dataclass(frozen=True)
 class StopperSpec:
     """`rule`: none, median, asha or hyperband. `max_steps`: the step an individual finishes at (default: the
-    fidelity's epochs). `metric`: the reported metric it watches (default: the fitness metric)."""
+    fidelity's epochs). `grace_steps`: the median rule's warm-up, steps with no decision (default: a tenth of
+    max_steps, at least 1). `metric`: the reported metric it watches (default: the fitness metric)."""
 
     rule: str = "none"
     min_steps: int = 1
     reduction_factor: int = 3
     max_steps: int | None = None
-    grace_steps: int = 1
+    grace_steps: int | None = None
     min_samples: int = 3
     metric: str | None = None
     mode: str | None = None  # of a metric other than the fitness: maximize or minimize
@@ -49,7 +50,7 @@ def stopper_from(top: Section) -> StopperSpec:
         min_steps=s.take("min_steps", "int", 1),
         reduction_factor=s.take("reduction_factor", "int", 3),
         max_steps=s.take("max_steps", "int", None),
-        grace_steps=s.take("grace_steps", "int", 1),
+        grace_steps=s.take("grace_steps", "int", None),
         min_samples=s.take("min_samples", "int", 3),
         metric=s.take("metric", "str", None),
         mode=s.take("mode", "str", None),
@@ -63,7 +64,7 @@ def check(spec: StopperSpec, error: Any) -> None:
     if spec.rule not in STOPPERS:
         raise error("rule", f"expected one of {', '.join(STOPPERS)}, got {describe(spec.rule)}.")
     for key, minimum in (("min_steps", 1), ("reduction_factor", 2), ("grace_steps", 0), ("min_samples", 1)):
-        if getattr(spec, key) < minimum:
+        if getattr(spec, key) is not None and getattr(spec, key) < minimum:
             raise error(key, f"expected an integer >= {minimum}, got {getattr(spec, key)}.")
     if spec.mode is not None and spec.mode not in ("maximize", "minimize"):
         raise error("mode", f"expected maximize or minimize, got {describe(spec.mode)}.")
@@ -88,5 +89,10 @@ def build_stopper(spec: StopperSpec, max_steps: int) -> Stopper | None:
     if spec.rule == "hyperband":
         return Hyperband(spec.min_steps, spec.reduction_factor, steps)
     if spec.rule == "median":
-        return Median(spec.grace_steps, spec.min_samples)
+        return Median(grace_steps(spec, steps), spec.min_samples, steps)
     return None
+
+
+def grace_steps(spec: StopperSpec, max_steps: int) -> int:
+    """The median rule's warm-up: the section's, else the default for the budget's steps."""
+    return spec.grace_steps if spec.grace_steps is not None else default_grace(spec.max_steps or max_steps)
