@@ -151,7 +151,7 @@ def test_the_judge_minimises_marks_the_stopped_and_ranks_them_by_their_last_valu
     assert not channel.should_stop("a")
     channel.report("b", 1, 0.3)  # a higher loss: worse
     assert channel.should_stop("b") and judge.stopped == {"b": 1}
-    stopped = EvalResult("b", -0.25, {"loss": 0.25}, {"loss": [(1, 0.3)]})
+    stopped = EvalResult("b", -0.25, {"loss": 0.25}, {"loss": [(1, 0.3)]}, stopped_at=1)  # as its trial stopped
     judge.settle(stopped)
     assert stopped.stopped_at == 1 and stopped.fitness == pytest.approx(-0.3)
     done = EvalResult("a", -0.1, {"loss": 0.1}, {"loss": [(1, 0.2), (9, 0.1)]})
@@ -223,3 +223,60 @@ def test_a_bad_stopper_flag_is_a_clear_error():
         base_spec().with_overrides(stopper="sha")
     with pytest.raises(SpecError, match="--stopper"):
         base_spec().with_overrides(method="snes+asha")
+
+
+class LateChannel(LocalChannel):
+    """The Ray channel when the driver answers after VERDICT_WAIT (execution/ray_stopping.py): the trial hears
+    "go on" for the report the rule stopped it at (the wait timed out), and the answer to a later report in
+    time, or, with `never`, no answer in time at all."""
+
+    def __init__(self, judge: StopJudge, never: bool = False) -> None:
+        super().__init__(judge)
+        self.never, self.missed = never, set()
+
+    def should_stop(self, individual_id: str) -> bool:
+        verdict = super().should_stop(individual_id)
+        if verdict and (self.never or individual_id not in self.missed):
+            self.missed.add(individual_id)
+            return False
+        return verdict
+
+
+def curve_objective(config, trial):
+    value = 0.0
+    for step in range(1, 10):
+        value = config["x"] + 0.01 * step
+        trial.report(step, score=value)
+        if trial.should_stop():
+            break
+    return {"score": value}
+
+
+@pytest.mark.parametrize("never", [False, True])
+def test_a_late_verdict_is_recorded_as_what_the_trial_did(never):
+    """The rule stops b at step 1; its verdict misses the wait. It trains on and stops at step 2 when the next
+    answer comes in time (recorded stopped at 2, with step 2's value), or trains all 9 steps when none does
+    (recorded finished, its final value, and the rule told it finished)."""
+    from popplast.core.individual import Individual
+    from popplast.core.spec import Fidelity, FitnessSpec
+    from popplast.objectives.function import FunctionEvaluator
+
+    judge = StopJudge(ASHA(1, 3, 9), "score", maximize=True, fitness_metric="score")
+    channel = LateChannel(judge, never=never)
+    evaluator = FunctionEvaluator(curve_objective, FitnessSpec("score", "maximize"), Fidelity(epochs=9))
+    results = {}
+    for name, x in (("a", 0.9), ("b", 0.1)):
+        result = evaluator.evaluate(Individual(name, (x,), 0), {"x": x}, stops=channel)
+        judge.settle(result)
+        results[name] = result
+    a, b = results["a"], results["b"]
+    assert a.stopped_at is None and a.fitness == pytest.approx(0.99)
+    steps = [s for s, _ in b.history["score"]]
+    if never:
+        assert steps == list(range(1, 10)) and b.stopped_at is None and b.fitness == pytest.approx(0.19)
+        assert "b" not in judge.stopped and ["finished", "b"] in judge.log
+    else:
+        assert steps == [1, 2] and b.stopped_at == 2 and b.fitness == pytest.approx(0.12)
+    again = StopJudge(ASHA(1, 3, 9), "score", maximize=True, fitness_metric="score")
+    again.replay(judge.log)  # a resumed search's judge agrees
+    assert again.stopped == judge.stopped

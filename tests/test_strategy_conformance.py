@@ -28,12 +28,20 @@ def spec_for(method: str, population: int = 6, generations: int = 4) -> SearchSp
     return SearchSpec.from_dict({"dataset": {"name": "digits"}, "fidelity": {}, "strategy": strategy, "space": SPACE})
 
 
-def fitness_of(individual) -> float | None:
+def fitness_of(individual, fails_above: float = 0.9) -> float | None:
     """Deterministic, with a failure now and then (a genome whose first gene is in the top tenth)."""
-    return None if individual.genome[0] > 0.9 else float(np.sum(individual.genome))
+    return None if individual.genome[0] > fails_above else float(np.sum(individual.genome))
 
 
-def drive(method: str, seed: int, round_trip: bool, reverse: bool, population: int = 6, generations: int = 4):
+def drive(
+    method: str,
+    seed: int,
+    round_trip: bool,
+    reverse: bool,
+    population: int = 6,
+    generations: int = 4,
+    fails_above: float = 0.9,
+):
     spec = spec_for(method, population, generations)
     strategy, rng = build_strategy(spec), np.random.default_rng(seed)
     state = strategy.init()
@@ -45,7 +53,7 @@ def drive(method: str, seed: int, round_trip: bool, reverse: bool, population: i
         seen += [(i.id, i.genome, i.parent_ids, i.operator, i.fusion_weights, i.seed) for i in individuals]
         order = list(reversed(individuals)) if reverse else list(individuals)
         for individual in order:  # one result per call, in the order they "finish"
-            state, _ = strategy.tell(state, {individual.id: fitness_of(individual)})
+            state, _ = strategy.tell(state, {individual.id: fitness_of(individual, fails_above)})
         if round_trip:
             state = strategy.state_from_dict(json.loads(json.dumps(state.to_dict())))
     assert state.evaluations == sum(generation_sizes(spec))
@@ -68,7 +76,26 @@ def test_parents_are_individuals_of_the_generation_before(method):
         # a sampler draws every individual afresh ("sample"); an evolving strategy starts from "init"
         assert operator in ("sample", "es-sample") or (operator == "init") == (generation == 0)
         assert all(generation_of[p] == generation - 1 for p in parents)
-        assert not weights or (len(weights) == len(parents) and sum(weights) == pytest.approx(1.0))
+        # weights sum to 1, or are all 0 when the child takes no state (every parent it was bred from failed)
+        assert not weights or (len(weights) == len(parents) and sum(weights) in (pytest.approx(1.0), 0.0))
+
+
+@pytest.mark.parametrize("method", ["gensoup", "pbt"])  # the strategies whose children inherit states
+@pytest.mark.parametrize("seed", range(6))
+def test_a_child_takes_weights_only_from_parents_that_succeeded(method, seed):
+    """A failed evaluation has no state: a parent with a fusion weight above 0 was told a finite fitness, and a
+    child whose parents all failed says so (weights 0) instead of naming a fusion or an inheritance. Half the
+    evaluations fail, so tournaments between two failed parents and failed members outside PBT's bottom
+    quantile happen."""
+    rows = drive(method, seed, round_trip=False, reverse=False, fails_above=0.5)
+    failed = {row[0] for row in rows if row[1][0] > 0.5}
+    for individual_id, _genome, parents, operator, weights, _seed in rows:
+        if operator == "init":
+            continue
+        donors = [p for p, w in zip(parents, weights) if w > 0]
+        assert len(weights) == len(parents) and not set(donors) & failed, (individual_id, operator, parents, weights)
+        if not any(weights):
+            assert operator not in ("fusion", "inherit", "exploit", "elite"), (individual_id, operator)
 
 
 @pytest.mark.parametrize("method", STRATEGIES.names())

@@ -61,4 +61,4 @@ class PrunerStopper:
         return True
 
     def finished(self, individual_id: str) -> None:
-        pass
+        self.sampler.completed(individual_id)  # pruned too late to stop it: it trained its budget

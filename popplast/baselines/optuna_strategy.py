@@ -132,6 +132,9 @@ class OptunaSampler:
     def pruned(self, individual_id: str) -> None:
         self._pruned.add(individual_id)
 
+    def completed(self, individual_id: str) -> None:
+        self._pruned.discard(individual_id)
+
     def init(self) -> SamplerState:
         return SamplerState()
 

@@ -11,7 +11,11 @@ Population N_g = max(N0 − r·g, N_min); the image size ramps linearly from `im
 over the first G − hold generations, then stays there.
 
 Deviations: with N_g < N_{g−1} children are made for the first N_g slots of the selected population; a child
-lists a second parent only when that parent gave it genes or weights.
+lists a second parent only when that parent gave it genes or weights. A failed parent has no weights to give:
+a child fuses only parents that both succeeded, inherits from the better one when only it did, and when
+neither did (a tournament between two failed individuals) starts afresh with the genes it was bred: its
+operator then names what its genes went through (mutation, crossover, ...) and every parent's fusion weight
+is 0, so the record says no weights were taken.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from popplast.core.ga import GAState, GenCNN
+from popplast.core.ga import GAState, GenCNN, operator_name
 from popplast.core.individual import Individual
 from popplast.core.operators import (
     best_index,
@@ -104,10 +108,13 @@ class GenSoup(GenCNN):
             cross = rng.random(self.n_genes) < pc
             child = genome[i].copy()
             child[cross] = weighted_crossover(genome[i][cross], genome[j][cross], ev[i], ev[j])
-            child, _ = uniform_mutation(child, pm, rng)
+            child, mutated = uniform_mutation(child, pm, rng)
             if self.arch_index is not None:  # the architecture goes with the weights
                 child[self.arch_index] = genome[better][self.arch_index]
-            if i != j and self.architecture(genome[i]) == self.architecture(genome[j]):
+            if not np.isfinite(score[better]):  # neither parent succeeded: no weights to start from
+                bred = (parents[i].id, parents[j].id) if cross.any() and i != j else (parents[i].id,)
+                made.append((bred, operator_name(bool(cross.any()), bool(mutated.any())), (0.0,) * len(bred)))
+            elif i != j and np.isfinite(score[other]) and self.architecture(genome[i]) == self.architecture(genome[j]):
                 total = ev[better] + ev[other]
                 w = (0.5, 0.5) if total == 0 else (ev[better] / total, ev[other] / total)
                 if w[1] > 0:

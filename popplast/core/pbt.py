@@ -5,7 +5,12 @@ every member continuing from its own trained state. After each segment, members 
 one in the bottom `quantile` exploits a member of the top `quantile` drawn uniformly (it takes that member's
 trained state and, explored, its genes: each float gene is resampled uniformly with `resample_probability`,
 else multiplied by 0.8 or 1.2 and clipped to its bounds); every other member inherits its own state and genes.
-A failed member ranks last. Members keep their slot: member i of generation g is `gGGG-iIII`.
+A failed member ranks last and has no state: it always exploits, and the top members it may copy are those
+that succeeded; with none, it keeps its genes and starts afresh ("copy", weight 0: no state taken). Members
+keep their slot: member i of generation g is `gGGG-iIII`.
+
+The quantile is ⌊n·quantile⌋ members (at least one); Ray Tune's PBT takes ⌈n·quantile⌉ (at most n/2), so
+the two differ when n·quantile is not whole (10 members at 0.25: 2 here, 3 in Ray).
 
 Unlike Ray Tune's PBT (`tune-pbt`), every draw comes from the search's generator: the same seed gives the same
 lineage, and a checkpointed search resumes exactly.
@@ -48,14 +53,19 @@ class PBT(GenCNN):
         n = len(parents)
         k = max(1, int(n * self.quantile))
         order = np.argsort(-score, kind="stable")  # best first; ties keep slot order
-        top, bottom = order[:k], set(order[n - k :].tolist())
+        top = [int(j) for j in order[:k] if np.isfinite(score[j])]  # a failed member has no state to give
+        bottom = set(order[n - k :].tolist())
         genome = np.array([ind.genome for ind in parents])
         children, made = [], []
         for i in range(n):
-            if i in bottom:
-                j = int(top[rng.integers(k)])
+            failed = not np.isfinite(score[i])
+            if (i in bottom or failed) and top:
+                j = top[int(rng.integers(len(top)))]
                 children.append(self.explore(genome[j], rng))
                 made.append(((parents[j].id,), "exploit", (1.0,)))
+            elif failed:  # nobody succeeded: its genes again, from scratch
+                children.append(genome[i].copy())
+                made.append(((parents[i].id,), "copy", (0.0,)))
             else:
                 children.append(genome[i].copy())
                 made.append(((parents[i].id,), "inherit", (1.0,)))

@@ -8,10 +8,13 @@ at the very step the rule judged, whichever executor runs it. Locally the trial 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 from popplast.core.result import EvalResult
 from popplast.core.stoppers import Stopper
+
+log = logging.getLogger(__name__)
 
 
 class StopJudge:
@@ -41,13 +44,26 @@ class StopJudge:
         return False
 
     def settle(self, result: EvalResult) -> None:
-        """Mark a result that came back stopped, and give it its fitness; tell the rule of one that finished."""
-        step = self.stopped.get(result.individual_id)
-        if step is None:
+        """Mark a result that came back stopped, and give it its fitness; tell the rule of one that finished.
+
+        What the evaluation did decides, not what the rule said: a trial whose verdict came too late to wait
+        for (execution/ray_stopping.py's VERDICT_WAIT) trained on, and is recorded as finished with what it
+        trained; one told at a later report than the rule's stops there (the result's own `stopped_at`)."""
+        judged = self.stopped.get(result.individual_id)
+        if judged is None or result.stopped_at is None:
+            if judged is not None:
+                log.warning(
+                    "%s: the stopper stopped it at step %s, but the verdict came too late and it trained on: "
+                    "recorded as finished",
+                    result.individual_id,
+                    judged,
+                )
+                del self.stopped[result.individual_id]
             if result.ok:
                 self.stopper.finished(result.individual_id)
                 self.log.append(["finished", result.individual_id])
             return
+        step = max(judged, result.stopped_at)
         result.stopped_at = step
         series = [v for s, v in result.history.get(self.metric, []) if s <= step]
         if result.ok and series and self.metric == self.fitness_metric:
@@ -61,6 +77,7 @@ class StopJudge:
                 if self.stopper.judge(individual_id, int(step), float(score)):
                     self.stopped[individual_id] = int(step)
             else:
+                self.stopped.pop(event[1], None)  # stopped too late: it finished
                 self.stopper.finished(event[1])
             self.log.append(list(event))
 

@@ -91,6 +91,7 @@ class FunctionEvaluator:
             weights=shared,
             worker=self.where,
             tags={**trial.tags, **_hashes(trial, shared), **_span(began)},
+            stopped_at=trial.stopped_where_told(),  # what the trial did, which the stopper's judge records
         )
 
     def _metrics(self, value: Any) -> dict[str, float]:

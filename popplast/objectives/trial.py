@@ -40,6 +40,8 @@ class Trial:
         self.inherited_hash: str | None = None
         self._stops = stops  # the search's stopper, as its channel to this worker (execution/stopping.py)
         self._stopped = False
+        self._watched_step: int | None = None  # the last step it reported the watched metric at
+        self.stopped_at: int | None = None  # the step whose verdict told it to stop
 
     @property
     def id(self) -> str:
@@ -70,6 +72,7 @@ class Trial:
                 raise FloatingPointError(f"the objective reported {name} = {value} at step {step}")
             self.history.setdefault(name, []).append((int(step), value))
         if self._stops is not None and self._stops.metric in metrics:
+            self._watched_step = int(step)
             self._stops.report(self.id, int(step), float(metrics[self._stops.metric]))
 
     def set_tag(self, name: str, value: str) -> None:
@@ -87,4 +90,13 @@ class Trial:
         the stopper judged. Never true without a stopper. Stop by returning, as after the last step."""
         if self._stops is not None and not self._stopped:
             self._stopped = self._stops.should_stop(self.id)
+            if self._stopped:
+                self.stopped_at = self._watched_step
         return self._stopped
+
+    def stopped_where_told(self) -> int | None:
+        """The step it stopped at: where the stopper told it to, if it reported nothing of the watched metric
+        after that (None: it trained on, having never been told or having not listened)."""
+        if self.stopped_at is None or self._watched_step != self.stopped_at:
+            return None
+        return self.stopped_at

@@ -122,6 +122,7 @@ class SimulatedExecutor:
             if kind == "step":
                 if self._report(run):
                     result = self._finish(run, run.reported)
+                    result.stopped_at = result.history[self.metric][-1][0]  # told to stop at that report
                 elif run.reported < run.end_step:
                     push(run.start + (run.reported + 1) * run.step_seconds, "step", run)
                     continue
