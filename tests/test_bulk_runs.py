@@ -272,3 +272,39 @@ def test_a_search_into_a_server_and_its_database_ends_whole(tiny_spec, tmp_path,
     assert all(len(r["parent_runs"]) == len(r["parents"]) for r in rows)  # every parent's run id, as logged
     search = MlflowClient(mlflow_server).get_run(result.search_run_id)
     assert search.info.status == "FINISHED" and search.data.tags["popplast.best_individual_id"] == result.best.id
+
+
+def test_a_failed_batch_leaves_no_phantom_parent(tmp_path, tracking_uri):
+    """A batch whose transaction failed wrote no run: none of its run ids may become a parent's run id. Sent
+    again through the outbox after the failure, every child names runs that exist, the parents' descriptions
+    are written and the search ends (issue 31)."""
+    tracker = _tracker(tmp_path, tracking_uri, "phantom", bulk=True)
+    writer = tracker._bulk_writer()
+    real, failures = writer.write, []
+
+    def fails_once(experiment_id, records):
+        if not failures:
+            failures.append(len(records))
+            raise sqlalchemy.exc.OperationalError("INSERT INTO runs", {}, Exception("database is locked"))
+        return real(experiment_id, records)
+
+    writer.write = fails_once
+    finished = _finished()
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        tracker.individuals_finished(finished)
+    assert failures == [7] and not tracker.run_ids  # nothing was written, so nothing is known
+    outbox = open_outbox(tracker)  # the sender ships them again, checking what MLflow holds first
+    for individual, config, result in finished:
+        outbox.individual_finished(individual, config, result)
+    outbox.generation_finished(1, {"best": 0.8})
+    assert outbox.drain(timeout=60) and outbox.refused == 0
+    outbox.finish()
+    client = MlflowClient(tracking_uri)
+    runs = {r.info.run_id: r for r in client.search_runs([tracker.experiment_id])}
+    for run in runs.values():
+        for parent in filter(None, run.data.tags.get("popplast.parent_run_ids", "").split(",")):
+            assert parent in runs, (run.info.run_name, parent)
+    assert runs[tracker.run_ids["g001-i000"]].data.tags["popplast.parent_run_ids"] == ",".join(
+        tracker.run_ids[p] for p in ("g000-i000", "g000-i001")
+    )
+    tracker.release_lease()

@@ -7,6 +7,7 @@ reads MLflow (the UI, `popplast lineage`, a notebook) can rebuild the family tre
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import Any, Mapping, Sequence
@@ -169,20 +170,33 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         can be written to (tracking/bulk_runs.py), else run by run through MLflow's API."""
         bulk = self._bulk_writer()
         batch: list[RunRecord] = []
+        # run ids of the batch's individuals, for their children in the same batch; they become the tracker's
+        # (and so parents' run ids of later children) only once the batch is committed: a batch that failed
+        # wrote none of them, and a child naming one would name a run that does not exist
+        pending: dict[str, tuple[str, dict[str, str], float | None]] = {}
+        run_ids = collections.ChainMap({k: v[0] for k, v in pending.items()}, self.run_ids)
+
+        def commit() -> None:
+            if batch:
+                bulk.write(self.experiment_id, batch)  # type: ignore[union-attr]
+                batch.clear()
+            for individual_id, (run_id, tags, fitness) in pending.items():
+                self._remember(individual_id, run_id, tags, fitness)
+            pending.clear()
+            run_ids.maps[0].clear()
+
         for individual, config, result in finished:
-            records, fitness = self._records(individual, config, result)
+            records, fitness = self._records(individual, config, result, run_ids)
             if bulk is not None and all(bulk.writable(r) for r in records):
                 batch += records
-                self._remember(individual.id, records[-1].run_id, records[-1].tags, fitness)
+                pending[individual.id] = (records[-1].run_id, records[-1].tags, fitness)
+                run_ids.maps[0][individual.id] = records[-1].run_id
                 continue
-            if batch:  # what came before it goes first
-                bulk.write(self.experiment_id, batch)  # type: ignore[union-attr]
-                batch = []
+            commit()  # what came before it goes first
             for record in records:
                 record.run_id = self._write_run(record)
             self._remember(individual.id, records[-1].run_id, records[-1].tags, fitness)
-        if batch:
-            bulk.write(self.experiment_id, batch)  # type: ignore[union-attr]
+        commit()
 
     def _bulk_writer(self) -> BulkRuns | None:
         if self._bulk is False:
@@ -199,16 +213,17 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         return run_id
 
     def _records(
-        self, individual: Individual, config: Mapping[str, Any], result: EvalResult
+        self, individual: Individual, config: Mapping[str, Any], result: EvalResult, run_ids: Mapping[str, str]
     ) -> tuple[list[RunRecord], float | None]:
-        """An individual's runs (its retried attempts', then its own) and its fitness."""
+        """An individual's runs (its retried attempts', then its own) and its fitness; `run_ids`: the runs of
+        the individuals written so far, by individual id."""
         records = [self._retried(individual, attempt, error) for attempt, error in enumerate(result.retries, start=1)]
         tags = {
             "mlflow.parentRunId": self.search_run_id,
             "popplast.individual_id": individual.id,
             "popplast.generation": str(individual.generation),
             "popplast.parent_ids": ",".join(individual.parent_ids),
-            "popplast.parent_run_ids": ",".join(self.run_ids.get(p, "") for p in individual.parent_ids),
+            "popplast.parent_run_ids": ",".join(run_ids.get(p, "") for p in individual.parent_ids),
             "popplast.operator": individual.operator,
             "popplast.fusion_weights": ",".join(f"{w:.6g}" for w in individual.fusion_weights),
             "popplast.method": self.method,
@@ -224,7 +239,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         if result.error:
             tags["popplast.error"] = result.error[:MAX_TAG]
         fitness = float(result.fitness) if result.ok and result.fitness is not None else None
-        tags[NOTE] = individual_note(self.experiment_id, tags, fitness, self.run_ids)
+        tags[NOTE] = individual_note(self.experiment_id, tags, fitness, run_ids)
         now = int(time.time() * 1000)
         params = {**config, **{f"gene.{k}": repr(g) for k, g in zip(self.gene_names, individual.genome)}}
         metrics, last = [], {}
