@@ -59,6 +59,34 @@ def test_virtual_time_on_three_workers_by_hand():
     assert [float(r.tags["ended"]) for r in slow.map(evaluations(["a", "a", "a", "a"]))] == [1.5, 1.5, 1.5, 3.0]
 
 
+def test_a_slow_driver_shows_as_idle_workers_not_as_busy_ones():
+    """Costs 5, 3, 4, 2 s on 2 workers, and the driver spends 2 s on each result (`driver_time`, on a clock the
+    test moves). w1 ends item 1 at 3 and takes item 2 when the driver asks, at 5 (idle 3–5); w0 ends item 0 at
+    5 and takes item 3 at 7; items 2 and 3 end at 9 on their workers, item 3 told at 11 (the driver was on
+    item 2). Busy: the 14 s of work, each span ending when its worker finished, not when the driver got to it."""
+    now = [0.0]
+    model = CostModel(seconds=1.0, costs={"x": {"0.5": 5, "0.3": 3, "0.4": 4, "0.2": 2}}, base=0.0, terms={}, steps=3)
+    sim = SimulatedExecutor(
+        Simulation(model, driver_time=True), SPACE, 2, "score", True, steps=3, driver_clock=lambda: now[0]
+    )
+    work = [
+        Evaluation(Individual(f"g000-i{k:03d}", (0.5, x), 0, seed=k), {"arch": "a", "x": x})
+        for k, x in enumerate([0.5, 0.3, 0.4, 0.2])
+    ]
+    got = []
+    for r in sim.map(work):
+        got.append((r.individual_id, float(r.tags["started"]), float(r.tags["ended"]), r.metrics["train_seconds"]))
+        now[0] += 2.0
+    assert got == [
+        ("g000-i001", 0.0, 3.0, 3.0),
+        ("g000-i000", 0.0, 5.0, 5.0),
+        ("g000-i002", 5.0, 9.0, 4.0),
+        ("g000-i003", 7.0, 9.0, 2.0),
+    ]
+    assert sim.busy == 14.0 and sim.clock == 13.0 and sim.driver_seconds == 8.0
+    assert sim.utilisation == pytest.approx(14 / (2 * 13))
+
+
 def test_injected_worker_losses_are_retried_as_on_ray_and_failures_are_recorded():
     lost = executor(worker_losses=1.0, restart_seconds=5.0)
     [result] = list(lost.map(evaluations(["a"])))

@@ -62,6 +62,7 @@ class SimulatedExecutor:
         maximize: bool,
         steps: int,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        driver_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.simulation, self.space, self.workers = simulation, space, workers
         self.metric, self.sign, self.steps = metric, 1.0 if maximize else -1.0, steps
@@ -71,6 +72,7 @@ class SimulatedExecutor:
         self.busy = 0.0  # virtual seconds workers spent evaluating
         self.lost = 0  # workers that died
         self.driver_seconds = 0.0  # the driver's real time between results (what `driver_time` charges)
+        self.driver_clock = driver_clock  # a seam: tests charge a driver delay they choose
 
     # --- the executor protocol -------------------------------------------------------------------------
     def map(self, items: Iterable[Work | None], ordered: bool = False, window: int | None = None) -> Iterator[Any]:
@@ -94,9 +96,9 @@ class SimulatedExecutor:
                 elif exhausted or paused or (ordered and taken - yielded >= window):
                     break
                 else:
-                    began = time.perf_counter()
+                    began = self.driver_clock()
                     work = next(source, _END)
-                    self._charge(time.perf_counter() - began)  # the strategy's ask, and the loop's own work
+                    self._charge(self.driver_clock() - began)  # the strategy's ask, and the loop's own work
                     if work is _END:
                         exhausted = True
                         break
@@ -121,7 +123,7 @@ class SimulatedExecutor:
             run = payload
             if kind == "step":
                 if self._report(run):
-                    result = self._finish(run, run.reported)
+                    result = self._finish(run, run.reported, at)
                     result.stopped_at = result.history[self.metric][-1][0]  # told to stop at that report
                 elif run.reported < run.end_step:
                     push(run.start + (run.reported + 1) * run.step_seconds, "step", run)
@@ -130,9 +132,9 @@ class SimulatedExecutor:
                     push(run.end_time, "end", run)
                     continue
                 else:
-                    result = self._finish(run, run.reported)
+                    result = self._finish(run, run.reported, at)
             else:
-                result = self._end(run)
+                result = self._end(run, at)
             if result is None:  # the worker died: the evaluation runs again on another, its replacement later
                 waiting.insert(0, run)
                 push(self.clock + self.simulation.restart_seconds, "back", run.worker)
@@ -164,9 +166,9 @@ class SimulatedExecutor:
 
     # --- one evaluation ---------------------------------------------------------------------------------
     def _yield(self, result: Any) -> Iterator[Any]:
-        yielded = time.perf_counter()
+        yielded = self.driver_clock()
         yield result
-        self._charge(time.perf_counter() - yielded)  # what the driver did with it before asking again
+        self._charge(self.driver_clock() - yielded)  # what the driver did with it before asking again
 
     def _charge(self, seconds: float) -> None:
         self.driver_seconds += seconds
@@ -203,14 +205,15 @@ class SimulatedExecutor:
         channel.report(run.work.individual.id, run.first_step + run.reported, run.values[run.reported - 1])
         return bool(channel.should_stop(run.work.individual.id))
 
-    def _end(self, run: _Run) -> Any:
-        """The attempt's end as drawn: finished, its objective raised, or its worker died (None: run again)."""
+    def _end(self, run: _Run, at: float) -> Any:
+        """The attempt's end as drawn, at `at` on its worker: finished, its objective raised, or its worker
+        died (None: run again)."""
         if run.end == "ok":
-            return self._finish(run, run.end_step)
-        self.busy += self.clock - run.start
+            return self._finish(run, run.end_step, at)
+        self.busy += at - run.start
         if run.end == "failed":
             result = run.work.failed(f"RuntimeError: injected failure (simulated) at step {run.end_step + 1}")
-            result.worker, result.tags = f"sim-{run.worker}", self._span(run)
+            result.worker, result.tags = f"sim-{run.worker}", self._span(run, at)
             return self._with_retries(result, run.errors)
         self.lost += 1
         run.errors.append(f"the worker died: simulated worker loss on sim-{run.worker}")
@@ -218,18 +221,20 @@ class SimulatedExecutor:
             return None
         last = run.errors[-1]
         result = run.work.failed(f"the worker died in all {self.max_attempts} attempts; the last error: {last}")
-        result.worker, result.tags = f"sim-{run.worker}", self._span(run)
+        result.worker, result.tags = f"sim-{run.worker}", self._span(run, at)
         return self._with_retries(result, run.errors[:-1])
 
-    def _finish(self, run: _Run, steps: int) -> EvalResult:
-        self.busy += self.clock - run.start
+    def _finish(self, run: _Run, steps: int, at: float) -> EvalResult:
+        """The attempt's result, `steps` trained, ended at `at` on its worker: with `driver_time` the clock
+        may be past it (the driver was busy), and that wait is the worker's idle time, not its work."""
+        self.busy += at - run.start
         individual = run.work.individual
         series = [(run.first_step + k + 1, float(v)) for k, v in enumerate(run.values[:steps])]
         value = series[-1][1] if series else float("nan")
         metrics = {
             **run.metrics,
             self.metric: value,
-            "train_seconds": self.clock - run.start,
+            "train_seconds": at - run.start,
             "steps": float(steps),
         }
         result = EvalResult(
@@ -238,16 +243,16 @@ class SimulatedExecutor:
             metrics,
             {self.metric: series},
             worker=f"sim-{run.worker}",
-            tags=self._span(run),
+            tags=self._span(run, at),
         )
         if run.work.return_weights:  # a stand-in state (an array, so checkpoints keep it): the steps trained
             result.weights = {"steps": np.array([run.first_step + steps], dtype=np.int64)}
             result.metrics["weights_bytes"] = 8.0
         return self._with_retries(result, run.errors)
 
-    def _span(self, run: _Run) -> dict[str, str]:
+    def _span(self, run: _Run, at: float) -> dict[str, str]:
         # virtual seconds since the search began; `simulated` marks the run as one nothing trained in
-        return {"started": f"{run.start:.3f}", "ended": f"{self.clock:.3f}", "simulated": "1"}
+        return {"started": f"{run.start:.3f}", "ended": f"{at:.3f}", "simulated": "1"}
 
     @staticmethod
     def _with_retries(result: Any, errors: list[str]) -> Any:
