@@ -211,6 +211,50 @@ def test_the_driver_keeps_of_each_result_what_a_checkpoint_holds(sim_spec, sched
         )
 
 
+@pytest.mark.parametrize("method", ["gensoup", "pbt"])
+def test_an_inheriting_child_reports_its_own_steps_from_1_as_a_real_objective_does(sim_spec, method):
+    """A child that continues its parent's training reports steps 1..budget (the real CNN trainer's epochs, a
+    user objective's trial.report), to the stopper and in its history, so a stopper judges it at the rungs a
+    real search would; its model curve still goes on from the parent's step (the stand-in weights say so)."""
+    import numpy as np
+
+    from popplast.core.spec import SearchSpec
+    from popplast.core.strategies import build_strategy
+    from popplast.execution.search import run_search
+    from popplast.execution.stopping import stop_judge
+    from popplast.simulation import simulated_executor
+
+    spec = SearchSpec.from_yaml(str(sim_spec)).with_overrides(method=method, stopper="asha")
+    strategy = build_strategy(spec, 18)
+    judge = stop_judge(spec, strategy)
+    assert judge is not None
+    heard, started = {}, {}
+
+    class Heard:
+        def individual_finished(self, individual, config, result):
+            heard[individual.id] = (individual.seed, result)
+
+    class Continued:  # the model, noting the steps each individual's state had trained before (by its seed)
+        def outcome(self, space, config, start, steps, rng, seed=None):
+            started[seed] = start
+            return model.outcome(space, config, start, steps, rng, seed)
+
+    model = CostModel(seconds=3.0, base=0.0, terms={"x": {"best": 1.0, "width": 1.0, "weight": 1.0}}, steps=3)
+    sim = simulated_executor(spec, Simulation(Continued()), 3)
+    run_search(spec, strategy, sim, np.random.default_rng(0), [Heard()], stopper=judge)
+    reported: dict[str, list[int]] = {}
+    for event in judge.log:
+        if event[0] == "report":
+            reported.setdefault(event[1], []).append(event[2])
+    continued = [i for i, (seed, _) in heard.items() if started[seed] > 0]
+    assert continued and set(continued) <= set(reported)  # children that went on from a parent, judged
+    assert judge.stopped  # the rule acted on what they reported
+    assert all(steps == list(range(1, len(steps) + 1)) for steps in reported.values())
+    histories = {i: [step for step, _ in r.history["score"]] for i, (_, r) in heard.items() if r.ok}
+    assert all(steps == list(range(1, len(steps) + 1)) for steps in histories.values())
+    assert all(histories[i] == reported[i] for i in continued)
+
+
 @pytest.mark.parametrize("method", ["ga", "gensoup-async"])
 def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tracking(sim_spec, tmp_path, method):
     model = tmp_path / "model.yaml"

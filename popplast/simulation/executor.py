@@ -44,7 +44,7 @@ class _Run:
     start: float = 0.0
     values: tuple[float, ...] = ()
     step_seconds: float = 0.0
-    first_step: int = 0  # the steps an inherited state had already trained
+    first_step: int = 0  # the steps an inherited state had already trained (the model's curve goes on from it)
     metrics: dict[str, float] = field(default_factory=dict)
     end: str = "ok"  # how this attempt ends: ok, failed (the objective raised) or lost (the worker died)
     end_step: int = 0  # the steps it trains before it ends
@@ -202,7 +202,9 @@ class SimulatedExecutor:
     def _report(self, run: _Run) -> bool:
         run.reported += 1
         channel = run.work.stops
-        channel.report(run.work.individual.id, run.first_step + run.reported, run.values[run.reported - 1])
+        # its own steps from 1, as the CNN trainer's epochs and a user's trial.report count: a stopper's rungs
+        # are the evaluation's budget, whatever its inherited state had trained
+        channel.report(run.work.individual.id, run.reported, run.values[run.reported - 1])
         return bool(channel.should_stop(run.work.individual.id))
 
     def _end(self, run: _Run, at: float) -> Any:
@@ -229,7 +231,7 @@ class SimulatedExecutor:
         may be past it (the driver was busy), and that wait is the worker's idle time, not its work."""
         self.busy += at - run.start
         individual = run.work.individual
-        series = [(run.first_step + k + 1, float(v)) for k, v in enumerate(run.values[:steps])]
+        series = [(k + 1, float(v)) for k, v in enumerate(run.values[:steps])]  # the steps reported (_report)
         value = series[-1][1] if series else float("nan")
         metrics = {
             **run.metrics,
