@@ -4,7 +4,9 @@ stoppers judging in virtual time, and a table recorded from a real search in MLf
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -341,3 +343,95 @@ def test_bad_simulation_input_is_one_line_and_exit_code_2(sim_spec, tmp_path, ca
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
+
+
+ROW = {"config": {"arch": "a", "x": 0.5}, "curve": [0.1, 0.2, 0.3], "seconds": 1.0}
+
+
+def table_with(edits=None, **changes):
+    """A good table of four rows with `edits` {row index: changes, None dropping a key}, then top-level
+    `changes` (None dropping a key)."""
+    table: dict[str, Any] = {"format": "popplast-table/1", "metric": "score", "mode": "maximize"}
+    table["rows"] = [dict(ROW) for _ in range(4)]
+    for i, row in (edits or {}).items():
+        table["rows"][i] = {k: v for k, v in {**table["rows"][i], **row}.items() if v is not None}
+    return {k: v for k, v in {**table, **changes}.items() if v is not None}
+
+
+HOSTILE = {  # file name, its content (JSON for .json, text for .yaml), what the one line says
+    "list at top level": ("t.json", [ROW], "t.json, at (top level): expected a mapping, got a list"),
+    "no rows": ("t.json", table_with(rows={"0": ROW}), "at rows: expected a list, got a dict"),
+    "row not a mapping": ("t.json", table_with(rows=[ROW, 3]), "at rows[1]: expected a mapping"),
+    "missing config": ("t.json", table_with({3: {"config": None}}), "at rows[3].config: this key is required"),
+    "missing gene": ("t.json", table_with({3: {"config": {"arch": "a"}}}), "at rows[3].config: no gene 'x' of the"),
+    "gene of the wrong type": (
+        "t.json",
+        table_with({2: {"config": {"arch": "b", "x": "high"}}}),
+        "at rows[2].config.x: expected a finite number, got str 'high'",
+    ),
+    "nan in a curve": (
+        "t.json",
+        table_with({1: {"curve": [0.1, float("nan"), 0.3]}}),
+        "at rows[1].curve[1]: expected a finite number, got float nan",
+    ),
+    "infinite metric": (
+        "t.json",
+        table_with({0: {"metrics": {"other": float("inf")}}}),
+        "at rows[0].metrics.other: expected a finite number, got float inf",
+    ),
+    "negative seconds": ("t.json", table_with({2: {"seconds": -3.0}}), "at rows[2].seconds: expected seconds >= 0"),
+    "seconds as text": ("t.json", table_with({0: {"seconds": "1"}}), "at rows[0].seconds: expected a finite number"),
+    "curve as text": ("t.json", table_with({0: {"curve": "0.1 0.2"}}), "at rows[0].curve: expected a list"),
+    "unknown status": ("t.json", table_with({0: {"status": "done"}}), "at rows[0].status: expected ok or stopped"),
+    "unknown row key": ("t.json", table_with({0: {"secs": 1}}), "at rows[0].secs: unknown key"),
+    "metric missing": ("t.json", table_with(metric=None), "at metric: this key is required"),
+    "yaml list at top level": ("s.yaml", "- table: t.json\n", "s.yaml, at (top level): expected a mapping"),
+    "a bad table named by a simulation file": (
+        "s.yaml",
+        "table: t.json\n",
+        "t.json, at rows[3].config: no gene 'x' of the space",
+    ),
+    "cost of no gene": ("s.yaml", "cost: {genes: {lr: {a: 2}}}\n", "at cost.genes.lr: no gene 'lr' in the search"),
+    "cost of no choice": ("s.yaml", "cost: {genes: {arch: {d: 2}}}\n", "at cost.genes.arch.d: not a choice of 'arch'"),
+    "negative cost seconds": ("s.yaml", "cost: {seconds: -60}\n", "at cost.seconds: expected a number >= 0"),
+    "negative cost factor": ("s.yaml", "cost: {genes: {arch: {b: -1}}}\n", "at cost.genes.arch.b: expected a cost"),
+    "cost factor as text": ("s.yaml", "cost: {genes: {arch: {b: x2}}}\n", "at cost.genes.arch.b: expected a cost"),
+    "score term of no gene": ("s.yaml", "cost: {}\nscore: {genes: {lr: {a: 1}}}\n", "at score.genes.lr: no gene"),
+    "score term not a mapping": ("s.yaml", "cost: {}\nscore: {genes: {x: 0.3}}\n", "at score.genes.x: expected a"),
+    "zero width": (
+        "s.yaml",
+        "cost: {}\nscore: {genes: {x: {best: 0.3, width: 0}}}\n",
+        "at score.genes.x.width: expected a number > 0",
+    ),
+    "zero rate": ("s.yaml", "cost: {}\nscore: {rate: 0}\n", "at score.rate: expected a number > 0"),
+    "nan in a simulation file": ("s.yaml", "cost: {seconds: .nan}\n", "at cost.seconds: expected a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_table_or_simulation_file_is_one_line_exit_2_and_starts_nothing(sim_spec, tmp_path, capsys, case):
+    """Each was an AttributeError or KeyError (a missing gene's mid-search), or was accepted (NaN curves,
+    negative seconds that ran the virtual clock backwards)."""
+    import threading
+
+    import psutil
+
+    from popplast.cli import main
+
+    name, content, expected = HOSTILE[case]
+    if name == "t.json":
+        (tmp_path / name).write_text(json.dumps(content))
+    else:
+        (tmp_path / name).write_text(content)
+        (tmp_path / "t.json").write_text(json.dumps(table_with({3: {"config": {"arch": "a"}}})))
+    threads = set(threading.enumerate())
+    db = tmp_path / "x.db"
+    args = ["run", str(sim_spec), "--executor", "simulated", "--simulate", str(tmp_path / name)]
+    assert main([*args, "--tracking-uri", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and expected in err, err
+    assert err.startswith(f"popplast: error: Invalid search specification in {tmp_path}")
+    assert not db.exists() and set(threading.enumerate()) <= threads and not psutil.Process().children()
+    with pytest.raises(popplast.SpecError, match=re.escape(expected)):  # the Python API: the same error
+        popplast.run(sim_spec, executor="simulated", simulate=str(tmp_path / name), tracking_uri=f"sqlite:///{db}")
+    assert not db.exists()

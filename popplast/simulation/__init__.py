@@ -10,7 +10,8 @@ from popplast.core.spec import SearchSpec
 
 
 def simulation_for(spec: SearchSpec, simulate: Any) -> Any:
-    """What `simulate` names (a table .json, a simulation .yaml) as a Simulation, or a SpecError."""
+    """What `simulate` names (a table .json, a simulation .yaml) as a Simulation, checked whole and against
+    the spec's space, or a SpecError."""
     from popplast.core.errors import COMMAND_LINE, SpecError
     from popplast.simulation.settings import load_simulation
 
@@ -18,7 +19,7 @@ def simulation_for(spec: SearchSpec, simulate: Any) -> Any:
         raise SpecError(
             COMMAND_LINE, "--simulate", "the simulated executor needs --simulate TABLE.json or SIMULATION.yaml."
         )
-    return load_simulation(simulate, spec.fidelity.epochs)
+    return load_simulation(simulate, spec.fidelity.epochs, spec.space)
 
 
 def simulated_executor(spec: SearchSpec, simulate: Any, workers: int | None) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -23,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.fields import Section, describe
 from popplast.core.space import SearchSpace
 
 TABLE_FORMAT = "popplast-table/1"
@@ -80,32 +82,44 @@ class Table:
             f.write("\n")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "table") -> "Table":
-        if data.get("format") != TABLE_FORMAT:
-            raise SpecError(where, "format", f"expected {TABLE_FORMAT!r}, got {data.get('format')!r}.")
-        rows = [
-            TableRow(
-                dict(r["config"]),
-                tuple(float(v) for v in r["curve"]),
-                float(r["seconds"]),
-                {k: float(v) for k, v in r.get("metrics", {}).items()},
-                r.get("status", "ok"),
-                r.get("seed"),
-            )
-            for r in data["rows"]
-        ]
+    def from_dict(cls, data: Any, where: str = "table") -> "Table":
+        """The table `data` holds, checked whole (`where`: the file, named in errors with the key path): a bad
+        value would otherwise fail mid-search, or a negative time run the virtual clock backwards."""
+        top = Section(data, where, "")
+        if top.data.get("format") != TABLE_FORMAT:
+            raise top.error("format", f"expected {TABLE_FORMAT!r}, got {describe(top.data.get('format'))}.")
+        top.take("format", "str")
+        metric, mode = top.take("metric", "str"), top.take("mode", "str", "maximize")
+        if mode not in ("maximize", "minimize"):
+            raise top.error("mode", f"expected maximize or minimize, got {describe(mode)}.")
+        source = top.take("source", "any", "")
+        rows = [_row(row, where, f"rows[{i}]") for i, row in enumerate(top.take("rows", "list"))]
+        top.finish()
         if not [r for r in rows if r.status == "ok" and r.curve]:
             raise SpecError(where, "rows", "expected at least one finished run with a curve, got none.")
-        return cls(str(data["metric"]), str(data.get("mode", "maximize")), rows, str(data.get("source", "")))
+        return cls(metric, mode, rows, str(source))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Table":
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SpecError(COMMAND_LINE, "--simulate", f"cannot read the table {os.fspath(path)!r}: {e}.") from None
         return cls.from_dict(data, os.fspath(path))
+
+    def check(self, space: SearchSpace, where: str = "table") -> None:
+        """Every row has a usable value of every gene of `space` (the search's): a table of another space
+        would fail at the first lookup, mid-search."""
+        for i, row in enumerate(self.rows):
+            for gene in space.genes:
+                key = f"rows[{i}].config"
+                if gene.name not in row.config:
+                    raise SpecError(where, key, f"no gene {gene.name!r} of the space (a table of another space?).")
+                value = row.config[gene.name]
+                if gene.type != "categorical" and not finite(value, gene.log):
+                    expected = "a number > 0 (a log-scale gene)" if gene.log else "a finite number"
+                    raise SpecError(where, f"{key}.{gene.name}", f"expected {expected}, got {describe(value)}.")
 
     def nearest(self, space: SearchSpace, config: Mapping[str, Any], seed: int | None = None) -> TableRow:
         """The row of `config` (and of `seed` among several), else the nearest; on equal terms a finished
@@ -133,6 +147,43 @@ class Table:
         n = len(row.curve)
         curve = tuple(row.curve[min(start + k, n) - 1] for k in range(1, steps + 1))
         return Outcome(curve, row.seconds * steps / n, row.metrics)
+
+
+def _row(data: Any, where: str, path: str) -> TableRow:
+    row = Section(data, where, path)
+    config = row.take("config", "mapping")
+    curve = row.take("curve", "list")
+    for j, value in enumerate(curve):
+        if not finite(value):
+            raise SpecError(where, f"{path}.curve[{j}]", f"expected a finite number, got {describe(value)}.")
+    seconds = row.take("seconds", "number")
+    if seconds < 0:
+        raise row.error("seconds", f"expected seconds >= 0, got {seconds}.")
+    metrics = row.take("metrics", "mapping", {})
+    for name, value in metrics.items():
+        if not finite(value):
+            raise row.error(f"metrics.{name}", f"expected a finite number, got {describe(value)}.")
+    status = row.take("status", "str", "ok")
+    if status not in ("ok", "stopped"):
+        raise row.error("status", f"expected ok or stopped, got {describe(status)}.")
+    seed = row.take("seed", "int", None)
+    if seed is not None and seed < 0:
+        raise row.error("seed", f"expected an integer >= 0, got {seed}.")
+    row.finish()
+    return TableRow(
+        {str(k): v for k, v in config.items()},
+        tuple(float(v) for v in curve),
+        seconds,
+        {str(k): float(v) for k, v in metrics.items()},
+        status,
+        seed,
+    )
+
+
+def finite(value: Any, positive: bool = False) -> bool:
+    """A finite number (not a boolean), > 0 with `positive`."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return ok and (not positive or value > 0)
 
 
 def _coordinates(space: SearchSpace, configs: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
