@@ -86,7 +86,9 @@ def test_a_slow_driver_shows_as_idle_workers_not_as_busy_ones():
         ("g000-i003", 7.0, 9.0, 2.0),
     ]
     assert sim.busy == 14.0 and sim.clock == 13.0 and sim.driver_seconds == 8.0
-    assert sim.utilisation == pytest.approx(14 / (2 * 13))
+    # wall time from the first start to the last end (core/utilisation.py), not to the clock: the driver's
+    # 4 s over the last two results, after every worker had ended, are no worker's idle time
+    assert sim.utilisation == pytest.approx(14 / (2 * 9))
 
 
 def test_injected_worker_losses_are_retried_as_on_ray_and_failures_are_recorded():
@@ -174,9 +176,9 @@ def simulated(spec, tmp_path, name, simulate, workers=4, **kw):
 def lineage(uri, result):
     rows = sorted(individuals(uri, result.search_run_id), key=lambda r: r["id"])
     client = MlflowClient(uri)
-    spans = {
-        r["id"]: (client.get_run(r["run_id"]).data.tags["popplast.started"],) for r in rows
-    }  # virtual times, as recorded
+    spans = {  # virtual times, as recorded; none for an evaluation whose worker died in every attempt
+        r["id"]: (client.get_run(r["run_id"]).data.tags.get("popplast.started"),) for r in rows
+    }
     return [(r["id"], r["parents"], r["fitness"], spans[r["id"]]) for r in rows]
 
 
@@ -277,6 +279,34 @@ def test_the_simulator_is_deterministic_for_a_seed_through_the_real_loop_and_tra
     client = MlflowClient(uri_a)
     retried = [r for r in client.search_runs([client.get_run(a.search_run_id).info.experiment_id])]
     assert any(r.data.tags.get("popplast.status") == "retried" for r in retried)  # lost workers, logged as on Ray
+
+
+def test_the_simulators_utilisation_is_the_worker_utilisation_it_tracks(sim_spec, tmp_path, monkeypatch):
+    """One definition (core/utilisation.py): the spans of the evaluations that came back, from the first
+    start to the last end; attempts lost with their worker count in neither. The executor's figure was busy
+    time with the lost attempts over the clock from 0 (before the first dispatch): dispatch and worker losses
+    made the two differ."""
+    import popplast.simulation
+
+    made = []
+    simulated_executor = popplast.simulation.simulated_executor
+
+    def spy(*args, **kwargs):
+        made.append(simulated_executor(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(popplast.simulation, "simulated_executor", spy)
+    model = tmp_path / "model.yaml"
+    model.write_text(
+        "cost: {seconds: 10, noise: 0.2, genes: {arch: {a: 1, b: 2, c: 4}}}\nscore: {base: 1.0, noise: 0.05}\n"
+        "worker_losses: 0.2\nfailures: 0.1\ndispatch_seconds: 1.5\nrestart_seconds: 5\nseed: 1\n"
+    )
+    result, uri = simulated(sim_spec, tmp_path, "u", str(model), workers=4, stopper="asha")
+    [executor] = made
+    tracked = MlflowClient(uri).get_run(result.search_run_id).data.metrics["worker_utilisation"]
+    assert executor.lost > 0 and 0 < tracked < 1  # the tags' milliseconds are all that differs
+    assert executor.utilisation == pytest.approx(tracked, rel=1e-4)
+    assert result.worker_utilisation == pytest.approx(tracked)
 
 
 def test_the_workers_chart_of_a_wide_search_stays_a_readable_size(sim_spec, tmp_path):

@@ -11,7 +11,8 @@ Faults, drawn per evaluation and attempt from the simulation's seed and the indi
 ones fail whatever the order): `failures`, the objective raises part-way (a failed result, as a real
 exception gives); `worker_losses`, the worker dies part-way and the evaluation runs again on another
 worker, up to `max_attempts` runs in all, with the earlier attempts' errors in `retries`, as on Ray. A lost
-worker comes back after `restart_seconds`.
+worker comes back after `restart_seconds`; its attempt has no span (as a dead Ray worker tells none), so the
+utilisation, the executor's and the tracked one alike (core/utilisation.py), does not count it.
 
 Everything is a function of the seed unless `driver_time` adds the driver's real time between results to
 the clock (then a slow driver shows as idle workers, and runs differ by the machine's speed).
@@ -28,6 +29,7 @@ import numpy as np
 
 from popplast.core.result import EvalResult
 from popplast.core.space import SearchSpace
+from popplast.core.utilisation import BusyTime
 from popplast.execution.executor import Work
 from popplast.simulation.settings import Simulation
 
@@ -50,6 +52,7 @@ class _Run:
     end_step: int = 0  # the steps it trains before it ends
     end_time: float = 0.0
     reported: int = 0
+    span: tuple[float, float] | None = None  # its result's start and end; None: its worker died (no span)
 
 
 class SimulatedExecutor:
@@ -69,7 +72,7 @@ class SimulatedExecutor:
         self.max_attempts = max_attempts
         self.window = workers
         self.clock = 0.0  # virtual seconds since the search began
-        self.busy = 0.0  # virtual seconds workers spent evaluating
+        self.spans = BusyTime()  # of the results told, as the tracker reads them back from their tags
         self.lost = 0  # workers that died
         self.driver_seconds = 0.0  # the driver's real time between results (what `driver_time` charges)
         self.driver_clock = driver_clock  # a seam: tests charge a driver delay they choose
@@ -108,7 +111,7 @@ class SimulatedExecutor:
                     run, taken = _Run(work, taken), taken + 1
                 self._start(run, heapq.heappop(free), push)
             if ordered and yielded in done:  # one at a time, taking the next item in between, as a replay does
-                yield from self._yield(done.pop(yielded))
+                yield from self._yield(*done.pop(yielded))
                 yielded, paused = yielded + 1, False
                 continue
             if not events:
@@ -141,9 +144,9 @@ class SimulatedExecutor:
                 continue
             heapq.heappush(free, run.worker)
             if ordered:
-                done[run.seq] = result
+                done[run.seq] = (result, run.span)
             else:
-                yield from self._yield(result)
+                yield from self._yield(result, run.span)
                 paused = False
 
     def put(self, value: Any) -> Any:
@@ -161,11 +164,20 @@ class SimulatedExecutor:
         pass
 
     @property
+    def busy(self) -> float:
+        """Virtual seconds the workers spent on the evaluations told (lost attempts aside)."""
+        return self.spans.busy
+
+    @property
     def utilisation(self) -> float | None:
-        return self.busy / (self.workers * self.clock) if self.clock > 0 else None
+        """The tracked `worker_utilisation`'s definition (core/utilisation.py) over the results told so far:
+        from the first start (not 0: dispatch) to the last end (not the clock: the driver's time after it)."""
+        return self.spans.utilisation(self.workers)
 
     # --- one evaluation ---------------------------------------------------------------------------------
-    def _yield(self, result: Any) -> Iterator[Any]:
+    def _yield(self, result: Any, span: tuple[float, float] | None) -> Iterator[Any]:
+        if span is not None:
+            self.spans.add(*span)
         yielded = self.driver_clock()
         yield result
         self._charge(self.driver_clock() - yielded)  # what the driver did with it before asking again
@@ -212,10 +224,9 @@ class SimulatedExecutor:
         died (None: run again)."""
         if run.end == "ok":
             return self._finish(run, run.end_step, at)
-        self.busy += at - run.start
         if run.end == "failed":
             result = run.work.failed(f"RuntimeError: injected failure (simulated) at step {run.end_step + 1}")
-            result.worker, result.tags = f"sim-{run.worker}", self._span(run, at)
+            result.worker, result.tags, run.span = f"sim-{run.worker}", self._span(run, at), (run.start, at)
             return self._with_retries(result, run.errors)
         self.lost += 1
         run.errors.append(f"the worker died: simulated worker loss on sim-{run.worker}")
@@ -223,13 +234,14 @@ class SimulatedExecutor:
             return None
         last = run.errors[-1]
         result = run.work.failed(f"the worker died in all {self.max_attempts} attempts; the last error: {last}")
-        result.worker, result.tags = f"sim-{run.worker}", self._span(run, at)
+        # no start or end, as on Ray: a dead worker tells none, so no utilisation counts the attempt
+        result.worker, result.tags = f"sim-{run.worker}", {"simulated": "1"}
         return self._with_retries(result, run.errors[:-1])
 
     def _finish(self, run: _Run, steps: int, at: float) -> EvalResult:
         """The attempt's result, `steps` trained, ended at `at` on its worker: with `driver_time` the clock
         may be past it (the driver was busy), and that wait is the worker's idle time, not its work."""
-        self.busy += at - run.start
+        run.span = (run.start, at)
         individual = run.work.individual
         series = [(k + 1, float(v)) for k, v in enumerate(run.values[:steps])]  # the steps reported (_report)
         value = series[-1][1] if series else float("nan")

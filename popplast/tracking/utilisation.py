@@ -1,10 +1,12 @@
 """What each worker ran when, from the individuals' runs alone: the search's worker utilisation and its
 timeline (workers.png, one lane per worker process, a bar per evaluation; anchor: DeepHyper's profile).
 
-Utilisation = Σ busy time / (workers × wall time), ALGORITHMS.md §9: busy time is each evaluation's span on
-its worker's clock (`popplast.started` to `popplast.ended`, what the objective's call took), wall time from
-the first start to the last end, workers the pool's size (`workers`, a search-run parameter). A generational
-search's gaps are its barriers; an asynchronous one's are dispatch and the driver's work.
+Utilisation = Σ busy time / (workers × wall time), ALGORITHMS.md §9, as core/utilisation.py defines it (the
+simulated cluster's figure too): busy time is each evaluation's span on its worker's clock (`popplast.started`
+to `popplast.ended`, what the objective's call took), wall time from the first start to the last end,
+workers the pool's size (`workers`, a search-run parameter); attempts whose worker died have no span and do
+not count. A generational search's gaps are its barriers; an asynchronous one's are dispatch and the
+driver's work.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from popplast.core.utilisation import utilisation as span_utilisation
 from popplast.tracking.search_run import individual_runs
 
 LABELLED_LANES = 40  # workers up to which each lane is named
@@ -51,11 +54,8 @@ def spans(client: MlflowClient, search_run_id: str, runs: list[Any] | None = Non
 
 
 def utilisation(found: list[Span], workers: int) -> float | None:
-    if not found or workers < 1:
-        return None
-    wall = max(s.end for s in found) - min(s.start for s in found)
-    busy = sum(s.end - s.start for s in found)
-    return busy / (workers * wall) if wall > 0 else None
+    """core/utilisation.py's definition, the simulated cluster's too (lost attempts' runs have no span)."""
+    return span_utilisation(((s.start, s.end) for s in found), workers)
 
 
 def draw_workers(
