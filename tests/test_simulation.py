@@ -465,3 +465,30 @@ def test_a_hostile_table_or_simulation_file_is_one_line_exit_2_and_starts_nothin
     with pytest.raises(popplast.SpecError, match=re.escape(expected)):  # the Python API: the same error
         popplast.run(sim_spec, executor="simulated", simulate=str(tmp_path / name), tracking_uri=f"sqlite:///{db}")
     assert not db.exists()
+
+
+def test_a_recorded_table_leaves_out_final_metrics_that_are_not_finite(tmp_path):
+    """An objective's other final metrics may be NaN (a diverged model's loss; only the fitness metric and
+    the reported steps must be finite): recorded as they were, the table's own load refused them."""
+    from popplast.simulation.record import record_table
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
+    search = client.create_run(experiment, tags={"popplast.role": "search"})
+    client.log_param(search.info.run_id, "fitness.metric", "score")
+    for k, loss in enumerate([0.5, float("nan")]):  # (MLflow's SQLite store keeps inf as the largest float)
+        tags = {"mlflow.parentRunId": search.info.run_id, "popplast.individual_id": f"g000-i{k:03d}"}
+        run = client.create_run(experiment, tags={**tags, "popplast.status": "ok", "popplast.generation": "0"})
+        client.log_param(run.info.run_id, "arch", "a")
+        client.log_param(run.info.run_id, "x", str(0.25 * k))
+        for step in (1, 2, 3):
+            client.log_metric(run.info.run_id, "score", 0.1 * step, step=step)
+        client.log_metric(run.info.run_id, "loss", loss)
+        client.log_metric(run.info.run_id, "train_seconds", 2.0)
+    table = record_table(uri, search.info.run_id)
+    table.save(tmp_path / "table.json")
+    loaded = Table.load(tmp_path / "table.json")
+    loaded.check(SPACE)
+    assert [r.metrics for r in loaded.rows] == [{"loss": 0.5}, {}]
+    assert [r.curve for r in loaded.rows] == [pytest.approx((0.1, 0.2, 0.3))] * 2

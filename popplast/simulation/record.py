@@ -1,10 +1,12 @@
 """`popplast record-table SEARCH_RUN_ID`: a finished search's individuals as a table the simulated cluster
 replays (simulation/models.py): each run's configuration (its params), its fitness metric's curve (the
 values it reported step by step, else its final value alone), the seconds it kept its worker busy and its
-other final metrics. Failed and simulated runs are left out (a table is a record of real training)."""
+other final metrics (the finite ones). Failed and simulated runs are left out (a table is a record of real
+training)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -45,7 +47,9 @@ def record_table(tracking_uri: str, search_run_id: str) -> Table:
                 by_step.setdefault(step, value)
         curve = tuple(by_step[s] for s in sorted(by_step)) or (metrics[metric],)
         config = {k: _value(v) for k, v in run.data.params.items() if not k.startswith("gene.")}
-        others = {k: v for k, v in metrics.items() if k != metric and k not in SKIPPED_METRICS}
+        # a final metric other than the fitness may be NaN or infinite (a diverged model's loss): a table holds
+        # finite numbers only (models.Table refuses the rest), so it is left out
+        others = {k: v for k, v in metrics.items() if k != metric and k not in SKIPPED_METRICS and math.isfinite(v)}
         status = "ok" if tags.get("popplast.status") == "ok" else "stopped"
         seed = int(tags["popplast.seed"]) if tags.get("popplast.seed", "").isdigit() else None
         rows.append(TableRow(config, curve, _seconds(tags, metrics), others, status, seed))
