@@ -311,12 +311,23 @@ def _sync(args: argparse.Namespace) -> int:
     from popplast.tracking.journal_sync import SyncError, sync
 
     try:
-        run_id, shipped = sync(args.directory, on_wait=lambda message: print(f"[popplast] {message}", file=sys.stderr))
+        run_id, shipped, refused = sync(
+            args.directory, on_wait=lambda message: print(f"[popplast] {message}", file=sys.stderr)
+        )
     except SyncError as e:
         print(f"popplast: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"shipped {shipped} journalled events to the search run {run_id}")
-    return 0
+    if not refused:
+        return 0
+    for index, error in sorted(refused.items()):
+        print(f"popplast: MLflow refused journal event {index}: {error}", file=sys.stderr)
+    print(
+        f"popplast: {len(refused)} events stay in {args.directory}; fix what MLflow names and run "
+        f"`popplast sync {args.directory}` again",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _lineage(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from popplast.core.result import EvalResult
 from popplast.core.spec import SearchSpec
 from popplast.tracking.journal import Journal
 from popplast.tracking.mlflow_tracker import MLflowTracker
-from popplast.tracking.outbox import open_outbox
+from popplast.tracking.outbox import failing_fast, open_outbox
 from tests.helpers import TINY_SPEC, individuals, write_spec
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
@@ -135,9 +135,10 @@ def test_resume_reads_the_local_copy_of_a_checkpoint_unless_mlflow_holds_a_newer
     outbox.close()
 
 
-def test_an_event_mlflow_refuses_is_passed_over_and_kept_in_the_journal(tracker, journal_dir):
-    """Not an outage: the store answers and refuses it (a metric name MLflow rejects); the events after it
-    still arrive, and the journal, the only place that holds it, stays."""
+def test_an_event_mlflow_refuses_is_kept_as_refused_and_never_counted_as_shipped(tracker, journal_dir, capsys):
+    """Not an outage: MLflow names the payload (a metric name it rejects). The events after it still arrive;
+    the refused one stays in the journal, recorded as refused with MLflow's answer; the search's end keeps the
+    journal, and `popplast sync` tries it again, says it is still refused (exit 1) and keeps it too."""
     outbox = open_outbox(tracker)
     bad = EvalResult("g000-i000", 1.0, {"bad*name": 1.0})
     outbox.individual_finished(_individual(0), {}, bad)
@@ -146,7 +147,77 @@ def test_an_event_mlflow_refuses_is_passed_over_and_kept_in_the_journal(tracker,
     assert outbox.refused == 1
     assert [r["id"] for r in individuals(tracker.tracking_uri, tracker.search_run_id)] == ["g000-i001"]
     outbox.finish()
-    assert (journal_dir / tracker.search_run_id / "journal.jsonl").exists()
+    journal = Journal(str(journal_dir / tracker.search_run_id))
+    assert list(journal.refused()) == [0] and "bad*name" in journal.refused()[0]
+    assert journal.unshipped() == 1 and journal.sent() == 2
+    tracker.release_lease()
+    capsys.readouterr()
+    assert main(["sync", journal.directory]) == 1
+    err = capsys.readouterr().err
+    assert "MLflow refused journal event 0: " in err and "bad*name" in err
+    assert list(Journal(journal.directory).refused()) == [0]  # still the only place that holds it
+
+
+def test_a_refused_event_arrives_once_its_cause_is_fixed(tracker, journal_dir, capsys):
+    """The experiment was deleted while the search ran (MLflow refuses runs in it): the individuals are kept
+    as refused. Once it is restored, `popplast sync` ships them, each once, and removes the journal."""
+    outbox = open_outbox(tracker)
+    tracker.client.delete_experiment(tracker.experiment_id)
+    for slot in range(3):
+        outbox.individual_finished(_individual(slot), {}, EvalResult(f"g000-i{slot:03d}", float(slot)))
+    assert outbox.drain(timeout=120) and outbox.refused == 3
+    outbox.finish()
+    journal = Journal(str(journal_dir / tracker.search_run_id))
+    assert sorted(journal.refused()) == [0, 1, 2]
+    tracker.release_lease()
+    tracker.client.restore_experiment(tracker.experiment_id)
+    assert main(["sync", journal.directory]) == 0
+    assert "shipped 3 journalled events" in capsys.readouterr().out
+    rows = individuals(tracker.tracking_uri, tracker.search_run_id)
+    assert sorted((r["id"], r["fitness"]) for r in rows) == [("g000-i000", 0.0), ("g000-i001", 1.0), ("g000-i002", 2.0)]
+    assert not (journal_dir / tracker.search_run_id).exists()
+
+
+def test_failures_are_refusals_only_when_mlflow_names_the_payload(tracker, tmp_path):
+    """Real failures of real stores: a name MLflow rejects and a deleted run are refusals; a locked SQLite
+    database, a server nobody listens on and a 503 are outages."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException, RestException
+
+    from popplast.tracking.failures import refused
+
+    def caught(call):
+        try:
+            call()
+        except Exception as e:  # what the store raised
+            return e
+        raise AssertionError("no failure")
+
+    client = tracker.client
+    assert refused(caught(lambda: client.log_metric(tracker.search_run_id, "bad*name", 1.0)))
+    gone = client.create_run(tracker.experiment_id).info.run_id
+    client.delete_run(gone)
+    assert refused(caught(lambda: client.log_metric(gone, "x", 1.0)))
+    with failing_fast():  # MLflow's client would retry for minutes
+        assert not refused(caught(lambda: MlflowClient("http://127.0.0.1:9").get_run(gone)))
+    assert not refused(RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "database down"}))
+    assert not refused(RestException({"error_code": "503", "message": "Service Unavailable"}))
+    assert not refused(MlflowException("(sqlite3.OperationalError) database is locked", error_code="BAD_REQUEST"))
+    assert refused(FileNotFoundError("checkpoint/weights/g000-i000.npz"))
+    import sqlalchemy
+
+    path = tracker.tracking_uri[len("sqlite:///") :]
+    lock = sqlite3.connect(path, isolation_level=None, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:  # what MLflow's engine raises once its busy timeout (20 s) has passed, at once
+        engine = sqlalchemy.create_engine(tracker.tracking_uri, connect_args={"timeout": 0})
+        with engine.connect() as conn:
+            locked = caught(lambda: conn.execute(sqlalchemy.text("INSERT INTO tags VALUES ('k', 'v', 'r')")))
+        assert "locked" in str(locked) and not refused(locked)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
 
 
 def test_past_its_memory_the_queue_waits_in_the_journal_and_everything_arrives_in_order(

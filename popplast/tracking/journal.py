@@ -8,8 +8,11 @@ most what the sender had not yet picked up, results evaluated since the last che
 search evaluates again.
 
 The folder `popplast-journal/SEARCH_RUN_ID/` holds `search.json` (which search, where it is tracked),
-`journal.jsonl` (the events, one JSON line each), `sent.jsonl` (how many have been shipped, in order) and
-`checkpoint/` (state files and weights, each copied whole under a temporary name and renamed once synced).
+`journal.jsonl` (the events, one JSON line each), `sent.jsonl` (how many have been dealt with, in order:
+shipped, or refused), `refused.jsonl` (the events MLflow refused, by their place in the journal, with its
+answer; and those shipped later, once their cause was fixed) and `checkpoint/` (state files and weights, each
+copied whole under a temporary name and renamed once synced). A journal is done with only when every event
+is in MLflow: none unshipped and none refused.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from popplast.core.result import EvalResult
 
 log = logging.getLogger(__name__)
 
-JOURNAL, SENT, HEADER = "journal.jsonl", "sent.jsonl", "search.json"
+JOURNAL, SENT, REFUSED, HEADER = "journal.jsonl", "sent.jsonl", "refused.jsonl", "search.json"
 
 
 def journal_root(tracking_uri: str) -> str:
@@ -172,8 +175,43 @@ class Journal:
         return head, more, offset, checkpoints
 
     def unshipped(self) -> int:
-        """How many events are not shipped yet, counted without reading them into memory."""
-        return self.pending_head(0)[1]
+        """How many events are not in MLflow: those not shipped yet (counted without reading them into memory)
+        and those it refused."""
+        return self.pending_head(0)[1] + len(self.refused())
+
+    def refused(self) -> dict[int, str]:
+        """The events MLflow refused and that have not reached it since: their place in the journal (from 0)
+        and its answer."""
+        out: dict[int, str] = {}
+        for record in _lines(os.path.join(self.directory, REFUSED)):
+            if "error" in record:
+                out[int(record["event"])] = str(record["error"])
+            else:
+                out.pop(int(record["event"]), None)
+        return out
+
+    def refuse(self, index: int, error: str) -> None:
+        _append(os.path.join(self.directory, REFUSED), {"event": index, "error": error})
+
+    def resolve(self, index: int, how: str = "shipped") -> None:
+        """A refused event reached MLflow after all (`shipped`), or no longer needs to (`superseded`)."""
+        _append(os.path.join(self.directory, REFUSED), {"event": index, how: True})
+
+    def later_checkpoint_shipped(self, index: int) -> bool:
+        """Whether a checkpoint event after the one at `index` has reached MLflow (its state is newer)."""
+        sent, refused = self.sent(), self.refused()
+        with open(os.path.join(self.directory, JOURNAL), "rb") as f:
+            for place, line in enumerate(itertools.islice(f, index + 1, sent), start=index + 1):
+                if line.startswith(b'{"kind": "checkpoint"') and place not in refused:
+                    return True
+        return False
+
+    def event_at(self, index: int) -> dict[str, Any]:
+        """The event at place `index` of the journal."""
+        with open(os.path.join(self.directory, JOURNAL), "rb") as f:
+            for line in itertools.islice(f, index, index + 1):
+                return dict(json.loads(line))
+        raise KeyError(f"{self.directory}: the journal has no event {index}")
 
     def append(self, event: Mapping[str, Any], sync: bool = False) -> int:
         """Write and flush the event (the driver's death loses nothing); `sync`: to disk, too. Returns the

@@ -11,10 +11,11 @@ from popplast.tracking.journal import HEADER, Journal
 from popplast.tracking.outbox import Outbox, failing_fast
 
 
-def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int]:
-    """Ship what a search's journal folder holds unshipped to its MLflow search run (`popplast sync`), then
-    remove the folder. Returns (search run id, events shipped). Raises SyncError for a folder that is no
-    journal, or a search a live driver still holds (it ships its own journal)."""
+def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, dict[int, str]]:
+    """Ship what a search's journal folder holds unshipped to its MLflow search run (`popplast sync`), the
+    events MLflow refused before first, then remove the folder if every event is in MLflow. Returns (search
+    run id, events that reached MLflow, the events MLflow refused again with its answers). Raises SyncError
+    for a folder that is no journal, or a search a live driver still holds (it ships its own journal)."""
     from mlflow import MlflowClient
 
     from popplast.tracking.lease import check_lease
@@ -43,7 +44,8 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int]:
         outbox = Outbox(tracker, journal)
         outbox.drain(on_wait=on_wait)
         outbox.finish()
-    return run_id, pending
+    refused = journal.refused() if os.path.isdir(journal.directory) else {}
+    return run_id, pending - len(refused), refused
 
 
 class SyncError(ValueError):

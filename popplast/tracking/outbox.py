@@ -6,16 +6,21 @@ into `checkpoint/` under temporary names and renamed first), then queued for a s
 events to MLflow in order with the MLflowTracker: up to BATCH finished individuals that follow each other
 in one call (one transaction into a database, tracking/bulk_runs.py), anything else one by one, each batch
 fsynced in the journal before it goes. The loop never waits on MLflow. At most IN_MEMORY events are queued
-in memory; later ones wait in the journal alone and are read back as the queue empties. When shipping
-fails (the server is down) the sender waits and tries again, event by event until one gets through, with
-backoff up to MAX_BACKOFF seconds, for as long as it takes; `status()` says so and how much is queued,
-which the progress line shows.
+in memory; later ones wait in the journal alone and are read back as the queue empties.
 
-Shipped events are acknowledged in `sent.jsonl`. Shipping is idempotent: an individual whose run MLflow
+A failure is an outage or a refusal (tracking/failures.py). In an outage (the server down, the database
+locked, a timeout) the sender waits and tries the same events again, with backoff up to MAX_BACKOFF seconds,
+for as long as it lasts; `status()` says so and how much is queued, which the progress line shows. A
+refusal (MLflow names the payload) is found event by event, recorded in the journal as refused with
+MLflow's answer, and the events behind it go on; it is never counted as shipped. Refused events are tried
+again first whenever the journal is opened again (`popplast sync DIR`, `popplast run --resume`), so they
+arrive once their cause is fixed (the experiment restored, say).
+
+Events dealt with are acknowledged in `sent.jsonl`. Shipping is idempotent: an individual whose run MLflow
 holds terminated is not logged again; one cut short (a run created, never terminated) is deleted and logged
 anew. So a journal left by a driver that died during an outage can be shipped later by `popplast sync DIR`
-(or by `popplast run --resume`, which ships it first) without a result arriving twice. A journal whose
-events have all arrived is removed when its search ends.
+(or by `popplast run --resume`, which ships it first) without a result arriving twice. A journal is removed
+when its search ends only if every event is in MLflow.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ import logging
 import os
 import threading
 import time
-import urllib.request
 from typing import Any, Callable, Iterator, Mapping
 
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
+from popplast.tracking.failures import describe, refused
 from popplast.tracking.journal import Journal, generation_of, journal_root, result_from_dict, result_to_dict
 
 log = logging.getLogger(__name__)
@@ -39,7 +44,6 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 10.0
 BATCH = 500  # finished individuals shipped in one call: a second's worth at the goal of 500 a second
 LINGER = 0.25  # seconds an event may wait in the queue for its batch to fill
-REFUSED_AFTER = 5  # failures of one event, with the server answering, after which it is not an outage
 # events the queue holds in memory (1-3 KB each); later ones wait in the journal alone until it has room, so
 # an outage or a server slower than the search grows the journal on disk, not the driver's memory
 IN_MEMORY = 10_000
@@ -59,7 +63,8 @@ class Outbox:
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._arrived: collections.deque[float] = collections.deque()  # when each queued event was added
         self._shipped = journal.sent()
-        self.refused = 0  # events MLflow refused while answering (they stay in the journal)
+        self.refused = 0  # events MLflow refused (they stay in the journal, recorded as refused)
+        self._retry = sorted(journal.refused())  # refused before: tried again first, their cause may be fixed
         self._cond = threading.Condition()
         self._closing = False
         self.down_since: float | None = None
@@ -130,7 +135,7 @@ class Outbox:
     @property
     def queued(self) -> int:
         with self._cond:
-            return len(self._queue) + self._spilled
+            return len(self._queue) + self._spilled + len(self._retry)
 
     def status(self) -> str | None:
         """A few words for the progress line while MLflow is unreachable, else None."""
@@ -145,7 +150,7 @@ class Outbox:
         deadline = None if timeout is None else time.monotonic() + timeout
         told = False
         with self._cond:
-            while self._queue or self._spilled:
+            while self._queue or self._spilled or self._retry:
                 if not told and on_wait is not None and self.down_since is not None:
                     on_wait(
                         f"MLflow at {self.tracker.tracking_uri} is unreachable ({self.last_error}); {self.queued} "
@@ -168,17 +173,30 @@ class Outbox:
         self.journal.close()
 
     def finish(self) -> None:
-        """After a search that ended with everything shipped: the journal has done its work."""
+        """After a search that ended: the journal has done its work if every event is in MLflow; else it stays,
+        the only place that holds what is missing."""
         self.close()
-        if self.refused:  # what MLflow refused is only here
-            log.error("%d journal events were refused by MLflow; they stay in %s", self.refused, self.journal.directory)
-        elif self.journal.unshipped() == 0:  # counted, not read: the journal holds the whole search
+        left = self.journal.unshipped()  # counted, not read: the journal holds the whole search
+        if left == 0:
             self.journal.remove()
+            return
+        refusals = self.journal.refused()
+        log.error(
+            "%d journal events are not in MLflow (%d of them refused: %s); they stay in %s, and "
+            "`popplast sync %s` ships them once the cause is fixed",
+            left,
+            len(refusals),
+            "; ".join(f"event {k}: {v}" for k, v in list(refusals.items())[:3]) or "none",
+            self.journal.directory,
+            self.journal.directory,
+        )
 
     # the sender
 
     def _send(self) -> None:
-        backoff, failures, single = 0.5, 0, False
+        if not self._retry_refused():
+            return
+        backoff, single = 0.5, False
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
@@ -196,41 +214,77 @@ class Outbox:
             try:
                 self.journal.sync()
                 ship_batch(self.tracker, self.journal, batch, self._unsure > 0, self._checkpoints_behind)
-            except Exception as e:  # any failure of the store: keep the events, wait, try them again
-                self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-                self._unsure, single = max(self._unsure, len(batch)), True  # one by one: a refused one is found
-                failures += 1
-                if failures >= REFUSED_AFTER and _answers(self.tracker.tracking_uri):
-                    # not an outage: MLflow answers and refuses this event; waiting would hold up the rest
-                    log.error(
-                        "MLflow refused journal event %d (%s); it stays in %s",
-                        self._shipped + 1,
-                        self.last_error,
-                        self.journal.directory,
-                    )
-                    self.refused += 1
-                    event = batch[0]
-                    if event["kind"] == "individual":  # no half-written run of it stays behind
-                        with contextlib.suppress(Exception):
-                            self.tracker.has_logged(event["individual"]["id"])
-                    self._done(1)
-                    self._unsure = max(0, self._unsure - 1)
-                    backoff, failures = 0.5, 0
+            except Exception as e:
+                self.last_error = describe(e)
+                self._unsure = max(self._unsure, len(batch))  # MLflow may hold some of them: look first
+                if refused(e) and len(batch) > 1:
+                    single = True  # which one: one by one, at once
                     continue
-                if self.down_since is None:
-                    self.down_since = time.monotonic()
-                    log.warning("MLflow unreachable (%s); results are journalled and shipped later", self.last_error)
-                with self._cond:
-                    if self._cond.wait_for(lambda: self._closing, timeout=backoff):
-                        return
+                if refused(e):
+                    self._refuse(batch[0], self.last_error)
+                    continue
+                if not self._wait_out(backoff):  # an outage: the same events again once it is over
+                    return
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            backoff, failures, single = 0.5, 0, False
+            backoff, single = 0.5, False
             self._unsure = max(0, self._unsure - len(batch))
-            if self.down_since is not None:
-                log.warning("MLflow reachable again after %.0f s", time.monotonic() - self.down_since)
-                self.down_since = None
+            self._reachable()
             self._done(len(batch))
+
+    def _retry_refused(self) -> bool:
+        """Events refused before, tried again in the journal's order (outages waited out); False when closed."""
+        backoff = 0.5
+        while self._retry:
+            index = self._retry[0]
+            event = self.journal.event_at(index)
+            try:
+                if event["kind"] == "checkpoint" and self.journal.later_checkpoint_shipped(index):
+                    self.journal.resolve(index, "superseded")  # a newer state is in MLflow: this one is not needed
+                else:
+                    self.journal.sync()
+                    ship(self.tracker, self.journal, event, True, self._checkpoints_behind)
+                    self.journal.resolve(index)
+            except Exception as e:
+                self.last_error = describe(e)
+                if not refused(e):
+                    if not self._wait_out(backoff):
+                        return False
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    continue
+                self.journal.refuse(index, self.last_error)
+                self.refused += 1
+                log.error("MLflow refused journal event %d again (%s)", index, self.last_error)
+            backoff = 0.5
+            self._reachable()
+            with self._cond:
+                self._retry.pop(0)
+                self._cond.notify_all()
+        return True
+
+    def _refuse(self, event: Mapping[str, Any], error: str) -> None:
+        """MLflow refused the event at the head of the queue: recorded as refused, and the next one's turn."""
+        log.error("MLflow refused journal event %d (%s); it stays in %s", self._shipped, error, self.journal.directory)
+        self.journal.refuse(self._shipped, error)
+        self.refused += 1
+        if event["kind"] == "individual":  # no half-written run of it stays behind
+            with contextlib.suppress(Exception):
+                self.tracker.has_logged(event["individual"]["id"])
+        self._unsure = max(0, self._unsure - 1)
+        self._done(1)
+
+    def _wait_out(self, seconds: float) -> bool:
+        """An outage: say so once, wait `seconds`; False when the outbox is closed meanwhile."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("MLflow unreachable (%s); results are journalled and shipped later", self.last_error)
+        with self._cond:
+            return not self._cond.wait_for(lambda: self._closing, timeout=seconds)
+
+    def _reachable(self) -> None:
+        if self.down_since is not None:
+            log.warning("MLflow reachable again after %.0f s", time.monotonic() - self.down_since)
+            self.down_since = None
 
     def _head(self, most: int) -> list[dict[str, Any]]:
         """The events to ship next: finished individuals in a row from the head of the queue, up to `most`
@@ -277,17 +331,6 @@ class Outbox:
                     self._spilled_checkpoints.popleft()
             self._spill_at, self._spilled = after, self._spilled - count
             self._cond.notify_all()
-
-
-def _answers(tracking_uri: str) -> bool:
-    """Whether the tracking store answers at all (a server's /health; a local store always does)."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return True
-    try:
-        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def ship_batch(
