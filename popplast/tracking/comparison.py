@@ -1,5 +1,11 @@
 """A comparison in MLflow: one comparison run, its search runs nested under it (one per method and seed),
 their individuals' runs under those. Everything a report needs is read back from here, never from memory.
+
+Times are the evaluations' own: each individual's run carries when its evaluation started and ended on its
+worker's clock (`popplast.started`, `popplast.ended`; virtual seconds on a simulated cluster). MLflow's run
+times say when the result reached MLflow, which after an outage, a backlog or a bulk write (many runs in one
+transaction, one end time) is not when the evaluation ended. Runs without those tags (stores written before
+popplast recorded them) fall back to MLflow's end times.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ class Cell:
     search_run_id: str
     best_fitness: float
     test_mcc: float
-    wall_seconds: float
+    wall_seconds: float  # the driver's (search run metric); a simulated search's: virtual, from its evaluations
     fitness: list[float | None] = field(default_factory=list)  # None: a failed evaluation
-    seconds: list[float] = field(default_factory=list)  # since the search run started
+    seconds: list[float] = field(default_factory=list)  # when each ended, since the search's first one started
     costs: list[float] = field(default_factory=list)  # epochs each evaluation trained (a stopped one: fewer)
     epochs: float = 0.0
     backward_passes: float = 0.0  # gradient work: position-wise optimizers do (K+1)/2 per step through K blocks
@@ -46,6 +52,7 @@ class Comparison:
     methods: list[str]
     seeds: list[int]
     cells: dict[tuple[str, int], Cell]
+    simulated: bool = False  # seconds are virtual (--executor simulated)
 
 
 class ComparisonTracker:
@@ -93,7 +100,7 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
     for search in sorted(_search_runs(client, run_id), key=lambda r: r.info.start_time):
         latest[(_label(search), int(search.data.params["seed"]))] = search
     cells = {key: _cell(client, search) for key, search in latest.items()}
-    return Comparison(run_id, params, methods, seeds, cells)
+    return Comparison(run_id, params, methods, seeds, cells, simulated=params.get("executor") == "simulated")
 
 
 def _label(search: Any) -> str:
@@ -125,21 +132,24 @@ def _search_runs(client: MlflowClient, run_id: str) -> list[Any]:
 
 def _cell(client: MlflowClient, search: Any) -> Cell:
     runs = individual_runs(client, search.info.experiment_id, search.info.run_id)
-    runs.sort(key=lambda r: (r.info.end_time or 0, r.data.tags["popplast.individual_id"]))
-    start = search.info.start_time
+    ended, span = _ends(runs, search.info.start_time)
+    order = sorted(range(len(runs)), key=lambda i: (ended[i], runs[i].data.tags["popplast.individual_id"]))
     metrics = search.data.metrics
+    simulated = search.data.params.get("executor") == "simulated"
     cell = Cell(
         _label(search),
         int(search.data.params["seed"]),
         search.info.run_id,
         metrics["best_fitness"],
         metrics.get("best_test_mcc", float("nan")),
-        metrics["wall_seconds"],
+        # the driver's clock is real time; a simulated cluster's is virtual, like its evaluations' spans
+        span if simulated and span is not None else metrics["wall_seconds"],
     )
-    for r in runs:
+    for i in order:
+        r = runs[i]
         ok = r.data.tags.get("popplast.status") in ("ok", "stopped")
         cell.fitness.append(r.data.metrics["fitness"] if ok else None)
-        cell.seconds.append(((r.info.end_time or start) - start) / 1000.0)
+        cell.seconds.append(ended[i])
         # a stopped individual counts the epochs (steps) it reached; a failed one what it reported
         cell.costs.append(r.data.metrics.get("epochs", r.data.metrics.get("steps", 0.0)))
         if ok:
@@ -148,3 +158,27 @@ def _cell(client: MlflowClient, search: Any) -> Cell:
             if "image_size" in r.data.metrics:
                 cell.image_sizes.add(int(r.data.metrics["image_size"]))
     return cell
+
+
+def _ends(runs: list[Any], search_start: int) -> tuple[list[float], float | None]:
+    """When each run's evaluation ended, in seconds since the search's first evaluation started, and the
+    seconds from that start to the last end (None without span tags).
+
+    A search whose runs carry no span tags (an old store): MLflow's end times, since the search run started.
+    A run without them in a search whose others have them (an individual whose worker died in every attempt:
+    no evaluation of it ended) counts as ending with the latest one MLflow holds as written before it.
+    """
+    spans = {}
+    for i, r in enumerate(runs):
+        tags = r.data.tags
+        if "popplast.started" in tags and "popplast.ended" in tags:
+            spans[i] = (float(tags["popplast.started"]), float(tags["popplast.ended"]))
+    if not spans:
+        return [((r.info.end_time or search_start) - search_start) / 1000.0 for r in runs], None
+    origin = min(start for start, _ in spans.values())
+    ended, latest = [0.0] * len(runs), 0.0
+    for i in sorted(range(len(runs)), key=lambda i: (runs[i].info.end_time or 0, runs[i].info.start_time or 0)):
+        if i in spans:
+            latest = max(latest, spans[i][1] - origin)
+        ended[i] = spans[i][1] - origin if i in spans else latest
+    return ended, max(end for _, end in spans.values()) - origin

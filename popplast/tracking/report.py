@@ -15,6 +15,10 @@ from popplast.tracking.comparison import Cell, Comparison, read_comparison
 from popplast.tracking.report_stats import band, best_so_far, holm, mean_std, reach, wilcoxon
 
 REPORT_FILES = ("report.md", "anytime_evaluations.png", "anytime_seconds.png", "anytime_epochs.png")
+_VIRTUAL = (
+    " Seconds are virtual: the searches ran on a simulated cluster (`--executor simulated`), and a "
+    "search's wall seconds run from its first evaluation's start to its last one's end."
+)
 
 
 def build_report(tracking_uri: str, comparison_run_id: str, out: str, log: bool = False) -> list[str]:
@@ -50,7 +54,8 @@ def report_markdown(c: Comparison) -> str:
         "",
         f"Search space `{s.get('space_file', '?')}`; budget {_budget(s)} per search; "
         f"{s.get('workers', '?')} workers; seeds {', '.join(map(str, c.seeds))} (paired: within a seed every "
-        "method has the same data split). Fitness is the validation MCC; the test MCC is the best individual's.",
+        "method has the same data split). Fitness is the validation MCC; the test MCC is the best individual's."
+        + (_VIRTUAL if c.simulated else ""),
         "",
         "## Per method (mean ± std over seeds)",
         "",
@@ -121,7 +126,7 @@ def report_markdown(c: Comparison) -> str:
         "",
         "![against evaluations](anytime_evaluations.png)",
         "",
-        "![against wall time](anytime_seconds.png)",
+        f"![against {'virtual' if c.simulated else 'wall'} time](anytime_seconds.png)",
         "",
         "![against training epochs](anytime_epochs.png)",
         "",
@@ -177,7 +182,8 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
     axes[0].set_title("whole search", fontsize=10)
     axes[1].set_title("last 80%, zoomed", fontsize=10)
     for ax in axes:
-        ax.set_xlabel({"evaluations": "evaluations", "epochs": "training epochs"}.get(by, "wall time (s)"))
+        seconds = "virtual time (s)" if c.simulated else "wall time (s)"
+        ax.set_xlabel({"evaluations": "evaluations", "epochs": "training epochs"}.get(by, seconds))
         ax.set_ylabel("best validation MCC so far")
         ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right", fontsize=8)
