@@ -58,7 +58,7 @@ def replay(
     from popplast.core.individual import Individual
     from popplast.core.spec import INHERITING_METHODS, TUNE_METHODS, SearchSpec
     from popplast.evaluators import make_evaluator, objective_for
-    from popplast.execution.search import configuration, generation_fidelity
+    from popplast.execution.search import configuration, generation_fidelity, trained_config
     from popplast.tracking.lineage import LineageError, lineage_of
     from popplast.tracking.pedigree import pedigree
     from popplast.tracking.replay_run import ReplayTracker
@@ -100,7 +100,7 @@ def replay(
         parents: Any = ((state, 1.0),) if state is not None else ()
         config = configuration(spec, made)
         result = evaluator.evaluate(made, config, parents, budget, return_weights=inherits)
-        trained = {**config, **({"epochs": budget.epochs, "image_size": budget.image_size} if budget else {})}
+        trained = trained_config(spec, config, budget)
         tracker.step_finished(number, made, trained, result)
         fitness = "failed" if not result.ok else f"{result.fitness:.4f}"
         say(progress, f"[popplast] replay step {number + 1}/{len(steps)}: {made.id}, fitness {fitness}")

@@ -46,6 +46,12 @@ def test_report_has_a_row_per_method_and_the_curves(comparison):
         cells = line.split(" | ")
         assert cells[-1] == "8 px |" and cells[-2] == "56 ± 0", line
     assert "Target: the median final best validation MCC of tpe" in text
+    assert "Fitness is the validation MCC; the test MCC is the best individual's." in text  # the CNN trainer's
+    assert (
+        "| method | seeds | best validation MCC | test MCC | evaluations | reached | evaluations to target | "
+        "epochs to target | seconds to target | wall seconds | training epochs | backward passes | image sizes |"
+    ) in text
+    assert "| method | seed | search run | best validation MCC | test MCC |" in text
     for pair in ("| ga | tpe | 2 |", "| ga | random | 2 |", "| tpe | random | 2 |"):
         assert text.count(pair) == 2  # test MCC and best validation MCC
     for name in ("anytime_evaluations.png", "anytime_seconds.png", "anytime_epochs.png"):

@@ -83,10 +83,12 @@ class Fidelity:
 @dataclass(frozen=True)
 class FitnessSpec:
     """Which metric an objective's result is ranked by, and in which direction (popplast maximises fitness:
-    a minimised metric's fitness is its negative)."""
+    a minimised metric's fitness is its negative); `test`: the held-out metric it also returns, which
+    comparison reports put beside the fitness (None: it names none, and reports show no test column)."""
 
     metric: str = "fitness"
     mode: str = "maximize"
+    test: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class SearchSpec:
             "strategy": strategy,
             "space": {g.name: _gene_dict(g) for g in self.space.genes},
             **({"fixed": dict(self.fixed)} if self.fixed else {}),
-            **({"objective": self.objective, "fitness": dict(vars(self.fitness))} if self.objective else {}),
+            **({"objective": self.objective, "fitness": _fitness_dict(self.fitness)} if self.objective else {}),
             **({"stopper": self.stopper.to_dict()} if self.stopper.active else {}),
         }
 
@@ -283,11 +285,18 @@ def _fitness(s: Section, objective: str | None) -> FitnessSpec:
             "popplast's CNN trainer ranks by validation MCC; a fitness section goes with an "
             "objective (objective: module:function).",
         )
-    spec = FitnessSpec(s.take("metric", "str", "fitness"), s.take("mode", "str", "maximize"))
+    spec = FitnessSpec(
+        s.take("metric", "str", "fitness"), s.take("mode", "str", "maximize"), s.take("test", "str", None)
+    )
     if spec.mode not in ("maximize", "minimize"):
         raise s.error("mode", f"expected maximize or minimize, got {describe(spec.mode)}.")
     s.finish()
     return spec
+
+
+def _fitness_dict(fitness: FitnessSpec) -> dict[str, Any]:
+    """The fitness section as a file says it; `test` only where it names a metric (files without it read the same)."""
+    return {k: v for k, v in vars(fitness).items() if k != "test" or v is not None}
 
 
 def _file_path(base: str, value: Any) -> Any:

@@ -47,7 +47,7 @@ def run_async_search(
     replay: bool = False,
     window: int | None = None,
 ) -> Any:
-    from popplast.execution.search import evaluation_for, generation_fidelity, notify
+    from popplast.execution.search import evaluation_for, generation_fidelity, notify, trained_config
 
     budget = spec.strategy.population * spec.strategy.generations
     state = resume.state if resume is not None else strategy.init()
@@ -67,7 +67,7 @@ def run_async_search(
     def evaluation(individual: Individual) -> Evaluation:
         base = configure(individual)
         budget_of = generation_fidelity(spec, individual.generation) if strategy.inherits else None
-        config = base if budget_of is None else {**base, "image_size": budget_of.image_size, "epochs": budget_of.epochs}
+        config = trained_config(spec, base, budget_of)
         asked[individual.id] = (individual, config)  # what its run records it trained at
         if individual.generation > shown[0]:  # the progress display's rows: cohorts of `population` births
             shown[0] = individual.generation

@@ -79,6 +79,22 @@ def generation_fidelity(spec: SearchSpec, generation: int) -> Fidelity:
     return dataclasses.replace(spec.fidelity, image_size=size)
 
 
+def trained_config(spec: SearchSpec, config: dict[str, Any], budget: Fidelity | None) -> dict[str, Any]:
+    """What an individual's run records it trained with: its configuration, and for an inheriting strategy
+    (`budget`: the fidelity of its generation) what of that fidelity applies. popplast's CNN trainer trains
+    at an image size (Gen-Soup's schedule grows it) for the fidelity's epochs; a user's objective is recorded
+    with the image size only where the strategy schedules one (`strategy.final_image_size`): otherwise
+    neither varies between its individuals (the search run holds the file's `fidelity.*`), and an
+    objective that trains on no images would show a size it never used."""
+    if budget is None:
+        return config
+    if spec.objective is None:
+        return {**config, "image_size": budget.image_size, "epochs": budget.epochs}
+    if spec.strategy.final_image_size not in (None, spec.fidelity.image_size):
+        return {**config, "image_size": budget.image_size}
+    return config
+
+
 def run_search(
     spec: SearchSpec,
     strategy: Strategy,
@@ -165,9 +181,7 @@ def run_search(
             # a slice is told at once: one tell per individual would copy the state's results P times
             state, metrics = strategy.tell(state, {r.individual_id: r.fitness if r.ok else None for r in results})
             for result in results:
-                config = configs[result.individual_id]
-                if budget is not None:
-                    config = {**config, "image_size": budget.image_size, "epochs": budget.epochs}
+                config = trained_config(spec, configs[result.individual_id], budget)
                 notify(observers, "individual_finished", by_id[result.individual_id], config, result)
         outcome.history.append(metrics)
         notify(observers, "generation_finished", state.generation, metrics)

@@ -35,7 +35,7 @@ class Cell:
     seed: int
     search_run_id: str
     best_fitness: float
-    test_mcc: float
+    test: float  # the best individual's held-out metric (Comparison.test_metric); NaN without one
     wall_seconds: float  # the driver's (search run metric); a simulated search's: virtual, from its evaluations
     fitness: list[float | None] = field(default_factory=list)  # None: a failed evaluation
     seconds: list[float] = field(default_factory=list)  # when each ended, since the search's first one started
@@ -43,6 +43,7 @@ class Cell:
     epochs: float = 0.0
     backward_passes: float = 0.0  # gradient work: position-wise optimizers do (K+1)/2 per step through K blocks
     image_sizes: set[int] = field(default_factory=set)  # what its evaluations trained on
+    counted: set[str] = field(default_factory=set)  # which of backward_passes, image_size its evaluations recorded
 
 
 @dataclass
@@ -52,6 +53,10 @@ class Comparison:
     methods: list[str]
     seeds: list[int]
     cells: dict[tuple[str, int], Cell]
+    fitness_name: str = "validation MCC"  # what the fitness is: popplast's CNN trainer's, or the file's metric
+    test_metric: str | None = "test_mcc"  # the held-out metric (the file's fitness.test); None: not named
+    test_name: str | None = "test MCC"
+    mcc: bool = True  # the fitness is an MCC, in [−1, 1] (popplast's CNN trainer)
     simulated: bool = False  # seconds are virtual (--executor simulated)
 
 
@@ -99,8 +104,17 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
     latest = {}  # a cell run twice (an interrupted comparison): the later search counts
     for search in sorted(_search_runs(client, run_id), key=lambda r: r.info.start_time):
         latest[(_label(search), int(search.data.params["seed"]))] = search
-    cells = {key: _cell(client, search) for key, search in latest.items()}
-    return Comparison(run_id, params, methods, seeds, cells, simulated=params.get("executor") == "simulated")
+    # every search of a comparison runs the same file: the first one names the metrics
+    recorded = next(iter(latest.values())).data.params if latest else {}
+    if "objective" in recorded:  # a user's objective: the file's fitness section names its metrics
+        metric, test = recorded.get("fitness.metric", "fitness"), recorded.get("fitness.test")
+        fitness = metric if recorded.get("fitness.mode", "maximize") == "maximize" else f"−{metric}"
+        names: dict[str, Any] = dict(fitness_name=fitness, test_metric=test, test_name=test, mcc=False)
+    else:
+        names = {}  # popplast's CNN trainer: validation MCC, test MCC (the defaults)
+    cells = {key: _cell(client, search, names.get("test_metric", "test_mcc")) for key, search in latest.items()}
+    simulated = params.get("executor") == "simulated"
+    return Comparison(run_id, params, methods, seeds, cells, simulated=simulated, **names)
 
 
 def _label(search: Any) -> str:
@@ -130,7 +144,7 @@ def _search_runs(client: MlflowClient, run_id: str) -> list[Any]:
     return list(found)
 
 
-def _cell(client: MlflowClient, search: Any) -> Cell:
+def _cell(client: MlflowClient, search: Any, test_metric: str | None) -> Cell:
     runs = individual_runs(client, search.info.experiment_id, search.info.run_id)
     ended, span = _ends(runs, search.info.start_time)
     order = sorted(range(len(runs)), key=lambda i: (ended[i], runs[i].data.tags["popplast.individual_id"]))
@@ -141,7 +155,7 @@ def _cell(client: MlflowClient, search: Any) -> Cell:
         int(search.data.params["seed"]),
         search.info.run_id,
         metrics["best_fitness"],
-        metrics.get("best_test_mcc", float("nan")),
+        metrics.get(f"best_{test_metric}", float("nan")) if test_metric else float("nan"),
         # the driver's clock is real time; a simulated cluster's is virtual, like its evaluations' spans
         span if simulated and span is not None else metrics["wall_seconds"],
     )
@@ -152,6 +166,7 @@ def _cell(client: MlflowClient, search: Any) -> Cell:
         cell.seconds.append(ended[i])
         # a stopped individual counts the epochs (steps) it reached; a failed one what it reported
         cell.costs.append(r.data.metrics.get("epochs", r.data.metrics.get("steps", 0.0)))
+        cell.counted |= {k for k in ("backward_passes", "image_size") if k in r.data.metrics}
         if ok:
             cell.epochs += cell.costs[-1]
             cell.backward_passes += r.data.metrics.get("backward_passes", 0.0)

@@ -62,7 +62,13 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             **{f"strategy.{k}": getattr(s, k) for k in ("sigma", "learning_rate") if getattr(s, k) is not None},
             "genes": list(spec.space.names),
             **(
-                {"objective": spec.objective, "fitness.metric": spec.fitness.metric, "fitness.mode": spec.fitness.mode}
+                {
+                    "objective": spec.objective,
+                    "fitness.metric": spec.fitness.metric,
+                    "fitness.mode": spec.fitness.mode,
+                    # the held-out metric a comparison's report puts beside the fitness (tracking/comparison.py)
+                    **({"fitness.test": spec.fitness.test} if spec.fitness.test else {}),
+                }
                 if spec.objective
                 else {"dataset": spec.dataset.name, "split_seed": spec.dataset.split_seed}
             ),

@@ -49,27 +49,41 @@ def report_markdown(c: Comparison) -> str:
     target_scores = [c.cells[k].best_fitness for k in c.cells if k[0] == target_of]
     target = float(np.median(target_scores)) if target_scores else math.nan
     s = c.settings
+    fitness, test = c.fitness_name, c.test_name
+    # columns only for what the evaluations measured: a user's objective may train no images, count no passes
+    backward = any("backward_passes" in x.counted for x in c.cells.values())
+    sizes = any("image_size" in x.counted for x in c.cells.values())
+    columns = [
+        "method",
+        "seeds",
+        f"best {fitness}",
+        *([test] if test else []),
+        "evaluations",
+        "reached",
+        "evaluations to target",
+        "epochs to target",
+        "seconds to target",
+        "wall seconds",
+        "training epochs",
+        *(["backward passes"] if backward else []),
+        *(["image sizes"] if sizes else []),
+    ]
     lines = [
         f"# Comparison {c.run_id}",
         "",
         f"Search space `{s.get('space_file', '?')}`; budget {_budget(s)} per search; "
         f"{s.get('workers', '?')} workers; seeds {', '.join(map(str, c.seeds))} (paired: within a seed every "
-        "method has the same data split). Fitness is the validation MCC; the test MCC is the best individual's."
-        + (_VIRTUAL if c.simulated else ""),
+        f"method has the same data split). {_what_is_measured(c)}",
         "",
         "## Per method (mean ± std over seeds)",
         "",
-        f'Target: the median final best validation MCC of {target_of}, {target:.4f}. "Reached" counts the seeds '
+        f'Target: the median final best {fitness} of {target_of}, {target:.4f}. "Reached" counts the seeds '
         "whose search got there; evaluations, epochs and seconds to the target are means over those seeds. A "
         "method with a stopper (METHOD+RULE, tpe-hyperband) stops individuals early: they count the epochs they "
-        "trained, and their fitness is their last reported validation MCC. Training "
-        "is counted as epochs and as backward passes through the whole model (a position-wise optimizer's step "
-        'through K blocks costs (K+1)/2 of them); "image sizes" is what each method\'s evaluations trained on '
-        "(Gen-Soup's schedule grows them; the others train at the file's `fidelity.image_size`).",
+        f"trained, and their fitness is their last reported {fitness}. {_training(c, backward, sizes)}",
         "",
-        "| method | seeds | best validation MCC | test MCC | evaluations | reached | evaluations to target | "
-        "epochs to target | seconds to target | wall seconds | training epochs | backward passes | image sizes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for m in methods:
         cells = _cells(c, m)
@@ -77,14 +91,22 @@ def report_markdown(c: Comparison) -> str:
         evals_to = _pm(*mean_std([float(r[0]) for r in reached]), digits=1) if reached else "–"
         secs_to = _pm(*mean_std([r[1] for r in reached]), digits=1) if reached else "–"
         epochs_to = _pm(*mean_std([r[2] for r in reached]), digits=1) if reached else "–"
-        lines.append(
-            f"| {m} | {len(cells)} | {_pm(*mean_std([x.best_fitness for x in cells]))} | "
-            f"{_pm(*mean_std([x.test_mcc for x in cells]))} | {_pm(*mean_std([len(x.fitness) for x in cells]), 1)} | "
-            f"{len(reached)}/{len(cells)} | {evals_to} | {epochs_to} | {secs_to} | "
-            f"{_pm(*mean_std([x.wall_seconds for x in cells]), digits=1)} | "
-            f"{_pm(*mean_std([x.epochs for x in cells]), digits=1)} | "
-            f"{_pm(*mean_std([x.backward_passes for x in cells]), digits=0)} | {_sizes(cells)} |"
-        )
+        row = [
+            m,
+            str(len(cells)),
+            _pm(*mean_std([x.best_fitness for x in cells])),
+            *([_pm(*mean_std([x.test for x in cells]))] if test else []),
+            _pm(*mean_std([len(x.fitness) for x in cells]), 1),
+            f"{len(reached)}/{len(cells)}",
+            evals_to,
+            epochs_to,
+            secs_to,
+            _pm(*mean_std([x.wall_seconds for x in cells]), digits=1),
+            _pm(*mean_std([x.epochs for x in cells]), digits=1),
+            *([_pm(*mean_std([x.backward_passes for x in cells]), digits=0)] if backward else []),
+            *([_sizes(cells)] if sizes else []),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
         "## Paired tests",
@@ -95,7 +117,7 @@ def report_markdown(c: Comparison) -> str:
         "p (Holm): the p-values of each table adjusted together for multiple comparisons (Holm's step-down).",
         "",
     ]
-    for label, attr in (("test MCC", "test_mcc"), ("best validation MCC", "best_fitness")):
+    for label, attr in ([(test, "test")] if test else []) + [(f"best {fitness}", "best_fitness")]:
         lines += [
             f"### {label}",
             "",
@@ -122,7 +144,7 @@ def report_markdown(c: Comparison) -> str:
     lines += [
         "## Anytime curves",
         "",
-        "Best validation MCC so far, mean over seeds with a 95% band (Student's t):",
+        f"Best {fitness} so far, mean over seeds with a 95% band (Student's t):",
         "",
         "![against evaluations](anytime_evaluations.png)",
         "",
@@ -132,15 +154,49 @@ def report_markdown(c: Comparison) -> str:
         "",
         "## Searches",
         "",
-        "| method | seed | search run | best validation MCC | test MCC |",
-        "|---|---|---|---|---|",
+        f"| method | seed | search run | best {fitness} |" + (f" {test} |" if test else ""),
+        "|---|---|---|---|" + ("---|" if test else ""),
     ]
     for m in methods:
         for cell in _cells(c, m):
             lines.append(
-                f"| {m} | {cell.seed} | {cell.search_run_id} | {cell.best_fitness:.4f} | {cell.test_mcc:.4f} |"
+                f"| {m} | {cell.seed} | {cell.search_run_id} | {cell.best_fitness:.4f} |"
+                + (f" {cell.test:.4f} |" if test else "")
             )
     return "\n".join(lines) + "\n"
+
+
+def _what_is_measured(c: Comparison) -> str:
+    """What the fitness and the test column are, and what the seconds are on a simulated cluster."""
+    if c.mcc:
+        text = "Fitness is the validation MCC; the test MCC is the best individual's."
+    else:
+        metric = c.fitness_name.lstrip("−")
+        text = f"Fitness is the objective's {metric} (the file's `fitness.metric`"
+        text += ")" if metric == c.fitness_name else ", minimised: popplast maximises its negative)"
+        if c.test_name:
+            text += f"; {c.test_name} (the file's `fitness.test`) is the best individual's held-out metric."
+        else:
+            text += "; the file names no held-out metric (`fitness.test`), so there is no test column."
+    return text + (_VIRTUAL if c.simulated else "")
+
+
+def _training(c: Comparison, backward: bool, sizes: bool) -> str:
+    """How training is counted, naming only the columns the report has."""
+    text = "Training is counted as epochs"
+    if not c.mcc:
+        text += " (an evaluation's `epochs` metric, else the last step it reported)"
+    if backward:
+        text += (
+            " and as backward passes through the whole model (a position-wise optimizer's step through K blocks "
+            "costs (K+1)/2 of them)"
+        )
+    if sizes:
+        text += (
+            "; \"image sizes\" is what each method's evaluations trained on (Gen-Soup's schedule grows them; the "
+            "others train at the file's `fidelity.image_size`)"
+        )
+    return text + "."
 
 
 def plot_anytime(c: Comparison, path: str, by: str) -> None:
@@ -151,7 +207,7 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    zoom_low, zoom_high = 1.0, -1.0
+    zoom_low, zoom_high = np.inf, -np.inf
     for m in [m for m in c.methods if any(k[0] == m for k in c.cells)]:
         cells = _cells(c, m)
         if by == "evaluations":
@@ -166,7 +222,7 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
             end = max(max(x.seconds, default=0.0) for x in c.cells.values())
             grid = np.linspace(0.0, end, 200)
             curves = np.array([_at(x, np.asarray(x.seconds), grid) for x in cells])
-        mean, low, high = band(curves)
+        mean, low, high = band(curves) if c.mcc else band(curves, -np.inf, np.inf)  # MCC's range, or none
         for ax in axes:
             (line,) = ax.plot(grid, mean, label=f"{m} ({len(cells)} seeds)", linewidth=1.6)
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
@@ -177,14 +233,14 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
     end = axes[0].get_xlim()[1]
     if zoom_high >= zoom_low:
         margin = max(0.005, 0.25 * (zoom_high - zoom_low))
-        axes[1].set_ylim(zoom_low - margin, min(1.0, zoom_high + margin))
+        axes[1].set_ylim(zoom_low - margin, min(1.0, zoom_high + margin) if c.mcc else zoom_high + margin)
         axes[1].set_xlim(0.2 * end, end)
     axes[0].set_title("whole search", fontsize=10)
     axes[1].set_title("last 80%, zoomed", fontsize=10)
     for ax in axes:
         seconds = "virtual time (s)" if c.simulated else "wall time (s)"
         ax.set_xlabel({"evaluations": "evaluations", "epochs": "training epochs"}.get(by, seconds))
-        ax.set_ylabel("best validation MCC so far")
+        ax.set_ylabel(f"best {c.fitness_name} so far")
         ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
