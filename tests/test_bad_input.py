@@ -108,7 +108,26 @@ CASES = {
         spec_with("method: ga\n  population: 4", "method: openai\n  population: 5"),
         "at strategy.population: openai samples antithetic pairs: expected an even population, got 5.",
     ),
+    "alias loop": (
+        "space: &a {x: *a}\n",
+        "at space.x: an alias stands for a value that contains it (anchored on line 1)",
+    ),
+    "alias loop inside a value": (
+        TINY_SPEC + "fixed: {head: &h [1, *h]}\n",
+        "at fixed.head.1: an alias stands for a value that contains it",
+    ),
+    "nested too deeply": (
+        TINY_SPEC + "fixed: {deep: " + "[" * 2000 + "]" * 2000 + "}\n",
+        "it is nested too deeply for the YAML parser.",
+    ),
 }
+
+
+def alias_bomb(levels: int = 10) -> str:
+    """A billion laughs under `fixed`: each alias list repeats the one before 9 times (9**9 values at l9)."""
+    lines = ["fixed:", "  l0: &l0 [lol]"]
+    lines += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return TINY_SPEC + "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -189,3 +208,23 @@ def test_console_script_exit_code_and_message(tmp_path):
     out = subprocess.run([BIN, "run", str(path)], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2
     assert CASES["low > high"][1] in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_alias_bomb_is_refused_at_once_not_expanded(tmp_path):
+    """Ten lines that expand to billions of values: refused while composing (the limit), in seconds; a timeout
+    here means they were walked."""
+    path = write_spec(tmp_path, alias_bomb())
+    args = [BIN, "run", str(path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1
+    assert f"Invalid search specification in {path}, at fixed.l5: its aliases expand to more than 100,000" in out.stderr
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_record_table_reads_params_with_the_same_loader():
+    """A param's text is read back by popplast's one YAML loader: a loop stays text, not a list that contains
+    itself (which the table's JSON cannot hold)."""
+    from popplast.simulation.record import _value
+
+    assert _value("&a [1, *a]") == "&a [1, *a]"
+    assert _value("[1, {a: 2}]") == [1, {"a": 2}] and _value("0.5") == 0.5

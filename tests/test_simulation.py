@@ -359,12 +359,14 @@ def test_a_table_recorded_from_a_real_search_replays_its_results(sim_spec, tmp_p
         ("retrain", "nothing to retrain"),
         ("missing.yaml", "no such file"),
         ("bad.json", "cannot read the table"),
+        ("loop.yaml", "at seed: an alias stands for a value that contains it"),  # read as search files are
     ],
 )
 def test_bad_simulation_input_is_one_line_and_exit_code_2(sim_spec, tmp_path, capsys, simulate, expected):
     from popplast.cli import main
 
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "loop.yaml").write_text("&a {seed: *a}\n")
     args = ["run", str(sim_spec), "--executor", "simulated", "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"]
     if simulate == "retrain":
         args += ["--retrain", "--simulate", str(tmp_path / "bad.json")]

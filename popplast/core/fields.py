@@ -88,8 +88,18 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+MAX_NODES = 100_000  # values in a file once its aliases are expanded: a search file holds a few hundred
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last silently)."""
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last silently), and
+    a document whose aliases make a loop or expand past MAX_NODES values: PyYAML builds both as shared
+    objects in no time, but every walk over them afterwards (our checks, json.dumps of the spec) recurses
+    forever or expands them, which for ten lines of nested aliases is billions of values."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_tree(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -104,16 +114,80 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-class DuplicateKey(ValueError):
+class DuplicateKey(yaml.YAMLError):
     pass
+
+
+class NotATree(yaml.YAMLError):
+    """A document that is no tree of plain values, at `key` (a key path)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+        self.problem = problem
+
+
+def _children(node: yaml.Node) -> list[tuple[yaml.Node, str]]:
+    if isinstance(node, yaml.SequenceNode):
+        return [(item, str(i)) for i, item in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        out = []
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            out += [(key, name), (value, name)]
+        return out
+    return []
+
+
+def _check_tree(root: yaml.Node) -> None:
+    """Each node's size once expanded, computed once per node (linear in the file, however far its aliases
+    expand), without recursion; an alias to a node that contains it is a NotATree, as is a size past
+    MAX_NODES."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # the nodes on the way from the root to the current one
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    while stack:
+        node, path, done = stack.pop()
+        if done:
+            open_.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child, _ in _children(node))
+            if sizes[id(node)] > MAX_NODES:
+                raise NotATree(
+                    path or "(top level)",
+                    f"its aliases expand to more than {MAX_NODES:,} values (line {node.start_mark.line + 1}); "
+                    "a search file needs a few hundred, so this is refused as an alias bomb",
+                )
+            continue
+        if id(node) in sizes:
+            continue  # an alias to a node already walked
+        if id(node) in open_:
+            raise NotATree(
+                path or "(top level)",
+                f"an alias stands for a value that contains it (anchored on line {node.start_mark.line + 1}), "
+                "a loop; popplast reads plain values, lists and mappings",
+            )
+        open_.add(id(node))
+        stack.append((node, path, True))
+        for child, name in reversed(_children(node)):  # in the file's order: a key path names the first place
+            stack.append((child, f"{path}.{name}" if path else name, False))
+
+
+def parse_yaml(stream: Any) -> Any:
+    """YAML text or a file as plain data, by the one loader popplast reads YAML with (load_yaml's checks but
+    the finite numbers); a YAMLError, also for a document too deeply nested for the parser."""
+    try:
+        return yaml.load(stream, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
+    except RecursionError:  # PyYAML's parser recurses per level of nesting
+        raise NotATree("", "it is nested too deeply for the YAML parser") from None
 
 
 def load_yaml(source: str) -> Any:
     """The parsed file, or a SpecError naming the file and, for bad YAML, the line and column; a key written
-    twice, a file that is not text, and numbers that are not finite (.nan, .inf) anywhere are refused."""
+    twice, a file that is not text, aliases that loop or expand too far, and numbers that are not finite (.nan,
+    .inf) anywhere are refused."""
     try:
         with open(source, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
+            data = parse_yaml(f)
     except FileNotFoundError:
         raise SpecError(source, "", "the file does not exist.") from None
     except IsADirectoryError:
@@ -126,6 +200,8 @@ def load_yaml(source: str) -> Any:
         ) from None
     except DuplicateKey as e:
         raise SpecError(source, "", f"{e}.") from None
+    except NotATree as e:
+        raise SpecError(source, e.key, f"{e.problem}.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

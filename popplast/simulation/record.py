@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.fields import parse_yaml
 from popplast.simulation.models import Table, TableRow
 from popplast.tracking.search_run import individual_runs
 
@@ -80,6 +81,6 @@ def _value(text: str) -> Any:
     except ValueError:
         pass
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)  # popplast's one YAML reader: an alias bomb in a param stays its text
     except yaml.YAMLError:
         return text
