@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from popplast.cli import main
-from tests.helpers import TINY_SPEC, write_spec
+from tests.helpers import TINY_SPEC, write_spec, write_user_objective
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 
@@ -228,3 +228,40 @@ def test_record_table_reads_params_with_the_same_loader():
 
     assert _value("&a [1, *a]") == "&a [1, *a]"
     assert _value("[1, {a: 2}]") == [1, {"a": 2}] and _value("0.5") == 0.5
+
+
+# each: what is appended to the file (or an (old, new) replacement in it), and what the error says
+USER_CASES = {
+    "date in fixed": (
+        "fixed: {start: 2024-01-01}\n",
+        "at fixed.start: expected a value JSON holds as it is (text, a number, true or false, null, a list, or a "
+        "mapping with text keys), got date (datetime.date(2024, 1, 1)).",
+    ),
+    "set in fixed": ("fixed: {groups: !!set {a, b}}\n", "at fixed.groups: expected a value JSON holds as it is"),
+    "bytes in fixed": ("fixed: {blob: !!binary aGVsbG8=}\n", "at fixed.blob: expected a value JSON holds as it is"),
+    "number key inside a fixed value": (
+        "fixed: {weights: {0: 1.0, 1: 2.0}}\n",
+        "at fixed.weights.0: expected a value JSON holds as it is (text, a number, true or false, null, a list, or "
+        "a mapping with text keys), got the int key 0 (write it in quotes).",
+    ),
+    "date among the choices": (
+        "  z: {type: categorical, choices: [1, 2024-01-01]}\n",
+        "at space.z.choices.1: expected a value JSON holds as it is",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_CASES))
+def test_bad_file_with_a_users_objective(case, tmp_path, capsys):
+    """What a user's objective may take that popplast's CNN trainer's table of names already refuses; the
+    file's objective exists, so only the file's own problem can stop the search."""
+    edit, expected = USER_CASES[case]
+    path = write_user_objective(tmp_path / "project")
+    text = path.read_text()
+    path.write_text(text.replace(*edit) if isinstance(edit, tuple) else text + edit)
+    code = main(["run", str(path), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"popplast: error: Invalid search specification in {path}, at ")
+    assert expected in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "m.db").exists(), "nothing may start before the input is checked"

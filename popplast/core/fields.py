@@ -223,3 +223,36 @@ def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
         if found is not None:
             return found
     return None
+
+
+def check_json(value: Any, source: str, path: str) -> None:
+    """A SpecError at the first part of `value` that JSON does not hold as it is."""
+    bad = _not_json(value, path)
+    if bad is not None:
+        raise SpecError(
+            source,
+            bad[0],
+            "expected a value JSON holds as it is (text, a number, true or false, null, a list, or a mapping "
+            f"with text keys), got {bad[1]}.",
+        )
+
+
+def _not_json(value: Any, path: str) -> tuple[str, str] | None:
+    """The key path and a description of the first part of `value` that JSON does not hold as it is: a date,
+    a set, bytes, a pair (!!omap), a mapping key that is not text (json.dumps turns 1 into "1")."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    if isinstance(value, list):
+        items: Any = enumerate(value)
+    elif isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                return f"{path}.{key}", f"the {type(key).__name__} key {key!r:.60} (write it in quotes)"
+        items = value.items()
+    else:
+        return path, f"{type(value).__name__} ({value!r:.60})"
+    for key, item in items:
+        found = _not_json(item, f"{path}.{key}")
+        if found is not None:
+            return found
+    return None

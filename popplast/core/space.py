@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from popplast.core.errors import SpecError
-from popplast.core.fields import Section, describe
+from popplast.core.fields import Section, check_json, describe
 
 GENE_TYPES = ("float", "int", "categorical")
 
@@ -117,6 +117,7 @@ def _gene(s: Section, name: str) -> Gene:
         choices = s.take("choices", "list")
         if not choices:
             raise s.error("choices", "expected a non-empty list of choices, got an empty list.")
+        check_json(choices, s.source, s.key("choices"))  # as the fixed values: the spec is kept as JSON
         if len(set(map(repr, choices))) != len(choices):
             raise s.error("choices", f"expected distinct choices, got {choices!r}.")
         s.finish()

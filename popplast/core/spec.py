@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.fields import REQUIRED, Section, describe, load_yaml
+from popplast.core.fields import REQUIRED, Section, check_json, describe, load_yaml
 from popplast.core.space import SearchSpace
 from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
 from popplast.core.strategy_spec import (
@@ -137,9 +137,10 @@ class SearchSpec:
         stopper = stopper_from(top)
         _check_stopper(stopper, strategy.method, objective, fitness, top)
         fixed = top.section("fixed", {})
-        for name in fixed.data:
+        for name, value in fixed.data.items():
             if name in space.names:
                 raise fixed.error(str(name), f"'{name}' is both fixed and a gene of the space; keep one.")
+            check_json(value, source, fixed.key(name))  # the search run keeps its spec as JSON, to resume from
         top.finish()
         values = {k: _file_path(base, v) if k in FILE_KEYS else v for k, v in fixed.data.items()}
         return cls(source, dataset, fidelity, final, strategy, space, values, objective, fitness, stopper)
