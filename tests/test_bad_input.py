@@ -244,6 +244,23 @@ USER_CASES = {
         "at fixed.weights.0: expected a value JSON holds as it is (text, a number, true or false, null, a list, or "
         "a mapping with text keys), got the int key 0 (write it in quotes).",
     ),
+    "gene name MLflow refuses": (
+        "  lr(x): {type: float, low: 0.1, high: 1.0}\n",
+        "at space.lr(x): 'lr(x)' is no name MLflow takes: names may only contain letters, digits, underscores, "
+        "dashes, periods, spaces, colons (:) and slashes (/).",
+    ),
+    "fixed key written as a number": (
+        "fixed: {1: 2}\n",
+        "at fixed.1: 1 is no name MLflow takes: a name is text, got int 1 (write it in quotes).",
+    ),
+    "fixed name MLflow reads as another path": (
+        "fixed: {a//b: 2}\n",
+        "at fixed.a//b: 'a//b' is no name MLflow takes: it reads names as file paths",
+    ),
+    "fitness metric MLflow refuses": (
+        ("metric: loss", "metric: acc(%)"),
+        "at fitness.metric: 'acc(%)' is no name MLflow takes",
+    ),
     "date among the choices": (
         "  z: {type: categorical, choices: [1, 2024-01-01]}\n",
         "at space.z.choices.1: expected a value JSON holds as it is",

@@ -20,6 +20,7 @@ import numpy as np
 
 from popplast.core.errors import SpecError
 from popplast.core.fields import Section, check_json, describe
+from popplast.core.names import check_name
 
 GENE_TYPES = ("float", "int", "categorical")
 
@@ -104,6 +105,10 @@ class SearchSpace:
     def from_section(cls, section: Section) -> "SearchSpace":
         if not section.data:
             raise SpecError(section.source, section.path, "expected at least one gene.")
+        for name in section.data:  # each individual's run logs a gene as the params NAME and gene.NAME
+            problem = check_name(str(name), "gene.")
+            if problem:
+                raise section.error(str(name), f"{problem}.")
         genes = tuple(_gene(section.section(str(name)), str(name)) for name in section.data)
         section.finish()
         return cls(genes)

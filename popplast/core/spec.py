@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import REQUIRED, Section, check_json, describe, load_yaml
+from popplast.core.names import check_name
 from popplast.core.space import SearchSpace
 from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
 from popplast.core.strategy_spec import (
@@ -140,6 +141,9 @@ class SearchSpec:
         for name, value in fixed.data.items():
             if name in space.names:
                 raise fixed.error(str(name), f"'{name}' is both fixed and a gene of the space; keep one.")
+            problem = check_name(name, "fixed.")  # each run logs it as the params NAME and fixed.NAME
+            if problem:
+                raise fixed.error(str(name), f"{problem}.")
             check_json(value, source, fixed.key(name))  # the search run keeps its spec as JSON, to resume from
         top.finish()
         values = {k: _file_path(base, v) if k in FILE_KEYS else v for k, v in fixed.data.items()}
@@ -291,6 +295,9 @@ def _fitness(s: Section, objective: str | None) -> FitnessSpec:
     )
     if spec.mode not in ("maximize", "minimize"):
         raise s.error("mode", f"expected maximize or minimize, got {describe(spec.mode)}.")
+    problem = check_name(spec.metric, "best_")  # every individual would fail returning it (objectives/function.py)
+    if problem:
+        raise s.error("metric", f"{problem}.")
     s.finish()
     return spec
 
