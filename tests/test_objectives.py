@@ -119,3 +119,38 @@ def test_tune_methods_and_retrain_are_refused_for_a_users_objective(user_spec, t
         run(user_spec, tmp_path, "r", method="tune-pbt")
     with pytest.raises(SpecError, match="--retrain: retraining rebuilds popplast's CNN"):
         run(user_spec, tmp_path, "r", executor="local", retrain=True)
+
+
+def test_names_mlflow_refuses_fail_their_individual_and_the_search_ends_normally(user_spec, tmp_path):
+    """A metric returned or reported, or a tag set, under a name MLflow refuses: that individual is FAILED in
+    MLflow with the name in its error (MLflow would have refused its whole run), the others are logged."""
+
+    def fit(config, trial):
+        trial.report(1, distance=1.0)
+        trial.set_tag("kept", "yes")
+        if trial.id == "g000-i001":
+            return {"loss": 1.0, "acc(%)": 0.5}
+        if trial.id == "g001-i002":
+            trial.report(1, **{"val loss?": 1.0})
+        if trial.id == "g002-i003":
+            trial.set_tag("note(1)", "mine")
+        return {"loss": config["x"] ** 2}
+
+    result, uri = run(user_spec, tmp_path, "names", objective=fit, executor="local")
+    rows = {r["id"]: r for r in individuals(uri, result.search_run_id)}
+    assert len(rows) == result.evaluations == 12 and result.failed == 3
+    client = MlflowClient(uri)
+    expected = {
+        "g000-i001": "ValueError: the objective returned a metric named 'acc(%)', which MLflow refuses: names may",
+        "g001-i002": "ValueError: the objective reported a metric named 'val loss?', which MLflow refuses",
+        "g002-i003": "ValueError: the objective set a tag named 'note(1)', which MLflow refuses",
+    }
+    for individual, error in expected.items():
+        row = rows[individual]
+        assert row["mlflow_status"] == "FAILED" and row["status"] == "failed"
+        run_ = client.get_run(row["run_id"])
+        assert run_.data.tags["popplast.error"].startswith(error)
+        assert run_.data.tags["popplast.kept"] == "yes"  # what MLflow takes of the failed run is logged
+        assert [m.value for m in client.get_metric_history(row["run_id"], "distance")] == [1.0]
+    assert all(r["mlflow_status"] == "FINISHED" for i, r in rows.items() if i not in expected)
+    assert client.get_run(result.search_run_id).info.status == "FINISHED"

@@ -10,9 +10,12 @@ import traceback
 from typing import Any, Callable, Mapping
 
 from popplast.core.individual import Individual
+from popplast.core.names import name_problem
 from popplast.core.result import EvalResult
 from popplast.core.spec import Fidelity, FitnessSpec
 from popplast.objectives.trial import Trial
+
+TAG_PREFIX = "popplast."  # of the tags trial.set_tag sets (tracking/mlflow_tracker.py)
 
 
 class FunctionEvaluator:
@@ -68,6 +71,7 @@ class FunctionEvaluator:
                 returned = self.objective(dict(config), trial)
             value, state = returned if isinstance(returned, tuple) and len(returned) == 2 else (returned, None)
             metrics = self._metrics(value)
+            _check_names(metrics, trial)
             if state is not None and not isinstance(state, Mapping):
                 raise TypeError(f"an objective's state is a mapping of tensors or arrays, got {type(state).__name__}")
             if state is not None and return_weights:  # only a strategy that inherits keeps states
@@ -75,7 +79,10 @@ class FunctionEvaluator:
                 metrics["weights_bytes"] = float(sum(w.nbytes for w in shared.values()))
         except Exception as e:
             result = EvalResult.failed(individual.id, describe_error(e), worker=self.where)
-            result.history, result.tags = dict(trial.history), {**trial.tags, **_hashes(trial, None), **_span(began)}
+            # what MLflow would refuse stays out, else the failed individual's run would be refused too
+            history = {k: v for k, v in trial.history.items() if name_problem(k) is None}
+            tags = {k: v for k, v in trial.tags.items() if name_problem(k, TAG_PREFIX) is None}
+            result.history, result.tags = history, {**tags, **_hashes(trial, None), **_span(began)}
             return result
         metrics.setdefault("train_seconds", time.perf_counter() - start)
         steps = [int(s) for series in trial.history.values() for s, _ in series]
@@ -107,6 +114,17 @@ class FunctionEvaluator:
         if not math.isfinite(metrics[self.fitness.metric]):
             raise FloatingPointError(f"the objective's {self.fitness.metric} is {metrics[self.fitness.metric]}")
         return metrics
+
+
+def _check_names(metrics: Mapping[str, float], trial: Trial) -> None:
+    """Names MLflow refuses fail the individual now, with the name: shipped, the whole run would be refused
+    (the search run logs a metric NAME as best_NAME too; a tag NAME is popplast.NAME)."""
+    named = [("returned a metric", metrics, "best_"), ("reported a metric", trial.history, "")]
+    for what, names, prefix in [*named, ("set a tag", trial.tags, TAG_PREFIX)]:
+        for name in names:
+            reason = name_problem(name, prefix)
+            if reason is not None:
+                raise ValueError(f"the objective {what} named {name!r:.80}, which MLflow refuses: {reason}")
 
 
 def _number(name: Any, value: Any) -> float:
