@@ -154,3 +154,25 @@ def test_names_mlflow_refuses_fail_their_individual_and_the_search_ends_normally
         assert [m.value for m in client.get_metric_history(row["run_id"], "distance")] == [1.0]
     assert all(r["mlflow_status"] == "FINISHED" for i, r in rows.items() if i not in expected)
     assert client.get_run(result.search_run_id).info.status == "FINISHED"
+
+
+def test_a_value_that_is_no_number_is_told_by_its_type_and_a_short_excerpt():
+    from popplast.core.individual import Individual
+    from popplast.core.spec import Fidelity, FitnessSpec
+    from popplast.objectives.function import FunctionEvaluator
+
+    def returns(value):
+        evaluator = FunctionEvaluator(lambda config, trial: value, FitnessSpec("loss", "minimize"), Fidelity())
+        result = evaluator.evaluate(Individual("g000-i000", (0.5,), 0), {"x": 0.5})
+        return result.error.splitlines()[0]
+
+    state = {"w": [0.25] * 100_000, "b": torch.zeros(1000)}
+    line = returns({"loss": 1.0, "state": state})  # the state among the metrics
+    assert line.startswith("TypeError: the objective returned state = dict {") and len(line) < 300
+    assert line.endswith(
+        "not a number; return metrics, state (the mapping of numbers first, then the mapping of tensors or arrays)"
+    )
+    line = returns(state)  # the state in the metrics' place
+    assert line.startswith("TypeError: the objective returned w = list [0.25, ") and len(line) < 300
+    line = returns({"loss": torch.ones(3)})
+    assert "= Tensor tensor([1., 1., 1.]), not a number; a metric is one number (float(x), or x.item()" in line

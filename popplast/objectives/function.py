@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 import socket
 import time
 import traceback
@@ -103,7 +104,7 @@ class FunctionEvaluator:
 
     def _metrics(self, value: Any) -> dict[str, float]:
         if isinstance(value, Mapping):
-            metrics = {str(k): _number(k, v) for k, v in value.items()}
+            metrics = {str(k): _number(k, v, among=True) for k, v in value.items()}
         else:
             metrics = {self.fitness.metric: _number(self.fitness.metric, value)}
         if self.fitness.metric not in metrics:
@@ -127,11 +128,35 @@ def _check_names(metrics: Mapping[str, float], trial: Trial) -> None:
                 raise ValueError(f"the objective {what} named {name!r:.80}, which MLflow refuses: {reason}")
 
 
-def _number(name: Any, value: Any) -> float:
+def _number(name: Any, value: Any, among: bool = False) -> float:
+    """`among`: the value is one of a mapping the objective returned as its metrics."""
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"the objective returned {name} = {value!r}, not a number") from None
+        raise TypeError(
+            f"the objective returned {str(name)[:80]} = {_excerpt(value)}, not a number; {_instead(value, among)}"
+        ) from None
+
+
+def _excerpt(value: Any) -> str:
+    """The value's type and the start of its text: a state's arrays in full were pages of error message."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 2, 60, 60
+    text = short.repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
+
+
+def _instead(value: Any, among: bool) -> str:
+    """What the objective should return instead: a mapping or an array where a number belongs is most
+    likely its state, returned among the metrics or in their place."""
+    state = "return metrics, state (the mapping of numbers first, then the mapping of tensors or arrays)"
+    if isinstance(value, Mapping):
+        return state
+    if hasattr(value, "shape"):
+        return "a metric is one number (float(x), or x.item() for a one-element tensor)" + (
+            f"; if this mapping is the state, {state}" if among else ""
+        )
+    return "a metric is one number"
 
 
 def _shareable(state: Any) -> dict[str, Any]:
