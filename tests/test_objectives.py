@@ -176,3 +176,25 @@ def test_a_value_that_is_no_number_is_told_by_its_type_and_a_short_excerpt():
     assert line.startswith("TypeError: the objective returned w = list [0.25, ") and len(line) < 300
     line = returns({"loss": torch.ones(3)})
     assert "= Tensor tensor([1., 1., 1.]), not a number; a metric is one number (float(x), or x.item()" in line
+
+
+def test_loading_an_objective_leaves_the_python_path_as_it_was(tmp_path):
+    """Its folder is on the path while the module is imported, so what it imports beside it is found."""
+    import sys
+
+    from popplast.objectives.load import ObjectiveError, load_objective
+
+    (tmp_path / "pathcheck_helper.py").write_text("SCALE = 2.0\n")
+    (tmp_path / "pathcheck_obj.py").write_text(
+        "from pathcheck_helper import SCALE\n\ndef fit(config, trial):\n    return SCALE * config['x']\n"
+    )
+    before = list(sys.path)
+    try:
+        assert load_objective("pathcheck_obj:fit", str(tmp_path))({"x": 1.5}, None) == 3.0
+        assert sys.path == before
+        with pytest.raises(ObjectiveError, match="cannot import 'pathcheck_missing'"):
+            load_objective("pathcheck_missing:fit", str(tmp_path))
+        assert sys.path == before
+    finally:
+        for name in ("pathcheck_obj", "pathcheck_helper"):
+            sys.modules.pop(name, None)

@@ -13,17 +13,24 @@ class ObjectiveError(ValueError):
 
 
 def load_objective(name: str, folder: str | None = None) -> Callable[..., Any]:
-    """`mypkg.train:fit` → the function; `folder` (the search file's) is searched before the Python path."""
+    """`mypkg.train:fit` → the function; `folder` (the search file's) is searched before the Python path,
+    while the module is imported (what it imports then, beside it, comes from there too)."""
     module_name, _, attribute = name.partition(":")
     if not module_name or not attribute:
         raise ObjectiveError(f"expected 'module:function' (for example mypkg.train:fit), got {name!r}")
-    if folder and folder not in sys.path:
-        sys.path.insert(0, folder)
+    # the folder is on the path only while the module is imported: a resumed search imports the folder its
+    # MLflow run names, and the rest of the process should not import whatever else lies there
+    added = folder if folder and folder not in sys.path else None
+    if added:
+        sys.path.insert(0, added)
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # a missing module, or one whose own import raises
         where = f" (searched {folder} and the Python path)" if folder else ""
         raise ObjectiveError(f"cannot import {module_name!r}{where}: {type(e).__name__}: {e}") from None
+    finally:
+        if added and added in sys.path:
+            sys.path.remove(added)
     fn: Any = module
     for part in attribute.split("."):
         fn = getattr(fn, part, None)
