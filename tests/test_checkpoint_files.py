@@ -119,3 +119,13 @@ def test_a_resumed_driver_rewrites_no_weights_in_place(soup):
     kept = set(before) & set(after)
     assert kept >= {f"{k}.npz" for k in state["weights"]}  # the resumed-from state's weights stay for fallback
     assert all(after[name] == before[name] for name in kept)
+
+
+def test_files_in_the_checkpoint_folder_that_are_no_state_files_are_passed_over(soup):
+    result, uri, checkpoint = soup
+    (checkpoint / "notes.json").write_text('{"mine": true}')  # what someone, or another tool, left there
+    (checkpoint / "README.txt").write_text("do not delete")
+    (checkpoint / "state-g0009.json.bak").write_text("{}")
+    resumed = _resume(result, uri)
+    rows = individuals(uri, resumed.search_run_id)
+    assert len(rows) == 16 and max(r["generation"] for r in rows) == 3

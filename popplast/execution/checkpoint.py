@@ -244,6 +244,14 @@ def state_file(generation: int) -> str:
     return f"state-g{generation:04d}.json"
 
 
+STATE_FILE = re.compile(r"state-g(\d+)\.json")
+
+
+def is_state_file(path: str) -> bool:
+    """Whether `path` names a state file (state_file's name), whatever folder it is in."""
+    return STATE_FILE.fullmatch(os.path.basename(path)) is not None
+
+
 def _result_json(r: EvalResult) -> dict[str, Any]:
     out = {"fitness": r.fitness, "metrics": r.metrics, "error": r.error}
     return {**out, "stopped_at": r.stopped_at} if r.stopped_at is not None else out

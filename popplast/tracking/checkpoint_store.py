@@ -7,11 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from typing import Any, Iterable, Iterator
 
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.execution.checkpoint import CheckpointError, check_id, weights_whole
+from popplast.execution.checkpoint import STATE_FILE, CheckpointError, check_id, is_state_file, weights_whole
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -52,8 +51,14 @@ class CheckpointStore:
 
     def newest_state(self) -> str | None:
         """The name of the newest checkpoint state file the search run holds (whole or not), or None."""
-        states = newest_first(f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json"))
+        states = self._states()
         return os.path.basename(states[0]) if states else None
+
+    def _states(self) -> list[str]:
+        """The state files in the checkpoint folder, newest first. Other files there are not popplast's (a
+        note someone left, a tool's file): passed over, as MLflow lets anyone add artifacts and a search
+        should not become unresumable for one it never reads."""
+        return newest_first(f.path for f in self._listed(CHECKPOINT_DIR) if is_state_file(f.path))
 
     def load_checkpoint(self, directory: str) -> str | None:
         """Download the newest readable state file and the weights it names into `directory`; its path
@@ -64,7 +69,7 @@ class CheckpointStore:
     def _download_newest_whole(self, directory: str) -> str | None:
         import mlflow.artifacts
 
-        states = newest_first(f.path for f in self._listed(CHECKPOINT_DIR) if f.path.endswith(".json"))
+        states = self._states()
         for path in states:
             local = mlflow.artifacts.download_artifacts(
                 run_id=self.search_run_id, artifact_path=path, dst_path=directory, tracking_uri=self.tracking_uri
@@ -111,7 +116,7 @@ class CheckpointStore:
 def newest_first(state_files: Iterable[str]) -> list[str]:
     """Checkpoint state files (`state-gNNNN.json`), the latest generation first: by the number, since text
     order puts state-g10000 before state-g9999."""
-    return sorted(state_files, key=lambda path: int(re.search(r"(\d+)\.json$", path).group(1)), reverse=True)
+    return sorted(state_files, key=lambda path: int(STATE_FILE.fullmatch(os.path.basename(path))[1]), reverse=True)
 
 
 @contextlib.contextmanager

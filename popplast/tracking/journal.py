@@ -269,11 +269,12 @@ class Journal:
 
     def newest_whole_state(self) -> str | None:
         """The path of the newest state file in the local copy whose weights are all there and verify."""
-        from popplast.execution.checkpoint import check_id, weights_whole
+        from popplast.execution.checkpoint import check_id, is_state_file, weights_whole
 
         if not os.path.isdir(self.checkpoint):
             return None
-        states = [os.path.join(self.checkpoint, n) for n in os.listdir(self.checkpoint) if n.endswith(".json")]
+        # other files are no state popplast wrote (see CheckpointStore._states)
+        states = [os.path.join(self.checkpoint, n) for n in os.listdir(self.checkpoint) if is_state_file(n)]
         for path in sorted(states, key=generation_of, reverse=True):
             try:
                 with open(path) as f:
