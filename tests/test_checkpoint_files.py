@@ -129,3 +129,33 @@ def test_files_in_the_checkpoint_folder_that_are_no_state_files_are_passed_over(
     resumed = _resume(result, uri)
     rows = individuals(uri, resumed.search_run_id)
     assert len(rows) == 16 and max(r["generation"] for r in rows) == 3
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("rng", {"bit_generator": "PCG64"}),  # numpy: KeyError
+        ("rng", {"bit_generator": "MT19937", "state": {}}),  # numpy: ValueError
+        ("rng", "seed 7"),
+        ("state", {}),  # the strategy: KeyError
+        ("state", [1, 2]),
+        ("results", {"g000-i000": {"fitness": 1.0}}),
+        ("generation", "two"),
+    ],
+)
+def test_a_malformed_entry_of_a_state_file_is_a_checkpoint_error_naming_file_and_key(soup, key, value):
+    result, uri, checkpoint = soup
+    state_path, state = _newest(checkpoint)
+    state[key] = value
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(SpecError, match=f"--resume: state-g0002.json: its '{key}' is missing or malformed"):
+        _resume(result, uri)
+
+
+def test_a_missing_entry_of_a_state_file_is_a_checkpoint_error_naming_file_and_key(soup):
+    result, uri, checkpoint = soup
+    state_path, state = _newest(checkpoint)
+    del state["rng"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(SpecError, match="--resume: state-g0002.json: its 'rng' is missing or malformed"):
+        _resume(result, uri)

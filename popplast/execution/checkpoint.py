@@ -129,6 +129,9 @@ class Checkpointer:
         self._hashes = dict(checkpoint.weight_hashes)
 
 
+_REQUIRED = object()  # a key a state file must hold
+
+
 def load(
     store: CheckpointStore, state_from_dict: Callable[[Mapping[str, Any]], Any], put: Any = None
 ) -> Checkpoint | None:
@@ -149,20 +152,43 @@ def load(
             }
         except ValueError as e:  # numpy refuses a pickled object without reading it
             raise CheckpointError(f"{where}: a weights file is not plain arrays ({e})") from None
+
+    def read(key: str, how: Callable[[Any], Any], default: Any = _REQUIRED) -> Any:
+        """The state file's `key` as `how` reads it; a CheckpointError naming the file and the key if it is
+        missing or not what popplast writes there (any error: the reader is the strategy's, or numpy's)."""
+        if key not in data and default is not _REQUIRED:
+            return default
+        try:
+            return how(data[key])
+        except Exception as e:
+            raise CheckpointError(
+                f"{where}: its {key!r} is missing or malformed ({type(e).__name__}: {e!s:.80})"
+            ) from None
+
     return Checkpoint(
-        generation=int(data["generation"]),
-        state=state_from_dict(data["state"]),
-        rng=data["rng"],
-        history=[dict(h) for h in data["history"]],
-        results={
-            k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"], stopped_at=r.get("stopped_at"))
-            for k, r in data["results"].items()
-        },
+        generation=read("generation", int),
+        state=read("state", state_from_dict),
+        rng=read("rng", _rng_state),
+        history=read("history", lambda h: [dict(x) for x in h]),
+        results=read("results", _results),
         weights=weights,
-        seconds=float(data.get("seconds", 0.0)),
-        weight_hashes=dict(data.get("weight_hashes", {})),
-        stopper_log=[list(e) for e in data.get("stopper_log", [])],
+        seconds=read("seconds", float, 0.0),
+        weight_hashes=read("weight_hashes", dict, {}),
+        stopper_log=read("stopper_log", lambda log: [list(e) for e in log], []),
     )
+
+
+def _rng_state(value: Any) -> dict[str, Any]:
+    """A generator state numpy takes (set on a generator now, not at the resume's first draw)."""
+    np.random.default_rng().bit_generator.state = value
+    return dict(value)
+
+
+def _results(value: Any) -> dict[str, EvalResult]:
+    return {
+        k: EvalResult(k, r["fitness"], dict(r["metrics"]), error=r["error"], stopped_at=r.get("stopped_at"))
+        for k, r in value.items()
+    }
 
 
 BFLOAT16 = "__bfloat16__"  # the .npz entry naming the arrays that hold bfloat16 bits (numpy has no bfloat16)
