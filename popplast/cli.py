@@ -166,12 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop = interrupted(e)
             assert stop is not None
             run = getattr(e, "search_run_id", "")
-            where = (
-                f"the search run {run} is marked KILLED; `popplast run --resume {run}` goes on from its last "
-                "finished generation"
-                if run
-                else "its MLflow run, if one was started, is marked KILLED"
-            )
+            if args.command == "sync":  # it ships into a run it does not own: nothing marks that run
+                where = (
+                    "the search run's status is left as it was; the events not yet shipped stay in "
+                    f"{args.directory}, and `popplast sync {args.directory}` ships them"
+                )
+            elif run:
+                where = (
+                    f"the search run {run} is marked KILLED; `popplast run --resume {run}` goes on from its last "
+                    "finished generation"
+                )
+            else:
+                where = "its MLflow run, if one was started, is marked KILLED"
             print(f"popplast: {stop}; {where}.", file=sys.stderr)
             return stop.exit_code
 

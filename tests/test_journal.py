@@ -293,3 +293,37 @@ def test_an_event_cut_short_by_a_death_is_cut_before_the_next_is_journalled(tmp_
     assert [e["generation"] for e in again.events()] == [0, 1]
     assert again.read_from(offset, 1)[0] == [{"kind": "generation", "generation": 1, "metrics": {}}]
     again.close()
+
+
+def test_sync_stopped_by_sigterm_says_what_it_left_and_leaves_the_run_as_it_was(tracker, tmp_path):
+    """The sender fails on an event and tries it again (as in an outage) while SIGTERM comes: sync marks no
+    run (it ships into a search it does not own) and says so; the event stays in the journal."""
+    import signal
+
+    outbox = open_outbox(tracker)
+    outbox.close()
+    outbox.journal.append({"kind": "from-a-later-popplast"})  # the sender cannot ship it: ValueError, again
+    tracker.fail_search("interrupted by SIGTERM")  # its driver stopped, as `popplast run` does on SIGTERM
+    client, run_id = MlflowClient(tracker.tracking_uri), tracker.search_run_id
+    assert client.get_run(run_id).info.status == "KILLED"
+    directory = outbox.journal.directory
+    sync = subprocess.Popen([BIN, "sync", directory], stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in sync.stderr:  # MLflow's own log lines come first
+            seen.append(line)
+            if "Waiting for it" in line:
+                break
+        assert "Waiting for it" in seen[-1], seen
+        sync.send_signal(signal.SIGTERM)
+        err = sync.stderr.read()
+        assert sync.wait(timeout=60) == 143
+    finally:
+        sync.kill()
+    assert "marked KILLED" not in err and "Traceback" not in err
+    assert (
+        f"popplast: interrupted by SIGTERM; the search run's status is left as it was; the events not yet "
+        f"shipped stay in {directory}, and `popplast sync {directory}` ships them." in err
+    )
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert Journal(directory).pending() == [{"kind": "from-a-later-popplast"}]
