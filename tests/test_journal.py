@@ -296,13 +296,22 @@ def test_an_event_cut_short_by_a_death_is_cut_before_the_next_is_journalled(tmp_
 
 
 def test_sync_stopped_by_sigterm_says_what_it_left_and_leaves_the_run_as_it_was(tracker, tmp_path):
-    """The sender fails on an event and tries it again (as in an outage) while SIGTERM comes: sync marks no
-    run (it ships into a search it does not own) and says so; the event stays in the journal."""
+    """The sender fails on an event and tries it again (an outage: the artifact store cannot take the
+    checkpoint) while SIGTERM comes: sync marks no run (it ships into a search it does not own) and says so;
+    the event stays in the journal."""
     import signal
 
     outbox = open_outbox(tracker)
     outbox.close()
-    outbox.journal.append({"kind": "from-a-later-popplast"})  # the sender cannot ship it: ValueError, again
+    state = os.path.join(outbox.journal.checkpoint, "state-g0000.json")
+    with open(state, "w") as f:
+        f.write("{}")
+    event = {"kind": "checkpoint", "states": ["state-g0000.json"], "weights": [], "keep": []}
+    outbox.journal.append(event)
+    artifacts = tracker.client.get_run(tracker.search_run_id).info.artifact_uri[len("file://") :]
+    os.makedirs(artifacts, exist_ok=True)
+    with open(os.path.join(artifacts, "checkpoint"), "w") as f:  # a file where the folder goes: OSError, again
+        f.write("not a folder")
     tracker.fail_search("interrupted by SIGTERM")  # its driver stopped, as `popplast run` does on SIGTERM
     client, run_id = MlflowClient(tracker.tracking_uri), tracker.search_run_id
     assert client.get_run(run_id).info.status == "KILLED"
@@ -326,4 +335,4 @@ def test_sync_stopped_by_sigterm_says_what_it_left_and_leaves_the_run_as_it_was(
         f"shipped stay in {directory}, and `popplast sync {directory}` ships them." in err
     )
     assert client.get_run(run_id).info.status == "KILLED"
-    assert Journal(directory).pending() == [{"kind": "from-a-later-popplast"}]
+    assert Journal(directory).pending() == [event]
