@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from mlflow import MlflowClient
 from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.tracking.lease import Lease
@@ -68,22 +69,39 @@ class SearchRunTracker:
 
 
 def check_server(tracking_uri: str, timeout: float = 5.0) -> None:
-    """A SpecError in seconds for a server that does not answer (MLflow's client retries one for minutes)."""
+    """A SpecError in seconds for a server that does not answer (MLflow's client retries one for minutes).
+    Asked as MLflow's own client asks (its token, basic auth, TLS settings: MLFLOW_TRACKING_*), so a server
+    behind an auth proxy or with a certificate MLflow trusts answers here as it answers MLflow."""
     if not tracking_uri.startswith(("http://", "https://")):
         return
     import requests
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
 
     url = tracking_uri.rstrip("/") + "/health"
     try:
-        response = requests.get(url, timeout=timeout)
-    except requests.RequestException as e:
+        response = http_request(
+            get_default_host_creds(tracking_uri.rstrip("/")), "/health", "GET", max_retries=0, timeout=timeout
+        )
+    except (requests.RequestException, MlflowException) as e:
+        root: BaseException = e
+        while root.__cause__ or root.__context__:  # MLflow wraps what requests raised: name that
+            root = root.__cause__ or root.__context__  # type: ignore[assignment]
         raise SpecError(
             COMMAND_LINE,
             "--tracking-uri",
-            f"no MLflow server answers at {tracking_uri} ({type(e).__name__}); start it "
+            f"no MLflow server answers at {tracking_uri} ({type(root).__name__}); start it "
             "(`mlflow server --backend-store-uri sqlite:///mlflow.db --port PORT`) or check "
-            "that this machine and every Ray worker node can reach it.",
+            "that this machine and every Ray worker node can reach it (and, for HTTPS, that MLflow trusts its "
+            "certificate: MLFLOW_TRACKING_SERVER_CERT_PATH or MLFLOW_TRACKING_INSECURE_TLS).",
         ) from None
+    if response.status_code in (401, 403):
+        raise SpecError(
+            COMMAND_LINE,
+            "--tracking-uri",
+            f"{url} refused this client's credentials (HTTP {response.status_code}); give MLflow's own: "
+            "MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.",
+        )
     if response.status_code != 200:
         raise SpecError(
             COMMAND_LINE,
