@@ -336,3 +336,20 @@ def test_sync_stopped_by_sigterm_says_what_it_left_and_leaves_the_run_as_it_was(
     )
     assert client.get_run(run_id).info.status == "KILLED"
     assert Journal(directory).pending() == [event]
+
+
+def test_one_sender_per_journal(tracker, capsys):
+    """Two senders on one journal ship its backlog twice: the second is refused while the first holds it (a
+    sync of the folder too), and may take it once the first has let go."""
+    from popplast.tracking.journal import JournalBusy
+    from popplast.tracking.outbox import Outbox
+
+    outbox = open_outbox(tracker)
+    with pytest.raises(JournalBusy, match="is being shipped by"):
+        Outbox(tracker, Journal(outbox.journal.directory))
+    tracker.fail_search("interrupted by SIGTERM")  # no live lease: what stops the sync here is the folder's lock
+    other = subprocess.run([BIN, "sync", outbox.journal.directory], capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "is being shipped by" in other.stderr, other.stderr
+    outbox.close()
+    again = Outbox(tracker, Journal(outbox.journal.directory))
+    again.close()

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import threading
 from typing import Any, Mapping
 
@@ -30,7 +31,7 @@ from popplast.core.result import EvalResult
 
 log = logging.getLogger(__name__)
 
-JOURNAL, SENT, REFUSED, HEADER = "journal.jsonl", "sent.jsonl", "refused.jsonl", "search.json"
+JOURNAL, SENT, REFUSED, HEADER, LOCK = "journal.jsonl", "sent.jsonl", "refused.jsonl", "search.json", "lock"
 
 
 def journal_root(tracking_uri: str) -> str:
@@ -123,6 +124,7 @@ class Journal:
         self.files = threading.Lock()
         self._log: Any = None  # journal.jsonl, open for appending from the first event
         self._log_lock = threading.Lock()
+        self._lock: Any = None  # the folder's lock file while this process ships it
 
     @classmethod
     def create(cls, root: str, header: Mapping[str, Any]) -> "Journal":
@@ -132,6 +134,26 @@ class Journal:
         if not os.path.exists(path):
             _write_whole(path, json.dumps(dict(header)).encode())
         return journal
+
+    def lock(self) -> None:
+        """Hold the folder for this process (an exclusive lock on its `lock` file, released by `close` or the
+        process's death): one sender per journal, or two would ship its backlog twice. Raises JournalBusy."""
+        import fcntl
+
+        path = os.path.join(self.directory, LOCK)
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise JournalBusy(f"{self.directory} is being shipped by {holder}; wait for it to end") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{socket.gethostname()}:{os.getpid()}")
+        handle.flush()
+        self._lock = handle
 
     def header(self) -> dict[str, Any]:
         with open(os.path.join(self.directory, HEADER)) as f:
@@ -250,6 +272,9 @@ class Journal:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+        if self._lock is not None:
+            self._lock.close()  # the lock goes with the file
+            self._lock = None
 
     def acknowledge(self, count: int) -> None:
         _append(os.path.join(self.directory, SENT), {"sent": count})
@@ -288,10 +313,14 @@ class Journal:
         return None
 
     def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)  # still locked: nobody opens it half removed
         self.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
         with contextlib.suppress(OSError):  # the root too, once no other search's journal is in it
             os.rmdir(os.path.dirname(self.directory))
+
+
+class JournalBusy(RuntimeError):
+    """Another process holds the journal folder (it ships it)."""
 
 
 def generation_of(state_path: str) -> int:

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from popplast.core.errors import SpecError
-from popplast.tracking.journal import HEADER, Journal
+from popplast.tracking.journal import HEADER, Journal, JournalBusy
 from popplast.tracking.outbox import Outbox, failing_fast
 
 
@@ -41,7 +41,10 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
     with failing_fast():
         tracker = MLflowTracker(uri, header["experiment"], header["method"])
         tracker.attach(run_id, tuple(header["gene_names"]))
-        outbox = Outbox(tracker, journal)
+        try:
+            outbox = Outbox(tracker, journal)
+        except JournalBusy as e:
+            raise SyncError(str(e)) from None
         outbox.drain(on_wait=on_wait)
         outbox.finish()
     refused = journal.refused() if os.path.isdir(journal.directory) else {}

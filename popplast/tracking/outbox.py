@@ -58,6 +58,7 @@ class Outbox:
     """
 
     def __init__(self, tracker: Any, journal: Journal) -> None:
+        journal.lock()  # one sender per journal (JournalBusy): first, before anything is read
         self.tracker = tracker
         self.journal = journal
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
