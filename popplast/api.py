@@ -17,7 +17,15 @@ from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 from popplast.evaluators import check_objective_options, fitness_label, make_evaluator, objective_for
 from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 from popplast.preflight import preflight
-from popplast.run_tracking import draw_search_lineage, failing, observing, start_tracking, tracker_for
+from popplast.run_tracking import (
+    LeaseWatch,
+    draw_search_lineage,
+    failing,
+    observing,
+    releasing_lease,
+    start_tracking,
+    tracker_for,
+)
 from popplast.session import check_options, open_executor, say
 
 OUTBOX_GRACE = 10.0  # seconds a failing search still gives journalled results to reach MLflow
@@ -90,9 +98,7 @@ def run(
 
         record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags)
         budget_epochs = budget_epochs or _int(record.params.get("budget_epochs"))
-        taken = check_lease(tracking_uri, resume, force)  # one driver per search
-        if taken:
-            say(progress, f"[popplast] {taken}")
+        check_lease(tracking_uri, resume, force)  # a live driver refused at once; acquire takes the lease below
         experiment, parent_run_id = record.experiment, record.parent_run_id
         study_name = record.params.get("study_name", study_name)
     else:
@@ -127,6 +133,13 @@ def run(
 
         study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), bool(resume))
     tracker = tracker_for(tracking_uri, experiment, method, parent_run_id)
+    start = time.perf_counter()  # the driver's wall time, waiting for the lease included
+    if resume:  # taken (compare-and-set) before the workers start; the tracker holds it from here
+        from popplast.tracking.lease import acquire
+
+        tracker.lease = acquire(tracking_uri, resume, force)
+        if tracker.lease.taken:
+            say(progress, f"[popplast] {tracker.lease.taken}")
     threads = max(1, int(cpus_per_worker))
     settings = {
         "executor": executor,
@@ -136,47 +149,47 @@ def run(
         "budget_evals": budget,
         **({"budget_epochs": budget_epochs} if budget_epochs else {}),
     }
-    start = time.perf_counter()
-    if method in TUNE_METHODS:
-        result, final = _tune_search(
-            spec,
-            budget,
-            workers,
-            cpus_per_worker,
-            gpus_per_worker,
-            threads,
-            address,
-            tracker,
-            settings,
-            progress,
-            retrain,
-            shape,
-        )
-    else:
-        evaluator_factory = functools.partial(make_evaluator, spec, threads, fn)
-        with open_executor(
-            executor,
-            evaluator_factory,
-            workers,
-            cpus_per_worker,
-            gpus_per_worker,
-            address,
-            spec.strategy.population,
-            (spec, simulate),
-            show=progress,
-        ) as pool:
-            with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
-                start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
-                outcome = _search(spec, budget, pool, tracker, progress, resume, start, study, budget_epochs)
-                result = _result(spec, outcome, tracker)
-                if method in INHERITING_METHODS and fn is None and not simulated:  # a user's model is theirs
-                    log_soup_model(spec, outcome, tracker, result, shape)
-                if retrain:
-                    retrain_best(spec, pool, tracker, result, shape)
-            final = outcome.state.to_dict()
-            start -= outcome.earlier_seconds  # a resumed search counts the drivers before this one too
-    result.wall_seconds = time.perf_counter() - start
-    tracker.end_search(result, final)
+    with releasing_lease(tracker):  # whatever stops the search before it ends, the lease is given back
+        if method in TUNE_METHODS:
+            result, final = _tune_search(
+                spec,
+                budget,
+                workers,
+                cpus_per_worker,
+                gpus_per_worker,
+                threads,
+                address,
+                tracker,
+                settings,
+                progress,
+                retrain,
+                shape,
+            )
+        else:
+            evaluator_factory = functools.partial(make_evaluator, spec, threads, fn)
+            with open_executor(
+                executor,
+                evaluator_factory,
+                workers,
+                cpus_per_worker,
+                gpus_per_worker,
+                address,
+                spec.strategy.population,
+                (spec, simulate),
+                show=progress,
+            ) as pool:
+                with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
+                    start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
+                    outcome = _search(spec, budget, pool, tracker, progress, resume, start, study, budget_epochs)
+                    result = _result(spec, outcome, tracker)
+                    if method in INHERITING_METHODS and fn is None and not simulated:  # a user's model is theirs
+                        log_soup_model(spec, outcome, tracker, result, shape)
+                    if retrain:
+                        retrain_best(spec, pool, tracker, result, shape)
+                final = outcome.state.to_dict()
+                start -= outcome.earlier_seconds  # a resumed search counts the drivers before this one too
+        result.wall_seconds = time.perf_counter() - start
+        tracker.end_search(result, final)
     draw_search_lineage(tracker, result)
     return result
 
@@ -307,6 +320,7 @@ def _loop(
     spent = epochs_spent(checkpoint.results.values()) if checkpoint else 0.0
     epochs = (budget_epochs, spent) if budget_epochs else None
     with observing(outbox, progress, s.generations, total, done, outbox.status, epochs, pool.workers) as observers:
+        observers.insert(0, LeaseWatch(tracker))  # a displaced driver stops before it journals another result
         if study is not None:
             from popplast.baselines.optuna_search import StudyMirror
 

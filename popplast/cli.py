@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from popplast.api import SearchFailed, run
     from popplast.execution.ray_session import ClusterError
+    from popplast.tracking.lease import LeaseLost
 
     if args.command == "evolve-rules":
         return _evolve_rules(args)
@@ -233,6 +234,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except SearchFailed as e:
         print(f"popplast: the search failed: {e}", file=sys.stderr)
+        return 1
+    except LeaseLost as e:
+        print(f"popplast: stopped: {e}; what it had not shipped stays in its journal, superseded", file=sys.stderr)
         return 1
     print(result.summary())
     return 0

@@ -50,6 +50,17 @@ def start_tracking(
 
 
 @contextlib.contextmanager
+def releasing_lease(tracker: Any) -> Iterator[None]:
+    """The search run's lease given back however the search stops (its heartbeat would keep it live for as
+    long as this process runs)."""
+    try:
+        yield
+    except BaseException:
+        tracker.release_lease()
+        raise
+
+
+@contextlib.contextmanager
 def failing(tracker: Any) -> Iterator[None]:
     """Failed or interrupted: the runs logged so far stay, and the search run says FAILED, or KILLED with
     the signal that stopped it."""
@@ -90,8 +101,8 @@ def observing(
     try:
         yield observers
     finally:
-        for observer in observers[1:]:
-            if hasattr(observer, "close"):
+        for observer in observers:
+            if observer is not tracker and hasattr(observer, "close"):  # the tracker is its caller's to close
                 observer.close()
 
 
@@ -111,3 +122,18 @@ def draw_search_lineage(tracker: Any, result: Any) -> None:
         _, result.worker_utilisation = draw_workers(tracking_uri, search_run_id, tmp, runs=runs)
     uri = tracker.client.get_run(tracker.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
     result.lineage_html = uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+class LeaseWatch:
+    """An observer that stops the search (LeaseLost) at the first result after another driver took the search
+    run over from this one (tracking/lease.py): nothing more of this driver's reaches the run."""
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker = tracker
+
+    def individual_finished(self, *_: Any) -> None:
+        if self.tracker.lease is not None:
+            self.tracker.lease.check()
+
+    def generation_finished(self, *_: Any) -> None:
+        self.individual_finished()

@@ -14,16 +14,19 @@ import pytest
 from mlflow import MlflowClient
 
 from popplast.cli import main
-from popplast.tracking.lease import HEARTBEAT, HOLDER, TIMEOUT, check_lease
+from popplast.tracking.lease import HEARTBEAT, HOLDER, PID_NAMESPACE, TIMEOUT, check_lease, pid_namespace
 from popplast.tracking.search_run import open_experiment
 from tests.helpers import wait_for_search_run
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 
 
-def _running_run(uri: str, holder: str, heartbeat: float) -> str:
+def _running_run(uri: str, holder: str, heartbeat: float, namespace: str | None = None) -> str:
     client = MlflowClient(uri)
-    run = client.create_run(open_experiment(client, "lease"), tags={HOLDER: holder, HEARTBEAT: f"{heartbeat:.0f}"})
+    tags = {HOLDER: holder, HEARTBEAT: f"{heartbeat:.0f}"}
+    if namespace is not None:
+        tags[PID_NAMESPACE] = namespace
+    run = client.create_run(open_experiment(client, "lease"), tags=tags)
     return run.info.run_id
 
 
@@ -37,8 +40,12 @@ def test_a_lease_is_live_until_its_heartbeat_is_old(tmp_path):
     assert "whose last heartbeat was" in check_lease(uri, stale)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # a process of this machine that has ended
-    gone = _running_run(uri, f"{socket.gethostname()}:{child.pid}", time.time())
+    gone = _running_run(uri, f"{socket.gethostname()}:{child.pid}", time.time(), pid_namespace())
     assert "which no longer runs" in check_lease(uri, gone)
+    # a container sharing this host name has PIDs of its own: its holder's PID says nothing here
+    other = _running_run(uri, f"{socket.gethostname()}:{child.pid}", time.time(), "4026531836-elsewhere")
+    with pytest.raises(Exception, match="is being run by"):
+        check_lease(uri, other)
     MlflowClient(uri).set_terminated(live, status="KILLED")
     assert check_lease(uri, live) is None  # a search no driver runs is free to resume
 
@@ -64,3 +71,135 @@ def test_a_second_driver_cannot_resume_a_live_search(tiny_spec, tmp_path, capsys
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=60)
+
+
+def test_drivers_that_take_a_lease_at_once_leave_one_holder(tmp_path):
+    """Compare-and-set: eight takers race for a free lease; one holds it, the others back off by name."""
+    import threading
+
+    from popplast.tracking.lease import FENCE, acquire
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(open_experiment(client, "race")).info.run_id
+    won, lost = [], []
+
+    def take():
+        try:
+            won.append(acquire(uri, run_id))
+        except Exception as e:  # SpecError: another took it at the same moment
+            lost.append(str(e))
+
+    takers = [threading.Thread(target=take) for _ in range(8)]
+    for t in takers:
+        t.start()
+    for t in takers:
+        t.join()
+    assert len(won) == 1 and len(lost) == 7, lost
+    assert all("took the search run" in e for e in lost)
+    tags = client.get_run(run_id).data.tags
+    assert tags["popplast.lease_token"] == won[0].token and int(tags[FENCE]) >= 1
+    won[0].release()
+    assert client.get_run(run_id).data.tags[HEARTBEAT] == "0" and check_lease(uri, run_id) is None
+
+
+def test_a_driver_whose_lease_was_taken_notices_and_writes_nothing_more(tmp_path, monkeypatch):
+    from popplast.tracking import lease as leases
+
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.2)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(open_experiment(client, "taken")).info.run_id
+    first = leases.acquire(uri, run_id, fresh=True)
+    first.check()
+    second = leases.acquire(uri, run_id, force=True)
+    assert second.fence == first.fence + 1
+    deadline = time.time() + 10
+    while first.lost is None and time.time() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(leases.LeaseLost, match="took the search run"):
+        first.check()
+    first.release()  # not its own any more: the taker's heartbeat is left alone
+    assert client.get_run(run_id).data.tags[HEARTBEAT] != "0"
+    second.release()
+
+
+def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(tiny_spec, tmp_path, capsys):
+    """Driver A checkpoints generation 0 into MLflow, then journals generations 1-2 it never ships (its
+    process stopped during an outage). Driver B takes the search over (fence 2) and checkpoints generations
+    1-3 with weights. A later `popplast sync` of A's journal overwrites nothing of B's and deletes none of its
+    weights: A's events are superseded (issue 31: sync overwrote state-g0005 and deleted g6-g7's weights)."""
+    import numpy as np
+
+    from popplast.core.ga import GAState
+    from popplast.core.spec import SearchSpec
+    from popplast.execution.checkpoint import Checkpoint, Checkpointer, load
+    from popplast.tracking.lease import FENCE, acquire
+    from popplast.tracking.mlflow_tracker import MLflowTracker
+    from popplast.tracking.outbox import open_outbox
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    spec = SearchSpec.from_yaml(tiny_spec)
+    a = MLflowTracker(uri, "stale", "ga")
+    a.start_search(spec, {})
+    outbox = open_outbox(a)
+    rng = np.random.default_rng(0)
+
+    def point(generation: int, value: float) -> Checkpoint:
+        weights = {f"g{generation:03d}-i000": {"w": np.full(3, value)}}
+        return Checkpoint(generation, GAState(generation=generation), rng.bit_generator.state, weights=weights)
+
+    Checkpointer(outbox, lambda w: w).save(point(0, 0.0))
+    assert outbox.drain(timeout=60)
+    outbox.close()  # A's sender stops; what it journals from here stays unshipped
+    for generation in (1, 2):
+        Checkpointer(outbox, lambda w: w).save(point(generation, -1.0))
+    directory = outbox.journal.directory
+    a.lease.release()
+
+    b = MLflowTracker(uri, "stale", "ga")
+    b.lease = acquire(uri, a.search_run_id)
+    assert b.reopen_search(a.search_run_id, spec) and b.lease.fence == 2
+    for generation in (1, 2, 3):
+        Checkpointer(b, lambda w: w).save(point(generation, float(generation)))
+    b.client.set_terminated(a.search_run_id, "FINISHED")
+    b.release_lease()
+
+    assert main(["sync", directory]) == 0
+    newest = load(b, GAState.from_dict)
+    assert newest is not None and newest.generation == 3
+    assert np.array_equal(newest.weights["g003-i000"]["w"], np.full(3, 3.0))
+    assert b.newest_state() == "state-g0003.json"
+    assert "shipped 0 journalled events" in capsys.readouterr().out and not os.path.exists(directory)
+    assert MlflowClient(uri).get_run(a.search_run_id).data.tags[FENCE] == "2"  # a sync takes no new fence
+
+
+@pytest.mark.slow
+def test_two_resumes_started_together_leave_one_driver(tiny_spec, tmp_path):
+    """Two `popplast run --resume` of one search at the same moment: one goes on, the other backs off by name;
+    MLflow then holds every individual of the longer search once."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    first = subprocess.run(
+        [BIN, "run", str(tiny_spec), "--executor", "local", "--tracking-uri", uri, "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    line = next(line for line in first.stdout.splitlines() if line.startswith("MLflow: search run"))
+    run_id = line.split()[3].rstrip(",")
+    command = [BIN, "run", "--resume", run_id, "--generations", "5", "--executor", "local", "--tracking-uri", uri]
+    both = [
+        subprocess.Popen([*command, "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in both]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    loser = next(err for code, err in outcomes if code == 2)
+    assert "took the search run" in loser or "is being run by" in loser, loser
+    from tests.helpers import individuals
+
+    ids = [r["id"] for r in individuals(uri, run_id)]
+    assert len(ids) == len(set(ids)) == 20

@@ -133,6 +133,10 @@ class Journal:
         path = os.path.join(journal.directory, HEADER)
         if not os.path.exists(path):
             _write_whole(path, json.dumps(dict(header)).encode())
+        elif "fence" in header and journal.header().get("fence") != header["fence"]:
+            # a resumed driver adopts the journal an earlier one left here: it ships its backlog first, then
+            # goes on from the newest checkpoint, so the backlog is its own
+            _write_whole(path, json.dumps({**journal.header(), "fence": header["fence"]}).encode())
         return journal
 
     def lock(self) -> None:

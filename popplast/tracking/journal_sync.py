@@ -18,7 +18,7 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
     for a folder that is no journal, or a search a live driver still holds (it ships its own journal)."""
     from mlflow import MlflowClient
 
-    from popplast.tracking.lease import check_lease
+    from popplast.tracking.lease import HOLDER, acquire
     from popplast.tracking.mlflow_tracker import MLflowTracker
 
     journal = Journal(os.fspath(directory))
@@ -27,28 +27,30 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
     except (OSError, ValueError) as e:
         raise SyncError(f"{directory}: not a popplast journal folder ({HEADER}: {e})") from None
     uri, run_id = header["tracking_uri"], header["search_run_id"]
-    try:
-        check_lease(uri, run_id)
+    try:  # the search's lease, as its driver held it (the fence stays: the journal is that driver's)
+        lease = acquire(uri, run_id, new_fence=False)
     except SpecError:
-        from popplast.tracking.lease import HOLDER
-
         holder = MlflowClient(uri).get_run(run_id).data.tags.get(HOLDER, "")
         raise SyncError(
             f"{directory}: a live driver ({holder}) still runs the search run {run_id} and ships its own journal; "
             "stop it first"
         ) from None
-    pending = journal.unshipped()
-    with failing_fast():
-        tracker = MLflowTracker(uri, header["experiment"], header["method"])
-        tracker.attach(run_id, tuple(header["gene_names"]))
-        try:
-            outbox = Outbox(tracker, journal)
-        except JournalBusy as e:
-            raise SyncError(str(e)) from None
-        outbox.drain(on_wait=on_wait)
-        outbox.finish()
+    try:
+        pending = journal.unshipped()
+        with failing_fast():
+            tracker = MLflowTracker(uri, header["experiment"], header["method"])
+            tracker.attach(run_id, tuple(header["gene_names"]))
+            tracker.lease = lease
+            try:
+                outbox = Outbox(tracker, journal)
+            except JournalBusy as e:
+                raise SyncError(str(e)) from None
+            outbox.drain(on_wait=on_wait)
+            outbox.finish()
+    finally:
+        lease.release()
     refused = journal.refused() if os.path.isdir(journal.directory) else {}
-    return run_id, pending - len(refused), refused
+    return run_id, pending - len(refused) - outbox.superseded, refused
 
 
 class SyncError(ValueError):

@@ -78,7 +78,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             **settings,
         }
         run_id = self._create_search_run(spec.source, s.seed, params)
-        self.hold_lease()
+        self.hold_lease(fresh=True)
         return run_id
 
     def reopen_search(self, search_run_id: str, spec: SearchSpec) -> bool:
@@ -91,8 +91,8 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             return False
         self.search_run_id = search_run_id
         self.gene_names = spec.space.names
+        self.hold_lease()  # the one taken before anything started (api.run), else now
         self.client.update_run(search_run_id, status="RUNNING")
-        self.hold_lease()
         self._known(search_run_id)
         return True
 

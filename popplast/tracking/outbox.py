@@ -65,6 +65,7 @@ class Outbox:
         self._arrived: collections.deque[float] = collections.deque()  # when each queued event was added
         self._shipped = journal.sent()
         self.refused = 0  # events MLflow refused (they stay in the journal, recorded as refused)
+        self.superseded = 0  # events of a displaced driver's journal, passed over (_supersede_if_stale)
         self._retry = sorted(journal.refused())  # refused before: tried again first, their cause may be fixed
         self._cond = threading.Condition()
         self._closing = False
@@ -74,6 +75,7 @@ class Outbox:
         # journal only (an earlier driver's, then any that come while the queue is full): how many, where the
         # first one's line starts, and the checkpoint events among them (few and small: the sweep of the local
         # copy must see them)
+        self._supersede_if_stale()
         head, self._spilled, self._spill_at, spilled_checkpoints = journal.pending_head(IN_MEMORY)
         self._spilled_checkpoints: collections.deque[dict[str, Any]] = collections.deque(spilled_checkpoints)
         for event in head:
@@ -84,6 +86,34 @@ class Outbox:
         self._unsure = min(len(self._queue), BATCH)
         self._thread = threading.Thread(target=self._send, name="popplast-outbox", daemon=True)
         self._thread.start()
+
+    def _supersede_if_stale(self) -> None:
+        """A journal written under a lower fence than the search run's belongs to a driver another one took
+        over from (tracking/lease.py). Events are shipped in order, so all it left unshipped came after the
+        newest checkpoint in MLflow, the one the later driver resumed from and evaluated again: superseded,
+        never shipped (they would overwrite its checkpoints and delete its weights). Its refused events are
+        still tried (each individual's run is looked for first)."""
+        from popplast.tracking.lease import fence_of
+
+        fence = self.journal.header().get("fence")
+        if fence is None:  # a journal from before fences: shipped as it is
+            return
+        current = fence_of(self.tracker.tracking_uri, self.tracker.search_run_id)
+        left = self.journal.pending_head(0)[1]
+        if current <= int(fence) or not left:
+            return
+        log.warning(
+            "%s was written by a driver that another (fence %d, this journal's %s) took the search run over from: "
+            "its %d unshipped events come after the checkpoint that driver resumed from, which evaluated them "
+            "again; they are superseded, not shipped",
+            self.journal.directory,
+            current,
+            fence,
+            left,
+        )
+        self._shipped += left
+        self.journal.acknowledge(self._shipped)
+        self.superseded = left
 
     # what the search loop calls: journal it, queue it, return at once
 
@@ -151,7 +181,7 @@ class Outbox:
         deadline = None if timeout is None else time.monotonic() + timeout
         told = False
         with self._cond:
-            while self._queue or self._spilled or self._retry:
+            while (self._queue or self._spilled or self._retry) and self._thread.is_alive():
                 if not told and on_wait is not None and self.down_since is not None:
                     on_wait(
                         f"MLflow at {self.tracker.tracking_uri} is unreachable ({self.last_error}); {self.queued} "
@@ -163,7 +193,7 @@ class Outbox:
                 if left is not None and left <= 0:
                     return False
                 self._cond.wait(1.0 if left is None else min(left, 1.0))
-        return True
+            return not (self._queue or self._spilled or self._retry)  # the sender stopped (displaced), or done
 
     def close(self) -> None:
         """Stop the sender (what is unshipped stays in the journal)."""
@@ -212,6 +242,9 @@ class Outbox:
                         if self._closing:
                             return
                 batch = self._head(1 if single else BATCH)
+            if getattr(self.tracker, "displaced", False):  # another driver holds the search run: not ours to write
+                log.warning("the search run was taken over; %d events stay in %s", self.queued, self.journal.directory)
+                return
             try:
                 self.journal.sync()
                 ship_batch(self.tracker, self.journal, batch, self._unsure > 0, self._checkpoints_behind)
@@ -394,12 +427,14 @@ def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any], q
 def open_outbox(tracker: Any, root: str | None = None) -> Outbox:
     """The outbox of the tracker's search run, in its journal folder under `root` (journal_root by default);
     events an earlier driver left unshipped there are queued first."""
+    lease = getattr(tracker, "lease", None)
     header = {
         "tracking_uri": tracker.tracking_uri,
         "experiment": tracker.experiment,
         "search_run_id": tracker.search_run_id,
         "method": tracker.method,
         "gene_names": list(tracker.gene_names),
+        **({"fence": lease.fence} if lease is not None else {}),  # whose journal it is (tracking/lease.py)
     }
     return Outbox(tracker, Journal.create(root or journal_root(tracker.tracking_uri), header))
 

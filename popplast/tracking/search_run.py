@@ -13,7 +13,7 @@ from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.tracking.lease import Lease
+from popplast.tracking.lease import Lease, acquire
 
 
 class SearchRunTracker:
@@ -49,20 +49,28 @@ class SearchRunTracker:
             self.client.log_artifact(self.search_run_id, source)
         return self.search_run_id
 
-    def hold_lease(self) -> None:
-        """This driver holds the search run (popplast.tracking.lease) until the search ends."""
-        self.lease = Lease(self.tracking_uri, self.search_run_id)
-        self.lease.hold()
+    def hold_lease(self, fresh: bool = False) -> None:
+        """This driver holds the search run (popplast.tracking.lease) until the search ends: the lease it was
+        given (taken before anything started), else one taken now; `fresh`: a run it has just created."""
+        if self.lease is None or self.lease.run_id != self.search_run_id:
+            self.lease = acquire(self.tracking_uri, self.search_run_id, fresh=fresh)
 
     def release_lease(self) -> None:
         if self.lease is not None:
             self.lease.release()
             self.lease = None
 
+    @property
+    def displaced(self) -> bool:
+        """Another driver took the search run over: this one writes nothing more into it."""
+        return self.lease is not None and self.lease.lost is not None
+
     def fail_search(self, reason: str | None = None) -> None:
-        """The search run FAILED, or KILLED with `reason` (interrupted by a signal) in `popplast.end_reason`."""
+        """The search run FAILED, or KILLED with `reason` (interrupted by a signal) in `popplast.end_reason`;
+        nothing, if another driver took it over."""
+        displaced = self.displaced
         self.release_lease()
-        if self.search_run_id:
+        if self.search_run_id and not displaced:
             if reason:
                 self.client.set_tag(self.search_run_id, "popplast.end_reason", reason)
             self.client.set_terminated(self.search_run_id, status="KILLED" if reason else "FAILED")
