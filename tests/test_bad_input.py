@@ -249,6 +249,10 @@ USER_CASES = {
         "at space.lr(x): 'lr(x)' is no name MLflow takes: names may only contain letters, digits, underscores, "
         "dashes, periods, spaces, colons (:) and slashes (/).",
     ),
+    "gene name written as a number": (
+        "  1: {type: float, low: 0.1, high: 1.0}\n",
+        "at space.1: 1 is no name MLflow takes: a name is text, got int 1 (write it in quotes).",
+    ),
     "fixed key written as a number": (
         "fixed: {1: 2}\n",
         "at fixed.1: 1 is no name MLflow takes: a name is text, got int 1 (write it in quotes).",

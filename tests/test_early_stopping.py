@@ -225,6 +225,8 @@ def test_tune_asha_records_the_trials_its_scheduler_stopped(tiny_spec, tmp_path,
         if row["status"] == "stopped":
             assert r.data.tags["popplast.stopped_at_step"] == "1"
             assert row["fitness"] == pytest.approx(r.data.metrics["val_mcc"])
+        # every trial, stopped or not, carries its own span: comparisons order and time by it
+        assert float(r.data.tags["popplast.started"]) < float(r.data.tags["popplast.ended"])
 
 
 def test_watching_the_cnn_trainer_does_not_change_its_training(tiny_spec, tmp_path):

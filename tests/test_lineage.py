@@ -205,6 +205,12 @@ def test_the_pedigree_follows_the_heaviest_parent_and_says_what_changed():
     assert "gene.lr" not in steps[0]["params"]
     tie = pedigree(Lineage("s", "1", "t", nodes, "g001-i001"))
     assert [s["individual"] for s in tie] == ["g000-i000", "g001-i001"]
+    # a child whose parents both failed took no weights (0, 0): its schedule, and so the line, starts with it
+    nodes["g002-i001"] = node("g002-i001", ("g001-i000", "g001-i001"), "mutation", (0.0, 0.0))
+    nodes["g003-i000"] = node("g003-i000", ("g002-i001",), "inherit", (1.0,))
+    fresh = pedigree(Lineage("s", "1", "t", nodes, "g003-i000"))
+    assert [s["individual"] for s in fresh] == ["g002-i001", "g003-i000"]
+    assert [p["fusion_weight"] for p in fresh[0]["parents"]] == [0.0, 0.0]  # where its genes came from, kept
 
 
 @pytest.mark.cluster  # the slow tier: a search of 1,250 individuals first (about a minute)

@@ -88,6 +88,9 @@ def test_the_lineage_panel_shows_only_what_the_objective_ran_with(compared, tmp_
     page = open(client.download_artifacts(search.info.run_id, "lineage.html", str(tmp_path))).read()
     data = json.loads(page.split('id="lineage-data">', 1)[1].split("</script>", 1)[0])
     assert [set(node["params"]) for node in data["nodes"]] == [{"x"}] * 8
+    from popplast.tracking.lineage import read_lineage
+
+    assert read_lineage(client, search.info.run_id).fitness_name == "val_acc"  # lineage.png's colour bar says so
 
 
 @pytest.mark.parametrize(

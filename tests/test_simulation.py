@@ -411,6 +411,11 @@ HOSTILE = {  # file name, its content (JSON for .json, text for .yaml), what the
         table_with({0: {"metrics": {"other": float("inf")}}}),
         "at rows[0].metrics.other: expected a finite number, got float inf",
     ),
+    "metric name MLflow refuses": (
+        "t.json",
+        table_with({0: {"metrics": {"acc(%)": 0.5}}}),
+        "at rows[0].metrics: 'acc(%)' is no name MLflow takes",
+    ),
     "negative seconds": ("t.json", table_with({2: {"seconds": -3.0}}), "at rows[2].seconds: expected seconds >= 0"),
     "seconds as text": ("t.json", table_with({0: {"seconds": "1"}}), "at rows[0].seconds: expected a finite number"),
     "curve as text": ("t.json", table_with({0: {"curve": "0.1 0.2"}}), "at rows[0].curve: expected a list"),
@@ -467,6 +472,16 @@ def test_a_hostile_table_or_simulation_file_is_one_line_exit_2_and_starts_nothin
     with pytest.raises(popplast.SpecError, match=re.escape(expected)):  # the Python API: the same error
         popplast.run(sim_spec, executor="simulated", simulate=str(tmp_path / name), tracking_uri=f"sqlite:///{db}")
     assert not db.exists()
+
+
+def test_a_table_nested_thousands_deep_is_one_line(sim_spec, tmp_path, capsys):
+    from popplast.cli import main
+
+    (tmp_path / "t.json").write_text("[" * 100_000)  # Python's JSON reader recurses: RecursionError
+    args = ["run", str(sim_spec), "--executor", "simulated", "--simulate", str(tmp_path / "t.json")]
+    assert main([*args, "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "nested too deeply" in err
 
 
 def test_a_recorded_table_leaves_out_final_metrics_that_are_not_finite(tmp_path):

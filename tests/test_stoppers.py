@@ -280,3 +280,35 @@ def test_a_late_verdict_is_recorded_as_what_the_trial_did(never):
     again = StopJudge(ASHA(1, 3, 9), "score", maximize=True, fitness_metric="score")
     again.replay(judge.log)  # a resumed search's judge agrees
     assert again.stopped == judge.stopped
+
+
+def test_a_late_verdicts_later_reports_reach_the_median_rule():
+    """b is stopped at step 1 (0.1) but trains on to 1.0 at step 3 (the verdict came late): recorded finished,
+    the rule's reference holds b's whole curve, not the step-1 value alone; a resumed judge agrees."""
+    from popplast.core.individual import Individual
+    from popplast.core.spec import Fidelity, FitnessSpec
+    from popplast.objectives.function import FunctionEvaluator
+
+    def rising(config, trial):
+        for step, value in enumerate((0.1, 0.6, 1.0), start=1):
+            trial.report(step, score=value)
+            if trial.should_stop():
+                break
+        return {"score": value}
+
+    judge = StopJudge(Median(0, 1, 4), "score", maximize=True, fitness_metric="score")
+    judge.stopper.judge("a", 1, 0.5)
+    judge.stopper.judge("a", 2, 0.5)
+    judge.stopper.judge("a", 3, 0.5)
+    judge.stopper.finished("a")
+    channel = LateChannel(judge, never=True)
+    evaluator = FunctionEvaluator(rising, FitnessSpec("score", "maximize"), Fidelity(epochs=3))
+    result = evaluator.evaluate(Individual("b", (0.0,), 0), {}, stops=channel)
+    judge.settle(result)
+    assert result.stopped_at is None and judge.stopper.curves["b"] == [(1, 0.1), (2, 0.6), (3, 1.0)]
+    assert judge.stopper.complete == ["a", "b"] and "b" not in judge.stopped
+    again = StopJudge(Median(0, 1, 4), "score", maximize=True, fitness_metric="score")
+    again.stopper.judge("a", 1, 0.5), again.stopper.judge("a", 2, 0.5), again.stopper.judge("a", 3, 0.5)
+    again.stopper.finished("a")
+    again.replay(judge.log)
+    assert again.stopper.curves["b"] == judge.stopper.curves["b"] and again.stopped == judge.stopped

@@ -106,7 +106,7 @@ class SearchSpace:
         if not section.data:
             raise SpecError(section.source, section.path, "expected at least one gene.")
         for name in section.data:  # each individual's run logs a gene as the params NAME and gene.NAME
-            problem = check_name(str(name), "gene.")
+            problem = check_name(name, "gene.")  # a number is no name: `1:` reads as the integer 1
             if problem:
                 raise section.error(str(name), f"{problem}.")
         genes = tuple(_gene(section.section(str(name)), str(name)) for name in section.data)

@@ -50,15 +50,25 @@ class StopJudge:
         for (execution/ray_stopping.py's VERDICT_WAIT) trained on, and is recorded as finished with what it
         trained; one told at a later report than the rule's stops there (the result's own `stopped_at`)."""
         judged = self.stopped.get(result.individual_id)
+        if judged is not None and result.stopped_at is None:
+            if not result.ok:  # stopped, then failed: a failed result, nothing more to say
+                return
+            log.warning(
+                "%s: the stopper stopped it at step %s, but the verdict came too late and it trained on: "
+                "recorded as finished",
+                result.individual_id,
+                judged,
+            )
+            # the rule heard none of its reports after the stop (judge() answers for a stopped id itself):
+            # it hears them now, so that its state is that of the training that happened (the median rule's
+            # reference curve, ASHA's later rungs); logged, so that a resumed search's rule hears them too
+            for step, value in result.history.get(self.metric, []):
+                if step > judged:
+                    score = self.sign * value
+                    self.log.append(["report", result.individual_id, step, score])
+                    self.stopper.judge(result.individual_id, step, score)
+            del self.stopped[result.individual_id]
         if judged is None or result.stopped_at is None:
-            if judged is not None:
-                log.warning(
-                    "%s: the stopper stopped it at step %s, but the verdict came too late and it trained on: "
-                    "recorded as finished",
-                    result.individual_id,
-                    judged,
-                )
-                del self.stopped[result.individual_id]
             if result.ok:
                 self.stopper.finished(result.individual_id)
                 self.log.append(["finished", result.individual_id])

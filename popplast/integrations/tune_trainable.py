@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import tempfile
 import time
 from typing import Any, Iterator, Mapping
@@ -61,12 +62,22 @@ class TuneChannel:
 
     def __init__(self, individual: Individual, last_step: int) -> None:
         self.individual, self.last_step, self.curve = individual, last_step, []
+        self.started = time.time()  # a stopped trial's span ends at its last report (tracking/utilisation.py)
+        self.where = f"{socket.gethostname()}:{os.getpid()}"
 
     def report(self, individual_id: str, step: int, value: float) -> None:
         self.curve.append((step, value))
         if step >= self.last_step:  # the trial's final report says it, with the whole result
             return
-        partial = json.dumps({"individual": self.individual.to_dict(), "curve": self.curve})
+        partial = json.dumps(
+            {
+                "individual": self.individual.to_dict(),
+                "curve": self.curve,
+                "started": self.started,
+                "ended": time.time(),
+                "worker": self.where,
+            }
+        )
         tune.report({"step": step, "val_mcc": value, "fitness": value, PARTIAL_KEY: partial})
 
     def should_stop(self, individual_id: str) -> bool:
@@ -99,6 +110,9 @@ def stopped_result(partial: str) -> tuple[Individual, EvalResult]:
     step, value = curve[-1]
     result = EvalResult(ind.id, value, {"val_mcc": value, "epochs": float(step)}, {"val_mcc": curve})
     result.stopped_at = step
+    if "started" in payload:  # its span, as a finished trial's: a comparison orders and times by it
+        result.tags = {"started": f"{payload['started']:.3f}", "ended": f"{payload['ended']:.3f}"}
+        result.worker = str(payload.get("worker", ""))
     return ind, result
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import Section, describe
+from popplast.core.names import check_name
 from popplast.core.space import SearchSpace
 
 TABLE_FORMAT = "popplast-table/1"
@@ -106,6 +107,10 @@ class Table:
                 data = json.load(f)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SpecError(COMMAND_LINE, "--simulate", f"cannot read the table {os.fspath(path)!r}: {e}.") from None
+        except RecursionError:  # arrays nested thousands deep: no table, and Python's JSON reader recurses
+            raise SpecError(
+                COMMAND_LINE, "--simulate", f"cannot read the table {os.fspath(path)!r}: nested too deeply."
+            ) from None
         return cls.from_dict(data, os.fspath(path))
 
     def check(self, space: SearchSpace, where: str = "table") -> None:
@@ -163,6 +168,9 @@ def _row(data: Any, where: str, path: str) -> TableRow:
     for name, value in metrics.items():
         if not finite(value):
             raise row.error(f"metrics.{name}", f"expected a finite number, got {describe(value)}.")
+        problem = check_name(name)
+        if problem:  # logged as each simulated individual's metric: MLflow would refuse every run, after the search
+            raise row.error("metrics", f"{problem}.")
     status = row.take("status", "str", "ok")
     if status not in ("ok", "stopped"):
         raise row.error("status", f"expected ok or stopped, got {describe(status)}.")

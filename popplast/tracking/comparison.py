@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Param
 
 from popplast.core.spec import method_label
-from popplast.tracking.search_run import check_server, individual_runs, open_experiment, param_text
+from popplast.tracking.search_run import check_server, fitness_name, individual_runs, open_experiment, param_text
 
 SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "budget_epochs", "workers")
 
@@ -107,9 +107,8 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
     # every search of a comparison runs the same file: the first one names the metrics
     recorded = next(iter(latest.values())).data.params if latest else {}
     if "objective" in recorded:  # a user's objective: the file's fitness section names its metrics
-        metric, test = recorded.get("fitness.metric", "fitness"), recorded.get("fitness.test")
-        fitness = metric if recorded.get("fitness.mode", "maximize") == "maximize" else f"−{metric}"
-        names: dict[str, Any] = dict(fitness_name=fitness, test_metric=test, test_name=test, mcc=False)
+        test = recorded.get("fitness.test")
+        names: dict[str, Any] = dict(fitness_name=fitness_name(recorded), test_metric=test, test_name=test, mcc=False)
     else:
         names = {}  # popplast's CNN trainer: validation MCC, test MCC (the defaults)
     cells = {key: _cell(client, search, names.get("test_metric", "test_mcc")) for key, search in latest.items()}

@@ -13,7 +13,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from popplast.tracking.lineage_page import BEST_COLOUR, EDGE_STYLE, fitness_colour, render_html  # noqa: F401 (re-exported)
-from popplast.tracking.search_run import individual_runs
+from popplast.tracking.search_run import fitness_name, individual_runs
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Lineage:
     nodes: dict[str, Node]
     best_id: str | None
     asynchronous: bool = False  # rows are cohorts of `population` births, not generations
+    fitness_name: str = "validation MCC"  # what the fitness is (search_run.fitness_name)
 
     def ancestry(self) -> set[str]:
         """The best individual and every individual it descends from."""
@@ -95,7 +96,7 @@ def read_lineage(client: MlflowClient, search_run_id: str, runs: list[Any] | Non
     title = search.info.run_name or search_run_id
     _layout(nodes)
     asynchronous = search.data.params.get("schedule") == "async"
-    return Lineage(search_run_id, experiment, title, nodes, best, asynchronous)
+    return Lineage(search_run_id, experiment, title, nodes, best, asynchronous, fitness_name(search.data.params))
 
 
 def _layout(nodes: dict[str, Node]) -> None:
@@ -185,7 +186,7 @@ def render_png(lineage: Lineage, path: str, steps: list[dict] | None = None) -> 
     ax.set_xticks([])
     ax.set_title(f"Lineage of {lineage.title} (best {lineage.best_id}, ancestry in red)")
     sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(low, high))
-    fig.colorbar(sm, ax=ax, label="fitness (validation MCC)")
+    fig.colorbar(sm, ax=ax, label=f"fitness ({lineage.fitness_name})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -214,7 +215,7 @@ def render_summary_png(lineage: Lineage, path: str, steps: list[dict]) -> None:
         top.plot([s["generation"] for s in done], [s["fitness"] for s in done], "o-", color=BEST_COLOUR, lw=2)
         top.plot([], [], "o-", color=BEST_COLOUR, label=f"pedigree of {steps[-1]['individual']} (line of descent)")
         top.legend(loc="lower right", frameon=False, fontsize=8)
-    top.set_ylabel("fitness")
+    top.set_ylabel(f"fitness ({lineage.fitness_name})")
     top.set_title(
         f"{lineage.title}: {len(nodes)} individuals, fitness by generation (box: quartiles, whiskers 1.5 IQR)"
     )

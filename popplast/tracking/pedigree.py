@@ -3,7 +3,8 @@
 Going back from the individual, each step follows the parent it took most from: the one with the largest
 fusion weight (Gen-Soup, PBT: the parent whose trained weights dominate the child's start), else the first
 parent (the GA: the genes' first donor). For an inheriting search that line is the schedule the final
-model was trained with: the configuration, epochs and image size of each step. Each step lists every
+model was trained with: the configuration, epochs and image size of each step; it begins at an individual
+that took no weights (every fusion weight 0: its parents had failed and it trained from scratch). Each step lists every
 parent with its fusion weight, so merges stay visible, and the hyperparameters that changed from the step
 before.
 """
@@ -29,6 +30,8 @@ def pedigree(lineage: Lineage, focus: str | None = None) -> list[dict[str, Any]]
             break
         if node.fusion and len(node.fusion) == len(node.parents):
             weights = dict(zip(node.parents, node.fusion))
+            if not any(weights[p] > 0 for p in known):
+                break  # it took no trained weights (its parents failed): the model's schedule starts here
             key = max(known, key=lambda p: (weights[p], -node.parents.index(p)))
         else:
             key = known[0]

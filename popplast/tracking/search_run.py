@@ -165,3 +165,12 @@ def param_text(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
     return str(value)
+
+
+def fitness_name(params: Mapping[str, str]) -> str:
+    """What a search run's fitness is, from its params: popplast's CNN trainer's validation MCC, else the
+    file's fitness metric (−METRIC when minimised: popplast maximises its negative)."""
+    if "objective" not in params:
+        return "validation MCC"
+    metric = params.get("fitness.metric", "fitness")
+    return metric if params.get("fitness.mode", "maximize") == "maximize" else f"−{metric}"
