@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
 
 import popplast
 from popplast.core.errors import SpecError
@@ -139,8 +140,9 @@ def test_a_batch_is_written_whole_or_not_at_all(tmp_path, tracking_uri):
     writer = tracker._bulk_writer()
     first = RunRecord("one", {"mlflow.parentRunId": tracker.search_run_id}, "FINISHED")
     twin = RunRecord("two", {}, "FINISHED", run_id=first.run_id)  # the database refuses a second run of that id
-    with pytest.raises(sqlalchemy.exc.IntegrityError):
+    with pytest.raises(MlflowException) as refused:  # as MLflow's API raises it: a refusal, not an outage
         writer.write(tracker.experiment_id, [first, twin])
+    assert isinstance(refused.value.__cause__, sqlalchemy.exc.IntegrityError)
     runs = MlflowClient(tracking_uri).search_runs([tracker.experiment_id], run_view_type=ViewType.ALL)
     assert [r.info.run_id for r in runs] == [tracker.search_run_id]  # not even the first
 
@@ -308,3 +310,38 @@ def test_a_failed_batch_leaves_no_phantom_parent(tmp_path, tracking_uri):
         tracker.run_ids[p] for p in ("g000-i000", "g000-i001")
     )
     tracker.release_lease()
+
+
+def test_the_bulk_writer_works_in_mlflows_own_sessions_and_refuses_as_it_does(tmp_path, tracking_uri):
+    """MLflow's session set-up applies (SQLite's foreign keys on, its busy timeout); tags of a run that does not
+    exist or is deleted are refused as MlflowClient.set_tag refuses them, and nothing is written."""
+    from popplast.tracking.failures import refused
+
+    tracker = _tracker(tmp_path, tracking_uri, "sessions", bulk=True)
+    writer = tracker._bulk_writer()
+    with writer._transaction() as session:
+        pragmas = [session.execute(sqlalchemy.text(f"PRAGMA {p}")).scalar() for p in ("foreign_keys", "busy_timeout")]
+    assert pragmas == [1, 20000]
+    record = RunRecord("one", {"mlflow.parentRunId": tracker.search_run_id}, "FINISHED")
+    writer.write(tracker.experiment_id, [record])
+    with pytest.raises(MlflowException, match="not found") as missing:
+        writer.set_tags([(record.run_id, "a", "1"), ("0" * 32, "a", "1")])
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST" and refused(missing.value)
+    client = MlflowClient(tracking_uri)
+    client.delete_run(record.run_id)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        writer.set_tags([(record.run_id, "a", "1")])
+    client.restore_run(record.run_id)
+    assert "a" not in client.get_run(record.run_id).data.tags  # neither call wrote anything
+    writer.set_tags([(record.run_id, "a", "1")])
+    assert client.get_run(record.run_id).data.tags["a"] == "1"
+    tracker.release_lease()
+
+
+def test_bulk_tracking_only_with_the_mlflow_releases_it_was_tested_with(monkeypatch, tracking_uri, caplog):
+    from popplast.tracking import bulk_runs
+
+    assert open_bulk(MlflowClient(tracking_uri)) is not None
+    monkeypatch.setattr(bulk_runs, "_mlflow_version", lambda: "3.18.0")
+    assert open_bulk(MlflowClient(tracking_uri)) is None
+    assert "bulk tracking is tested with MLflow 3.17.x, not 3.18.0" in caplog.text

@@ -16,7 +16,10 @@ its URI, individuals' runs and descriptions go into it in bulk, everything else 
 checkpoints, reads) through the server, which reads the same database. `server_database` checks that it is
 the server's (it holds the server's experiment under the same id and name).
 
-A batch is one transaction: MLflow holds all of it or none, so a batch cut short is shipped again whole. A
+A batch is one transaction in a session MLflow's store makes (its pragmas and busy timeout apply, and a
+failure is MLflow's own exception): MLflow holds all of it or none, so a batch cut short is shipped again
+whole. It is on only for the MLflow releases the test suite ran it against (TESTED_MLFLOW); with another,
+every run goes through the API, with a line saying why. A
 run this module would not write as MLflow's API does (a value over MLflow's limits, which the API
 truncates, or a name it refuses with its own message) goes through the API instead. `open_bulk` returns
 None, and every run goes through the API, for a tracking server, for a database whose tables lack a column
@@ -89,11 +92,18 @@ class BulkRuns:
             )
         return True
 
+    def _transaction(self) -> Any:
+        """One transaction in a session of MLflow's own making: the store's set-up applies (SQLite's
+        `foreign_keys = ON` and 20 s busy timeout), and a failure is MLflow's exception as its API raises it
+        (a locked or unreachable database TEMPORARILY_UNAVAILABLE, a refused row BAD_REQUEST)."""
+        return self._store.ManagedSessionMaker(read_only=False)
+
     def write(self, experiment_id: str, records: Sequence[RunRecord]) -> None:
         """Create, log and terminate every record's run in one transaction."""
         runs, tags, params, metrics, latest = [], [], [], [], []
         now = int(time.time() * 1000)
-        with self._store.engine.begin() as conn:
+        with self._transaction() as session:
+            conn = session.connection()
             experiments = self._tables["experiments"]
             stage, location = conn.execute(
                 sqlalchemy.select(experiments.c.lifecycle_stage, experiments.c.artifact_location).where(
@@ -132,15 +142,37 @@ class BulkRuns:
                     conn.execute(self._tables[name].insert(), rows)
 
     def set_tags(self, updates: Sequence[tuple[str, str, str]]) -> None:
-        """Set (run id, key, value) tags of existing runs in one transaction, as MlflowClient.set_tag does."""
-        table = self._tables["tags"]
+        """Set (run id, key, value) tags of existing runs in one transaction, as MlflowClient.set_tag does:
+        refused (MLflow's exception, nothing written) when a run does not exist or is not active."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+
+        table, runs = self._tables["tags"], self._tables["runs"]
         rows = [{"run_uuid": r, "key": k, "value": v} for r, k, v in updates]
         if not rows:
             return
         runs_by_key: dict[str, list[str]] = {}
         for row in rows:
             runs_by_key.setdefault(row["key"], []).append(row["run_uuid"])
-        with self._store.engine.begin() as conn:
+        wanted = sorted({row["run_uuid"] for row in rows})
+        with self._transaction() as session:
+            conn = session.connection()
+            stages: dict[str, str] = {}
+            for i in range(0, len(wanted), 500):
+                found = conn.execute(
+                    sqlalchemy.select(runs.c.run_uuid, runs.c.lifecycle_stage).where(
+                        runs.c.run_uuid.in_(wanted[i : i + 500])
+                    )
+                )
+                stages.update({str(run): str(stage) for run, stage in found})
+            for run_id in wanted:
+                if run_id not in stages:
+                    raise MlflowException(f"Run with id={run_id} not found", error_code=RESOURCE_DOES_NOT_EXIST)
+                if stages[run_id] != "active":
+                    raise MlflowException(
+                        f"The run {run_id} must be in the 'active' state. Current state is {stages[run_id]}.",
+                        error_code=INVALID_PARAMETER_VALUE,
+                    )
             for key, run_ids in runs_by_key.items():
                 for i in range(0, len(run_ids), 500):  # well under any database's limit on bound parameters
                     conn.execute(table.delete().where(table.c.key == key, table.c.run_uuid.in_(run_ids[i : i + 500])))
@@ -268,8 +300,29 @@ def server_database(database_uri: str, experiment_id: str, experiment: str) -> B
     return writer
 
 
+TESTED_MLFLOW = ("3.17.",)  # the MLflow releases tests/test_bulk_runs.py ran the bulk writer against
+
+
 def _enabled() -> bool:
-    return os.environ.get("POPPLAST_BULK_TRACKING", "1").strip().lower() not in ("0", "false", "no", "off")
+    if os.environ.get("POPPLAST_BULK_TRACKING", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    version = _mlflow_version()
+    if not version.startswith(TESTED_MLFLOW):
+        _say_once(
+            f"bulk tracking is tested with MLflow {', '.join(v + 'x' for v in TESTED_MLFLOW)}, not {version}: "
+            "individuals' runs go through MLflow's API (about 50 a second)"
+        )
+        return False
+    return True
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    if line not in _SAID:
+        _SAID.add(line)
+        log.warning(line)
 
 
 def _mlflow_version() -> str:
