@@ -19,16 +19,16 @@ from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 from popplast.preflight import preflight
 from popplast.run_tracking import (
     LeaseWatch,
-    draw_search_lineage,
+    end_search,
     failing,
     observing,
+    open_journal,
     releasing_lease,
     start_tracking,
     tracker_for,
 )
 from popplast.session import check_options, open_executor, say
-
-OUTBOX_GRACE = 10.0  # seconds a failing search still gives journalled results to reach MLflow
+from popplast.tracking.outbox import failing_fast
 
 
 def run(
@@ -180,7 +180,12 @@ def run(
             ) as pool:
                 with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
                     start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
-                    outcome = _search(spec, budget, pool, tracker, progress, resume, start, study, budget_epochs)
+                    with failing_fast():  # the journal's sender notices an outage in seconds
+                        outbox = open_journal(tracker, progress)
+                        outcome = _search(
+                            spec, budget, pool, tracker, outbox, progress, resume, start, study, budget_epochs
+                        )
+                        outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
                     result = _result(spec, outcome, tracker)
                     if method in INHERITING_METHODS and fn is None and not simulated:  # a user's model is theirs
                         log_soup_model(spec, outcome, tracker, result, shape)
@@ -189,8 +194,7 @@ def run(
                 final = outcome.state.to_dict()
                 start -= outcome.earlier_seconds  # a resumed search counts the drivers before this one too
         result.wall_seconds = time.perf_counter() - start
-        tracker.end_search(result, final)
-    draw_search_lineage(tracker, result)
+        end_search(tracker, result, final, progress)
     return result
 
 
@@ -243,6 +247,7 @@ def _search(
     budget: int,
     pool: Any,
     tracker: Any,
+    outbox: Any,
     progress: bool,
     resume: str | None,
     start: float,
@@ -251,29 +256,10 @@ def _search(
 ) -> Any:
     """The search loop for every popplast strategy, checkpointed after every generation; resumed from the
     newest checkpoint. `start`: when this driver started the search (`time.perf_counter()`); `study`: the
-    Optuna study a sampler method's trials are also written to.
-
-    The loop reports to an outbox (tracking/outbox.py): journalled locally, shipped to MLflow in the
-    background. Returns once everything has arrived; failing, it gives the sender OUTBOX_GRACE seconds."""
-    from popplast.tracking.outbox import failing_fast, open_outbox
-
+    Optuna study a sampler method's trials are also written to. The loop reports to `outbox`
+    (tracking/outbox.py): journalled locally, shipped to MLflow in the background."""
     strategy = build_strategy(spec, budget)
-    with failing_fast():
-        outbox = open_outbox(tracker)
-        try:
-            if outbox.queued:  # an earlier driver's results that never reached MLflow: they go first
-                say(progress, f"[popplast] shipping {outbox.queued} journalled events of an earlier driver")
-                outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
-            outcome = _loop(
-                spec, budget, strategy, pool, tracker, outbox, progress, resume, start, study, budget_epochs
-            )
-            outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
-        except BaseException:
-            outbox.drain(timeout=OUTBOX_GRACE)  # what can still reach MLflow; the rest stays journalled
-            outbox.close()
-            raise
-        outbox.finish()
-    return outcome
+    return _loop(spec, budget, strategy, pool, tracker, outbox, progress, resume, start, study, budget_epochs)
 
 
 def _loop(

@@ -165,8 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (KeyboardInterrupt, Interrupted) as e:
             stop = interrupted(e)
             assert stop is not None
-            run = getattr(e, "search_run_id", "")
-            if args.command == "sync":  # it ships into a run it does not own: nothing marks that run
+            run, journal = getattr(e, "search_run_id", ""), getattr(e, "journalled_end", "")
+            if journal:  # the search had ended; MLflow had not taken its end yet
+                where = f"the search's end waits in {journal}, and `popplast sync {journal}` ends its run"
+            elif args.command == "sync":  # it ships into a run it does not own: nothing marks that run
                 where = (
                     "the search run's status is left as it was; the events not yet shipped stay in "
                     f"{args.directory}, and `popplast sync {args.directory}` ships them"

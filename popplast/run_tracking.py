@@ -4,11 +4,15 @@ what marks that run failed, the observers a search reports to, and the family tr
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Iterator
 
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.spec import SearchSpec
-from popplast.session import interrupted
+from popplast.session import interrupted, say
+from popplast.tracking.failures import describe
+
+log = logging.getLogger(__name__)
 
 
 def tracker_for(tracking_uri: str, experiment: str, method: str, parent_run_id: str | None) -> Any:
@@ -60,18 +64,82 @@ def releasing_lease(tracker: Any) -> Iterator[None]:
         raise
 
 
+OUTBOX_GRACE = 10.0  # seconds a failing search still gives journalled results to reach MLflow
+
+
 @contextlib.contextmanager
 def failing(tracker: Any) -> Iterator[None]:
     """Failed or interrupted: the runs logged so far stay, and the search run says FAILED, or KILLED with
-    the signal that stopped it."""
+    the signal that stopped it, through the journal while one is open (an outage then neither hides the
+    search's own error nor loses the status: the journal keeps it for `popplast sync`); nothing when another
+    driver took the search over."""
     try:
         yield
     except BaseException as e:
         stop = interrupted(e)
-        tracker.fail_search(str(stop) if stop else None)
+        reason = str(stop) if stop else None
         if stop is not None:
             e.search_run_id = tracker.search_run_id  # type: ignore[attr-defined]  # for the command's last line
+        end_failed(tracker, reason)
         raise
+
+
+def end_failed(tracker: Any, reason: str | None) -> None:
+    """The search run marked FAILED (or KILLED with `reason`), never raising: the failure that got here is the
+    one to report."""
+    from popplast.tracking.outbox import failing_fast
+
+    outbox = getattr(tracker, "outbox", None)
+    if outbox is None or tracker.displaced or not tracker.search_run_id:
+        try:
+            with failing_fast():  # MLflow's client would retry for minutes before the error is reported
+                tracker.fail_search(reason)
+        except Exception as e:  # MLflow unreachable too: the search's own error is the one that matters
+            log.warning("could not mark the search run %s ended (%s)", tracker.search_run_id, describe(e))
+        return
+    outbox.search_ended({"kind": "end", "status": "KILLED" if reason else "FAILED", "reason": reason})
+    if not outbox.drain(timeout=OUTBOX_GRACE):  # what can still reach MLflow; the rest stays journalled
+        log.warning("MLflow did not take the search's end in time; it stays in %s", outbox.journal.directory)
+    outbox.close()
+    tracker.outbox = None
+    tracker.release_lease()
+
+
+def open_journal(tracker: Any, progress: bool) -> Any:
+    """The search's outbox (tracking/outbox.py), opened on the tracker's search run: what the loop and the
+    end of the search report to. An earlier driver's events left in its journal are shipped first."""
+    from popplast.tracking.outbox import open_outbox
+
+    outbox = open_outbox(tracker)
+    tracker.outbox = outbox
+    if outbox.queued:
+        say(progress, f"[popplast] shipping {outbox.queued} journalled events of an earlier driver")
+        outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
+    return outbox
+
+
+def end_search(tracker: Any, result: Any, final: dict[str, Any], progress: bool) -> None:
+    """The search run ended FINISHED with its results, descriptions and drawings: through the journal when one
+    is open (the end waits for MLflow, saying so; interrupted, `popplast sync` ends the run later), else at
+    once. The result learns where the lineage page is and the workers' utilisation."""
+    from popplast.tracking.outbox import failing_fast
+
+    outbox = getattr(tracker, "outbox", None)
+    if outbox is None:
+        tracker.end_search(result, final)
+    else:
+        with failing_fast():
+            outbox.search_ended(tracker.end_event(result, final))
+            try:
+                outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
+            except BaseException as e:  # interrupted while MLflow was away: the end waits in the journal
+                outbox.close()
+                e.journalled_end = outbox.journal.directory  # type: ignore[attr-defined]  # the command says so
+                raise
+            outbox.finish()
+        tracker.outbox = None
+        tracker.release_lease()
+    result.lineage_html, result.worker_utilisation = tracker.drawn
 
 
 @contextlib.contextmanager
@@ -104,24 +172,6 @@ def observing(
         for observer in observers:
             if observer is not tracker and hasattr(observer, "close"):  # the tracker is its caller's to close
                 observer.close()
-
-
-def draw_search_lineage(tracker: Any, result: Any) -> None:
-    """lineage.html, lineage.png and workers.png as artifacts of the search run; the result learns where the
-    HTML page is and the workers' utilisation."""
-    import tempfile
-
-    from popplast.tracking.lineage import draw_lineage
-    from popplast.tracking.search_run import individual_runs
-    from popplast.tracking.utilisation import draw_workers
-
-    tracking_uri, search_run_id = tracker.tracking_uri, tracker.search_run_id
-    runs = individual_runs(tracker.client, tracker.experiment_id, search_run_id)  # read once for both drawings
-    with tempfile.TemporaryDirectory() as tmp:
-        draw_lineage(tracking_uri, search_run_id, tmp, runs=runs)
-        _, result.worker_utilisation = draw_workers(tracking_uri, search_run_id, tmp, runs=runs)
-    uri = tracker.client.get_run(tracker.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
-    result.lineage_html = uri[len("file://") :] if uri.startswith("file://") else uri
 
 
 class LeaseWatch:

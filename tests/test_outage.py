@@ -152,3 +152,56 @@ def test_a_driver_killed_during_an_outage_leaves_a_journal_that_sync_ships_and_r
     assert lineage(rows) == lineage(expected)
     assert [r["fitness"] for r in rows] == [r["fitness"] for r in expected]
     assert reference.best.id in resumed.stdout
+
+
+@pytest.mark.cluster  # two real outages of a server that takes seconds to start: the slow tier
+def test_the_end_of_a_search_waits_out_an_outage_and_a_failure_keeps_its_own_error(
+    tiny_spec, tmp_path, restartable_mlflow_server
+):
+    """The search's end goes through the journal (issue 31): with the server killed as the search ends, the
+    end waits for it and then MLflow holds the finished run with its best run, files and lineage page; a search
+    failing during an outage raises its own error, not the outage's, and its FAILED status reaches MLflow with
+    `popplast sync`."""
+    import threading
+
+    from popplast.core.individual import Individual
+    from popplast.core.result import EvalResult, SearchResult
+    from popplast.core.spec import SearchSpec
+    from popplast.run_tracking import end_search, failing, open_journal
+    from popplast.tracking.journal import journal_root
+    from popplast.tracking.journal_sync import sync
+    from popplast.tracking.mlflow_tracker import MLflowTracker
+    from popplast.tracking.outbox import failing_fast
+
+    server = restartable_mlflow_server
+    spec = SearchSpec.from_yaml(tiny_spec)
+
+    def journalled_search(name):
+        tracker = MLflowTracker(server.url, name, "ga")
+        tracker.start_search(spec, {})
+        with failing_fast():
+            outbox = open_journal(tracker, progress=False)
+            best = Individual("g000-i000", (0.5, 0.5, 0.5, 0.5), 0, seed=1)
+            outbox.individual_finished(best, {"lr": 0.1}, EvalResult(best.id, 0.9, {"acc": 0.9}))
+            assert outbox.drain(timeout=60)
+        return tracker, best
+
+    tracker, best = journalled_search("ends")
+    result = SearchResult("ga", best, {"lr": 0.1}, 0.9, {"acc": 0.9}, tracker.run_ids[best.id], "", "", "", 1, 0, 1.0)
+    server.stop(kill=True)
+    threading.Timer(8.0, server.start).start()  # back while the end waits for it
+    end_search(tracker, result, {"population": []}, progress=False)
+    run = MlflowClient(server.url).get_run(tracker.search_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["popplast.best_run_id"] == result.best_run_id
+    artifacts = {f.path for f in MlflowClient(server.url).list_artifacts(tracker.search_run_id)}
+    assert {"best_individual.json", "final_population.json", "lineage.html"} <= artifacts
+    assert result.lineage_html and result.lineage_html.endswith("lineage.html")
+
+    tracker, _ = journalled_search("fails")
+    server.stop(kill=True)
+    with pytest.raises(RuntimeError, match="the search's own error"):
+        with failing(tracker):
+            raise RuntimeError("the search's own error")
+    server.start()
+    sync(os.path.join(journal_root(server.url), tracker.search_run_id))
+    assert MlflowClient(server.url).get_run(tracker.search_run_id).info.status == "FAILED"

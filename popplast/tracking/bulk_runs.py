@@ -110,8 +110,14 @@ class BulkRuns:
                     experiments.c.experiment_id == int(experiment_id)
                 )
             ).one()
-            if stage != "active":
-                raise ValueError(f"the experiment {experiment_id} is {stage}; runs cannot be logged to it")
+            if stage != "active":  # as MLflow's create_run refuses it (a ValueError would read as its INTERNAL_ERROR)
+                from mlflow.exceptions import MlflowException
+                from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+                raise MlflowException(
+                    f"Could not create run under non-active experiment with id {experiment_id}.",
+                    error_code=INVALID_PARAMETER_VALUE,
+                )
             for r in records:
                 runs.append(
                     {

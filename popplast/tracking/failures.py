@@ -57,6 +57,20 @@ def refused(error: BaseException) -> bool:
     return isinstance(error, (ValueError, TypeError, KeyError))
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether the store could not be reached or could not answer (the network, a server's 5xx or 429, a
+    locked or restarting database), as opposed to code of popplast's or a library's failing on its own."""
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    for cause in _chain(error):
+        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            return True
+    return isinstance(error, MlflowException) and not refused(error)
+
+
 def describe(error: BaseException) -> str:
     """The failure in one line of at most 300 characters."""
     text = str(error).splitlines()[0] if str(error) else ""

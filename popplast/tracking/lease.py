@@ -181,9 +181,12 @@ class Lease:
             self._thread = None
         if self.lost is not None:
             return
+        from popplast.tracking.outbox import failing_fast
+
         try:
-            client = MlflowClient(self.tracking_uri)
-            if client.get_run(self.run_id).data.tags.get(TOKEN) == self.token:
-                client.set_tag(self.run_id, HEARTBEAT, "0")
+            with failing_fast():  # MLflow's client would retry for minutes: an outage costs seconds here
+                client = MlflowClient(self.tracking_uri)
+                if client.get_run(self.run_id).data.tags.get(TOKEN) == self.token:
+                    client.set_tag(self.run_id, HEARTBEAT, "0")
         except Exception:  # an outage at the very end: the heartbeat lapses in TIMEOUT seconds instead
             pass

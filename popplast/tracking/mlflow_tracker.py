@@ -8,6 +8,7 @@ reads MLflow (the UI, `popplast lineage`, a notebook) can rebuild the family tre
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import time
 from typing import Any, Mapping, Sequence
@@ -22,6 +23,8 @@ from popplast.tracking.bulk_runs import DATABASE, BulkRuns, RunRecord, open_bulk
 from popplast.tracking.checkpoint_store import CheckpointStore
 from popplast.tracking.run_notes import NOTE, NOTE_TAGS, individual_note, search_note
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
+
+log = logging.getLogger(__name__)
 
 MAX_TAG = 4000  # well under MLflow's tag value limit
 SPEC_ARTIFACT = "spec.json"
@@ -41,6 +44,8 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         self._children: dict[str, set[str]] = {}
         self._stale_notes: set[str] = set()
         self._bulk: BulkRuns | None | bool = False  # opened at the first write
+        self.outbox: Any = None  # the journal's sender while a search is journalled (run_tracking.py)
+        self.drawn: tuple[str | None, float | None] = (None, None)  # the lineage page and utilisation, once drawn
         database = os.environ.get(DATABASE, "").strip()
         if database and tracking_uri.startswith(("http://", "https://")):
             try:
@@ -310,8 +315,8 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
                 self.client.set_tag(run_id, key, value)
         self._stale_notes.clear()
 
-    def end_search(self, result: SearchResult, final_population: Mapping[str, Any]) -> None:
-        now = int(time.time() * 1000)
+    def end_event(self, result: SearchResult, final_population: Mapping[str, Any]) -> dict[str, Any]:
+        """The end of a finished search as a journal event (tracking/outbox.py ships it with `ship_end`)."""
         metrics = {
             "best_fitness": result.best_fitness,
             "evaluations": result.evaluations,
@@ -323,32 +328,75 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         }
         if result.peak_weight_bytes:
             metrics["peak_weight_bytes"] = result.peak_weight_bytes
+        best = {
+            "individual": result.best.to_dict(),
+            "config": result.best_config,
+            "fitness": result.best_fitness,
+            "metrics": result.best_metrics,
+        }
+        return {
+            "kind": "end",
+            "status": "FINISHED",
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "best": best,
+            "final_population": dict(final_population),
+        }
+
+    def ship_end(self, event: Mapping[str, Any]) -> None:
+        """End the search run as the event says: a finished search's results, descriptions and drawings first,
+        the status last (a FINISHED run holds all of it); a failed or killed one's reason."""
+        if event["status"] != "FINISHED":
+            if event.get("reason"):
+                self.client.set_tag(self.search_run_id, "popplast.end_reason", event["reason"])
+            self.client.set_terminated(self.search_run_id, status=event["status"])
+            return
+        now = int(time.time() * 1000)
+        best = event["best"]
+        best_id = best["individual"]["id"]
+        best_run_id = self.run_ids[best_id]
         self.write_notes()
         tags = {
-            "popplast.best_run_id": result.best_run_id,
-            "popplast.best_individual_id": result.best.id,
-            NOTE: search_note(
-                self.experiment_id, result.best.id, result.best_run_id, self.search_run_id, result.best_fitness, True
-            ),
+            "popplast.best_run_id": best_run_id,
+            "popplast.best_individual_id": best_id,
+            NOTE: search_note(self.experiment_id, best_id, best_run_id, self.search_run_id, best["fitness"], True),
         }
         self.client.log_batch(
             self.search_run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            metrics=[Metric(k, float(v), now, 0) for k, v in event["metrics"].items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
-        self.client.log_dict(self.search_run_id, final_population, "final_population.json")
-        self.client.log_dict(
-            self.search_run_id,
-            {
-                "individual": result.best.to_dict(),
-                "config": result.best_config,
-                "fitness": result.best_fitness,
-                "metrics": result.best_metrics,
-            },
-            "best_individual.json",
-        )
-        self.release_lease()
+        self.client.log_dict(self.search_run_id, event["final_population"], "final_population.json")
+        self.client.log_dict(self.search_run_id, best, "best_individual.json")
+        self.drawn = self._draw()
         self.client.set_terminated(self.search_run_id, status="FINISHED")
+
+    def _draw(self) -> tuple[str | None, float | None]:
+        """lineage.html, lineage.png and workers.png as artifacts of the search run: where the page is, and
+        the workers' utilisation. An outage reading or writing MLflow is raised (the event waits it out); any
+        other failure to draw is logged and leaves the drawings out, never the search run unended."""
+        import tempfile
+
+        from popplast.tracking.failures import unreachable
+        from popplast.tracking.lineage import draw_lineage
+        from popplast.tracking.utilisation import draw_workers
+
+        runs = individual_runs(self.client, self.experiment_id, self.search_run_id)  # once for both drawings
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                draw_lineage(self.tracking_uri, self.search_run_id, tmp, runs=runs)
+                _, utilisation = draw_workers(self.tracking_uri, self.search_run_id, tmp, runs=runs)
+        except Exception as e:
+            if unreachable(e):
+                raise
+            log.warning("the lineage drawings of %s were left out (%s: %s)", self.search_run_id, type(e).__name__, e)
+            return None, None
+        uri = self.client.get_run(self.search_run_id).info.artifact_uri.rstrip("/") + "/lineage.html"
+        return (uri[len("file://") :] if uri.startswith("file://") else uri), utilisation
+
+    def end_search(self, result: SearchResult, final_population: Mapping[str, Any]) -> None:
+        """End the search run at once (searches that log to MLflow directly: the Tune methods)."""
+        self.ship_end(self.end_event(result, final_population))
+        self.release_lease()
 
     def log_model(self, model: Any, input_example: Any) -> str:
         """Log the retrained best model on the search run; returns a URI for mlflow.pytorch.load_model.

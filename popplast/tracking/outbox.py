@@ -130,6 +130,11 @@ class Outbox:
     def generation_finished(self, generation: int, metrics: Mapping[str, float]) -> None:
         self._add({"kind": "generation", "generation": generation, "metrics": dict(metrics)})
 
+    def search_ended(self, event: Mapping[str, Any]) -> None:
+        """The end of the search (MLflowTracker.end_event, or a failure's status and reason): journalled like
+        everything else, so an outage at the end loses nothing and a later sync ends the run."""
+        self._add(dict(event), sync=True)
+
     def save_checkpoint(self, directory: str, keep_weights: set[str]) -> None:
         with self.journal.files:
             names = self.journal.keep_checkpoint(directory)
@@ -390,6 +395,8 @@ def ship(tracker: Any, journal: Journal, event: Mapping[str, Any], check: bool, 
         tracker.generation_finished(int(event["generation"]), event["metrics"])
     elif kind == "checkpoint":
         _ship_checkpoint(tracker, journal, event, later)
+    elif kind == "end":
+        tracker.ship_end(event)
     else:
         raise ValueError(f"{journal.directory}: unknown journal event {kind!r}")
 
