@@ -60,6 +60,7 @@ def run(
     stopper: str | None = None,
     schedule: str | None = None,
     simulate: Any = None,
+    eval_timeout: float | None = None,
 ) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
@@ -79,6 +80,8 @@ def run(
     pbt without generations: core/steady_state.py, core/async_pbt.py) over the file's; `ga-async` says the same.
     `executor="simulated"` with `simulate` (a table .json, a simulation .yaml, or a Simulation): the search
     on a simulated cluster of `workers` in virtual time (popplast.simulation); nothing trains.
+    `eval_timeout`: seconds after which an evaluation is stopped (its Ray worker killed and replaced; virtual
+    seconds when simulated) and recorded failed; the search goes on. None: no limit.
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
@@ -111,7 +114,7 @@ def run(
     simulated = executor == "simulated"
     spec, fn = objective_for(spec, objective) if not simulated else (spec, None)  # nothing trains
     method = spec.strategy.method
-    check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
+    check_options(executor, workers, cpus_per_worker, gpus_per_worker, method, eval_timeout)
     if fn is not None:
         check_objective_options(spec, method, retrain)
     if simulated:  # read before anything is created, so that a bad file leaves nothing behind
@@ -146,6 +149,7 @@ def run(
         "cpus_per_worker": cpus_per_worker,
         "gpus_per_worker": gpus_per_worker,
         "torch_threads": threads,
+        **({"eval_timeout": eval_timeout} if eval_timeout is not None else {}),
         "budget_evals": budget,
         **({"budget_epochs": budget_epochs} if budget_epochs else {}),
     }
@@ -177,6 +181,7 @@ def run(
                 spec.strategy.population,
                 (spec, simulate),
                 show=progress,
+                eval_timeout=eval_timeout,
             ) as pool:
                 with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
                     start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted comparison: finished searches are not run again",
     )
     cmp.add_argument("--optuna-storage", default=OPTUNA_STORAGE, help="Optuna storage URL (default %(default)s)")
-    execution_flags(cmp)
+    execution_flags(cmp, timeouts=True)
     rep = commands.add_parser(
         "report",
         help="rebuild a comparison's report from MLflow",
@@ -230,6 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             stopper=args.stopper,
             schedule=args.schedule,
             simulate=args.simulate,
+            eval_timeout=args.eval_timeout,
         )
     except (SpecError, ClusterError) as e:
         print(f"popplast: error: {e}", file=sys.stderr)
@@ -264,6 +265,7 @@ def _compare(args: argparse.Namespace) -> int:
             experiment=args.experiment,
             optuna_storage=args.optuna_storage,
             simulate=args.simulate,
+            eval_timeout=args.eval_timeout,
             out=args.out,
             resume=args.resume,
             progress=not args.quiet,

@@ -62,7 +62,7 @@ def run_flags(run: argparse.ArgumentParser) -> None:
     file.add_argument("--seed", type=int, help="seed of the strategy (same seed, same genomes and lineage)")
     file.add_argument("--epochs", type=int, help="training epochs per evaluation")
     file.add_argument("--image-size", type=int, help="image side in pixels during the search")
-    execution_flags(run)
+    execution_flags(run, timeouts=True)
     run.add_argument(
         "--retrain",
         action="store_true",
@@ -77,8 +77,17 @@ def run_flags(run: argparse.ArgumentParser) -> None:
     study.add_argument("--study-name", help="Optuna study name (default: EXPERIMENT-METHOD-seedSEED)")
 
 
-def execution_flags(parser: argparse.ArgumentParser) -> None:
+def execution_flags(parser: argparse.ArgumentParser, timeouts: bool = False) -> None:
     ex = parser.add_argument_group("execution and tracking")
+    if timeouts:
+        ex.add_argument(
+            "--eval-timeout",
+            type=float,
+            metavar="SECONDS",
+            help="an evaluation running longer is stopped (its Ray worker is killed and replaced) and recorded "
+            "failed, 'timed out after SECONDS s'; the search goes on (default: no limit; ray and simulated "
+            "executors)",
+        )
     ex.add_argument(
         "--executor",
         choices=("ray", "local", "simulated"),

@@ -74,6 +74,7 @@ def compare(
     out: str = ".",
     resume: str | None = None,
     progress: bool = True,
+    eval_timeout: float | None = None,
 ) -> ComparisonResult:
     """Run every method `seeds` times with paired seeds and write the report; see `popplast compare --help`."""
     from popplast.tracking.comparison import ComparisonError, ComparisonTracker
@@ -90,7 +91,7 @@ def compare(
         cell_spec = spec.with_overrides(
             method=_with_rule(method)[0], stopper=_with_rule(method)[1], schedule=_schedule(method)
         )
-        check_options(executor, workers, cpus_per_worker, gpus_per_worker, method)
+        check_options(executor, workers, cpus_per_worker, gpus_per_worker, method, eval_timeout)
         with_budget(cell_spec, budget if budget_epochs is None else evaluations_for_epochs(cell_spec, budget_epochs))
         if method == "tune-pbt":
             from popplast.integrations.tune import check_pbt
@@ -145,6 +146,7 @@ def compare(
                         gpus_per_worker=gpus_per_worker,
                         executor=executor,
                         simulate=simulate,
+                        eval_timeout=eval_timeout,
                         tracking_uri=tracking_uri,
                         experiment=experiment,
                         optuna_storage=optuna_storage,

@@ -22,7 +22,9 @@ def say(show: bool, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def check_options(executor: str, workers: int | None, cpus: float, gpus: float, method: str = "") -> None:
+def check_options(
+    executor: str, workers: int | None, cpus: float, gpus: float, method: str = "", eval_timeout: float | None = None
+) -> None:
     def bad(flag: str, expected: str, value: Any) -> SpecError:
         return SpecError(COMMAND_LINE, flag, f"expected {expected}, got {value!r}.")
 
@@ -34,6 +36,24 @@ def check_options(executor: str, workers: int | None, cpus: float, gpus: float, 
         raise bad("--cpus-per-worker", "a finite number > 0", cpus)
     if not 0 <= gpus < math.inf:
         raise bad("--gpus-per-worker", "a finite number >= 0", gpus)
+    if eval_timeout is not None:
+        if (
+            isinstance(eval_timeout, bool)
+            or not isinstance(eval_timeout, (int, float))
+            or not 0 < eval_timeout < math.inf
+        ):
+            raise bad("--eval-timeout", "a finite number of seconds > 0", eval_timeout)
+        if executor == "local":  # an evaluation runs in the driver's own thread: nothing can stop it from outside
+            raise SpecError(
+                COMMAND_LINE,
+                "--eval-timeout",
+                "needs --executor ray (or simulated): the local executor runs each evaluation in this process, "
+                "where a hung one cannot be stopped.",
+            )
+        if method in TUNE_METHODS:
+            raise SpecError(
+                COMMAND_LINE, "--eval-timeout", f"{method} runs on Ray Tune's own loop, which it does not reach."
+            )
     if executor != "ray" and method in TUNE_METHODS:
         raise SpecError(
             COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no {executor} executor."
@@ -51,13 +71,14 @@ def open_executor(
     population: int,
     simulation: tuple[Any, Any] = (None, None),
     show: bool = False,
+    eval_timeout: float | None = None,
 ) -> Iterator[Any]:
     """A local executor, a simulated cluster (`simulation`: the spec and what --simulate names), or a Ray pool
     inside a Ray session (joined, or started and stopped here)."""
     if kind == "simulated":
         from popplast.simulation import simulated_executor
 
-        yield simulated_executor(simulation[0], simulation[1], workers)
+        yield simulated_executor(simulation[0], simulation[1], workers, eval_timeout)
         return
     if kind == "local":
         from popplast.execution.executor import LocalExecutor
@@ -71,7 +92,7 @@ def open_executor(
         if workers is None:
             workers = default_workers(population, cpus)
         check_resources(workers, cpus, gpus)
-        pool = RayExecutor(make_evaluator, workers, cpus, gpus)
+        pool = RayExecutor(make_evaluator, workers, cpus, gpus, eval_timeout=eval_timeout)
         try:
             # The cluster has the resources, so every actor should start soon unless other work holds them;
             # waiting keeps a quick first generation from running on whichever actor happened to start first.

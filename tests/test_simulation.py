@@ -509,3 +509,18 @@ def test_a_recorded_table_leaves_out_final_metrics_that_are_not_finite(tmp_path)
     loaded.check(SPACE)
     assert [r.metrics for r in loaded.rows] == [{"loss": 0.5}, {}]
     assert [r.curve for r in loaded.rows] == [pytest.approx((0.1, 0.2, 0.3))] * 2
+
+
+def test_the_simulated_cluster_stops_evaluations_past_the_timeout_in_virtual_time(sim_spec, tmp_path):
+    """Architecture c costs 80 virtual seconds, the limit is 50: its evaluations are failed with the Ray
+    pool's words and their workers replaced; a and b (10 and 20 s) finish (issue 31's --eval-timeout)."""
+    model = tmp_path / "model.yaml"
+    model.write_text("cost: {seconds: 10, genes: {arch: {a: 1, b: 2, c: 8}}}\nscore: {base: 1.0}\n")
+    result, uri = simulated(sim_spec, tmp_path, "timeout", str(model), eval_timeout=50)
+    rows = individuals(uri, result.search_run_id)
+    client = MlflowClient(uri)
+    slow = [r for r in rows if client.get_run(r["run_id"]).data.params["arch"] == "c"]
+    assert slow and result.failed == len(slow)
+    for row in slow:
+        assert row["status"] == "failed"
+        assert "timed out after 50 s (--eval-timeout)" in client.get_run(row["run_id"]).data.tags["popplast.error"]

@@ -4,6 +4,11 @@ Faults: an actor that dies mid-evaluation (its process killed, its node lost) is
 run again on another actor, up to `max_attempts` runs in all; then the work is recorded as failed with
 every attempt's error. A replacement joins the pool only once it has started, so work never waits on an
 actor the cluster can no longer place: the pool goes on with the actors it has.
+
+Hangs: with `eval_timeout`, an evaluation still running that many seconds after it was sent (a data-loader
+deadlock, an NCCL hang) has its actor killed and replaced, and is recorded failed ("timed out after N s"),
+not run again: a hang is more often the objective's than the worker's, and another attempt would likely
+hang as long.
 """
 
 from __future__ import annotations
@@ -87,10 +92,13 @@ class RayExecutor:
         gpus_per_worker: float = 0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        eval_timeout: float | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.workers = workers
+        self.eval_timeout = eval_timeout
+        self.timed_out = 0  # evaluations stopped for running past eval_timeout
         self.max_attempts = max_attempts
         self.start_timeout = start_timeout
         self.placements: dict[Any, dict[str, Any]] = {}  # started actor → where it runs
@@ -124,7 +132,7 @@ class RayExecutor:
         window = window or self.workers
         waiting: collections.deque = collections.deque()
         idle = list(self.placements)
-        running: dict = {}  # object ref → (actor, task, reference to its trained weights or None)
+        running: dict = {}  # object ref → (actor, task, reference to its trained weights or None, when sent)
         done: dict[int, Any] = {}  # ordered: results waiting for the ones taken before them
         taken = yielded = 0
         exhausted = paused = False
@@ -152,7 +160,7 @@ class RayExecutor:
                     ref, weights = actor.evaluate_keeping_weights.remote(task.work)
                 else:
                     ref, weights = actor.evaluate.remote(task.work), None
-                running[ref] = (actor, task, weights)
+                running[ref] = (actor, task, weights, time.monotonic())
             if ordered and yielded in done:  # one at a time, taking the next item in between, as a replay does
                 yield done.pop(yielded)
                 yielded, paused = yielded + 1, False
@@ -176,7 +184,7 @@ class RayExecutor:
                 if ref in self._starting:
                     idle += self._collect_started([ref], 0)
                     continue
-                actor, task, weights = running.pop(ref)
+                actor, task, weights, _ = running.pop(ref)
                 result, alive = self._outcome(ref, task, weights)
                 if alive:
                     idle.append(actor)
@@ -190,6 +198,30 @@ class RayExecutor:
                 else:
                     yield result
                     paused = False
+            for task, result in self._stop_hung(running):
+                if ordered:
+                    done[task.seq] = result
+                else:
+                    yield result
+                    paused = False
+
+    def _stop_hung(self, running: dict) -> list[tuple[_Task, Any]]:
+        """Evaluations past eval_timeout: their actors killed (replacements asked for), their results failed."""
+        if self.eval_timeout is None:
+            return []
+        now, out = time.monotonic(), []
+        for ref, (actor, task, _, sent) in list(running.items()):
+            if now - sent <= self.eval_timeout:
+                continue
+            del running[ref]
+            self._discard(actor)
+            self.timed_out += 1
+            error = (
+                f"TimeoutError: the evaluation timed out after {self.eval_timeout:g} s (--eval-timeout); "
+                "its worker was stopped and replaced"
+            )
+            out.append((task, self._with_retries(task.work.failed(error), task.errors)))
+        return out
 
     def _outcome(self, ref: Any, task: _Task, weights: Any) -> tuple[Any, bool]:
         """(the result or None to retry, whether the actor is still usable)."""

@@ -22,7 +22,7 @@ def simulation_for(spec: SearchSpec, simulate: Any) -> Any:
     return load_simulation(simulate, spec.fidelity.epochs, spec.space)
 
 
-def simulated_executor(spec: SearchSpec, simulate: Any, workers: int | None) -> Any:
+def simulated_executor(spec: SearchSpec, simulate: Any, workers: int | None, eval_timeout: float | None = None) -> Any:
     """The simulated cluster for `spec`: `simulate` a path (a table .json, a simulation .yaml) or a
     Simulation; `workers` default to the population (the most a generation can keep busy)."""
     from popplast.core.stopper_spec import CNN_METRIC
@@ -32,5 +32,11 @@ def simulated_executor(spec: SearchSpec, simulate: Any, workers: int | None) -> 
     metric = CNN_METRIC if spec.objective is None else spec.fitness.metric
     maximize = spec.objective is None or spec.fitness.mode == "maximize"
     return SimulatedExecutor(
-        simulation, spec.space, workers or spec.strategy.population, metric, maximize, spec.fidelity.epochs
+        simulation,
+        spec.space,
+        workers or spec.strategy.population,
+        metric,
+        maximize,
+        spec.fidelity.epochs,
+        eval_timeout=eval_timeout,
     )

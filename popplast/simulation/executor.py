@@ -66,6 +66,7 @@ class SimulatedExecutor:
         steps: int,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         driver_clock: Callable[[], float] = time.perf_counter,
+        eval_timeout: float | None = None,
     ) -> None:
         self.simulation, self.space, self.workers = simulation, space, workers
         self.metric, self.sign, self.steps = metric, 1.0 if maximize else -1.0, steps
@@ -76,6 +77,7 @@ class SimulatedExecutor:
         self.lost = 0  # workers that died
         self.driver_seconds = 0.0  # the driver's real time between results (what `driver_time` charges)
         self.driver_clock = driver_clock  # a seam: tests charge a driver delay they choose
+        self.eval_timeout = eval_timeout  # virtual seconds after which an evaluation is stopped, as on Ray
 
     # --- the executor protocol -------------------------------------------------------------------------
     def map(self, items: Iterable[Work | None], ordered: bool = False, window: int | None = None) -> Iterator[Any]:
@@ -142,7 +144,10 @@ class SimulatedExecutor:
                 waiting.insert(0, run)
                 push(self.clock + self.simulation.restart_seconds, "back", run.worker)
                 continue
-            heapq.heappush(free, run.worker)
+            if run.end == "timeout":  # its worker was killed: a replacement takes over later
+                push(self.clock + self.simulation.restart_seconds, "back", run.worker)
+            else:
+                heapq.heappush(free, run.worker)
             if ordered:
                 done[run.seq] = (result, run.span)
             else:
@@ -206,6 +211,10 @@ class SimulatedExecutor:
         if fault < self.simulation.failures + self.simulation.worker_losses:  # part-way through, at `where`
             run.end = "failed" if fault < self.simulation.failures else "lost"
             run.end_step, run.end_time = int(where * budget), run.start + where * outcome.seconds
+        if self.eval_timeout is not None and run.end_time - run.start > self.eval_timeout:  # stopped, as on Ray
+            share = self.eval_timeout / (run.end_time - run.start)
+            run.end, run.end_step = "timeout", int(share * run.end_step)
+            run.end_time = run.start + self.eval_timeout
         if work.stops is not None and run.end_step > 0:
             push(run.start + run.step_seconds, "step", run)
         else:
@@ -227,6 +236,14 @@ class SimulatedExecutor:
         if run.end == "failed":
             result = run.work.failed(f"RuntimeError: injected failure (simulated) at step {run.end_step + 1}")
             result.worker, result.tags, run.span = f"sim-{run.worker}", self._span(run, at), (run.start, at)
+            return self._with_retries(result, run.errors)
+        if run.end == "timeout":  # as the Ray pool says it; a killed worker tells no span, so none is kept
+            result = run.work.failed(
+                f"TimeoutError: the evaluation timed out after {self.eval_timeout:g} s (--eval-timeout); "
+                "its worker was stopped and replaced"
+            )
+            result.worker, result.tags = f"sim-{run.worker}", {"simulated": "1"}
+            self.lost += 1
             return self._with_retries(result, run.errors)
         self.lost += 1
         run.errors.append(f"the worker died: simulated worker loss on sim-{run.worker}")
