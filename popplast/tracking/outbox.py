@@ -41,6 +41,7 @@ from popplast.tracking.journal import Journal, generation_of, journal_root, resu
 
 log = logging.getLogger(__name__)
 
+FIRST_BACKOFF = 0.5  # seconds before the first retry after an outage; doubled up to MAX_BACKOFF
 MAX_BACKOFF = 10.0
 BATCH = 500  # finished individuals shipped in one call: a second's worth at the goal of 500 a second
 LINGER = 0.25  # seconds an event may wait in the queue for its batch to fill
@@ -232,7 +233,7 @@ class Outbox:
     def _send(self) -> None:
         if not self._retry_refused():
             return
-        backoff, single = 0.5, False
+        backoff, single = FIRST_BACKOFF, False
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
@@ -266,14 +267,14 @@ class Outbox:
                     return
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            backoff, single = 0.5, False
+            backoff, single = FIRST_BACKOFF, False
             self._unsure = max(0, self._unsure - len(batch))
             self._reachable()
             self._done(len(batch))
 
     def _retry_refused(self) -> bool:
         """Events refused before, tried again in the journal's order (outages waited out); False when closed."""
-        backoff = 0.5
+        backoff = FIRST_BACKOFF
         while self._retry:
             index = self._retry[0]
             event = self.journal.event_at(index)
@@ -294,7 +295,7 @@ class Outbox:
                 self.journal.refuse(index, self.last_error)
                 self.refused += 1
                 log.error("MLflow refused journal event %d again (%s)", index, self.last_error)
-            backoff = 0.5
+            backoff = FIRST_BACKOFF
             self._reachable()
             with self._cond:
                 self._retry.pop(0)
