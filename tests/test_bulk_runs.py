@@ -22,6 +22,7 @@ from popplast.tracking.bulk_runs import BulkRuns, RunRecord, open_bulk
 from popplast.tracking.journal import Journal
 from popplast.tracking.mlflow_tracker import MLflowTracker
 from popplast.tracking.outbox import BATCH, Outbox, open_outbox
+from popplast.tracking.run_writers import ApiWriter, BulkWriter
 from tests.helpers import TINY_SPEC, individuals, write_spec
 
 
@@ -29,7 +30,7 @@ def _tracker(tmp_path, uri: str, experiment: str, bulk: bool) -> MLflowTracker:
     t = MLflowTracker(uri, experiment, "ga")
     t.start_search(SearchSpec.from_yaml(write_spec(tmp_path, TINY_SPEC)), {})
     if not bulk:
-        t._bulk = None  # the API path, as for a tracking server
+        t.writer = ApiWriter(t.client)  # the API path, as for a tracking server
     return t
 
 
@@ -104,7 +105,7 @@ def _view(client: MlflowClient, tracker: MLflowTracker) -> dict[str, dict]:
 def test_bulk_runs_read_back_as_the_apis_do(tmp_path, tracking_uri):
     api = _tracker(tmp_path, tracking_uri, "api", bulk=False)
     bulk = _tracker(tmp_path, tracking_uri, "bulk", bulk=True)
-    assert isinstance(bulk._bulk_writer(), BulkRuns)
+    assert isinstance(bulk.writer, BulkWriter) and isinstance(bulk.writer.bulk, BulkRuns)
     for tracker in (api, bulk):
         tracker.individuals_finished(_finished())
         tracker.generation_finished(1, {"best": 0.8})  # the parents' descriptions, now listing their children
@@ -137,7 +138,7 @@ def test_bulk_runs_read_back_as_the_apis_do(tmp_path, tracking_uri):
 
 def test_a_batch_is_written_whole_or_not_at_all(tmp_path, tracking_uri):
     tracker = _tracker(tmp_path, tracking_uri, "atomic", bulk=True)
-    writer = tracker._bulk_writer()
+    writer = tracker.writer.bulk
     first = RunRecord("one", {"mlflow.parentRunId": tracker.search_run_id}, "FINISHED")
     twin = RunRecord("two", {}, "FINISHED", run_id=first.run_id)  # the database refuses a second run of that id
     with pytest.raises(MlflowException) as refused:  # as MLflow's API raises it: a refusal, not an outage
@@ -243,10 +244,10 @@ def test_a_servers_runs_written_into_its_database_read_back_through_it_as_the_ap
     """POPPLAST_TRACKING_DB: individuals go into the server's database in bulk, everything else through the
     server; the server shows them as it shows runs logged through it."""
     api = _tracker(tmp_path, mlflow_server, "api", bulk=True)
-    assert api._bulk_writer() is None  # a server alone: MLflow's API
+    assert isinstance(api.writer, ApiWriter) and not isinstance(api.writer, BulkWriter)  # a server alone: the API
     monkeypatch.setenv("POPPLAST_TRACKING_DB", f"sqlite:///{tmp_path / 'server' / 'server.db'}")
     bulk = _tracker(tmp_path, mlflow_server, "bulk", bulk=True)
-    assert isinstance(bulk._bulk_writer(), BulkRuns)
+    assert isinstance(bulk.writer, BulkWriter) and isinstance(bulk.writer.bulk, BulkRuns)
     for tracker in (api, bulk):
         tracker.individuals_finished(_finished())
         tracker.generation_finished(1, {"best": 0.8})
@@ -281,7 +282,7 @@ def test_a_failed_batch_leaves_no_phantom_parent(tmp_path, tracking_uri):
     again through the outbox after the failure, every child names runs that exist, the parents' descriptions
     are written and the search ends (issue 31)."""
     tracker = _tracker(tmp_path, tracking_uri, "phantom", bulk=True)
-    writer = tracker._bulk_writer()
+    writer = tracker.writer.bulk
     real, failures = writer.write, []
 
     def fails_once(experiment_id, records):
@@ -318,7 +319,7 @@ def test_the_bulk_writer_works_in_mlflows_own_sessions_and_refuses_as_it_does(tm
     from popplast.tracking.failures import refused
 
     tracker = _tracker(tmp_path, tracking_uri, "sessions", bulk=True)
-    writer = tracker._bulk_writer()
+    writer = tracker.writer.bulk
     with writer._transaction() as session:
         pragmas = [session.execute(sqlalchemy.text(f"PRAGMA {p}")).scalar() for p in ("foreign_keys", "busy_timeout")]
     assert pragmas == [1, 20000]

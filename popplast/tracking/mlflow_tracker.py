@@ -19,9 +19,10 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import GA_METHODS, SearchSpec
-from popplast.tracking.bulk_runs import DATABASE, BulkRuns, RunRecord, open_bulk, server_database
+from popplast.tracking.bulk_runs import DATABASE, RunRecord, open_bulk, server_database
 from popplast.tracking.checkpoint_store import CheckpointStore
 from popplast.tracking.run_notes import NOTE, NOTE_TAGS, individual_note, search_note
+from popplast.tracking.run_writers import RunWriter, open_writer
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,18 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         self._fitness: dict[str, float | None] = {}
         self._children: dict[str, set[str]] = {}
         self._stale_notes: set[str] = set()
-        self._bulk: BulkRuns | None | bool = False  # opened at the first write
         self.outbox: Any = None  # the journal's sender while a search is journalled (run_tracking.py)
         self.drawn: tuple[str | None, float | None] = (None, None)  # the lineage page and utilisation, once drawn
         database = os.environ.get(DATABASE, "").strip()
+        bulk = None
         if database and tracking_uri.startswith(("http://", "https://")):
             try:
-                self._bulk = server_database(database, self.experiment_id, experiment)
+                bulk = server_database(database, self.experiment_id, experiment)
             except ValueError as e:
                 raise SpecError(COMMAND_LINE, f"{DATABASE} (environment variable)", f"{e}.") from None
+        elif not tracking_uri.startswith(("http://", "https://")):
+            bulk = open_bulk(self.client)
+        self.writer: RunWriter = open_writer(self.client, bulk)  # how individuals' runs are written, once
 
     def start_search(self, spec: SearchSpec, settings: Mapping[str, Any]) -> str:
         s = spec.strategy
@@ -133,23 +137,15 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         self._known(search_run_id)
 
     def has_logged(self, individual_id: str) -> bool:
-        """Whether MLflow holds the individual's run whole (terminated); runs of it cut short, and the retried
+        """Whether MLflow holds the individual's run whole (ended); runs of it cut short, and the retried
         attempts logged before them, are deleted so that logging it again gives it once."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`popplast.individual_id` = '{individual_id}' and tags.`mlflow.parentRunId` = '{self.search_run_id}'",
-        )
-        whole = [
-            r
-            for r in runs
-            if r.data.tags.get("popplast.status") != "retried" and r.info.status in ("FINISHED", "FAILED")
-        ]
+        runs = self.writer.runs_of(self.experiment_id, self.search_run_id, individual_id)
+        whole = [r for r in runs if r.tags.get("popplast.status") != "retried" and r.whole]
         if whole:
-            run = whole[0]
-            self._remember(individual_id, run.info.run_id, dict(run.data.tags), run.data.metrics.get("fitness"))
+            self._remember(individual_id, whole[0].run_id, whole[0].tags, whole[0].fitness)
             return True
         for run in runs:
-            self.client.delete_run(run.info.run_id)
+            self.writer.delete(run.run_id)
         self.run_ids.pop(individual_id, None)  # a batch that failed may have named a run it never wrote
         return False
 
@@ -177,51 +173,34 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         self.individuals_finished([(individual, config, result)])
 
     def individuals_finished(self, finished: Sequence[tuple[Individual, Mapping[str, Any], EvalResult]]) -> None:
-        """Log finished individuals, in order: in one transaction where the store is a database MLflow's tables
-        can be written to (tracking/bulk_runs.py), else run by run through MLflow's API."""
-        bulk = self._bulk_writer()
-        batch: list[RunRecord] = []
-        # run ids of the batch's individuals, for their children in the same batch; they become the tracker's
-        # (and so parents' run ids of later children) only once the batch is committed: a batch that failed
-        # wrote none of them, and a child naming one would name a run that does not exist
-        pending: dict[str, tuple[str, dict[str, str], float | None]] = {}
-        run_ids = collections.ChainMap({k: v[0] for k, v in pending.items()}, self.run_ids)
+        """Log finished individuals, in order, through the tracker's writer (tracking/run_writers.py): in one
+        transaction where it writes into a database, else run by run."""
+        chunk: list[RunRecord] = []
+        # run ids of individuals written in this call, for their children in it; they become the tracker's
+        # (and so parents' run ids of later children) only once written: a write that failed wrote none of
+        # them, and a child naming one would name a run that does not exist
+        pending: dict[str, tuple[RunRecord, float | None]] = {}
+        run_ids = collections.ChainMap({k: v[0].run_id for k, v in pending.items()}, self.run_ids)
 
-        def commit() -> None:
-            if batch:
-                bulk.write(self.experiment_id, batch)  # type: ignore[union-attr]
-                batch.clear()
-            for individual_id, (run_id, tags, fitness) in pending.items():
-                self._remember(individual_id, run_id, tags, fitness)
+        def flush() -> None:
+            if chunk:
+                self.writer.write(self.experiment_id, chunk)
+                chunk.clear()
+            for individual_id, (record, fitness) in pending.items():
+                self._remember(individual_id, record.run_id, record.tags, fitness)
             pending.clear()
             run_ids.maps[0].clear()
 
         for individual, config, result in finished:
             records, fitness = self._records(individual, config, result, run_ids)
-            if bulk is not None and all(bulk.writable(r) for r in records):
-                batch += records
-                pending[individual.id] = (records[-1].run_id, records[-1].tags, fitness)
-                run_ids.maps[0][individual.id] = records[-1].run_id
-                continue
-            commit()  # what came before it goes first
-            for record in records:
-                record.run_id = self._write_run(record)
-            self._remember(individual.id, records[-1].run_id, records[-1].tags, fitness)
-        commit()
-
-    def _bulk_writer(self) -> BulkRuns | None:
-        if self._bulk is False:
-            self._bulk = open_bulk(self.client)
-        return self._bulk  # type: ignore[return-value]
-
-    def _write_run(self, record: RunRecord) -> str:
-        """One run through MLflow's API: created, logged, terminated; returns its id."""
-        run = self.client.create_run(self.experiment_id, record.start, record.tags, record.name)
-        run_id = str(run.info.run_id)
-        if record.metrics or record.params:
-            self.client.log_batch(run_id, metrics=record.metrics, params=record.params)
-        self.client.set_terminated(run_id, status=record.status)
-        return run_id
+            if not self.writer.in_one_go(records):
+                flush()  # what came before it goes first; it alone, and its run's id is known before the next
+            chunk += records
+            pending[individual.id] = (records[-1], fitness)
+            run_ids.maps[0][individual.id] = records[-1].run_id
+            if not self.writer.in_one_go(records):
+                flush()
+        flush()
 
     def _records(
         self, individual: Individual, config: Mapping[str, Any], result: EvalResult, run_ids: Mapping[str, str]
@@ -307,12 +286,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             for parent in sorted(self._stale_notes)
             if parent in self.run_ids and parent in self._tags
         ]
-        bulk = self._bulk_writer()
-        if bulk is not None and all(bulk.tag_writable(key, value) for _, key, value in updates):
-            bulk.set_tags(updates)
-        else:
-            for run_id, key, value in updates:
-                self.client.set_tag(run_id, key, value)
+        self.writer.set_tags(updates)
         self._stale_notes.clear()
 
     def end_event(self, result: SearchResult, final_population: Mapping[str, Any]) -> dict[str, Any]:
