@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -205,3 +206,81 @@ def test_the_end_of_a_search_waits_out_an_outage_and_a_failure_keeps_its_own_err
     server.start()
     sync(os.path.join(journal_root(server.url), tracker.search_run_id))
     assert MlflowClient(server.url).get_run(tracker.search_run_id).info.status == "FAILED"
+
+
+def _hold_exclusive_lock(database: str, seconds: float) -> threading.Thread:
+    """Another connection holding an exclusive lock on the SQLite file for `seconds` (a backup, a migration,
+    another program's long transaction): every writer and reader of it waits, then gets "database is
+    locked"."""
+    import sqlite3
+
+    ready = threading.Event()
+
+    def hold():
+        lock = sqlite3.connect(database, isolation_level=None, timeout=60)
+        lock.execute("BEGIN EXCLUSIVE")
+        ready.set()
+        time.sleep(seconds)
+        lock.execute("ROLLBACK")
+        lock.close()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert ready.wait(60)
+    return holder
+
+
+def _search_with_the_store_locked(tmp_path, url: str, database: str, seconds: float):
+    """The slow search as a driver into `url`; once 4 individuals are in, `database` is locked for `seconds`.
+    The driver's (stdout, stderr, search run id), and when the lock was released."""
+    spec = _spec(tmp_path)
+    reference, expected = _undisturbed(spec, tmp_path)
+    driver = _driver(spec, url, tmp_path)
+    run_id = _wait_logged(url, 4, driver) if url.startswith("http") else None
+    if run_id is None:  # a SQLite store: read it as the test's own client
+        deadline = time.monotonic() + 120
+        while run_id is None and time.monotonic() < deadline:
+            run_id, logged = _logged(url)
+            run_id = run_id if logged >= 4 else None
+            time.sleep(0.3)
+    _hold_exclusive_lock(database, seconds).join()
+    released = time.time()
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err
+    return reference, expected, run_id, released, out, err
+
+
+@pytest.mark.cluster  # 150 s of lock: the slow tier
+def test_a_sqlite_store_locked_for_150_s_loses_nothing(tmp_path, journal_dir):
+    """Issue 31: a lock held by another connection was an outage the sender took for a refusal after five
+    tries; the individual it was shipping was lost for good. Now it waits the lock out."""
+    database = tmp_path / "locked.db"
+    url = f"sqlite:///{database}"
+    reference, expected, run_id, _, out, err = _search_with_the_store_locked(tmp_path, url, str(database), 150)
+    assert "MLflow unreachable" in err and "refused" not in err
+    rows = individuals(url, run_id)
+    assert len(rows) == len({r["id"] for r in rows}) == 32  # every individual, once
+    assert lineage(rows) == lineage(expected) and [r["fitness"] for r in rows] == [r["fitness"] for r in expected]
+    assert MlflowClient(url).get_run(run_id).info.status == "FINISHED" and reference.best.id in out
+    assert not (journal_dir / run_id).exists()
+
+
+@pytest.mark.cluster  # a minute of the server's database locked: the slow tier
+def test_a_server_whose_database_is_away_while_it_answers_health_loses_nothing(
+    restartable_mlflow_server, tmp_path, journal_dir
+):
+    """The server keeps answering /health (which reads no database) while its SQLite database is locked for 60
+    s by another connection: its calls fail (database is locked, after its busy timeout), which is an outage to
+    wait out, not a refusal. The search finishes and MLflow holds every individual once, with the lineage of
+    the undisturbed search."""
+    import urllib.request
+
+    server = restartable_mlflow_server
+    database = str(tmp_path / "server" / "server.db")
+    reference, expected, run_id, _, out, err = _search_with_the_store_locked(tmp_path, server.url, database, 60)
+    assert urllib.request.urlopen(f"{server.url}/health", timeout=5).read() == b"OK"
+    rows = individuals(server.url, run_id)
+    assert len(rows) == len({r["id"] for r in rows}) == 32
+    assert lineage(rows) == lineage(expected) and [r["fitness"] for r in rows] == [r["fitness"] for r in expected]
+    assert MlflowClient(server.url).get_run(run_id).info.status == "FINISHED" and reference.best.id in out
+    assert not (journal_dir / run_id).exists()
