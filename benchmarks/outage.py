@@ -2,6 +2,13 @@
 killed for `--outage` seconds in the middle of the search, against the same search undisturbed (issue 16).
 
     .venv/bin/python benchmarks/outage.py [--outage 30] [--generations 20] [--seconds 0.5] [--repeats 2]
+    .venv/bin/python benchmarks/outage.py --demo [--outage 30] [--repeats 2]
+
+`--demo` (issue 31): 40 evaluations of the demo space (`search_spaces/digits_gencnn.yaml`, popplast's CNN
+trainer, 2 Ray workers) with the server killed once it holds 10 individuals. Printed first: the evaluations'
+span (first `popplast.started` to last `popplast.ended`, as MLflow records them) against the undisturbed
+search's, and how long after the server answered again MLflow held every individual that had finished by then
+(the backlog).
 
 The search: `popplast run` (local executor) of a GA over two float genes whose objective sleeps `--seconds`
 per evaluation (population 4), so that evaluation time, not this machine's CPUs, sets the pace. The server
@@ -100,18 +107,101 @@ def one(folder: str, port: int, args: argparse.Namespace, outage: bool) -> float
         server.kill()
 
 
+def spans(url: str, experiment: str) -> list[tuple[float, float]]:
+    """(started, ended) of every individual of the experiment's search, from their runs' tags."""
+    client = MlflowClient(url)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], "tags.`popplast.role` != 'search'", max_results=5000)
+    return [
+        (float(r.data.tags["popplast.started"]), float(r.data.tags["popplast.ended"]))
+        for r in runs
+        if "popplast.started" in r.data.tags and r.data.tags.get("popplast.status") != "retried"
+    ]
+
+
+def demo(folder: str, port: int, args: argparse.Namespace, outage: bool) -> tuple[float, float | None]:
+    """The demo space's search of 40 evaluations on 2 Ray workers: (its evaluations' span, and with the outage
+    the seconds from the server answering again to MLflow holding every individual finished by then)."""
+    server = Server(folder, port)
+    server.start()
+    experiment = f"demo-outage-{outage}-{time.time()}"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "POPPLAST_JOURNAL_DIR": os.path.join(folder, "journal")}
+    command = [os.path.join(BIN, "popplast"), "run", os.path.join(root, "search_spaces", "digits_gencnn.yaml")]
+    command += ["--budget-evals", "40", "--workers", "2", "--tracking-uri", server.url, "--quiet"]
+    command += ["--experiment", experiment]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    backlog = None
+    try:
+        if outage:
+            while logged(server.url) < 10:
+                time.sleep(0.2)
+            server.kill()
+            time.sleep(args.outage)
+            server.start()
+            up = time.time()  # the server answers again
+            _, err = driver.communicate(timeout=1800)
+            # the backlog: what had finished by then, and when MLflow had the last of it
+            finished = [s for s in spans(server.url, experiment) if s[1] < up]
+            backlog = _arrival(server.url, experiment, finished, up)
+        else:
+            _, err = driver.communicate(timeout=1800)
+        if driver.returncode != 0:
+            raise RuntimeError(err[-2000:])
+        found = spans(server.url, experiment)
+        return max(e for _, e in found) - min(s for s, _ in found), backlog
+    finally:
+        server.kill()
+
+
+def _arrival(url: str, experiment: str, finished: list, up: float) -> float:
+    """When the last of `finished` reached MLflow, in seconds after `up`: the latest end time MLflow recorded
+    for their runs (it sets a run's end when the run is written)."""
+    client = MlflowClient(url)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], "tags.`popplast.role` != 'search'", max_results=5000)
+    wanted = set(finished)
+    ends = [
+        r.info.end_time / 1000.0
+        for r in runs
+        if "popplast.started" in r.data.tags
+        and (float(r.data.tags["popplast.started"]), float(r.data.tags["popplast.ended"])) in wanted
+    ]
+    return max(ends) - up if ends else 0.0
+
+
+def main_demo(args: argparse.Namespace, port: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        calm, stormy, backlogs = [], [], []
+        for _ in range(args.repeats):
+            calm.append(demo(folder, port, args, outage=False)[0])
+            span, backlog = demo(folder, port, args, outage=True)
+            stormy.append(span)
+            backlogs.append(backlog or 0.0)
+    ratio = statistics.median(stormy) / statistics.median(calm)
+    print(f"evaluations' span with a {args.outage:.0f} s outage / undisturbed: {ratio:.3f} (goal: within 10%)")
+    print(f"backlog in MLflow after the server answered again: {statistics.median(backlogs):.1f} s (goal: 20 s)")
+    print(f"undisturbed spans: {', '.join(f'{t:.1f}' for t in calm)} s")
+    print(f"with the outage:   {', '.join(f'{t:.1f}' for t in stormy)} s")
+    print(f"backlogs:          {', '.join(f'{b:.1f}' for b in backlogs)} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--outage", type=float, default=30.0)
     parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--demo", action="store_true", help="the demo space's 40 evaluations (issue 31)")
     args = parser.parse_args()
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    if args.demo:
+        main_demo(args, port)
+        return
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "slowobj.py"), "w") as f:
             f.write(OBJECTIVE)

@@ -105,13 +105,37 @@ def end_failed(tracker: Any, reason: str | None) -> None:
     tracker.release_lease()
 
 
+JOURNAL_TAG = "popplast.journal"  # where the search's journal is: host:folder
+
+
 def open_journal(tracker: Any, progress: bool) -> Any:
     """The search's outbox (tracking/outbox.py), opened on the tracker's search run: what the loop and the
-    end of the search report to. An earlier driver's events left in its journal are shipped first."""
+    end of the search report to. An earlier driver's events left in its journal are shipped first: the search
+    run's `popplast.journal` tag says where that journal is, so a resume from another folder of this machine
+    adopts it (for an http store journals live under the current folder), and one on another machine is
+    named, for `popplast sync` there."""
+    import os
+    import socket
+
     from popplast.tracking.outbox import open_outbox
 
-    outbox = open_outbox(tracker)
+    root = None
+    earlier = tracker.client.get_run(tracker.search_run_id).data.tags.get(JOURNAL_TAG, "")
+    host, _, folder = earlier.partition(":")
+    if earlier and host == socket.gethostname() and os.path.isdir(folder):
+        root = os.path.dirname(folder)
+    elif earlier and host != socket.gethostname():
+        say(
+            progress,
+            f"[popplast] the earlier driver's journal is on {host} at {folder}: what it had not shipped, run "
+            f"`popplast sync {folder}` there (a sync after this driver's checkpoints passes over it)",
+        )
+    outbox = open_outbox(tracker, root)
     tracker.outbox = outbox
+    try:  # where this journal is, for a later resume; not having it only costs a later driver the search
+        tracker.client.set_tag(tracker.search_run_id, JOURNAL_TAG, f"{socket.gethostname()}:{outbox.journal.directory}")
+    except Exception as e:
+        log.warning("could not record where the journal is (%s)", describe(e))
     if outbox.queued:
         say(progress, f"[popplast] shipping {outbox.queued} journalled events of an earlier driver")
         outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))

@@ -353,3 +353,26 @@ def test_one_sender_per_journal(tracker, capsys):
     outbox.close()
     again = Outbox(tracker, Journal(outbox.journal.directory))
     again.close()
+
+
+def test_a_resume_from_another_folder_finds_the_earlier_journal_by_the_search_runs_tag(
+    tracker, tmp_path, monkeypatch
+):
+    """An earlier driver journalled into folder A and died with an event unshipped; a driver resumed where
+    journals go elsewhere (B: another current folder, for an http store) adopts A's journal from the search
+    run's tag, ships the event and leaves no journal behind (issue 31)."""
+    from popplast.run_tracking import JOURNAL_TAG, open_journal
+
+    monkeypatch.setenv("POPPLAST_JOURNAL_DIR", str(tmp_path / "A"))
+    outbox = open_journal(tracker, progress=False)
+    outbox.close()  # the driver dies: the sender stops, what it journals stays unshipped
+    outbox.individual_finished(_individual(0), {}, EvalResult("g000-i000", 1.0))
+    outbox.journal.close()
+    tag = MlflowClient(tracker.tracking_uri).get_run(tracker.search_run_id).data.tags[JOURNAL_TAG]
+    assert tag.endswith(str(tmp_path / "A" / tracker.search_run_id))
+    monkeypatch.setenv("POPPLAST_JOURNAL_DIR", str(tmp_path / "B"))
+    again = open_journal(tracker, progress=False)  # ships A's backlog first
+    assert again.journal.directory == str(tmp_path / "A" / tracker.search_run_id)
+    assert [r["id"] for r in individuals(tracker.tracking_uri, tracker.search_run_id)] == ["g000-i000"]
+    again.finish()
+    assert not (tmp_path / "A" / tracker.search_run_id).exists() and not (tmp_path / "B").exists()
