@@ -355,9 +355,7 @@ def test_one_sender_per_journal(tracker, capsys):
     again.close()
 
 
-def test_a_resume_from_another_folder_finds_the_earlier_journal_by_the_search_runs_tag(
-    tracker, tmp_path, monkeypatch
-):
+def test_a_resume_from_another_folder_finds_the_earlier_journal_by_the_search_runs_tag(tracker, tmp_path, monkeypatch):
     """An earlier driver journalled into folder A and died with an event unshipped; a driver resumed where
     journals go elsewhere (B: another current folder, for an http store) adopts A's journal from the search
     run's tag, ships the event and leaves no journal behind (issue 31)."""

@@ -203,3 +203,49 @@ def test_two_resumes_started_together_leave_one_driver(tiny_spec, tmp_path):
 
     ids = [r["id"] for r in individuals(uri, run_id)]
     assert len(ids) == len(set(ids)) == 20
+
+
+@pytest.mark.slow
+def test_a_resume_while_a_sync_ships_the_same_search_is_refused(tiny_spec, tmp_path):
+    """`popplast sync` holds the search's lease while it waits out an outage (here an artifact store that cannot
+    take a checkpoint); a `--resume` started meanwhile is refused naming it, so the backlog is shipped by one
+    of them, once (issue 31: 1,500 events became 2,500 runs)."""
+    from popplast.tracking.journal import Journal, journal_root
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    done = subprocess.run(
+        [BIN, "run", str(tiny_spec), "--executor", "local", "--tracking-uri", uri, "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("MLflow: search run"))
+    run_id = line.split()[3].rstrip(",")
+    header = {"tracking_uri": uri, "experiment": "tiny", "search_run_id": run_id, "method": "ga"}
+    journal = Journal.create(journal_root(uri), {**header, "gene_names": ["lr_scale"], "fence": 1})
+    with open(os.path.join(journal.checkpoint, "state-g0009.json"), "w") as f:
+        f.write("{}")
+    journal.append({"kind": "checkpoint", "states": ["state-g0009.json"], "weights": [], "keep": []})
+    journal.close()
+    artifacts = MlflowClient(uri).get_run(run_id).info.artifact_uri[len("file://") :]
+    os.replace(os.path.join(artifacts, "checkpoint"), os.path.join(artifacts, "checkpoint.moved"))
+    with open(os.path.join(artifacts, "checkpoint"), "w") as f:  # a file where the folder goes: an outage
+        f.write("not a folder")
+    sync = subprocess.Popen([BIN, "sync", journal.directory], stderr=subprocess.PIPE, text=True)
+    try:
+        for line in sync.stderr:
+            if "Waiting for it" in line:
+                break
+        resume = subprocess.run(
+            [BIN, "run", "--resume", run_id, "--generations", "4", "--executor", "local", "--tracking-uri", uri],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert resume.returncode == 2 and "is being run by" in resume.stderr, resume.stderr
+    finally:
+        sync.send_signal(signal.SIGTERM)
+        sync.wait(timeout=60)
