@@ -174,7 +174,7 @@ def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(t
     assert MlflowClient(uri).get_run(a.search_run_id).data.tags[FENCE] == "2"  # a sync takes no new fence
 
 
-@pytest.mark.slow
+@pytest.mark.cluster  # three drivers in turn: the slow tier
 def test_two_resumes_started_together_leave_one_driver(tiny_spec, tmp_path):
     """Two `popplast run --resume` of one search at the same moment: one goes on, the other backs off by name;
     MLflow then holds every individual of the longer search once."""
@@ -205,7 +205,7 @@ def test_two_resumes_started_together_leave_one_driver(tiny_spec, tmp_path):
     assert len(ids) == len(set(ids)) == 20
 
 
-@pytest.mark.slow
+@pytest.mark.cluster  # a driver, a sync and a resume in turn: the slow tier
 def test_a_resume_while_a_sync_ships_the_same_search_is_refused(tiny_spec, tmp_path):
     """`popplast sync` holds the search's lease while it waits out an outage (here an artifact store that cannot
     take a checkpoint); a `--resume` started meanwhile is refused naming it, so the backlog is shipped by one

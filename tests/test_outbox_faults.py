@@ -86,7 +86,7 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(outbox_module, "LINGER", 0.0)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     count=st.integers(1, 24),
     faults=st.lists(st.sampled_from(FAULTS), max_size=30),
