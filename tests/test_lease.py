@@ -174,21 +174,26 @@ def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(t
     assert MlflowClient(uri).get_run(a.search_run_id).data.tags[FENCE] == "2"  # a sync takes no new fence
 
 
+def _finished_search(spec, folder, uri: str) -> str:
+    """A tiny search run to its end by `popplast run` in a process of its own: its search run id."""
+    done = subprocess.run(
+        [BIN, "run", str(spec), "--executor", "local", "--tracking-uri", uri, "--quiet"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("MLflow: search run"))
+    return line.split()[3].rstrip(",")
+
+
 @pytest.mark.cluster  # three drivers in turn: the slow tier
 def test_two_resumes_started_together_leave_one_driver(tiny_spec, tmp_path):
     """Two `popplast run --resume` of one search at the same moment: one goes on, the other backs off by name;
     MLflow then holds every individual of the longer search once."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    first = subprocess.run(
-        [BIN, "run", str(tiny_spec), "--executor", "local", "--tracking-uri", uri, "--quiet"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert first.returncode == 0, first.stderr
-    line = next(line for line in first.stdout.splitlines() if line.startswith("MLflow: search run"))
-    run_id = line.split()[3].rstrip(",")
+    run_id = _finished_search(tiny_spec, tmp_path, uri)
     command = [BIN, "run", "--resume", run_id, "--generations", "5", "--executor", "local", "--tracking-uri", uri]
     both = [
         subprocess.Popen([*command, "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -213,16 +218,7 @@ def test_a_resume_while_a_sync_ships_the_same_search_is_refused(tiny_spec, tmp_p
     from popplast.tracking.journal import Journal, journal_root
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    done = subprocess.run(
-        [BIN, "run", str(tiny_spec), "--executor", "local", "--tracking-uri", uri, "--quiet"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    line = next(line for line in done.stdout.splitlines() if line.startswith("MLflow: search run"))
-    run_id = line.split()[3].rstrip(",")
+    run_id = _finished_search(tiny_spec, tmp_path, uri)
     header = {"tracking_uri": uri, "experiment": "tiny", "search_run_id": run_id, "method": "ga"}
     journal = Journal.create(journal_root(uri), {**header, "gene_names": ["lr_scale"], "fence": 1})
     with open(os.path.join(journal.checkpoint, "state-g0009.json"), "w") as f:
