@@ -9,9 +9,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from popplast.core import catalogue
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.result import SearchResult
-from popplast.core.spec import INHERITING_METHODS, OPTUNA_METHODS, TUNE_METHODS, SearchSpec
+from popplast.core.spec import SearchSpec
 from popplast.core.strategies import build_strategy
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
 from popplast.evaluators import check_objective_options, fitness_label, make_evaluator, objective_for
@@ -125,13 +126,11 @@ def run(
                 COMMAND_LINE, "--retrain", "a simulated search trains nothing, so there is nothing to retrain."
             )
         simulate = simulation_for(spec, simulate)
-    if method == "tune-pbt":
-        from popplast.integrations.tune import check_pbt
-
-        check_pbt(spec)
+    catalogue.check_spec(spec)  # what the method itself needs of the file
     shape = preflight(spec, progress) if fn is None and not simulated else (0, 0)
     study = None
-    if method in OPTUNA_METHODS:
+    entry = catalogue.method(method)
+    if entry.family == catalogue.SAMPLER:  # its trials are recorded in an Optuna study too
         from popplast.baselines.optuna_search import open_study, study_name_for
 
         study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), bool(resume))
@@ -154,7 +153,7 @@ def run(
         **({"budget_epochs": budget_epochs} if budget_epochs else {}),
     }
     with releasing_lease(tracker):  # whatever stops the search before it ends, the lease is given back
-        if method in TUNE_METHODS:
+        if not entry.in_loop:  # Ray Tune's own loop
             result, final = _tune_search(
                 spec,
                 budget,
@@ -192,7 +191,7 @@ def run(
                         )
                         outbox.drain(on_wait=lambda message: say(progress, f"[popplast] {message}"))
                     result = _result(spec, outcome, tracker)
-                    if method in INHERITING_METHODS and fn is None and not simulated:  # a user's model is theirs
+                    if entry.inherits and fn is None and not simulated:  # a user's model is theirs
                         log_soup_model(spec, outcome, tracker, result, shape)
                     if retrain:
                         retrain_best(spec, pool, tracker, result, shape)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from popplast.api import SearchFailed, run
+from popplast.core import catalogue
 from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.spec import (
     METHODS,
-    OPTUNA_METHODS,
     STOPPING_BASELINES,
     SearchSpec,
     method_label,
@@ -93,10 +93,7 @@ def compare(
         )
         check_options(executor, workers, cpus_per_worker, gpus_per_worker, method, eval_timeout)
         with_budget(cell_spec, budget if budget_epochs is None else evaluations_for_epochs(cell_spec, budget_epochs))
-        if method == "tune-pbt":
-            from popplast.integrations.tune import check_pbt
-
-            check_pbt(cell_spec)
+        catalogue.check_spec(cell_spec)  # what the method itself needs of the file
     seed_values = [spec.strategy.seed + i for i in range(seeds)]
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     tracker = ComparisonTracker(tracking_uri, experiment)
@@ -209,7 +206,7 @@ def _with_rule(name: str) -> tuple[str, str]:
 
 def _study_to_resume(method: str, storage: str, study: str) -> str | None:
     """The search run of this cell's study when an earlier, interrupted comparison started it."""
-    if split_method(method)[0] not in OPTUNA_METHODS:
+    if catalogue.method(split_schedule(split_method(method)[0])[0]).family != catalogue.SAMPLER:
         return None
     from popplast.baselines.optuna_search import study_search_run
 

@@ -50,9 +50,9 @@ def fitness_label(spec: SearchSpec) -> str:
 
 
 def check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> None:
-    from popplast.core.spec import TUNE_METHODS
+    from popplast.core.catalogue import method as entry
 
-    if method in TUNE_METHODS:
+    if not entry(method).in_loop:
         raise SpecError(
             COMMAND_LINE,
             "--method",

@@ -55,8 +55,9 @@ def replay(
 ) -> ReplayResult:
     """Retrain `individual`'s schedule (default: the search's best). Raises SpecError for an unknown run or
     individual, or a Tune search (whose trials popplast cannot retrain as they ran)."""
+    from popplast.core.catalogue import CATALOGUE
     from popplast.core.individual import Individual
-    from popplast.core.spec import INHERITING_METHODS, TUNE_METHODS, SearchSpec
+    from popplast.core.spec import SearchSpec
     from popplast.evaluators import make_evaluator, objective_for
     from popplast.execution.search import configuration, generation_fidelity, trained_config
     from popplast.tracking.lineage import LineageError, lineage_of
@@ -65,7 +66,7 @@ def replay(
     from popplast.tracking.search_record import read_search
 
     record = read_search(tracking_uri, search_run_id)
-    if record.method in TUNE_METHODS:
+    if record.method in CATALOGUE and not CATALOGUE[record.method].in_loop:
         raise SpecError(
             COMMAND_LINE, "SEARCH_RUN_ID", f"the search run {search_run_id} ran {record.method} on Ray Tune."
         )
@@ -77,7 +78,7 @@ def replay(
     if individual is not None and individual not in lineage.nodes:
         raise SpecError(COMMAND_LINE, "--individual", f"{individual!r} is not an individual of {search_run_id}.")
     steps = pedigree(lineage, individual)
-    inherits = record.method in INHERITING_METHODS
+    inherits = record.method in CATALOGUE and CATALOGUE[record.method].inherits
     if not inherits:
         steps = steps[-1:]  # nothing flows along the line: the individual's own configuration is its schedule
     focus = steps[-1]["individual"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from popplast.core.catalogue import CATALOGUE
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.spec import TUNE_METHODS, SearchSpec
+from popplast.core.spec import SearchSpec
 
 # what a resumed search may change: how long it goes on
 EXTENDABLE = ("strategy.generations",)
@@ -26,7 +27,7 @@ def resumed_spec(
     from popplast.tracking.search_record import read_search
 
     record = read_search(tracking_uri, run_id)
-    if record.method in TUNE_METHODS:
+    if record.method in CATALOGUE and not CATALOGUE[record.method].in_loop:
         raise SpecError(
             COMMAND_LINE,
             "--resume",

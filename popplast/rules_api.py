@@ -167,13 +167,10 @@ def _remote_objective(spec: RulesSpec, threads: int) -> Any:
 
 
 def _strategy(spec: RulesSpec, dim: int, train_size: int) -> Any:
+    from popplast.core.catalogue import method
     from popplast.core.rule_search import RuleSearch
 
     s = spec.strategy
-    if s.method == "elitist":
-        es = ES_STRATEGIES["elitist"](dim, population=s.population, sigma=s.sigma)
-    elif s.method == "openai":
-        es = ES_STRATEGIES["openai"](dim, population=s.population, sigma=s.sigma, learning_rate=s.learning_rate)
-    else:
-        es = ES_STRATEGIES["snes"](dim, population=s.population, sigma=s.sigma)
+    settings = {k: getattr(s, k) for k in method(s.method).settings}  # the settings the method takes
+    es = ES_STRATEGIES[s.method](dim, population=s.population, **settings)
     return RuleSearch(es, train_size=train_size, batch_size=s.batch_size)

@@ -9,8 +9,8 @@ import signal
 import sys
 from typing import Any, Iterator
 
+from popplast.core.catalogue import CATALOGUE
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.spec import TUNE_METHODS
 
 EXECUTORS = ("ray", "local", "simulated")
 WORKERS_START_WAIT = 60.0  # seconds a search waits for its workers before it begins with those it has
@@ -50,11 +50,11 @@ def check_options(
                 "needs --executor ray (or simulated): the local executor runs each evaluation in this process, "
                 "where a hung one cannot be stopped.",
             )
-        if method in TUNE_METHODS:
+        if method in CATALOGUE and not CATALOGUE[method].in_loop:
             raise SpecError(
                 COMMAND_LINE, "--eval-timeout", f"{method} runs on Ray Tune's own loop, which it does not reach."
             )
-    if executor != "ray" and method in TUNE_METHODS:
+    if executor != "ray" and method in CATALOGUE and not CATALOGUE[method].in_loop:
         raise SpecError(
             COMMAND_LINE, "--executor", f"the {method} method runs on Ray Tune; it has no {executor} executor."
         )

@@ -67,7 +67,7 @@ CASES = {
     ),
     "gensoup key for ga": (
         spec_with("population: 4", "population: 4\n  population_step: 1"),
-        "at strategy.population_step: only the gensoup method takes population_step",
+        "at strategy.population_step: only gensoup takes population_step; this search's method is ga.",
     ),
     "unknown method": (spec_with("method: ga", "method: pso"), "at strategy.method: expected one of ga, gensoup"),
     "duplicate key": (
@@ -93,8 +93,7 @@ CASES = {
     ),
     "sigma for ga": (
         spec_with("population: 4", "population: 4\n  sigma: 0.1"),
-        "at strategy.sigma: sigma is a setting of the evolution strategies (elitist, openai, snes); this search's "
-        "method is ga",
+        "at strategy.sigma: sigma is a setting of elitist, openai, snes; this search's method is ga",
     ),
     "learning rate for snes": (
         spec_with("method: ga", "method: snes\n  learning_rate: 0.1"),

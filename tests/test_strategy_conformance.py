@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from popplast.core.budget import generation_sizes, with_budget
-from popplast.core.spec import OPTUNA_METHODS, SearchSpec
+from popplast.core.catalogue import SAMPLER, methods
+from popplast.core.spec import SearchSpec
 from popplast.core.strategies import STRATEGIES, build_strategy
 
 SPACE = {
@@ -105,7 +106,7 @@ def test_the_budget_is_what_the_strategy_asks_for(method):
     assert sum(generation_sizes(spec)) == 18 or method == "gensoup"  # a shrinking population may fall short
 
 
-@pytest.mark.parametrize("method", OPTUNA_METHODS)
+@pytest.mark.parametrize("method", methods(family=SAMPLER))
 def test_a_sampler_spends_a_budget_that_is_no_multiple_of_its_population(method):
     spec = with_budget(spec_for(method, population=6), 14)
     strategy, rng = build_strategy(spec, 14), np.random.default_rng(0)

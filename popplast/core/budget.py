@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
+from popplast.core.catalogue import method
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.gensoup import population_size
-from popplast.core.spec import ES_METHODS, OPTUNA_METHODS, SearchSpec
+from popplast.core.spec import SearchSpec
 
 MAX_BUDGET = 10_000_000
 
@@ -25,10 +26,10 @@ def default_budget(spec: SearchSpec) -> int:
 
 def generation_sizes(spec: SearchSpec, budget: int | None = None) -> list[int]:
     """Individuals per generation; a sampler method's last generation holds what is left of `budget`."""
-    s = spec.strategy
-    if s.method in OPTUNA_METHODS and budget is not None:
+    s, entry = spec.strategy, method(spec.strategy.method)
+    if entry.budget == "trials" and entry.in_loop and budget is not None:
         return [min(s.population, budget - g * s.population) for g in range(s.generations)]
-    if s.method == "gensoup":
+    if entry.budget == "shrinking":
         minimum = min(s.min_population, s.population)
         return [population_size(g, s.population, s.population_step, minimum) for g in range(s.generations)]
     return [s.population] * s.generations
@@ -50,8 +51,8 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
             f"expected an integer from 1 to {MAX_BUDGET:,} (each evaluation is logged as its own MLflow run), "
             f"got {budget!r}.",
         )
-    s = spec.strategy
-    if s.method in ("ga", "pbt", "tune-pbt", *ES_METHODS):
+    s, entry = spec.strategy, method(spec.strategy.method)
+    if entry.budget == "generations":
         if budget % s.population:
             raise SpecError(
                 COMMAND_LINE,
@@ -60,7 +61,7 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
                 f"{spec.source}), so the budget must be a multiple of {s.population}; got {budget}.",
             )
         generations = budget // s.population
-    elif s.method == "gensoup":
+    elif entry.budget == "shrinking":
         generations, spent = 0, 0
         minimum = min(s.min_population, s.population)
         while spent + population_size(generations, s.population, s.population_step, minimum) <= budget:
@@ -70,7 +71,7 @@ def with_budget(spec: SearchSpec, budget: int | None) -> SearchSpec:
             raise SpecError(
                 COMMAND_LINE,
                 "--budget-evals",
-                f"gensoup's first generation alone evaluates {s.population} individuals "
+                f"{s.method}'s first generation alone evaluates {s.population} individuals "
                 f"(strategy.population in {spec.source}); got a budget of {budget}.",
             )
     else:
@@ -91,10 +92,11 @@ def evaluations_for_epochs(spec: SearchSpec, budget_epochs: int) -> int:
         raise SpecError(
             COMMAND_LINE, "--budget-epochs", f"expected an integer from 1 to {MAX_BUDGET:,}, got {budget_epochs!r}."
         )
-    scheduled = spec.strategy.method == "gensoup"
+    entry = method(spec.strategy.method)
+    scheduled = entry.budget == "shrinking"  # its schedule (the image-size ramp) spans its generations
     cheapest = spec.stopper.min_steps if spec.stopper.active and not scheduled else spec.fidelity.epochs
     evaluations = max(-(-budget_epochs // max(1, min(cheapest, spec.fidelity.epochs))), spec.strategy.population)
-    if spec.strategy.method in ("ga", "pbt", "tune-pbt", *ES_METHODS):
+    if entry.budget == "generations":
         evaluations = -(-evaluations // spec.strategy.population) * spec.strategy.population
     return min(evaluations, MAX_BUDGET)
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from popplast.core.catalogue import CATALOGUE
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import Section, describe, load_yaml
 
@@ -150,7 +151,7 @@ class RulesSpec:
             ),
             ("generalisation.passes", self.generalisation.passes >= 1, "an integer >= 1", self.generalisation.passes),
         ]
-        if self.strategy.method == "openai":
+        if self.strategy.method in CATALOGUE and CATALOGUE[self.strategy.method].antithetic:
             even = self.strategy.population % 2 == 0
             problems.append(
                 (

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from popplast.core.catalogue import CATALOGUE, SOUP_SETTINGS, methods
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import REQUIRED, Section, check_json, describe, load_yaml
 from popplast.core.names import check_name
@@ -14,16 +15,10 @@ from popplast.core.space import SearchSpace
 from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
 from popplast.core.strategy_spec import (
     ASYNC_METHODS,
-    ES_METHODS,
-    GA_METHODS,
-    INHERITING_METHODS,
     METHODS,
-    OPTUNA_METHODS,
     REPLACEMENTS,
     SCHEDULES,
-    STOPPABLE_METHODS,
     STOPPING_BASELINES,
-    TUNE_METHODS,
     StrategySpec,
     method_label,
     split_method,
@@ -33,17 +28,10 @@ from popplast.core.strategy_spec import (
 
 # what other modules import from here: the method names and the strategy section (core/strategy_spec.py)
 __all__ = [
-    "ASYNC_METHODS",
-    "ES_METHODS",
-    "GA_METHODS",
-    "INHERITING_METHODS",
     "METHODS",
-    "OPTUNA_METHODS",
     "REPLACEMENTS",
     "SCHEDULES",
-    "STOPPABLE_METHODS",
     "STOPPING_BASELINES",
-    "TUNE_METHODS",
     "StrategySpec",
     "method_label",
     "split_method",
@@ -159,8 +147,8 @@ class SearchSpec:
         back to an equal spec, so a search run's copy of it is enough to resume the search."""
         s = self.strategy
         strategy = {k: v for k, v in vars(s).items() if k not in ("crossover", "mutation")}
-        if s.method != "gensoup":
-            for key in ("population_step", "min_population", "final_image_size", "hold_generations"):
+        for key in SOUP_SETTINGS:  # written only for the methods that take them
+            if key not in CATALOGUE[s.method].settings:
                 del strategy[key]
         if s.schedule == "generational":
             for key in ("schedule", "replacement", "replay"):
@@ -224,14 +212,15 @@ class SearchSpec:
                     f"an asynchronous search has no generations to shrink (strategy.population_step in {self.source}).",
                 )
             merged = dataclasses.replace(merged, schedule=schedule)
-        if merged.method == "openai" and merged.population % 2:
+        entry = CATALOGUE[merged.method]
+        if entry.antithetic and merged.population % 2:
             flag = "--population" if "population" in strategy else "--method"
             raise SpecError(
                 COMMAND_LINE,
                 flag,
-                f"openai samples antithetic pairs: its population must be even, got {merged.population}.",
+                f"{merged.method} samples antithetic pairs: its population must be even, got {merged.population}.",
             )
-        if merged.method not in ES_METHODS and (merged.sigma is not None or merged.learning_rate is not None):
+        if any(getattr(merged, k) is not None and k not in entry.settings for k in ("sigma", "learning_rate")):
             raise SpecError(
                 COMMAND_LINE,
                 "--method",
@@ -245,14 +234,19 @@ class SearchSpec:
 
 
 def _stoppable(method: str, rule: str) -> bool:
-    """popplast's loop stops any of its stoppable methods; tune-asha takes the asha section's settings."""
-    return method in STOPPABLE_METHODS or (method == "tune-asha" and rule == "asha")
+    """popplast's loop stops any of its stoppable methods; one out of the loop runs its own scheduler's rules
+    (tune-asha: Ray Tune's ASHA, with the asha section's settings)."""
+    entry = CATALOGUE[method]
+    return entry.stoppable or rule in entry.stopper_rules
 
 
 def _not_stoppable(method: str) -> str:
+    own = [
+        f"{m.name} (its scheduler's own {', '.join(m.stopper_rules)})" for m in CATALOGUE.values() if m.stopper_rules
+    ]
     return (
         f"{method} cannot stop individuals early; a stopper goes with "
-        f"{', '.join(STOPPABLE_METHODS)} (tune-asha is Ray Tune's own ASHA and takes rule: asha's settings)."
+        f"{', '.join(methods(stoppable=True) + tuple(own))}."
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from popplast.core.catalogue import ES, SAMPLER, methods
 from popplast.core.es import ES_STRATEGIES
 from popplast.core.es_search import ESSearch
 from popplast.core.ga import GenCNN
 from popplast.core.gensoup import GenSoup
 from popplast.core.pbt import PBT
 from popplast.core.registry import Registry
-from popplast.core.spec import ES_METHODS, OPTUNA_METHODS, SearchSpec
+from popplast.core.spec import SearchSpec
 
 STRATEGIES: Registry[Callable[[SearchSpec, int], Any]] = Registry("strategy")
 
@@ -92,7 +93,7 @@ def _optuna(method: str) -> Callable[[SearchSpec, int], Any]:
     return build
 
 
-for _method in OPTUNA_METHODS:
+for _method in methods(family=SAMPLER):
     STRATEGIES.register(_method)(_optuna(_method))
 
 
@@ -109,7 +110,7 @@ def _es(method: str) -> Callable[[SearchSpec, int], ESSearch]:
     return build
 
 
-for _method in ES_METHODS:
+for _method in methods(family=ES):
     STRATEGIES.register(_method)(_es(_method))
 
 

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from popplast.core.catalogue import CATALOGUE, SOUP_SETTINGS, methods
 from popplast.core.fields import Section, describe
 from popplast.core.space import SearchSpace
 
 SCHEDULES = ("generational", "async")  # strategy.schedule
-ASYNC_METHODS = ("ga", "gensoup", "pbt")  # with schedule: async (core/steady_state.py)
 REPLACEMENTS = ("aging", "worst")
 ASYNC_SUFFIX = "-async"  # METHOD-async: the method with schedule: async (ga-async, gensoup-async, pbt-async)
-GA_METHODS = ("ga", "gensoup", "pbt")  # popplast's own strategies, generation by generation
-INHERITING_METHODS = ("gensoup", "pbt")  # children start from trained states
-OPTUNA_METHODS = ("tpe", "cmaes", "random", "nsga2")  # Optuna samplers, run through popplast's executor
-ES_METHODS = ("elitist", "openai", "snes")  # evolution strategies over the genes' logits (core/es_search.py)
-TUNE_METHODS = ("tune-tpe", "tune-pbt", "tune-asha")  # Ray Tune: OptunaSearch, PBT, ASHA over random search
-METHODS = GA_METHODS + OPTUNA_METHODS + ES_METHODS + TUNE_METHODS
-# evaluations that report steps to the driver's stopper (an ES scores a population slice in one call)
-STOPPABLE_METHODS = GA_METHODS + OPTUNA_METHODS
+METHODS = tuple(CATALOGUE)  # every method's name (core/catalogue.py says what each can do)
+ASYNC_METHODS = methods(schedule="async")  # for messages: the methods that run asynchronously
 # the multi-fidelity baselines by their usual names: a sampler with a stopper (METHOD+RULE says the same)
 STOPPING_BASELINES = {
     "tpe-hyperband": ("tpe", "hyperband"),
@@ -118,23 +112,21 @@ def strategy_from(s: Section, space: SearchSpace) -> StrategySpec:
         migrants=s.take("migrants", "int", 1),
     )
     _check_schedule(spec, s)
-    owners = {
-        "sigma": (ES_METHODS, f"the evolution strategies ({', '.join(ES_METHODS)})"),
-        "learning_rate": (("openai",), "openai (the step size of its Adam)"),
-    }
-    for key, (methods, whose) in owners.items():
+    entry = CATALOGUE[method]
+    for key in ("sigma", "learning_rate"):
         value = getattr(spec, key)
-        if value is not None and method not in methods:
-            raise s.error(key, f"{key} is a setting of {whose}; this search's method is {method}.")
+        if value is not None and key not in entry.settings:
+            raise s.error(key, f"{key} is a setting of {_takers(key)}; this search's method is {method}.")
         if value is not None and not value > 0:
             raise s.error(key, f"expected a number > 0, got {value}.")
-    if method == "openai" and population % 2:
-        raise s.error("population", f"openai samples antithetic pairs: expected an even population, got {population}.")
-    soup_keys = [
-        k for k in ("population_step", "min_population", "final_image_size", "hold_generations") if k in s.data
-    ]
-    if soup_keys and method != "gensoup":
-        raise s.error(soup_keys[0], f"only the gensoup method takes {soup_keys[0]}; this search's method is {method}.")
+    if entry.antithetic and population % 2:
+        raise s.error(
+            "population", f"{method} samples antithetic pairs: expected an even population, got {population}."
+        )
+    soup_keys = [k for k in SOUP_SETTINGS if k in s.data]
+    if soup_keys and soup_keys[0] not in entry.settings:
+        key = soup_keys[0]
+        raise s.error(key, f"only {_takers(key)} takes {key}; this search's method is {method}.")
     for key, minimum in (
         ("population_step", 0),
         ("min_population", 2),
@@ -169,8 +161,13 @@ def _check_schedule(spec: StrategySpec, s: Section) -> None:
             raise s.error(key, f"{key} goes with schedule: async (a generational search replaces whole generations).")
 
 
+def _takers(key: str) -> str:
+    """The methods that take the strategy setting `key`, for a message."""
+    return ", ".join(m.name for m in CATALOGUE.values() if key in m.settings)
+
+
 def _check_islands(spec: StrategySpec, s: Section) -> None:
-    if spec.schedule != "async" or spec.method not in ("ga", "gensoup"):
+    if spec.schedule != "async" or not CATALOGUE[spec.method].islands:
         raise s.error("islands", "islands are asynchronous ga or gensoup sub-populations: set schedule: async.")
     if spec.islands < 2 or spec.population % spec.islands or spec.population // spec.islands < 2:
         raise s.error(

@@ -15,10 +15,11 @@ from typing import Any, Mapping, Sequence
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from popplast.core.catalogue import method as entry
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
-from popplast.core.spec import GA_METHODS, SearchSpec
+from popplast.core.spec import SearchSpec
 from popplast.tracking.bulk_runs import DATABASE, RunRecord, open_bulk, server_database
 from popplast.tracking.checkpoint_store import CheckpointStore
 from popplast.tracking.run_notes import NOTE, NOTE_TAGS, individual_note, search_note
@@ -66,7 +67,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             "population": s.population,
             "generations": s.generations,
             "seed": s.seed,
-            **(ga if s.method in GA_METHODS else {}),
+            **(ga if entry(s.method).genetic else {}),
             **({"schedule": s.schedule, "replacement": s.replacement} if s.schedule == "async" else {}),
             **{f"strategy.{k}": getattr(s, k) for k in ("sigma", "learning_rate") if getattr(s, k) is not None},
             "genes": list(spec.space.names),

@@ -40,7 +40,10 @@ def build_report(tracking_uri: str, comparison_run_id: str, out: str, log: bool 
 
 def target_method(comparison: Comparison) -> str:
     """Whose median final score the others race to: TPE's, else the first method's."""
-    return "tpe" if "tpe" in comparison.methods else comparison.methods[0]
+    from popplast.core.catalogue import CATALOGUE
+
+    reference = [m for m in comparison.methods if m in CATALOGUE and CATALOGUE[m].reference]
+    return reference[0] if reference else comparison.methods[0]
 
 
 def report_markdown(c: Comparison) -> str:
