@@ -19,7 +19,7 @@ import os
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
 
@@ -92,6 +92,8 @@ def quick_retries(monkeypatch):
     faults=st.lists(st.sampled_from(FAULTS), max_size=30),
     refused=st.sets(st.integers(0, 23), max_size=3),
 )
+# CI's find: a refused event tried again after a restart left its cut-short run behind
+@example(count=2, faults=["ok", "ok", "die_after_commit"], refused={0})
 def test_every_individual_arrives_once_whatever_fails_and_when(store, journal_dir, count, faults, refused):
     uri, spec = store
     stream = events(count)

@@ -1,74 +1,83 @@
-"""What a tracking store's failure means for the event that met it: refused or an outage.
+"""What a tracking store's failure means for the event that met it: an outage or a refusal.
 
-A refusal is the store naming the payload: MLflow said the value, the name or the run it was sent to is
-wrong (invalid parameter value, a run that does not exist or is not active, a row that already exists).
-Sending it again as it is gets the same answer, so the event is kept in the journal as refused and the
-events behind it go on. Everything else is an outage, whatever the store said about it: no connection, a
-timeout, a 5xx or 429 from a server, a database that is locked, restarting or full, an artifact store that
-is down, credentials a proxy no longer takes. An outage is waited out, for as long as it lasts; nothing is
-passed over because it lasted long.
+An outage is the store, or the way to it, not answering as it should: no connection, a timeout, a 5xx or 429
+from a server, a database that is locked, restarting, failing over or out of connections, an artifact store
+that is down. It is waited out, for as long as it lasts; nothing is passed over because it lasted long.
+
+Everything else is a refusal: MLflow naming the payload (invalid parameter value, a run that does not exist
+or is not active, a row that already exists), credentials it does not take, and failures of popplast's own
+code or a library's that no waiting changes. Sending the event again as it is gets the same answer, so it is
+kept in the journal as refused with the answer, and the events behind it go on; `popplast sync` tries it
+again once the cause is fixed. Which way a failure goes is decided positively for outages (`unreachable`):
+a bug is never waited on for ever.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# MLflow's error codes (mlflow.protos.databricks_pb2.ErrorCode) that name the payload
-REFUSALS = frozenset(
+# MLflow's error codes (mlflow.protos.databricks_pb2.ErrorCode) that say the store could not answer now
+OUTAGE_CODES = frozenset(
     {
-        "INVALID_PARAMETER_VALUE",
-        "MALFORMED_REQUEST",
-        "INVALID_STATE",
-        "INVALID_STATE_TRANSITION",
-        "RESOURCE_ALREADY_EXISTS",
-        "ALREADY_EXISTS",
-        "RESOURCE_DOES_NOT_EXIST",
-        "NOT_FOUND",
-        "RESOURCE_CONFLICT",
-        "MAX_BLOCK_SIZE_EXCEEDED",
-        "MAX_READ_SIZE_EXCEEDED",
-        "MAX_LIST_SIZE_EXCEEDED",
-        "BAD_REQUEST",
+        "TEMPORARILY_UNAVAILABLE",
+        "INTERNAL_ERROR",
+        "IO_ERROR",
+        "SERVICE_UNDER_MAINTENANCE",
+        "WORKSPACE_TEMPORARILY_UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "CANCELLED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "REQUEST_LIMIT_EXCEEDED",
+        "COULD_NOT_ACQUIRE_LOCK",
+        "UNPARSEABLE_HTTP_ERROR",
     }
 )
-# what a database says when it is unreachable rather than when it refuses a row; MLflow's store turns some of
-# them into BAD_REQUEST, and a server passes on only their names
-UNREACHABLE = ("OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError", "database is locked")
-
-
-def refused(error: BaseException) -> bool:
-    """True when the store refused the payload; False for an outage (see the module's docstring)."""
-    import sqlalchemy.exc
-    from mlflow.exceptions import MlflowException
-
-    for cause in _chain(error):
-        if isinstance(cause, FileNotFoundError):  # a journalled file that is gone does not come back by waiting
-            return True
-        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)):
-            return False  # the database or the network, not the row
-        if isinstance(cause, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.DataError)):
-            return True
-    if isinstance(error, MlflowException):
-        code = str(error.error_code)
-        if code == "BAD_REQUEST" and any(name in str(error) for name in UNREACHABLE):
-            return False
-        return code in REFUSALS
-    # popplast's own checks of what it writes (a deleted experiment, an unknown event): the same every time
-    return isinstance(error, (ValueError, TypeError, KeyError))
+# what a database says when it cannot answer rather than when it refuses a row: MLflow's store turns all but
+# OperationalError into BAD_REQUEST, and a server passes on only the message
+UNREACHABLE = (
+    "OperationalError",
+    "InterfaceError",
+    "DisconnectionError",
+    "TimeoutError",
+    "PendingRollbackError",
+    "database is locked",
+    "timed out",
+    "QueuePool limit",
+    "read-only transaction",
+    "server closed the connection",
+    "could not connect",
+    "connection refused",
+    "Connection refused",
+)
 
 
 def unreachable(error: BaseException) -> bool:
-    """Whether the store could not be reached or could not answer (the network, a server's 5xx or 429, a
-    locked or restarting database), as opposed to code of popplast's or a library's failing on its own."""
+    """Whether the store could not be reached or could not answer now: an outage (see the module's docstring)."""
     import sqlalchemy.exc
     from mlflow.exceptions import MlflowException
 
+    database = (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.DisconnectionError,
+        sqlalchemy.exc.TimeoutError,  # the engine's pool: every connection busy for its timeout
+        sqlalchemy.exc.PendingRollbackError,
+    )
     for cause in _chain(error):
-        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        if isinstance(cause, FileNotFoundError):  # a journalled file that is gone does not come back by waiting
+            return False
+        if isinstance(cause, database) or isinstance(cause, OSError):  # requests' errors are OSErrors too
             return True
-        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
-            return True
-    return isinstance(error, MlflowException) and not refused(error)
+    if isinstance(error, MlflowException):
+        code = str(error.error_code)
+        return code in OUTAGE_CODES or (code == "BAD_REQUEST" and any(m in str(error) for m in UNREACHABLE))
+    return False
+
+
+def refused(error: BaseException) -> bool:
+    """Whether to keep the event as refused and go on (everything that is not an outage)."""
+    return not unreachable(error)
 
 
 def describe(error: BaseException) -> str:

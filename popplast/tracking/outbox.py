@@ -295,6 +295,7 @@ class Outbox:
                 self.journal.refuse(index, self.last_error)
                 self.refused += 1
                 log.error("MLflow refused journal event %d again (%s)", index, self.last_error)
+                self._clear_cut_short(event)
             backoff = FIRST_BACKOFF
             self._reachable()
             with self._cond:
@@ -307,11 +308,15 @@ class Outbox:
         log.error("MLflow refused journal event %d (%s); it stays in %s", self._shipped, error, self.journal.directory)
         self.journal.refuse(self._shipped, error)
         self.refused += 1
-        if event["kind"] == "individual":  # no half-written run of it stays behind
-            with contextlib.suppress(Exception):
-                self.tracker.has_logged(event["individual"]["id"])
+        self._clear_cut_short(event)
         self._unsure = max(0, self._unsure - 1)
         self._done(1)
+
+    def _clear_cut_short(self, event: Mapping[str, Any]) -> None:
+        """A refused individual leaves no run of it cut short behind (a refusal part-way through a write)."""
+        if event["kind"] == "individual":
+            with contextlib.suppress(Exception):  # what is left is cleared on the next try of the event
+                self.tracker.has_logged(event["individual"]["id"])
 
     def _wait_out(self, seconds: float) -> bool:
         """An outage: say so once, wait `seconds`; False when the outbox is closed meanwhile."""
