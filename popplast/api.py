@@ -20,6 +20,7 @@ from popplast.final_model import SearchFailed, log_soup_model, retrain_best
 from popplast.preflight import preflight
 from popplast.run_tracking import (
     LeaseWatch,
+    claim_journal,
     end_search,
     failing,
     observing,
@@ -102,6 +103,8 @@ def run(
 
         record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags)
         budget_epochs = budget_epochs or _int(record.params.get("budget_epochs"))
+        if eval_timeout is None and executor != "local" and record.params.get("eval_timeout") not in (None, "", "None"):
+            eval_timeout = float(record.params["eval_timeout"])  # the limit it started with, unless given again
         check_lease(tracking_uri, resume, force)  # a live driver refused at once; acquire takes the lease below
         experiment, parent_run_id = record.experiment, record.parent_run_id
         study_name = record.params.get("study_name", study_name)
@@ -136,10 +139,16 @@ def run(
         study = open_study(spec, optuna_storage, study_name or study_name_for(spec, experiment), bool(resume))
     tracker = tracker_for(tracking_uri, experiment, method, parent_run_id)
     start = time.perf_counter()  # the driver's wall time, waiting for the lease included
-    if resume:  # taken (compare-and-set) before the workers start; the tracker holds it from here
+    claimed = None
+    if resume:  # taken (compare-and-set) before the workers start, its journal locked first; the tracker holds it
         from popplast.tracking.lease import acquire
 
-        tracker.lease = acquire(tracking_uri, resume, force)
+        claimed = claim_journal(tracking_uri, resume, progress)
+        try:
+            tracker.lease = acquire(tracking_uri, resume, force)
+        except BaseException:
+            claimed.close()
+            raise
         if tracker.lease.taken:
             say(progress, f"[popplast] {tracker.lease.taken}")
     threads = max(1, int(cpus_per_worker))
@@ -152,7 +161,7 @@ def run(
         "budget_evals": budget,
         **({"budget_epochs": budget_epochs} if budget_epochs else {}),
     }
-    with releasing_lease(tracker):  # whatever stops the search before it ends, the lease is given back
+    with releasing_lease(tracker, claimed):  # whatever stops the search before it ends, the lease is given back
         if not entry.in_loop:  # Ray Tune's own loop
             result, final = _tune_search(
                 spec,
@@ -185,7 +194,7 @@ def run(
                 with failing(tracker):  # from the search run's start: a failure then still ends it and its lease
                     start_tracking(tracker, spec, budget, {**settings, "workers": pool.workers}, study, resume)
                     with failing_fast():  # the journal's sender notices an outage in seconds
-                        outbox = open_journal(tracker, progress)
+                        outbox = open_journal(tracker, progress, claimed)
                         outcome = _search(
                             spec, budget, pool, tracker, outbox, progress, resume, start, study, budget_epochs
                         )

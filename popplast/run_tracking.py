@@ -54,13 +54,15 @@ def start_tracking(
 
 
 @contextlib.contextmanager
-def releasing_lease(tracker: Any) -> Iterator[None]:
+def releasing_lease(tracker: Any, claimed: Any = None) -> Iterator[None]:
     """The search run's lease given back however the search stops (its heartbeat would keep it live for as
-    long as this process runs)."""
+    long as this process runs), and the journal folder claimed for it (claim_journal)."""
     try:
         yield
     except BaseException:
         tracker.release_lease()
+        if claimed is not None and getattr(tracker, "outbox", None) is None:  # else the outbox's to close
+            claimed.close()
         raise
 
 
@@ -108,20 +110,22 @@ def end_failed(tracker: Any, reason: str | None) -> None:
 JOURNAL_TAG = "popplast.journal"  # where the search's journal is: host:folder
 
 
-def open_journal(tracker: Any, progress: bool) -> Any:
-    """The search's outbox (tracking/outbox.py), opened on the tracker's search run: what the loop and the
-    end of the search report to. An earlier driver's events left in its journal are shipped first: the search
-    run's `popplast.journal` tag says where that journal is, so a resume from another folder of this machine
-    adopts it (for an http store journals live under the current folder), and one on another machine is
-    named, for `popplast sync` there."""
+def claim_journal(tracking_uri: str, search_run_id: str, progress: bool) -> Any:
+    """The journal folder a resumed search will ship from, locked before its lease is taken (so a driver never
+    holds the lease of a search whose journal another process ships): the earlier driver's, where the search
+    run's `popplast.journal` tag says it is on this machine (for an http store journals live under the current
+    folder, so a resume from another folder adopts it), else the usual place. One on another machine is
+    named, for `popplast sync` there. A folder another process ships is a SpecError."""
     import os
     import socket
 
-    from popplast.tracking.outbox import open_outbox
+    from mlflow import MlflowClient
 
-    root = None
-    earlier = tracker.client.get_run(tracker.search_run_id).data.tags.get(JOURNAL_TAG, "")
+    from popplast.tracking.journal import Journal, JournalBusy, journal_root
+
+    earlier = MlflowClient(tracking_uri).get_run(search_run_id).data.tags.get(JOURNAL_TAG, "")
     host, _, folder = earlier.partition(":")
+    root = journal_root(tracking_uri)
     if earlier and host == socket.gethostname() and os.path.isdir(folder):
         root = os.path.dirname(folder)
     elif earlier and host != socket.gethostname():
@@ -130,7 +134,21 @@ def open_journal(tracker: Any, progress: bool) -> Any:
             f"[popplast] the earlier driver's journal is on {host} at {folder}: what it had not shipped, run "
             f"`popplast sync {folder}` there (a sync after this driver's checkpoints passes over it)",
         )
-    outbox = open_outbox(tracker, root)
+    try:
+        return Journal.claim(os.path.join(root, search_run_id))
+    except JournalBusy as e:
+        raise SpecError(COMMAND_LINE, "--resume", f"{e} before resuming the search.") from None
+
+
+def open_journal(tracker: Any, progress: bool, claimed: Any = None) -> Any:
+    """The search's outbox (tracking/outbox.py), opened on the tracker's search run in its journal folder
+    (`claimed` for a resumed search: claim_journal): what the loop and the end of the search report to. An
+    earlier driver's events left in that journal are shipped first."""
+    import socket
+
+    from popplast.tracking.outbox import open_outbox
+
+    outbox = open_outbox(tracker, None, claimed)
     tracker.outbox = outbox
     try:  # where this journal is, for a later resume; not having it only costs a later driver the search
         tracker.client.set_tag(tracker.search_run_id, JOURNAL_TAG, f"{socket.gethostname()}:{outbox.journal.directory}")

@@ -4,12 +4,11 @@ The helpers the tests share are in tests/helpers.py."""
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-
-import os
 
 import pytest
 from hypothesis import settings

@@ -205,6 +205,10 @@ def test_failures_are_refusals_only_when_mlflow_names_the_payload(tracker, tmp_p
     assert not refused(RestException({"error_code": "503", "message": "Service Unavailable"}))
     assert not refused(MlflowException("(sqlite3.OperationalError) database is locked", error_code="BAD_REQUEST"))
     assert refused(FileNotFoundError("checkpoint/weights/g000-i000.npz"))
+    # decided positively for outages: a bug, or credentials MLflow does not take, never waited on for ever
+    assert refused(AttributeError("'NoneType' object has no attribute 'run_id'"))
+    assert refused(RestException({"error_code": "UNAUTHENTICATED", "message": "bad token"}))
+    assert not refused(MlflowException("QueuePool limit of size 5 overflow 10 reached", error_code="BAD_REQUEST"))
     import sqlalchemy
 
     path = tracker.tracking_uri[len("sqlite:///") :]
@@ -359,7 +363,7 @@ def test_a_resume_from_another_folder_finds_the_earlier_journal_by_the_search_ru
     """An earlier driver journalled into folder A and died with an event unshipped; a driver resumed where
     journals go elsewhere (B: another current folder, for an http store) adopts A's journal from the search
     run's tag, ships the event and leaves no journal behind (issue 31)."""
-    from popplast.run_tracking import JOURNAL_TAG, open_journal
+    from popplast.run_tracking import JOURNAL_TAG, claim_journal, open_journal
 
     monkeypatch.setenv("POPPLAST_JOURNAL_DIR", str(tmp_path / "A"))
     outbox = open_journal(tracker, progress=False)
@@ -369,8 +373,81 @@ def test_a_resume_from_another_folder_finds_the_earlier_journal_by_the_search_ru
     tag = MlflowClient(tracker.tracking_uri).get_run(tracker.search_run_id).data.tags[JOURNAL_TAG]
     assert tag.endswith(str(tmp_path / "A" / tracker.search_run_id))
     monkeypatch.setenv("POPPLAST_JOURNAL_DIR", str(tmp_path / "B"))
-    again = open_journal(tracker, progress=False)  # ships A's backlog first
+    claimed = claim_journal(tracker.tracking_uri, tracker.search_run_id, progress=False)  # as a resume does
+    again = open_journal(tracker, False, claimed)  # ships A's backlog first
     assert again.journal.directory == str(tmp_path / "A" / tracker.search_run_id)
     assert [r["id"] for r in individuals(tracker.tracking_uri, tracker.search_run_id)] == ["g000-i000"]
     again.finish()
     assert not (tmp_path / "A" / tracker.search_run_id).exists() and not (tmp_path / "B").exists()
+
+
+def test_a_sender_whose_lease_was_taken_writes_nothing_more(tracker, journal_dir):
+    """Another driver took the search run (its token replaced the lease's) between two of this sender's
+    batches: the sender reads the token before writing, stops, and the result stays in the journal."""
+    from popplast.tracking.lease import HOLDER, TOKEN
+
+    outbox = open_outbox(tracker)
+    outbox.individual_finished(_individual(0), {}, EvalResult("g000-i000", 1.0))
+    assert outbox.drain(timeout=60)
+    tracker.client.set_tag(tracker.search_run_id, TOKEN, "someone-else")
+    tracker.client.set_tag(tracker.search_run_id, HOLDER, "elsewhere:1")
+    outbox.individual_finished(_individual(1), {}, EvalResult("g000-i001", 2.0))
+    assert not outbox.drain(timeout=60)  # the sender stopped with the event unshipped
+    assert [r["id"] for r in individuals(tracker.tracking_uri, tracker.search_run_id)] == ["g000-i000"]
+    assert tracker.lease.lost == "elsewhere:1"
+    outbox.finish()
+    assert Journal(str(journal_dir / tracker.search_run_id)).unshipped() == 1
+
+
+def test_a_description_mlflow_refuses_never_holds_up_the_generation(tracker, journal_dir):
+    """A parent's run deleted (not active) while its child is logged: the parent's description is refused
+    and dropped, and the generation's summary still arrives."""
+    outbox = open_outbox(tracker)
+    outbox.individual_finished(_individual(0), {}, EvalResult("g000-i000", 1.0))
+    assert outbox.drain(timeout=60)
+    tracker.client.delete_run(tracker.run_ids["g000-i000"])
+    child = Individual("g001-i000", (0.5,) * 4, 1, ("g000-i000",), "mutation", seed=9)
+    outbox.individual_finished(child, {}, EvalResult("g001-i000", 2.0))
+    outbox.generation_finished(1, {"best": 2.0})
+    assert outbox.drain(timeout=60) and outbox.refused == 0
+    history = MlflowClient(tracker.tracking_uri).get_metric_history(tracker.search_run_id, "generation_best")
+    assert [m.value for m in history] == [2.0]
+    outbox.finish()
+
+
+def test_journals_of_the_driver_taken_over_from_are_adopted_and_older_ones_moved_aside(tmp_path, caplog):
+    """A resumed driver (fence 2) adopts the journal of the one it took over from (fence 1); a journal two
+    fences older was written before a driver in between, and is moved aside for `popplast sync`."""
+    header = {"search_run_id": "r", "tracking_uri": "sqlite:///x.db", "fence": 1}
+    first = Journal.create(str(tmp_path), header)
+    first.append({"kind": "generation", "generation": 0, "metrics": {}})
+    first.close()
+    adopted = Journal.create(str(tmp_path), {**header, "fence": 2})
+    assert adopted.header()["fence"] == 2 and len(adopted.pending()) == 1
+    adopted.close()
+    fresh = Journal.create(str(tmp_path), {**header, "fence": 4})
+    assert fresh.header()["fence"] == 4 and fresh.pending() == []
+    assert len(Journal(str(tmp_path / "r.fence2")).pending()) == 1 and "moved aside" in caplog.text
+    fresh.close()
+
+
+def test_sync_says_in_one_line_when_mlflow_does_not_answer(tmp_path, capsys):
+    journal = Journal.create(str(tmp_path), {"search_run_id": "r", "tracking_uri": "http://127.0.0.1:9", "fence": 1})
+    journal.close()
+    assert main(["sync", journal.directory]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("popplast: error: ") and "did not answer" in err and "nothing was shipped" in err
+    assert len(err.splitlines()) == 1 and os.path.isdir(journal.directory)
+
+
+def test_a_sync_refused_for_a_locked_journal_leaves_the_lease_alone(tracker):
+    """The folder is locked before the lease is taken: a sync of a journal another process ships writes no
+    lease tag."""
+    from popplast.tracking.lease import TOKEN
+
+    outbox = open_outbox(tracker)
+    tracker.fail_search("interrupted by SIGTERM")  # the lease released: only the folder's lock stops the sync
+    before = MlflowClient(tracker.tracking_uri).get_run(tracker.search_run_id).data.tags[TOKEN]
+    assert main(["sync", outbox.journal.directory]) == 2
+    assert MlflowClient(tracker.tracking_uri).get_run(tracker.search_run_id).data.tags[TOKEN] == before
+    outbox.close()

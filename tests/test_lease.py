@@ -14,9 +14,11 @@ import pytest
 from mlflow import MlflowClient
 
 from popplast.cli import main
+from popplast.core.individual import Individual
+from popplast.core.result import EvalResult
 from popplast.tracking.lease import HEARTBEAT, HOLDER, PID_NAMESPACE, TIMEOUT, check_lease, pid_namespace
 from popplast.tracking.search_run import open_experiment
-from tests.helpers import wait_for_search_run
+from tests.helpers import individuals, wait_for_search_run
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
 
@@ -124,17 +126,17 @@ def test_a_driver_whose_lease_was_taken_notices_and_writes_nothing_more(tmp_path
     second.release()
 
 
-def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(tiny_spec, tmp_path, capsys):
-    """Driver A checkpoints generation 0 into MLflow, then journals generations 1-2 it never ships (its
-    process stopped during an outage). Driver B takes the search over (fence 2) and checkpoints generations
-    1-3 with weights. A later `popplast sync` of A's journal overwrites nothing of B's and deletes none of its
-    weights: A's events are superseded (issue 31: sync overwrote state-g0005 and deleted g6-g7's weights)."""
+def _stale_journal(tiny_spec, tmp_path, monkeypatch):
+    """Driver A checkpoints generation 0 into MLflow, then journals an individual of generation 1 and
+    checkpoints of generations 1-2 it never ships (its process stopped during an outage), and dies. Driver B
+    takes the search over (fence 2), its journal in another folder. Returns A's journal folder, B and a maker
+    of checkpoints."""
     import numpy as np
 
     from popplast.core.ga import GAState
     from popplast.core.spec import SearchSpec
-    from popplast.execution.checkpoint import Checkpoint, Checkpointer, load
-    from popplast.tracking.lease import FENCE, acquire
+    from popplast.execution.checkpoint import Checkpoint, Checkpointer
+    from popplast.tracking.lease import acquire
     from popplast.tracking.mlflow_tracker import MLflowTracker
     from popplast.tracking.outbox import open_outbox
 
@@ -152,17 +154,41 @@ def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(t
     Checkpointer(outbox, lambda w: w).save(point(0, 0.0))
     assert outbox.drain(timeout=60)
     outbox.close()  # A's sender stops; what it journals from here stays unshipped
+    child = Individual("g001-i000", (0.5,) * 4, 1, (), "init", seed=1)
+    outbox.individual_finished(child, {}, EvalResult(child.id, 0.25))
     for generation in (1, 2):
         Checkpointer(outbox, lambda w: w).save(point(generation, -1.0))
     directory = outbox.journal.directory
+    outbox.journal.close()
     a.lease.release()
 
+    monkeypatch.setenv("POPPLAST_JOURNAL_DIR", str(tmp_path / "b-journal"))
     b = MLflowTracker(uri, "stale", "ga")
     b.lease = acquire(uri, a.search_run_id)
     assert b.reopen_search(a.search_run_id, spec) and b.lease.fence == 2
+    return directory, b, point, child
+
+
+def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(
+    tiny_spec, tmp_path, monkeypatch, capsys
+):
+    """B checkpoints generations 1-3 with weights. A later `popplast sync` of A's journal overwrites nothing
+    of B's and deletes none of its weights: A's events are superseded (issue 31: sync overwrote
+    state-g0005 and deleted g6-g7's weights)."""
+    import numpy as np
+
+    from popplast.core.ga import GAState
+    from popplast.execution.checkpoint import Checkpointer, load
+    from popplast.tracking.lease import CHECKPOINT_FENCE, FENCE
+    from popplast.tracking.outbox import open_outbox
+
+    directory, b, point, _ = _stale_journal(tiny_spec, tmp_path, monkeypatch)
+    outbox = open_outbox(b)
     for generation in (1, 2, 3):
-        Checkpointer(b, lambda w: w).save(point(generation, float(generation)))
-    b.client.set_terminated(a.search_run_id, "FINISHED")
+        Checkpointer(outbox, lambda w: w).save(point(generation, float(generation)))
+    assert outbox.drain(timeout=60)
+    outbox.finish()
+    b.client.set_terminated(b.search_run_id, "FINISHED")
     b.release_lease()
 
     assert main(["sync", directory]) == 0
@@ -171,7 +197,32 @@ def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(t
     assert np.array_equal(newest.weights["g003-i000"]["w"], np.full(3, 3.0))
     assert b.newest_state() == "state-g0003.json"
     assert "shipped 0 journalled events" in capsys.readouterr().out and not os.path.exists(directory)
-    assert MlflowClient(uri).get_run(a.search_run_id).data.tags[FENCE] == "2"  # a sync takes no new fence
+    tags = MlflowClient(b.tracking_uri).get_run(b.search_run_id).data.tags
+    assert tags[FENCE] == "2" and tags[CHECKPOINT_FENCE] == "2"  # a sync takes no new fence
+    assert individuals(b.tracking_uri, b.search_run_id) == []  # A's generation-1 individual: B's to evaluate
+
+
+def test_a_stale_journal_whose_taker_never_checkpointed_is_shipped_each_individual_once(
+    tiny_spec, tmp_path, monkeypatch, capsys
+):
+    """B logs the same generation-1 individual A had journalled, then dies before its first checkpoint. A's
+    journal is then still the newest the search has: its sync ships A's checkpoints (state g2 is the newest)
+    and logs the individual B logged already not a second time (every event checked, not only a batch)."""
+    from popplast.core.ga import GAState
+    from popplast.execution.checkpoint import load
+    from popplast.tracking.outbox import open_outbox
+
+    directory, b, _, child = _stale_journal(tiny_spec, tmp_path, monkeypatch)
+    outbox = open_outbox(b)
+    outbox.individual_finished(child, {}, EvalResult(child.id, 0.5))
+    assert outbox.drain(timeout=60)
+    outbox.close()  # B dies: its lease lapses
+    b.release_lease()
+
+    assert main(["sync", directory]) == 0
+    assert [r["id"] for r in individuals(b.tracking_uri, b.search_run_id)] == ["g001-i000"]
+    assert load(b, GAState.from_dict).generation == 2
+    assert "shipped 3 journalled events" in capsys.readouterr().out and not os.path.exists(directory)
 
 
 def _finished_search(spec, folder, uri: str) -> str:

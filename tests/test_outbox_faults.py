@@ -126,3 +126,25 @@ def test_every_individual_arrives_once_whatever_fails_and_when(store, journal_di
         kept.remove()  # the next schedule's search is another run: its journal is its own
     else:
         assert not os.path.exists(journal.directory)
+
+
+def test_a_refusal_in_a_batch_is_found_in_one_pass(store, journal_dir, monkeypatch):
+    """One refused individual in a batch of 60: the sender goes one by one through the rest of that batch
+    instead of batching again after each success (which meets the refusal again: a quadratic search)."""
+    uri, spec = store
+    monkeypatch.setattr(outbox_module, "LINGER", 1.0)  # the 60 results go as one batch
+    stream = [e for e in events(60) if e[0] == "individual"]
+    tracker = MLflowTracker(uri, "faults", "ga")
+    tracker.start_search(spec, {})
+    writer = tracker.writer = MemoryWriter([], {"g005-i001"})
+    calls = []
+    write = writer.write
+    monkeypatch.setattr(writer, "write", lambda e, records: calls.append(len(records)) or write(e, records))
+    try:
+        journal = ship_through(tracker, stream)
+    finally:
+        tracker.release_lease()
+    # the batch (written up to the refused one, the 22nd), the refused one alone, then each after it alone once
+    assert calls == [60] + [1] * 39, calls
+    assert len(writer.whole_runs()) == 59
+    Journal(journal.directory).remove()

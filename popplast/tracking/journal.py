@@ -127,16 +127,49 @@ class Journal:
         self._lock: Any = None  # the folder's lock file while this process ships it
 
     @classmethod
-    def create(cls, root: str, header: Mapping[str, Any]) -> "Journal":
-        journal = cls(os.path.join(root, str(header["search_run_id"])))
+    def create(cls, root: str, header: Mapping[str, Any], claimed: "Journal | None" = None) -> "Journal":
+        """The journal folder of the search `header` names, under `root` (or `claimed`, a folder this process
+        locked before it took the search's lease), locked by this process. A journal an earlier driver left
+        there is adopted when that driver is the one this driver took the search over from (fence one below):
+        it ships its backlog first, then goes on from the newest checkpoint, so the backlog is its own. One
+        older than that (a driver in between wrote its own journal elsewhere) is moved aside to
+        `SEARCH_RUN_ID.fenceN`, for `popplast sync`, which judges it against the search's checkpoints."""
+        journal = claimed or cls(os.path.join(root, str(header["search_run_id"])))
         os.makedirs(os.path.join(journal.checkpoint, "weights"), exist_ok=True)
+        journal.lock()
         path = os.path.join(journal.directory, HEADER)
         if not os.path.exists(path):
             _write_whole(path, json.dumps(dict(header)).encode())
-        elif "fence" in header and journal.header().get("fence") != header["fence"]:
-            # a resumed driver adopts the journal an earlier one left here: it ships its backlog first, then
-            # goes on from the newest checkpoint, so the backlog is its own
-            _write_whole(path, json.dumps({**journal.header(), "fence": header["fence"]}).encode())
+            return journal
+        found, fence = journal.header().get("fence"), header.get("fence")
+        if fence is None or found == fence:
+            return journal
+        if found is None or int(found) == int(fence) - 1:
+            _write_whole(path, json.dumps({**journal.header(), "fence": fence}).encode())
+            return journal
+        aside = f"{journal.directory}.fence{found}"
+        for n in itertools.count(1):
+            if not os.path.exists(aside):
+                break
+            aside = f"{journal.directory}.fence{found}-{n}"
+        os.rename(journal.directory, aside)
+        journal.close()
+        log.warning(
+            "%s was written under fence %s, before the driver this one took over from: moved aside to %s; "
+            "`popplast sync %s` ships what is still wanted of it",
+            journal.directory,
+            found,
+            aside,
+            aside,
+        )
+        return cls.create(root, header, cls(journal.directory))
+
+    @classmethod
+    def claim(cls, directory: str) -> "Journal":
+        """The folder, made if need be and locked by this process (JournalBusy), before anything else."""
+        journal = cls(directory)
+        os.makedirs(os.path.join(journal.checkpoint, "weights"), exist_ok=True)
+        journal.lock()
         return journal
 
     def lock(self) -> None:
@@ -144,6 +177,8 @@ class Journal:
         process's death): one sender per journal, or two would ship its backlog twice. Raises JournalBusy."""
         import fcntl
 
+        if self._lock is not None:  # held already (Journal.claim, Journal.create)
+            return
         path = os.path.join(self.directory, LOCK)
         handle = open(path, "a+")
         try:

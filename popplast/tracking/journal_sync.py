@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from popplast.core.errors import SpecError
+from popplast.tracking.failures import describe
 from popplast.tracking.journal import HEADER, Journal, JournalBusy
 from popplast.tracking.outbox import Outbox, failing_fast
 
@@ -15,7 +16,9 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
     """Ship what a search's journal folder holds unshipped to its MLflow search run (`popplast sync`), the
     events MLflow refused before first, then remove the folder if every event is in MLflow. Returns (search
     run id, events that reached MLflow, the events MLflow refused again with its answers). Raises SyncError
-    for a folder that is no journal, or a search a live driver still holds (it ships its own journal)."""
+    for a folder that is no journal, one another process ships, a search a live driver still holds (it ships
+    its own journal), MLflow unreachable when the sync starts, and a sync stopped by a driver that took the
+    search over meanwhile (what it did not ship stays)."""
     from mlflow import MlflowClient
 
     from popplast.tracking.lease import HOLDER, acquire
@@ -27,29 +30,44 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
     except (OSError, ValueError) as e:
         raise SyncError(f"{directory}: not a popplast journal folder ({HEADER}: {e})") from None
     uri, run_id = header["tracking_uri"], header["search_run_id"]
-    try:  # the search's lease, as its driver held it (the fence stays: the journal is that driver's)
-        lease = acquire(uri, run_id, new_fence=False)
-    except SpecError:
-        holder = MlflowClient(uri).get_run(run_id).data.tags.get(HOLDER, "")
-        raise SyncError(
-            f"{directory}: a live driver ({holder}) still runs the search run {run_id} and ships its own journal; "
-            "stop it first"
-        ) from None
+    try:  # the folder first, then the lease: never the lease of a search whose journal another process ships
+        journal.lock()
+    except JournalBusy as e:
+        raise SyncError(str(e)) from None
     try:
-        pending = journal.unshipped()
         with failing_fast():
-            tracker = MLflowTracker(uri, header["experiment"], header["method"])
-            tracker.attach(run_id, tuple(header["gene_names"]))
-            tracker.lease = lease
-            try:
+            try:  # the search's lease, as its driver held it (the fence stays: the journal is that driver's)
+                lease = acquire(uri, run_id, new_fence=False)
+            except SpecError:
+                holder = MlflowClient(uri).get_run(run_id).data.tags.get(HOLDER, "")
+                raise SyncError(
+                    f"{directory}: a live driver ({holder}) still runs the search run {run_id} and ships its own "
+                    "journal; stop it first"
+                ) from None
+            except Exception as e:
+                raise SyncError(
+                    f"{directory}: MLflow at {uri} did not answer ({describe(e)}); nothing was shipped"
+                ) from None
+        pending = journal.unshipped()
+        try:
+            with failing_fast():
+                tracker = MLflowTracker(uri, header["experiment"], header["method"])
+                tracker.attach(run_id, tuple(header["gene_names"]))
+                tracker.lease = lease
                 outbox = Outbox(tracker, journal)
-            except JournalBusy as e:
-                raise SyncError(str(e)) from None
-            outbox.drain(on_wait=on_wait)
-            outbox.finish()
+                outbox.drain(on_wait=on_wait)
+                outbox.finish()
+        finally:
+            lease.release()
     finally:
-        lease.release()
+        journal.close()
     refused = journal.refused() if os.path.isdir(journal.directory) else {}
+    left = journal.unshipped() - len(refused) if os.path.isdir(journal.directory) else 0
+    if left:
+        raise SyncError(
+            f"{directory}: {lease.lost or 'another driver'} took the search run {run_id} over during the sync; "
+            f"{left} events were not shipped and stay here"
+        )
     return run_id, pending - len(refused) - outbox.superseded, refused
 
 

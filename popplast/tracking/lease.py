@@ -11,7 +11,10 @@ known to be gone; a holder is known gone only when it was a process of this host
 namespace that no longer exists: containers sharing a host name have their own PIDs) unless `force`; write
 holder, token, heartbeat and fence in one call; wait SETTLE seconds; read again. MLflow has no atomic
 compare-and-set, so a driver that reads back another token lost a race and backs off with an error: of
-drivers that start together, one goes on.
+drivers that start together, one goes on. This is best effort, not consensus: two drivers whose writes and
+read-backs straddle each other by more than SETTLE seconds (a store stalled between them) could both go on
+with the same fence; the heartbeat's read-back, and the sender's before each batch, then stops the one whose
+token is not there within one batch.
 
 Keeping it: each heartbeat reads the token back first. A driver that finds another's token there was taken
 over (`--force`, or a heartbeat that lapsed in a long pause): it stops beating, `lost` says who took it, and
@@ -40,6 +43,7 @@ HEARTBEAT = "popplast.lease_heartbeat"
 TOKEN = "popplast.lease_token"
 FENCE = "popplast.lease_fence"
 PID_NAMESPACE = "popplast.lease_pid_namespace"
+CHECKPOINT_FENCE = "popplast.checkpoint_fence"  # the fence of the journal whose checkpoint MLflow took last
 HEARTBEAT_SECONDS = 15.0
 TIMEOUT = 60.0  # a heartbeat this old means its driver is gone (four missed beats)
 SETTLE = 1.0  # seconds between writing the lease and reading it back (plus up to as much again, drawn)
@@ -54,9 +58,12 @@ def me() -> str:
 
 
 def pid_namespace() -> str:
-    """This process's PID namespace (its inode), so that a PID is compared only within the same one."""
+    """This process's PID namespace (the boot it belongs to and its inode), so that a PID is compared only
+    within the same one: inode numbers are reused after a reboot."""
     try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
     except OSError:  # no /proc: no PID is trusted, the heartbeat decides
         return ""
 
@@ -147,6 +154,7 @@ class Lease:
         self.lost: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reader: MlflowClient | None = None  # the sender's, for still_mine
 
     def beat(self, every: float | None = None) -> None:
         every = HEARTBEAT_SECONDS if every is None else every
@@ -161,9 +169,23 @@ class Lease:
                 if tags.get(TOKEN) != self.token:
                     self.lost = tags.get(HOLDER, "another driver")
                     return
+                if self._stop.is_set():  # released meanwhile: a beat now would make the lease live again
+                    return
                 client.set_tag(self.run_id, HEARTBEAT, f"{time.time():.0f}")
             except Exception:  # an outage: the next beat tries again; a lease that lapses is the cost
                 continue
+
+    def still_mine(self) -> bool:
+        """Whether the search run still carries this lease's token, read now (the journal's sender asks before
+        each write, so that a driver taken over writes at most the batch in flight); an outage raises."""
+        if self.lost is not None:
+            return False
+        if self._reader is None:
+            self._reader = MlflowClient(self.tracking_uri)
+        tags = self._reader.get_run(self.run_id).data.tags
+        if tags.get(TOKEN) != self.token:
+            self.lost = tags.get(HOLDER, "another driver")
+        return self.lost is None
 
     def check(self) -> None:
         """LeaseLost when another driver took the search run over."""

@@ -22,6 +22,7 @@ from popplast.core.result import EvalResult, SearchResult
 from popplast.core.spec import SearchSpec
 from popplast.tracking.bulk_runs import DATABASE, RunRecord, open_bulk, server_database
 from popplast.tracking.checkpoint_store import CheckpointStore
+from popplast.tracking.failures import describe, unreachable
 from popplast.tracking.run_notes import NOTE, NOTE_TAGS, individual_note, search_note
 from popplast.tracking.run_writers import RunWriter, open_writer
 from popplast.tracking.search_run import SearchRunTracker, child_runs, individual_runs, param_text
@@ -287,7 +288,20 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             for parent in sorted(self._stale_notes)
             if parent in self.run_ids and parent in self._tags
         ]
-        self.writer.set_tags(updates)
+        try:
+            self.writer.set_tags(updates)
+        except Exception as e:
+            if unreachable(e):  # the same notes again once MLflow answers
+                raise
+            for update in updates:  # a description is never worth a generation's event: those refused are dropped
+                try:
+                    self.writer.set_tags([update])
+                except Exception as one:
+                    if unreachable(one):
+                        raise
+                    log.warning(
+                        "MLflow refused the description of run %s (%s); it stays as it was", update[0], describe(one)
+                    )
         self._stale_notes.clear()
 
     def end_event(self, result: SearchResult, final_population: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,7 +365,6 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         other failure to draw is logged and leaves the drawings out, never the search run unended."""
         import tempfile
 
-        from popplast.tracking.failures import unreachable
         from popplast.tracking.lineage import draw_lineage
         from popplast.tracking.utilisation import draw_workers
 

@@ -76,6 +76,7 @@ class Outbox:
         # journal only (an earlier driver's, then any that come while the queue is full): how many, where the
         # first one's line starts, and the checkpoint events among them (few and small: the sweep of the local
         # copy must see them)
+        self._stale = 0
         self._supersede_if_stale()
         head, self._spilled, self._spill_at, spilled_checkpoints = journal.pending_head(IN_MEMORY)
         self._spilled_checkpoints: collections.deque[dict[str, Any]] = collections.deque(spilled_checkpoints)
@@ -84,29 +85,41 @@ class Outbox:
             self._arrived.append(0.0)
         # events at the head of the queue that MLflow may hold already, in part or whole: those a driver that
         # died may have shipped without acknowledging (a batch at most), and those of a failed batch
-        self._unsure = min(len(self._queue), BATCH)
+        self._unsure = max(min(len(self._queue), BATCH), self._stale)
         self._thread = threading.Thread(target=self._send, name="popplast-outbox", daemon=True)
         self._thread.start()
 
     def _supersede_if_stale(self) -> None:
         """A journal written under a lower fence than the search run's belongs to a driver another one took
-        over from (tracking/lease.py). Events are shipped in order, so all it left unshipped came after the
-        newest checkpoint in MLflow, the one the later driver resumed from and evaluated again: superseded,
-        never shipped (they would overwrite its checkpoints and delete its weights). Its refused events are
-        still tried (each individual's run is looked for first)."""
-        from popplast.tracking.lease import fence_of
+        over from (tracking/lease.py). If that later driver has shipped a checkpoint since (the search run's
+        `popplast.checkpoint_fence` is above this journal's), everything this journal left unshipped came
+        after the checkpoint the later driver resumed from and evaluated again: superseded, never shipped (it
+        would overwrite the later checkpoints and delete their weights), and so are its refused generation,
+        checkpoint and end events; its refused individuals are still tried, each looked for first. If not
+        (the later driver died before its first checkpoint), the backlog is still the newest the search has:
+        shipped, every individual looked for in MLflow first, since the later driver may have logged it."""
+        from popplast.tracking.lease import CHECKPOINT_FENCE, FENCE
 
         fence = self.journal.header().get("fence")
         if fence is None:  # a journal from before fences: shipped as it is
             return
-        current = fence_of(self.tracker.tracking_uri, self.tracker.search_run_id)
+        tags = self.tracker.client.get_run(self.tracker.search_run_id).data.tags
+        current, checkpointed = int(tags.get(FENCE, "0") or 0), int(tags.get(CHECKPOINT_FENCE, "0") or 0)
+        if current <= int(fence):
+            return
         left = self.journal.pending_head(0)[1]
-        if current <= int(fence) or not left:
+        if checkpointed <= int(fence):
+            self._stale = left  # every event checked against MLflow, not only a batch's worth
+            return
+        for index in [i for i in self._retry if self.journal.event_at(i)["kind"] != "individual"]:
+            self.journal.resolve(index, "superseded")
+            self._retry.remove(index)
+        if not left:
             return
         log.warning(
-            "%s was written by a driver that another (fence %d, this journal's %s) took the search run over from: "
-            "its %d unshipped events come after the checkpoint that driver resumed from, which evaluated them "
-            "again; they are superseded, not shipped",
+            "%s was written by a driver that another (fence %d, this journal's %s) took the search run over from "
+            "and that has checkpointed since: its %d unshipped events come after the checkpoint that driver "
+            "resumed from, which evaluated them again; they are superseded, not shipped",
             self.journal.directory,
             current,
             fence,
@@ -207,6 +220,9 @@ class Outbox:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout=MAX_BACKOFF + 5)
+        if self._thread.is_alive():  # a call into MLflow that hangs: the lock stays held until this process ends
+            log.warning("the journal's sender is still in a call to MLflow; %s stays locked", self.journal.directory)
+            return
         self.journal.close()
 
     def finish(self) -> None:
@@ -233,13 +249,14 @@ class Outbox:
     def _send(self) -> None:
         if not self._retry_refused():
             return
-        backoff, single = FIRST_BACKOFF, False
+        backoff, single, single_until = FIRST_BACKOFF, False, 0
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._cond.wait()
                 if self._closing:
                     return
+                single = single and self._shipped < single_until
                 linger = self._arrived[0] + LINGER - time.monotonic()
                 if not single and self._queue[0]["kind"] == "individual" and linger > 0:
                     # a moment for more to come: a batch's fixed cost (two syncs, a transaction) is paid once
@@ -248,17 +265,18 @@ class Outbox:
                         if self._closing:
                             return
                 batch = self._head(1 if single else BATCH)
-            if getattr(self.tracker, "displaced", False):  # another driver holds the search run: not ours to write
-                log.warning("the search run was taken over; %d events stay in %s", self.queued, self.journal.directory)
-                return
             try:
+                if not self._still_ours():
+                    return
                 self.journal.sync()
                 ship_batch(self.tracker, self.journal, batch, self._unsure > 0, self._checkpoints_behind)
             except Exception as e:
                 self.last_error = describe(e)
                 self._unsure = max(self._unsure, len(batch))  # MLflow may hold some of them: look first
                 if refused(e) and len(batch) > 1:
-                    single = True  # which one: one by one, at once
+                    # which one: one by one, through the whole of the failed batch (a batch again after the
+                    # first success would meet the same refusal, and the search for it would be quadratic)
+                    single, single_until = True, self._shipped + len(batch)
                     continue
                 if refused(e):
                     self._refuse(batch[0], self.last_error)
@@ -267,10 +285,11 @@ class Outbox:
                     return
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            backoff, single = FIRST_BACKOFF, False
+            backoff = FIRST_BACKOFF
             self._unsure = max(0, self._unsure - len(batch))
             self._reachable()
             self._done(len(batch))
+            single = single and self._shipped < single_until
 
     def _retry_refused(self) -> bool:
         """Events refused before, tried again in the journal's order (outages waited out); False when closed."""
@@ -279,6 +298,8 @@ class Outbox:
             index = self._retry[0]
             event = self.journal.event_at(index)
             try:
+                if not self._still_ours():
+                    return False
                 if event["kind"] == "checkpoint" and self.journal.later_checkpoint_shipped(index):
                     self.journal.resolve(index, "superseded")  # a newer state is in MLflow: this one is not needed
                 else:
@@ -302,6 +323,17 @@ class Outbox:
                 self._retry.pop(0)
                 self._cond.notify_all()
         return True
+
+    def _still_ours(self) -> bool:
+        """Whether this driver still holds the search run (its lease's token is there, read now; an outage
+        raises): one taken over stops before writing, and what is unshipped stays in the journal."""
+        lease = getattr(self.tracker, "lease", None)
+        if lease is None or lease.still_mine():
+            return True
+        log.warning(
+            "the search run was taken over by %s; %d events stay in %s", lease.lost, self.queued, self.journal.directory
+        )
+        return False
 
     def _refuse(self, event: Mapping[str, Any], error: str) -> None:
         """MLflow refused the event at the head of the queue: recorded as refused, and the next one's turn."""
@@ -422,6 +454,11 @@ def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any], q
     keep = set(event["keep"])
     weights = [os.path.join(journal.checkpoint, "weights", f"{name}.npz") for name in event["weights"]]
     tracker.upload_checkpoint(weights, [os.path.join(journal.checkpoint, s) for s in event["states"]], keep)
+    fence = journal.header().get("fence")
+    if fence is not None:  # whose checkpoint is the newest: a stale journal's sync reads it (_supersede_if_stale)
+        from popplast.tracking.lease import CHECKPOINT_FENCE
+
+        tracker.client.set_tag(tracker.search_run_id, CHECKPOINT_FENCE, str(fence))
     # the local copy keeps only what this state and the later journalled ones may need (read under the lock
     # a checkpoint is journalled under, so that none is half there)
     with journal.files:
@@ -437,9 +474,9 @@ def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any], q
                 os.remove(os.path.join(journal.checkpoint, name))
 
 
-def open_outbox(tracker: Any, root: str | None = None) -> Outbox:
-    """The outbox of the tracker's search run, in its journal folder under `root` (journal_root by default);
-    events an earlier driver left unshipped there are queued first."""
+def open_outbox(tracker: Any, root: str | None = None, claimed: Journal | None = None) -> Outbox:
+    """The outbox of the tracker's search run, in its journal folder under `root` (journal_root by default)
+    or `claimed` (Journal.claim); events an earlier driver left unshipped there are queued first."""
     lease = getattr(tracker, "lease", None)
     header = {
         "tracking_uri": tracker.tracking_uri,
@@ -449,7 +486,7 @@ def open_outbox(tracker: Any, root: str | None = None) -> Outbox:
         "gene_names": list(tracker.gene_names),
         **({"fence": lease.fence} if lease is not None else {}),  # whose journal it is (tracking/lease.py)
     }
-    return Outbox(tracker, Journal.create(root or journal_root(tracker.tracking_uri), header))
+    return Outbox(tracker, Journal.create(root or journal_root(tracker.tracking_uri), header, claimed))
 
 
 @contextlib.contextmanager
