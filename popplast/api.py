@@ -143,11 +143,11 @@ def run(
     if resume:  # taken (compare-and-set) before the workers start, its journal locked first; the tracker holds it
         from popplast.tracking.lease import acquire
 
-        claimed = claim_journal(tracking_uri, resume, progress)
+        claimed = claim_journal(tracking_uri, resume, progress, force)
         try:
             tracker.lease = acquire(tracking_uri, resume, force)
         except BaseException:
-            claimed.close()
+            claimed.abandon()
             raise
         if tracker.lease.taken:
             say(progress, f"[popplast] {tracker.lease.taken}")

@@ -62,7 +62,7 @@ def releasing_lease(tracker: Any, claimed: Any = None) -> Iterator[None]:
     except BaseException:
         tracker.release_lease()
         if claimed is not None and getattr(tracker, "outbox", None) is None:  # else the outbox's to close
-            claimed.close()
+            claimed.abandon()
         raise
 
 
@@ -92,6 +92,9 @@ def end_failed(tracker: Any, reason: str | None) -> None:
     from popplast.tracking.outbox import failing_fast
 
     outbox = getattr(tracker, "outbox", None)
+    if outbox is not None and tracker.displaced:  # its sender stops before writing more; the journal stays
+        outbox.close()
+        tracker.outbox = outbox = None
     if outbox is None or tracker.displaced or not tracker.search_run_id:
         try:
             with failing_fast():  # MLflow's client would retry for minutes before the error is reported
@@ -110,12 +113,14 @@ def end_failed(tracker: Any, reason: str | None) -> None:
 JOURNAL_TAG = "popplast.journal"  # where the search's journal is: host:folder
 
 
-def claim_journal(tracking_uri: str, search_run_id: str, progress: bool) -> Any:
+def claim_journal(tracking_uri: str, search_run_id: str, progress: bool, force: bool = False) -> Any:
     """The journal folder a resumed search will ship from, locked before its lease is taken (so a driver never
     holds the lease of a search whose journal another process ships): the earlier driver's, where the search
     run's `popplast.journal` tag says it is on this machine (for an http store journals live under the current
     folder, so a resume from another folder adopts it), else the usual place. One on another machine is
-    named, for `popplast sync` there. A folder another process ships is a SpecError."""
+    named, for `popplast sync` there. A folder another process ships is a SpecError, unless `force` (that
+    process hangs, say): then this driver journals into a folder of its own, and the other's journal is left
+    for `popplast sync`, which passes over what it holds once this driver has checkpointed."""
     import os
     import socket
 
@@ -125,9 +130,9 @@ def claim_journal(tracking_uri: str, search_run_id: str, progress: bool) -> Any:
 
     earlier = MlflowClient(tracking_uri).get_run(search_run_id).data.tags.get(JOURNAL_TAG, "")
     host, _, folder = earlier.partition(":")
-    root = journal_root(tracking_uri)
+    directory = os.path.join(journal_root(tracking_uri), search_run_id)
     if earlier and host == socket.gethostname() and os.path.isdir(folder):
-        root = os.path.dirname(folder)
+        directory = folder
     elif earlier and host != socket.gethostname():
         say(
             progress,
@@ -135,9 +140,12 @@ def claim_journal(tracking_uri: str, search_run_id: str, progress: bool) -> Any:
             f"`popplast sync {folder}` there (a sync after this driver's checkpoints passes over it)",
         )
     try:
-        return Journal.claim(os.path.join(root, search_run_id))
+        return Journal.claim(directory)
     except JournalBusy as e:
-        raise SpecError(COMMAND_LINE, "--resume", f"{e} before resuming the search.") from None
+        if not force:
+            raise SpecError(COMMAND_LINE, "--resume", f"{e} before resuming the search, or pass --force.") from None
+        say(progress, f"[popplast] {e}: --force, so this driver journals into a folder of its own")
+        return Journal.claim(f"{directory}.taken-{os.getpid()}")
 
 
 def open_journal(tracker: Any, progress: bool, claimed: Any = None) -> Any:
@@ -178,6 +186,10 @@ def end_search(tracker: Any, result: Any, final: dict[str, Any], progress: bool)
                 outbox.close()
                 e.journalled_end = outbox.journal.directory  # type: ignore[attr-defined]  # the command says so
                 raise
+            if tracker.displaced:  # taken over during the end: the end stays in the journal, not shipped
+                outbox.close()
+                tracker.outbox = None
+                tracker.lease.check()
             outbox.finish()
         tracker.outbox = None
         tracker.release_lease()

@@ -28,6 +28,37 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def _seed_new_sqlite_stores() -> None:
+    """A new SQLite MLflow store in this process is a copy of one MLflow created and migrated once per
+    session, not migrated again: MLflow runs its ~60 schema migrations for each new database (1.2 s here), and
+    the suite opens hundreds. Everything after the schema is MLflow's own code on a real file; stores made
+    by other processes (the CLI in a subprocess, a server) are made by MLflow as usual."""
+    import sqlite3
+
+    import mlflow.store.db.utils as db_utils
+
+    make_tables = db_utils._initialize_tables
+    template = os.path.join(_HYPOTHESIS_HOME, "template.db")
+
+    def seeded(engine):  # type: ignore[no-untyped-def]
+        if engine.url.get_backend_name() != "sqlite" or not engine.url.database:
+            return make_tables(engine)
+        if not os.path.exists(template):
+            import sqlalchemy
+
+            made = sqlalchemy.create_engine(f"sqlite:///{template}")
+            make_tables(made)
+            made.dispose()
+        with sqlite3.connect(template) as source, sqlite3.connect(engine.url.database) as target:
+            source.backup(target)
+        return None
+
+    db_utils._initialize_tables = seeded
+
+
+_seed_new_sqlite_stores()
+
+
 @pytest.fixture(autouse=True)
 def journal_dir(tmp_path: Path, monkeypatch) -> Path:
     """Searches' journals (tracking/journal.py) go to the test's folder, never the working tree."""

@@ -300,9 +300,11 @@ def test_a_failed_batch_leaves_no_phantom_parent(tmp_path, tracking_uri):
     for individual, config, result in finished:
         outbox.individual_finished(individual, config, result)
     outbox.generation_finished(1, {"best": 0.8})
+    outbox.search_ended({"kind": "end", "status": "FAILED", "reason": None})
     assert outbox.drain(timeout=60) and outbox.refused == 0
     outbox.finish()
     client = MlflowClient(tracking_uri)
+    assert client.get_run(tracker.search_run_id).info.status == "FAILED"  # its end arrived too
     runs = {r.info.run_id: r for r in client.search_runs([tracker.experiment_id])}
     for run in runs.values():
         for parent in filter(None, run.data.tags.get("popplast.parent_run_ids", "").split(",")):

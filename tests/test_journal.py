@@ -209,6 +209,16 @@ def test_failures_are_refusals_only_when_mlflow_names_the_payload(tracker, tmp_p
     assert refused(AttributeError("'NoneType' object has no attribute 'run_id'"))
     assert refused(RestException({"error_code": "UNAUTHENTICATED", "message": "bad token"}))
     assert not refused(MlflowException("QueuePool limit of size 5 overflow 10 reached", error_code="BAD_REQUEST"))
+    import requests
+
+    def answered(status: int) -> requests.HTTPError:  # what requests raises for an artifact upload's answer
+        response = requests.Response()
+        response.status_code = status
+        return requests.HTTPError(f"{status} for url: http://127.0.0.1/api/2.0/mlflow-artifacts", response=response)
+
+    assert refused(answered(403)) and refused(answered(413))
+    assert not refused(answered(503)) and not refused(answered(429))
+    assert refused(PermissionError(13, "Permission denied", "/srv/mlruns"))
     import sqlalchemy
 
     path = tracker.tracking_uri[len("sqlite:///") :]
@@ -314,8 +324,9 @@ def test_sync_stopped_by_sigterm_says_what_it_left_and_leaves_the_run_as_it_was(
     outbox.journal.append(event)
     artifacts = tracker.client.get_run(tracker.search_run_id).info.artifact_uri[len("file://") :]
     os.makedirs(artifacts, exist_ok=True)
-    with open(os.path.join(artifacts, "checkpoint"), "w") as f:  # a file where the folder goes: OSError, again
-        f.write("not a folder")
+    # the folder a symbolic link to itself: every write fails with an OSError that is no refusal, as a store's
+    # disk that fails does (ELOOP)
+    os.symlink(os.path.join(artifacts, "checkpoint"), os.path.join(artifacts, "checkpoint"))
     tracker.fail_search("interrupted by SIGTERM")  # its driver stopped, as `popplast run` does on SIGTERM
     client, run_id = MlflowClient(tracker.tracking_uri), tracker.search_run_id
     assert client.get_run(run_id).info.status == "KILLED"
@@ -416,8 +427,9 @@ def test_a_description_mlflow_refuses_never_holds_up_the_generation(tracker, jou
 
 
 def test_journals_of_the_driver_taken_over_from_are_adopted_and_older_ones_moved_aside(tmp_path, caplog):
-    """A resumed driver (fence 2) adopts the journal of the one it took over from (fence 1); a journal two
-    fences older was written before a driver in between, and is moved aside for `popplast sync`."""
+    """A resumed driver (fence 2) adopts the journal of the one it took over from (fence 1); a journal older
+    than the search's newest checkpoint (a driver in between, fence 3, checkpointed) is moved aside for
+    `popplast sync`."""
     header = {"search_run_id": "r", "tracking_uri": "sqlite:///x.db", "fence": 1}
     first = Journal.create(str(tmp_path), header)
     first.append({"kind": "generation", "generation": 0, "metrics": {}})
@@ -425,7 +437,7 @@ def test_journals_of_the_driver_taken_over_from_are_adopted_and_older_ones_moved
     adopted = Journal.create(str(tmp_path), {**header, "fence": 2})
     assert adopted.header()["fence"] == 2 and len(adopted.pending()) == 1
     adopted.close()
-    fresh = Journal.create(str(tmp_path), {**header, "fence": 4})
+    fresh = Journal.create(str(tmp_path), {**header, "fence": 4}, checkpointed=3)
     assert fresh.header()["fence"] == 4 and fresh.pending() == []
     assert len(Journal(str(tmp_path / "r.fence2")).pending()) == 1 and "moved aside" in caplog.text
     fresh.close()

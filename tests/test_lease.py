@@ -154,6 +154,8 @@ def _stale_journal(tiny_spec, tmp_path, monkeypatch):
     Checkpointer(outbox, lambda w: w).save(point(0, 0.0))
     assert outbox.drain(timeout=60)
     outbox.close()  # A's sender stops; what it journals from here stays unshipped
+    sibling = Individual("g001-i001", (0.5,) * 4, 1, (), "init", seed=2)
+    outbox.individual_finished(sibling, {}, EvalResult(sibling.id, 0.75))
     child = Individual("g001-i000", (0.5,) * 4, 1, (), "init", seed=1)
     outbox.individual_finished(child, {}, EvalResult(child.id, 0.25))
     for generation in (1, 2):
@@ -207,10 +209,14 @@ def test_a_stale_journal_whose_taker_never_checkpointed_is_shipped_each_individu
 ):
     """B logs the same generation-1 individual A had journalled, then dies before its first checkpoint. A's
     journal is then still the newest the search has: its sync ships A's checkpoints (state g2 is the newest)
-    and logs the individual B logged already not a second time (every event checked, not only a batch)."""
+    and logs the individual B logged already not a second time (every event checked, not only a batch: one
+    event here, and that individual is the second)."""
     from popplast.core.ga import GAState
     from popplast.execution.checkpoint import load
+    from popplast.tracking import outbox as outbox_module
     from popplast.tracking.outbox import open_outbox
+
+    monkeypatch.setattr(outbox_module, "BATCH", 1)
 
     directory, b, _, child = _stale_journal(tiny_spec, tmp_path, monkeypatch)
     outbox = open_outbox(b)
@@ -220,9 +226,10 @@ def test_a_stale_journal_whose_taker_never_checkpointed_is_shipped_each_individu
     b.release_lease()
 
     assert main(["sync", directory]) == 0
-    assert [r["id"] for r in individuals(b.tracking_uri, b.search_run_id)] == ["g001-i000"]
+    rows = individuals(b.tracking_uri, b.search_run_id)
+    assert sorted((r["id"], r["fitness"]) for r in rows) == [("g001-i000", 0.5), ("g001-i001", 0.75)]
     assert load(b, GAState.from_dict).generation == 2
-    assert "shipped 3 journalled events" in capsys.readouterr().out and not os.path.exists(directory)
+    assert "shipped 4 journalled events" in capsys.readouterr().out and not os.path.exists(directory)
 
 
 def _finished_search(spec, folder, uri: str) -> str:

@@ -230,9 +230,10 @@ def _hold_exclusive_lock(database: str, seconds: float) -> threading.Thread:
     return holder
 
 
-def _search_with_the_store_locked(tmp_path, url: str, database: str, seconds: float):
-    """The slow search as a driver into `url`; once 4 individuals are in, `database` is locked for `seconds`.
-    The driver's (stdout, stderr, search run id), and when the lock was released."""
+def _search_with_the_store_locked(tmp_path, url: str, database: str, seconds: float, during=None):
+    """The slow search as a driver into `url`; once 4 individuals are in, `database` is locked for `seconds`
+    (`during()` called while it is). The driver's (stdout, stderr, search run id), and when the lock was
+    released."""
     spec = _spec(tmp_path)
     reference, expected = _undisturbed(spec, tmp_path)
     driver = _driver(spec, url, tmp_path)
@@ -243,7 +244,10 @@ def _search_with_the_store_locked(tmp_path, url: str, database: str, seconds: fl
             run_id, logged = _logged(url)
             run_id = run_id if logged >= 4 else None
             time.sleep(0.3)
-    _hold_exclusive_lock(database, seconds).join()
+    holder = _hold_exclusive_lock(database, seconds)
+    if during is not None:
+        during()
+    holder.join()
     released = time.time()
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, err
@@ -277,8 +281,15 @@ def test_a_server_whose_database_is_away_while_it_answers_health_loses_nothing(
 
     server = restartable_mlflow_server
     database = str(tmp_path / "server" / "server.db")
-    reference, expected, run_id, _, out, err = _search_with_the_store_locked(tmp_path, server.url, database, 60)
-    assert urllib.request.urlopen(f"{server.url}/health", timeout=5).read() == b"OK"
+    health = []
+    reference, expected, run_id, _, out, err = _search_with_the_store_locked(
+        tmp_path,
+        server.url,
+        database,
+        60,
+        during=lambda: health.append(urllib.request.urlopen(f"{server.url}/health", timeout=5).read()),
+    )
+    assert health == [b"OK"]  # what a health probe sees while the database is away
     rows = individuals(server.url, run_id)
     assert len(rows) == len({r["id"] for r in rows}) == 32
     assert lineage(rows) == lineage(expected) and [r["fitness"] for r in rows] == [r["fitness"] for r in expected]

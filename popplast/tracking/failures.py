@@ -5,11 +5,12 @@ from a server, a database that is locked, restarting, failing over or out of con
 that is down. It is waited out, for as long as it lasts; nothing is passed over because it lasted long.
 
 Everything else is a refusal: MLflow naming the payload (invalid parameter value, a run that does not exist
-or is not active, a row that already exists), credentials it does not take, and failures of popplast's own
-code or a library's that no waiting changes. Sending the event again as it is gets the same answer, so it is
-kept in the journal as refused with the answer, and the events behind it go on; `popplast sync` tries it
-again once the cause is fixed. Which way a failure goes is decided positively for outages (`unreachable`):
-a bug is never waited on for ever.
+or is not active, a row that already exists), credentials it does not take, an HTTP answer in the 4xx range
+but 408 and 429 (an auth proxy's 403, a 413 for weights too large), a folder it may not write, and failures
+of popplast's own code or a library's that no waiting changes. Sending the event again as it is gets the
+same answer, so it is kept in the journal as refused with the answer, and the events behind it go on;
+`popplast sync` tries it again once the cause is fixed. Which way a failure goes is decided positively for
+outages (`unreachable`): a bug is never waited on for ever.
 """
 
 from __future__ import annotations
@@ -65,8 +66,12 @@ def unreachable(error: BaseException) -> bool:
         sqlalchemy.exc.PendingRollbackError,
     )
     for cause in _chain(error):
-        if isinstance(cause, FileNotFoundError):  # a journalled file that is gone does not come back by waiting
+        # a journalled file that is gone, a store's folder it may not write: waiting changes neither
+        if isinstance(cause, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
             return False
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if isinstance(status, int):  # an HTTP answer (requests' HTTPError is an OSError): a 403 or 413 stays one
+            return status in (408, 429) or status >= 500
         if isinstance(cause, database) or isinstance(cause, OSError):  # requests' errors are OSErrors too
             return True
     if isinstance(error, MlflowException):

@@ -127,13 +127,16 @@ class Journal:
         self._lock: Any = None  # the folder's lock file while this process ships it
 
     @classmethod
-    def create(cls, root: str, header: Mapping[str, Any], claimed: "Journal | None" = None) -> "Journal":
+    def create(
+        cls, root: str, header: Mapping[str, Any], claimed: "Journal | None" = None, checkpointed: int = 0
+    ) -> "Journal":
         """The journal folder of the search `header` names, under `root` (or `claimed`, a folder this process
         locked before it took the search's lease), locked by this process. A journal an earlier driver left
-        there is adopted when that driver is the one this driver took the search over from (fence one below):
-        it ships its backlog first, then goes on from the newest checkpoint, so the backlog is its own. One
-        older than that (a driver in between wrote its own journal elsewhere) is moved aside to
-        `SEARCH_RUN_ID.fenceN`, for `popplast sync`, which judges it against the search's checkpoints."""
+        there is adopted unless a driver after it has checkpointed (`checkpointed`: the search run's
+        `popplast.checkpoint_fence`): the newest checkpoint is then still its own or older, so this driver
+        ships its backlog first (each individual looked for in MLflow), then goes on from the newest
+        checkpoint, and the backlog is its own. One a later driver has checkpointed after is moved aside to
+        `SEARCH_RUN_ID.fenceN`, for `popplast sync`, which passes over what it left."""
         journal = claimed or cls(os.path.join(root, str(header["search_run_id"])))
         os.makedirs(os.path.join(journal.checkpoint, "weights"), exist_ok=True)
         journal.lock()
@@ -144,7 +147,7 @@ class Journal:
         found, fence = journal.header().get("fence"), header.get("fence")
         if fence is None or found == fence:
             return journal
-        if found is None or int(found) == int(fence) - 1:
+        if found is None or checkpointed <= int(found):
             _write_whole(path, json.dumps({**journal.header(), "fence": fence}).encode())
             return journal
         aside = f"{journal.directory}.fence{found}"
@@ -155,14 +158,14 @@ class Journal:
         os.rename(journal.directory, aside)
         journal.close()
         log.warning(
-            "%s was written under fence %s, before the driver this one took over from: moved aside to %s; "
+            "%s was written under fence %s, before a driver that has checkpointed since: moved aside to %s; "
             "`popplast sync %s` ships what is still wanted of it",
             journal.directory,
             found,
             aside,
             aside,
         )
-        return cls.create(root, header, cls(journal.directory))
+        return cls.create(root, header, cls(journal.directory), checkpointed)
 
     @classmethod
     def claim(cls, directory: str) -> "Journal":
@@ -350,6 +353,12 @@ class Journal:
             if all(os.path.exists(f) and weights_whole(f, hashes.get(n)) for n, f in files.items()):
                 return path
         return None
+
+    def abandon(self) -> None:
+        """Let go of a folder claimed for a search that never started: removed if nothing was written in it."""
+        if not os.path.exists(os.path.join(self.directory, HEADER)):
+            self.remove()
+        self.close()
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)  # still locked: nobody opens it half removed

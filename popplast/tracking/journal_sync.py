@@ -51,10 +51,17 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
         pending = journal.unshipped()
         try:
             with failing_fast():
-                tracker = MLflowTracker(uri, header["experiment"], header["method"])
-                tracker.attach(run_id, tuple(header["gene_names"]))
-                tracker.lease = lease
-                outbox = Outbox(tracker, journal)
+                try:
+                    tracker = MLflowTracker(uri, header["experiment"], header["method"])
+                    tracker.attach(run_id, tuple(header["gene_names"]))
+                    tracker.lease = lease
+                    outbox = Outbox(tracker, journal)
+                except (SpecError, JournalBusy) as e:
+                    raise SyncError(f"{directory}: {e}") from None
+                except Exception as e:  # an outage as the sync began: the sender waits out those after this
+                    raise SyncError(
+                        f"{directory}: MLflow at {uri} did not answer ({describe(e)}); nothing was shipped"
+                    ) from None
                 outbox.drain(on_wait=on_wait)
                 outbox.finish()
         finally:
@@ -64,10 +71,12 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
     refused = journal.refused() if os.path.isdir(journal.directory) else {}
     left = journal.unshipped() - len(refused) if os.path.isdir(journal.directory) else 0
     if left:
-        raise SyncError(
-            f"{directory}: {lease.lost or 'another driver'} took the search run {run_id} over during the sync; "
-            f"{left} events were not shipped and stay here"
+        why = (
+            f"{lease.lost} took the search run {run_id} over"
+            if lease.lost
+            else f"the sender stopped ({outbox.last_error})"
         )
+        raise SyncError(f"{directory}: {why} during the sync; {left} events were not shipped and stay here")
     return run_id, pending - len(refused) - outbox.superseded, refused
 
 

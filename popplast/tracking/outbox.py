@@ -61,6 +61,7 @@ class Outbox:
     def __init__(self, tracker: Any, journal: Journal) -> None:
         journal.lock()  # one sender per journal (JournalBusy): first, before anything is read
         self.tracker = tracker
+        self._lease = getattr(tracker, "lease", None)  # kept: the tracker lets go of its own when it is taken
         self.journal = journal
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._arrived: collections.deque[float] = collections.deque()  # when each queued event was added
@@ -105,11 +106,13 @@ class Outbox:
             return
         tags = self.tracker.client.get_run(self.tracker.search_run_id).data.tags
         current, checkpointed = int(tags.get(FENCE, "0") or 0), int(tags.get(CHECKPOINT_FENCE, "0") or 0)
-        if current <= int(fence):
-            return
         left = self.journal.pending_head(0)[1]
-        if checkpointed <= int(fence):
-            self._stale = left  # every event checked against MLflow, not only a batch's worth
+        if checkpointed < int(fence) or (current > int(fence) and checkpointed == int(fence)):
+            # no checkpoint of a later driver: this backlog is still wanted, but another driver's journal (an
+            # earlier one's, synced; a later one's that logged and died) may have logged the same individuals
+            self._stale = left  # so every event is checked against MLflow, not only a batch's worth
+            return
+        if current <= int(fence):
             return
         for index in [i for i in self._retry if self.journal.event_at(i)["kind"] != "individual"]:
             self.journal.resolve(index, "superseded")
@@ -294,7 +297,7 @@ class Outbox:
     def _retry_refused(self) -> bool:
         """Events refused before, tried again in the journal's order (outages waited out); False when closed."""
         backoff = FIRST_BACKOFF
-        while self._retry:
+        while self._retry and not self._closing:
             index = self._retry[0]
             event = self.journal.event_at(index)
             try:
@@ -327,7 +330,7 @@ class Outbox:
     def _still_ours(self) -> bool:
         """Whether this driver still holds the search run (its lease's token is there, read now; an outage
         raises): one taken over stops before writing, and what is unshipped stays in the journal."""
-        lease = getattr(self.tracker, "lease", None)
+        lease = self._lease
         if lease is None or lease.still_mine():
             return True
         log.warning(
@@ -453,12 +456,12 @@ def _unshipped(tracker: Any, events: list[Mapping[str, Any]], check: bool) -> li
 def _ship_checkpoint(tracker: Any, journal: Journal, event: Mapping[str, Any], queued: Callable[[], list[Any]]) -> None:
     keep = set(event["keep"])
     weights = [os.path.join(journal.checkpoint, "weights", f"{name}.npz") for name in event["weights"]]
-    tracker.upload_checkpoint(weights, [os.path.join(journal.checkpoint, s) for s in event["states"]], keep)
     fence = journal.header().get("fence")
-    if fence is not None:  # whose checkpoint is the newest: a stale journal's sync reads it (_supersede_if_stale)
-        from popplast.tracking.lease import CHECKPOINT_FENCE
+    if fence is not None:  # whose checkpoint is the newest, set first: a stale journal's sync reads it
+        from popplast.tracking.lease import CHECKPOINT_FENCE  # (_supersede_if_stale) and must never miss one
 
         tracker.client.set_tag(tracker.search_run_id, CHECKPOINT_FENCE, str(fence))
+    tracker.upload_checkpoint(weights, [os.path.join(journal.checkpoint, s) for s in event["states"]], keep)
     # the local copy keeps only what this state and the later journalled ones may need (read under the lock
     # a checkpoint is journalled under, so that none is half there)
     with journal.files:
@@ -486,7 +489,10 @@ def open_outbox(tracker: Any, root: str | None = None, claimed: Journal | None =
         "gene_names": list(tracker.gene_names),
         **({"fence": lease.fence} if lease is not None else {}),  # whose journal it is (tracking/lease.py)
     }
-    return Outbox(tracker, Journal.create(root or journal_root(tracker.tracking_uri), header, claimed))
+    from popplast.tracking.lease import CHECKPOINT_FENCE
+
+    checkpointed = int(tracker.client.get_run(tracker.search_run_id).data.tags.get(CHECKPOINT_FENCE, "0") or 0)
+    return Outbox(tracker, Journal.create(root or journal_root(tracker.tracking_uri), header, claimed, checkpointed))
 
 
 @contextlib.contextmanager
