@@ -14,7 +14,8 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.helpers import SESSION_RAY, TINY_SPEC, MlflowServer, write_spec
+from tests import helpers
+from tests.helpers import SESSION_RAY, TINY_SPEC, MlflowServer, seed_store, write_spec
 
 # hypothesis keeps a cache (.hypothesis/) in the current directory; tests leave nothing in the working tree
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="popplast-hypothesis-")
@@ -30,27 +31,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def _seed_new_sqlite_stores() -> None:
     """A new SQLite MLflow store in this process is a copy of one MLflow created and migrated once per
-    session, not migrated again: MLflow runs its ~60 schema migrations for each new database (1.2 s here), and
-    the suite opens hundreds. Everything after the schema is MLflow's own code on a real file; stores made
-    by other processes (the CLI in a subprocess, a server) are made by MLflow as usual."""
-    import sqlite3
-
+    session (tests/helpers.py, seed_store), not migrated again: MLflow runs its schema migrations for each new
+    database (1.2 s here), and the suite opens hundreds. Everything after the schema is MLflow's own code on
+    a real file; stores made by other processes (the CLI in a subprocess) are made by MLflow as usual."""
     import mlflow.store.db.utils as db_utils
 
     make_tables = db_utils._initialize_tables
-    template = os.path.join(_HYPOTHESIS_HOME, "template.db")
+    helpers._MAKE_TABLES.append(make_tables)
+    atexit.register(lambda: os.path.exists(helpers._TEMPLATE) and os.remove(helpers._TEMPLATE))
 
     def seeded(engine):  # type: ignore[no-untyped-def]
         if engine.url.get_backend_name() != "sqlite" or not engine.url.database:
             return make_tables(engine)
-        if not os.path.exists(template):
-            import sqlalchemy
-
-            made = sqlalchemy.create_engine(f"sqlite:///{template}")
-            make_tables(made)
-            made.dispose()
-        with sqlite3.connect(template) as source, sqlite3.connect(engine.url.database) as target:
-            source.backup(target)
+        seed_store(engine.url.database, make_tables)
         return None
 
     db_utils._initialize_tables = seeded

@@ -8,10 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from mlflow import MlflowClient
 
@@ -178,6 +179,8 @@ class MlflowServer:
     def start(self) -> str:
         import urllib.request
 
+        if not (self.folder / "server.db").exists():  # its schema copied, not migrated again (seed_store)
+            seed_store(str(self.folder / "server.db"))
         log = open(self.folder / "server.log", "a")
         command = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server"]
         command += ["--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--host", "127.0.0.1"]
@@ -201,6 +204,30 @@ class MlflowServer:
             os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
         self.proc.wait(timeout=30)
         self.proc = None
+
+
+_TEMPLATE = os.path.join(tempfile.gettempdir(), f"popplast-test-store-{os.getpid()}.db")
+_MAKE_TABLES: list[Any] = []  # MLflow's own migration, kept by conftest before it seeds stores instead
+
+
+def seed_store(path: str, make_tables: Any = None) -> None:
+    """Give the SQLite file at `path` MLflow's schema by copying a store MLflow created and migrated once per
+    test session (tests/conftest.py removes it at the end), rather than migrating it again."""
+    import sqlite3
+
+    if not os.path.exists(_TEMPLATE):
+        import sqlalchemy
+
+        if make_tables is None:
+            from mlflow.store.db.utils import _initialize_tables
+
+            make_tables = _MAKE_TABLES[0] if _MAKE_TABLES else _initialize_tables
+        made = sqlalchemy.create_engine(f"sqlite:///{_TEMPLATE}.part")
+        make_tables(made)
+        made.dispose()
+        os.replace(f"{_TEMPLATE}.part", _TEMPLATE)
+    with contextlib.closing(sqlite3.connect(_TEMPLATE)) as source, contextlib.closing(sqlite3.connect(path)) as target:
+        source.backup(target)
 
 
 class SessionRay:

@@ -137,9 +137,8 @@ def test_asynchronous_pbt_judges_each_member_when_its_segment_ends():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "method", ["ga", pytest.param("gensoup", marks=pytest.mark.cluster), pytest.param("pbt", marks=pytest.mark.cluster)]
-)  # gensoup and pbt: the slow tier
+@pytest.mark.cluster  # a replay on Ray (20 s each); the local executor's replays stay in make test
+@pytest.mark.parametrize("method", ["ga", "gensoup", "pbt"])
 def test_replay_gives_the_same_lineage_on_the_local_executor_and_on_ray(method, async_spec, tmp_path, ray_address):
     async_spec.write_text(async_spec.read_text().replace("method: ga", f"method: {method}"))
     spec = SearchSpec.from_yaml(async_spec)

@@ -87,6 +87,7 @@ def test_other_samplers_run_the_same_budget(method, tiny_spec, tracking_uri, tmp
     assert len(rows) == 5 and {r["method"] for r in rows} == {method}
 
 
+@pytest.mark.cluster  # Ray Tune's PBT (15 s): the slow tier
 def test_tune_pbt_exploits_as_single_parent_edges(ray_address, tiny_spec, tracking_uri, tmp_path):
     result = popplast.run(tiny_spec, method="tune-pbt", budget_evals=12, tracking_uri=tracking_uri, progress=False)
     rows = individuals(tracking_uri, result.search_run_id)
@@ -108,6 +109,7 @@ def test_tune_pbt_exploits_as_single_parent_edges(ray_address, tiny_spec, tracki
     assert html.endswith("lineage.html") and png.endswith("lineage.png")
 
 
+@pytest.mark.cluster  # Ray Tune's PBT (15 s): the slow tier
 def test_tune_pbt_trains_no_more_segments_at_once_than_its_workers(ray_address, tiny_spec, tracking_uri):
     """--workers 1 on a 2-CPU Ray instance: Tune would run 2 trials at once; the segments' training intervals
     (tagged by each segment as it held its slot) must not overlap."""

@@ -23,7 +23,7 @@ from popplast.tracking.journal import Journal
 from popplast.tracking.mlflow_tracker import MLflowTracker
 from popplast.tracking.outbox import BATCH, Outbox, open_outbox
 from popplast.tracking.run_writers import ApiWriter, BulkWriter
-from tests.helpers import TINY_SPEC, individuals, write_spec
+from tests.helpers import TINY_SPEC, MlflowServer, individuals, write_spec
 
 
 def _tracker(tmp_path, uri: str, experiment: str, bulk: bool) -> MLflowTracker:
@@ -238,42 +238,51 @@ def test_a_batch_that_fails_part_way_is_not_shipped_twice(tmp_path, tracking_uri
     tracker.release_lease()
 
 
-def test_a_servers_runs_written_into_its_database_read_back_through_it_as_the_apis(
-    tmp_path, mlflow_server, monkeypatch
-):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 the module's server tests share (each its own experiment)."""
+    started = MlflowServer(tmp_path_factory.mktemp("server"))
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def test_a_servers_runs_written_into_its_database_read_back_through_it_as_the_apis(tmp_path, server, monkeypatch):
     """POPPLAST_TRACKING_DB: individuals go into the server's database in bulk, everything else through the
     server; the server shows them as it shows runs logged through it."""
-    api = _tracker(tmp_path, mlflow_server, "api", bulk=True)
+    api = _tracker(tmp_path, server.url, "api", bulk=True)
     assert isinstance(api.writer, ApiWriter) and not isinstance(api.writer, BulkWriter)  # a server alone: the API
-    monkeypatch.setenv("POPPLAST_TRACKING_DB", f"sqlite:///{tmp_path / 'server' / 'server.db'}")
-    bulk = _tracker(tmp_path, mlflow_server, "bulk", bulk=True)
+    monkeypatch.setenv("POPPLAST_TRACKING_DB", f"sqlite:///{server.folder / 'server.db'}")
+    bulk = _tracker(tmp_path, server.url, "bulk", bulk=True)
     assert isinstance(bulk.writer, BulkWriter) and isinstance(bulk.writer.bulk, BulkRuns)
     for tracker in (api, bulk):
         tracker.individuals_finished(_finished())
         tracker.generation_finished(1, {"best": 0.8})
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(server.url)
     expected, got = _view(client, api), _view(client, bulk)
     assert len(got) == 7 and got == expected
     assert bulk.has_logged("g001-i000")  # read through the server
 
 
-def test_a_database_that_is_not_the_servers_is_refused_by_name(tmp_path, mlflow_server, monkeypatch, tracking_uri):
+def test_a_database_that_is_not_the_servers_is_refused_by_name(tmp_path, server, monkeypatch, tracking_uri):
     monkeypatch.setenv("POPPLAST_TRACKING_DB", f"sqlite:///{tmp_path / 'nowhere.db'}")
     with pytest.raises(SpecError, match="POPPLAST_TRACKING_DB .*nowhere.db does not exist"):
-        MLflowTracker(mlflow_server, "x", "ga")
+        MLflowTracker(server.url, "x", "ga")
     MLflowTracker(tracking_uri, "other", "ga")  # a database of its own, without the server's experiment
     monkeypatch.setenv("POPPLAST_TRACKING_DB", tracking_uri)
     with pytest.raises(SpecError, match="is not the tracking server's database: it holds no experiment 'x'"):
-        MLflowTracker(mlflow_server, "x", "ga")
+        MLflowTracker(server.url, "x", "ga")
 
 
-def test_a_search_into_a_server_and_its_database_ends_whole(tiny_spec, tmp_path, mlflow_server, monkeypatch):
-    monkeypatch.setenv("POPPLAST_TRACKING_DB", f"sqlite:///{tmp_path / 'server' / 'server.db'}")
-    result = popplast.run(tiny_spec, executor="local", generations=2, tracking_uri=mlflow_server, progress=False)
-    rows = individuals(mlflow_server, result.search_run_id)
+def test_a_search_into_a_server_and_its_database_ends_whole(tiny_spec, tmp_path, server, monkeypatch):
+    monkeypatch.setenv("POPPLAST_TRACKING_DB", f"sqlite:///{server.folder / 'server.db'}")
+    result = popplast.run(tiny_spec, executor="local", generations=2, tracking_uri=server.url, progress=False)
+    rows = individuals(server.url, result.search_run_id)
     assert len(rows) == 8 and all(r["mlflow_status"] == "FINISHED" for r in rows)
     assert all(len(r["parent_runs"]) == len(r["parents"]) for r in rows)  # every parent's run id, as logged
-    search = MlflowClient(mlflow_server).get_run(result.search_run_id)
+    search = MlflowClient(server.url).get_run(result.search_run_id)
     assert search.info.status == "FINISHED" and search.data.tags["popplast.best_individual_id"] == result.best.id
 
 

@@ -36,6 +36,7 @@ def comparison(tmp_path_factory):
     return result, folder, uri, spec
 
 
+@pytest.mark.cluster  # a comparison of several methods and seeds (the module fixture, a minute): the slow tier
 def test_report_has_a_row_per_method_and_the_curves(comparison):
     result, folder, _, _ = comparison
     assert (result.cells_run, result.cells_skipped, result.failed_cells) == (6, 0, [])
@@ -59,6 +60,7 @@ def test_report_has_a_row_per_method_and_the_curves(comparison):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+@pytest.mark.cluster  # the comparison fixture: the slow tier
 def test_mlflow_holds_the_comparison_and_report_rebuilds_it_identically(comparison, tmp_path, capsys):
     result, folder, uri, _ = comparison
     client = MlflowClient(uri)
@@ -82,6 +84,7 @@ def test_mlflow_holds_the_comparison_and_report_rebuilds_it_identically(comparis
         assert (tmp_path / name).read_bytes() == (folder / "report" / name).read_bytes(), name
 
 
+@pytest.mark.cluster  # the comparison fixture: the slow tier
 def test_an_interrupted_comparison_runs_only_its_unfinished_searches(comparison):
     result, folder, uri, spec = comparison
     client = MlflowClient(uri)

@@ -42,6 +42,7 @@ def hang_spec(tmp_path):
     return write_spec(folder, SPEC, "search.yaml")
 
 
+@pytest.mark.cluster  # a worker killed and replaced (17 s); the simulated timeout stays in make test: the slow tier
 def test_a_hung_evaluation_times_out_on_ray_and_the_search_finishes(hang_spec, tmp_path, ray_address):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     result = popplast.run(hang_spec, workers=2, eval_timeout=5, tracking_uri=uri, progress=False)

@@ -28,6 +28,7 @@ generalisation: {passes: 2, samples: 200}
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # test_ray_and_local_evolve_the_same_rules covers Ray: the slow tier
 def test_cli_evolve_rules_on_ray_with_two_workers(tmp_path, ray_address):
     spec = write_spec(tmp_path, TINY_RULES, "rules.yaml")
     uri = f"sqlite:///{tmp_path / 'rules.db'}"

@@ -158,6 +158,7 @@ space:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # gensoup on Ray is in test_objectives.py (a user objective): the slow tier
 def test_gensoup_run_on_ray(tmp_path, tracking_uri, ray_address):
     import mlflow.pytorch
 

@@ -57,7 +57,13 @@ def test_a_users_objective_runs_on_ray_with_two_workers(method, user_spec, tmp_p
     )
 
 
-@pytest.mark.parametrize("method", STRATEGIES.names())
+@pytest.mark.parametrize(
+    "method",
+    [  # a representative of each family in make test; the others in the slow tier
+        m if m in ("ga", "gensoup", "pbt", "tpe") else pytest.param(m, marks=pytest.mark.cluster)
+        for m in STRATEGIES.names()
+    ],
+)
 def test_same_seed_same_lineage_with_the_ray_and_the_local_executor(method, user_spec, tmp_path, ray_address):
     on_ray, uri_a = run(user_spec, tmp_path, "a", method=method, workers=2)
     local, uri_b = run(user_spec, tmp_path, "b", method=method, executor="local")

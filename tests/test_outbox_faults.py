@@ -86,15 +86,30 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(outbox_module, "LINGER", 0.0)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    count=st.integers(1, 24),
-    faults=st.lists(st.sampled_from(FAULTS), max_size=30),
-    refused=st.sets(st.integers(0, 23), max_size=3),
-)
+SCHEDULES = {
+    "count": st.integers(1, 24),
+    "faults": st.lists(st.sampled_from(FAULTS), max_size=30),
+    "refused": st.sets(st.integers(0, 23), max_size=3),
+}
+QUIET = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+
+
+@settings(max_examples=10, **QUIET)
+@given(**SCHEDULES)
 # CI's find: a refused event tried again after a restart left its cut-short run behind
 @example(count=2, faults=["ok", "ok", "die_after_commit"], refused={0})
 def test_every_individual_arrives_once_whatever_fails_and_when(store, journal_dir, count, faults, refused):
+    every_individual_arrives_once(store, count, faults, refused)
+
+
+@pytest.mark.cluster  # 60 schedules (two minutes): the slow tier
+@settings(max_examples=60, **QUIET)
+@given(**SCHEDULES)
+def test_every_individual_arrives_once_over_many_schedules(store, journal_dir, count, faults, refused):
+    every_individual_arrives_once(store, count, faults, refused)
+
+
+def every_individual_arrives_once(store, count, faults, refused) -> None:
     uri, spec = store
     stream = events(count)
     ids = [value.id for kind, value in stream if kind == "individual"]

@@ -68,6 +68,7 @@ def test_the_mlflow_hint_names_the_venvs_mlflow_from_the_checkout(monkeypatch):
     assert ui_command("sqlite:///mlflow.db") == f"{expected} ui --backend-store-uri sqlite:///mlflow.db"
 
 
+@pytest.mark.cluster  # Ray against local for every method is in test_objectives.py; the CNN trainer too: the slow tier
 def test_same_seed_same_search_on_ray_and_locally(tiny_spec, tmp_path, ray_address):
     uris = [f"sqlite:///{tmp_path / name}.db" for name in ("ray1", "ray2", "local")]
     results = [
@@ -82,6 +83,7 @@ def test_same_seed_same_search_on_ray_and_locally(tiny_spec, tmp_path, ray_addre
     assert lineage(individuals(uris[2], other.search_run_id)) != logged[2]
 
 
+@pytest.mark.cluster  # the CLI on Ray is in test_early_stopping.py and test_async.py too: the slow tier
 def test_cli_on_ray_with_two_workers(tiny_spec, tmp_path, ray_address):
     uri = f"sqlite:///{tmp_path / 'cli.db'}"
     out = subprocess.run(

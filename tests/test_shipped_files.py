@@ -105,6 +105,7 @@ def test_the_thesis_file_stops_with_a_clear_message_without_its_images_or_weight
 
 
 @pytest.mark.parametrize("head", ["linear", "ndhtl"])
+@pytest.mark.cluster  # two retrains of the shipped transfer files (18 s): the slow tier
 def test_retrain_rebuilds_the_model_the_evaluation_trained(head, tmp_path):
     """--retrain with the transfer file: 5 target classes out of digits' 10 and, for ndhtl, the plastic head;
     the model rebuilt to hold the retrained weights must be the one the evaluation built."""
