@@ -74,13 +74,24 @@ class Server:
         self.proc.wait()
 
 
-def logged(url: str) -> int:
+def logged(url: str, experiment: str | None = None) -> int:
+    """How many individuals' runs the server holds (of `experiment` only, when named)."""
     client = MlflowClient(url)
     total = 0
-    for experiment in client.search_experiments():
-        runs = client.search_runs([experiment.experiment_id], max_results=5000)
-        total += sum(r.data.tags.get("popplast.role") != "search" for r in runs)
+    for found in client.search_experiments():
+        if experiment is not None and found.name != experiment:
+            continue
+        runs = client.search_runs([found.experiment_id], max_results=5000)
+        total += sum("popplast.individual_id" in r.data.tags for r in runs)
     return total
+
+
+def _individual_runs(url: str, experiment: str) -> list:
+    """The experiment's individuals' runs (their runs carry no role tag, which MLflow's `!=` filter needs)."""
+    client = MlflowClient(url)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], max_results=5000)
+    return [r for r in runs if "popplast.individual_id" in r.data.tags]
 
 
 def one(folder: str, port: int, args: argparse.Namespace, outage: bool) -> float:
@@ -109,12 +120,9 @@ def one(folder: str, port: int, args: argparse.Namespace, outage: bool) -> float
 
 def spans(url: str, experiment: str) -> list[tuple[float, float]]:
     """(started, ended) of every individual of the experiment's search, from their runs' tags."""
-    client = MlflowClient(url)
-    found = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([found.experiment_id], "tags.`popplast.role` != 'search'", max_results=5000)
     return [
         (float(r.data.tags["popplast.started"]), float(r.data.tags["popplast.ended"]))
-        for r in runs
+        for r in _individual_runs(url, experiment)
         if "popplast.started" in r.data.tags and r.data.tags.get("popplast.status") != "retried"
     ]
 
@@ -134,7 +142,7 @@ def demo(folder: str, port: int, args: argparse.Namespace, outage: bool) -> tupl
     backlog = None
     try:
         if outage:
-            while logged(server.url) < 10:
+            while logged(server.url, experiment) < 10:
                 time.sleep(0.2)
             server.kill()
             time.sleep(args.outage)
@@ -157,13 +165,10 @@ def demo(folder: str, port: int, args: argparse.Namespace, outage: bool) -> tupl
 def _arrival(url: str, experiment: str, finished: list, up: float) -> float:
     """When the last of `finished` reached MLflow, in seconds after `up`: the latest end time MLflow recorded
     for their runs (it sets a run's end when the run is written)."""
-    client = MlflowClient(url)
-    found = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([found.experiment_id], "tags.`popplast.role` != 'search'", max_results=5000)
     wanted = set(finished)
     ends = [
         r.info.end_time / 1000.0
-        for r in runs
+        for r in _individual_runs(url, experiment)
         if "popplast.started" in r.data.tags
         and (float(r.data.tags["popplast.started"]), float(r.data.tags["popplast.ended"])) in wanted
     ]
