@@ -7,11 +7,8 @@ import sys
 from typing import Sequence
 
 from popplast.cli_flags import execution_flags, run_flags
-from popplast.core.errors import SpecError
 from popplast.core.spec import METHODS, STOPPING_BASELINES
 from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
-
-EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,11 +154,15 @@ def search_run_flags(command: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from popplast.core.errors import PopplastError
     from popplast.session import Interrupted, interrupted, stop_on_sigterm
 
     with stop_on_sigterm():
         try:
-            return _dispatch(args)
+            return COMMANDS[args.command](args)
+        except PopplastError as e:  # every error a user sees: one line, its exit code
+            print(f"popplast: {e.line()}", file=sys.stderr)
+            return e.exit_code
         except (KeyboardInterrupt, Interrupted) as e:
             stop = interrupted(e)
             assert stop is not None
@@ -184,108 +185,72 @@ def main(argv: Sequence[str] | None = None) -> int:
             return stop.exit_code
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    from popplast.api import SearchFailed, run
-    from popplast.execution.ray_session import ClusterError
-    from popplast.tracking.lease import LeaseLost
+def _run(args: argparse.Namespace) -> int:
+    from popplast.api import run
 
-    if args.command == "evolve-rules":
-        return _evolve_rules(args)
-    if args.command == "lineage":
-        return _lineage(args)
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "sync":
-        return _sync(args)
-    if args.command == "record-table":
-        return _record_table(args)
-    if args.command == "replay":
-        return _replay(args)
-    try:
-        result = run(
-            args.space,
-            method=args.method,
-            population=args.population,
-            generations=args.generations,
-            budget_evals=args.budget_evals,
-            budget_epochs=args.budget_epochs,
-            seed=args.seed,
-            epochs=args.epochs,
-            image_size=args.image_size,
-            workers=args.workers,
-            cpus_per_worker=args.cpus_per_worker,
-            gpus_per_worker=args.gpus_per_worker,
-            executor=args.executor,
-            address=args.address,
-            tracking_uri=args.tracking_uri,
-            experiment=args.experiment,
-            retrain=args.retrain,
-            optuna_storage=args.optuna_storage,
-            study_name=args.study_name,
-            resume=args.resume,
-            progress=not args.quiet,
-            force=args.force,
-            stopper=args.stopper,
-            schedule=args.schedule,
-            simulate=args.simulate,
-            eval_timeout=args.eval_timeout,
-        )
-    except (SpecError, ClusterError) as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except SearchFailed as e:
-        print(f"popplast: the search failed: {e}", file=sys.stderr)
-        return 1
-    except LeaseLost as e:
-        print(f"popplast: stopped: {e}; what it had not shipped stays in its journal, superseded", file=sys.stderr)
-        return 1
+    result = run(
+        args.space,
+        method=args.method,
+        population=args.population,
+        generations=args.generations,
+        budget_evals=args.budget_evals,
+        budget_epochs=args.budget_epochs,
+        seed=args.seed,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        executor=args.executor,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        retrain=args.retrain,
+        optuna_storage=args.optuna_storage,
+        study_name=args.study_name,
+        resume=args.resume,
+        progress=not args.quiet,
+        force=args.force,
+        stopper=args.stopper,
+        schedule=args.schedule,
+        simulate=args.simulate,
+        eval_timeout=args.eval_timeout,
+    )
     print(result.summary())
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from popplast.compare_api import compare
-    from popplast.execution.ray_session import ClusterError
 
-    try:
-        result = compare(
-            args.space,
-            methods=args.methods,
-            budget_evals=args.budget_evals,
-            budget_epochs=args.budget_epochs,
-            seeds=args.seeds,
-            workers=args.workers,
-            cpus_per_worker=args.cpus_per_worker,
-            gpus_per_worker=args.gpus_per_worker,
-            executor=args.executor,
-            address=args.address,
-            tracking_uri=args.tracking_uri,
-            experiment=args.experiment,
-            optuna_storage=args.optuna_storage,
-            simulate=args.simulate,
-            eval_timeout=args.eval_timeout,
-            out=args.out,
-            resume=args.resume,
-            progress=not args.quiet,
-        )
-    except (SpecError, ClusterError) as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    result = compare(
+        args.space,
+        methods=args.methods,
+        budget_evals=args.budget_evals,
+        budget_epochs=args.budget_epochs,
+        seeds=args.seeds,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        executor=args.executor,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        optuna_storage=args.optuna_storage,
+        simulate=args.simulate,
+        eval_timeout=args.eval_timeout,
+        out=args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
     print(result.summary())
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from popplast.compare_api import report
-    from popplast.tracking.comparison import ComparisonError
 
-    try:
-        files = report(args.comparison_run_id, tracking_uri=args.tracking_uri, out=args.out, log=args.log)
-    except ComparisonError as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    files = report(args.comparison_run_id, tracking_uri=args.tracking_uri, out=args.out, log=args.log)
     print("\n".join(files))
     return 0
 
@@ -293,11 +258,7 @@ def _report(args: argparse.Namespace) -> int:
 def _record_table(args: argparse.Namespace) -> int:
     from popplast.simulation.record import record_table
 
-    try:
-        table = record_table(args.tracking_uri, args.search_run_id)
-    except SpecError as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    table = record_table(args.tracking_uri, args.search_run_id)
     table.save(args.out)
     print(f"{args.out}: {len(table.rows)} runs of the search {args.search_run_id} ({table.metric})")
     return 0
@@ -306,31 +267,23 @@ def _record_table(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from popplast.replay_api import replay
 
-    try:
-        result = replay(
-            args.search_run_id,
-            individual=args.individual,
-            tracking_uri=args.tracking_uri,
-            cpus=args.cpus,
-            progress=not args.quiet,
-        )
-    except SpecError as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    result = replay(
+        args.search_run_id,
+        individual=args.individual,
+        tracking_uri=args.tracking_uri,
+        cpus=args.cpus,
+        progress=not args.quiet,
+    )
     print(result.summary())
     return 0 if result.fitness is not None else 1
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from popplast.tracking.journal_sync import SyncError, sync
+    from popplast.tracking.journal_sync import sync
 
-    try:
-        run_id, shipped, refused = sync(
-            args.directory, on_wait=lambda message: print(f"[popplast] {message}", file=sys.stderr)
-        )
-    except SyncError as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    run_id, shipped, refused = sync(
+        args.directory, on_wait=lambda message: print(f"[popplast] {message}", file=sys.stderr)
+    )
     print(f"shipped {shipped} journalled events to the search run {run_id}")
     if not refused:
         return 0
@@ -345,46 +298,49 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    from popplast.tracking.lineage import LineageError, draw_lineage
+    from popplast.tracking.lineage import draw_lineage
 
-    try:
-        html_path, png_path = draw_lineage(
-            args.tracking_uri, args.search_run_id, args.out, args.ui_url, log=not args.no_log, focus=args.focus
-        )
-    except LineageError as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    html_path, png_path = draw_lineage(
+        args.tracking_uri, args.search_run_id, args.out, args.ui_url, log=not args.no_log, focus=args.focus
+    )
     print(f"{html_path}\n{png_path}")
     return 0
 
 
 def _evolve_rules(args: argparse.Namespace) -> int:
-    from popplast.execution.ray_session import ClusterError
     from popplast.rules_api import evolve_rules
 
-    try:
-        result = evolve_rules(
-            args.space,
-            method=args.method,
-            population=args.population,
-            generations=args.generations,
-            seed=args.seed,
-            sigma=args.sigma,
-            learning_rate=args.learning_rate,
-            workers=args.workers,
-            cpus_per_worker=args.cpus_per_worker,
-            gpus_per_worker=args.gpus_per_worker,
-            executor=args.executor,
-            address=args.address,
-            tracking_uri=args.tracking_uri,
-            experiment=args.experiment,
-            progress=not args.quiet,
-        )
-    except (SpecError, ClusterError) as e:
-        print(f"popplast: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    result = evolve_rules(
+        args.space,
+        method=args.method,
+        population=args.population,
+        generations=args.generations,
+        seed=args.seed,
+        sigma=args.sigma,
+        learning_rate=args.learning_rate,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        executor=args.executor,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        progress=not args.quiet,
+    )
     print(result.summary())
     return 0
+
+
+COMMANDS = {  # a command's handler: it returns the exit code; a PopplastError is main's to print
+    "run": _run,
+    "compare": _compare,
+    "report": _report,
+    "record-table": _record_table,
+    "replay": _replay,
+    "sync": _sync,
+    "lineage": _lineage,
+    "evolve-rules": _evolve_rules,
+}
 
 
 if __name__ == "__main__":

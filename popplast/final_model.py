@@ -7,12 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from popplast.core.errors import PopplastError
 from popplast.core.result import SearchResult
 from popplast.core.spec import SearchSpec
 
 
-class SearchFailed(RuntimeError):
+class SearchFailed(PopplastError, RuntimeError):
     """The search ran but no individual could be evaluated (or the best could not be retrained)."""
+
+    exit_code = 1
+
+    def line(self) -> str:
+        return f"the search failed: {self}"
 
 
 def log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:

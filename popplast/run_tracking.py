@@ -102,10 +102,11 @@ def end_failed(tracker: Any, reason: str | None) -> None:
         except Exception as e:  # MLflow unreachable too: the search's own error is the one that matters
             log.warning("could not mark the search run %s ended (%s)", tracker.search_run_id, describe(e))
         return
-    outbox.search_ended({"kind": "end", "status": "KILLED" if reason else "FAILED", "reason": reason})
-    if not outbox.drain(timeout=OUTBOX_GRACE):  # what can still reach MLflow; the rest stays journalled
-        log.warning("MLflow did not take the search's end in time; it stays in %s", outbox.journal.directory)
-    outbox.close()
+    with failing_fast():  # the sender's calls too: a call retried for minutes would outlast the grace
+        outbox.search_ended({"kind": "end", "status": "KILLED" if reason else "FAILED", "reason": reason})
+        if not outbox.drain(timeout=OUTBOX_GRACE):  # what can still reach MLflow; the rest stays journalled
+            log.warning("MLflow did not take the search's end in time; it stays in %s", outbox.journal.directory)
+        outbox.close()
     tracker.outbox = None
     tracker.release_lease()
 

@@ -285,3 +285,26 @@ def test_bad_file_with_a_users_objective(case, tmp_path, capsys):
     assert expected in err
     assert "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "m.db").exists(), "nothing may start before the input is checked"
+
+
+def test_every_error_a_user_sees_is_a_popplast_error_and_the_cli_has_one_handler_for_them():
+    """Issue 32: one base error; the CLI prints any of them as one line with its exit code, in one place."""
+    import ast
+    import inspect
+
+    import popplast.cli as cli
+    from popplast.core.errors import PopplastError, SpecError
+    from popplast.execution.ray_session import ClusterError
+    from popplast.final_model import SearchFailed
+    from popplast.tracking.comparison import ComparisonError
+    from popplast.tracking.journal import JournalBusy
+    from popplast.tracking.journal_sync import SyncError
+    from popplast.tracking.lease import LeaseLost
+    from popplast.tracking.lineage import LineageError
+
+    seen = (SpecError, ClusterError, SearchFailed, ComparisonError, JournalBusy, SyncError, LeaseLost, LineageError)
+    assert all(issubclass(kind, PopplastError) for kind in seen)
+    handlers = [n for n in ast.walk(ast.parse(inspect.getsource(cli))) if isinstance(n, ast.ExceptHandler)]
+    caught = [ast.unparse(h.type) for h in handlers if h.type is not None]
+    assert caught.count("PopplastError") == 1
+    assert [c for c in caught if "Error" in c and c != "PopplastError"] == [], caught

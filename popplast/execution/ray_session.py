@@ -12,8 +12,10 @@ from typing import Iterator
 
 import ray
 
+from popplast.core.errors import PopplastError
 
-class ClusterError(RuntimeError):
+
+class ClusterError(PopplastError, RuntimeError):
     """Ray cannot be reached, or lacks the resources the search asks for."""
 
 

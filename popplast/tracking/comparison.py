@@ -17,13 +17,14 @@ from typing import Any, Mapping
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
+from popplast.core.errors import PopplastError
 from popplast.core.spec import method_label
 from popplast.tracking.search_run import check_server, fitness_name, individual_runs, open_experiment, param_text
 
 SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "budget_epochs", "workers")
 
 
-class ComparisonError(RuntimeError):
+class ComparisonError(PopplastError, RuntimeError):
     """The comparison run is missing, or is not the comparison the command describes."""
 
 

@@ -27,6 +27,7 @@ import socket
 import threading
 from typing import Any, Mapping
 
+from popplast.core.errors import PopplastError
 from popplast.core.result import EvalResult
 
 log = logging.getLogger(__name__)
@@ -367,7 +368,7 @@ class Journal:
             os.rmdir(os.path.dirname(self.directory))
 
 
-class JournalBusy(RuntimeError):
+class JournalBusy(PopplastError, RuntimeError):
     """Another process holds the journal folder (it ships it)."""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from popplast.core.errors import SpecError
+from popplast.core.errors import PopplastError, SpecError
 from popplast.tracking.failures import describe
 from popplast.tracking.journal import HEADER, Journal, JournalBusy
 from popplast.tracking.outbox import Outbox, failing_fast
@@ -80,5 +80,5 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
     return run_id, pending - len(refused) - outbox.superseded, refused
 
 
-class SyncError(ValueError):
+class SyncError(PopplastError, ValueError):
     """A folder `popplast sync` cannot ship."""

@@ -36,7 +36,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
-from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.errors import COMMAND_LINE, PopplastError, SpecError
 
 HOLDER = "popplast.lease_holder"
 HEARTBEAT = "popplast.lease_heartbeat"
@@ -49,8 +49,13 @@ TIMEOUT = 60.0  # a heartbeat this old means its driver is gone (four missed bea
 SETTLE = 1.0  # seconds between writing the lease and reading it back (plus up to as much again, drawn)
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(PopplastError, RuntimeError):
     """Another driver took the search run over from this one."""
+
+    exit_code = 1
+
+    def line(self) -> str:
+        return f"stopped: {self}; what it had not shipped stays in its journal, superseded"
 
 
 def me() -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from popplast.core.errors import PopplastError
 from popplast.tracking.lineage_page import BEST_COLOUR, EDGE_STYLE, fitness_colour, render_html  # noqa: F401 (re-exported)
 from popplast.tracking.search_run import fitness_name, individual_runs
 
@@ -55,7 +56,7 @@ class Lineage:
         return seen
 
 
-class LineageError(RuntimeError):
+class LineageError(PopplastError, RuntimeError):
     pass
 
 
