@@ -1,7 +1,7 @@
 # make demo: a real GA search on digits (local Ray instance, MLflow store ./mlflow.db).
-# make test: the test suite but its slow tier; make test-cluster: that tier (tests/test_faults.py and the
-# GPU-packing cluster: real `ray start` clusters on this machine; tests/test_outage.py: a real MLflow server
-# killed for 30 s; the lineage page at 1,250 individuals; the benchmark scripts). CI runs both.
+# make test: the test suite but its slow tier; make test-cluster: that tier (real `ray start` clusters, MLflow
+# outages and locks, several drivers, the long fault schedules, Ray against local for every method: the
+# README's Development section lists it and gives both durations). CI runs both.
 # All of them create .venv and install everything on a fresh machine first.
 # make lint: ruff (lint and format) over the code, mypy over the core, the objectives and the execution layer (pyproject.toml).
 PYTHON ?= python3
