@@ -138,9 +138,7 @@ class Journal:
         ships its backlog first (each individual looked for in MLflow), then goes on from the newest
         checkpoint, and the backlog is its own. One a later driver has checkpointed after is moved aside to
         `SEARCH_RUN_ID.fenceN`, for `popplast sync`, which passes over what it left."""
-        journal = claimed or cls(os.path.join(root, str(header["search_run_id"])))
-        os.makedirs(os.path.join(journal.checkpoint, "weights"), exist_ok=True)
-        journal.lock()
+        journal = claimed or cls.claim(os.path.join(root, str(header["search_run_id"])))
         path = os.path.join(journal.directory, HEADER)
         if not os.path.exists(path):
             _write_whole(path, json.dumps(dict(header)).encode())
@@ -166,7 +164,7 @@ class Journal:
             aside,
             aside,
         )
-        return cls.create(root, header, cls(journal.directory), checkpointed)
+        return cls.create(root, header, cls.claim(journal.directory), checkpointed)
 
     @classmethod
     def claim(cls, directory: str) -> "Journal":

@@ -45,9 +45,7 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
                     "journal; stop it first"
                 ) from None
             except Exception as e:
-                raise SyncError(
-                    f"{directory}: MLflow at {uri} did not answer ({describe(e)}); nothing was shipped"
-                ) from None
+                raise _unanswered(directory, uri, e) from None
         pending = journal.unshipped()
         try:
             with failing_fast():
@@ -59,17 +57,16 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
                 except (SpecError, JournalBusy) as e:
                     raise SyncError(f"{directory}: {e}") from None
                 except Exception as e:  # an outage as the sync began: the sender waits out those after this
-                    raise SyncError(
-                        f"{directory}: MLflow at {uri} did not answer ({describe(e)}); nothing was shipped"
-                    ) from None
+                    raise _unanswered(directory, uri, e) from None
                 outbox.drain(on_wait=on_wait)
                 outbox.finish()
         finally:
             lease.release()
     finally:
         journal.close()
-    refused = journal.refused() if os.path.isdir(journal.directory) else {}
-    left = journal.unshipped() - len(refused) if os.path.isdir(journal.directory) else 0
+    kept = os.path.isdir(journal.directory)  # removed once everything arrived
+    refused = journal.refused() if kept else {}
+    left = journal.unshipped() - len(refused) if kept else 0
     if left:
         why = (
             f"{lease.lost} took the search run {run_id} over"
@@ -78,6 +75,10 @@ def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, d
         )
         raise SyncError(f"{directory}: {why} during the sync; {left} events were not shipped and stay here")
     return run_id, pending - len(refused) - outbox.superseded, refused
+
+
+def _unanswered(directory: str | os.PathLike, uri: str, error: Exception) -> "SyncError":
+    return SyncError(f"{directory}: MLflow at {uri} did not answer ({describe(error)}); nothing was shipped")
 
 
 class SyncError(PopplastError, ValueError):

@@ -73,11 +73,6 @@ def pid_namespace() -> str:
         return ""
 
 
-def fence_of(tracking_uri: str, run_id: str) -> int:
-    """The fence of the driver that last took the search run (0 before any did)."""
-    return int(MlflowClient(tracking_uri).get_run(run_id).data.tags.get(FENCE, "0") or 0)
-
-
 def check_lease(tracking_uri: str, run_id: str, force: bool = False) -> str | None:
     """SpecError when another driver holds the search run; else a line to say when a lease is taken over
     (None when there was nothing to take). Reads only: `acquire` takes it."""

@@ -292,7 +292,6 @@ class Outbox:
             self._unsure = max(0, self._unsure - len(batch))
             self._reachable()
             self._done(len(batch))
-            single = single and self._shipped < single_until
 
     def _retry_refused(self) -> bool:
         """Events refused before, tried again in the journal's order (outages waited out); False when closed."""
