@@ -31,13 +31,18 @@ def test_a_finished_search_extended_is_the_longer_search(tiny_spec, tracking_uri
         popplast.run(tiny_spec, resume=first.search_run_id, generations=4, **options)
 
     _checkpoint_file(tracking_uri, first.search_run_id, "state-g0002.json").write_text("{")  # cut short
-    before = json.loads(_checkpoint_file(tracking_uri, first.search_run_id, "state-g0001.json").read_text())["seconds"]
+    kept = _checkpoint_file(tracking_uri, first.search_run_id, "state-g0001.json")
+    state = json.loads(kept.read_text())
+    assert 0 < state["seconds"] < first.wall_seconds
+    # An earlier driver's time far above anything this one spends, so that the bounds below hold however long
+    # this driver's own start and end take: the wall time is the earlier drivers' up to the checkpoint plus its own.
+    before = state["seconds"] = 1000.0
+    kept.write_text(json.dumps(state))
     started = time.perf_counter()
     longer = popplast.run(resume=first.search_run_id, generations=4, **options)  # from generation 1's
     this_driver = time.perf_counter() - started
     assert longer.search_run_id == first.search_run_id and longer.evaluations == 16
-    assert 0 < before < first.wall_seconds  # the wall time counts the first driver's, up to its checkpoint, too
-    assert this_driver < longer.wall_seconds <= this_driver + before
+    assert before < longer.wall_seconds <= before + this_driver
     reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
     tiny_spec.write_text(tiny_spec.read_text().replace("epochs: 2", "epochs: 1"))
     reference = popplast.run(tiny_spec, generations=4, executor="local", tracking_uri=reference_uri, progress=False)
