@@ -121,3 +121,15 @@ def test_population_pass_on_cuda_equals_cpu():
     cpu = population_accuracy(genomes, net, x, y, x, y)
     cuda = population_accuracy(genomes.cuda(), net.to("cuda"), x.cuda(), y.cuda(), x.cuda(), y.cuda())
     assert torch.allclose(cpu, cuda.cpu(), atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_the_per_individual_reference_on_cuda_equals_cpu():
+    g = torch.Generator().manual_seed(5)
+    net = PlasticNet.random(10, 20, 4, 10, 3, 0.5, g, dtype=torch.float64)
+    genomes = torch.randn(3, genome_size(3), generator=g, dtype=torch.float64)
+    x, y = torch.randn(30, 10, generator=g, dtype=torch.float64), torch.randint(0, 4, (30,), generator=g)
+    on_cuda = net.to("cuda")
+    for rules in genomes:
+        cpu = single_accuracy(rules, net, x, y, x, y)
+        assert cpu == single_accuracy(rules.cuda(), on_cuda, x.cuda(), y.cuda(), x.cuda(), y.cuda())

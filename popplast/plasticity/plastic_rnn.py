@@ -218,7 +218,9 @@ def single_accuracy(
             continue
         w_in += net.eta * r_in[code][:, None] * net.mask_in
         w_g += net.eta * r_g[code[None, :], code[:, None]] * net.mask_g
-        w_out += net.eta * r_out[code[None, :], (torch.arange(len(w_out))[:, None] == label).long()]
+        w_out += (
+            net.eta * r_out[code[None, :], (torch.arange(len(w_out), device=w_out.device)[:, None] == label).long()]
+        )
         for w in (w_in, w_g, w_out):
             w /= w.norm(dim=0, keepdim=True).clamp_min(1e-12)
     correct = sum(int(run(x)[0].argmax()) == int(label) for x, label in zip(x_eval, y_eval))
