@@ -50,3 +50,21 @@ def test_stop_latency_benchmark_times_the_verdicts():
     out = run("stop_latency.py", "--individuals", "10", "--steps", "3", "--step-seconds", "0.01")
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["calls"] >= 10 and summary["individuals"] == 10 and 0 < summary["median_ms"] < 1000
+
+
+@pytest.mark.gpu
+def test_cnn_device_benchmark_compares_the_gpu_with_the_cpu():
+    out = run("cnn_device.py", "--individuals", "1", "--threads", "2")
+    assert re.search(r"digits_gencnn\.yaml: GPU / CPU evaluations per minute [0-9.]+x", out)
+    assert re.search(r"\| digits_metaplastic\.yaml \| 5 × 32 px \| [0-9.]+ \| [0-9.]+ \| [0-9.]+x \| [0-9.]+ \|", out)
+
+
+def test_cnn_device_benchmark_says_it_needs_cuda():
+    done = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "cnn_device.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert done.returncode == 1 and "no CUDA device here" in done.stderr and "Traceback" not in done.stderr
