@@ -21,6 +21,8 @@ __all__ = [
     "RulesResult",
     "SpecError",
     "Trial",
+    "Individual",
+    "PopplastError",
 ]
 
 
@@ -73,4 +75,12 @@ def __getattr__(name: str) -> Any:
         from popplast.core.errors import SpecError
 
         return SpecError
+    if name == "PopplastError":  # the base of every error popplast reports to a user
+        from popplast.core.errors import PopplastError
+
+        return PopplastError
+    if name == "Individual":  # what a strategy of one's own asks for (popplast.core.strategy)
+        from popplast.core.individual import Individual
+
+        return Individual
     raise AttributeError(f"module 'popplast' has no attribute {name!r}")

@@ -63,6 +63,7 @@ def run(
     schedule: str | None = None,
     simulate: Any = None,
     eval_timeout: float | None = None,
+    strategy: Any = None,
 ) -> SearchResult:
     """Run a search described by a search-space file; see `popplast run --help` for each option.
 
@@ -84,6 +85,9 @@ def run(
     on a simulated cluster of `workers` in virtual time (popplast.simulation); nothing trains.
     `eval_timeout`: seconds after which an evaluation is stopped (its Ray worker killed and replaced; virtual
     seconds when simulated) and recorded failed; the search goes on. None: no limit.
+    `strategy`: a strategy of one's own (popplast.core.user_strategy: a dataclass implementing the Strategy
+    protocol), in place of the file's method; its population is the search's. A resume is given it again, or
+    finds its class by the name the search recorded.
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
@@ -102,6 +106,8 @@ def run(
         from popplast.tracking.lease import check_lease
 
         record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags)
+        if strategy is not None:
+            _same_strategy(spec, strategy)
         budget_epochs = budget_epochs or _int(record.params.get("budget_epochs"))
         if eval_timeout is None and executor != "local" and record.params.get("eval_timeout") not in (None, "", "None"):
             eval_timeout = float(record.params["eval_timeout"])  # the limit it started with, unless given again
@@ -113,7 +119,7 @@ def run(
             raise SpecError(COMMAND_LINE, "--force", "takes a search over; it goes with --resume SEARCH_RUN_ID.")
         if space is None:
             raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
-        spec, budget = _spec(space, budget_evals, flags, budget_epochs)
+        spec, budget = _spec(space, budget_evals, flags, budget_epochs, strategy)
         experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     simulated = executor == "simulated"
     spec, fn = objective_for(spec, objective) if not simulated else (spec, None)  # nothing trains
@@ -212,12 +218,23 @@ def run(
 
 
 def _spec(
-    space: str | os.PathLike | SearchSpec, budget_evals: int | None, flags: dict[str, Any], budget_epochs: int | None
+    space: str | os.PathLike | SearchSpec,
+    budget_evals: int | None,
+    flags: dict[str, Any],
+    budget_epochs: int | None,
+    strategy: Any = None,
 ) -> tuple[SearchSpec, int]:
-    """The file's spec with the flags applied, and the budget in evaluations (the most an epoch budget pays)."""
+    """The file's spec with the flags (and a strategy passed from Python) applied, and the budget in
+    evaluations (the most an epoch budget pays)."""
     from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
 
     spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
+    if strategy is not None:
+        name, population, settings = _described(spec, strategy)
+        for key, value in (("method", name), ("population", population)):
+            if flags[key] not in (None, value):
+                raise SpecError(COMMAND_LINE, key, f"{flags[key]!r} and a strategy of {key} {value!r}: give one.")
+        flags = {**flags, "method": name, "population": population, "settings": settings}
     spec = spec.with_overrides(**flags)
     if budget_epochs is not None:
         if budget_evals is not None:
@@ -225,6 +242,29 @@ def _spec(
         budget_evals = evaluations_for_epochs(spec, budget_epochs)
     budget = budget_evals if budget_evals is not None else default_budget(spec)
     return with_budget(spec, budget_evals), budget
+
+
+def _described(spec: SearchSpec, strategy: Any) -> tuple[str, int, dict[str, Any]]:
+    from popplast.core.loading import LoadError
+    from popplast.core.user_strategy import described
+
+    try:
+        return described(strategy, len(spec.space))
+    except LoadError as e:
+        raise SpecError(COMMAND_LINE, "strategy", f"{e}.") from None
+
+
+def _same_strategy(spec: SearchSpec, strategy: Any) -> None:
+    """A resume given the strategy again: the one the search started with."""
+    s = spec.strategy
+    given = _described(spec, strategy)
+    if given != (s.method, s.population, dict(s.settings)):
+        raise SpecError(
+            COMMAND_LINE,
+            "strategy",
+            f"the search was started with {s.method} (population {s.population}, settings {dict(s.settings)}); "
+            f"got {given[0]} (population {given[1]}, settings {given[2]}).",
+        )
 
 
 def _int(text: str | None) -> int | None:

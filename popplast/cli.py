@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         default="ga,tpe,random",
         help=f"comma-separated, from {','.join(METHODS + tuple(STOPPING_BASELINES))}, each optionally with "
-        "+RULE, an early-stopping rule (ga+asha) (default ga,tpe,random)",
+        "+RULE, an early-stopping rule (ga+asha), or strategies of your own (module:Class) (default ga,tpe,random)",
     )
     cmp.add_argument(
         "--budget-evals", type=int, help="evaluations per search (default: the file's population × generations)"

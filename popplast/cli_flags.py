@@ -31,7 +31,7 @@ def run_flags(run: argparse.ArgumentParser) -> None:
         "(tune-tpe: OptunaSearch; tune-pbt: PopulationBasedTraining; tune-asha: ASHA over random search), "
         "all over the same space; METHOD+RULE adds an early-stopping rule (ga+asha), tpe-hyperband, "
         "tpe-asha, random-asha name the multi-fidelity baselines, and ga-async, gensoup-async, pbt-async "
-        "run without generations",
+        "run without generations; or a strategy of your own, module:Class (found beside the file first)",
     )
     run.add_argument(
         "--schedule",

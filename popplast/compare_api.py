@@ -179,20 +179,26 @@ def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
     unknown = [
         m
         for m in methods
-        if split_schedule(split_method(m)[0])[0] not in METHODS or split_method(m)[1] not in (None, *STOPPERS)
+        if not _known(split_schedule(split_method(m)[0])[0]) or split_method(m)[1] not in (None, *STOPPERS)
     ]
     if unknown or not methods:
         raise SpecError(
             COMMAND_LINE,
             "--methods",
-            f"expected a comma-separated list of {', '.join(METHODS + tuple(STOPPING_BASELINES))}, each "
-            f"optionally with -async (ga, gensoup, pbt) and +{'|'.join(STOPPERS[1:])}; got "
+            f"expected a comma-separated list of {', '.join(METHODS + tuple(STOPPING_BASELINES))} or strategies "
+            f"of your own (module:Class), each optionally with -async (ga, gensoup, pbt) and "
+            f"+{'|'.join(STOPPERS[1:])}; got "
             f"{','.join(methods) or 'nothing'}.",
         )
     methods = [method_label(*_with_rule(m)) for m in methods]  # tpe+hyperband is tpe-hyperband
     if len(set(methods)) != len(methods):
         raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
     return tuple(methods)
+
+
+def _known(method: str) -> bool:
+    """A built-in method, or a name a user's strategy class could have (imported when its cell is checked)."""
+    return method in METHODS or catalogue.is_user_method(method)
 
 
 def _schedule(name: str) -> str:

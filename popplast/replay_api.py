@@ -55,6 +55,7 @@ def replay(
 ) -> ReplayResult:
     """Retrain `individual`'s schedule (default: the search's best). Raises SpecError for an unknown run or
     individual, or a Tune search (whose trials popplast cannot retrain as they ran)."""
+    from popplast.core import catalogue
     from popplast.core.catalogue import CATALOGUE
     from popplast.core.individual import Individual
     from popplast.core.spec import SearchSpec
@@ -78,7 +79,7 @@ def replay(
     if individual is not None and individual not in lineage.nodes:
         raise SpecError(COMMAND_LINE, "--individual", f"{individual!r} is not an individual of {search_run_id}.")
     steps = pedigree(lineage, individual)
-    inherits = record.method in CATALOGUE and CATALOGUE[record.method].inherits
+    inherits = catalogue.method(spec.strategy.method).inherits  # a user's strategy's too
     if not inherits:
         steps = steps[-1:]  # nothing flows along the line: the individual's own configuration is its schedule
     focus = steps[-1]["individual"]

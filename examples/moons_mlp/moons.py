@@ -37,5 +37,7 @@ def fit(config, trial):
             logits = net(x_val)
             val_loss = float(nn.functional.cross_entropy(logits, y_val))
         trial.report(epoch, val_loss=val_loss)
+        if trial.should_stop():  # a stopper judged this epoch's report (False when the search has none)
+            break
     accuracy = float((logits.argmax(1) == y_val).float().mean())
     return {"val_loss": val_loss, "val_accuracy": accuracy}, net.state_dict()

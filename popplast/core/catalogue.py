@@ -7,13 +7,17 @@ whether its evaluations report steps to the loop's stopper; how a budget maps on
 generations of the population, Gen-Soup's shrinking populations, or trials in rows of the population); whether
 it runs in popplast's loop (checkpoints, resume, every executor) or in Ray Tune's own; the strategy settings
 only it takes. How each is built is in core/strategies.py (a registry with one builder per entry).
+
+A user's own strategy is named by its class (`mypkg.search:MyStrategy`, like an objective) and gets an entry
+of the family "user" from what the class declares (core/user_strategy.py); `method(name)` finds both kinds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-GENETIC, SAMPLER, ES, TUNE = "genetic", "sampler", "es", "tune"
+GENETIC, SAMPLER, ES, TUNE, USER = "genetic", "sampler", "es", "tune", "user"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Method:
     antithetic: bool = False  # samples antithetic pairs: its population must be even
     reference: bool = False  # the method a comparison's target is the median of, when it runs
     check: str | None = None  # "module:function" checking a spec before anything starts (what it needs of it)
+    strategy_class: Any = None  # a user's strategy (family user): the class built from the spec's settings
 
     @property
     def genetic(self) -> bool:
@@ -80,9 +85,22 @@ def methods(**capabilities: object) -> tuple[str, ...]:
     )
 
 
-def method(name: str) -> Method:
-    """The entry of `name` (KeyError for a name the catalogue does not hold: the spec's checks say so first)."""
-    return CATALOGUE[name]
+def method(name: str, folder: str | None = None) -> Method:
+    """The entry of `name`: a built-in method, or a user's strategy class (`module:Class`, imported from `folder`
+    first the first time it is asked for; LoadError when it cannot be). KeyError for any other name: the
+    spec's checks say so first."""
+    if name in CATALOGUE:
+        return CATALOGUE[name]
+    if not is_user_method(name):
+        raise KeyError(name)
+    from popplast.core.user_strategy import user_entry
+
+    return user_entry(name, folder)
+
+
+def is_user_method(name: str) -> bool:
+    """A user's strategy is named as `module:Class`; no built-in method's name holds a colon."""
+    return ":" in name
 
 
 def check_spec(spec: object) -> None:

@@ -7,9 +7,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from popplast.core.catalogue import CATALOGUE, SOUP_SETTINGS, methods
+from popplast.core import catalogue
+from popplast.core.catalogue import CATALOGUE, SOUP_SETTINGS, is_user_method, methods
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.fields import REQUIRED, Section, check_json, describe, load_yaml
+from popplast.core.loading import LoadError, source_folder
 from popplast.core.names import check_name
 from popplast.core.space import SearchSpace
 from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
@@ -105,7 +107,7 @@ class SearchSpec:
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> "SearchSpec":
         top = Section(data, source, "")
-        base = _folder(source)
+        base = source_folder(source)
         space = SearchSpace.from_section(top.section("space"))
         objective = top.take("objective", "str", None)
         if objective is not None and ":" not in objective:
@@ -140,13 +142,32 @@ class SearchSpec:
     @property
     def folder(self) -> str:
         """The search file's folder: where its relative paths, and its objective's module, are looked up."""
-        return _folder(self.source)
+        return source_folder(self.source)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a file would say it (paths absolute, every default written out): from_dict reads it
         back to an equal spec, so a search run's copy of it is enough to resume the search."""
+        return {
+            "dataset": dict(vars(self.dataset)),
+            "fidelity": {**vars(self.fidelity), "final": dict(vars(self.final))},
+            "strategy": self._strategy_dict(),
+            "space": {g.name: _gene_dict(g) for g in self.space.genes},
+            **({"fixed": dict(self.fixed)} if self.fixed else {}),
+            **({"objective": self.objective, "fitness": _fitness_dict(self.fitness)} if self.objective else {}),
+            **({"stopper": self.stopper.to_dict()} if self.stopper.active else {}),
+        }
+
+    def _strategy_dict(self) -> dict[str, Any]:
         s = self.strategy
-        strategy = {k: v for k, v in vars(s).items() if k not in ("crossover", "mutation")}
+        if is_user_method(s.method):  # the loop's keys and the class's own settings
+            return {
+                "method": s.method,
+                "population": s.population,
+                "generations": s.generations,
+                "seed": s.seed,
+                **s.settings,
+            }
+        strategy = {k: v for k, v in vars(s).items() if k not in ("crossover", "mutation", "settings")}
         for key in SOUP_SETTINGS:  # written only for the methods that take them
             if key not in CATALOGUE[s.method].settings:
                 del strategy[key]
@@ -158,15 +179,7 @@ class SearchSpec:
                 del strategy[key]
         names = self.space.names
         strategy.update(crossover=dict(zip(names, s.crossover)), mutation=dict(zip(names, s.mutation)))
-        return {
-            "dataset": dict(vars(self.dataset)),
-            "fidelity": {**vars(self.fidelity), "final": dict(vars(self.final))},
-            "strategy": strategy,
-            "space": {g.name: _gene_dict(g) for g in self.space.genes},
-            **({"fixed": dict(self.fixed)} if self.fixed else {}),
-            **({"objective": self.objective, "fitness": _fitness_dict(self.fitness)} if self.objective else {}),
-            **({"stopper": self.stopper.to_dict()} if self.stopper.active else {}),
-        }
+        return strategy
 
     def with_overrides(self, **flags: Any) -> "SearchSpec":
         """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
@@ -175,15 +188,29 @@ class SearchSpec:
         schedule = flags.pop("schedule", None) or schedule
         method = named or None
         stopper = with_rule(self.stopper, flags.pop("stopper", None) or rule)
-        if method is not None and method not in METHODS:
-            raise SpecError(COMMAND_LINE, "--method", f"expected one of {', '.join(METHODS)}, got {describe(method)}.")
-        strategy = {k: v for k, v in flags.items() if k in ("population", "generations", "seed") and v is not None}
-        if method is not None:
-            strategy["method"] = method
+        if method is not None and is_user_method(method):
+            try:
+                catalogue.method(method, self.folder)
+            except LoadError as e:
+                raise SpecError(COMMAND_LINE, "--method", f"{e}.") from None
+        elif method is not None and method not in METHODS:
+            raise SpecError(
+                COMMAND_LINE,
+                "--method",
+                f"expected one of {', '.join(METHODS)} or a class of your own (module:Class), got {describe(method)}.",
+            )
+        strategy: dict[str, Any] = {
+            k: v for k, v in flags.items() if k in ("population", "generations", "seed") and v is not None
+        }
+        settings = flags.pop("settings", None)  # a user's strategy passed from Python: its own settings
+        if method is not None and method != self.strategy.method:
+            strategy.update(method=method, settings=settings or {})  # another method: its settings or defaults
+        elif settings is not None:
+            strategy["settings"] = settings
         fidelity = {k: v for k, v in flags.items() if k in ("epochs", "image_size") and v is not None}
         minimum = {"population": 2, "generations": 1, "seed": 0, "epochs": 1, "image_size": 4}
         for key, value in {**strategy, **fidelity}.items():
-            if key == "method":
+            if key in ("method", "settings"):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum[key]:
                 raise SpecError(
@@ -212,7 +239,14 @@ class SearchSpec:
                     f"an asynchronous search has no generations to shrink (strategy.population_step in {self.source}).",
                 )
             merged = dataclasses.replace(merged, schedule=schedule)
-        entry = CATALOGUE[merged.method]
+        entry = catalogue.method(merged.method)
+        if entry.family == catalogue.USER:
+            from popplast.core.user_strategy import settings_problem
+
+            problem = settings_problem(entry, len(self.space), merged.population, merged.settings)
+            if problem:
+                flag = "--population" if "population" in strategy else "--method"
+                raise SpecError(COMMAND_LINE, flag, problem[1])
         if entry.antithetic and merged.population % 2:
             flag = "--population" if "population" in strategy else "--method"
             raise SpecError(
@@ -236,7 +270,7 @@ class SearchSpec:
 def _stoppable(method: str, rule: str) -> bool:
     """popplast's loop stops any of its stoppable methods; one out of the loop runs its own scheduler's rules
     (tune-asha: Ray Tune's ASHA, with the asha section's settings)."""
-    entry = CATALOGUE[method]
+    entry = catalogue.method(method)
     return entry.stoppable or rule in entry.stopper_rules
 
 
@@ -271,10 +305,6 @@ def _gene_dict(gene: Any) -> dict[str, Any]:
     if gene.type == "categorical":
         return {"type": gene.type, "choices": list(gene.choices)}
     return {"type": gene.type, "low": gene.low, "high": gene.high, "log": gene.log}
-
-
-def _folder(source: str) -> str:
-    return os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
 
 
 def _fitness(s: Section, objective: str | None) -> FitnessSpec:

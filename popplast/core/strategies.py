@@ -1,9 +1,11 @@
-"""The strategies a search can use, by method name: each entry builds one from the spec and the budget."""
+"""The strategies a search can use, by method name: each entry builds one from the spec and the budget; a user's
+strategy class (core/user_strategy.py) is built from its settings."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from popplast.core import catalogue
 from popplast.core.catalogue import ES, SAMPLER, methods
 from popplast.core.es import ES_STRATEGIES
 from popplast.core.es_search import ESSearch
@@ -118,4 +120,9 @@ def build_strategy(spec: SearchSpec, budget: int | None = None) -> Any:
     """The spec's strategy (a Strategy, popplast.core.strategy); `budget` in evaluations, by default the
     file's population × generations."""
     s = spec.strategy
+    entry = catalogue.method(s.method, spec.folder)
+    if entry.family == catalogue.USER:
+        from popplast.core.user_strategy import build
+
+        return build(entry, len(spec.space), s.population, s.settings)
     return STRATEGIES[s.method](spec, s.population * s.generations if budget is None else budget)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from popplast.core.catalogue import CATALOGUE, SOUP_SETTINGS, methods
-from popplast.core.fields import Section, describe
+from popplast.core.catalogue import CATALOGUE, SOUP_SETTINGS, is_user_method, methods
+from popplast.core.fields import Section, check_json, describe
+from popplast.core.loading import LoadError, source_folder
+from popplast.core.names import check_name
 from popplast.core.space import SearchSpace
 
 SCHEDULES = ("generational", "async")  # strategy.schedule
 REPLACEMENTS = ("aging", "worst")
+CROSSOVER, MUTATION = 0.9, 0.2  # the GA's per-gene probabilities unless the file says otherwise
 ASYNC_SUFFIX = "-async"  # METHOD-async: the method with schedule: async (ga-async, gensoup-async, pbt-async)
 METHODS = tuple(CATALOGUE)  # every method's name (core/catalogue.py says what each can do)
 ASYNC_METHODS = methods(schedule="async")  # for messages: the methods that run asynchronously
@@ -77,24 +81,26 @@ class StrategySpec:
     migration_interval: int = 10
     migration_topology: str = "ring"
     migrants: int = 1
+    # a user's strategy (method: module:Class): the section's other keys, its constructor's keywords
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def strategy_from(s: Section, space: SearchSpace) -> StrategySpec:
     method = s.take("method", "str", "ga")
+    if is_user_method(method):
+        return _user_strategy(s, method, space)
     if method not in METHODS:
-        raise s.error("method", f"expected one of {', '.join(METHODS)}, got {describe(method)}.")
-    population = s.take("population", "int", 10)
-    if population < 2:
-        raise s.error("population", f"expected an integer >= 2, got {population}.")
-    generations = s.take("generations", "int", 5)
-    if generations < 1:
-        raise s.error("generations", f"expected an integer >= 1, got {generations}.")
+        raise s.error(
+            "method",
+            f"expected one of {', '.join(METHODS)} or a class of your own (module:Class), got {describe(method)}.",
+        )
+    population, generations = _sizes(s)
     spec = StrategySpec(
         method=method,
         population=population,
         generations=generations,
-        crossover=_per_gene(s, "crossover", space, 0.9),
-        mutation=_per_gene(s, "mutation", space, 0.2),
+        crossover=_per_gene(s, "crossover", space, CROSSOVER),
+        mutation=_per_gene(s, "mutation", space, MUTATION),
         elitism=s.take("elitism", "bool", True),
         seed=_seed(s),
         population_step=s.take("population_step", "int", 0),
@@ -138,6 +144,48 @@ def strategy_from(s: Section, space: SearchSpace) -> StrategySpec:
             raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
     s.finish()
     return spec
+
+
+def _sizes(s: Section) -> tuple[int, int]:
+    population = s.take("population", "int", 10)
+    if population < 2:
+        raise s.error("population", f"expected an integer >= 2, got {population}.")
+    generations = s.take("generations", "int", 5)
+    if generations < 1:
+        raise s.error("generations", f"expected an integer >= 1, got {generations}.")
+    return population, generations
+
+
+def _user_strategy(s: Section, method: str, space: SearchSpace) -> StrategySpec:
+    """A user's strategy class: the loop's keys read as for any method, every other key one of its settings."""
+    from popplast.core import catalogue
+    from popplast.core.user_strategy import SHARED_KEYS, settings_problem
+
+    try:
+        entry = catalogue.method(method, source_folder(s.source))
+    except LoadError as e:
+        raise s.error("method", f"{e}.") from None
+    population, generations = _sizes(s)
+    seed = _seed(s)
+    schedule = s.take("schedule", "str", "generational")
+    if schedule != "generational":
+        raise s.error("schedule", f"a strategy of your own runs generational; got {describe(schedule)}.")
+    settings = {str(k): v for k, v in s.data.items() if k not in SHARED_KEYS}
+    for key, value in settings.items():
+        s.take(key, "any")
+        problem = check_name(key, "strategy.")  # the search run logs it as the param strategy.KEY
+        if problem:
+            raise s.error(key, f"{problem}.")
+        check_json(value, s.source, s.key(key))  # the search run keeps its spec as JSON, to resume from
+    problem = settings_problem(entry, len(space), population, settings)
+    if problem:
+        raise s.error(*problem)
+    s.finish()
+    # the GA's per-gene probabilities at their defaults, for a command line that runs the GA over this file
+    n = len(space)
+    return StrategySpec(
+        method, population, generations, (CROSSOVER,) * n, (MUTATION,) * n, seed=seed, settings=settings
+    )
 
 
 def _check_schedule(spec: StrategySpec, s: Section) -> None:

@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Any, Callable
 
+from popplast.core.loading import LoadError, load_attribute
 
-class ObjectiveError(ValueError):
+
+class ObjectiveError(LoadError):
     """The objective a search names cannot be imported or is not callable."""
 
 
 def load_objective(name: str, folder: str | None = None) -> Callable[..., Any]:
-    """`mypkg.train:fit` → the function; `folder` (the search file's) is searched before the Python path,
-    while the module is imported (what it imports then, beside it, comes from there too)."""
-    module_name, _, attribute = name.partition(":")
-    if not module_name or not attribute:
-        raise ObjectiveError(f"expected 'module:function' (for example mypkg.train:fit), got {name!r}")
-    # the folder is on the path only while the module is imported: a resumed search imports the folder its
-    # MLflow run names, and the rest of the process should not import whatever else lies there
-    added = folder if folder and folder not in sys.path else None
-    if added:
-        sys.path.insert(0, added)
+    """`mypkg.train:fit` → the function, found from `folder` (the search file's) first, then the Python path."""
     try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # a missing module, or one whose own import raises
-        where = f" (searched {folder} and the Python path)" if folder else ""
-        raise ObjectiveError(f"cannot import {module_name!r}{where}: {type(e).__name__}: {e}") from None
-    finally:
-        if added and added in sys.path:
-            sys.path.remove(added)
-    fn: Any = module
-    for part in attribute.split("."):
-        fn = getattr(fn, part, None)
-        if fn is None:
-            raise ObjectiveError(
-                f"the module {module_name!r} ({getattr(module, '__file__', '?')}) has no {attribute!r}"
-            )
+        fn = load_attribute(name, folder, example="mypkg.train:fit")
+    except LoadError as e:
+        raise ObjectiveError(str(e)) from None
     if not callable(fn):
         raise ObjectiveError(f"{name!r} is a {type(fn).__name__}, not a function")
     return fn

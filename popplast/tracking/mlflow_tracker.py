@@ -71,6 +71,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             **(ga if entry(s.method).genetic else {}),
             **({"schedule": s.schedule, "replacement": s.replacement} if s.schedule == "async" else {}),
             **{f"strategy.{k}": getattr(s, k) for k in ("sigma", "learning_rate") if getattr(s, k) is not None},
+            **{f"strategy.{k}": v for k, v in s.settings.items()},  # a user's strategy's own settings
             "genes": list(spec.space.names),
             **(
                 {
