@@ -173,9 +173,9 @@ def _user_strategy(s: Section, method: str, space: SearchSpace) -> StrategySpec:
     settings = {str(k): v for k, v in s.data.items() if k not in SHARED_KEYS}
     for key, value in settings.items():
         s.take(key, "any")
-        problem = check_name(key, "strategy.")  # the search run logs it as the param strategy.KEY
-        if problem:
-            raise s.error(key, f"{problem}.")
+        named = check_name(key, "strategy.")  # the search run logs it as the param strategy.KEY
+        if named:
+            raise s.error(key, f"{named}.")
         check_json(value, s.source, s.key(key))  # the search run keeps its spec as JSON, to resume from
     problem = settings_problem(entry, len(space), population, settings)
     if problem:
