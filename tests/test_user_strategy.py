@@ -171,6 +171,17 @@ def test_a_bad_strategy_is_a_one_line_error_naming_the_key(folder, strategy, key
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+def test_a_stopper_is_refused_for_a_strategy_that_does_not_take_stopped_results(folder):
+    (folder / "nostop.py").write_text(
+        "from user_de_strategy import DifferentialEvolution\n\n\nclass NoStop(DifferentialEvolution):\n"
+        "    stoppable = False\n"
+    )
+    spec = folder / "search.yaml"
+    spec.write_text(spec.read_text().replace(f"method: {NAME}", "method: nostop:NoStop"))
+    with pytest.raises(SpecError, match="at stopper: nostop:NoStop cannot stop .* declares stoppable = True"):
+        popplast.run(spec, executor="local", progress=False)
+
+
 def _search_run(client: MlflowClient) -> str | None:
     found = client.get_experiment_by_name("search")
     runs = client.search_runs([found.experiment_id], "tags.`popplast.role` = 'search'") if found else []

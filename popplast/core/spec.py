@@ -280,7 +280,7 @@ def _not_stoppable(method: str) -> str:
     ]
     return (
         f"{method} cannot stop individuals early; a stopper goes with "
-        f"{', '.join(methods(stoppable=True) + tuple(own))}."
+        f"{', '.join(methods(stoppable=True) + tuple(own))}, and a strategy of your own that declares stoppable = True."
     )
 
 
