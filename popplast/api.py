@@ -105,9 +105,7 @@ def run(
         from popplast.resuming import resumed_spec
         from popplast.tracking.lease import check_lease
 
-        record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags)
-        if strategy is not None:
-            _same_strategy(spec, strategy)
+        record, spec, budget = resumed_spec(resume, space, tracking_uri, experiment, budget_evals, flags, strategy)
         budget_epochs = budget_epochs or _int(record.params.get("budget_epochs"))
         if eval_timeout is None and executor != "local" and record.params.get("eval_timeout") not in (None, "", "None"):
             eval_timeout = float(record.params["eval_timeout"])  # the limit it started with, unless given again
@@ -230,11 +228,9 @@ def _spec(
 
     spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
     if strategy is not None:
-        name, population, settings = _described(spec, strategy)
-        for key, value in (("method", name), ("population", population)):
-            if flags[key] not in (None, value):
-                raise SpecError(COMMAND_LINE, key, f"{flags[key]!r} and a strategy of {key} {value!r}: give one.")
-        flags = {**flags, "method": name, "population": population, "settings": settings}
+        from popplast.core.user_strategy import strategy_flags
+
+        flags = strategy_flags(len(spec.space), strategy, flags)
     spec = spec.with_overrides(**flags)
     if budget_epochs is not None:
         if budget_evals is not None:
@@ -242,29 +238,6 @@ def _spec(
         budget_evals = evaluations_for_epochs(spec, budget_epochs)
     budget = budget_evals if budget_evals is not None else default_budget(spec)
     return with_budget(spec, budget_evals), budget
-
-
-def _described(spec: SearchSpec, strategy: Any) -> tuple[str, int, dict[str, Any]]:
-    from popplast.core.loading import LoadError
-    from popplast.core.user_strategy import described
-
-    try:
-        return described(strategy, len(spec.space))
-    except LoadError as e:
-        raise SpecError(COMMAND_LINE, "strategy", f"{e}.") from None
-
-
-def _same_strategy(spec: SearchSpec, strategy: Any) -> None:
-    """A resume given the strategy again: the one the search started with."""
-    s = spec.strategy
-    given = _described(spec, strategy)
-    if given != (s.method, s.population, dict(s.settings)):
-        raise SpecError(
-            COMMAND_LINE,
-            "strategy",
-            f"the search was started with {s.method} (population {s.population}, settings {dict(s.settings)}); "
-            f"got {given[0]} (population {given[1]}, settings {given[2]}).",
-        )
 
 
 def _int(text: str | None) -> int | None:

@@ -20,6 +20,7 @@ def resumed_spec(
     experiment: str | None,
     budget_evals: int | None,
     flags: dict[str, Any],
+    strategy: Any = None,
 ) -> tuple[Any, SearchSpec, int]:
     """(the search run's record, the spec to go on with, the budget); SpecError when what the caller gives
     (a file, flags, an experiment) disagrees with the search being resumed."""
@@ -45,6 +46,10 @@ def resumed_spec(
         base = stored
     else:
         base = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
+    if strategy is not None:  # given again: it must be the one the search started with
+        from popplast.core.user_strategy import strategy_flags
+
+        flags = strategy_flags(len(base.space), strategy, flags)
     spec = base.with_overrides(**flags)
     longer = budget_evals is not None or flags.get("generations") is not None
     budget = budget_evals if budget_evals is not None else (default_budget(spec) if longer else record.budget_evals)

@@ -127,12 +127,15 @@ def test_an_instance_passed_from_python_is_recorded_and_resumed_by_its_settings(
         "0.5",
         "0.9",
     )
-    with pytest.raises(SpecError, match=r"was started with .*settings \{'F': 0.5, 'CR': 0.9\}.*got .*'F': 0.6"):
+    with pytest.raises(SpecError, match=r"was started with strategy.F = 0.5, but the flags say 0.6"):
         popplast.run(
             resume=first.search_run_id, strategy=strategy(n_genes=2, population=4, F=0.6), generations=3, **options
         )
-    longer = popplast.run(resume=first.search_run_id, generations=3, **options)  # the class found by its name
+    again = strategy(n_genes=2, population=4, F=0.5)  # given again with its file: the search it started
+    longer = popplast.run(spec, resume=first.search_run_id, strategy=again, generations=3, **options)
     assert longer.evaluations == 12
+    longest = popplast.run(resume=first.search_run_id, generations=4, **options)  # the class found by its name
+    assert longest.evaluations == 16
     with pytest.raises(SpecError, match="option strategy: a strategy passed from Python .* make Plain a dataclass"):
         popplast.run(spec, strategy=Plain(), **options)
     with pytest.raises(SpecError, match="Local is defined in a function, where a resumed search cannot import it"):
@@ -146,6 +149,52 @@ def test_an_instance_passed_from_python_is_recorded_and_resumed_by_its_settings(
 
 class Plain:
     """Not a dataclass: its settings cannot be read back."""
+
+
+DE = load_attribute("de:DifferentialEvolution", str(EXAMPLE))
+
+
+@dataclasses.dataclass(frozen=True)
+class WithTuple(DE):
+    weights: tuple = (0.1, 0.9)  # JSON gives a list back
+
+
+@dataclasses.dataclass(frozen=True)
+class WithSeed(DE):
+    seed: int = 0  # the search's own key
+
+
+@dataclasses.dataclass(frozen=True)
+class CapabilityField(DE):
+    stoppable: bool = True  # a field, so an instance could say otherwise than the class
+
+
+class NoInherits:
+    init = ask = tell = state_from_dict = print
+
+
+class Async(DE):
+    schedule = "async"
+
+
+@pytest.mark.parametrize(
+    "strategy, message",
+    [
+        (WithTuple(n_genes=2, population=4), "is not the strategy passed .*a tuple comes back a list"),
+        (WithSeed(n_genes=2, population=4), "has a field 'seed', a key of the search's own"),
+        (CapabilityField(n_genes=2, population=4), "stoppable is a dataclass field; a capability is a class attribute"),
+        (DE(n_genes=3, population=4), "made for 3 genes; the search space has 2"),
+        (Async(n_genes=2, population=4), "schedule is 'async'; a strategy of your own runs generational"),
+    ],
+)
+def test_an_instance_that_cannot_be_recorded_as_it_is_is_refused(strategy, message):
+    from popplast.core.loading import LoadError
+    from popplast.core.user_strategy import described, entry_of
+
+    with pytest.raises(LoadError, match=message):
+        described(strategy, 2)
+    with pytest.raises(LoadError, match="does not say whether children inherit trained states"):
+        entry_of("x:NoInherits", NoInherits)
 
 
 @pytest.mark.parametrize(

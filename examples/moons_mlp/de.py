@@ -5,9 +5,9 @@ ship it; this file is what a user writes to run it in `popplast run` and `poppla
 Every generation makes one trial vector per member of the population (the target): the difference of two
 other random members, scaled by F, added to a third (mutation), then each gene taken from that with
 probability CR and from the target otherwise, one gene always (binomial crossover). The trial replaces its
-target when it is at least as fit (selection). Genes live in [0, 1], popplast's encoding of every space;
-a mutant outside is reflected back in. popplast maximises fitness; a failed evaluation (None or NaN) loses
-every comparison.
+target when it is at least as fit (selection; a tie goes to the trial, so the population moves on plateaus).
+Genes live in [0, 1], popplast's encoding of every space; a mutant outside is reflected back in. popplast
+maximises fitness; a failed evaluation (None or NaN) loses every comparison.
 
     strategy: {method: de:DifferentialEvolution, population: 8, generations: 5, seed: 0, F: 0.7, CR: 0.9}
 """

@@ -17,7 +17,9 @@ from popplast.core.space import SearchSpace
 from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
 from popplast.core.strategy_spec import (
     ASYNC_METHODS,
+    CROSSOVER,
     METHODS,
+    MUTATION,
     REPLACEMENTS,
     SCHEDULES,
     STOPPING_BASELINES,
@@ -241,12 +243,7 @@ class SearchSpec:
             merged = dataclasses.replace(merged, schedule=schedule)
         entry = catalogue.method(merged.method)
         if entry.family == catalogue.USER:
-            from popplast.core.user_strategy import settings_problem
-
-            problem = settings_problem(entry, len(self.space), merged.population, merged.settings)
-            if problem:
-                flag = "--population" if "population" in strategy else "--method"
-                raise SpecError(COMMAND_LINE, flag, problem[1])
+            merged = _user_strategy_spec(merged, "population" in strategy, self.source, len(self.space))
         if entry.antithetic and merged.population % 2:
             flag = "--population" if "population" in strategy else "--method"
             raise SpecError(
@@ -265,6 +262,28 @@ class SearchSpec:
         return dataclasses.replace(
             self, strategy=merged, fidelity=dataclasses.replace(self.fidelity, **fidelity), stopper=stopper
         )
+
+
+def _user_strategy_spec(merged: StrategySpec, population_flag: bool, source: str, n_genes: int) -> StrategySpec:
+    """A user's strategy named or sized by a flag: checked with its settings, and none of the file's settings
+    of other methods kept (a schedule, islands, Gen-Soup's ramp)."""
+    from popplast.core.user_strategy import settings_problem
+
+    if merged.schedule != "generational":
+        raise SpecError(
+            COMMAND_LINE,
+            "--method",
+            f"a strategy of your own runs generational; {source} says schedule: {merged.schedule} "
+            "(add --schedule generational).",
+        )
+    problem = settings_problem(catalogue.method(merged.method), n_genes, merged.population, merged.settings)
+    if problem:
+        raise SpecError(COMMAND_LINE, "--population" if population_flag else "--method", problem[1])
+    s, n = merged, n_genes
+    # as the file's parser makes one: the GA's probabilities at their defaults, for a --method ga over it
+    return StrategySpec(
+        s.method, s.population, s.generations, (CROSSOVER,) * n, (MUTATION,) * n, seed=s.seed, settings=s.settings
+    )
 
 
 def _stoppable(method: str, rule: str) -> bool:
