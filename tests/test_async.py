@@ -166,9 +166,15 @@ def test_an_asynchronous_search_on_ray_keeps_both_workers_busy(async_spec, tmp_p
             (float(tags["popplast.started"]), float(tags["popplast.ended"]))
         )
     assert len(by_worker) == 2
-    gaps = [b[0] - a[1] for spans in by_worker.values() for a, b in zip(sorted(spans), sorted(spans)[1:])]
-    print(f"gaps between a worker's evaluations: median {np.median(gaps) * 1000:.1f} ms, max {max(gaps) * 1000:.1f} ms")
-    assert max(gaps) < 0.25  # the dispatch overhead, never a wait for another worker's evaluation
+    # each worker's evaluations one after another, never two at once; how short the gaps between them are
+    # is a speed figure, measured by benchmarks/async_utilisation.py (a bound here failed on a loaded machine)
+    for spans in by_worker.values():
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    # no generation barrier: some individual of a later cohort of births started before one of an earlier
+    # cohort ended (a generational search never does; with costs ×1 to ×8, nearly every cohort boundary does)
+    born = [(int(t["popplast.generation"]), float(t["popplast.started"]), float(t["popplast.ended"])) for t in runs]
+    assert any(g2 > g1 and s2 < e1 for g1, _, e1 in born for g2, s2, _ in born)
     search = client.get_run(result.search_run_id)
     assert search.data.metrics["worker_utilisation"] == pytest.approx(result.worker_utilisation)
     assert "workers.png" in {a.path for a in client.list_artifacts(result.search_run_id)}
