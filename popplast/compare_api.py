@@ -88,9 +88,14 @@ def compare(
         raise SpecError(COMMAND_LINE, "--budget-epochs", "give a budget in evaluations or in epochs, not both.")
     budget = budget_evals if budget_evals is not None or budget_epochs else default_budget(spec)
     for method in methods:  # every cell's settings are checked before the first one trains
-        cell_spec = spec.with_overrides(
-            method=_with_rule(method)[0], stopper=_with_rule(method)[1], schedule=_schedule(method)
-        )
+        try:
+            cell_spec = spec.with_overrides(
+                method=_with_rule(method)[0], stopper=_with_rule(method)[1], schedule=_schedule(method)
+            )
+        except SpecError as e:  # a cell's method is this command's --methods
+            if e.source == COMMAND_LINE and e.key == "--method":
+                raise SpecError(COMMAND_LINE, "--methods", f"{method}: {e.expected}") from None
+            raise
         check_options(executor, workers, cpus_per_worker, gpus_per_worker, method, eval_timeout)
         with_budget(cell_spec, budget if budget_epochs is None else evaluations_for_epochs(cell_spec, budget_epochs))
         catalogue.check_spec(cell_spec)  # what the method itself needs of the file

@@ -231,6 +231,18 @@ def test_a_stopper_is_refused_for_a_strategy_that_does_not_take_stopped_results(
         popplast.run(spec, executor="local", progress=False)
 
 
+def test_a_comparison_names_its_methods_flag_for_a_strategy_it_cannot_import(folder, tmp_path):
+    with pytest.raises(SpecError, match="Invalid option --methods: nowhere_module:X: cannot import 'nowhere_module'"):
+        popplast.compare(
+            folder / "search.yaml",
+            methods="ga,nowhere_module:X",
+            executor="local",
+            tracking_uri=f"sqlite:///{tmp_path / 'c.db'}",
+            progress=False,
+        )
+    assert not (tmp_path / "c.db").exists()  # refused before anything was created
+
+
 def _search_run(client: MlflowClient) -> str | None:
     found = client.get_experiment_by_name("search")
     runs = client.search_runs([found.experiment_id], "tags.`popplast.role` = 'search'") if found else []
