@@ -315,7 +315,7 @@ def _loop(
     rng = checkpoint.restore_rng() if checkpoint else np.random.default_rng(np.random.SeedSequence(s.seed))
     if resume:
         generation = checkpoint.generation if checkpoint else -1
-        from popplast.execution.async_search import is_async
+        from popplast.core.strategy import is_async
 
         keep = set(checkpoint.results) if checkpoint and is_async(strategy) else None  # no generations to cut
         dropped = tracker.discard_after(generation, keep)

@@ -26,6 +26,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from popplast.core.strategy import is_async
+
 
 class Case(NamedTuple):
     make: Callable[[], Any]  # a fresh strategy
@@ -60,10 +62,6 @@ def check_strategy(
             raise AssertionError(f"{check.__name__}: {e}") from None
         except Exception as e:  # the strategy itself broke under the check
             raise AssertionError(f"{check.__name__}: the strategy raised {type(e).__name__}: {e}") from e
-
-
-def is_async(strategy: Any) -> bool:
-    return getattr(strategy, "schedule", "generational") == "async"
 
 
 def drive(

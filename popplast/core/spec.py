@@ -17,9 +17,7 @@ from popplast.core.space import SearchSpace
 from popplast.core.stopper_spec import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
 from popplast.core.strategy_spec import (
     ASYNC_METHODS,
-    CROSSOVER,
     METHODS,
-    MUTATION,
     REPLACEMENTS,
     SCHEDULES,
     STOPPING_BASELINES,
@@ -28,6 +26,7 @@ from popplast.core.strategy_spec import (
     split_method,
     split_schedule,
     strategy_from,
+    user_strategy_spec,
 )
 
 # what other modules import from here: the method names and the strategy section (core/strategy_spec.py)
@@ -279,11 +278,8 @@ def _user_strategy_spec(merged: StrategySpec, population_flag: bool, source: str
     problem = settings_problem(catalogue.method(merged.method), n_genes, merged.population, merged.settings)
     if problem:
         raise SpecError(COMMAND_LINE, "--population" if population_flag else "--method", problem[1])
-    s, n = merged, n_genes
-    # as the file's parser makes one: the GA's probabilities at their defaults, for a --method ga over it
-    return StrategySpec(
-        s.method, s.population, s.generations, (CROSSOVER,) * n, (MUTATION,) * n, seed=s.seed, settings=s.settings
-    )
+    s = merged
+    return user_strategy_spec(s.method, s.population, s.generations, s.seed, s.settings, n_genes)
 
 
 def _stoppable(method: str, rule: str) -> bool:

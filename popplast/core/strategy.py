@@ -43,3 +43,9 @@ class Strategy(Protocol):
         ...
 
     def state_from_dict(self, data: Mapping[str, Any]) -> Any: ...
+
+
+def is_async(strategy: Any) -> bool:
+    """A strategy without generations (`schedule = "async"`): asked one individual at a time, when a worker is
+    free (execution/async_search.py); every other strategy is asked whole generations."""
+    return getattr(strategy, "schedule", "generational") == "async"

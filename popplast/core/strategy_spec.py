@@ -181,8 +181,15 @@ def _user_strategy(s: Section, method: str, space: SearchSpace) -> StrategySpec:
     if problem:
         raise s.error(*problem)
     s.finish()
-    # the GA's per-gene probabilities at their defaults, for a command line that runs the GA over this file
-    n = len(space)
+    return user_strategy_spec(method, population, generations, seed, settings, len(space))
+
+
+def user_strategy_spec(
+    method: str, population: int, generations: int, seed: int, settings: Mapping[str, Any], n_genes: int
+) -> StrategySpec:
+    """A user's strategy's section: the loop's keys and its settings, every other method's setting at its
+    default (the GA's per-gene probabilities too, for a command line that runs the GA over the same file)."""
+    n = n_genes
     return StrategySpec(
         method, population, generations, (CROSSOVER,) * n, (MUTATION,) * n, seed=seed, settings=settings
     )

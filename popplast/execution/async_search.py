@@ -146,7 +146,3 @@ def _checkpoint(
         weights.update(checkpoints.save(point))
     except WeightsLost as e:
         log.warning("%s; no checkpoint until the next population's worth of results", e)
-
-
-def is_async(strategy: Any) -> bool:
-    return getattr(strategy, "schedule", "generational") == "async"

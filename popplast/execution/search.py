@@ -23,8 +23,8 @@ from popplast.core.gensoup import image_size, weights_needed
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
 from popplast.core.spec import Fidelity, SearchSpec
-from popplast.core.strategy import Strategy
-from popplast.execution.async_search import is_async, run_async_search
+from popplast.core.strategy import Strategy, is_async
+from popplast.execution.async_search import run_async_search
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor, slices
 from popplast.execution.stopping import StopJudge
