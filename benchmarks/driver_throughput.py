@@ -86,9 +86,9 @@ def one(method: str, executor: str, tracking: str | None, folder: str, evaluatio
     import popplast.objectives  # noqa: F401  (the objective module's loader)
     from popplast.core.spec import SearchSpec
     from popplast.core.strategies import build_strategy
-    from popplast.evaluators import make_evaluator, objective_for
     from popplast.execution.checkpoint import Checkpointer
     from popplast.execution.search import run_search
+    from popplast.objectives.select import make_evaluator, objective_for
     from popplast.run_tracking import start_tracking, tracker_for
     from popplast.session import open_executor
     from popplast.tracking.outbox import failing_fast, open_outbox

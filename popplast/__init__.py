@@ -28,7 +28,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "run":
-        from popplast.api import run
+        from popplast.search.run import run
 
         return run
     if name in ("compare", "report"):

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from popplast.cli_flags import execution_flags, run_flags
 from popplast.core.spec import METHODS, STOPPING_BASELINES
-from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
+from popplast.defaults import COMPARE_SEEDS, OPTUNA_STORAGE, REPLAY_CPUS, TRACKING_URI
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search_run_flags(replay)
     replay.add_argument("--individual", metavar="ID", help="whose schedule (default: the best individual)")
-    replay.add_argument("--cpus", type=int, default=1, help="torch threads for the training (default 1)")
+    replay.add_argument(
+        "--cpus", type=int, default=REPLAY_CPUS, help="torch threads for the training (default %(default)s)"
+    )
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
     sync = commands.add_parser(
         "sync",
@@ -86,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="training epochs per search instead: equal training work when some methods stop individuals early",
     )
     cmp.add_argument(
-        "--seeds", type=int, default=3, help="searches per method; seeds are the file's seed + 0, 1, ... (default 3)"
+        "--seeds",
+        type=int,
+        default=COMPARE_SEEDS,
+        help="searches per method; seeds are the file's seed + 0, 1, ... (default %(default)s)",
     )
     cmp.add_argument("--out", default=".", help="folder for report.md and the PNGs (default: here)")
     cmp.add_argument(
@@ -186,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from popplast.api import run
+    from popplast.search.run import run
 
     result = run(
         args.space,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from popplast.core.stoppers import STOPPERS
-from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
+from popplast.defaults import CPUS_PER_WORKER, EXECUTOR, EXECUTORS, GPUS_PER_WORKER, OPTUNA_STORAGE, TRACKING_URI
 
 
 def run_flags(run: argparse.ArgumentParser) -> None:
@@ -90,8 +90,8 @@ def execution_flags(parser: argparse.ArgumentParser, timeouts: bool = False) -> 
         )
     ex.add_argument(
         "--executor",
-        choices=("ray", "local", "simulated"),
-        default="ray",
+        choices=EXECUTORS,
+        default=EXECUTOR,
         help="ray: a pool of Ray worker actors (default); local: one after another in this process; "
         "simulated: --workers simulated workers in virtual time, evaluations from --simulate",
     )
@@ -105,9 +105,17 @@ def execution_flags(parser: argparse.ArgumentParser, timeouts: bool = False) -> 
         "--workers", type=int, help="Ray worker actors (default: as many as the CPUs allow, at most the population)"
     )
     ex.add_argument(
-        "--cpus-per-worker", type=float, default=1, help="CPUs per worker; also its torch threads (default 1)"
+        "--cpus-per-worker",
+        type=float,
+        default=CPUS_PER_WORKER,
+        help="CPUs per worker; also its torch threads (default %(default)g)",
     )
-    ex.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker, fractions allowed (default 0)")
+    ex.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=GPUS_PER_WORKER,
+        help="GPUs per worker, fractions allowed (default %(default)g)",
+    )
     ex.add_argument(
         "--address",
         help="join this Ray cluster ('auto' for the one this machine belongs to); "

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from popplast.api import SearchFailed, run
+from popplast.console import say
 from popplast.core import catalogue
 from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
-from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.errors import COMMAND_LINE, SearchFailed, SpecError
 from popplast.core.spec import (
     METHODS,
     STOPPING_BASELINES,
@@ -27,8 +27,9 @@ from popplast.core.spec import (
     split_schedule,
 )
 from popplast.core.stoppers import STOPPERS
-from popplast.defaults import OPTUNA_STORAGE, TRACKING_URI
-from popplast.session import check_options, say
+from popplast.defaults import COMPARE_SEEDS, CPUS_PER_WORKER, EXECUTOR, GPUS_PER_WORKER, OPTUNA_STORAGE, TRACKING_URI
+from popplast.search.run import run
+from popplast.session import check_options
 
 DEFAULT_METHODS = ("ga", "tpe", "random")
 
@@ -61,11 +62,11 @@ def compare(
     methods: Sequence[str] = DEFAULT_METHODS,
     budget_evals: int | None = None,
     budget_epochs: int | None = None,
-    seeds: int = 3,
+    seeds: int = COMPARE_SEEDS,
     workers: int | None = None,
-    cpus_per_worker: float = 1,
-    gpus_per_worker: float = 0,
-    executor: str = "ray",
+    cpus_per_worker: float = CPUS_PER_WORKER,
+    gpus_per_worker: float = GPUS_PER_WORKER,
+    executor: str = EXECUTOR,
     address: str | None = None,
     tracking_uri: str = TRACKING_URI,
     experiment: str | None = None,

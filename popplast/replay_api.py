@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from popplast.console import say
 from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.defaults import TRACKING_URI
-from popplast.session import say
+from popplast.defaults import REPLAY_CPUS, TRACKING_URI
 
 
 @dataclass
@@ -50,7 +50,7 @@ def replay(
     *,
     individual: str | None = None,
     tracking_uri: str = TRACKING_URI,
-    cpus: int = 1,
+    cpus: int = REPLAY_CPUS,
     progress: bool = True,
 ) -> ReplayResult:
     """Retrain `individual`'s schedule (default: the search's best). Raises SpecError for an unknown run or
@@ -59,8 +59,8 @@ def replay(
     from popplast.core.catalogue import CATALOGUE
     from popplast.core.individual import Individual
     from popplast.core.spec import SearchSpec
-    from popplast.evaluators import make_evaluator, objective_for
-    from popplast.execution.search import configuration, generation_fidelity, trained_config
+    from popplast.execution.work import configuration, generation_fidelity, trained_config
+    from popplast.objectives.select import make_evaluator, objective_for
     from popplast.tracking.lineage import LineageError, lineage_of
     from popplast.tracking.pedigree import pedigree
     from popplast.tracking.replay_run import ReplayTracker

@@ -13,7 +13,7 @@ from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.es import ES_STRATEGIES
 from popplast.core.result import RulesResult
 from popplast.core.rules_spec import RulesSpec
-from popplast.defaults import TRACKING_URI
+from popplast.defaults import CPUS_PER_WORKER, EXECUTOR, GPUS_PER_WORKER, TRACKING_URI
 from popplast.session import check_options, interrupted, open_executor
 
 
@@ -27,9 +27,9 @@ def evolve_rules(
     sigma: float | None = None,
     learning_rate: float | None = None,
     workers: int | None = None,
-    cpus_per_worker: float = 1,
-    gpus_per_worker: float = 0,
-    executor: str = "ray",
+    cpus_per_worker: float = CPUS_PER_WORKER,
+    gpus_per_worker: float = GPUS_PER_WORKER,
+    executor: str = EXECUTOR,
     address: str | None = None,
     tracking_uri: str = TRACKING_URI,
     experiment: str | None = None,

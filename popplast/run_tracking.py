@@ -7,9 +7,10 @@ import contextlib
 import logging
 from typing import Any, Iterator
 
+from popplast.console import say
 from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.spec import SearchSpec
-from popplast.session import interrupted, say
+from popplast.session import interrupted
 from popplast.tracking.failures import describe
 
 log = logging.getLogger(__name__)

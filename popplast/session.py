@@ -6,20 +6,14 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import sys
 from typing import Any, Iterator
 
+from popplast.console import say
 from popplast.core.catalogue import CATALOGUE
 from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.defaults import EXECUTORS
 
-EXECUTORS = ("ray", "local", "simulated")
 WORKERS_START_WAIT = 60.0  # seconds a search waits for its workers before it begins with those it has
-
-
-def say(show: bool, line: str) -> None:
-    """A line on stderr for the person running the command (`popplast run` and `popplast compare`)."""
-    if show:
-        print(line, file=sys.stderr, flush=True)
 
 
 def check_options(

@@ -293,9 +293,8 @@ def test_every_error_a_user_sees_is_a_popplast_error_and_the_cli_has_one_handler
     import inspect
 
     import popplast.cli as cli
-    from popplast.core.errors import PopplastError, SpecError
+    from popplast.core.errors import PopplastError, SearchFailed, SpecError
     from popplast.execution.ray_session import ClusterError
-    from popplast.final_model import SearchFailed
     from popplast.tracking.comparison import ComparisonError
     from popplast.tracking.journal import JournalBusy
     from popplast.tracking.journal_sync import SyncError

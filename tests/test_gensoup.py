@@ -33,7 +33,7 @@ def test_an_epoch_budget_with_a_stopper_gives_gensoup_the_generations_its_ramp_s
     for the last two. Sized for ASHA's cheapest evaluations (1 epoch), it got 40 generations, and the search
     ran out of epochs at generation 9 at 10 px (issue 30)."""
     from popplast.core.budget import evaluations_for_epochs, generation_sizes, with_budget
-    from popplast.execution.search import generation_fidelity
+    from popplast.execution.work import generation_fidelity
 
     data = {
         "dataset": {"name": "digits"},

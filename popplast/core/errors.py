@@ -36,3 +36,12 @@ class SpecError(PopplastError, ValueError):
         else:
             where = f"{source}, at {key}" if key else source
             super().__init__(f"Invalid search specification in {where}: {expected}")
+
+
+class SearchFailed(PopplastError, RuntimeError):
+    """The search ran but no individual could be evaluated (or the best could not be retrained)."""
+
+    exit_code = 1
+
+    def line(self) -> str:
+        return f"the search failed: {self}"

@@ -76,6 +76,7 @@ class SearchResult:
     retrain_metrics: dict[str, float] = field(default_factory=dict)
     lineage_html: str | None = None
     model_metrics: dict[str, float] = field(default_factory=dict)  # the logged model, measured again
+    answer_metrics: dict[str, float] = field(default_factory=dict)  # a user objective's `answer` hook's
     peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held in the object store at once
     fitness_label: str = "validation MCC"  # what the fitness is: an objective's metric, negated when minimised
     worker_utilisation: float | None = None  # the workers' busy time over workers × wall time (tracking/utilisation.py)
@@ -106,6 +107,10 @@ class SearchResult:
             lines.append(
                 "  the logged model, measured again: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in self.model_metrics.items())
+            )
+        if self.answer_metrics:
+            lines.append(
+                "  the objective's answer: " + ", ".join(f"{k} {v:.4g}" for k, v in self.answer_metrics.items())
             )
         if self.peak_weight_bytes:
             lines.append(f"  trained weights held at once, at most: {self.peak_weight_bytes / 2**20:.1f} MiB")

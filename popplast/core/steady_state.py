@@ -14,7 +14,7 @@ one member leaves, so the population keeps its size.
 
 Which parents a child gets depends on which results arrived before it was asked: with several workers that
 is the order evaluations finish, so a seed does not fix the lineage. Told in the order they were asked (the
-loop's replay mode, execution/async_search.py) the same seed gives the same lineage.
+loop's replay mode, execution/search.py) the same seed gives the same lineage.
 """
 
 from __future__ import annotations

@@ -47,5 +47,5 @@ class Strategy(Protocol):
 
 def is_async(strategy: Any) -> bool:
     """A strategy without generations (`schedule = "async"`): asked one individual at a time, when a worker is
-    free (execution/async_search.py); every other strategy is asked whole generations."""
+    free (execution/search.py); every other strategy is asked whole generations."""
     return getattr(strategy, "schedule", "generational") == "async"

@@ -1,33 +1,46 @@
-"""The search loop, one for every strategy: ask, evaluate on the executor, tell the results, tell the
-observers, checkpoint.
+"""THE search loop, one for every strategy (ALGORITHMS.md §9; DeepHyper's `_search` gathers ALL or ONE the
+same way): ask, hand the evaluations to the executor, tell each result as it arrives, tell the observers,
+checkpoint whenever a generation closes.
+
+The executor takes each evaluation from the loop's source only when a worker is free for it, so a child is
+asked as late as it can be. A generational strategy is asked a whole generation, and its generation is a
+barrier: the source yields nothing new (None) until every result of it is in. An asynchronous strategy
+(`schedule = "async"`) is asked one individual whenever a worker is free and told the moment its result is
+back; its "generations" are cohorts of `population` results, each closed by the tell that completes it.
 
 For a strategy that inherits (Gen-Soup, PBT), trained states move as object-store references on Ray (state
 dicts on the local executor): a worker's trained state stays where Ray put it, the driver holds only the
-reference, and a child's evaluation carries its parents' references. After each ask, every reference that no
-individual of the new generation descends from (and that is not the best individual's) is dropped, which
-lets Ray free the object; a checkpoint holds the states the next generations may inherit.
+reference, and a child's evaluation carries its parents' references. A reference no living individual may
+still need is dropped (after each generation's ask, or after each asynchronous tell), which lets Ray free
+the object; a checkpoint holds the states later individuals may inherit.
+
+What a seed fixes for an asynchronous search: the first `population` genomes and every individual's seed
+given its birth; which parents a later child gets depends on the order results arrive. `replay=True` tells
+results in the order they were asked, with at most `window` in flight (the executor's ordered mode): then
+the same seed gives the same lineage on any executor with the same window. A resumed asynchronous search
+evaluates its in-flight individuals again, with the same ids, seeds and configurations, then goes on asking.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from popplast.core.budget import epochs_spent
-from popplast.core.gensoup import image_size, weights_needed
+from popplast.core.gensoup import weights_needed
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.core.spec import Fidelity, SearchSpec
+from popplast.core.spec import SearchSpec
+from popplast.core.steady_state import weights_kept
 from popplast.core.strategy import Strategy, is_async
-from popplast.execution.async_search import run_async_search
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
-from popplast.execution.executor import Evaluation, Executor, slices
+from popplast.execution.executor import Evaluation, Executor, Work, slices
 from popplast.execution.stopping import StopJudge
+from popplast.execution.work import configuration, evaluation_for, generation_fidelity, trained_config
 
 log = logging.getLogger(__name__)
 
@@ -60,41 +73,6 @@ def notify(observers: Sequence[Any], event: str, *args: Any) -> None:
             method(*args)
 
 
-def configuration(spec: SearchSpec, individual: Individual) -> dict[str, Any]:
-    """The hyperparameters an individual stands for: the fixed ones, then its decoded genes."""
-    return {**spec.fixed, **spec.space.decode(individual.genome)}
-
-
-def generation_fidelity(spec: SearchSpec, generation: int) -> Fidelity:
-    """The fidelity an inheriting strategy trains a generation at: the spec's epochs at Gen-Soup's scheduled
-    image size (the spec's own size for PBT, which has no schedule)."""
-    s = spec.strategy
-    size = image_size(
-        generation,
-        s.generations,
-        spec.fidelity.image_size,
-        s.final_image_size or spec.fidelity.image_size,
-        s.hold_generations,
-    )
-    return dataclasses.replace(spec.fidelity, image_size=size)
-
-
-def trained_config(spec: SearchSpec, config: dict[str, Any], budget: Fidelity | None) -> dict[str, Any]:
-    """What an individual's run records it trained with: its configuration, and for an inheriting strategy
-    (`budget`: the fidelity of its generation) what of that fidelity applies. popplast's CNN trainer trains
-    at an image size (Gen-Soup's schedule grows it) for the fidelity's epochs; a user's objective is recorded
-    with the image size only where the strategy schedules one (`strategy.final_image_size`): otherwise
-    neither varies between its individuals (the search run holds the file's `fidelity.*`), and an
-    objective that trains on no images would show a size it never used."""
-    if budget is None:
-        return config
-    if spec.objective is None:
-        return {**config, "image_size": budget.image_size, "epochs": budget.epochs}
-    if spec.strategy.final_image_size not in (None, spec.fidelity.image_size):
-        return {**config, "image_size": budget.image_size}
-    return config
-
-
 def run_search(
     spec: SearchSpec,
     strategy: Strategy,
@@ -110,145 +88,229 @@ def run_search(
     stopper: StopJudge | None = None,
     epoch_budget: int | None = None,
 ) -> SearchOutcome:
-    """Run `spec.strategy.generations` generations; a failed evaluation is recorded and the search goes on.
+    """Run the strategy to its budget (`spec.strategy.generations` generations, or that many populations'
+    worth of births); a failed evaluation is recorded and the search goes on.
 
-    With `checkpoints`, the search is saved after every generation; with `resume` (and `rng` restored from
-    it), it goes on after the checkpoint's generation as if it had never stopped. `configure` gives an
-    individual's configuration (default: the spec's fixed values and decoded genes); a strategy with a
-    `context(state)` adds what the whole generation shares to each. `sliced`: a vectorised evaluator
-    (`evaluate_many`, the plastic-rule objective) gets each generation in `executor.workers` slices.
-    The outcome keeps each result's summary (`EvalResult.summary`: no history or tags, which the observers
-    had); `keep_results=False` keeps no results in it (evolve-rules tracks generations, not individuals, and
-    its populations reach thousands). `stopper`: the early-stopping rule the evaluations' trials report
-    to (execution/stopping.py); a stopped result is marked and ranked by its last reported value.
-    `epoch_budget`: the search ends after the generation whose results bring the epochs trained to it.
+    With `checkpoints`, the search is saved whenever a generation closes; with `resume` (and `rng` restored
+    from it), it goes on from the checkpoint as if it had never stopped. `configure` gives an individual's
+    configuration (default: the spec's fixed values and decoded genes); a strategy with a `context(state)`
+    adds what the whole generation shares to each. `sliced`: a vectorised evaluator (`evaluate_many`, the
+    plastic-rule objective) gets each generation in `executor.workers` slices. The outcome keeps each
+    result's summary (`EvalResult.summary`: no history or tags, which the observers had); `keep_results=False`
+    keeps no results in it (evolve-rules tracks generations, not individuals, and its populations reach
+    thousands). `stopper`: the early-stopping rule the evaluations' trials report to
+    (execution/stopping.py); a stopped result is marked and ranked by its last reported value.
+    `epoch_budget`: nothing more is asked once the results bring the epochs trained to it.
     """
-    configure = configure or functools.partial(configuration, spec)
-    context = getattr(strategy, "context", None)
-    if resume is None:
-        state, outcome, first = strategy.init(), SearchOutcome(None), 0
-    else:
-        state, first = resume.state, resume.generation + 1
-        outcome = SearchOutcome(state, list(resume.history), dict(resume.results), earlier_seconds=resume.seconds)
-    if is_async(strategy):  # no generations: each individual asked when a worker is free (async_search.py)
-        return run_async_search(
-            spec,
-            strategy,
-            executor,
-            rng,
-            observers,
-            checkpoints,
-            resume,
-            outcome,
-            configure=configure,
-            stopper=stopper,
-            epoch_budget=epoch_budget,
-            replay=spec.strategy.replay,
-            window=getattr(executor, "window", executor.workers),
-        )
-    # individual id → its trained state (a reference on Ray), and the bytes it takes
-    weights: dict[str, Any] = dict(resume.weights) if resume else {}
-    held = {k: outcome.results[k].metrics.get("weights_bytes", 0.0) for k in weights}
-    metrics: dict[str, float] = {}
-    stops = executor.stop_channel(stopper) if stopper is not None else None
-    if stopper is not None and resume is not None:
-        stopper.replay(resume.stopper_log)
-    for generation in range(first, spec.strategy.generations):
-        if epoch_budget is not None and epochs_spent(outcome.results.values()) >= epoch_budget:
-            break
-        individuals, state = strategy.ask(state, rng)
-        keep = weights_needed(individuals, {state.best.id} if state.best else ())
-        for key in [k for k in weights if k not in keep]:
-            del weights[key], held[key]  # the last reference: Ray frees the object
-        budget = generation_fidelity(spec, generation) if strategy.inherits else None
-        notify(observers, "generation_started", state.generation, individuals)
-        by_id = {ind.id: ind for ind in individuals}
-        shared = context(state) if context else {}
-        configs = {ind.id: {**configure(ind), **shared} for ind in individuals}
-        work = [evaluation_for(ind, configs[ind.id], budget, weights, strategy.inherits, stops) for ind in individuals]
-        for done in executor.map(slices(work, executor.workers) if sliced else work):
-            results = done if isinstance(done, list) else [done]
-            for result in results:
-                if stopper is not None:
-                    stopper.settle(result)
-                if result.ok and result.weights is not None:
-                    weights[result.individual_id] = result.weights
-                    held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)
-                    outcome.peak_weight_bytes = max(outcome.peak_weight_bytes, sum(held.values()))
-                result.weights = None  # kept above by reference, or not at all: the driver's memory stays flat
-                if keep_results:
-                    outcome.results[result.individual_id] = result.summary()
-            # a slice is told at once: one tell per individual would copy the state's results P times
-            state, metrics = strategy.tell(state, {r.individual_id: r.fitness if r.ok else None for r in results})
-            for result in results:
-                config = trained_config(spec, configs[result.individual_id], budget)
-                notify(observers, "individual_finished", by_id[result.individual_id], config, result)
-        outcome.history.append(metrics)
-        notify(observers, "generation_finished", state.generation, metrics)
-        survivors = set(by_id) | ({state.best.id} if state.best else set())
-        log = stopper.log if stopper is not None else []
-        _checkpoint(
-            checkpoints, state, rng, outcome, weights, survivors, {w.individual.id: w for w in work}, executor, log
-        )
-    outcome.state = state
-    if strategy.inherits and state.best is not None:
-        outcome.best_weights = weights.get(state.best.id)
-        outcome.best_budget = generation_fidelity(spec, state.best.generation)
-    return outcome
+    loop = _Loop(spec, strategy, executor, rng, observers, checkpoints, resume, stopper, epoch_budget)
+    return loop.run(configure or functools.partial(configuration, spec), sliced, keep_results)
 
 
-def evaluation_for(
-    individual: Individual,
-    config: dict[str, Any],
-    budget: Fidelity | None,
-    weights: dict[str, Any],
-    inherits: bool,
-    stops: Any = None,
-) -> Evaluation:
-    """The evaluation of `individual`; for an inheriting strategy with its parents' states (those still held)
-    and the factors the strategy fuses them by."""
-    if not inherits:
-        return Evaluation(individual, config, stops=stops)
-    factors = individual.fusion_weights or (1.0,) * len(individual.parent_ids)
-    parents = tuple((weights[p], f) for p, f in zip(individual.parent_ids, factors) if f > 0 and p in weights)
-    return Evaluation(individual, config, budget, return_weights=True, parents_weights=parents, stops=stops)
+class _Loop:
+    """One search's moving parts; `run` is the loop, `_source` what it asks, `_close` a generation's end."""
 
-
-def _checkpoint(
-    checkpoints: Checkpointer | None,
-    state: Any,
-    rng: np.random.Generator,
-    outcome: SearchOutcome,
-    weights: dict[str, Any],
-    survivors: set[str],
-    work: dict[str, Evaluation],
-    executor: Executor,
-    stopper_log: list[list[Any]],
-) -> None:
-    """Save the generation with the states the next ones may inherit, which then live on the driver's node.
-
-    States lost with a worker node before they were saved are made again: their individuals are evaluated
-    again (same seed, config and parents, so the same states) without being told or logged twice.
-    """
-    if checkpoints is None:
-        return
-    for _ in range(3):
-        kept = {k: w for k, w in weights.items() if k in survivors}
-        try:
-            checkpoint = Checkpoint(
-                state.generation,
-                state,
-                dict(rng.bit_generator.state),
-                outcome.history,
-                outcome.results,
-                kept,
-                stopper_log=stopper_log,
+    def __init__(
+        self,
+        spec: SearchSpec,
+        strategy: Strategy,
+        executor: Executor,
+        rng: np.random.Generator,
+        observers: Sequence[Any],
+        checkpoints: Checkpointer | None,
+        resume: Checkpoint | None,
+        stopper: StopJudge | None,
+        epoch_budget: int | None,
+    ) -> None:
+        self.spec, self.strategy, self.executor, self.rng = spec, strategy, executor, rng
+        self.observers, self.checkpoints = observers, checkpoints
+        self.stopper, self.epoch_budget = stopper, epoch_budget
+        self.asynchronous = is_async(strategy)
+        if resume is None:
+            self.state, self.outcome = strategy.init(), SearchOutcome(None)
+        else:
+            self.state = resume.state
+            self.outcome = SearchOutcome(
+                resume.state, list(resume.history), dict(resume.results), earlier_seconds=resume.seconds
             )
-            weights.update(checkpoints.save(checkpoint))
-            return
+        results = self.outcome.results
+        # individual id → its trained state (a reference on Ray), and the bytes it takes
+        self.weights: dict[str, Any] = dict(resume.weights) if resume else {}
+        self.held = {k: results[k].metrics.get("weights_bytes", 0.0) for k in self.weights if k in results}
+        self.stops = executor.stop_channel(stopper) if stopper is not None else None
+        if stopper is not None and resume is not None:
+            stopper.replay(resume.stopper_log)
+        self.generation = resume.generation + 1 if resume is not None else 0  # the next generation asked
+        self.asked: dict[str, tuple[Individual, dict[str, Any]]] = {}  # in flight: what its run records
+        self.work: dict[str, Evaluation] = {}  # the current generation's, to make lost states again
+        self.lost: list[str] = []  # whose states the last checkpoint could not save (a node took them)
+        self.remaking: set[str] = set()  # of those, the ones being evaluated again
+        self.spent = epochs_spent(results.values())  # kept up as results come, not summed at every ask
+        self.shown = self.state.generation  # the cohort the observers last heard start
+        # an asynchronous search's birth order (the popplast.birth tag): a resumed search's in-flight
+        # individuals were the last asked
+        flying = getattr(self.state, "in_flight", ()) if self.asynchronous else ()
+        self.births = {ind.id: self.state.births - len(flying) + k for k, ind in enumerate(flying)}
+
+    def run(self, configure: Callable[[Individual], dict[str, Any]], sliced: bool, keep_results: bool) -> SearchOutcome:
+        self.configure, self.sliced, self.keep_results = configure, sliced, keep_results
+        ordered = self.asynchronous and bool(getattr(self.spec.strategy, "replay", False))
+        window = getattr(self.executor, "window", self.executor.workers) if self.asynchronous else None
+        for done in self.executor.map(self._source(), ordered=ordered, window=window):
+            results = done if isinstance(done, list) else [done]
+            if results[0].individual_id in self.remaking:
+                self._remake(results[0])
+                continue
+            for result in results:
+                self._receive(result)
+            # a slice is told at once: one tell per individual would copy the state's results P times
+            told = {r.individual_id: r.fitness if r.ok else None for r in results}
+            self.state, metrics = self.strategy.tell(self.state, told)
+            if self.asynchronous and self.strategy.inherits:
+                self._keep_weights(weights_kept(self.state))
+            for result in results:
+                individual, config = self.asked.pop(result.individual_id)
+                notify(self.observers, "individual_finished", individual, config, result)
+            if metrics:
+                self._close(metrics)
+        outcome, state = self.outcome, self.state
+        outcome.state = state
+        if self.strategy.inherits and state.best is not None:
+            outcome.best_weights = self.weights.get(state.best.id)
+            outcome.best_budget = generation_fidelity(self.spec, state.best.generation)
+        return outcome
+
+    def _source(self) -> Iterator[Work | None]:
+        """The evaluations, each made when the executor has a worker for it; None: nothing until a result."""
+        for individual in getattr(self.state, "in_flight", ()) if self.asynchronous else ():
+            yield self._asked_alone(individual)  # a resumed search's, evaluated again as they were asked
+        while True:
+            yield from self._remade()
+            if not self._more():
+                return
+            individuals, self.state = self.strategy.ask(self.state, self.rng)
+            if not individuals:  # none can be asked before another result is in
+                yield None
+                continue
+            if self.asynchronous:
+                self.births[individuals[0].id] = self.state.births - 1
+                yield self._asked_alone(individuals[0])
+                continue
+            work = self._asked_generation(individuals)
+            yield from slices(work, self.executor.workers) if self.sliced else work
+            while self.asked:  # the barrier: the next generation is bred from this one's results
+                yield None
+
+    def _remade(self) -> Iterator[Work | None]:
+        """States lost with a worker node before the checkpoint saved them, made again and then saved: their
+        individuals are evaluated again (same seed, config and parents, so the same states) and are not told
+        or logged twice."""
+        attempts = 0
+        while self.lost:
+            attempts += 1
+            if attempts == 3:
+                number = self.state.generation
+                raise RuntimeError(f"generation {number}: trained weights were lost three times in a row")
+            self.remaking, lost, self.lost = set(self.lost), self.lost, []
+            yield from (self.work[k] for k in lost)
+            while self.remaking:
+                yield None
+            self._checkpoint(self.state.generation)
+
+    def _more(self) -> bool:
+        if self.epoch_budget is not None and self.spent >= self.epoch_budget:
+            return False
+        s = self.spec.strategy
+        if self.asynchronous:
+            return bool(self.state.births < s.population * s.generations)
+        return self.generation < s.generations
+
+    def _asked_generation(self, individuals: Sequence[Individual]) -> list[Evaluation]:
+        best = self.state.best
+        self._keep_weights(weights_needed(individuals, {best.id} if best else ()))
+        budget = generation_fidelity(self.spec, self.generation) if self.strategy.inherits else None
+        self.generation += 1
+        notify(self.observers, "generation_started", self.state.generation, individuals)
+        context = getattr(self.strategy, "context", None)
+        shared = context(self.state) if context else {}
+        self.work = {}
+        for individual in individuals:
+            base = {**self.configure(individual), **shared}
+            self.asked[individual.id] = (individual, trained_config(self.spec, base, budget))
+            self.work[individual.id] = self._evaluation(individual, base, budget)
+        return list(self.work.values())
+
+    def _asked_alone(self, individual: Individual) -> Evaluation:
+        base = self.configure(individual)
+        budget = generation_fidelity(self.spec, individual.generation) if self.strategy.inherits else None
+        self.asked[individual.id] = (individual, trained_config(self.spec, base, budget))
+        if individual.generation > self.shown:  # the progress display's rows: cohorts of `population` births
+            self.shown = individual.generation
+            notify(self.observers, "generation_started", individual.generation, [individual])
+        return self._evaluation(individual, base, budget)
+
+    def _evaluation(self, individual: Individual, config: dict[str, Any], budget: Any) -> Evaluation:
+        return evaluation_for(individual, config, budget, self.weights, self.strategy.inherits, self.stops)
+
+    def _receive(self, result: EvalResult) -> None:
+        if self.stopper is not None:
+            self.stopper.settle(result)
+        if result.ok and result.weights is not None:
+            self.weights[result.individual_id] = result.weights
+            self.held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)
+            self.outcome.peak_weight_bytes = max(self.outcome.peak_weight_bytes, sum(self.held.values()))
+        result.weights = None  # kept above by reference, or not at all: the driver's memory stays flat
+        if self.keep_results:
+            self.outcome.results[result.individual_id] = result.summary()
+        self.spent += epochs_spent([result])
+        if self.asynchronous:
+            if hasattr(self.strategy, "island_tag"):  # the island it was born on (core/islands.py)
+                result.tags["island"] = self.strategy.island_tag(self.state, result.individual_id)
+            result.tags["birth"] = str(self.births.pop(result.individual_id))
+
+    def _remake(self, result: EvalResult) -> None:
+        self.remaking.discard(result.individual_id)
+        if result.ok:
+            self.weights[result.individual_id] = result.weights
+
+    def _keep_weights(self, kept: set[str]) -> None:
+        for key in [k for k in self.weights if k not in kept]:
+            del self.weights[key]  # the last reference: Ray frees the object
+            self.held.pop(key, None)
+
+    def _close(self, metrics: dict[str, float]) -> None:
+        """A generation (or an asynchronous cohort) is complete: record it, tell the observers, checkpoint."""
+        number = int(metrics["generation"]) if self.asynchronous else self.state.generation
+        self.outcome.history.append(metrics)
+        notify(self.observers, "generation_finished", number, metrics)
+        if self.checkpoints is not None:
+            self._checkpoint(number)
+
+    def _checkpoint(self, number: int) -> None:
+        """Save the search with the states later individuals may inherit, which then live on the driver's node.
+
+        A generational search saves its generation's and the best individual's states; those a lost worker
+        node took with it are made again before the next generation is asked (`_remade`). An asynchronous
+        search saves every state it holds; when some were lost, it has no checkpoint until the next cohort
+        (its individuals are evaluated again only on a resume).
+        """
+        assert self.checkpoints is not None
+        best = self.state.best
+        survivors = None if self.asynchronous else set(self.work) | ({best.id} if best else set())
+        kept = {k: w for k, w in self.weights.items() if survivors is None or k in survivors}
+        point = Checkpoint(
+            number,
+            self.state,
+            dict(self.rng.bit_generator.state),
+            self.outcome.history,
+            self.outcome.results,
+            kept,
+            stopper_log=self.stopper.log if self.stopper is not None else [],
+        )
+        try:
+            self.weights.update(self.checkpoints.save(point))
         except WeightsLost as e:
-            log.warning("%s; evaluating them again for their weights", e)
-            for result in executor.map(work[k] for k in e.ids):
-                if result.ok:
-                    weights[result.individual_id] = result.weights
-    raise RuntimeError(f"generation {state.generation}: trained weights were lost three times in a row")
+            if self.asynchronous:
+                log.warning("%s; no checkpoint until the next population's worth of results", e)
+            else:
+                log.warning("%s; evaluating them again for their weights", e)
+                self.lost = list(e.ids)

@@ -7,23 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from popplast.core.errors import PopplastError
+from popplast.core.errors import SearchFailed
 from popplast.core.result import SearchResult
 from popplast.core.spec import SearchSpec
-
-
-class SearchFailed(PopplastError, RuntimeError):
-    """The search ran but no individual could be evaluated (or the best could not be retrained)."""
-
-    exit_code = 1
-
-    def line(self) -> str:
-        return f"the search failed: {self}"
 
 
 def log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
     """Gen-Soup's answer is a trained model: the best individual's weights, measured again here on the
     test split before they are logged, so the logged model is known to reproduce the reported metrics."""
+    import torch
+
     from popplast.training.build import split_for
     from popplast.training.train import measure
 
@@ -32,7 +25,8 @@ def log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchR
     model, cfg = _rebuilt(result, shape, fetch_weights(outcome.best_weights))  # fetched once, at the end
     budget = outcome.best_budget
     data = split_for(spec.dataset, cfg, budget, shape[0])
-    result.model_metrics = {k: v for k, v in measure(model, data, "cpu").items() if k.startswith("test_")}
+    measured = measure(model, data, torch.device("cpu"))
+    result.model_metrics = {k: v for k, v in measured.items() if k.startswith("test_")}
     result.model_uri = tracker.log_model(model, _example(cfg, shape, budget.image_size))
 
 

@@ -1,4 +1,4 @@
-"""What evaluates a search's individuals: the user's objective (passed, or named by the file) or popplast's
+"""Which objective evaluates a search's individuals: the user's (passed, or named by the file) or popplast's
 CNN trainer, behind the evaluator the executors call. Shared by `popplast.run` and `popplast.replay`."""
 
 from __future__ import annotations
@@ -40,29 +40,3 @@ def objective_for(spec: SearchSpec, given: Callable[..., Any] | None) -> tuple[S
         return spec, None
     ships_by_value(fn)
     return spec, fn
-
-
-def fitness_label(spec: SearchSpec) -> str:
-    if spec.objective is None:
-        return "validation MCC"
-    metric = spec.fitness.metric
-    return metric if spec.fitness.mode == "maximize" else f"−{metric}, {metric} minimised"
-
-
-def check_objective_options(spec: SearchSpec, method: str, retrain: bool) -> None:
-    from popplast.core.catalogue import method as entry
-
-    if not entry(method).in_loop:
-        raise SpecError(
-            COMMAND_LINE,
-            "--method",
-            f"{method} runs popplast's CNN trainer on Ray Tune; a user objective runs with ga, gensoup, "
-            "pbt, an Optuna sampler or an evolution strategy.",
-        )
-    if retrain:
-        raise SpecError(
-            COMMAND_LINE,
-            "--retrain",
-            "retraining rebuilds popplast's CNN; with a user objective, "
-            "train the best configuration (result.best_config) yourself.",
-        )

@@ -4,13 +4,13 @@ the names against its tables, the data set, pretrained weights, and a source bac
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from popplast.core.errors import SpecError
 from popplast.core.spec import SearchSpec
-from popplast.session import say
 
 
-def preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
+def preflight(spec: SearchSpec, say: Callable[[str], None]) -> tuple[int, int]:
     """Check names, data and pretrained weights in the driver, before any worker starts; make a missing
     source backbone the file says how to train.
 
@@ -36,7 +36,6 @@ def preflight(spec: SearchSpec, progress: bool = True) -> tuple[int, int]:
         cfg = resolve({}, spec.fixed)
         if cfg.source_checkpoint is not None and not os.path.isfile(cfg.source_checkpoint):
             say(
-                progress,
                 f"[popplast] training the source backbone ({cfg.architecture} on classes "
                 f"{list(cfg.source_classes or ())}) into {cfg.source_checkpoint}",
             )

@@ -1,0 +1,196 @@
+"""`popplast run`'s first phase: the file and the options made into a plan, every check done before
+anything starts (a bad file or flag is a SpecError here, and leaves nothing behind): the spec with the flags
+applied and its budget, the method's catalogue entry, the objective's hooks, the executor's settings, and
+the tracking (the MLflow tracker, a resumed search's lease and journal, an Optuna study)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from popplast.console import say
+from popplast.core import catalogue
+from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.core.spec import SearchSpec
+from popplast.defaults import CPUS_PER_WORKER, EXECUTOR, GPUS_PER_WORKER, OPTUNA_STORAGE, TRACKING_URI
+from popplast.objectives.hooks import ObjectiveHooks, hooks_for
+from popplast.objectives.select import objective_for
+from popplast.run_tracking import claim_journal, tracker_for
+from popplast.session import check_options
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything `popplast.run` takes besides the file: `popplast run --help` says what each does."""
+
+    method: str | None = None
+    population: int | None = None
+    generations: int | None = None
+    budget_evals: int | None = None
+    budget_epochs: int | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    image_size: int | None = None
+    workers: int | None = None
+    cpus_per_worker: float = CPUS_PER_WORKER
+    gpus_per_worker: float = GPUS_PER_WORKER
+    executor: str = EXECUTOR
+    address: str | None = None
+    tracking_uri: str = TRACKING_URI
+    experiment: str | None = None
+    retrain: bool = False
+    optuna_storage: str = OPTUNA_STORAGE
+    study_name: str | None = None
+    resume: str | None = None
+    progress: bool = True
+    parent_run_id: str | None = None
+    objective: Callable[..., Any] | None = None
+    force: bool = False
+    stopper: str | None = None
+    schedule: str | None = None
+    simulate: Any = None
+    eval_timeout: float | None = None
+    strategy: Any = None
+
+    def flags(self) -> dict[str, Any]:
+        """The options that override the file's settings (None: the file's)."""
+        names = ("method", "population", "generations", "seed", "epochs", "image_size", "stopper", "schedule")
+        return {name: getattr(self, name) for name in names}
+
+
+@dataclass
+class Plan:
+    """What the search runs, decided before it runs."""
+
+    spec: SearchSpec
+    options: RunOptions  # as given, with what a resumed search recorded filled in
+    budget: int  # evaluations
+    entry: catalogue.Method  # the method's catalogue entry
+    hooks: ObjectiveHooks  # the objective's, around the loop
+    objective: Callable[..., Any] | None  # a user's objective; None: popplast's CNN trainer (or nothing trains)
+    simulation: Any  # a simulated search's table or cost model
+    tracker: Any  # the MLflow tracker (tracking/mlflow_tracker.py)
+    claimed: Any  # a resumed search's journal, locked for this driver
+    study: Any  # the Optuna study a sampler's trials are recorded in too
+    settings: dict[str, Any]  # the execution settings the search run records
+    start: float  # when this driver started (time.perf_counter), waiting for the lease included
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.options.cpus_per_worker))
+
+    def say(self, line: str) -> None:
+        say(self.options.progress, line)
+
+
+def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -> Plan:
+    o = options
+    if o.resume:
+        from popplast.resuming import resumed_spec
+        from popplast.tracking.lease import check_lease
+
+        record, spec, budget = resumed_spec(
+            o.resume, space, o.tracking_uri, o.experiment, o.budget_evals, o.flags(), o.strategy
+        )
+        eval_timeout = o.eval_timeout
+        if (
+            eval_timeout is None
+            and o.executor != "local"
+            and record.params.get("eval_timeout") not in (None, "", "None")
+        ):
+            eval_timeout = float(record.params["eval_timeout"])  # the limit it started with, unless given again
+        check_lease(o.tracking_uri, o.resume, o.force)  # a live driver refused at once; acquired below
+        o = dataclasses.replace(
+            o,
+            budget_epochs=o.budget_epochs or _int(record.params.get("budget_epochs")),
+            eval_timeout=eval_timeout,
+            experiment=record.experiment,
+            parent_run_id=record.parent_run_id,
+            study_name=record.params.get("study_name", o.study_name),
+        )
+    else:
+        if o.force:
+            raise SpecError(COMMAND_LINE, "--force", "takes a search over; it goes with --resume SEARCH_RUN_ID.")
+        if space is None:
+            raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
+        spec, budget = _spec(space, o)
+        o = dataclasses.replace(o, experiment=o.experiment or os.path.splitext(os.path.basename(spec.source))[0])
+    simulated = o.executor == "simulated"
+    spec, fn = objective_for(spec, o.objective) if not simulated else (spec, None)  # nothing trains
+    entry = catalogue.method(spec.strategy.method)
+    check_options(o.executor, o.workers, o.cpus_per_worker, o.gpus_per_worker, entry.name, o.eval_timeout)
+    hooks = hooks_for(spec, fn, simulated)
+    hooks.check(spec, entry, o.retrain)
+    simulation = None
+    if simulated:  # read before anything is created, so that a bad file leaves nothing behind
+        from popplast.simulation import simulation_for
+
+        simulation = simulation_for(spec, o.simulate)
+    catalogue.check_spec(spec)  # what the method itself needs of the file
+    hooks.prepare(spec, lambda line: say(o.progress, line))
+    study = None
+    if entry.family == catalogue.SAMPLER:  # its trials are recorded in an Optuna study too
+        from popplast.baselines.optuna_search import open_study, study_name_for
+
+        assert o.experiment is not None
+        name = o.study_name or study_name_for(spec, o.experiment)
+        study = open_study(spec, o.optuna_storage, name, bool(o.resume))
+    assert o.experiment is not None
+    tracker = tracker_for(o.tracking_uri, o.experiment, entry.name, o.parent_run_id)
+    start = time.perf_counter()
+    claimed = _claim(tracker, o) if o.resume else None
+    settings = {
+        "executor": o.executor,
+        "cpus_per_worker": o.cpus_per_worker,
+        "gpus_per_worker": o.gpus_per_worker,
+        "torch_threads": max(1, int(o.cpus_per_worker)),
+        **({"eval_timeout": o.eval_timeout} if o.eval_timeout is not None else {}),
+        "budget_evals": budget,
+        **({"budget_epochs": o.budget_epochs} if o.budget_epochs else {}),
+    }
+    return Plan(spec, o, budget, entry, hooks, fn, simulation, tracker, claimed, study, settings, start)
+
+
+def _claim(tracker: Any, o: RunOptions) -> Any:
+    """A resumed search's journal locked, then its lease taken (compare-and-set) before the workers start;
+    the tracker holds the lease."""
+    from popplast.tracking.lease import acquire
+
+    assert o.resume is not None
+    claimed = claim_journal(o.tracking_uri, o.resume, o.progress, o.force)
+    try:
+        tracker.lease = acquire(o.tracking_uri, o.resume, o.force)
+    except BaseException:
+        claimed.abandon()
+        raise
+    if tracker.lease.taken:
+        say(o.progress, f"[popplast] {tracker.lease.taken}")
+    return claimed
+
+
+def _spec(space: str | os.PathLike | SearchSpec, o: RunOptions) -> tuple[SearchSpec, int]:
+    """The file's spec with the flags (and a strategy passed from Python) applied, and the budget in
+    evaluations (the most an epoch budget pays)."""
+    from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
+
+    spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
+    flags = o.flags()
+    if o.strategy is not None:
+        from popplast.core.user_strategy import strategy_flags
+
+        flags = strategy_flags(len(spec.space), o.strategy, flags)
+    spec = spec.with_overrides(**flags)
+    budget_evals = o.budget_evals
+    if o.budget_epochs is not None:
+        if budget_evals is not None:
+            raise SpecError(COMMAND_LINE, "--budget-epochs", "give a budget in evaluations or in epochs, not both.")
+        budget_evals = evaluations_for_epochs(spec, o.budget_epochs)
+    budget = budget_evals if budget_evals is not None else default_budget(spec)
+    return with_budget(spec, budget_evals), budget
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text not in (None, "", "None") else None
