@@ -50,7 +50,7 @@ VARIANTS = {
 def main() -> None:
     import popplast
     from popplast.execution.ray_session import ray_session
-    from popplast.tracking.report_stats import mean_std, wilcoxon
+    from popplast.reports.stats import mean_std, wilcoxon
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=10)

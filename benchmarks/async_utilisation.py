@@ -7,7 +7,7 @@ genes as the thesis' architectures' do (it sleeps `base` × (1 + arch) seconds, 
 ga, gensoup and pbt, `schedule: generational` against `schedule: async`, at equal evaluation budgets, with
 2, 8 and 16 workers (`--cpus-per-worker` 2/W: a sleeping evaluation needs no CPU, so 16 workers fit on 2
 cores and the loop, not the machine, is what is measured). Utilisation = Σ busy / (workers × wall), from the
-runs' own start and end times (tracking/utilisation.py).
+runs' own start and end times (reports/utilisation.py).
 
 Part 2, a list-scheduling model (not the simulated cluster, which has not landed): the same two schedules
 with costs drawn uniformly from the nine thesis architectures' relative costs (1 to 8) at 16, 64, 256 and

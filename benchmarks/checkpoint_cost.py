@@ -25,11 +25,11 @@ import ray
 import torch
 import torchvision
 
-from popplast.core.ga import GAState
 from popplast.core.individual import individual_id
-from popplast.core.spec import SearchSpec
 from popplast.execution.checkpoint import Checkpoint, Checkpointer
 from popplast.execution.ray_pool import RayExecutor
+from popplast.spec.search import SearchSpec
+from popplast.strategies.ga import GAState
 from popplast.tracking.mlflow_tracker import MLflowTracker
 from popplast.training.weights import to_shareable
 

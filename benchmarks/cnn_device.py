@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from popplast.core.individual import Individual
-from popplast.core.spec import SearchSpec
 from popplast.objectives.cnn import cnn_evaluator
+from popplast.spec.search import SearchSpec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPACES = [os.path.join(HERE, "..", "search_spaces", name) for name in ("digits_gencnn.yaml", "digits_metaplastic.yaml")]

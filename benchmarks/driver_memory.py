@@ -53,13 +53,13 @@ class FolderStore:
 
 
 def measure(method: str, evaluations: int, population: int, tracked: bool = False) -> dict:
-    from popplast.core.spec import SearchSpec
-    from popplast.core.strategies import build_strategy
-    from popplast.core.strategy_spec import split_schedule
     from popplast.execution.checkpoint import Checkpoint, Checkpointer
     from popplast.execution.search import run_search
-    from popplast.run_tracking import start_tracking, tracker_for
-    from popplast.simulation import simulated_executor
+    from popplast.execution.simulated import simulated_executor
+    from popplast.search.tracking import start_tracking, tracker_for
+    from popplast.spec.search import SearchSpec
+    from popplast.spec.strategy import split_schedule
+    from popplast.strategies.build import build_strategy
     from popplast.tracking.outbox import open_outbox
 
     space_file, simulate = MODELS["thesis"]

@@ -84,14 +84,15 @@ class Timed:
 
 def one(method: str, executor: str, tracking: str | None, folder: str, evaluations: int, population: int) -> dict:
     import popplast.objectives  # noqa: F401  (the objective module's loader)
-    from popplast.core.spec import SearchSpec
-    from popplast.core.strategies import build_strategy
     from popplast.execution.checkpoint import Checkpointer
     from popplast.execution.search import run_search
     from popplast.objectives.select import make_evaluator, objective_for
-    from popplast.run_tracking import start_tracking, tracker_for
-    from popplast.session import open_executor
-    from popplast.tracking.outbox import failing_fast, open_outbox
+    from popplast.search.session import open_executor
+    from popplast.search.tracking import start_tracking, tracker_for
+    from popplast.spec.search import SearchSpec
+    from popplast.strategies.build import build_strategy
+    from popplast.tracking.fail_fast import failing_fast
+    from popplast.tracking.outbox import open_outbox
 
     path = os.path.join(folder, f"{method}.yaml")
     with open(path, "w") as f:
@@ -136,7 +137,7 @@ def tpe_ask_seconds(trials: int, population: int) -> float:
     """Seconds TPE (multivariate, constant liar, as popplast's) takes per asked trial with `trials` finished."""
     import optuna
 
-    from popplast.baselines.optuna_strategy import make_sampler
+    from popplast.strategies.optuna_sampler import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=make_sampler("tpe", 0, population), direction="maximize")
@@ -184,7 +185,7 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from popplast.tracking.outbox import environment
+    from popplast.tracking.fail_fast import environment
 
     runs: dict[tuple[str, str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as folder:

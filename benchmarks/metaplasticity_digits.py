@@ -49,8 +49,8 @@ def main() -> None:
     )
     from scipy.stats import wilcoxon
 
-    from popplast.core.spec import DatasetSpec, Fidelity
     from popplast.objectives.cnn import cnn_evaluator
+    from popplast.spec.search import DatasetSpec, Fidelity
 
     evaluator = cnn_evaluator(
         DatasetSpec("digits", split_seed=0), Fidelity(image_size=32, epochs=args.epochs, batch_size=128), threads=2

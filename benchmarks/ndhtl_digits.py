@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     from scipy.stats import wilcoxon
 
-    from popplast.core.spec import DatasetSpec
+    from popplast.spec.search import DatasetSpec
     from popplast.training.data import load_split
 
     torch.set_num_threads(2)

@@ -41,8 +41,8 @@ class BenchEvaluator:
             if self._cnn is None:
                 import torch
 
-                from popplast.core.spec import DatasetSpec, Fidelity
                 from popplast.objectives.cnn import cnn_evaluator
+                from popplast.spec.search import DatasetSpec, Fidelity
 
                 torch.set_num_threads(1)
                 self._cnn = cnn_evaluator(DatasetSpec("digits"), Fidelity(image_size=16, epochs=1), threads=1)

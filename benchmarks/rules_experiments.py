@@ -35,8 +35,8 @@ def cell(args: tuple[str, str, int, int]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from popplast.core.rules_spec import RulesSpec
-    from popplast.rules_api import evolve_rules
+    from popplast.search.evolve_rules import evolve_rules
+    from popplast.spec.rules import RulesSpec
 
     task, method, seed, generations = args
     spec = RulesSpec.from_dict(

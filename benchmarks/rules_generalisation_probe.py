@@ -41,9 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     from sklearn.linear_model import LogisticRegression
 
-    from popplast.core.rules_spec import RulesSpec
     from popplast.plasticity.plastic_rnn import rule_sizes
-    from popplast.rules_api import evolve_rules
+    from popplast.search.evolve_rules import evolve_rules
+    from popplast.spec.rules import RulesSpec
     from popplast.training.rule_evaluator import RuleEvaluator, batch_protocol, build_network
     from popplast.training.rule_tasks import generalisation_task
 

@@ -22,10 +22,10 @@ import time
 import ray
 
 from popplast.core.individual import Individual
-from popplast.core.spec import DatasetSpec, Fidelity
 from popplast.execution.executor import Evaluation
 from popplast.execution.ray_pool import RayExecutor
 from popplast.objectives.cnn import cnn_evaluator
+from popplast.spec.search import DatasetSpec, Fidelity
 
 CONFIG = {"architecture": "small_vgg", "optimizer": "adam", "lr_scale": 1.0}
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -5,7 +5,7 @@
         [--generations 10] [--methods ga,ga-async,gensoup,gensoup-async,pbt,pbt-async,tpe,ga+asha]
 
 Every search is the real strategy, loop and stopper (popplast.execution.search.run_search) on the simulated
-executor (popplast.simulation), population = workers (a generation fills the cluster), `--generations`
+executor (popplast.execution.simulated), population = workers (a generation fills the cluster), `--generations`
 populations' worth of evaluations; tracking off (the driver's MLflow cost is driver_throughput.py's). Models:
 `thesis`, benchmarks/simulation/thesis_costs.yaml (nine architectures ×1 to ×8, a made-up score surface);
 `demo`, benchmarks/simulation/demo-table.json, the digits demo's space recorded by `popplast record-table`
@@ -54,12 +54,12 @@ class EndTimes:
 def search(space_file: str, simulate: str, method: str, workers: int, generations: int, seed: int = 0) -> dict:
     """One simulated search; what it returns: utilisation, virtual seconds, best-so-far by virtual time,
     the driver's CPU seconds and the evaluations."""
-    from popplast.core.spec import SearchSpec
-    from popplast.core.strategies import build_strategy
-    from popplast.core.strategy_spec import split_method, split_schedule
     from popplast.execution.search import run_search
+    from popplast.execution.simulated import simulated_executor
     from popplast.execution.stopping import stop_judge
-    from popplast.simulation import simulated_executor
+    from popplast.spec.search import SearchSpec
+    from popplast.spec.strategy import split_method, split_schedule
+    from popplast.strategies.build import build_strategy
 
     base, rule = split_method(method)
     name, schedule = split_schedule(base)

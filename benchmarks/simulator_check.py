@@ -30,7 +30,7 @@ TABLE = os.path.join(HERE, "simulation", "demo-table.json")
 def measured(uri: str, result) -> tuple[float, float, float]:
     from mlflow import MlflowClient
 
-    from popplast.tracking.utilisation import spans, utilisation
+    from popplast.reports.utilisation import spans, utilisation
 
     found = spans(MlflowClient(uri), result.search_run_id)
     span = max(s.end for s in found) - min(s.start for s in found)
@@ -39,8 +39,8 @@ def measured(uri: str, result) -> tuple[float, float, float]:
 
 def main() -> None:
     import popplast
-    from popplast.core.spec import SearchSpec
-    from popplast.core.stopper_spec import StopperSpec
+    from popplast.spec.search import SearchSpec
+    from popplast.spec.stopper import StopperSpec
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=1)

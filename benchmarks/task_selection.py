@@ -51,9 +51,9 @@ def figures(table, space) -> dict:
 
 
 def main() -> None:
-    from popplast.core.spec import SearchSpec
-    from popplast.simulation.models import Table
-    from popplast.simulation.record import record_table
+    from popplast.execution.simulated.models import Table
+    from popplast.reports.record_table import record_table
+    from popplast.spec.search import SearchSpec
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--evaluations", type=int, default=200)

@@ -32,19 +32,19 @@ def __getattr__(name: str) -> Any:
 
         return run
     if name in ("compare", "report"):
-        from popplast import compare_api
+        from popplast.search import compare
 
-        return getattr(compare_api, name)
+        return getattr(compare, name)
     if name == "evolve_rules":
-        from popplast.rules_api import evolve_rules
+        from popplast.search.evolve_rules import evolve_rules
 
         return evolve_rules
     if name == "lineage":  # lineage(tracking_uri, search_run_id, out_dir=".", ui_url=None, log=True)
-        from popplast.tracking.lineage import draw_lineage
+        from popplast.reports.lineage import draw_lineage
 
         return draw_lineage
     if name == "replay":  # replay(search_run_id, individual=None, tracking_uri=..., cpus=1, progress=True)
-        from popplast.replay_api import replay
+        from popplast.search.replay import replay
 
         return replay
     if name == "sync":  # sync(journal_directory): ship what a search's journal holds unshipped to MLflow
@@ -52,11 +52,11 @@ def __getattr__(name: str) -> Any:
 
         return sync
     if name == "record_table":  # record_table(tracking_uri, search_run_id) -> Table (.save(path))
-        from popplast.simulation.record import record_table
+        from popplast.reports.record_table import record_table
 
         return record_table
     if name == "Simulation":  # popplast.run(..., executor="simulated", simulate=Simulation(model, ...))
-        from popplast.simulation.settings import Simulation
+        from popplast.execution.simulated.settings import Simulation
 
         return Simulation
     if name == "RulesResult":
@@ -72,11 +72,11 @@ def __getattr__(name: str) -> Any:
 
         return Trial
     if name == "SpecError":
-        from popplast.core.errors import SpecError
+        from popplast.errors import SpecError
 
         return SpecError
     if name == "PopplastError":  # the base of every error popplast reports to a user
-        from popplast.core.errors import PopplastError
+        from popplast.errors import PopplastError
 
         return PopplastError
     if name == "Individual":  # what a strategy of one's own asks for (popplast.core.strategy)

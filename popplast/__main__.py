@@ -1,5 +1,5 @@
 import sys
 
-from popplast.cli import main
+from popplast.cli.main import main
 
 sys.exit(main())

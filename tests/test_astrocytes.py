@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from popplast.core.spec import DatasetSpec, Fidelity
 from popplast.plasticity.astrocytes import Astrocytes
+from popplast.spec.search import DatasetSpec, Fidelity
 from popplast.training.config import TrainConfig
 from popplast.training.data import load_split
 from popplast.training.models import build_model

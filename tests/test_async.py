@@ -15,9 +15,9 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.errors import SpecError
-from popplast.core.spec import SearchSpec
-from popplast.core.steady_state import SteadyStateGA
+from popplast.errors import SpecError
+from popplast.spec.search import SearchSpec
+from popplast.strategies.steady_state import SteadyStateGA
 from tests.helpers import individuals, lineage, write_spec
 
 OBJECTIVE = '''
@@ -109,9 +109,9 @@ def test_schedule_async_is_checked_like_the_rest_of_the_file():
 
 
 def test_asynchronous_pbt_judges_each_member_when_its_segment_ends():
-    from popplast.core.async_pbt import AsyncPBT
-    from popplast.core.pbt import PBT
-    from popplast.core.space import Gene
+    from popplast.spec.space import Gene
+    from popplast.strategies.async_pbt import AsyncPBT
+    from popplast.strategies.pbt import PBT
 
     genes = [Gene("x", "float", 0.0, 1.0)]
     strategy = AsyncPBT(PBT(1, 4, (0.0,), (0.0,), elitism=False, genes=genes), segments=2)
@@ -186,7 +186,17 @@ def test_a_killed_driver_resumes_an_asynchronous_search_losing_no_finished_evalu
     async_spec.write_text(text)
     expected = rows_of(tmp_path, "whole", run(async_spec, tmp_path, "whole", executor="local", workers=2))
     store = tmp_path / "killed.db"
-    command = [sys.executable, "-m", "popplast.cli", "run", str(async_spec), "--executor", "local", "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "popplast.cli.main",
+        "run",
+        str(async_spec),
+        "--executor",
+        "local",
+        "--workers",
+        "2",
+    ]
     proc = subprocess.Popen(
         [*command, "--tracking-uri", f"sqlite:///{store}", "--quiet"],
         env={**os.environ, "PYTHONPATH": os.getcwd()},
@@ -260,7 +270,7 @@ def test_asynchronous_gensoup_children_inherit_their_parents_exact_weights(tmp_p
 
 
 def test_islands_send_their_best_to_their_neighbours():
-    from popplast.core.islands import Islands
+    from popplast.strategies.islands import Islands
 
     strategy = Islands(ga(), count=2, migration_interval=3, topology="ring", migrants=1)
     rng, state = np.random.default_rng(4), strategy.init()

@@ -16,8 +16,8 @@ import json
 import numpy as np
 import pytest
 
-from popplast.core.spec import SearchSpec
-from popplast.core.strategies import build_strategy
+from popplast.spec.search import SearchSpec
+from popplast.strategies.build import build_strategy
 
 SPACE = {
     "architecture": {"type": "categorical", "choices": ["lenet5", "small_vgg"]},

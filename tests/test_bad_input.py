@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from popplast.cli import main
+from popplast.cli.main import main
 from tests.helpers import TINY_SPEC, write_spec, write_user_objective
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
@@ -223,7 +223,7 @@ def test_an_alias_bomb_is_refused_at_once_not_expanded(tmp_path):
 def test_record_table_reads_params_with_the_same_loader():
     """A param's text is read back by popplast's one YAML loader: a loop stays text, not a list that contains
     itself (which the table's JSON cannot hold)."""
-    from popplast.simulation.record import _value
+    from popplast.reports.record_table import _value
 
     assert _value("&a [1, *a]") == "&a [1, *a]"
     assert _value("[1, {a: 2}]") == [1, {"a": 2}] and _value("0.5") == 0.5
@@ -292,14 +292,14 @@ def test_every_error_a_user_sees_is_a_popplast_error_and_the_cli_has_one_handler
     import ast
     import inspect
 
-    import popplast.cli as cli
-    from popplast.core.errors import PopplastError, SearchFailed, SpecError
+    import popplast.cli.main as cli
+    from popplast.errors import PopplastError, SearchFailed, SpecError
     from popplast.execution.ray_session import ClusterError
-    from popplast.tracking.comparison import ComparisonError
+    from popplast.reports.comparison import ComparisonError
+    from popplast.reports.lineage import LineageError
     from popplast.tracking.journal import JournalBusy
     from popplast.tracking.journal_sync import SyncError
     from popplast.tracking.lease import LeaseLost
-    from popplast.tracking.lineage import LineageError
 
     seen = (SpecError, ClusterError, SearchFailed, ComparisonError, JournalBusy, SyncError, LeaseLost, LineageError)
     assert all(issubclass(kind, PopplastError) for kind in seen)

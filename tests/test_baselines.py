@@ -9,9 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.cli import main
-from popplast.core.errors import SpecError
-from popplast.tracking.lineage import draw_lineage
+from popplast.cli.main import main
+from popplast.errors import SpecError
+from popplast.reports.lineage import draw_lineage
 from tests.helpers import individuals, lineage, write_spec
 
 pytestmark = pytest.mark.slow

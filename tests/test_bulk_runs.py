@@ -14,10 +14,10 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 import popplast
-from popplast.core.errors import SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.core.spec import SearchSpec
+from popplast.errors import SpecError
+from popplast.spec.search import SearchSpec
 from popplast.tracking.bulk_runs import BulkRuns, RunRecord, open_bulk
 from popplast.tracking.journal import Journal
 from popplast.tracking.mlflow_tracker import MLflowTracker

@@ -1,4 +1,4 @@
-"""The catalogue of methods (core/catalogue.py) is the one place that knows what a method can do: no module
+"""The catalogue of methods (strategies/catalogue.py) is the one place that knows what a method can do: no module
 outside it and the builders compares against a method's name, and every entry is built, checked and budgeted
 through it (issue 32)."""
 
@@ -9,16 +9,16 @@ import pathlib
 
 import pytest
 
-from popplast.core.catalogue import CATALOGUE, methods
-from popplast.core.strategies import STRATEGIES
-from popplast.core.strategy_spec import STOPPING_BASELINES
+from popplast.spec.strategy import STOPPING_BASELINES
+from popplast.strategies.build import STRATEGIES
+from popplast.strategies.catalogue import CATALOGUE, methods
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "popplast"
 # where a method's name may be compared with: the catalogue, and the builders that make each method
 BUILDERS = {
-    "core/catalogue.py",
-    "core/strategies.py",  # the registry of popplast-loop builders
-    "baselines/optuna_strategy.py",  # an Optuna sampler by its name
+    "strategies/catalogue.py",
+    "strategies/build.py",  # the registry of popplast-loop builders
+    "strategies/optuna_sampler.py",  # an Optuna sampler by its name
     "integrations/tune.py",  # the Ray Tune methods' own loop
     "integrations/tune_trainable.py",
 }

@@ -15,8 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.errors import SpecError
-from popplast.execution.checkpoint import _read_weights, _write_weights, weights_digest
+from popplast.errors import SpecError
+from popplast.execution.checkpoint_files import read_weights, weights_digest, write_weights
 from tests.helpers import individuals, lineage, write_user_objective
 
 pytestmark = pytest.mark.slow
@@ -58,10 +58,10 @@ def test_bfloat16_weights_are_stored_as_plain_arrays(tmp_path):
 
     state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}
     path = str(tmp_path / "w.npz")
-    _write_weights(path, state)
+    write_weights(path, state)
     with np.load(path, allow_pickle=False) as data:  # no entry needs unpickling
         assert {data[k].dtype for k in data.files} <= {np.dtype("float32"), np.dtype("uint16"), np.dtype("<U1")}
-    back = _read_weights(path)
+    back = read_weights(path)
     assert np.array_equal(back["w"], state["w"]) and torch.equal(back["b"], state["b"])
 
 

@@ -6,8 +6,8 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.cli import main
-from popplast.core.errors import SpecError
+from popplast.cli.main import main
+from popplast.errors import SpecError
 
 pytestmark = pytest.mark.slow
 METHODS = ("ga", "tpe", "random")
@@ -147,7 +147,7 @@ def test_holm_adjusts_a_family_of_p_values_by_hand():
     max(0.09, 2·0.04 = 0.08) = 0.09; the largest: max(0.09, 1·0.5) = 0.5; NaN stays NaN."""
     import math
 
-    from popplast.tracking.report_stats import holm
+    from popplast.reports.stats import holm
 
     adjusted = holm([0.01, 0.04, 0.03, math.nan, 0.5])
     assert adjusted[:3] == pytest.approx([0.04, 0.09, 0.09]) and adjusted[4] == pytest.approx(0.5)

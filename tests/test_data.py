@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from popplast.core.spec import DatasetSpec
+from popplast.spec.search import DatasetSpec
 from popplast.training.data import DataUnavailable, load_split, split_indices
 
 

@@ -10,9 +10,9 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.spec import SearchSpec
-from popplast.core.stopper_spec import StopperSpec
-from popplast.core.stoppers import ASHA
+from popplast.spec.search import SearchSpec
+from popplast.spec.stopper import StopperSpec
+from popplast.strategies.stoppers import ASHA
 from tests.helpers import individuals, write_spec
 
 pytestmark = pytest.mark.slow

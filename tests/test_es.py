@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from popplast.core.es import ES_STRATEGIES, ElitistES, ESState, OpenAIES, centred_ranks
+from popplast.strategies.es import ES_STRATEGIES, ElitistES, ESState, OpenAIES, centred_ranks
 
 
 def test_centred_ranks_hand_worked():
@@ -75,8 +75,8 @@ def test_same_seed_same_trajectory():
 def test_an_es_as_a_search_strategy_climbs_a_genome_objective():
     """ESSearch (any space, through the one loop): SNES over the genes' logits finds the optimum of a smooth
     function of the genome, and its generation metrics carry the ES's own (σ)."""
-    from popplast.core.es import SNES
-    from popplast.core.es_search import ESSearch
+    from popplast.strategies.es import SNES
+    from popplast.strategies.es_search import ESSearch
 
     target = np.array([0.8, 0.2, 0.6])
     strategy, rng = ESSearch(SNES(3, population=8)), np.random.default_rng(0)

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.errors import SpecError
+from popplast.errors import SpecError
 from tests.helpers import individuals, write_spec
 
 OBJECTIVE = '''

@@ -4,8 +4,8 @@ as data, the process survives."""
 import torch
 
 from popplast.core.individual import Individual
-from popplast.core.spec import DatasetSpec, Fidelity
 from popplast.objectives.cnn import cnn_evaluator
+from popplast.spec.search import DatasetSpec, Fidelity
 
 FIDELITY = Fidelity(image_size=8, epochs=1, batch_size=64, max_train_samples=300)
 

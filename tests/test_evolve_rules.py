@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-import popplast.rules_api as rules_api
-from popplast.cli import main
-from popplast.core.errors import SpecError
-from popplast.core.rules_spec import RulesSpec
+import popplast.search.evolve_rules as rules_api
+from popplast.cli.main import main
+from popplast.errors import SpecError
+from popplast.spec.rules import RulesSpec
 from tests.helpers import write_spec
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from popplast.core.ga import GAState, GenCNN
+from popplast.strategies.ga import GAState, GenCNN
 
 GOLDEN = Path(__file__).parent / "golden" / "ga_seed0.json"
 

@@ -7,9 +7,9 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.gensoup import GenSoup, image_size, population_size
-from popplast.core.spec import SearchSpec
-from popplast.core.strategies import build_strategy
+from popplast.spec.search import SearchSpec
+from popplast.strategies.build import build_strategy
+from popplast.strategies.gensoup import GenSoup, image_size, population_size
 from tests.helpers import write_spec
 
 
@@ -32,8 +32,8 @@ def test_an_epoch_budget_with_a_stopper_gives_gensoup_the_generations_its_ramp_s
     populations (10, 9, ..., 4, 4, 4, 4) fit 10 generations in them, and its image-size ramp reaches 16 px
     for the last two. Sized for ASHA's cheapest evaluations (1 epoch), it got 40 generations, and the search
     ran out of epochs at generation 9 at 10 px (issue 30)."""
-    from popplast.core.budget import evaluations_for_epochs, generation_sizes, with_budget
     from popplast.execution.work import generation_fidelity
+    from popplast.strategies.budget import evaluations_for_epochs, generation_sizes, with_budget
 
     data = {
         "dataset": {"name": "digits"},
@@ -162,7 +162,7 @@ space:
 def test_gensoup_run_on_ray(tmp_path, tracking_uri, ray_address):
     import mlflow.pytorch
 
-    from popplast.core.spec import DatasetSpec
+    from popplast.spec.search import DatasetSpec
     from popplast.training.data import load_split
     from popplast.training.train import measure
 

@@ -12,13 +12,14 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from popplast.cli import main
+from popplast.cli.main import main
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.core.spec import SearchSpec
+from popplast.spec.search import SearchSpec
+from popplast.tracking.fail_fast import failing_fast
 from popplast.tracking.journal import Journal
 from popplast.tracking.mlflow_tracker import MLflowTracker
-from popplast.tracking.outbox import failing_fast, open_outbox
+from popplast.tracking.outbox import open_outbox
 from tests.helpers import TINY_SPEC, individuals, write_spec
 
 BIN = os.path.join(os.path.dirname(sys.executable), "popplast")
@@ -111,8 +112,8 @@ def test_sync_refuses_a_folder_that_is_no_journal_and_a_live_search(tracker, tmp
 def test_resume_reads_the_local_copy_of_a_checkpoint_unless_mlflow_holds_a_newer_one(tracker, monkeypatch):
     import numpy as np
 
-    from popplast.core.ga import GAState
     from popplast.execution.checkpoint import Checkpoint, Checkpointer, load
+    from popplast.strategies.ga import GAState
 
     outbox = open_outbox(tracker)
     rng = np.random.default_rng(0)
@@ -244,8 +245,8 @@ def test_past_its_memory_the_queue_waits_in_the_journal_and_everything_arrives_i
 
     import numpy as np
 
-    from popplast.core.ga import GAState
     from popplast.execution.checkpoint import Checkpoint, Checkpointer
+    from popplast.strategies.ga import GAState
     from popplast.tracking import outbox as outbox_module
 
     monkeypatch.setattr(outbox_module, "IN_MEMORY", 4)
@@ -374,7 +375,7 @@ def test_a_resume_from_another_folder_finds_the_earlier_journal_by_the_search_ru
     """An earlier driver journalled into folder A and died with an event unshipped; a driver resumed where
     journals go elsewhere (B: another current folder, for an http store) adopts A's journal from the search
     run's tag, ships the event and leaves no journal behind (issue 31)."""
-    from popplast.run_tracking import JOURNAL_TAG, claim_journal, open_journal
+    from popplast.search.tracking import JOURNAL_TAG, claim_journal, open_journal
 
     monkeypatch.setenv("POPPLAST_JOURNAL_DIR", str(tmp_path / "A"))
     outbox = open_journal(tracker, progress=False)

@@ -13,7 +13,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from popplast.cli import main
+from popplast.cli.main import main
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
 from popplast.tracking.lease import HEARTBEAT, HOLDER, PID_NAMESPACE, TIMEOUT, check_lease, pid_namespace
@@ -133,9 +133,9 @@ def _stale_journal(tiny_spec, tmp_path, monkeypatch):
     of checkpoints."""
     import numpy as np
 
-    from popplast.core.ga import GAState
-    from popplast.core.spec import SearchSpec
     from popplast.execution.checkpoint import Checkpoint, Checkpointer
+    from popplast.spec.search import SearchSpec
+    from popplast.strategies.ga import GAState
     from popplast.tracking.lease import acquire
     from popplast.tracking.mlflow_tracker import MLflowTracker
     from popplast.tracking.outbox import open_outbox
@@ -179,8 +179,8 @@ def test_a_stale_journals_sync_leaves_the_newer_drivers_checkpoint_and_weights(
     state-g0005 and deleted g6-g7's weights)."""
     import numpy as np
 
-    from popplast.core.ga import GAState
     from popplast.execution.checkpoint import Checkpointer, load
+    from popplast.strategies.ga import GAState
     from popplast.tracking.lease import CHECKPOINT_FENCE, FENCE
     from popplast.tracking.outbox import open_outbox
 
@@ -211,8 +211,8 @@ def test_a_stale_journal_whose_taker_never_checkpointed_is_shipped_each_individu
     journal is then still the newest the search has: its sync ships A's checkpoints (state g2 is the newest)
     and logs the individual B logged already not a second time (every event checked, not only a batch: one
     event here, and that individual is the second)."""
-    from popplast.core.ga import GAState
     from popplast.execution.checkpoint import load
+    from popplast.strategies.ga import GAState
     from popplast.tracking import outbox as outbox_module
     from popplast.tracking.outbox import open_outbox
 

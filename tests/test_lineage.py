@@ -14,8 +14,8 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.cli import main
-from popplast.tracking.lineage import draw_lineage, read_lineage
+from popplast.cli.main import main
+from popplast.reports.lineage import draw_lineage, read_lineage
 from tests.helpers import TINY_SPEC, individuals, write_spec
 
 BIN = os.path.dirname(sys.executable)
@@ -117,7 +117,7 @@ def test_browser_follows_a_node_to_its_run_in_a_real_mlflow_server(tiny_spec, tm
 
 def test_tag_text_reaches_the_page_escaped():
     """Ids and operators come from run tags, which anyone who can write to the tracking server can set."""
-    from popplast.tracking.lineage import Lineage, Node, render_html
+    from popplast.reports.lineage import Lineage, Node, render_html
 
     evil = '"><script>alert(1)</script>'
     nodes = {
@@ -179,8 +179,8 @@ def test_every_individuals_run_description_links_its_parents_and_children(soup_s
 def test_the_pedigree_follows_the_heaviest_parent_and_says_what_changed():
     """By hand: g001-i000 fuses g000-i001 (0.3) and g000-i002 (0.7), so its line goes back to g000-i002;
     g002-i000 inherits g001-i000 and changes lr; a tie of weights takes the first parent."""
-    from popplast.tracking.lineage import Lineage, Node
-    from popplast.tracking.pedigree import pedigree
+    from popplast.reports.lineage import Lineage, Node
+    from popplast.reports.pedigree import pedigree
 
     def node(key, parents=(), op="init", fusion=(), lr="0.1", size="8"):
         params = {"lr": lr, "image_size": size, "gene.lr": "0.5"}

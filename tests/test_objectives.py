@@ -9,9 +9,9 @@ import torch
 from mlflow import MlflowClient
 
 import popplast
-from popplast.cli import main
-from popplast.core.errors import SpecError
-from popplast.core.strategies import STRATEGIES
+from popplast.cli.main import main
+from popplast.errors import SpecError
+from popplast.strategies.build import STRATEGIES
 from tests.helpers import individuals, lineage, write_user_objective
 
 pytestmark = pytest.mark.slow
@@ -105,6 +105,45 @@ def test_a_function_passed_from_python_and_failures_that_do_not_stop_the_search(
     assert [r["fitness"] for r in individuals(uri_again, again.search_run_id)] == [r["fitness"] for r in rows]
 
 
+@pytest.mark.parametrize("method", ["ga", "gensoup"])
+def test_a_users_objective_offers_the_hooks_the_cnn_trainer_has(method, user_spec, tmp_path):
+    """`fit.prepare(spec)` runs in the driver before any evaluation, and a SpecError it raises refuses the
+    search with nothing recorded; `fit.answer(result, state)` gets the best individual's trained state (an
+    inheriting method's; None otherwise) and its metrics are the result's `answer_metrics`."""
+    seen: list = []
+
+    def fit(config, trial):
+        seen.append("evaluate")
+        return {"loss": config["x"] ** 2}, {"w": torch.tensor([config["x"]])}
+
+    def prepare(spec):
+        seen.append("prepare")
+        if spec.strategy.seed == 99:
+            raise SpecError(spec.source, "fixed.data", "the data set is not there.")
+
+    def answer(result, state):
+        seen.append(("answer", None if state is None else float(state["w"][0])))
+        return {"answered": result.best_fitness}
+
+    fit.prepare, fit.answer = prepare, answer
+    with pytest.raises(SpecError, match="at fixed.data: the data set is not there"):
+        run(user_spec, tmp_path, "refused", objective=fit, executor="local", method=method, seed=99)
+    assert seen == ["prepare"] and not MlflowClient(f"sqlite:///{tmp_path}/refused.db").search_experiments(
+        filter_string="name != 'Default'"
+    )
+    seen.clear()
+    result, _ = run(user_spec, tmp_path, method, objective=fit, executor="local", method=method, generations=2)
+    assert seen[0] == "prepare" and seen[1:-1] == ["evaluate"] * (len(seen) - 2)
+    kind, state = seen[-1]
+    assert kind == "answer"
+    if method == "gensoup":  # the best individual's own trained state
+        assert state == pytest.approx(result.best_config["x"], abs=1e-6)
+    else:
+        assert state is None
+    assert result.answer_metrics == {"answered": result.best_fitness}
+    assert "the objective's answer: answered" in result.summary()
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [
@@ -164,8 +203,8 @@ def test_names_mlflow_refuses_fail_their_individual_and_the_search_ends_normally
 
 def test_a_value_that_is_no_number_is_told_by_its_type_and_a_short_excerpt():
     from popplast.core.individual import Individual
-    from popplast.core.spec import Fidelity, FitnessSpec
     from popplast.objectives.function import FunctionEvaluator
+    from popplast.spec.search import Fidelity, FitnessSpec
 
     def returns(value):
         evaluator = FunctionEvaluator(lambda config, trial: value, FitnessSpec("loss", "minimize"), Fidelity())

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from popplast.core.operators import (
+from popplast.strategies.operators import (
     best_index,
     normalise,
     selection_score,

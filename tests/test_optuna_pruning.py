@@ -11,11 +11,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from popplast.baselines.optuna_strategy import OptunaSampler
-from popplast.core.space import Gene, SearchSpace
-from popplast.core.stopper_spec import StopperSpec
-from popplast.core.stoppers import ASHA
 from popplast.execution.stopping import StopJudge
+from popplast.spec.space import Gene, SearchSpace
+from popplast.spec.stopper import StopperSpec
+from popplast.strategies.optuna_sampler import OptunaSampler
+from popplast.strategies.stoppers import ASHA
 
 SPACE = SearchSpace((Gene("x", "float", low=0.0, high=1.0), Gene("y", "float", low=0.0, high=1.0)))
 MAX_STEPS = 9

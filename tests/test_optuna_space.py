@@ -8,11 +8,11 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from popplast.baselines.optuna_space import SpaceNotConvertible, from_optuna, params_to_genome, to_optuna
-from popplast.core.budget import default_budget, with_budget
-from popplast.core.errors import SpecError
-from popplast.core.space import Gene, SearchSpace
-from popplast.core.spec import SearchSpec
+from popplast.errors import SpecError
+from popplast.spec.search import SearchSpec
+from popplast.spec.space import Gene, SearchSpace
+from popplast.strategies.budget import default_budget, with_budget
+from popplast.strategies.optuna_space import SpaceNotConvertible, from_optuna, params_to_genome, to_optuna
 
 SPACE = SearchSpace(
     (

@@ -167,12 +167,12 @@ def test_the_end_of_a_search_waits_out_an_outage_and_a_failure_keeps_its_own_err
 
     from popplast.core.individual import Individual
     from popplast.core.result import EvalResult, SearchResult
-    from popplast.core.spec import SearchSpec
-    from popplast.run_tracking import end_search, failing, open_journal
+    from popplast.search.tracking import end_search, failing, open_journal
+    from popplast.spec.search import SearchSpec
+    from popplast.tracking.fail_fast import failing_fast
     from popplast.tracking.journal import journal_root
     from popplast.tracking.journal_sync import sync
     from popplast.tracking.mlflow_tracker import MLflowTracker
-    from popplast.tracking.outbox import failing_fast
 
     server = restartable_mlflow_server
     spec = SearchSpec.from_yaml(tiny_spec)

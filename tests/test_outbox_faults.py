@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.core.spec import SearchSpec
+from popplast.spec.search import SearchSpec
 from popplast.tracking import outbox as outbox_module
 from popplast.tracking.journal import Journal
 from popplast.tracking.mlflow_tracker import MLflowTracker

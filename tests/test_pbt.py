@@ -10,9 +10,9 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.ga import GAState
-from popplast.core.spec import SearchSpec
-from popplast.core.strategies import build_strategy
+from popplast.spec.search import SearchSpec
+from popplast.strategies.build import build_strategy
+from popplast.strategies.ga import GAState
 from tests.helpers import individuals
 
 SPACE = {

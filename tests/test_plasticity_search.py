@@ -9,8 +9,8 @@ import pytest
 
 import popplast
 from popplast.core.individual import Individual
-from popplast.core.spec import DatasetSpec, Fidelity, SearchSpec
 from popplast.objectives.cnn import cnn_evaluator
+from popplast.spec.search import DatasetSpec, Fidelity, SearchSpec
 from popplast.training.config import check_spec
 from tests.helpers import individuals
 

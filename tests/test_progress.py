@@ -7,7 +7,7 @@ import time
 
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.progress import SearchProgress
+from popplast.search.progress import SearchProgress
 
 
 def finished(progress, fitness, epochs=3.0, stopped=None, started=None, ended=None):

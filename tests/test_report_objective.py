@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.cli import main
+from popplast.cli.main import main
 
 OBJECTIVE = '''
 def fit(config, trial):
@@ -88,7 +88,7 @@ def test_the_lineage_panel_shows_only_what_the_objective_ran_with(compared, tmp_
     page = open(client.download_artifacts(search.info.run_id, "lineage.html", str(tmp_path))).read()
     data = json.loads(page.split('id="lineage-data">', 1)[1].split("</script>", 1)[0])
     assert [set(node["params"]) for node in data["nodes"]] == [{"x"}] * 8
-    from popplast.tracking.lineage import read_lineage
+    from popplast.reports.lineage import read_lineage
 
     assert read_lineage(client, search.info.run_id).fitness_name == "val_acc"  # lineage.png's colour bar says so
 

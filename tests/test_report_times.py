@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 import popplast
-from popplast.tracking.comparison import read_comparison
-from popplast.tracking.report import report_markdown
+from popplast.reports.comparison import read_comparison
+from popplast.reports.report import report_markdown
 
 T0 = 1_700_000_000.0  # the search began (seconds since the epoch, the workers' clock)
 

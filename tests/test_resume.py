@@ -11,8 +11,8 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.errors import SpecError
-from popplast.execution.checkpoint import state_file
+from popplast.errors import SpecError
+from popplast.execution.checkpoint_files import state_file
 from popplast.tracking.checkpoint_store import newest_first
 from tests.helpers import individuals, lineage
 

@@ -125,7 +125,7 @@ def test_a_search_on_a_busy_cluster_says_it_begins_with_fewer_workers(
 ):
     import ray
 
-    import popplast.session
+    import popplast.search.session
 
     @ray.remote(num_cpus=1)
     class Busy:  # another user's work, holding one of the instance's two CPUs
@@ -134,7 +134,7 @@ def test_a_search_on_a_busy_cluster_says_it_begins_with_fewer_workers(
 
     busy = Busy.remote()
     ray.get(busy.ready.remote())
-    monkeypatch.setattr(popplast.session, "WORKERS_START_WAIT", 2.0)
+    monkeypatch.setattr(popplast.search.session, "WORKERS_START_WAIT", 2.0)
     try:
         result = popplast.run(
             tiny_spec, executor="ray", workers=2, generations=1, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"
@@ -167,7 +167,7 @@ def test_retrain_logs_a_loadable_model(tmp_path, tracking_uri, ray_address):
 
 
 def test_more_workers_than_cpus_is_refused_before_training(tiny_spec, tmp_path, ray_address, capsys):
-    from popplast.cli import main
+    from popplast.cli.main import main
 
     code = main(["run", str(tiny_spec), "--workers", "3", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
     err = capsys.readouterr().err

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from popplast.core.errors import SpecError
+from popplast.errors import SpecError
 from popplast.tracking.search_run import check_server
 
 TOKEN = "s3cret"

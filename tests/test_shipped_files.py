@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import popplast
-from popplast.cli import main
-from popplast.rules_api import evolve_rules
+from popplast.cli.main import main
+from popplast.search.evolve_rules import evolve_rules
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 NEEDS_A_GPU_AND_IMAGES = "gencnn_thesis.yaml"

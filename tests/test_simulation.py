@@ -13,11 +13,11 @@ from mlflow import MlflowClient
 
 import popplast
 from popplast.core.individual import Individual
-from popplast.core.space import Gene, SearchSpace
 from popplast.execution.executor import Evaluation
-from popplast.simulation.executor import SimulatedExecutor
-from popplast.simulation.models import CostModel, Table
-from popplast.simulation.settings import Simulation
+from popplast.execution.simulated.executor import SimulatedExecutor
+from popplast.execution.simulated.models import CostModel, Table
+from popplast.execution.simulated.settings import Simulation
+from popplast.spec.space import Gene, SearchSpace
 from tests.helpers import individuals, write_spec
 
 SPACE = SearchSpace((Gene("arch", "categorical", choices=("a", "b", "c")), Gene("x", "float", low=0.0, high=1.0)))
@@ -108,8 +108,8 @@ def test_injected_worker_losses_are_retried_as_on_ray_and_failures_are_recorded(
 
 
 def test_stopped_in_virtual_time_at_the_step_the_stopper_judged():
-    from popplast.core.stoppers import ASHA
     from popplast.execution.stopping import StopJudge
+    from popplast.strategies.stoppers import ASHA
 
     model = CostModel(seconds=3.0, base=0.0, terms={"x": {"best": 1.0, "width": 1.0, "weight": 1.0}}, steps=3)
     sim = executor(workers=1, model=model)
@@ -188,10 +188,10 @@ def test_the_driver_keeps_of_each_result_what_a_checkpoint_holds(sim_spec, sched
     history and tags are not held a second time, which halved the driver's memory per evaluation."""
     import numpy as np
 
-    from popplast.core.spec import SearchSpec
-    from popplast.core.strategies import build_strategy
     from popplast.execution.search import run_search
-    from popplast.simulation import simulated_executor
+    from popplast.execution.simulated import simulated_executor
+    from popplast.spec.search import SearchSpec
+    from popplast.strategies.build import build_strategy
 
     spec = SearchSpec.from_yaml(str(sim_spec)).with_overrides(schedule=schedule)
     heard = {}
@@ -222,11 +222,11 @@ def test_an_inheriting_child_reports_its_own_steps_from_1_as_a_real_objective_do
     real search would; its model curve still goes on from the parent's step (the stand-in weights say so)."""
     import numpy as np
 
-    from popplast.core.spec import SearchSpec
-    from popplast.core.strategies import build_strategy
     from popplast.execution.search import run_search
+    from popplast.execution.simulated import simulated_executor
     from popplast.execution.stopping import stop_judge
-    from popplast.simulation import simulated_executor
+    from popplast.spec.search import SearchSpec
+    from popplast.strategies.build import build_strategy
 
     spec = SearchSpec.from_yaml(str(sim_spec)).with_overrides(method=method, stopper="asha")
     strategy = build_strategy(spec, 18)
@@ -286,16 +286,16 @@ def test_the_simulators_utilisation_is_the_worker_utilisation_it_tracks(sim_spec
     start to the last end; attempts lost with their worker count in neither. The executor's figure was busy
     time with the lost attempts over the clock from 0 (before the first dispatch): dispatch and worker losses
     made the two differ."""
-    import popplast.simulation
+    import popplast.execution.simulated
 
     made = []
-    simulated_executor = popplast.simulation.simulated_executor
+    simulated_executor = popplast.execution.simulated.simulated_executor
 
     def spy(*args, **kwargs):
         made.append(simulated_executor(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(popplast.simulation, "simulated_executor", spy)
+    monkeypatch.setattr(popplast.execution.simulated, "simulated_executor", spy)
     model = tmp_path / "model.yaml"
     model.write_text(
         "cost: {seconds: 10, noise: 0.2, genes: {arch: {a: 1, b: 2, c: 4}}}\nscore: {base: 1.0, noise: 0.05}\n"
@@ -328,7 +328,7 @@ def test_a_table_recorded_from_a_real_search_replays_its_results(sim_spec, tmp_p
     real_uri = f"sqlite:///{tmp_path / 'real.db'}"
     real = popplast.run(sim_spec, executor="local", tracking_uri=real_uri, progress=False, stopper="asha")
     table_file = tmp_path / "table.json"
-    from popplast.cli import main
+    from popplast.cli.main import main
 
     assert main(["record-table", real.search_run_id, "--tracking-uri", real_uri, "--out", str(table_file)]) == 0
     table = Table.load(table_file)
@@ -363,7 +363,7 @@ def test_a_table_recorded_from_a_real_search_replays_its_results(sim_spec, tmp_p
     ],
 )
 def test_bad_simulation_input_is_one_line_and_exit_code_2(sim_spec, tmp_path, capsys, simulate, expected):
-    from popplast.cli import main
+    from popplast.cli.main import main
 
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "loop.yaml").write_text("&a {seed: *a}\n")
@@ -453,7 +453,7 @@ def test_a_hostile_table_or_simulation_file_is_one_line_exit_2_and_starts_nothin
 
     import psutil
 
-    from popplast.cli import main
+    from popplast.cli.main import main
 
     name, content, expected = HOSTILE[case]
     if name == "t.json":
@@ -475,7 +475,7 @@ def test_a_hostile_table_or_simulation_file_is_one_line_exit_2_and_starts_nothin
 
 
 def test_a_table_nested_thousands_deep_is_one_line(sim_spec, tmp_path, capsys):
-    from popplast.cli import main
+    from popplast.cli.main import main
 
     (tmp_path / "t.json").write_text("[" * 100_000)  # Python's JSON reader recurses: RecursionError
     args = ["run", str(sim_spec), "--executor", "simulated", "--simulate", str(tmp_path / "t.json")]
@@ -487,7 +487,7 @@ def test_a_table_nested_thousands_deep_is_one_line(sim_spec, tmp_path, capsys):
 def test_a_recorded_table_leaves_out_final_metrics_that_are_not_finite(tmp_path):
     """An objective's other final metrics may be NaN (a diverged model's loss; only the fitness metric and
     the reported steps must be finite): recorded as they were, the table's own load refused them."""
-    from popplast.simulation.record import record_table
+    from popplast.reports.record_table import record_table
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(uri)

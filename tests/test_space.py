@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from popplast.core.space import Gene, SearchSpace
+from popplast.spec.space import Gene, SearchSpace
 
 
 @pytest.mark.parametrize("g, expected", [(0.0, "a"), (0.3333, "a"), (0.3334, "b"), (0.9999, "c"), (1.0, "c")])

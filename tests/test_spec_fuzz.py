@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from popplast.cli import main
+from popplast.cli.main import main
 
 VALID = {
     "dataset": {"name": "digits", "split_seed": 0},

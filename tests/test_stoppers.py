@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from popplast.core.errors import SpecError
 from popplast.core.result import EvalResult
-from popplast.core.spec import SearchSpec
-from popplast.core.stoppers import ASHA, Hyperband, Median, promoted, rungs
+from popplast.errors import SpecError
 from popplast.execution.stopping import LocalChannel, StopJudge, stop_judge
+from popplast.spec.search import SearchSpec
+from popplast.strategies.stoppers import ASHA, Hyperband, Median, promoted, rungs
 
 
 def test_rungs_are_min_steps_times_powers_of_eta_below_the_budget():
@@ -135,7 +135,7 @@ def test_median_rule_never_stops_at_the_last_step_and_every_finisher_joins_the_r
 
 
 def test_median_warm_up_defaults_to_a_tenth_of_the_budget_and_reaches_optunas_pruner():
-    from popplast.core.stopper_spec import StopperSpec, build_stopper, grace_steps
+    from popplast.spec.stopper import StopperSpec, build_stopper, grace_steps
 
     assert [grace_steps(StopperSpec("median"), n) for n in (1, 3, 10, 11, 30, 100)] == [1, 1, 1, 2, 3, 10]
     assert grace_steps(StopperSpec("median", grace_steps=0), 100) == 0
@@ -258,8 +258,8 @@ def test_a_late_verdict_is_recorded_as_what_the_trial_did(never):
     answer comes in time (recorded stopped at 2, with step 2's value), or trains all 9 steps when none does
     (recorded finished, its final value, and the rule told it finished)."""
     from popplast.core.individual import Individual
-    from popplast.core.spec import Fidelity, FitnessSpec
     from popplast.objectives.function import FunctionEvaluator
+    from popplast.spec.search import Fidelity, FitnessSpec
 
     judge = StopJudge(ASHA(1, 3, 9), "score", maximize=True, fitness_metric="score")
     channel = LateChannel(judge, never=never)
@@ -286,8 +286,8 @@ def test_a_late_verdicts_later_reports_reach_the_median_rule():
     """b is stopped at step 1 (0.1) but trains on to 1.0 at step 3 (the verdict came late): recorded finished,
     the rule's reference holds b's whole curve, not the step-1 value alone; a resumed judge agrees."""
     from popplast.core.individual import Individual
-    from popplast.core.spec import Fidelity, FitnessSpec
     from popplast.objectives.function import FunctionEvaluator
+    from popplast.spec.search import Fidelity, FitnessSpec
 
     def rising(config, trial):
         for step, value in enumerate((0.1, 0.6, 1.0), start=1):

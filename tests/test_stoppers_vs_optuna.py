@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from popplast.core.stoppers import ASHA, Hyperband, Median
+from popplast.strategies.stoppers import ASHA, Hyperband, Median
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -15,11 +15,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from popplast.core.budget import generation_sizes, with_budget
-from popplast.core.catalogue import SAMPLER, methods
 from popplast.core.loading import load_attribute
-from popplast.core.spec import SearchSpec
-from popplast.core.strategies import STRATEGIES, build_strategy
+from popplast.spec.search import SearchSpec
+from popplast.strategies.budget import generation_sizes, with_budget
+from popplast.strategies.build import STRATEGIES, build_strategy
+from popplast.strategies.catalogue import SAMPLER, methods
 from popplast.testing import check_strategy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -227,7 +227,7 @@ def test_a_resumed_sampler_replays_its_trials_and_goes_on_exactly():
 
 def test_a_replay_that_asks_other_trials_is_refused_not_followed():
     """A checkpoint whose trials the seeded sampler would not ask (another Optuna version, an edited file)."""
-    from popplast.core.errors import SpecError
+    from popplast.errors import SpecError
 
     spec = spec_for("tpe", population=3, generations=3)
     strategy, rng = build_strategy(spec), np.random.default_rng(0)
@@ -243,8 +243,8 @@ def test_a_replay_that_asks_other_trials_is_refused_not_followed():
 
 def drive_rules(method: str, seed: int, round_trip: bool, reverse: bool, generations: int = 4):
     """evolve-rules' strategy under the same contract: (genomes, shared batch) per generation."""
-    from popplast.core.es import ES_STRATEGIES
-    from popplast.core.rule_search import RuleSearch
+    from popplast.strategies.es import ES_STRATEGIES
+    from popplast.strategies.rule_search import RuleSearch
 
     strategy = RuleSearch(ES_STRATEGIES[method](5, population=6), train_size=50, batch_size=8)
     rng, state, seen = np.random.default_rng(seed), strategy.init(), []
@@ -264,7 +264,7 @@ def drive_rules(method: str, seed: int, round_trip: bool, reverse: bool, generat
 def test_the_rule_search_keeps_the_contract_and_evolve_rules_draws(method):
     """Its draws are the ones evolve-rules made before it ran in the one loop (ES init, then per generation
     the population and then the batch), so the seeds in docs/experiments.md still give its numbers."""
-    from popplast.core.es import ES_STRATEGIES
+    from popplast.strategies.es import ES_STRATEGIES
 
     reference = drive_rules(method, 3, round_trip=False, reverse=False)
     assert drive_rules(method, 3, round_trip=True, reverse=True) == reference

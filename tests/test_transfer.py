@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import popplast
-from popplast.core.errors import SpecError
-from popplast.core.spec import DatasetSpec
+from popplast.errors import SpecError
+from popplast.spec.search import DatasetSpec
 from popplast.training.config import resolve
 from popplast.training.data import load_split
 from popplast.training.heads import build_for

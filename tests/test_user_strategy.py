@@ -17,8 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 import popplast
-from popplast.core.errors import SpecError
 from popplast.core.loading import load_attribute
+from popplast.errors import SpecError
 from popplast.testing import check_strategy
 from tests.helpers import individuals, lineage
 
@@ -189,7 +189,7 @@ class Async(DE):
 )
 def test_an_instance_that_cannot_be_recorded_as_it_is_is_refused(strategy, message):
     from popplast.core.loading import LoadError
-    from popplast.core.user_strategy import described, entry_of
+    from popplast.strategies.user_strategy import described, entry_of
 
     with pytest.raises(LoadError, match=message):
         described(strategy, 2)

@@ -1,5 +1,5 @@
 """Finding a user's code by name (`module:attribute`): the search file's folder first, then the Python path.
-Objectives (popplast.objectives.load) and strategies (core/user_strategy.py) are both named so."""
+Objectives (popplast.objectives.load) and strategies (strategies/user_strategy.py) are both named so."""
 
 from __future__ import annotations
 

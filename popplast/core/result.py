@@ -79,7 +79,7 @@ class SearchResult:
     answer_metrics: dict[str, float] = field(default_factory=dict)  # a user objective's `answer` hook's
     peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held in the object store at once
     fitness_label: str = "validation MCC"  # what the fitness is: an objective's metric, negated when minimised
-    worker_utilisation: float | None = None  # the workers' busy time over workers × wall time (tracking/utilisation.py)
+    worker_utilisation: float | None = None  # the workers' busy time over workers × wall time (reports/utilisation.py)
 
     def summary(self) -> str:
         """The text `popplast run` prints at the end."""

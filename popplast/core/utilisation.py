@@ -1,6 +1,6 @@
 """Worker utilisation, ALGORITHMS.md §9: one definition for the tracked `worker_utilisation`
-(tracking/utilisation.py, from the runs' start and end tags) and the simulated cluster's own figure
-(simulation/executor.py, from the same spans as its results carry them). Plain Python: the simulator may not
+(reports/utilisation.py, from the runs' start and end tags) and the simulated cluster's own figure
+(execution/simulated/executor.py, from the same spans as its results carry them). Plain Python: the simulator may not
 import tracking (MLflow)."""
 
 from __future__ import annotations

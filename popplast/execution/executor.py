@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.core.spec import Fidelity
+from popplast.spec.search import Fidelity
 
 
 class Evaluator(Protocol):

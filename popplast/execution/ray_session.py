@@ -12,7 +12,7 @@ from typing import Iterator
 
 import ray
 
-from popplast.core.errors import PopplastError
+from popplast.errors import PopplastError
 
 
 class ClusterError(PopplastError, RuntimeError):

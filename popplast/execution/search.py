@@ -30,17 +30,17 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from popplast.core.budget import epochs_spent
-from popplast.core.gensoup import weights_needed
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult
-from popplast.core.spec import SearchSpec
-from popplast.core.steady_state import weights_kept
 from popplast.core.strategy import Strategy, is_async
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor, Work, slices
 from popplast.execution.stopping import StopJudge
 from popplast.execution.work import configuration, evaluation_for, generation_fidelity, trained_config
+from popplast.spec.search import SearchSpec
+from popplast.strategies.budget import epochs_spent
+from popplast.strategies.gensoup import weights_needed
+from popplast.strategies.steady_state import weights_kept
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class _Loop:
             self.outcome.results[result.individual_id] = result.summary()
         self.spent += epochs_spent([result])
         if self.asynchronous:
-            if hasattr(self.strategy, "island_tag"):  # the island it was born on (core/islands.py)
+            if hasattr(self.strategy, "island_tag"):  # the island it was born on (strategies/islands.py)
                 result.tags["island"] = self.strategy.island_tag(self.state, result.individual_id)
             result.tags["birth"] = str(self.births.pop(result.individual_id))
 

@@ -1,7 +1,7 @@
 """The search's stopper in the driver, and how a worker's trial reaches it.
 
 Every value a trial reports of the watched metric goes to the driver's `StopJudge`, which runs the rule
-(core/stoppers.py) and answers; the trial waits for that answer in `should_stop()`, so an individual stops
+(strategies/stoppers.py) and answers; the trial waits for that answer in `should_stop()`, so an individual stops
 at the very step the rule judged, whichever executor runs it. Locally the trial calls the judge directly
 (`LocalChannel`); on Ray the reports and answers pass through a small actor (execution/ray_stopping.py).
 """
@@ -12,7 +12,7 @@ import logging
 from typing import Any, Iterable
 
 from popplast.core.result import EvalResult
-from popplast.core.stoppers import Stopper
+from popplast.strategies.stoppers import Stopper
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def stop_judge(spec: Any, strategy: Any = None) -> StopJudge | None:
     """The search's stopper (its spec's `stopper:`), watching the fitness metric unless it names another:
     popplast's CNN trainer then reports its validation MCC every epoch. None without one. A strategy with a
     stopper of its own for the rule (an Optuna sampler: Optuna's pruner over its trials) judges with it."""
-    from popplast.core.stopper_spec import CNN_METRIC, build_stopper
+    from popplast.spec.stopper import CNN_METRIC, build_stopper
 
     own = getattr(strategy, "stopper", None)
     rule = own() if own is not None else build_stopper(spec.stopper, spec.fidelity.epochs)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from popplast.core.gensoup import image_size
 from popplast.core.individual import Individual
-from popplast.core.spec import Fidelity, SearchSpec
 from popplast.execution.executor import Evaluation
+from popplast.spec.search import Fidelity, SearchSpec
+from popplast.strategies.gensoup import image_size
 
 
 def configuration(spec: SearchSpec, individual: Individual) -> dict[str, Any]:

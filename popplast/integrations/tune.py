@@ -12,7 +12,7 @@
   trial's checkpoint into a bottom-quartile one; explore multiplies each float gene by 0.8 or 1.2 or
   resamples it with p = 0.25 (ALGORITHMS.md §8), clipped to the gene's bounds. The initial population
   is drawn from the search's seed; Tune's own perturbations draw from Python's global `random`, so
-  tune-pbt runs are not reproducible seed for seed (popplast's own `pbt` is: popplast/core/pbt.py).
+  tune-pbt runs are not reproducible seed for seed (popplast's own `pbt` is: popplast/strategies/pbt.py).
 
 A driver-side callback turns each reported segment or trial into an individual's MLflow run as it
 arrives, so the layout (and `popplast lineage`) is the same as for the GA.
@@ -31,14 +31,9 @@ import numpy as np
 from ray import tune
 from ray.tune.search import Searcher
 
-from popplast.baselines.optuna_space import params_to_genome, to_optuna
-from popplast.baselines.optuna_strategy import make_sampler
-from popplast.core.errors import SpecError
-from popplast.core.ga import generation_metrics
 from popplast.core.individual import Individual, individual_id
 from popplast.core.result import EvalResult
-from popplast.core.space import Gene
-from popplast.core.spec import SearchSpec
+from popplast.errors import SpecError
 from popplast.execution.search import SearchOutcome, notify
 from popplast.integrations.tune_trainable import (
     INDEX_KEY,
@@ -51,6 +46,11 @@ from popplast.integrations.tune_trainable import (
     stopped_result,
     trial_index,
 )
+from popplast.spec.search import SearchSpec
+from popplast.spec.space import Gene
+from popplast.strategies.ga import generation_metrics
+from popplast.strategies.optuna_sampler import make_sampler
+from popplast.strategies.optuna_space import params_to_genome, to_optuna
 
 
 @dataclass

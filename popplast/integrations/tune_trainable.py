@@ -21,10 +21,10 @@ import numpy as np
 import ray
 from ray import tune
 
-from popplast.baselines.optuna_space import params_to_genome
 from popplast.core.individual import Individual, derived_seed, individual_id
 from popplast.core.result import EvalResult
-from popplast.core.spec import SearchSpec
+from popplast.spec.search import SearchSpec
+from popplast.strategies.optuna_space import params_to_genome
 
 INDEX_KEY = "popplast_trial"  # tune-tpe: the trial's creation number, added to its config
 PARTIAL_KEY = "popplast_partial"  # tune-asha: the individual and its curve so far, in every epoch's report
@@ -62,7 +62,7 @@ class TuneChannel:
 
     def __init__(self, individual: Individual, last_step: int) -> None:
         self.individual, self.last_step, self.curve = individual, last_step, []
-        self.started = time.time()  # a stopped trial's span ends at its last report (tracking/utilisation.py)
+        self.started = time.time()  # a stopped trial's span ends at its last report (reports/utilisation.py)
         self.where = f"{socket.gethostname()}:{os.getpid()}"
 
     def report(self, individual_id: str, step: int, value: float) -> None:

@@ -14,9 +14,9 @@ from typing import Any, Mapping
 
 import torch
 
-from popplast.core.spec import DatasetSpec, Fidelity, FitnessSpec
 from popplast.objectives.function import FunctionEvaluator
 from popplast.objectives.trial import Trial
+from popplast.spec.search import DatasetSpec, Fidelity, FitnessSpec
 from popplast.training.build import model_for, split_for
 from popplast.training.config import resolve
 from popplast.training.data import batches, native_channels

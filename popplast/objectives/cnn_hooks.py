@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from popplast.core.spec import SearchSpec
+from popplast.spec.search import SearchSpec
 
 
 class CNNHooks:
@@ -24,10 +24,10 @@ class CNNHooks:
 
         self.shape = preflight(spec, say)
 
-    def answer(self, spec: SearchSpec, outcome: Any, pool: Any, tracker: Any, result: Any, retrain: bool) -> None:
+    def answer(self, spec: SearchSpec, outcome: Any, workers: Any, tracker: Any, result: Any, retrain: bool) -> None:
         from popplast.objectives.cnn_model import log_soup_model, retrain_best
 
-        if self.inherits:
-            log_soup_model(spec, outcome, tracker, result, self.shape)
+        if self.inherits and outcome.best_weights is not None:
+            log_soup_model(spec, outcome, workers, tracker, result, self.shape)
         if retrain:
-            retrain_best(spec, pool, tracker, result, self.shape)
+            retrain_best(spec, workers, tracker, result, self.shape)

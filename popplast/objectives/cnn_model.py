@@ -7,12 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from popplast.core.errors import SearchFailed
 from popplast.core.result import SearchResult
-from popplast.core.spec import SearchSpec
+from popplast.errors import SearchFailed
+from popplast.spec.search import SearchSpec
 
 
-def log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
+def log_soup_model(
+    spec: SearchSpec, outcome: Any, workers: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]
+) -> None:
     """Gen-Soup's answer is a trained model: the best individual's weights, measured again here on the
     test split before they are logged, so the logged model is known to reproduce the reported metrics."""
     import torch
@@ -22,7 +24,7 @@ def log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchR
 
     if outcome.best_weights is None:
         return
-    model, cfg = _rebuilt(result, shape, fetch_weights(outcome.best_weights))  # fetched once, at the end
+    model, cfg = _rebuilt(result, shape, _state(workers.fetch(outcome.best_weights)))  # fetched once, at the end
     budget = outcome.best_budget
     data = split_for(spec.dataset, cfg, budget, shape[0])
     measured = measure(model, data, torch.device("cpu"))
@@ -30,14 +32,12 @@ def log_soup_model(spec: SearchSpec, outcome: Any, tracker: Any, result: SearchR
     result.model_uri = tracker.log_model(model, _example(cfg, shape, budget.image_size))
 
 
-def retrain_best(spec: SearchSpec, pool: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
+def retrain_best(spec: SearchSpec, workers: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:
     """Train the best configuration at the final fidelity and log the model."""
-    from popplast.execution.executor import Evaluation
-
-    [trained] = list(pool.map([Evaluation(result.best, result.best_config, spec.final, return_weights=True)]))
+    trained = workers.train(result.best, result.best_config, spec.final)
     if not trained.ok:
         raise SearchFailed(f"retraining the best configuration failed: {trained.error}")
-    model, cfg = _rebuilt(result, shape, fetch_weights(trained.weights))
+    model, cfg = _rebuilt(result, shape, _state(workers.fetch(trained.weights)))
     result.retrain_metrics = dict(trained.metrics)
     result.model_uri = tracker.log_model(model, _example(cfg, shape, spec.final.image_size))
 
@@ -62,12 +62,8 @@ def _example(cfg: Any, shape: tuple[int, int], image_size: int) -> np.ndarray:
     return np.zeros((1, input_channels(cfg.architecture, shape[0]), image_size, image_size), dtype=np.float32)
 
 
-def fetch_weights(weights: Any) -> Any:
-    """Trained weights as a state dict of tensors: the Ray pool hands back an object-store reference."""
+def _state(weights: Any) -> Any:
+    """Trained weights as a state dict of tensors (workers exchange them as arrays: training/weights.py)."""
     from popplast.training.weights import from_shareable
 
-    if type(weights).__name__ == "ObjectRef":
-        import ray
-
-        weights = ray.get(weights)
     return from_shareable(weights)

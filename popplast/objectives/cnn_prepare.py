@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from popplast.core.errors import SpecError
-from popplast.core.spec import SearchSpec
+from popplast.errors import SpecError
+from popplast.spec.search import SearchSpec
 
 
 def preflight(spec: SearchSpec, say: Callable[[str], None]) -> tuple[int, int]:

@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping
 from popplast.core.individual import Individual
 from popplast.core.names import name_problem
 from popplast.core.result import EvalResult
-from popplast.core.spec import Fidelity, FitnessSpec
 from popplast.objectives.trial import Trial
+from popplast.spec.search import Fidelity, FitnessSpec
 
 TAG_PREFIX = "popplast."  # of the tags trial.set_tag sets (tracking/mlflow_tracker.py)
 

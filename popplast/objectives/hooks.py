@@ -17,8 +17,20 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.spec import SearchSpec
+from popplast.errors import COMMAND_LINE, SpecError
+from popplast.spec.search import SearchSpec
+
+
+class Workers(Protocol):
+    """What an objective's answer may ask of the workers that ran the search."""
+
+    def train(self, individual: Any, config: dict[str, Any], budget: Any) -> Any:
+        """One evaluation at `budget` (a Fidelity), its trained state kept: an EvalResult."""
+        ...
+
+    def fetch(self, state: Any) -> Any:
+        """A trained state as the objective returned it (on Ray, fetched from the object store)."""
+        ...
 
 
 class ObjectiveHooks(Protocol):
@@ -32,8 +44,10 @@ class ObjectiveHooks(Protocol):
         """In the driver, before any worker starts: what a bad file would otherwise fail on in every worker."""
         ...
 
-    def answer(self, spec: SearchSpec, outcome: Any, pool: Any, tracker: Any, result: Any, retrain: bool) -> None:
-        """After the search, on the pool that ran it: the final model, into `result` and the search run."""
+    def answer(
+        self, spec: SearchSpec, outcome: Any, workers: Workers | None, tracker: Any, result: Any, retrain: bool
+    ) -> None:
+        """After the search, on the workers that ran it: the final model, into `result` and the search run."""
         ...
 
 
@@ -70,11 +84,14 @@ class UserHooks:
         if prepare is not None:
             prepare(spec)
 
-    def answer(self, spec: SearchSpec, outcome: Any, pool: Any, tracker: Any, result: Any, retrain: bool) -> None:
+    def answer(
+        self, spec: SearchSpec, outcome: Any, workers: Workers | None, tracker: Any, result: Any, retrain: bool
+    ) -> None:
         answer = getattr(self.fn, "answer", None)
         if answer is None:
             return
-        state = pool.fetch(outcome.best_weights) if outcome.best_weights is not None else None
+        kept = outcome.best_weights
+        state = workers.fetch(kept) if workers is not None and kept is not None else None
         metrics = answer(result, state)
         if metrics:
             result.answer_metrics = {str(k): float(v) for k, v in dict(metrics).items()}
@@ -95,7 +112,9 @@ class NoTraining:
     def prepare(self, spec: SearchSpec, say: Callable[[str], None]) -> None:
         pass
 
-    def answer(self, spec: SearchSpec, outcome: Any, pool: Any, tracker: Any, result: Any, retrain: bool) -> None:
+    def answer(
+        self, spec: SearchSpec, outcome: Any, workers: Workers | None, tracker: Any, result: Any, retrain: bool
+    ) -> None:
         pass
 
 

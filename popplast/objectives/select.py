@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.spec import SearchSpec
+from popplast.errors import COMMAND_LINE, SpecError
+from popplast.spec.search import SearchSpec
 
 
 def make_evaluator(spec: SearchSpec, threads: int, objective: Callable[..., Any] | None = None):

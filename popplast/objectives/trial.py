@@ -6,7 +6,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from popplast.core.individual import Individual
-from popplast.core.spec import Fidelity
+from popplast.spec.search import Fidelity
 
 
 class Trial:

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from popplast.console import say
-from popplast.core import catalogue
-from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.core.spec import SearchSpec
 from popplast.defaults import CPUS_PER_WORKER, EXECUTOR, GPUS_PER_WORKER, OPTUNA_STORAGE, TRACKING_URI
+from popplast.errors import COMMAND_LINE, SpecError
 from popplast.objectives.hooks import ObjectiveHooks, hooks_for
 from popplast.objectives.select import objective_for
-from popplast.run_tracking import claim_journal, tracker_for
-from popplast.session import check_options
+from popplast.search.session import check_options
+from popplast.search.tracking import claim_journal, tracker_for
+from popplast.spec.search import SearchSpec
+from popplast.strategies import catalogue
+from popplast.strategies.method import SAMPLER, Method
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Plan:
     spec: SearchSpec
     options: RunOptions  # as given, with what a resumed search recorded filled in
     budget: int  # evaluations
-    entry: catalogue.Method  # the method's catalogue entry
+    entry: Method  # the method's catalogue entry
     hooks: ObjectiveHooks  # the objective's, around the loop
     objective: Callable[..., Any] | None  # a user's objective; None: popplast's CNN trainer (or nothing trains)
     simulation: Any  # a simulated search's table or cost model
@@ -89,7 +90,7 @@ class Plan:
 def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -> Plan:
     o = options
     if o.resume:
-        from popplast.resuming import resumed_spec
+        from popplast.search.resume import resumed_spec
         from popplast.tracking.lease import check_lease
 
         record, spec, budget = resumed_spec(
@@ -126,14 +127,14 @@ def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -
     hooks.check(spec, entry, o.retrain)
     simulation = None
     if simulated:  # read before anything is created, so that a bad file leaves nothing behind
-        from popplast.simulation import simulation_for
+        from popplast.execution.simulated import simulation_for
 
         simulation = simulation_for(spec, o.simulate)
     catalogue.check_spec(spec)  # what the method itself needs of the file
     hooks.prepare(spec, lambda line: say(o.progress, line))
     study = None
-    if entry.family == catalogue.SAMPLER:  # its trials are recorded in an Optuna study too
-        from popplast.baselines.optuna_search import open_study, study_name_for
+    if entry.family == SAMPLER:  # its trials are recorded in an Optuna study too
+        from popplast.integrations.optuna_study import open_study, study_name_for
 
         assert o.experiment is not None
         name = o.study_name or study_name_for(spec, o.experiment)
@@ -174,12 +175,12 @@ def _claim(tracker: Any, o: RunOptions) -> Any:
 def _spec(space: str | os.PathLike | SearchSpec, o: RunOptions) -> tuple[SearchSpec, int]:
     """The file's spec with the flags (and a strategy passed from Python) applied, and the budget in
     evaluations (the most an epoch budget pays)."""
-    from popplast.core.budget import default_budget, evaluations_for_epochs, with_budget
+    from popplast.strategies.budget import default_budget, evaluations_for_epochs, with_budget
 
     spec = space if isinstance(space, SearchSpec) else SearchSpec.from_yaml(space)
     flags = o.flags()
     if o.strategy is not None:
-        from popplast.core.user_strategy import strategy_flags
+        from popplast.strategies.user_strategy import strategy_flags
 
         flags = strategy_flags(len(spec.space), o.strategy, flags)
     spec = spec.with_overrides(**flags)

@@ -20,11 +20,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from popplast.core.errors import COMMAND_LINE, SearchFailed, SpecError
 from popplast.core.result import SearchResult
 from popplast.defaults import CPUS_PER_WORKER, EXECUTOR, GPUS_PER_WORKER, OPTUNA_STORAGE, TRACKING_URI
+from popplast.errors import COMMAND_LINE, SearchFailed, SpecError
 from popplast.objectives.select import make_evaluator
-from popplast.run_tracking import (
+from popplast.search.plan import Plan, RunOptions, prepare
+from popplast.search.session import open_executor
+from popplast.search.tracking import (
     LeaseWatch,
     end_search,
     failing,
@@ -33,9 +35,7 @@ from popplast.run_tracking import (
     releasing_lease,
     start_tracking,
 )
-from popplast.search.plan import Plan, RunOptions, prepare
-from popplast.session import open_executor
-from popplast.tracking.outbox import failing_fast
+from popplast.tracking.fail_fast import failing_fast
 
 
 def run(
@@ -77,7 +77,7 @@ def run(
     PBT (pbt), an Optuna sampler (tpe, cmaes, random, nsga2), an evolution strategy (elitist, openai, snes)
     or a Ray Tune method (tune-tpe, tune-pbt, tune-asha) over the same space;
     `budget_evals` is the number of evaluations (default: the file's population × generations);
-    `budget_epochs` instead, the training epochs to spend (a stopped evaluation costs fewer: core/budget.py).
+    `budget_epochs` instead, the training epochs to spend (a stopped evaluation costs fewer: strategies/budget.py).
     `resume`: the MLflow search run of an interrupted search, which goes on exactly from its last finished
     generation (every method but the Tune ones); `space` may
     then be left out, and what is given must agree with the search (more generations or budget is allowed).
@@ -87,12 +87,13 @@ def run(
     `force`: with `resume`, take the search over even from a driver that still holds it (tracking.lease).
     `stopper`: an early-stopping rule (median, asha, hyperband; none) over the file's `stopper:` section;
     `method` may name one too (`ga+asha`, `tpe-hyperband`). `schedule`: generational or async (ga, gensoup and
-    pbt without generations: core/steady_state.py, core/async_pbt.py) over the file's; `ga-async` says the same.
+    pbt without generations: strategies/steady_state.py, strategies/async_pbt.py) over the file's; `ga-async`
+    says the same.
     `executor="simulated"` with `simulate` (a table .json, a simulation .yaml, or a Simulation): the search
-    on a simulated cluster of `workers` in virtual time (popplast.simulation); nothing trains.
+    on a simulated cluster of `workers` in virtual time (popplast.execution.simulated); nothing trains.
     `eval_timeout`: seconds after which an evaluation is stopped (its Ray worker killed and replaced; virtual
     seconds when simulated) and recorded failed; the search goes on. None: no limit.
-    `strategy`: a strategy of one's own (popplast.core.user_strategy: a dataclass implementing the Strategy
+    `strategy`: a strategy of one's own (popplast.strategies.user_strategy: a dataclass implementing the Strategy
     protocol), in place of the file's method; its population is the search's. A resume is given it again, or
     finds its class by the name the search recorded.
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
@@ -159,12 +160,13 @@ def execute(plan: Plan, pool: Any) -> Any:
     """The search run started (or reopened), then the loop on the journal: every popplast strategy,
     checkpointed whenever a generation closes, resumed from the newest checkpoint. The loop reports to the
     search's outbox (tracking/outbox.py): journalled locally, shipped to MLflow in the background."""
-    from popplast.core.budget import epochs_spent, generation_sizes
-    from popplast.core.strategies import build_strategy
     from popplast.core.strategy import is_async
-    from popplast.execution.checkpoint import Checkpointer, CheckpointError, load
+    from popplast.execution.checkpoint import Checkpointer, load
+    from popplast.execution.checkpoint_files import CheckpointError
     from popplast.execution.search import run_search
     from popplast.execution.stopping import stop_judge
+    from popplast.strategies.budget import epochs_spent, generation_sizes
+    from popplast.strategies.build import build_strategy
 
     spec, o, tracker = plan.spec, plan.options, plan.tracker
     start_tracking(tracker, spec, plan.budget, {**plan.settings, "workers": pool.workers}, plan.study, o.resume)
@@ -194,7 +196,7 @@ def execute(plan: Plan, pool: Any) -> Any:
         ) as observers:
             observers.insert(0, LeaseWatch(tracker))  # a displaced driver stops before it journals another result
             if plan.study is not None:
-                from popplast.baselines.optuna_search import StudyMirror
+                from popplast.integrations.optuna_study import StudyMirror
 
                 observers.append(StudyMirror(plan.study, spec))
             earlier = checkpoint.seconds if checkpoint else 0.0
@@ -244,8 +246,25 @@ def answer(plan: Plan, outcome: Any, pool: Any) -> SearchResult:
         peak_weight_bytes=outcome.peak_weight_bytes,
         fitness_label=plan.hooks.label,
     )
-    plan.hooks.answer(spec, outcome, pool, tracker, result, plan.options.retrain)
+    workers = _Workers(pool) if pool is not None else None
+    plan.hooks.answer(spec, outcome, workers, tracker, result, plan.options.retrain)
     return result
+
+
+class _Workers:
+    """The pool that ran the search, as an objective's answer sees it (objectives/hooks.py's Workers)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def train(self, individual: Any, config: dict[str, Any], budget: Any) -> Any:
+        from popplast.execution.executor import Evaluation
+
+        [trained] = list(self.pool.map([Evaluation(individual, config, budget, return_weights=True)]))
+        return trained
+
+    def fetch(self, state: Any) -> Any:
+        return self.pool.fetch(state)
 
 
 def finish(plan: Plan, outcome: Any, result: SearchResult) -> SearchResult:

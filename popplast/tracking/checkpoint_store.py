@@ -9,8 +9,8 @@ import json
 import os
 from typing import Any, Iterable, Iterator
 
-from popplast.core.errors import COMMAND_LINE, SpecError
-from popplast.execution.checkpoint import STATE_FILE, CheckpointError, check_id, is_state_file, weights_whole
+from popplast.errors import COMMAND_LINE, SpecError
+from popplast.execution.checkpoint_files import STATE_FILE, CheckpointError, check_id, is_state_file, weights_whole
 
 CHECKPOINT_DIR = "checkpoint"
 

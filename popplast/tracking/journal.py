@@ -27,8 +27,8 @@ import socket
 import threading
 from typing import Any, Mapping
 
-from popplast.core.errors import PopplastError
 from popplast.core.result import EvalResult
+from popplast.errors import PopplastError
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ class Journal:
 
     def newest_whole_state(self) -> str | None:
         """The path of the newest state file in the local copy whose weights are all there and verify."""
-        from popplast.execution.checkpoint import check_id, is_state_file, weights_whole
+        from popplast.execution.checkpoint_files import check_id, is_state_file, weights_whole
 
         if not os.path.isdir(self.checkpoint):
             return None

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from popplast.core.errors import PopplastError, SpecError
+from popplast.errors import PopplastError, SpecError
+from popplast.tracking.fail_fast import failing_fast
 from popplast.tracking.failures import describe
 from popplast.tracking.journal import HEADER, Journal, JournalBusy
-from popplast.tracking.outbox import Outbox, failing_fast
+from popplast.tracking.outbox import Outbox
 
 
 def sync(directory: str | os.PathLike, on_wait: Any = None) -> tuple[str, int, dict[int, str]]:

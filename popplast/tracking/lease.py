@@ -36,7 +36,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
-from popplast.core.errors import COMMAND_LINE, PopplastError, SpecError
+from popplast.errors import COMMAND_LINE, PopplastError, SpecError
 
 HOLDER = "popplast.lease_holder"
 HEARTBEAT = "popplast.lease_heartbeat"
@@ -203,7 +203,7 @@ class Lease:
             self._thread = None
         if self.lost is not None:
             return
-        from popplast.tracking.outbox import failing_fast
+        from popplast.tracking.fail_fast import failing_fast
 
         try:
             with failing_fast():  # MLflow's client would retry for minutes: an outage costs seconds here

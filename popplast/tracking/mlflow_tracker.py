@@ -15,11 +15,11 @@ from typing import Any, Mapping, Sequence
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
-from popplast.core.catalogue import method as entry
-from popplast.core.errors import COMMAND_LINE, SpecError
 from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
-from popplast.core.spec import SearchSpec
+from popplast.errors import COMMAND_LINE, SpecError
+from popplast.spec.search import SearchSpec
+from popplast.strategies.catalogue import method as entry
 from popplast.tracking.bulk_runs import DATABASE, RunRecord, open_bulk, server_database
 from popplast.tracking.checkpoint_store import CheckpointStore
 from popplast.tracking.failures import describe, unreachable
@@ -46,7 +46,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         self._fitness: dict[str, float | None] = {}
         self._children: dict[str, set[str]] = {}
         self._stale_notes: set[str] = set()
-        self.outbox: Any = None  # the journal's sender while a search is journalled (run_tracking.py)
+        self.outbox: Any = None  # the journal's sender while a search is journalled (search/tracking.py)
         self.drawn: tuple[str | None, float | None] = (None, None)  # the lineage page and utilisation, once drawn
         database = os.environ.get(DATABASE, "").strip()
         bulk = None
@@ -78,7 +78,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
                     "objective": spec.objective,
                     "fitness.metric": spec.fitness.metric,
                     "fitness.mode": spec.fitness.mode,
-                    # the held-out metric a comparison's report puts beside the fitness (tracking/comparison.py)
+                    # the held-out metric a comparison's report puts beside the fitness (reports/comparison.py)
                     **({"fitness.test": spec.fitness.test} if spec.fitness.test else {}),
                 }
                 if spec.objective
@@ -366,8 +366,8 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         other failure to draw is logged and leaves the drawings out, never the search run unended."""
         import tempfile
 
-        from popplast.tracking.lineage import draw_lineage
-        from popplast.tracking.utilisation import draw_workers
+        from popplast.reports.lineage import draw_lineage
+        from popplast.reports.utilisation import draw_workers
 
         runs = individual_runs(self.client, self.experiment_id, self.search_run_id)  # once for both drawings
         try:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 from mlflow.entities import Metric
 
-from popplast.core.rules_spec import RulesSpec
+from popplast.spec.rules import RulesSpec
 from popplast.tracking.search_run import SearchRunTracker
 
 

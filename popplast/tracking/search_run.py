@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
-from popplast.core.errors import COMMAND_LINE, SpecError
+from popplast.errors import COMMAND_LINE, SpecError
 from popplast.tracking.lease import Lease, acquire
 
 

@@ -8,7 +8,7 @@ import os
 import torch
 from torch import nn
 
-from popplast.core.spec import DatasetSpec, Fidelity
+from popplast.spec.search import DatasetSpec, Fidelity
 from popplast.training.config import TrainConfig
 from popplast.training.data import SplitData, load_split
 from popplast.training.heads import build_for

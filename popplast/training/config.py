@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from popplast.core.errors import SpecError
-from popplast.core.spec import SearchSpec
+from popplast.errors import SpecError
 from popplast.plasticity.astrocytes import COUNTERS
+from popplast.spec.search import SearchSpec
 from popplast.training.data import BUILTIN_DATASETS, torchvision_dataset_names
 from popplast.training.losses import LOSSES
 from popplast.training.models import architecture_names

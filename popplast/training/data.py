@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
-from popplast.core.spec import DatasetSpec
+from popplast.spec.search import DatasetSpec
 
 BUILTIN_DATASETS = ("digits", "imagefolder")
 

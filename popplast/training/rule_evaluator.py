@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from popplast.core.rules_spec import RulesSpec
 from popplast.plasticity.plastic_rnn import (
     PlasticNet,
     forward,
@@ -18,6 +17,7 @@ from popplast.plasticity.plastic_rnn import (
     plastic_pass,
     population_accuracy,
 )
+from popplast.spec.rules import RulesSpec
 from popplast.training.rule_tasks import RuleData, generalisation_task, load_task
 
 

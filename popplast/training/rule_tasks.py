@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from popplast.core.rules_spec import GeneralisationSpec, TaskSpec
+from popplast.spec.rules import GeneralisationSpec, TaskSpec
 
 
 @dataclass(frozen=True)

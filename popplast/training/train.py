@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from popplast.core.spec import Fidelity
 from popplast.plasticity.astrocytes import Astrocytes
 from popplast.plasticity.metaplasticity import Metaplasticity
 from popplast.plasticity.positionwise import PositionWise, blocks_of
+from popplast.spec.search import Fidelity
 from popplast.training.config import TrainConfig
 from popplast.training.data import SplitData, batches
 from popplast.training.losses import LOSSES

@@ -1,0 +1,352 @@
+"""The `popplast` command. Thin: it parses flags and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from popplast.cli.flags import execution_flags, run_flags
+from popplast.defaults import COMPARE_SEEDS, OPTUNA_STORAGE, REPLAY_CPUS, TRACKING_URI
+from popplast.spec.search import METHODS, STOPPING_BASELINES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="popplast", description="Population-based training on Ray, tracked in MLflow."
+    )
+    from popplast import __version__
+
+    parser.add_argument("--version", action="version", version=f"popplast {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a search described by a search-space file",
+        description="Run a search described by a search-space file. Flags override the file.",
+    )
+    run_flags(run)
+    lineage = commands.add_parser(
+        "lineage",
+        help="draw a search's family tree from MLflow",
+        description="Draw the family tree of a search from its MLflow runs alone: "
+        "lineage.html (every node links to its run) and lineage.png.",
+    )
+    search_run_flags(lineage)
+    lineage.add_argument("--out", default=".", help="folder for lineage.html and lineage.png (default: here)")
+    lineage.add_argument(
+        "--ui-url",
+        help="base URL of the MLflow UI the nodes link to (default: the tracking "
+        "server's URL, or http://127.0.0.1:5000 for a local store)",
+    )
+    lineage.add_argument("--no-log", action="store_true", help="do not attach the files to the search run")
+    lineage.add_argument(
+        "--focus", metavar="ID", help="the individual whose pedigree is drawn and written (default: the best)"
+    )
+    replay = commands.add_parser(
+        "replay",
+        help="retrain an individual's schedule from scratch",
+        description="Retrain the schedule an individual (default: the best) was trained with, from scratch and "
+        "without the search: its pedigree's configurations, each from the step before's weights for Gen-Soup "
+        "and PBT. The result is logged beside the search run.",
+    )
+    search_run_flags(replay)
+    replay.add_argument("--individual", metavar="ID", help="whose schedule (default: the best individual)")
+    replay.add_argument(
+        "--cpus", type=int, default=REPLAY_CPUS, help="torch threads for the training (default %(default)s)"
+    )
+    replay.add_argument("--quiet", action="store_true", help="no progress lines")
+    sync = commands.add_parser(
+        "sync",
+        help="ship a search's journal to MLflow",
+        description="Ship what a search's journal folder holds unshipped (results, generation metrics, "
+        "checkpoints) to its MLflow search run, once each, then remove the folder: after an MLflow outage "
+        "that outlived the driver. `popplast run --resume` does this itself.",
+    )
+    sync.add_argument(
+        "directory", metavar="JOURNAL_DIR", help="the search's journal folder (popplast-journal/SEARCH_RUN_ID)"
+    )
+    cmp = commands.add_parser(
+        "compare",
+        help="run several methods over the same space with paired seeds; report",
+        description="Run every method SEEDS times (paired seeds: the same data split for "
+        "every method within a seed) with the same budget and workers, then "
+        "write report.md and anytime curves, all logged under one MLflow run.",
+    )
+    cmp.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
+    cmp.add_argument(
+        "--methods",
+        default="ga,tpe,random",
+        help=f"comma-separated, from {','.join(METHODS + tuple(STOPPING_BASELINES))}, each optionally with "
+        "+RULE, an early-stopping rule (ga+asha), or strategies of your own (module:Class) (default ga,tpe,random)",
+    )
+    cmp.add_argument(
+        "--budget-evals", type=int, help="evaluations per search (default: the file's population × generations)"
+    )
+    cmp.add_argument(
+        "--budget-epochs",
+        type=int,
+        help="training epochs per search instead: equal training work when some methods stop individuals early",
+    )
+    cmp.add_argument(
+        "--seeds",
+        type=int,
+        default=COMPARE_SEEDS,
+        help="searches per method; seeds are the file's seed + 0, 1, ... (default %(default)s)",
+    )
+    cmp.add_argument("--out", default=".", help="folder for report.md and the PNGs (default: here)")
+    cmp.add_argument(
+        "--resume",
+        metavar="COMPARISON_RUN_ID",
+        help="continue an interrupted comparison: finished searches are not run again",
+    )
+    cmp.add_argument("--optuna-storage", default=OPTUNA_STORAGE, help="Optuna storage URL (default %(default)s)")
+    execution_flags(cmp, timeouts=True)
+    rep = commands.add_parser(
+        "report",
+        help="rebuild a comparison's report from MLflow",
+        description="Rebuild report.md and the anytime curves of a comparison from its MLflow runs alone.",
+    )
+    rep.add_argument("comparison_run_id", metavar="COMPARISON_RUN_ID", help="printed by popplast compare")
+    rep.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
+    rep.add_argument("--out", default=".", help="folder for the files (default: here)")
+    rep.add_argument("--log", action="store_true", help="also attach the files to the comparison run")
+    table = commands.add_parser(
+        "record-table",
+        help="record a finished search as a table the simulated cluster replays",
+        description="Write a finished search's individuals (configuration, the fitness metric's values step by "
+        "step, training seconds, final metrics) from MLflow as a table for --executor simulated --simulate.",
+    )
+    search_run_flags(table)
+    table.add_argument("--out", default="table.json", help="the table's file (default %(default)s)")
+    rules = commands.add_parser(
+        "evolve-rules",
+        help="evolve plasticity rules of a recurrent network (paper 004)",
+        description="Evolve plasticity-rule vectors with an evolution strategy (or train them "
+        "by gradient) as the file says. Flags override the file.",
+    )
+    rules.add_argument("space", metavar="SPACE.yaml", help="the rules file (task, network, strategy)")
+    rules.add_argument(
+        "--method",
+        choices=("elitist", "openai", "snes", "gradient"),
+        help="elitist: the paper's (1+λ) ES; openai: OpenAI-ES; snes: separable NES; "
+        "gradient: Adam through the unrolled plastic pass",
+    )
+    rules.add_argument("--population", type=int, help="individuals per generation")
+    rules.add_argument("--generations", type=int, help="generations (gradient: Adam steps)")
+    rules.add_argument("--seed", type=int, help="seed of the strategy and of the batch order")
+    rules.add_argument(
+        "--sigma",
+        type=float,
+        help="the ES's mutation / sampling σ (default: the file's, else the "
+        "method's: elitist 0.01, openai and snes 0.1)",
+    )
+    rules.add_argument(
+        "--learning-rate",
+        type=float,
+        help="OpenAI-ES's Adam step on the mean; the gradient "
+        "baseline's Adam rate (default: the file's, else 0.05, "
+        "gradient 0.01)",
+    )
+    execution_flags(rules)
+    return parser
+
+
+def search_run_flags(command: argparse.ArgumentParser) -> None:
+    """What every command about one finished search takes: the search run, and the store it is in."""
+    command.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
+    command.add_argument("--tracking-uri", default=TRACKING_URI, help="MLflow tracking URI (default %(default)s)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from popplast.errors import PopplastError
+    from popplast.search.session import Interrupted, interrupted, stop_on_sigterm
+
+    with stop_on_sigterm():
+        try:
+            return COMMANDS[args.command](args)
+        except PopplastError as e:  # every error a user sees: one line, its exit code
+            print(f"popplast: {e.line()}", file=sys.stderr)
+            return e.exit_code
+        except (KeyboardInterrupt, Interrupted) as e:
+            stop = interrupted(e)
+            assert stop is not None
+            run, journal = getattr(e, "search_run_id", ""), getattr(e, "journalled_end", "")
+            if journal:  # the search had ended; MLflow had not taken its end yet
+                where = f"the search's end waits in {journal}, and `popplast sync {journal}` ends its run"
+            elif args.command == "sync":  # it ships into a run it does not own: nothing marks that run
+                where = (
+                    "the search run's status is left as it was; the events not yet shipped stay in "
+                    f"{args.directory}, and `popplast sync {args.directory}` ships them"
+                )
+            elif run:
+                where = (
+                    f"the search run {run} is marked KILLED; `popplast run --resume {run}` goes on from its last "
+                    "finished generation"
+                )
+            else:
+                where = "its MLflow run, if one was started, is marked KILLED"
+            print(f"popplast: {stop}; {where}.", file=sys.stderr)
+            return stop.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from popplast.search.run import run
+
+    result = run(
+        args.space,
+        method=args.method,
+        population=args.population,
+        generations=args.generations,
+        budget_evals=args.budget_evals,
+        budget_epochs=args.budget_epochs,
+        seed=args.seed,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        executor=args.executor,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        retrain=args.retrain,
+        optuna_storage=args.optuna_storage,
+        study_name=args.study_name,
+        resume=args.resume,
+        progress=not args.quiet,
+        force=args.force,
+        stopper=args.stopper,
+        schedule=args.schedule,
+        simulate=args.simulate,
+        eval_timeout=args.eval_timeout,
+    )
+    print(result.summary())
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from popplast.search.compare import compare
+
+    result = compare(
+        args.space,
+        methods=args.methods,
+        budget_evals=args.budget_evals,
+        budget_epochs=args.budget_epochs,
+        seeds=args.seeds,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        executor=args.executor,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        optuna_storage=args.optuna_storage,
+        simulate=args.simulate,
+        eval_timeout=args.eval_timeout,
+        out=args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(result.summary())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from popplast.search.compare import report
+
+    files = report(args.comparison_run_id, tracking_uri=args.tracking_uri, out=args.out, log=args.log)
+    print("\n".join(files))
+    return 0
+
+
+def _record_table(args: argparse.Namespace) -> int:
+    from popplast.reports.record_table import record_table
+
+    table = record_table(args.tracking_uri, args.search_run_id)
+    table.save(args.out)
+    print(f"{args.out}: {len(table.rows)} runs of the search {args.search_run_id} ({table.metric})")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from popplast.search.replay import replay
+
+    result = replay(
+        args.search_run_id,
+        individual=args.individual,
+        tracking_uri=args.tracking_uri,
+        cpus=args.cpus,
+        progress=not args.quiet,
+    )
+    print(result.summary())
+    return 0 if result.fitness is not None else 1
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from popplast.tracking.journal_sync import sync
+
+    run_id, shipped, refused = sync(
+        args.directory, on_wait=lambda message: print(f"[popplast] {message}", file=sys.stderr)
+    )
+    print(f"shipped {shipped} journalled events to the search run {run_id}")
+    if not refused:
+        return 0
+    for index, error in sorted(refused.items()):
+        print(f"popplast: MLflow refused journal event {index}: {error}", file=sys.stderr)
+    print(
+        f"popplast: {len(refused)} events stay in {args.directory}; fix what MLflow names and run "
+        f"`popplast sync {args.directory}` again",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from popplast.reports.lineage import draw_lineage
+
+    html_path, png_path = draw_lineage(
+        args.tracking_uri, args.search_run_id, args.out, args.ui_url, log=not args.no_log, focus=args.focus
+    )
+    print(f"{html_path}\n{png_path}")
+    return 0
+
+
+def _evolve_rules(args: argparse.Namespace) -> int:
+    from popplast.search.evolve_rules import evolve_rules
+
+    result = evolve_rules(
+        args.space,
+        method=args.method,
+        population=args.population,
+        generations=args.generations,
+        seed=args.seed,
+        sigma=args.sigma,
+        learning_rate=args.learning_rate,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        executor=args.executor,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        progress=not args.quiet,
+    )
+    print(result.summary())
+    return 0
+
+
+COMMANDS = {  # a command's handler: it returns the exit code; a PopplastError is main's to print
+    "run": _run,
+    "compare": _compare,
+    "report": _report,
+    "record-table": _record_table,
+    "replay": _replay,
+    "sync": _sync,
+    "lineage": _lineage,
+    "evolve-rules": _evolve_rules,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""A search specification: the YAML file users write, validated on load (see README "Search-space files")."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from popplast.core.loading import LoadError, source_folder
+from popplast.core.names import check_name
+from popplast.errors import COMMAND_LINE, SpecError
+from popplast.spec.fields import REQUIRED, Section, check_json, describe, load_yaml
+from popplast.spec.space import SearchSpace
+from popplast.spec.stopper import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
+from popplast.spec.strategy import (
+    ASYNC_METHODS,
+    METHODS,
+    REPLACEMENTS,
+    SCHEDULES,
+    STOPPING_BASELINES,
+    StrategySpec,
+    method_label,
+    split_method,
+    split_schedule,
+    strategy_from,
+    user_strategy_spec,
+)
+from popplast.strategies import catalogue
+from popplast.strategies.catalogue import CATALOGUE, SOUP_SETTINGS, is_user_method, methods
+from popplast.strategies.method import USER
+
+# what other modules import from here: the method names and the strategy section (spec/strategy.py)
+__all__ = [
+    "METHODS",
+    "REPLACEMENTS",
+    "SCHEDULES",
+    "STOPPING_BASELINES",
+    "StrategySpec",
+    "method_label",
+    "split_method",
+]
+
+SCHEDULERS = ("none", "cosine")
+MAX_IMAGE_SIZE = 1024
+# the split is held in memory as float32 at the search's image size
+IMAGE_SIZE_LIMIT = (
+    "expected at most 1024 pixels, got {value}: images are held in memory as float32 at this size "
+    "(one 3-channel image of 1024 px is 12 MB)."
+)
+FILE_KEYS = ("source_checkpoint",)  # fixed values that name files: relative ones are taken from the file's folder
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where the images come from. `name`: digits, imagefolder, or a torchvision data set class name."""
+
+    name: str = "digits"
+    path: str | None = None
+    root: str = "./data"
+    download: bool = False
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How hard one evaluation trains; `scheduler: cosine` anneals to 0.1·lr as the thesis' final training."""
+
+    image_size: int = 32
+    epochs: int = 3
+    batch_size: int = 64
+    max_train_samples: int | None = None
+    scheduler: str = "none"
+
+
+@dataclass(frozen=True)
+class FitnessSpec:
+    """Which metric an objective's result is ranked by, and in which direction (popplast maximises fitness:
+    a minimised metric's fitness is its negative); `test`: the held-out metric it also returns, which
+    comparison reports put beside the fitness (None: it names none, and reports show no test column)."""
+
+    metric: str = "fitness"
+    mode: str = "maximize"
+    test: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """`objective`: 'module:function' of the user's training code (popplast.objectives), None for popplast's
+    CNN trainer, which alone needs the dataset section and checks the space's names against its table."""
+
+    source: str
+    dataset: DatasetSpec
+    fidelity: Fidelity
+    final: Fidelity
+    strategy: StrategySpec
+    space: SearchSpace
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    objective: str | None = None
+    fitness: FitnessSpec = FitnessSpec()
+    stopper: StopperSpec = StopperSpec()
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "SearchSpec":
+        source = os.fspath(path)
+        data = load_yaml(source)
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> "SearchSpec":
+        top = Section(data, source, "")
+        base = source_folder(source)
+        space = SearchSpace.from_section(top.section("space"))
+        objective = top.take("objective", "str", None)
+        if objective is not None and ":" not in objective:
+            raise top.error(
+                "objective", f"expected 'module:function' (for example mypkg.train:fit), got {describe(objective)}."
+            )
+        fitness = _fitness(top.section("fitness", {}), objective)
+        # a user's objective loads its own data: a dataset section is popplast's CNN trainer's
+        unused = Section({"name": "digits"}, source, "dataset")  # read as if written, so to_dict round-trips
+        dataset = _dataset(top.section("dataset") if objective is None or "dataset" in data else unused, base)
+        fid = top.section("fidelity", {} if objective else REQUIRED)
+        fidelity = _fidelity(fid, Fidelity())
+        final_section = fid.section("final", {})
+        final = _fidelity(final_section, fidelity)
+        final_section.finish()
+        fid.finish()
+        strategy = strategy_from(top.section("strategy"), space)
+        stopper = stopper_from(top)
+        _check_stopper(stopper, strategy.method, objective, fitness, top)
+        fixed = top.section("fixed", {})
+        for name, value in fixed.data.items():
+            if name in space.names:
+                raise fixed.error(str(name), f"'{name}' is both fixed and a gene of the space; keep one.")
+            problem = check_name(name, "fixed.")  # each run logs it as the params NAME and fixed.NAME
+            if problem:
+                raise fixed.error(str(name), f"{problem}.")
+            check_json(value, source, fixed.key(name))  # the search run keeps its spec as JSON, to resume from
+        top.finish()
+        values = {k: _file_path(base, v) if k in FILE_KEYS else v for k, v in fixed.data.items()}
+        return cls(source, dataset, fidelity, final, strategy, space, values, objective, fitness, stopper)
+
+    @property
+    def folder(self) -> str:
+        """The search file's folder: where its relative paths, and its objective's module, are looked up."""
+        return source_folder(self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a file would say it (paths absolute, every default written out): from_dict reads it
+        back to an equal spec, so a search run's copy of it is enough to resume the search."""
+        return {
+            "dataset": dict(vars(self.dataset)),
+            "fidelity": {**vars(self.fidelity), "final": dict(vars(self.final))},
+            "strategy": self._strategy_dict(),
+            "space": {g.name: _gene_dict(g) for g in self.space.genes},
+            **({"fixed": dict(self.fixed)} if self.fixed else {}),
+            **({"objective": self.objective, "fitness": _fitness_dict(self.fitness)} if self.objective else {}),
+            **({"stopper": self.stopper.to_dict()} if self.stopper.active else {}),
+        }
+
+    def _strategy_dict(self) -> dict[str, Any]:
+        s = self.strategy
+        if is_user_method(s.method):  # the loop's keys and the class's own settings
+            return {
+                "method": s.method,
+                "population": s.population,
+                "generations": s.generations,
+                "seed": s.seed,
+                **s.settings,
+            }
+        strategy = {k: v for k, v in vars(s).items() if k not in ("crossover", "mutation", "settings")}
+        for key in SOUP_SETTINGS:  # written only for the methods that take them
+            if key not in CATALOGUE[s.method].settings:
+                del strategy[key]
+        if s.schedule == "generational":
+            for key in ("schedule", "replacement", "replay"):
+                del strategy[key]
+        if s.islands == 1:
+            for key in ("islands", "migration_interval", "migration_topology", "migrants"):
+                del strategy[key]
+        names = self.space.names
+        strategy.update(crossover=dict(zip(names, s.crossover)), mutation=dict(zip(names, s.mutation)))
+        return strategy
+
+    def with_overrides(self, **flags: Any) -> "SearchSpec":
+        """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
+        named, rule = split_method(flags.pop("method", None) or "")
+        named, schedule = split_schedule(named)
+        schedule = flags.pop("schedule", None) or schedule
+        method = named or None
+        stopper = with_rule(self.stopper, flags.pop("stopper", None) or rule)
+        if method is not None and is_user_method(method):
+            try:
+                catalogue.method(method, self.folder)
+            except LoadError as e:
+                raise SpecError(COMMAND_LINE, "--method", f"{e}.") from None
+        elif method is not None and method not in METHODS:
+            raise SpecError(
+                COMMAND_LINE,
+                "--method",
+                f"expected one of {', '.join(METHODS)} or a class of your own (module:Class), got {describe(method)}.",
+            )
+        strategy: dict[str, Any] = {
+            k: v for k, v in flags.items() if k in ("population", "generations", "seed") and v is not None
+        }
+        settings = flags.pop("settings", None)  # a user's strategy passed from Python: its own settings
+        if method is not None and method != self.strategy.method:
+            strategy.update(method=method, settings=settings or {})  # another method: its settings or defaults
+        elif settings is not None:
+            strategy["settings"] = settings
+        fidelity = {k: v for k, v in flags.items() if k in ("epochs", "image_size") and v is not None}
+        minimum = {"population": 2, "generations": 1, "seed": 0, "epochs": 1, "image_size": 4}
+        for key, value in {**strategy, **fidelity}.items():
+            if key in ("method", "settings"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum[key]:
+                raise SpecError(
+                    COMMAND_LINE,
+                    "--" + key.replace("_", "-"),
+                    f"expected an integer >= {minimum[key]}, got {describe(value)}.",
+                )
+            if key == "image_size" and value > MAX_IMAGE_SIZE:
+                raise SpecError(COMMAND_LINE, "--image-size", IMAGE_SIZE_LIMIT.format(value=value))
+        merged = dataclasses.replace(self.strategy, **strategy)
+        if schedule is not None:
+            if schedule not in SCHEDULES:
+                raise SpecError(
+                    COMMAND_LINE, "--schedule", f"expected generational or async, got {describe(schedule)}."
+                )
+            if schedule == "async" and merged.method not in ASYNC_METHODS:
+                raise SpecError(
+                    COMMAND_LINE,
+                    "--schedule",
+                    f"asynchronous evolution is implemented for {', '.join(ASYNC_METHODS)}; got {merged.method}.",
+                )
+            if schedule == "async" and merged.population_step:
+                raise SpecError(
+                    COMMAND_LINE,
+                    "--schedule",
+                    f"an asynchronous search has no generations to shrink (strategy.population_step in {self.source}).",
+                )
+            merged = dataclasses.replace(merged, schedule=schedule)
+        entry = catalogue.method(merged.method)
+        if entry.family == USER:
+            merged = _user_strategy_spec(merged, "population" in strategy, self.source, len(self.space))
+        if entry.antithetic and merged.population % 2:
+            flag = "--population" if "population" in strategy else "--method"
+            raise SpecError(
+                COMMAND_LINE,
+                flag,
+                f"{merged.method} samples antithetic pairs: its population must be even, got {merged.population}.",
+            )
+        if any(getattr(merged, k) is not None and k not in entry.settings for k in ("sigma", "learning_rate")):
+            raise SpecError(
+                COMMAND_LINE,
+                "--method",
+                f"{merged.method} takes no sigma or learning_rate (strategy in {self.source}).",
+            )
+        if stopper.active and not _stoppable(merged.method, stopper.rule):
+            raise SpecError(COMMAND_LINE, "--stopper", _not_stoppable(merged.method))
+        return dataclasses.replace(
+            self, strategy=merged, fidelity=dataclasses.replace(self.fidelity, **fidelity), stopper=stopper
+        )
+
+
+def _user_strategy_spec(merged: StrategySpec, population_flag: bool, source: str, n_genes: int) -> StrategySpec:
+    """A user's strategy named or sized by a flag: checked with its settings, and none of the file's settings
+    of other methods kept (a schedule, islands, Gen-Soup's ramp)."""
+    from popplast.strategies.user_strategy import settings_problem
+
+    if merged.schedule != "generational":
+        raise SpecError(
+            COMMAND_LINE,
+            "--method",
+            f"a strategy of your own runs generational; {source} says schedule: {merged.schedule} "
+            "(add --schedule generational).",
+        )
+    problem = settings_problem(catalogue.method(merged.method), n_genes, merged.population, merged.settings)
+    if problem:
+        raise SpecError(COMMAND_LINE, "--population" if population_flag else "--method", problem[1])
+    s = merged
+    return user_strategy_spec(s.method, s.population, s.generations, s.seed, s.settings, n_genes)
+
+
+def _stoppable(method: str, rule: str) -> bool:
+    """popplast's loop stops any of its stoppable methods; one out of the loop runs its own scheduler's rules
+    (tune-asha: Ray Tune's ASHA, with the asha section's settings)."""
+    entry = catalogue.method(method)
+    return entry.stoppable or rule in entry.stopper_rules
+
+
+def _not_stoppable(method: str) -> str:
+    own = [
+        f"{m.name} (its scheduler's own {', '.join(m.stopper_rules)})" for m in CATALOGUE.values() if m.stopper_rules
+    ]
+    return (
+        f"{method} cannot stop individuals early; a stopper goes with "
+        f"{', '.join(methods(stoppable=True) + tuple(own))}, and a strategy of your own that declares stoppable = True."
+    )
+
+
+def _check_stopper(
+    stopper: StopperSpec, method: str, objective: str | None, fitness: FitnessSpec, top: Section
+) -> None:
+    if not stopper.active:
+        return
+    if not _stoppable(method, stopper.rule):
+        raise top.error("stopper", _not_stoppable(method))
+    own = fitness.metric if objective else CNN_METRIC
+    if objective is None and stopper.metric not in (None, *CNN_WATCHABLE):
+        raise top.error(
+            "stopper.metric",
+            f"popplast's CNN trainer reports {', '.join(CNN_WATCHABLE)} every epoch; got {describe(stopper.metric)}.",
+        )
+    if stopper.metric not in (None, own) and stopper.mode is None:
+        raise top.error("stopper.mode", f"say whether {stopper.metric} is to be maximized or minimized.")
+
+
+def _gene_dict(gene: Any) -> dict[str, Any]:
+    if gene.type == "categorical":
+        return {"type": gene.type, "choices": list(gene.choices)}
+    return {"type": gene.type, "low": gene.low, "high": gene.high, "log": gene.log}
+
+
+def _fitness(s: Section, objective: str | None) -> FitnessSpec:
+    if s.data and objective is None:
+        raise s.error(
+            "metric",
+            "popplast's CNN trainer ranks by validation MCC; a fitness section goes with an "
+            "objective (objective: module:function).",
+        )
+    spec = FitnessSpec(
+        s.take("metric", "str", "fitness"), s.take("mode", "str", "maximize"), s.take("test", "str", None)
+    )
+    if spec.mode not in ("maximize", "minimize"):
+        raise s.error("mode", f"expected maximize or minimize, got {describe(spec.mode)}.")
+    problem = check_name(spec.metric, "best_")  # every individual would fail returning it (objectives/function.py)
+    if problem:
+        raise s.error("metric", f"{problem}.")
+    s.finish()
+    return spec
+
+
+def _fitness_dict(fitness: FitnessSpec) -> dict[str, Any]:
+    """The fitness section as a file says it; `test` only where it names a metric (files without it read the same)."""
+    return {k: v for k, v in vars(fitness).items() if k != "test" or v is not None}
+
+
+def _file_path(base: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return value  # the hyperparameter's own check says what is wrong
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+
+
+def _dataset(s: Section, base: str) -> DatasetSpec:
+    name = s.take("name", "str")
+    path = s.take("path", "str", None)
+    if name == "imagefolder":
+        if path is None:
+            raise s.error("path", "imagefolder needs the path of a folder with one sub-folder per class.")
+        path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+        if not os.path.isdir(path):
+            raise s.error("path", f"expected an existing image folder, but {path} does not exist or is not a folder.")
+    elif path is not None:
+        raise s.error("path", f"only the imagefolder data set takes a path; '{name}' does not.")
+    root = os.path.normpath(os.path.join(base, os.path.expanduser(s.take("root", "str", "./data"))))
+    split_seed = s.take("split_seed", "int", 0)
+    if split_seed < 0:
+        raise s.error("split_seed", f"expected an integer >= 0, got {split_seed}.")
+    spec = DatasetSpec(name, path, root, s.take("download", "bool", False), split_seed)
+    s.finish()
+    return spec
+
+
+def _fidelity(s: Section, defaults: Fidelity) -> Fidelity:
+    out = {}
+    for key, minimum in (("image_size", 4), ("epochs", 1), ("batch_size", 1)):
+        value = s.take(key, "int", getattr(defaults, key))
+        if value < minimum:
+            raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
+        if key == "image_size" and value > MAX_IMAGE_SIZE:
+            raise s.error(key, IMAGE_SIZE_LIMIT.format(value=value))
+        out[key] = value
+    # an explicit null lifts an inherited cap (a final fidelity trains on the whole training split)
+    inherited = None if s.is_null("max_train_samples") else defaults.max_train_samples
+    cap = s.take("max_train_samples", "int", inherited)
+    if cap is not None and cap < 2:
+        raise s.error("max_train_samples", f"expected an integer >= 2 or null, got {cap}.")
+    scheduler = s.take("scheduler", "str", defaults.scheduler)
+    if scheduler not in SCHEDULERS:
+        raise s.error("scheduler", f"expected one of {', '.join(SCHEDULERS)}, got {describe(scheduler)}.")
+    return Fidelity(max_train_samples=cap, scheduler=scheduler, **out)
