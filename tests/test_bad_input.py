@@ -158,7 +158,7 @@ def test_missing_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--population", "1"], "Invalid option --population: expected an integer >= 2, got int 1."),
+        (["--population", "1"], "Invalid option --population: expected an integer >= 2, got 1."),
         (["--workers", "0"], "Invalid option --workers: expected an integer >= 1, got 0."),
         (["--cpus-per-worker", "inf"], "Invalid option --cpus-per-worker: expected a finite number > 0, got inf."),
         (["--budget-evals", "10000000000"], "Invalid option --budget-evals: expected an integer from 1 to 10,000,000"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Sequence
 
@@ -191,36 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from popplast.search.plan import RunOptions
     from popplast.search.run import run
 
-    result = run(
-        args.space,
-        method=args.method,
-        population=args.population,
-        generations=args.generations,
-        budget_evals=args.budget_evals,
-        budget_epochs=args.budget_epochs,
-        seed=args.seed,
-        epochs=args.epochs,
-        image_size=args.image_size,
-        workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker,
-        executor=args.executor,
-        address=args.address,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        retrain=args.retrain,
-        optuna_storage=args.optuna_storage,
-        study_name=args.study_name,
-        resume=args.resume,
-        progress=not args.quiet,
-        force=args.force,
-        stopper=args.stopper,
-        schedule=args.schedule,
-        simulate=args.simulate,
-        eval_timeout=args.eval_timeout,
-    )
+    # every flag of `popplast run` is an option of popplast.run by the same name (tests/test_cli_options.py)
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions) if hasattr(args, f.name)}
+    result = run(args.space, **options, progress=not args.quiet)
     print(result.summary())
     return 0
 

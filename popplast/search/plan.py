@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from popplast.console import say
-from popplast.defaults import CPUS_PER_WORKER, EXECUTOR, GPUS_PER_WORKER, OPTUNA_STORAGE, TRACKING_URI
 from popplast.errors import COMMAND_LINE, SpecError
 from popplast.objectives.hooks import ObjectiveHooks, hooks_for
 from popplast.objectives.select import objective_for
@@ -25,36 +24,37 @@ from popplast.strategies.method import SAMPLER, Method
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything `popplast.run` takes besides the file: `popplast run --help` says what each does."""
+    """Everything `popplast.run` takes besides the file, as `popplast.run` was called: its signature holds the
+    defaults (`popplast run --help` says what each does)."""
 
-    method: str | None = None
-    population: int | None = None
-    generations: int | None = None
-    budget_evals: int | None = None
-    budget_epochs: int | None = None
-    seed: int | None = None
-    epochs: int | None = None
-    image_size: int | None = None
-    workers: int | None = None
-    cpus_per_worker: float = CPUS_PER_WORKER
-    gpus_per_worker: float = GPUS_PER_WORKER
-    executor: str = EXECUTOR
-    address: str | None = None
-    tracking_uri: str = TRACKING_URI
-    experiment: str | None = None
-    retrain: bool = False
-    optuna_storage: str = OPTUNA_STORAGE
-    study_name: str | None = None
-    resume: str | None = None
-    progress: bool = True
-    parent_run_id: str | None = None
-    objective: Callable[..., Any] | None = None
-    force: bool = False
-    stopper: str | None = None
-    schedule: str | None = None
-    simulate: Any = None
-    eval_timeout: float | None = None
-    strategy: Any = None
+    method: str | None
+    population: int | None
+    generations: int | None
+    budget_evals: int | None
+    budget_epochs: int | None
+    seed: int | None
+    epochs: int | None
+    image_size: int | None
+    workers: int | None
+    cpus_per_worker: float
+    gpus_per_worker: float
+    executor: str
+    address: str | None
+    tracking_uri: str
+    experiment: str | None
+    retrain: bool
+    optuna_storage: str
+    study_name: str | None
+    resume: str | None
+    progress: bool
+    parent_run_id: str | None
+    objective: Callable[..., Any] | None
+    force: bool
+    stopper: str | None
+    schedule: str | None
+    simulate: Any
+    eval_timeout: float | None
+    strategy: Any
 
     def flags(self) -> dict[str, Any]:
         """The options that override the file's settings (None: the file's)."""

@@ -99,36 +99,7 @@ def run(
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
-    options = RunOptions(
-        method=method,
-        population=population,
-        generations=generations,
-        budget_evals=budget_evals,
-        budget_epochs=budget_epochs,
-        seed=seed,
-        epochs=epochs,
-        image_size=image_size,
-        workers=workers,
-        cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker,
-        executor=executor,
-        address=address,
-        tracking_uri=tracking_uri,
-        experiment=experiment,
-        retrain=retrain,
-        optuna_storage=optuna_storage,
-        study_name=study_name,
-        resume=resume,
-        progress=progress,
-        parent_run_id=parent_run_id,
-        objective=objective,
-        force=force,
-        stopper=stopper,
-        schedule=schedule,
-        simulate=simulate,
-        eval_timeout=eval_timeout,
-        strategy=strategy,
-    )
+    options = RunOptions(**{name: value for name, value in locals().items() if name != "space"})  # every keyword
     plan = prepare(space, options)
     with releasing_lease(plan.tracker, plan.claimed):  # whatever stops the search, the lease is given back
         if not plan.entry.in_loop:  # Ray Tune's own loop

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from popplast.core.loading import LoadError, source_folder
+from popplast.core.loading import source_folder
 from popplast.core.names import check_name
 from popplast.errors import COMMAND_LINE, SpecError
 from popplast.spec.fields import REQUIRED, Section, check_json, describe, load_yaml
 from popplast.spec.space import SearchSpace
-from popplast.spec.stopper import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from, with_rule
+from popplast.spec.stopper import CNN_METRIC, CNN_WATCHABLE, StopperSpec, stopper_from
 from popplast.spec.strategy import (
-    ASYNC_METHODS,
     METHODS,
     REPLACEMENTS,
     SCHEDULES,
@@ -24,11 +22,9 @@ from popplast.spec.strategy import (
     split_method,
     split_schedule,
     strategy_from,
-    user_strategy_spec,
 )
 from popplast.strategies import catalogue
 from popplast.strategies.catalogue import CATALOGUE, SOUP_SETTINGS, is_user_method, methods
-from popplast.strategies.method import USER
 
 # what other modules import from here: the method names and the strategy section (spec/strategy.py)
 __all__ = [
@@ -184,103 +180,69 @@ class SearchSpec:
         return strategy
 
     def with_overrides(self, **flags: Any) -> "SearchSpec":
-        """Apply command-line overrides (None means 'keep the file's value'), checked like the file."""
+        """Command-line flags (None: the file's value) merged into the file's settings, which are then checked
+        once, by the file's own parser: a problem with a value a flag set names the flag, and one the flags
+        made of the file's other settings (a method that does not take them) names the flag and the key."""
         named, rule = split_method(flags.pop("method", None) or "")
-        named, schedule = split_schedule(named)
+        method, schedule = split_schedule(named)
         schedule = flags.pop("schedule", None) or schedule
-        method = named or None
-        stopper = with_rule(self.stopper, flags.pop("stopper", None) or rule)
-        if method is not None and is_user_method(method):
-            try:
-                catalogue.method(method, self.folder)
-            except LoadError as e:
-                raise SpecError(COMMAND_LINE, "--method", f"{e}.") from None
-        elif method is not None and method not in METHODS:
-            raise SpecError(
-                COMMAND_LINE,
-                "--method",
-                f"expected one of {', '.join(METHODS)} or a class of your own (module:Class), got {describe(method)}.",
-            )
-        strategy: dict[str, Any] = {
-            k: v for k, v in flags.items() if k in ("population", "generations", "seed") and v is not None
-        }
+        stopper = flags.pop("stopper", None) or rule
         settings = flags.pop("settings", None)  # a user's strategy passed from Python: its own settings
-        if method is not None and method != self.strategy.method:
-            strategy.update(method=method, settings=settings or {})  # another method: its settings or defaults
-        elif settings is not None:
-            strategy["settings"] = settings
-        fidelity = {k: v for k, v in flags.items() if k in ("epochs", "image_size") and v is not None}
-        minimum = {"population": 2, "generations": 1, "seed": 0, "epochs": 1, "image_size": 4}
-        for key, value in {**strategy, **fidelity}.items():
-            if key in ("method", "settings"):
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum[key]:
-                raise SpecError(
-                    COMMAND_LINE,
-                    "--" + key.replace("_", "-"),
-                    f"expected an integer >= {minimum[key]}, got {describe(value)}.",
-                )
-            if key == "image_size" and value > MAX_IMAGE_SIZE:
-                raise SpecError(COMMAND_LINE, "--image-size", IMAGE_SIZE_LIMIT.format(value=value))
-        merged = dataclasses.replace(self.strategy, **strategy)
+        data = self.to_dict()
+        given: dict[str, str] = {}  # the file's key -> the flag that set it
+        strategy = data["strategy"]
+        if method and method != self.strategy.method:
+            strategy = _switched(strategy, method)
+            given["strategy.method"] = "--method"
+        if settings is not None:
+            strategy = {k: v for k, v in strategy.items() if k in SHARED_KEYS} | dict(settings)
+        for key in ("population", "generations", "seed"):
+            if flags.get(key) is not None:
+                strategy[key] = flags[key]
+                given[f"strategy.{key}"] = f"--{key}"
         if schedule is not None:
-            if schedule not in SCHEDULES:
-                raise SpecError(
-                    COMMAND_LINE, "--schedule", f"expected generational or async, got {describe(schedule)}."
-                )
-            if schedule == "async" and merged.method not in ASYNC_METHODS:
-                raise SpecError(
-                    COMMAND_LINE,
-                    "--schedule",
-                    f"asynchronous evolution is implemented for {', '.join(ASYNC_METHODS)}; got {merged.method}.",
-                )
-            if schedule == "async" and merged.population_step:
-                raise SpecError(
-                    COMMAND_LINE,
-                    "--schedule",
-                    f"an asynchronous search has no generations to shrink (strategy.population_step in {self.source}).",
-                )
-            merged = dataclasses.replace(merged, schedule=schedule)
-        entry = catalogue.method(merged.method)
-        if entry.family == USER:
-            merged = _user_strategy_spec(merged, "population" in strategy, self.source, len(self.space))
-        if entry.antithetic and merged.population % 2:
-            flag = "--population" if "population" in strategy else "--method"
-            raise SpecError(
-                COMMAND_LINE,
-                flag,
-                f"{merged.method} samples antithetic pairs: its population must be even, got {merged.population}.",
-            )
-        if any(getattr(merged, k) is not None and k not in entry.settings for k in ("sigma", "learning_rate")):
-            raise SpecError(
-                COMMAND_LINE,
-                "--method",
-                f"{merged.method} takes no sigma or learning_rate (strategy in {self.source}).",
-            )
-        if stopper.active and not _stoppable(merged.method, stopper.rule):
-            raise SpecError(COMMAND_LINE, "--stopper", _not_stoppable(merged.method))
-        return dataclasses.replace(
-            self, strategy=merged, fidelity=dataclasses.replace(self.fidelity, **fidelity), stopper=stopper
-        )
+            if schedule == "generational":  # what only an asynchronous schedule takes goes with it
+                strategy = {k: v for k, v in strategy.items() if k not in ASYNC_KEYS}
+            strategy["schedule"] = schedule
+            given["strategy.schedule"] = "--schedule"
+        for key in ("epochs", "image_size"):
+            if flags.get(key) is not None:
+                data["fidelity"][key] = flags[key]
+                given[f"fidelity.{key}"] = "--" + key.replace("_", "-")
+        if stopper is not None:
+            data["stopper"] = {**data.get("stopper", {}), "rule": stopper}
+            given["stopper.rule"] = given["stopper"] = "--stopper"
+        data["strategy"] = strategy
+        try:
+            return SearchSpec.from_dict(data, self.source)
+        except SpecError as e:
+            raise _flagged(e, given) from None
 
 
-def _user_strategy_spec(merged: StrategySpec, population_flag: bool, source: str, n_genes: int) -> StrategySpec:
-    """A user's strategy named or sized by a flag: checked with its settings, and none of the file's settings
-    of other methods kept (a schedule, islands, Gen-Soup's ramp)."""
-    from popplast.strategies.user_strategy import settings_problem
+SHARED_KEYS = ("method", "population", "generations", "seed", "schedule")  # every method's strategy keys
+ASYNC_KEYS = ("replacement", "replay", "islands", "migration_interval", "migration_topology", "migrants")
 
-    if merged.schedule != "generational":
-        raise SpecError(
-            COMMAND_LINE,
-            "--method",
-            f"a strategy of your own runs generational; {source} says schedule: {merged.schedule} "
-            "(add --schedule generational).",
-        )
-    problem = settings_problem(catalogue.method(merged.method), n_genes, merged.population, merged.settings)
-    if problem:
-        raise SpecError(COMMAND_LINE, "--population" if population_flag else "--method", problem[1])
-    s = merged
-    return user_strategy_spec(s.method, s.population, s.generations, s.seed, s.settings, n_genes)
+
+def _switched(strategy: dict[str, Any], method: str) -> dict[str, Any]:
+    """The file's strategy section for another method: the loop's keys stay, and of the others those the
+    new method may take (a user's strategy's settings are its own; Gen-Soup's schedule is Gen-Soup's)."""
+    if is_user_method(method) or is_user_method(strategy["method"]):
+        return {k: v for k, v in strategy.items() if k in SHARED_KEYS} | {"method": method}
+    taken = CATALOGUE[method].settings if method in CATALOGUE else ()  # an unknown name: the parser says so
+    return {k: v for k, v in strategy.items() if k not in SOUP_SETTINGS or k in taken} | {"method": method}
+
+
+def _flagged(e: SpecError, given: Mapping[str, str]) -> SpecError:
+    """The parser's error about the merged settings, named by the flag behind it: the flag that set the key;
+    else, for a key of the file, the flag that changed what the key means (the method, the schedule)."""
+    if e.source == COMMAND_LINE or not given:
+        return e
+    if e.key in given:
+        return SpecError(COMMAND_LINE, given[e.key], e.expected)
+    section = e.key.split(".")[0]
+    causes = [f"{section}.{k}" for k in ("method", "schedule", "rule")] + ["strategy.method", *given]
+    flag = next(given[k] for k in causes if k in given)
+    return SpecError(COMMAND_LINE, flag, f"{e.expected} ({e.key} in {e.source})")
 
 
 def _stoppable(method: str, rule: str) -> bool:
