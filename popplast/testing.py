@@ -103,7 +103,8 @@ def drive(
         through_json()
         return individuals
 
-    def tell(individual: Any) -> None:
+    def tell(individual: Any, last: bool | None = None) -> None:
+        """`last`: whether it completes its generation (a generational strategy's summary comes then only)."""
         nonlocal state, told
         value: float | None = fitness(individual)
         if fail(individual):
@@ -111,6 +112,11 @@ def drive(
             value = None if len(failed) % 2 else math.nan
         state, metrics = strategy.tell(state, {individual.id: value})
         assert isinstance(metrics, dict), f"tell returned {type(metrics).__name__} as its metrics, not a dict"
+        if last is not None:  # the loop closes a generation (history, checkpoint) on its last result's summary
+            assert bool(metrics) == last, (
+                f"tell of {individual.id} returned {'a summary' if metrics else 'no summary'}; a generation's "
+                "summary comes with its last result, and only then"
+            )
         told += 1
         through_json()
 
@@ -145,7 +151,8 @@ def drive(
         )
         waiting = list(individuals)
         while waiting:
-            tell(pick(waiting))
+            last = len(waiting) == 1
+            tell(pick(waiting), last=last)
     return Run(asked, state, failed, told)
 
 

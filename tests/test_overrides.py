@@ -99,3 +99,11 @@ def test_a_schedule_flag_takes_what_only_the_other_schedule_had_away():
     islands["strategy"].update(schedule="async", islands=2, replacement="worst")
     spec = _spec(islands).with_overrides(schedule="generational")
     assert (spec.strategy.schedule, spec.strategy.islands, spec.strategy.replacement) == ("generational", 1, "aging")
+
+
+def test_a_stopper_flag_keeps_the_files_stopper_settings_even_under_rule_none():
+    quiet = copy.deepcopy(FILE)
+    quiet["stopper"] = {"rule": "none", "min_steps": 1, "reduction_factor": 4}
+    for flags in ({"stopper": "asha"}, {"method": "ga+asha"}):
+        stopper = _spec(quiet).with_overrides(**flags).stopper
+        assert (stopper.rule, stopper.reduction_factor) == ("asha", 4)

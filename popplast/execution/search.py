@@ -170,7 +170,7 @@ class _Loop:
             for result in results:
                 individual, config = self.asked.pop(result.individual_id)
                 notify(self.observers, "individual_finished", individual, config, result)
-            if metrics:
+            if metrics if self.asynchronous else not self.asked:  # a cohort's summary; a generation's last result
                 self._close(metrics)
         outcome, state = self.outcome, self.state
         outcome.state = state
@@ -189,6 +189,8 @@ class _Loop:
                 return
             individuals, self.state = self.strategy.ask(self.state, self.rng)
             if not individuals:  # none can be asked before another result is in
+                if not self.asynchronous:
+                    raise RuntimeError(f"{self.strategy.name} asked no individuals for generation {self.generation}")
                 yield None
                 continue
             if self.asynchronous:

@@ -262,10 +262,10 @@ def _tune_search(plan: Plan) -> tuple[Any, SearchResult]:
             tracker.start_search(spec, {**plan.settings, "workers": workers})
             with observing(tracker, o.progress, spec.strategy.generations, plan.budget) as observers:
                 outcome = run_tune(spec, plan.budget, workers, cpus, gpus, plan.threads, observers)
-            # a pool of one only to retrain the best configuration: the answer needs no other
-            pool = (
-                RayExecutor(functools.partial(make_evaluator, spec, plan.threads), 1, cpus, gpus) if o.retrain else None
-            )
+            # a pool of one only to retrain the best configuration (once there is one): no other answer needs it
+            retrains = o.retrain and outcome.state.best is not None
+            make = functools.partial(make_evaluator, spec, plan.threads)
+            pool = RayExecutor(make, 1, cpus, gpus) if retrains else None
             try:
                 result = answer(plan, outcome, pool)
             finally:

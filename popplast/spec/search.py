@@ -210,7 +210,7 @@ class SearchSpec:
                 data["fidelity"][key] = flags[key]
                 given[f"fidelity.{key}"] = "--" + key.replace("_", "-")
         if stopper is not None:
-            data["stopper"] = {**data.get("stopper", {}), "rule": stopper}
+            data["stopper"] = {**self.stopper.to_dict(), "rule": stopper}  # the file's settings, even under none
             given["stopper.rule"] = given["stopper"] = "--stopper"
         data["strategy"] = strategy
         try:

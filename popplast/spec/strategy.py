@@ -169,7 +169,11 @@ def _user_strategy(s: Section, method: str, space: SearchSpace) -> StrategySpec:
     seed = _seed(s)
     schedule = s.take("schedule", "str", "generational")
     if schedule != "generational":
-        raise s.error("schedule", f"a strategy of your own runs generational; got {describe(schedule)}.")
+        raise s.error(
+            "schedule",
+            f"a strategy of your own runs generational; got {describe(schedule)} (say schedule: generational, "
+            "or pass --schedule generational).",
+        )
     settings = {str(k): v for k, v in s.data.items() if k not in SHARED_KEYS}
     for key, value in settings.items():
         s.take(key, "any")
