@@ -236,21 +236,19 @@ class _Loop:
         shared = context(self.state) if context else {}
         self.work = {}
         for individual in individuals:
-            base = {**self.configure(individual), **shared}
-            self.asked[individual.id] = (individual, trained_config(self.spec, base, budget))
-            self.work[individual.id] = self._evaluation(individual, base, budget)
+            self.work[individual.id] = self._asked({**self.configure(individual), **shared}, individual, budget)
         return list(self.work.values())
 
     def _asked_alone(self, individual: Individual) -> Evaluation:
-        base = self.configure(individual)
         budget = generation_fidelity(self.spec, individual.generation) if self.strategy.inherits else None
-        self.asked[individual.id] = (individual, trained_config(self.spec, base, budget))
         if individual.generation > self.shown:  # the progress display's rows: cohorts of `population` births
             self.shown = individual.generation
             notify(self.observers, "generation_started", individual.generation, [individual])
-        return self._evaluation(individual, base, budget)
+        return self._asked(self.configure(individual), individual, budget)
 
-    def _evaluation(self, individual: Individual, config: dict[str, Any], budget: Any) -> Evaluation:
+    def _asked(self, config: dict[str, Any], individual: Individual, budget: Any) -> Evaluation:
+        """`individual` in flight with what its run records it trained with, and its evaluation."""
+        self.asked[individual.id] = (individual, trained_config(self.spec, config, budget))
         return evaluation_for(individual, config, budget, self.weights, self.strategy.inherits, self.stops)
 
     def _receive(self, result: EvalResult) -> None:

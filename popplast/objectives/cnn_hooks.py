@@ -17,7 +17,7 @@ class CNNHooks:
         self.shape = (0, 0)  # (native channels, classes) of the data set, once prepared
 
     def check(self, spec: SearchSpec, entry: Any, retrain: bool) -> None:
-        self.inherits = entry.inherits
+        pass  # the trainer runs with every method and option
 
     def prepare(self, spec: SearchSpec, say: Callable[[str], None]) -> None:
         from popplast.objectives.cnn_prepare import preflight
@@ -27,7 +27,7 @@ class CNNHooks:
     def answer(self, spec: SearchSpec, outcome: Any, workers: Any, tracker: Any, result: Any, retrain: bool) -> None:
         from popplast.objectives.cnn_model import log_soup_model, retrain_best
 
-        if self.inherits and outcome.best_weights is not None:
+        if outcome.best_weights is not None:  # an inheriting method's best, as trained
             log_soup_model(spec, outcome, workers, tracker, result, self.shape)
         if retrain:
             retrain_best(spec, workers, tracker, result, self.shape)

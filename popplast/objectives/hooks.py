@@ -101,7 +101,9 @@ class NoTraining:
     """A simulated search: its results come from a table or a cost model, so nothing is prepared or kept."""
 
     def __init__(self, spec: SearchSpec) -> None:
-        self.label = "validation MCC" if spec.objective is None else metric_label(spec)
+        from popplast.objectives.cnn_hooks import CNNHooks
+
+        self.label = CNNHooks.label if spec.objective is None else metric_label(spec)
 
     def check(self, spec: SearchSpec, entry: Any, retrain: bool) -> None:
         if retrain:

@@ -132,14 +132,13 @@ def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -
         simulation = simulation_for(spec, o.simulate)
     catalogue.check_spec(spec)  # what the method itself needs of the file
     hooks.prepare(spec, lambda line: say(o.progress, line))
+    assert o.experiment is not None  # the file's name, or the resumed search's
     study = None
     if entry.family == SAMPLER:  # its trials are recorded in an Optuna study too
         from popplast.integrations.optuna_study import open_study, study_name_for
 
-        assert o.experiment is not None
         name = o.study_name or study_name_for(spec, o.experiment)
         study = open_study(spec, o.optuna_storage, name, bool(o.resume))
-    assert o.experiment is not None
     tracker = tracker_for(o.tracking_uri, o.experiment, entry.name, o.parent_run_id)
     start = time.perf_counter()
     claimed = _claim(tracker, o) if o.resume else None
