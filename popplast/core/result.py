@@ -80,6 +80,8 @@ class SearchResult:
     peak_weight_bytes: float = 0.0  # Gen-Soup: most bytes of trained weights held in the object store at once
     fitness_label: str = "validation MCC"  # what the fitness is: an objective's metric, negated when minimised
     worker_utilisation: float | None = None  # the workers' busy time over workers × wall time (reports/utilisation.py)
+    fusion: dict[str, float] = field(default_factory=dict)  # over fused children (execution/fusion_cost.py)
+    soup: dict[str, Any] = field(default_factory=dict)  # `final: {soup: greedy}`: what the soup tried and kept
 
     def summary(self) -> str:
         """The text `popplast run` prints at the end."""
@@ -111,6 +113,21 @@ class SearchResult:
         if self.answer_metrics:
             lines.append(
                 "  the objective's answer: " + ", ".join(f"{k} {v:.4g}" for k, v in self.answer_metrics.items())
+            )
+        if self.fusion:
+            f = self.fusion
+            lines.append(
+                f"  fusions: {f['fusions']:.0f}; barrier before training, median: {f['fusion_barrier_median']:+.4f} "
+                f"against the better parent ({f['fusion_gains']:.0f} gained on it), "
+                f"{f['fusion_barrier_mean_median']:+.4f} against the parents' weighted mean"
+            )
+        if self.soup:
+            s = self.soup
+            verdict = "the logged model" if s["answer"] else "not better than the best alone, which is logged"
+            lines.append(
+                f"  greedy soup: {len(s['ingredients'])} of {len(s['candidates'])} candidates "
+                f"({', '.join(s['ingredients'])}), validation MCC {s['val_mcc']:.4f} against the best's "
+                f"{s['best_val_mcc']:.4f}: {verdict}"
             )
         if self.peak_weight_bytes:
             lines.append(f"  trained weights held at once, at most: {self.peak_weight_bytes / 2**20:.1f} MiB")

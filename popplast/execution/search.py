@@ -35,6 +35,7 @@ from popplast.core.result import EvalResult
 from popplast.core.strategy import Strategy, is_async
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor, Work, slices
+from popplast.execution.fusion_cost import fusion_barriers
 from popplast.execution.stopping import StopJudge
 from popplast.execution.work import configuration, evaluation_for, generation_fidelity, trained_config
 from popplast.spec.search import SearchSpec
@@ -62,6 +63,9 @@ class SearchOutcome:
     results: dict[str, EvalResult] = field(default_factory=dict)
     best_weights: Any = None  # inheriting strategies: the best individual's trained state (a reference on Ray)
     best_budget: Any = None  # inheriting strategies: the fidelity the best individual was trained and measured at
+    # inheriting strategies: the final population's members and the best, with their trained states (a soup's
+    # candidates)
+    final_weights: list[tuple[Individual, Any]] = field(default_factory=list)
     peak_weight_bytes: float = 0.0  # inheriting strategies: most bytes of trained states held at once
     earlier_seconds: float = 0.0  # a resumed search: wall time up to the checkpoint it resumed from
 
@@ -177,6 +181,8 @@ class _Loop:
         if self.strategy.inherits and state.best is not None:
             outcome.best_weights = self.weights.get(state.best.id)
             outcome.best_budget = generation_fidelity(self.spec, state.best.generation)
+            members = {i.id: i for i in (*getattr(state, "population", ()), *getattr(state, "members", ()), state.best)}
+            outcome.final_weights = [(i, self.weights[k]) for k, i in members.items() if k in self.weights]
         return outcome
 
     def _source(self) -> Iterator[Work | None]:
@@ -254,6 +260,13 @@ class _Loop:
     def _receive(self, result: EvalResult) -> None:
         if self.stopper is not None:
             self.stopper.settle(result)
+        if "fused_fitness" in result.metrics:
+            individual = self.asked[result.individual_id][0]
+            parents = [self.outcome.results.get(p) for p in individual.parent_ids]
+            known = {
+                r.individual_id: float(r.fitness) for r in parents if r is not None and r.ok and r.fitness is not None
+            }
+            result.metrics.update(fusion_barriers(individual, result.metrics["fused_fitness"], known))
         if result.ok and result.weights is not None:
             self.weights[result.individual_id] = result.weights
             self.held[result.individual_id] = result.metrics.get("weights_bytes", 0.0)

@@ -17,10 +17,11 @@ import torch
 from popplast.objectives.function import FunctionEvaluator
 from popplast.objectives.trial import Trial
 from popplast.spec.search import DatasetSpec, Fidelity, FitnessSpec
+from popplast.spec.strategy import PLAIN_FUSION, FusionSpec
 from popplast.training.build import model_for, split_for
 from popplast.training.config import resolve
 from popplast.training.data import batches, native_channels
-from popplast.training.fusion import load_fused, reestimate_batchnorm
+from popplast.training.fusion import align_parents, load_fused, reestimate_batchnorm
 from popplast.training.train import measure, measure_split, train
 from popplast.training.weights import state_dict_hash
 
@@ -47,14 +48,23 @@ class CNNObjective:
         device = torch.device(trial.device)
         data = split_for(self.dataset, cfg, budget, self._channels)
         generator = torch.Generator().manual_seed(trial.seed)
-        model = model_for(cfg, self._channels, data.num_classes, generator).to(device)
+        if trial.fusion.init == "shared":  # the same weights for every individual of the architecture
+            model = _shared_init(cfg, self._channels, data.num_classes, trial.init_seed(cfg.architecture))
+        else:
+            model = model_for(cfg, self._channels, data.num_classes, generator)
+        model = model.to(device)
         if trial.parents:
             states, factors = zip(*trial.parents)
+            if len(states) > 1 and trial.fusion.align == "weight_matching":
+                example = next(iter(batches(data.val, 2, shuffle=False)))[0].to(device)
+                states, trial.tags["fusion_alignment"] = align_parents(model, states, example, trial.seed)
             load_fused(model, states, factors)
             if len(states) > 1 and cfg.bn_reestimate_batches:
                 size = cfg.batch_size or budget.batch_size
                 inputs = (x for x, _ in batches(data.train, size, shuffle=True, generator=generator))
                 reestimate_batchnorm(model, itertools.islice(inputs, cfg.bn_reestimate_batches), device)
+            if len(states) > 1:  # what the fusion itself gave, before any training (ALGORITHMS.md §12)
+                trial.fused(**measure_split(model, data.val, device, "val"))
         trial.set_tag("initial_weights_hash", state_dict_hash(model.state_dict()))
         start = time.perf_counter()
         watching = trial.watched is not None
@@ -73,6 +83,14 @@ class CNNObjective:
             image_size=float(budget.image_size),
         )
         return metrics, model.state_dict()
+
+
+def _shared_init(cfg: Any, channels: int, classes: int, seed: int) -> torch.nn.Module:
+    """The model built from `seed` alone: torch's generator (which layers initialise from) and the heads'
+    generator both seeded by it, and torch's restored afterwards, so training draws as the trial's seed says."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model_for(cfg, channels, classes, torch.Generator().manual_seed(seed))
 
 
 def _judged(trial: Trial, model: torch.nn.Module, data: Any, device: torch.device) -> Any:
@@ -95,6 +113,10 @@ def cnn_evaluator(
     fixed: Mapping[str, Any] | None = None,
     threads: int | None = None,
     device: str = "auto",
+    fusion: FusionSpec = PLAIN_FUSION,
+    search_seed: int = 0,
 ) -> FunctionEvaluator:
     """The evaluator of a search that names no objective: CNNObjective behind FunctionEvaluator."""
-    return FunctionEvaluator(CNNObjective(dataset, fixed), FITNESS, fidelity, threads=threads, device=device)
+    return FunctionEvaluator(
+        CNNObjective(dataset, fixed), FITNESS, fidelity, threads, device, fusion=fusion, search_seed=search_seed
+    )

@@ -27,9 +27,68 @@ def log_soup_model(
     model, cfg = _rebuilt(result, shape, _state(workers.fetch(outcome.best_weights)))  # fetched once, at the end
     budget = outcome.best_budget
     data = split_for(spec.dataset, cfg, budget, shape[0])
+    if spec.strategy.soup == "greedy":
+        _souped(spec, outcome, workers, result, model, data)
     measured = measure(model, data, torch.device("cpu"))
     result.model_metrics = {k: v for k, v in measured.items() if k.startswith("test_")}
     result.model_uri = tracker.log_model(model, _example(cfg, shape, budget.image_size))
+
+
+SOUP_BN_BATCHES = 10  # BatchNorm statistics of a trial soup re-estimated on this many training batches at least
+
+
+def _souped(spec: SearchSpec, outcome: Any, workers: Any, result: SearchResult, model: Any, data: Any) -> None:
+    """The greedy soup over the final population's members of the best individual's configuration's
+    architecture (ALGORITHMS.md §12); `model` (the best individual's) takes the soup's weights when the soup
+    scores higher on validation than the best alone, and `result.soup` records what was tried."""
+    import itertools
+
+    import torch
+
+    from popplast.execution.work import configuration
+    from popplast.training.config import resolve
+    from popplast.training.data import batches
+    from popplast.training.fusion import reestimate_batchnorm
+    from popplast.training.soup import greedy_soup, improved
+    from popplast.training.train import measure_split
+
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    arch = resolve(result.best_config, {}).architecture
+    shapes = {k: tuple(v.shape) for k, v in best_state.items()}
+    fitness = {k: r.fitness for k, r in outcome.results.items() if r.ok}
+    others = []
+    for individual, weights in outcome.final_weights:
+        if individual.id == result.best.id or individual.id not in fitness:
+            continue
+        if resolve(configuration(spec, individual), {}).architecture != arch:
+            continue
+        state = _state(workers.fetch(weights))
+        if {k: tuple(v.shape) for k, v in state.items()} == shapes:
+            others.append((fitness[individual.id], individual.id, state))
+    others.sort(key=lambda o: -o[0])  # stable: on ties, in the population's order
+    cfg = resolve(result.best_config, {})
+    generator = torch.Generator().manual_seed(spec.strategy.seed)
+    size = cfg.batch_size or outcome.best_budget.batch_size
+
+    def score(state: Any, averaged: bool) -> tuple[float, dict[str, Any]]:
+        model.load_state_dict(state)
+        if averaged:
+            inputs = (x for x, _ in batches(data.train, size, shuffle=True, generator=generator))
+            reestimate_batchnorm(model, itertools.islice(inputs, max(cfg.bn_reestimate_batches, SOUP_BN_BATCHES)))
+        value = measure_split(model, data.val, torch.device("cpu"), "val")["val_mcc"]
+        return value, {k: v.clone() for k, v in model.state_dict().items()}
+
+    soup = greedy_soup([(result.best.id, best_state), *[(i, st) for _, i, st in others]], score)
+    result.soup = {
+        "ingredients": soup.ingredients,
+        "candidates": [result.best.id, *(i for _, i, _ in others)],
+        "tried": [{"individual": i, "val_mcc": v, "kept": k} for i, v, k in soup.tried],
+        "val_mcc": soup.metric,
+        "best_val_mcc": soup.start,
+        "answer": improved(soup),
+    }
+    model.load_state_dict(soup.state if improved(soup) else best_state)
+    model.eval()
 
 
 def retrain_best(spec: SearchSpec, workers: Any, tracker: Any, result: SearchResult, shape: tuple[int, int]) -> None:

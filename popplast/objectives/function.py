@@ -15,6 +15,7 @@ from popplast.core.names import name_problem
 from popplast.core.result import EvalResult
 from popplast.objectives.trial import Trial
 from popplast.spec.search import Fidelity, FitnessSpec
+from popplast.spec.strategy import PLAIN_FUSION, FusionSpec
 
 TAG_PREFIX = "popplast."  # of the tags trial.set_tag sets (tracking/mlflow_tracker.py)
 
@@ -30,6 +31,8 @@ class FunctionEvaluator:
         fidelity: what `trial.fidelity` says.
         threads: torch intra-op threads in this process.
         device: "auto" (CUDA when this process sees a GPU: Ray gave its worker one), "cpu" or "cuda".
+        fusion: how children fuse their parents (`trial.fusion`), and `search_seed` the search's seed (what a
+            shared initialisation is drawn from).
     """
 
     def __init__(
@@ -39,10 +42,14 @@ class FunctionEvaluator:
         fidelity: Fidelity,
         threads: int | None = None,
         device: str = "auto",
+        fusion: FusionSpec = PLAIN_FUSION,
+        search_seed: int = 0,
     ) -> None:
         self.objective = objective
         self.fitness = fitness
         self.fidelity = fidelity
+        self.fusion = fusion
+        self.search_seed = search_seed
         self.device = _device() if device == "auto" else device
         if threads:
             import torch
@@ -61,7 +68,15 @@ class FunctionEvaluator:
     ) -> EvalResult:
         import torch
 
-        trial = Trial(individual, self.device, budget or self.fidelity, parents_weights or (), stops)
+        trial = Trial(
+            individual,
+            self.device,
+            budget or self.fidelity,
+            parents_weights or (),
+            stops,
+            self.fusion,
+            self.search_seed,
+        )
         began = time.time()  # wall clock, comparable across workers: what the workers' timeline is drawn from
         start = time.perf_counter()
         shared = None
@@ -91,6 +106,9 @@ class FunctionEvaluator:
             metrics.setdefault("steps", float(max(steps)))
         raw = metrics[self.fitness.metric]
         fitness = raw if self.fitness.mode == "maximize" else -raw
+        fused = trial.fused_metrics.get(self.fitness.metric)
+        if fused is not None:  # as a fitness, to set beside its parents' (execution/fusion_cost.py)
+            metrics["fused_fitness"] = fused if self.fitness.mode == "maximize" else -fused
         return EvalResult(
             individual.id,
             fitness,

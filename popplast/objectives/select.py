@@ -10,13 +10,14 @@ from popplast.spec.search import SearchSpec
 
 
 def make_evaluator(spec: SearchSpec, threads: int, objective: Callable[..., Any] | None = None):
+    fusion, seed = spec.strategy.fusion, spec.strategy.seed
     if objective is not None:
         from popplast.objectives.function import FunctionEvaluator
 
-        return FunctionEvaluator(objective, spec.fitness, spec.fidelity, threads=threads)
+        return FunctionEvaluator(objective, spec.fitness, spec.fidelity, threads, fusion=fusion, search_seed=seed)
     from popplast.objectives.cnn import cnn_evaluator
 
-    return cnn_evaluator(spec.dataset, spec.fidelity, spec.fixed, threads=threads)
+    return cnn_evaluator(spec.dataset, spec.fidelity, spec.fixed, threads, fusion=fusion, search_seed=seed)
 
 
 def objective_for(spec: SearchSpec, given: Callable[..., Any] | None) -> tuple[SearchSpec, Callable[..., Any] | None]:

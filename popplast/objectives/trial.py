@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Mapping, Sequence
 
 from popplast.core.individual import Individual
 from popplast.spec.search import Fidelity
+from popplast.spec.strategy import PLAIN_FUSION, FusionSpec
 
 
 class Trial:
@@ -20,6 +22,8 @@ class Trial:
         parents: the parents' states (as shareable arrays) with the factors the strategy fuses them by, the
             better parent first; for an objective that fuses them itself (popplast's CNN trainer loads them
             straight into its model). Most objectives call `inherited_state()` instead.
+        fusion: how the search fuses parents (`strategy.fusion`: align, init, weights).
+        fused_metrics: what `fused()` recorded: the child's metrics after fusion, before training.
     """
 
     def __init__(
@@ -29,8 +33,13 @@ class Trial:
         fidelity: Fidelity,
         parents: Sequence[tuple[Mapping[str, Any], float]] = (),
         stops: Any = None,
+        fusion: FusionSpec = PLAIN_FUSION,
+        search_seed: int = 0,
     ) -> None:
         self.individual = individual
+        self.fusion = fusion
+        self._search_seed = search_seed
+        self.fused_metrics: dict[str, float] = {}
         self.seed = individual.seed
         self.device = device
         self.fidelity = fidelity
@@ -47,22 +56,52 @@ class Trial:
     def id(self) -> str:
         return self.individual.id
 
-    def inherited_state(self) -> dict[str, Any] | None:
+    def inherited_state(self, model: Any = None, example: Any = None) -> dict[str, Any] | None:
         """None for an individual that starts afresh; else its parents' states as torch tensors: the better
         parent's alone, or the fitness-weighted average of every parent's when the strategy fuses them and
-        their states are compatible (the same keys and shapes; else the better parent's)."""
+        their states are compatible (the same keys and shapes; else the better parent's).
+
+        With `model` (the child's torch module, built) and `strategy.fusion.align: weight_matching`, the other
+        parents' hidden units are first permuted to match the better parent's, by the permutation groups
+        traced from `model` (`example`: an input for the trace; else one is guessed from its first layer).
+        Without a model, or for a model that cannot be traced, the parents are averaged as they are; the
+        run's `fusion_alignment` tag says which happened."""
         if not self.parents:
             return None
-        from popplast.training.fusion import FusionError, fuse_state_dicts
+        from popplast.training.fusion import FusionError, align_parents, fuse_state_dicts
         from popplast.training.weights import from_shareable, state_dict_hash
 
         states, weights = zip(*self.parents)
+        if len(states) > 1 and self.fusion.align == "weight_matching":
+            if model is None:
+                self.tags["fusion_alignment"] = "none: inherited_state() was given no model to align to"
+            else:
+                states, self.tags["fusion_alignment"] = align_parents(model, states, example, self.seed)
         try:
             state = fuse_state_dicts(states, weights)  # one parent: its own tensors, uncopied
         except FusionError:
             state = from_shareable(states[0])  # the strategy lists the better parent first
         self.inherited_hash = state_dict_hash(state)
         return state
+
+    def fused(self, **metrics: float) -> None:
+        """The child's metrics right after its parents were fused, before any training (its validation
+        metrics, under the names it returns them by): step 0 of their series and `fused_NAME` tags, and
+        the search compares them with its parents' fitness (the fusion's barrier). The stopper is not told."""
+        for name, value in metrics.items():
+            value = float(value)
+            self.fused_metrics[name] = value
+            self.history.setdefault(name, []).insert(0, (0, value))
+            self.tags[f"fused_{name}"] = f"{value:.6g}"
+
+    def init_seed(self, key: str = "") -> int:
+        """The seed to initialise a model from scratch with: the individual's own seed, or with
+        `strategy.fusion.init: shared` one drawn from the search's seed and `key` (the architecture's name),
+        the same for every individual, so that they all start from the same weights."""
+        if self.fusion.init != "shared":
+            return self.seed
+        digest = hashlib.sha256(f"popplast-init:{self._search_seed}:{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") >> 1
 
     def report(self, step: int, **metrics: float) -> None:
         """Intermediate metrics at `step` (an epoch, say): logged per step in MLflow under their names."""

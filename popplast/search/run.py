@@ -192,6 +192,7 @@ def execute(plan: Plan, pool: Any) -> Any:
 def answer(plan: Plan, outcome: Any, pool: Any) -> SearchResult:
     """What every method returns, its best individual with the run it was logged in; and the objective's
     answer, made on the pool that ran the search (popplast's CNN: the trained or retrained model)."""
+    from popplast.execution.fusion_cost import fusion_summary
     from popplast.execution.work import configuration
 
     spec, state, tracker = plan.spec, outcome.state, plan.tracker
@@ -216,6 +217,7 @@ def answer(plan: Plan, outcome: Any, pool: Any) -> SearchResult:
         history=outcome.history,
         peak_weight_bytes=outcome.peak_weight_bytes,
         fitness_label=plan.hooks.label,
+        fusion=fusion_summary(outcome.results.values()),
     )
     workers = _Workers(pool) if pool is not None else None
     plan.hooks.answer(spec, outcome, workers, tracker, result, plan.options.retrain)

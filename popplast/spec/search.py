@@ -24,7 +24,7 @@ from popplast.spec.strategy import (
     strategy_from,
 )
 from popplast.strategies import catalogue
-from popplast.strategies.catalogue import CATALOGUE, SOUP_SETTINGS, is_user_method, methods
+from popplast.strategies.catalogue import CATALOGUE, OWN_SETTINGS, is_user_method, methods
 
 # what other modules import from here: the method names and the strategy section (spec/strategy.py)
 __all__ = [
@@ -165,8 +165,9 @@ class SearchSpec:
                 "seed": s.seed,
                 **s.settings,
             }
-        strategy = {k: v for k, v in vars(s).items() if k not in ("crossover", "mutation", "settings")}
-        for key in SOUP_SETTINGS:  # written only for the methods that take them
+        strategy = {k: v for k, v in vars(s).items() if k not in ("crossover", "mutation", "settings", "soup")}
+        strategy.update(fusion=s.fusion.to_dict(), final={"soup": s.soup})
+        for key in OWN_SETTINGS:  # written only for the methods that take them
             if key not in CATALOGUE[s.method].settings:
                 del strategy[key]
         if s.schedule == "generational":
@@ -229,7 +230,7 @@ def _switched(strategy: dict[str, Any], method: str) -> dict[str, Any]:
     if is_user_method(method) or is_user_method(strategy["method"]):
         return {k: v for k, v in strategy.items() if k in SHARED_KEYS} | {"method": method}
     taken = CATALOGUE[method].settings if method in CATALOGUE else ()  # an unknown name: the parser says so
-    return {k: v for k, v in strategy.items() if k not in SOUP_SETTINGS or k in taken} | {"method": method}
+    return {k: v for k, v in strategy.items() if k not in OWN_SETTINGS or k in taken} | {"method": method}
 
 
 def _flagged(e: SpecError, given: Mapping[str, str]) -> SpecError:

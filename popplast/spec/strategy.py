@@ -9,7 +9,7 @@ from popplast.core.loading import LoadError, source_folder
 from popplast.core.names import check_name
 from popplast.spec.fields import Section, check_json, describe
 from popplast.spec.space import SearchSpace
-from popplast.strategies.catalogue import CATALOGUE, SOUP_SETTINGS, is_user_method, methods
+from popplast.strategies.catalogue import CATALOGUE, OWN_SETTINGS, is_user_method, methods
 
 SCHEDULES = ("generational", "async")  # strategy.schedule
 REPLACEMENTS = ("aging", "worst")
@@ -51,6 +51,36 @@ def method_label(method: str, rule: str, schedule: str = "generational") -> str:
     return named.get((shown, rule), f"{shown}+{rule}")
 
 
+ALIGNMENTS = ("none", "weight_matching")  # strategy.fusion.align
+INITIALISATIONS = ("own", "shared")  # strategy.fusion.init
+FUSED_WEIGHTS = ("average", "better")  # strategy.fusion.weights
+SOUPS = ("none", "greedy")  # strategy.final.soup
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """How a Gen-Soup child starts from its parents' trained weights (ALGORITHMS.md §3, §12).
+
+    Attributes:
+        align: "weight_matching" permutes every other parent's hidden units to match the better parent's
+            before the weighted average (Ainsworth et al. 2023); "none" averages them as they are.
+        init: "shared": every individual of one architecture that starts from scratch starts from the same
+            weights, drawn from the search's seed; "own": from its own seed.
+        weights: "average": parents of one architecture are fused by the fitness-weighted average;
+            "better": a child takes the better parent's weights only (no fusion).
+    """
+
+    align: str = "none"
+    init: str = "own"
+    weights: str = "average"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"align": self.align, "init": self.init, "weights": self.weights}
+
+
+PLAIN_FUSION = FusionSpec()  # the thesis's: the parents averaged as they are, each from its own initialisation
+
+
 @dataclass(frozen=True)
 class StrategySpec:
     """GA settings; crossover and mutation hold one probability per gene, in the space's order."""
@@ -81,6 +111,9 @@ class StrategySpec:
     migration_interval: int = 10
     migration_topology: str = "ring"
     migrants: int = 1
+    # Gen-Soup only: how children fuse their parents; Gen-Soup and PBT: the final soup (`final: {soup: greedy}`)
+    fusion: FusionSpec = PLAIN_FUSION
+    soup: str = "none"
     # a user's strategy (method: module:Class): the section's other keys, its constructor's keywords
     settings: Mapping[str, Any] = field(default_factory=dict)
 
@@ -116,6 +149,8 @@ def strategy_from(s: Section, space: SearchSpace) -> StrategySpec:
         migration_interval=s.take("migration_interval", "int", 10),
         migration_topology=s.take("migration_topology", "str", "ring"),
         migrants=s.take("migrants", "int", 1),
+        fusion=_fusion(s),
+        soup=_soup(s),
     )
     _check_schedule(spec, s)
     entry = CATALOGUE[method]
@@ -129,10 +164,9 @@ def strategy_from(s: Section, space: SearchSpace) -> StrategySpec:
         raise s.error(
             "population", f"{method} samples antithetic pairs: expected an even population, got {population}."
         )
-    soup_keys = [k for k in SOUP_SETTINGS if k in s.data]
-    if soup_keys and soup_keys[0] not in entry.settings:
-        key = soup_keys[0]
-        raise s.error(key, f"only {_takers(key)} takes {key}; this search's method is {method}.")
+    for key in OWN_SETTINGS:
+        if key in s.data and key not in entry.settings:
+            raise s.error(key, f"only {_takers(key)} takes {key}; this search's method is {method}.")
     for key, minimum in (
         ("population_step", 0),
         ("min_population", 2),
@@ -144,6 +178,29 @@ def strategy_from(s: Section, space: SearchSpace) -> StrategySpec:
             raise s.error(key, f"expected an integer >= {minimum}, got {value}.")
     s.finish()
     return spec
+
+
+def _fusion(s: Section) -> FusionSpec:
+    f = s.section("fusion", {})
+    spec = FusionSpec(
+        _choice(f, "align", ALIGNMENTS), _choice(f, "init", INITIALISATIONS), _choice(f, "weights", FUSED_WEIGHTS)
+    )
+    f.finish()
+    return spec
+
+
+def _soup(s: Section) -> str:
+    f = s.section("final", {})
+    soup = _choice(f, "soup", SOUPS)
+    f.finish()
+    return soup
+
+
+def _choice(s: Section, key: str, choices: tuple[str, ...]) -> str:
+    value = s.take(key, "str", choices[0])
+    if value not in choices:
+        raise s.error(key, f"expected one of {', '.join(choices)}, got {describe(value)}.")
+    return value
 
 
 def _sizes(s: Section) -> tuple[int, int]:

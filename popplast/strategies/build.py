@@ -53,6 +53,7 @@ def _gensoup(spec: SearchSpec, budget: int) -> Any:
                 replacement=s.replacement,
                 arch_index=names.index("architecture") if "architecture" in names else None,
                 arch_choices=len(spec.space["architecture"].choices) if "architecture" in names else 1,
+                fuse=s.fusion.weights == "average",
             ),
         )
     # a fixed architecture is no gene: every pair of parents can be fused
@@ -62,6 +63,7 @@ def _gensoup(spec: SearchSpec, budget: int) -> Any:
         min_population=min(s.min_population, s.population),
         arch_index=names.index("architecture") if "architecture" in names else None,
         arch_choices=len(spec.space["architecture"].choices) if "architecture" in names else 1,
+        fuse=s.fusion.weights == "average",
     )
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from popplast.strategies.method import ES, GENETIC, SAMPLER, TUNE, Method
 
 SOUP_SETTINGS = ("population_step", "min_population", "final_image_size", "hold_generations")
+FUSION_SETTINGS = ("fusion", "final")  # how children fuse their parents (Gen-Soup), the final soup (§12)
+OWN_SETTINGS = SOUP_SETTINGS + FUSION_SETTINGS  # strategy keys only the methods that list them take
 
 CATALOGUE: dict[str, Method] = {
     m.name: m
@@ -30,9 +32,9 @@ CATALOGUE: dict[str, Method] = {
             stoppable=True,
             budget="shrinking",
             islands=True,
-            settings=SOUP_SETTINGS,
+            settings=OWN_SETTINGS,
         ),
-        Method("pbt", GENETIC, ("generational", "async"), inherits=True, stoppable=True),
+        Method("pbt", GENETIC, ("generational", "async"), inherits=True, stoppable=True, settings=("final",)),
         Method("tpe", SAMPLER, stoppable=True, budget="trials", reference=True),
         Method("cmaes", SAMPLER, stoppable=True, budget="trials"),
         Method("random", SAMPLER, stoppable=True, budget="trials"),

@@ -68,12 +68,15 @@ class GenSoup(GenCNN):
         arch_index: the architecture gene's position in the genome, None when the architecture is fixed (one
             architecture: every pair of parents can be fused, and no gene goes with the weights);
         arch_choices: its number of choices.
+        fuse: False: a child takes the better parent's weights only, even when both share the architecture
+            (`fusion: {weights: better}`: what fusion adds over inheritance alone).
     """
 
     population_step: int = 0
     min_population: int = 2
     arch_index: int | None = None
     arch_choices: int = 1
+    fuse: bool = True
     name = "gensoup"
     inherits = True
 
@@ -117,9 +120,9 @@ class GenSoup(GenCNN):
             elif i != j and np.isfinite(score[other]) and self.architecture(genome[i]) == self.architecture(genome[j]):
                 total = ev[better] + ev[other]
                 w = (0.5, 0.5) if total == 0 else (ev[better] / total, ev[other] / total)
-                if w[1] > 0:
+                if w[1] > 0 and self.fuse:
                     made.append(((parents[better].id, parents[other].id), "fusion", (float(w[0]), float(w[1]))))
-                else:  # the other parent is at the generation's minimum: its weights count for nothing
+                else:  # the other parent is at the generation's minimum, or fusion is off: its weights don't count
                     made.append(((parents[better].id, parents[other].id), "inherit", (1.0, 0.0)))
             elif cross.any() and i != j:
                 made.append(((parents[better].id, parents[other].id), "inherit", (1.0, 0.0)))

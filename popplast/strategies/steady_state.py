@@ -226,6 +226,7 @@ class SteadyStateSoup(SteadyStateGA):
 
     arch_index: int | None = None
     arch_choices: int = 1
+    fuse: bool = True  # False: the better parent's weights only (GenSoup.fuse)
     name = "gensoup"
     inherits = True
 
@@ -248,7 +249,7 @@ class SteadyStateSoup(SteadyStateGA):
             total = ev[better] + ev[other]
             w = (0.5, 0.5) if total == 0 else (ev[better] / total, ev[other] / total)
             pair = (members[better].id, members[other].id)
-            if w[1] > 0:
+            if w[1] > 0 and self.fuse:
                 return child, pair, "fusion", (float(w[0]), float(w[1]))
             return child, pair, "inherit", (1.0, 0.0)
         if crossed and i != j:

@@ -241,9 +241,11 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
                 step, value = point if isinstance(point, (tuple, list)) else (i, point)
                 metrics.append(Metric(key, float(value), now, int(step)))
                 last[key] = max(last.get(key, 0), int(step))
-        # a final metric that was also reported step by step goes at the last step, a moment later: MLflow's
-        # latest value of a metric is its highest step's, and it must be the value the objective returned
-        metrics += [Metric(k, float(v), now + (k in last), last.get(k, 0)) for k, v in result.metrics.items()]
+        # a final metric that was also reported step by step goes at the run's last step, a moment later:
+        # MLflow's latest value of a metric is its highest step's, and it must be the value the objective
+        # returned (a series of only step 0, what a fused child scored before training, ends after training)
+        end = max(last.values(), default=0)
+        metrics += [Metric(k, float(v), now + (k in last), end if k in last else 0) for k, v in result.metrics.items()]
         if result.ok:
             metrics.append(Metric("fitness", float(result.fitness), now, 0))
         status = RunStatus.to_string(RunStatus.FINISHED if result.ok else RunStatus.FAILED)
@@ -318,6 +320,15 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         }
         if result.peak_weight_bytes:
             metrics["peak_weight_bytes"] = result.peak_weight_bytes
+        metrics.update(result.fusion)
+        if result.soup:
+            metrics.update(
+                soup_ingredients=len(result.soup["ingredients"]),
+                soup_candidates=len(result.soup["candidates"]),
+                soup_val_mcc=result.soup["val_mcc"],
+                soup_best_val_mcc=result.soup["best_val_mcc"],
+                soup_is_answer=float(result.soup["answer"]),
+            )
         best = {
             "individual": result.best.to_dict(),
             "config": result.best_config,

@@ -20,6 +20,59 @@ class FusionError(ValueError):
     pass
 
 
+_UNTRACEABLE: set[str] = set()  # model classes this process has said it cannot align, said once each
+
+
+def align_parents(
+    model: nn.Module, states: Sequence[Mapping[str, Any]], example: torch.Tensor | None, seed: int
+) -> tuple[list[dict[str, torch.Tensor]], str]:
+    """The parents' states (the better first) with every other parent's hidden units permuted to match the
+    better one's, by weight matching over `model`'s permutation groups (ALGORITHMS.md §12); and what was done,
+    for the child's `fusion_alignment` tag. A model that cannot be traced, or parents that do not fit it,
+    come back as they are, and the note says why (a model that cannot be traced is also said once per
+    process on stderr)."""
+    import sys
+
+    from popplast.training.alignment import align
+    from popplast.training.permutations import NotTraceable, permutation_spec
+
+    tensors = [from_shareable(s) for s in states]
+    own = model.state_dict()
+    try:
+        for i, state in enumerate(tensors):
+            _check_match(state, own, f"parent {i}", "the child's model")
+    except FusionError as e:
+        return tensors, f"none: {e}"
+    try:
+        spec = permutation_spec(model, example if example is not None else example_input(model))
+    except NotTraceable as e:
+        kind = type(model).__name__
+        if kind not in _UNTRACEABLE:
+            _UNTRACEABLE.add(kind)
+            print(
+                f"popplast: cannot align {kind} for fusion ({e}); its parents are averaged as they are", file=sys.stderr
+            )
+        return tensors, f"none: cannot trace {kind} ({e})"
+    units = sum(spec.groups.values())
+    return align(spec, tensors, seed), f"weight_matching: {len(spec.groups)} permutation groups, {units} units"
+
+
+def example_input(model: nn.Module) -> torch.Tensor:
+    """An input of the shape the model's first layer takes (2 samples; 32 × 32 images, 64-long sequences), for
+    a model given without one."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return torch.zeros(2, m.in_channels, 32, 32, device=device)
+        if isinstance(m, nn.Conv1d):
+            return torch.zeros(2, m.in_channels, 64, device=device)
+        if isinstance(m, nn.Linear):
+            return torch.zeros(2, m.in_features, device=device)
+    from popplast.training.permutations import NotTraceable
+
+    raise NotTraceable("no Conv2d, Conv1d or Linear layer to guess its input from: pass an example input")
+
+
 def fuse_state_dicts(
     states: Sequence[Mapping[str, Any]], weights: Sequence[float], out: Mapping[str, torch.Tensor] | None = None
 ) -> dict[str, torch.Tensor]:
