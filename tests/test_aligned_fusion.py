@@ -251,3 +251,73 @@ def test_fusion_settings_are_checked_and_belong_to_gensoup(tmp_path):
     switched = spec.with_overrides(method="ga")  # the flag leaves what only Gen-Soup takes behind
     assert switched.strategy.method == "ga" and switched.strategy.fusion == FusionSpec()
     assert spec.with_overrides(method="pbt").strategy.soup == "greedy"  # PBT ends with a soup too
+
+
+def test_the_comparison_report_shows_the_fusions_per_generation(tmp_path):
+    """`popplast report` reads every fused child's barrier back from MLflow: one row per method and generation
+    with as many fusions as the searches' runs hold, and none for a method that does not fuse."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = write_spec(tmp_path, SPEC.replace("{FUSION}", "{align: weight_matching}"))
+    popplast.compare(
+        spec,
+        methods="gensoup,ga",
+        seeds=2,
+        workers=1,
+        executor="local",
+        tracking_uri=uri,
+        optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        out=str(tmp_path / "report"),
+        progress=False,
+    )
+    text = (tmp_path / "report" / "report.md").read_text()
+    rows = [
+        line.split(" | ")
+        for line in text.split("## Fusions")[1].split("## Anytime")[0].splitlines()
+        if line.startswith("| gensoup")
+    ]
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    fused = client.search_runs(experiments, "tags.`popplast.operator` = 'fusion'", max_results=1000)
+    per_generation: dict[str, int] = {}
+    for run in fused:
+        g = run.data.tags["popplast.generation"]
+        per_generation[g] = per_generation.get(g, 0) + 1
+    assert {r[1]: int(r[2]) for r in rows} == per_generation and per_generation
+    assert "| ga |" not in text.split("## Fusions")[1].split("## Anytime")[0]
+
+
+def test_the_lineage_pages_details_show_what_a_fusion_cost(tmp_path, tracking_uri):
+    """In a real browser: a fused child's details panel holds its fitness after fusion, its barriers and its
+    alignment, as its run records them; an individual that was not fused shows none of them."""
+    import shutil
+
+    from popplast.reports.lineage import draw_lineage
+    from tests.test_lineage import FLAGS
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+
+    path = write_spec(tmp_path, SPEC.replace("{FUSION}", "{align: weight_matching}"))
+    result = popplast.run(path, executor="local", workers=1, tracking_uri=tracking_uri, progress=False)
+    html_path, _ = draw_lineage(tracking_uri, result.search_run_id, str(tmp_path / "tree"), log=False)
+    runs = _runs(tracking_uri, result)
+    fused = next(k for k, r in sorted(runs.items()) if r.data.tags["popplast.operator"] == "fusion")
+    metrics = runs[fused].data.metrics
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"file://{html_path}")
+            page.wait_for_selector("body[data-ready]", timeout=30_000)
+            page.locator(f'a.node[data-individual="{fused}"] circle').click()
+            text = page.locator("#details").inner_text()
+            assert f"after fusion, before training\t{metrics['fused_fitness']:.4f}" in text
+            assert f"barrier vs better parent\t{metrics['fusion_barrier']:+.4f}" in text
+            assert f"barrier vs weighted mean\t{metrics['fusion_barrier_mean']:+.4f}" in text
+            assert "alignment\tweight_matching: 6 permutation groups, 224 units" in text
+            page.locator('a.node[data-individual="g000-i000"] circle').click()
+            assert "barrier" not in page.locator("#details").inner_text()
+        finally:
+            browser.close()

@@ -45,6 +45,8 @@ class Cell:
     backward_passes: float = 0.0  # gradient work: position-wise optimizers do (K+1)/2 per step through K blocks
     image_sizes: set[int] = field(default_factory=set)  # what its evaluations trained on
     counted: set[str] = field(default_factory=set)  # which of backward_passes, image_size its evaluations recorded
+    # fused children: (generation, barrier against the better parent, against the parents' weighted mean)
+    barriers: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -167,6 +169,10 @@ def _cell(client: MlflowClient, search: Any, test_metric: str | None) -> Cell:
         # a stopped individual counts the epochs (steps) it reached; a failed one what it reported
         cell.costs.append(r.data.metrics.get("epochs", r.data.metrics.get("steps", 0.0)))
         cell.counted |= {k for k in ("backward_passes", "image_size") if k in r.data.metrics}
+        if "fusion_barrier" in r.data.metrics:
+            m = r.data.metrics
+            generation = int(r.data.tags.get("popplast.generation", "0"))
+            cell.barriers.append((generation, m["fusion_barrier"], m.get("fusion_barrier_mean", float("nan"))))
         if ok:
             cell.epochs += cell.costs[-1]
             cell.backward_passes += r.data.metrics.get("backward_passes", 0.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from mlflow import MlflowClient
 
@@ -30,6 +30,8 @@ class Node:
     status: str = "ok"  # ok, stopped (early) or failed; "retried" when it took more than one attempt
     seed: int = 0  # of its evaluation
     island: str = ""  # the island it was born on (an island search), else ""
+    # a fused child: its fitness right after fusion, its barriers (execution/fusion_cost.py), its alignment
+    fused: dict[str, Any] = field(default_factory=dict)
     x: float = 0.0
     y: float = 0.0
 
@@ -54,6 +56,16 @@ class Lineage:
             seen.add(current)
             todo += self.nodes[current].parents
         return seen
+
+
+def _fused(metrics: Mapping[str, float], tags: Mapping[str, str]) -> dict[str, Any]:
+    if "fused_fitness" not in metrics:
+        return {}
+    keys = ("fused_fitness", "fusion_barrier", "fusion_barrier_mean")
+    return {
+        **{k: metrics[k] for k in keys if k in metrics},
+        "alignment": tags.get("popplast.fusion_alignment", "none"),
+    }
 
 
 class LineageError(PopplastError, RuntimeError):
@@ -87,6 +99,7 @@ def read_lineage(client: MlflowClient, search_run_id: str, runs: list[Any] | Non
             "retried" if tags.get("popplast.attempts") else tags.get("popplast.status", "ok"),
             int(tags.get("popplast.seed", "0") or 0),
             island=tags.get("popplast.island", ""),
+            fused=_fused(run.data.metrics, tags),
         )
     if not nodes:
         raise LineageError(f"the run {search_run_id} has no individual runs: is it a popplast search run?")

@@ -149,6 +149,7 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
                 "fitness": node.fitness,
                 "parents": node.parents,
                 "fusion": node.fusion,
+                "fused": node.fused or None,
                 "params": {k: v for k, v in sorted(node.params.items()) if not k.startswith("gene.")},
                 "x": pos[key][0],
                 "y": pos[key][1],
@@ -305,6 +306,15 @@ SCRIPT = r"""
     row(table, "fitness", n.fitness === null ? "failed" : n.fitness.toFixed(4));
     row(table, "parents", n.parents.map((p, i) =>
       p + (i < n.fusion.length ? " (" + n.fusion[i].toPrecision(3) + ")" : "")).join(", ") || "none");
+    if (n.fused) {  // what its parents' fusion gave before training, against them (positive: lost)
+      row(table, "after fusion, before training", n.fused.fused_fitness.toFixed(4));
+      if ("fusion_barrier" in n.fused) {
+        const signed = (v) => (v >= 0 ? "+" : "") + v.toFixed(4);
+        row(table, "barrier vs better parent", signed(n.fused.fusion_barrier));
+        row(table, "barrier vs weighted mean", signed(n.fused.fusion_barrier_mean));
+      }
+      row(table, "alignment", n.fused.alignment);
+    }
     row(table, "children", String(children.get(n.id).length));
     Object.keys(n.params).forEach((k) => row(table, k, n.params[k]));
     panel.append(h, link, table);

@@ -144,6 +144,7 @@ def report_markdown(c: Comparison) -> str:
             q = "n/a" if math.isnan(adjusted) else f"{adjusted:.4f}"
             lines.append(f"| {t.a} | {t.b} | {t.n} | {t.mean_difference:+.4f} | {p} | {q} | {t.rank_biserial:+.2f} |")
         lines.append("")
+    lines += _fusions(c, methods)
     lines += [
         "## Anytime curves",
         "",
@@ -167,6 +168,42 @@ def report_markdown(c: Comparison) -> str:
                 + (f" {cell.test:.4f} |" if test else "")
             )
     return "\n".join(lines) + "\n"
+
+
+def _fusions(c: Comparison, methods: list[str]) -> list[str]:
+    """What fusion cost the children of the methods that fuse, per generation over every seed (ALGORITHMS.md
+    §12): the better parent's fitness minus the fused child's before training, and the parents' weighted
+    mean's minus the child's; positive: the fusion lost something."""
+    rows = []
+    for m in methods:
+        by_generation: dict[int, list[tuple[float, float]]] = {}
+        for cell in _cells(c, m):
+            for generation, best, mean in cell.barriers:
+                by_generation.setdefault(generation, []).append((best, mean))
+        for generation, values in sorted(by_generation.items()):
+            best = np.array([b for b, _ in values])
+            mean = np.array([w for _, w in values])
+            q1, median, q3 = np.percentile(best, [25, 50, 75])
+            rows.append(
+                f"| {m} | {generation} | {len(values)} | {median:+.4f} ({q1:+.4f} to {q3:+.4f}) | "
+                f"{np.median(mean):+.4f} | {int((best < 0).sum())} |"
+            )
+    if not rows:
+        return []
+    return [
+        "## Fusions",
+        "",
+        f"Every fused child's {c.fitness_name} right after fusion, before training, against its parents' "
+        "(over every seed, per generation): the barrier is the better parent's minus the child's (positive: the "
+        "fusion lost something), and the parents' fitness-weighted mean's minus the child's; gained: fusions "
+        "that began above the better parent.",
+        "",
+        "| method | generation | fusions | barrier vs better parent: median (quartiles) | vs weighted mean: median | "
+        "gained |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _what_is_measured(c: Comparison) -> str:
