@@ -42,7 +42,9 @@ def trained(arch: str, seed: int, epochs: int, image_size: int) -> dict:
     from popplast.training.weights import from_shareable
 
     evaluator = cnn_evaluator(DatasetSpec("digits"), Fidelity(image_size=image_size, epochs=epochs), threads=2)
-    result = evaluator.evaluate(Individual(f"{arch}-{seed}", (0.0,), 0, seed=seed), {"architecture": arch}, return_weights=True)
+    result = evaluator.evaluate(
+        Individual(f"{arch}-{seed}", (0.0,), 0, seed=seed), {"architecture": arch}, return_weights=True
+    )
     if not result.ok:
         raise RuntimeError(result.error)
     return {k: v.clone() for k, v in from_shareable(result.weights).items()}
@@ -115,7 +117,8 @@ def summary(report: dict) -> None:
         ratio = statistics.mean(aligned) / statistics.mean(plain) if statistics.mean(plain) > 0 else float("nan")
         print(
             f"{arch}: barrier aligned/plain {ratio:.2f} (plain {statistics.mean(plain):.4f} ± "
-            f"{statistics.pstdev(plain):.4f}, aligned {statistics.mean(aligned):.4f} ± {statistics.pstdev(aligned):.4f}; "
+            f"{statistics.pstdev(plain):.4f}, aligned {statistics.mean(aligned):.4f} ± "
+            f"{statistics.pstdev(aligned):.4f}; "
             f"midpoint accuracy plain {statistics.mean(p['plain'][mid] for p in r['pairs']):.4f}, aligned "
             f"{statistics.mean(p['aligned'][mid] for p in r['pairs']):.4f}; endpoints "
             f"{statistics.mean((p['plain'][0] + p['plain'][-1]) / 2 for p in r['pairs']):.4f}; {r['seconds']:.0f} s)"

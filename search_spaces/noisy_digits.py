@@ -87,12 +87,24 @@ def fit(config, trial):
     from popplast.plasticity.metaplasticity import Metaplasticity
 
     (x, y), (x_val, y_val), (x_test, y_test) = data()
-    net = model(int(config["width"]), float(config["dropout"]))
-    inherited = trial.inherited_state()
+    width = int(config["width"])
+    if trial.fusion.init == "shared":  # every network of this width starts from the same weights
+        with torch.random.fork_rng():
+            torch.manual_seed(trial.init_seed(f"width-{width}"))
+            net = model(width, float(config["dropout"]))
+    else:
+        net = model(width, float(config["dropout"]))
+    inherited = trial.inherited_state(net, x_val[:2])  # fusion.align: weight_matching aligns to `net` first
     if inherited is not None and all(
         k in inherited and inherited[k].shape == v.shape for k, v in net.state_dict().items()
     ):
         net.load_state_dict(inherited)
+        if trial.inherited_from > 1:  # what the fusion gave, before any training
+            net.eval()
+            with torch.no_grad():
+                trial.fused(val_mcc=mcc(net(x_val), y_val))
+    elif inherited is not None:
+        trial.set_tag("inherited", f"nothing: width {width} differs from the inherited state's")
     opt = optimizer(config["optimizer"], net.parameters(), float(config["lr"]), float(config["weight_decay"]))
     generator = torch.Generator().manual_seed(trial.seed)
     value = 0.0

@@ -81,9 +81,12 @@ def _check_soup(tracking_uri: str, result) -> None:
     soup = result.soup
     assert soup["ingredients"][0] == result.best.id and set(soup["ingredients"]) <= set(soup["candidates"])
     assert soup["val_mcc"] >= soup["best_val_mcc"]
-    search = MlflowClient(tracking_uri).get_run(result.search_run_id).data.metrics
+    run = MlflowClient(tracking_uri).get_run(result.search_run_id)
+    search = run.data.metrics
     assert search["soup_ingredients"] == len(soup["ingredients"])
     assert search["soup_is_answer"] == float(soup["answer"])
+    said = "greedy soup of " + ",".join(soup["ingredients"]) if soup["answer"] else f"best individual {result.best.id}"
+    assert run.data.tags["popplast.model"] == said
     assert "greedy soup:" in result.summary()
 
 
@@ -253,14 +256,16 @@ def test_fusion_settings_are_checked_and_belong_to_gensoup(tmp_path):
     assert spec.with_overrides(method="pbt").strategy.soup == "greedy"  # PBT ends with a soup too
 
 
-def test_the_comparison_report_shows_the_fusions_per_generation(tmp_path):
-    """`popplast report` reads every fused child's barrier back from MLflow: one row per method and generation
-    with as many fusions as the searches' runs hold, and none for a method that does not fuse."""
+def test_a_comparison_runs_fusion_variants_and_reports_their_fusions_per_generation(tmp_path):
+    """`--methods gensoup,gensoup[fusion.align=weight_matching],ga`: each variant's cells run with its settings
+    and are labelled by them in MLflow and the report, which holds one row per method and generation with as
+    many fusions as the searches' runs hold, and none for a method that does not fuse."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    spec = write_spec(tmp_path, SPEC.replace("{FUSION}", "{align: weight_matching}"))
-    popplast.compare(
+    spec = write_spec(tmp_path, SPEC.replace("{FUSION}", "{}").replace("  final: {soup: greedy}\n", ""))
+    aligned = "gensoup[fusion.align=weight_matching]"
+    result = popplast.compare(
         spec,
-        methods="gensoup,ga",
+        methods=f"gensoup,{aligned},ga",
         seeds=2,
         workers=1,
         executor="local",
@@ -269,21 +274,45 @@ def test_the_comparison_report_shows_the_fusions_per_generation(tmp_path):
         out=str(tmp_path / "report"),
         progress=False,
     )
+    assert (result.cells_run, result.failed_cells) == (6, [])
     text = (tmp_path / "report" / "report.md").read_text()
-    rows = [
-        line.split(" | ")
-        for line in text.split("## Fusions")[1].split("## Anytime")[0].splitlines()
-        if line.startswith("| gensoup")
-    ]
+    section = text.split("## Fusions")[1].split("## Anytime")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| gensoup")]
     client = MlflowClient(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    fused = client.search_runs(experiments, "tags.`popplast.operator` = 'fusion'", max_results=1000)
-    per_generation: dict[str, int] = {}
-    for run in fused:
-        g = run.data.tags["popplast.generation"]
-        per_generation[g] = per_generation.get(g, 0) + 1
-    assert {r[1]: int(r[2]) for r in rows} == per_generation and per_generation
-    assert "| ga |" not in text.split("## Fusions")[1].split("## Anytime")[0]
+    searches = {
+        r.info.run_id: r.data.params
+        for r in client.search_runs(experiments, "tags.`popplast.role` = 'search'", max_results=100)
+    }
+    assert (
+        sorted(p.get("fusion.align", "-") for p in searches.values())
+        == ["-", "-"] + ["none"] * 2 + ["weight_matching"] * 2
+    )
+    per_generation: dict[tuple[str, str], int] = {}
+    for run in client.search_runs(experiments, "tags.`popplast.operator` = 'fusion'", max_results=1000):
+        label = aligned if searches[run.data.tags["mlflow.parentRunId"]]["fusion.align"] != "none" else "gensoup"
+        assert ("popplast.fusion_alignment" in run.data.tags) == (label == aligned)
+        key = (label, run.data.tags["popplast.generation"])
+        per_generation[key] = per_generation.get(key, 0) + 1
+    assert {(r[0][2:], r[1]): int(r[2]) for r in rows} == per_generation and len(per_generation) >= 4
+    assert "| ga |" not in section
+    assert f"| {aligned} | 2 |" in text  # its row in the per-method table
+
+
+@pytest.mark.parametrize(
+    "methods, expected",
+    [
+        ("gensoup[fusion.align=rebasin]", "'fusion.align=rebasin' in 'gensoup[fusion.align=rebasin]': expected"),
+        ("gensoup[lr=3]", "'lr=3'"),
+        ("ga[fusion.align=weight_matching]", "only gensoup takes fusion"),
+        ("gensoup,gensoup[fusion.align=none]", "expected each method once, got gensoup,gensoup"),
+    ],
+)
+def test_a_bad_variant_is_refused_before_anything_runs(tmp_path, methods, expected):
+    spec = write_spec(tmp_path, SPEC.replace("{FUSION}", "{}"))
+    with pytest.raises(SpecError, match="--methods") as e:
+        popplast.compare(spec, methods=methods, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", progress=False)
+    assert expected in str(e.value)
 
 
 def test_the_lineage_pages_details_show_what_a_fusion_cost(tmp_path, tracking_uri):
@@ -321,3 +350,26 @@ def test_the_lineage_pages_details_show_what_a_fusion_cost(tmp_path, tracking_ur
             assert "barrier" not in page.locator("#details").inner_text()
         finally:
             browser.close()
+
+
+def test_a_child_whose_parents_do_not_fit_together_says_it_took_the_better_parent_alone():
+    """A 'fusion' of parents whose states differ in shape (a user's width gene): the child's state is the
+    better parent's, `inherited_from` is 1 and the run's `popplast.inherited` tag says why; the record does
+    not pass it off as a fusion of both."""
+    from popplast.objectives.trial import Trial
+
+    narrow, wide = nn_state(4), nn_state(8)
+    child = Individual("g001-i000", (0.0,), 1, ("p", "q"), "fusion", (0.6, 0.4), seed=1)
+    trial = Trial(child, "cpu", Fidelity(), ((narrow, 0.6), (wide, 0.4)))
+    state = trial.inherited_state()
+    assert all(torch.equal(state[k], narrow[k]) for k in narrow)
+    assert trial.inherited_from == 1
+    assert trial.tags["inherited"].startswith("the better parent's state alone: '0.weight' has shape (8, 3)")
+    same = Trial(child, "cpu", Fidelity(), ((narrow, 0.6), (nn_state(4, seed=2), 0.4)))
+    same.inherited_state()
+    assert same.inherited_from == 2 and "inherited" not in same.tags
+
+
+def nn_state(width: int, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.ReLU(), torch.nn.Linear(width, 2)).state_dict()

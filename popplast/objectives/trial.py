@@ -24,6 +24,8 @@ class Trial:
             straight into its model). Most objectives call `inherited_state()` instead.
         fusion: how the search fuses parents (`strategy.fusion`: align, init, weights).
         fused_metrics: what `fused()` recorded: the child's metrics after fusion, before training.
+        inherited_from: how many parents' states `inherited_state()` returned fused (1: the better parent's
+            alone; 0 before it is called or without parents).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class Trial:
         self.fusion = fusion
         self._search_seed = search_seed
         self.fused_metrics: dict[str, float] = {}
+        self.inherited_from = 0
         self.seed = individual.seed
         self.device = device
         self.fidelity = fidelity
@@ -79,8 +82,11 @@ class Trial:
                 states, self.tags["fusion_alignment"] = align_parents(model, states, example, self.seed)
         try:
             state = fuse_state_dicts(states, weights)  # one parent: its own tensors, uncopied
-        except FusionError:
+            self.inherited_from = len(states)
+        except FusionError as e:
             state = from_shareable(states[0])  # the strategy lists the better parent first
+            self.inherited_from = 1
+            self.tags["inherited"] = f"the better parent's state alone: {e}"
         self.inherited_hash = state_dict_hash(state)
         return state
 

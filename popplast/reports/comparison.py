@@ -19,6 +19,7 @@ from mlflow.entities import Param
 
 from popplast.errors import PopplastError
 from popplast.spec.search import method_label
+from popplast.spec.strategy import variant_label
 from popplast.tracking.search_run import check_server, fitness_name, individual_runs, open_experiment, param_text
 
 SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "budget_epochs", "workers")
@@ -120,9 +121,11 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
 
 
 def _label(search: Any) -> str:
-    """The search's method as the comparison names it: with its stopper (ga+asha, tpe-hyperband)."""
+    """The search's method as the comparison names it: with its stopper (ga+asha, tpe-hyperband) and its
+    fusion settings (gensoup[fusion.align=weight_matching])."""
     params = search.data.params
-    return method_label(params["method"], params.get("stopper.rule", "none"), params.get("schedule", "generational"))
+    label = method_label(params["method"], params.get("stopper.rule", "none"), params.get("schedule", "generational"))
+    return variant_label(label, params)  # with the fusion settings it ran with, where not the defaults
 
 
 def _comparison_run(client: MlflowClient, run_id: str) -> Any:

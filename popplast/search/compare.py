@@ -27,6 +27,7 @@ from popplast.spec.search import (
     split_method,
     split_schedule,
 )
+from popplast.spec.strategy import split_variant, variant_label, variant_params
 from popplast.strategies import catalogue
 from popplast.strategies.budget import default_budget, evaluations_for_epochs, with_budget
 from popplast.strategies.method import SAMPLER
@@ -89,9 +90,10 @@ def compare(
     if budget_epochs is not None and budget_evals is not None:
         raise SpecError(COMMAND_LINE, "--budget-epochs", "give a budget in evaluations or in epochs, not both.")
     budget = budget_evals if budget_evals is not None or budget_epochs else default_budget(spec)
+    entries: dict[str, str] = {}  # each cell's label (its method with the fusion settings it runs) → its entry
     for method in methods:  # every cell's settings are checked before the first one trains
         try:
-            cell_spec = spec.with_overrides(
+            cell_spec = _variant(spec, method).with_overrides(
                 method=_with_rule(method)[0], stopper=_with_rule(method)[1], schedule=_schedule(method)
             )
         except SpecError as e:  # a cell's method is this command's --methods
@@ -101,6 +103,13 @@ def compare(
         check_options(executor, workers, cpus_per_worker, gpus_per_worker, method, eval_timeout)
         with_budget(cell_spec, budget if budget_epochs is None else evaluations_for_epochs(cell_spec, budget_epochs))
         catalogue.check_spec(cell_spec)  # what the method itself needs of the file
+        label = variant_label(split_variant(method)[0], variant_params(cell_spec.strategy))
+        if label in entries:
+            raise SpecError(
+                COMMAND_LINE, "--methods", f"{entries[label]} and {method} run the same searches ({label})."
+            )
+        entries[label] = method
+    methods = tuple(entries)  # as MLflow's search runs will name them (reports/comparison.py)
     seed_values = [spec.strategy.seed + i for i in range(seeds)]
     experiment = experiment or os.path.splitext(os.path.basename(spec.source))[0]
     tracker = ComparisonTracker(tracking_uri, experiment)
@@ -133,7 +142,8 @@ def compare(
                     continue
                 say(progress, f"[popplast] comparison {tracker.run_id}: search {k}/{len(cells)}, {method}, seed {seed}")
                 cell_spec = dataclasses.replace(
-                    spec, dataset=dataclasses.replace(spec.dataset, split_seed=spec.dataset.split_seed + i)
+                    _variant(spec, entries[method]),
+                    dataset=dataclasses.replace(spec.dataset, split_seed=spec.dataset.split_seed + i),
                 )
                 study = f"{tracker.run_id[:12]}-{method}-seed{seed}"
                 try:
@@ -182,10 +192,17 @@ def report(comparison_run_id: str, *, tracking_uri: str = TRACKING_URI, out: str
 
 def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
+        methods = _entries(methods)
+    variants = {}
+    for m in methods:
+        try:
+            variants[m] = split_variant(m)
+        except ValueError as e:
+            raise SpecError(COMMAND_LINE, "--methods", f"{e}.") from None
+    bases = [variants[m][0] for m in methods]
     unknown = [
         m
-        for m in methods
+        for m in bases
         if not _known(split_schedule(split_method(m)[0])[0]) or split_method(m)[1] not in (None, *STOPPERS)
     ]
     if unknown or not methods:
@@ -193,11 +210,12 @@ def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
             COMMAND_LINE,
             "--methods",
             f"expected a comma-separated list of {', '.join(METHODS + tuple(STOPPING_BASELINES))} or strategies "
-            f"of your own (module:Class), each optionally with -async (ga, gensoup, pbt) and "
-            f"+{'|'.join(STOPPERS[1:])}; got "
+            f"of your own (module:Class), each optionally with -async (ga, gensoup, pbt), "
+            f"+{'|'.join(STOPPERS[1:])} and [fusion.KEY=VALUE;...] (gensoup); got "
             f"{','.join(methods) or 'nothing'}.",
         )
-    methods = [method_label(*_with_rule(m)) for m in methods]  # tpe+hyperband is tpe-hyperband
+    # tpe+hyperband is tpe-hyperband; a variant's settings in one order, defaults left out
+    methods = [variant_label(method_label(*_with_rule(variants[m][0])), variants[m][1]) for m in methods]
     if len(set(methods)) != len(methods):
         raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
     return tuple(methods)
@@ -209,17 +227,38 @@ def _known(method: str) -> bool:
 
 
 def _schedule(name: str) -> str:
-    return split_schedule(split_method(name)[0])[1] or "generational"
+    return split_schedule(split_method(split_variant(name)[0])[0])[1] or "generational"
+
+
+def _entries(methods: str) -> list[str]:
+    """The comma-separated entries of --methods; a variant's brackets may hold commas of their own."""
+    entries, depth, current = [], 0, ""
+    for ch in methods:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += ch
+    return [e.strip() for e in [*entries, current] if e.strip()]
+
+
+def _variant(spec: SearchSpec, label: str) -> SearchSpec:
+    """The file's spec with a cell's variant settings (gensoup[fusion.align=weight_matching]) applied."""
+    name, settings = split_variant(label)
+    if not settings:
+        return spec
+    return spec.with_overrides(method=_with_rule(name)[0], schedule=_schedule(name), variant=settings)
 
 
 def _with_rule(name: str) -> tuple[str, str]:
-    method, rule = split_method(name)
+    method, rule = split_method(split_variant(name)[0])
     return method, rule or "none"
 
 
 def _study_to_resume(method: str, storage: str, study: str) -> str | None:
     """The search run of this cell's study when an earlier, interrupted comparison started it."""
-    if catalogue.method(split_schedule(split_method(method)[0])[0]).family != SAMPLER:
+    if catalogue.method(split_schedule(split_method(split_variant(method)[0])[0])[0]).family != SAMPLER:
         return None
     from popplast.integrations.optuna_study import study_search_run
 

@@ -189,6 +189,7 @@ class SearchSpec:
         schedule = flags.pop("schedule", None) or schedule
         stopper = flags.pop("stopper", None) or rule
         settings = flags.pop("settings", None)  # a user's strategy passed from Python: its own settings
+        variant = flags.pop("variant", None) or {}  # a comparison's cell: fusion.align=..., final.soup=...
         data = self.to_dict()
         given: dict[str, str] = {}  # the file's key -> the flag that set it
         strategy = data["strategy"]
@@ -201,6 +202,10 @@ class SearchSpec:
             if flags.get(key) is not None:
                 strategy[key] = flags[key]
                 given[f"strategy.{key}"] = f"--{key}"
+        for key, value in variant.items():
+            section, _, name = key.partition(".")
+            strategy[section] = {**strategy.get(section, {}), name: value}
+            given[f"strategy.{key}"] = given[f"strategy.{section}"] = "--methods"
         if schedule is not None:
             if schedule == "generational":  # what only an asynchronous schedule takes goes with it
                 strategy = {k: v for k, v in strategy.items() if k not in ASYNC_KEYS}

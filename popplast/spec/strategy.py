@@ -78,6 +78,47 @@ class FusionSpec:
         return {"align": self.align, "init": self.init, "weights": self.weights}
 
 
+# a method's variants by its fusion settings: what a search run records (params), what a comparison's
+# --methods may set per cell (gensoup[fusion.align=weight_matching]) and the label its cells are shown by
+VARIANT_KEYS = {
+    "fusion.align": ALIGNMENTS,
+    "fusion.init": INITIALISATIONS,
+    "fusion.weights": FUSED_WEIGHTS,
+    "final.soup": SOUPS,
+}
+
+
+def variant_params(spec: "StrategySpec") -> dict[str, str]:
+    """The fusion settings of a method that takes them, as `fusion.align`, ... (what its search run records)."""
+    taken = CATALOGUE[spec.method].settings if spec.method in CATALOGUE else ()
+    values = {**{f"fusion.{k}": v for k, v in spec.fusion.to_dict().items()}, "final.soup": spec.soup}
+    return {k: v for k, v in values.items() if k.partition(".")[0] in taken}
+
+
+def variant_label(label: str, params: Mapping[str, str]) -> str:
+    """`label` with the variant settings that differ from their defaults: gensoup[fusion.align=weight_matching]."""
+    changed = [
+        f"{k}={params[k]}" for k in sorted(VARIANT_KEYS) if params.get(k, VARIANT_KEYS[k][0]) != VARIANT_KEYS[k][0]
+    ]
+    return f"{label}[{';'.join(changed)}]" if changed else label
+
+
+def split_variant(name: str) -> tuple[str, dict[str, str]]:
+    """'gensoup[fusion.align=weight_matching;fusion.init=shared]' → ('gensoup', {...}); ValueError when a
+    setting is not KEY=VALUE with a variant key and one of its values."""
+    if not name.endswith("]") or "[" not in name:
+        return name, {}
+    method, _, inside = name[:-1].partition("[")
+    settings = {}
+    for item in (i.strip() for i in inside.split(";") if i.strip()):
+        key, eq, value = item.partition("=")
+        if not eq or key not in VARIANT_KEYS or value not in VARIANT_KEYS[key]:
+            allowed = "; ".join(f"{k}={'|'.join(v)}" for k, v in VARIANT_KEYS.items())
+            raise ValueError(f"{item!r} in {name!r}: expected KEY=VALUE among {allowed}")
+        settings[key] = value
+    return method, settings
+
+
 PLAIN_FUSION = FusionSpec()  # the thesis's: the parents averaged as they are, each from its own initialisation
 
 

@@ -19,6 +19,7 @@ from popplast.core.individual import Individual
 from popplast.core.result import EvalResult, SearchResult
 from popplast.errors import COMMAND_LINE, SpecError
 from popplast.spec.search import SearchSpec
+from popplast.spec.strategy import variant_params
 from popplast.strategies.catalogue import method as entry
 from popplast.tracking.bulk_runs import DATABASE, RunRecord, open_bulk, server_database
 from popplast.tracking.checkpoint_store import CheckpointStore
@@ -72,6 +73,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             **({"schedule": s.schedule, "replacement": s.replacement} if s.schedule == "async" else {}),
             **{f"strategy.{k}": getattr(s, k) for k in ("sigma", "learning_rate") if getattr(s, k) is not None},
             **{f"strategy.{k}": v for k, v in s.settings.items()},  # a user's strategy's own settings
+            **variant_params(s),  # fusion.align, ..., final.soup: for the methods that take them
             "genes": list(spec.space.names),
             **(
                 {
@@ -341,6 +343,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             "metrics": {k: float(v) for k, v in metrics.items()},
             "best": best,
             "final_population": dict(final_population),
+            **({"soup": dict(result.soup)} if result.soup else {}),
         }
 
     def ship_end(self, event: Mapping[str, Any]) -> None:
@@ -368,6 +371,13 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         )
         self.client.log_dict(self.search_run_id, event["final_population"], "final_population.json")
         self.client.log_dict(self.search_run_id, best, "best_individual.json")
+        if event.get("soup"):  # the logged model is the soup of these individuals, or the best one alone
+            soup = event["soup"]
+            model = (
+                "greedy soup of " + ",".join(soup["ingredients"]) if soup["answer"] else f"best individual {best_id}"
+            )
+            self.client.set_tag(self.search_run_id, "popplast.model", model)
+            self.client.log_dict(self.search_run_id, soup, "soup.json")
         self.drawn = self._draw()
         self.client.set_terminated(self.search_run_id, status="FINISHED")
 
