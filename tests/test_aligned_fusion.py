@@ -5,6 +5,8 @@ asynchronous."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -86,7 +88,7 @@ def _check_soup(tracking_uri: str, result) -> None:
     assert search["soup_ingredients"] == len(soup["ingredients"])
     assert search["soup_is_answer"] == float(soup["answer"])
     said = "greedy soup of " + ",".join(soup["ingredients"]) if soup["answer"] else f"best individual {result.best.id}"
-    assert run.data.tags["popplast.model"] == said
+    assert run.data.tags["popplast.model"].startswith(said)
     assert "greedy soup:" in result.summary()
 
 
@@ -373,3 +375,12 @@ def test_a_child_whose_parents_do_not_fit_together_says_it_took_the_better_paren
 def nn_state(width: int, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.ReLU(), torch.nn.Linear(width, 2)).state_dict()
+
+
+def test_a_user_objective_cannot_ask_for_the_greedy_soup(tmp_path):
+    """The soup measures popplast's CNN trainer's models; a file with an objective that asks for it is refused
+    rather than recorded as souped."""
+    text = (Path(__file__).parent.parent / "search_spaces" / "noisy_digits.yaml").read_text()
+    text = text.replace("  method: ga\n", "  method: gensoup\n  final: {soup: greedy}\n")
+    with pytest.raises(SpecError, match=r"strategy\.final\.soup: the greedy soup measures popplast's CNN"):
+        SearchSpec.from_yaml(write_spec(tmp_path, text, "noisy.yaml"))

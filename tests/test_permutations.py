@@ -79,6 +79,107 @@ class Untraceable(nn.Module):
         return -self.fc(x)
 
 
+F = nn.functional
+
+
+class _Hostile(nn.Module):
+    """Models written to trip the trace (from an adversarial review): each must keep its function under
+    every permutation the trace allows, or be pinned."""
+
+
+class ReadsAWeightDirectly(_Hostile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x))) + F.linear(x, self.fc1.weight)[:, :3]
+
+
+class KeywordTensors(_Hostile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.o = nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        joined = torch.cat(tensors=[self.a(input=x), self.b(x)], dim=1)
+        return self.o(joined + torch.mul(input=self.c(x), other=2.0))
+
+
+class PoolsOverFeatures(_Hostile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.pool, self.fc2 = nn.Linear(4, 8), nn.AvgPool1d(3, 1, 1), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.pool(torch.relu(self.fc1(x))))
+
+
+class TiedWeights(_Hostile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.c, self.b = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.c(torch.relu(self.a(x)))))
+
+
+class LayerUsedTwice(_Hostile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.h, self.o = nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.o(torch.relu(self.h(torch.relu(self.h(torch.relu(self.a(x)))))))
+
+
+class Transposed(_Hostile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.o = nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        return self.o(h) + h.T.sum(0)[:, None]
+
+
+class MixesChannels(_Hostile):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.o = nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.o(F.softmax(self.a(x), dim=1)) + self.a(x).mean(1, keepdim=True)
+
+
+HOSTILE = [
+    (ReadsAWeightDirectly, (4,)),
+    (KeywordTensors, (4,)),
+    (PoolsOverFeatures, (4,)),
+    (TiedWeights, (4,)),
+    (LayerUsedTwice, (4,)),
+    (Transposed, (4,)),
+    (MixesChannels, (4,)),
+]
+
+
+@pytest.mark.parametrize("kind, shape", HOSTILE, ids=[k.__name__ for k, _ in HOSTILE])
+def test_what_the_trace_cannot_follow_is_pinned_not_permuted(kind: type, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    model, x = kind().eval(), torch.randn(6, *shape)
+    spec = permutation_spec(model, x)
+    for seed in range(3):
+        changed = kind()
+        changed.load_state_dict(
+            permute(spec, random_permutation(spec, np.random.default_rng(seed)), model.state_dict())
+        )
+        with torch.no_grad():
+            torch.testing.assert_close(changed.eval()(x), model(x), rtol=1e-5, atol=1e-6)
+    if kind is LayerUsedTwice:  # the one that can be permuted: h's units, tied across both calls
+        assert list(spec.groups.values()) == [6]
+
+
 MODELS = {
     "lenet5": (lambda: build_model("lenet5", 1, 10), (1, 16, 16)),
     "small_vgg": (lambda: build_model("small_vgg", 1, 10), (1, 16, 16)),

@@ -59,12 +59,16 @@ class CNNObjective:
                 example = next(iter(batches(data.val, 2, shuffle=False)))[0].to(device)
                 states, trial.tags["fusion_alignment"] = align_parents(model, states, example, trial.seed)
             load_fused(model, states, factors)
-            if len(states) > 1 and cfg.bn_reestimate_batches:
+            reestimated = _bn_batches(cfg, trial) if len(states) > 1 else 0
+            if reestimated:
                 size = cfg.batch_size or budget.batch_size
                 inputs = (x for x, _ in batches(data.train, size, shuffle=True, generator=generator))
-                reestimate_batchnorm(model, itertools.islice(inputs, cfg.bn_reestimate_batches), device)
+                reestimate_batchnorm(model, itertools.islice(inputs, reestimated), device)
             if len(states) > 1:  # what the fusion itself gave, before any training (ALGORITHMS.md §12)
-                trial.fused(**measure_split(model, data.val, device, "val"))
+                try:
+                    trial.fused(**measure_split(model, data.val, device, "val"))
+                except FloatingPointError as e:  # the fused model diverges: training may still recover it
+                    trial.set_tag("fused", f"not measured: {e}")
         trial.set_tag("initial_weights_hash", state_dict_hash(model.state_dict()))
         start = time.perf_counter()
         watching = trial.watched is not None
@@ -83,6 +87,17 @@ class CNNObjective:
             image_size=float(budget.image_size),
         )
         return metrics, model.state_dict()
+
+
+ALIGNED_BN_BATCHES = 4  # an aligned fusion re-estimates BatchNorm statistics (§12) on this many batches unless set
+
+
+def _bn_batches(cfg: Any, trial: Trial) -> int:
+    """The batches BatchNorm statistics are re-estimated on after a fusion: `bn_reestimate_batches`; an aligned
+    fusion always re-estimates them (ALGORITHMS.md §12), on ALIGNED_BN_BATCHES when the setting is 0."""
+    if trial.fusion.align == "weight_matching":
+        return cfg.bn_reestimate_batches or ALIGNED_BN_BATCHES
+    return cfg.bn_reestimate_batches
 
 
 def _shared_init(cfg: Any, channels: int, classes: int, seed: int) -> torch.nn.Module:

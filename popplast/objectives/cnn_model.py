@@ -78,7 +78,9 @@ def _souped(spec: SearchSpec, outcome: Any, workers: Any, result: SearchResult, 
         value = measure_split(model, data.val, torch.device("cpu"), "val")["val_mcc"]
         return value, {k: v.clone() for k, v in model.state_dict().items()}
 
-    soup = greedy_soup([(result.best.id, best_state), *[(i, st) for _, i, st in others]], score)
+    with torch.random.fork_rng(devices=[]):  # layers that draw in train mode (dropout) draw from the seed
+        torch.manual_seed(spec.strategy.seed)
+        soup = greedy_soup([(result.best.id, best_state), *[(i, st) for _, i, st in others]], score)
     result.soup = {
         "ingredients": soup.ingredients,
         "candidates": [result.best.id, *(i for _, i, _ in others)],

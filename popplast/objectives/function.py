@@ -101,7 +101,7 @@ class FunctionEvaluator:
             result.history, result.tags = history, {**tags, **_hashes(trial, None), **_span(began)}
             return result
         metrics.setdefault("train_seconds", time.perf_counter() - start)
-        steps = [int(s) for series in trial.history.values() for s, _ in series]
+        steps = [int(s) for series in trial.history.values() for s, _ in series if s > 0]  # 0: before training
         if steps:  # the training work an epoch budget counts (execution/search.py)
             metrics.setdefault("steps", float(max(steps)))
         raw = metrics[self.fitness.metric]

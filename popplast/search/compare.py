@@ -211,11 +211,12 @@ def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
             "--methods",
             f"expected a comma-separated list of {', '.join(METHODS + tuple(STOPPING_BASELINES))} or strategies "
             f"of your own (module:Class), each optionally with -async (ga, gensoup, pbt), "
-            f"+{'|'.join(STOPPERS[1:])} and [fusion.KEY=VALUE;...] (gensoup); got "
+            f"+{'|'.join(STOPPERS[1:])} and [fusion.KEY=VALUE;...] (gensoup; final.soup=greedy: gensoup, pbt); got "
             f"{','.join(methods) or 'nothing'}.",
         )
-    # tpe+hyperband is tpe-hyperband; a variant's settings in one order, defaults left out
-    methods = [variant_label(method_label(*_with_rule(variants[m][0])), variants[m][1]) for m in methods]
+    # tpe+hyperband is tpe-hyperband; a variant's settings in one order (a cell's label, what MLflow will
+    # name it by, is made from the spec it runs: compare())
+    methods = [_entry(method_label(*_with_rule(variants[m][0])), variants[m][1]) for m in methods]
     if len(set(methods)) != len(methods):
         raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
     return tuple(methods)
@@ -228,6 +229,10 @@ def _known(method: str) -> bool:
 
 def _schedule(name: str) -> str:
     return split_schedule(split_method(split_variant(name)[0])[0])[1] or "generational"
+
+
+def _entry(method: str, settings: dict[str, str]) -> str:
+    return f"{method}[{';'.join(f'{k}={settings[k]}' for k in sorted(settings))}]" if settings else method
 
 
 def _entries(methods: str) -> list[str]:

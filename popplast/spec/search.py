@@ -123,6 +123,13 @@ class SearchSpec:
         final_section.finish()
         fid.finish()
         strategy = strategy_from(top.section("strategy"), space)
+        if objective is not None and strategy.soup != "none":
+            raise SpecError(
+                source,
+                "strategy.final.soup",
+                "the greedy soup measures popplast's CNN trainer's models; a user objective makes its own final "
+                "model from the best state in its answer hook (fit.answer), so set soup: none.",
+            )
         stopper = stopper_from(top)
         _check_stopper(stopper, strategy.method, objective, fitness, top)
         fixed = top.section("fixed", {})

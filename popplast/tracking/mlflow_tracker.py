@@ -344,6 +344,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             "best": best,
             "final_population": dict(final_population),
             **({"soup": dict(result.soup)} if result.soup else {}),
+            **({"model": _model_said(result)} if result.model_uri else {}),
         }
 
     def ship_end(self, event: Mapping[str, Any]) -> None:
@@ -371,13 +372,10 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         )
         self.client.log_dict(self.search_run_id, event["final_population"], "final_population.json")
         self.client.log_dict(self.search_run_id, best, "best_individual.json")
-        if event.get("soup"):  # the logged model is the soup of these individuals, or the best one alone
-            soup = event["soup"]
-            model = (
-                "greedy soup of " + ",".join(soup["ingredients"]) if soup["answer"] else f"best individual {best_id}"
-            )
-            self.client.set_tag(self.search_run_id, "popplast.model", model)
-            self.client.log_dict(self.search_run_id, soup, "soup.json")
+        if event.get("model"):
+            self.client.set_tag(self.search_run_id, "popplast.model", event["model"])
+        if event.get("soup"):
+            self.client.log_dict(self.search_run_id, event["soup"], "soup.json")
         self.drawn = self._draw()
         self.client.set_terminated(self.search_run_id, status="FINISHED")
 
@@ -441,3 +439,13 @@ def _status(result: EvalResult) -> str:
     if not result.ok:
         return "failed"
     return "ok" if result.stopped_at is None else "stopped"
+
+
+def _model_said(result: SearchResult) -> str:
+    """What the logged model is: the best configuration retrained, the greedy soup of some individuals, or the
+    best individual as trained."""
+    if result.retrain_metrics:
+        return f"the best configuration ({result.best.id}'s) retrained at the final fidelity"
+    if result.soup and result.soup["answer"]:
+        return "greedy soup of " + ",".join(result.soup["ingredients"])
+    return f"best individual {result.best.id} as trained"

@@ -84,19 +84,13 @@ _PASS_MODULES = (
     nn.Dropout2d,
     nn.Dropout3d,
     nn.AlphaDropout,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
 )
+# pooling acts on the spatial dimensions of a (batch, channel, ...) tensor: equivariant only there
+_POOL_MODULES = {
+    1: (nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d),
+    2: (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d),
+    3: (nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d),
+}
 _F = nn.functional
 _PASS_FUNCTIONS = {
     torch.relu,
@@ -113,15 +107,13 @@ _PASS_FUNCTIONS = {
     _F.hardswish,
     _F.hardsigmoid,
     _F.dropout,
-    _F.max_pool2d,
-    _F.avg_pool2d,
-    _F.adaptive_avg_pool2d,
-    _F.adaptive_max_pool2d,
 }
+_POOL_FUNCTIONS = {_F.max_pool2d: 2, _F.avg_pool2d: 2, _F.adaptive_avg_pool2d: 2, _F.adaptive_max_pool2d: 2}
 _PASS_METHODS = {"relu", "relu_", "tanh", "sigmoid", "contiguous", "clone", "detach", "float"}
 _BINARY = {operator.add, operator.iadd, operator.sub, operator.mul, operator.imul, torch.add, torch.mul, torch.sub}
 _BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub"}
 _SHAPE_ONLY = {"size", "dim", "numel"}  # read a tensor's shape, not its values
+_SHAPE_ATTRIBUTES = {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad"}
 
 
 def permutation_spec(model: nn.Module, example: torch.Tensor) -> PermutationSpec:
@@ -133,14 +125,24 @@ def permutation_spec(model: nn.Module, example: torch.Tensor) -> PermutationSpec
         graph = fx.symbolic_trace(traced_model)
         with torch.no_grad():
             ShapeProp(graph).propagate(example)
+        return _Walk(graph, _aliases(model)).spec()
     except Exception as e:  # torch.fx raises many types for code it cannot follow
         raise NotTraceable(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    return _Walk(graph).spec()
+
+
+def _aliases(model: nn.Module) -> list[list[str]]:
+    """State-dict keys that name one tensor (tied weights): they must be permuted alike, or not at all."""
+    named: dict[int, list[str]] = {}
+    for key, tensor in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        named.setdefault(id(tensor), []).append(key)
+    return [keys for keys in named.values() if len(keys) > 1]
 
 
 class _Walk:
-    def __init__(self, graph: fx.GraphModule) -> None:
+    def __init__(self, graph: fx.GraphModule, aliases: list[list[str]]) -> None:
         self.graph = graph
+        self.aliases = aliases
+        self.read: set[str] = set()  # tensors the graph reads directly (get_attr), outside any known layer
         self.parent: dict[int, int] = {}  # union-find over group ids
         self.size: dict[int, int] = {}
         self.pinned: set[int] = set()
@@ -208,6 +210,10 @@ class _Walk:
                     self.pin(self.layout.get(arg))
                 continue
             self.layout[node] = self.visit(node)
+        self._tie_aliases()
+        for key in self.read:  # used outside a known layer: its values must stay where they are
+            for segments in self.axes.get(key, ()):
+                self.pin((0, segments) if segments else None)
         groups, axes = {}, {}
         for key, per_axis in self.axes.items():
             resolved: list[tuple[Segment, ...] | None] = []
@@ -224,6 +230,18 @@ class _Walk:
                 axes[key] = tuple(resolved)
         return PermutationSpec(groups, axes)
 
+    def _tie_aliases(self) -> None:
+        for keys in self.aliases:
+            assigned = [k for k in keys if k in self.axes]
+            if not assigned:
+                continue
+            if len(assigned) < len(keys) or any(k in self.read for k in keys):
+                self.read.update(keys)  # one of its names is used where the walk cannot follow it
+            for key in assigned[1:]:
+                self.assign(assigned[0], self.axes[key])
+            for key in keys:
+                self.axes[key] = self.axes[assigned[0]]
+
     def _free(self, g: int | None) -> int | None:
         if g is None:
             return None
@@ -231,8 +249,15 @@ class _Walk:
         return None if r in self.pinned else r
 
     def visit(self, node: fx.Node) -> Layout | None:
-        if node.op in ("placeholder", "get_attr"):
+        if node.op == "placeholder":
             return None
+        if node.op == "get_attr":
+            self.read.add(str(node.target))
+            return None
+        # every rule below reads its tensors from the positional arguments: a tensor passed by keyword, or
+        # a second tensor a rule does not expect, makes the operation unknown
+        if _nodes(node.kwargs):
+            return self.unknown(node)
         if node.op == "call_module":
             return self.module(node, self.graph.get_submodule(str(node.target)))
         if node.op in ("call_function", "call_method"):
@@ -246,9 +271,13 @@ class _Walk:
 
     def module(self, node: fx.Node, m: nn.Module) -> Layout | None:
         name = str(node.target)
-        x = self.layout.get(node.args[0]) if node.args and isinstance(node.args[0], fx.Node) else None
-        ndim = _ndim(node.args[0]) if node.args else None
+        if len(node.args) != 1 or not isinstance(node.args[0], fx.Node):
+            return self.unknown(node)
+        x = self.layout.get(node.args[0])
+        ndim = _ndim(node.args[0])
         if isinstance(m, nn.modules.conv._ConvNd) and not isinstance(m, nn.modules.conv._ConvTransposeNd):
+            if ndim != m.weight.dim():  # unbatched input: its channels are dimension 0
+                return self.unknown(node)
             if x is not None and x[0] != 1:
                 self.pin(x)
                 x = None
@@ -277,6 +306,9 @@ class _Walk:
             return x
         if isinstance(m, _PASS_MODULES):
             return x
+        for spatial, pools in _POOL_MODULES.items():
+            if isinstance(m, pools):
+                return self.pooled(node, x, ndim, spatial)
         if isinstance(m, nn.Flatten):
             return self.flatten(node.args[0], x, m.start_dim, m.end_dim)
         return self.unknown(node)
@@ -327,27 +359,45 @@ class _Walk:
             span *= d
         return (start, tuple(Segment(s.group, s.size, s.repeat * span) for s in x[1]))
 
+    def pooled(self, node: fx.Node, x: Layout | None, ndim: int | None, spatial: int) -> Layout | None:
+        if x is None:
+            return None
+        if x[0] != 1 or ndim != spatial + 2:  # pooling over the permuted dimension
+            return self.unknown(node)
+        return x
+
     def function(self, node: fx.Node) -> Layout | None:
         target = node.target
         args = node.args
         first = self.layout.get(args[0]) if args and isinstance(args[0], fx.Node) else None
-        if target in _PASS_FUNCTIONS or (node.op == "call_method" and target in _PASS_METHODS):
-            return first
-        if target is getattr or (node.op == "call_method" and target in _SHAPE_ONLY):
+        method = node.op == "call_method"
+        if target is getattr:
+            return None if len(args) > 1 and args[1] in _SHAPE_ATTRIBUTES else self.unknown(node)
+        if method and target in _SHAPE_ONLY:
             return None
+        if target in _PASS_FUNCTIONS or (method and target in _PASS_METHODS) or target in _POOL_FUNCTIONS:
+            if not args or not isinstance(args[0], fx.Node) or _nodes(args[1:]):
+                return self.unknown(node)
+            if target in _POOL_FUNCTIONS:
+                return self.pooled(node, first, _ndim(args[0]), _POOL_FUNCTIONS[target])  # type: ignore[index]
+            return first
         if target in _BINARY or (node.op == "call_method" and target in _BINARY_METHODS):
             return self.binary(node)
-        if target is torch.flatten or (node.op == "call_method" and target == "flatten"):
+        if target is torch.flatten or (method and target == "flatten"):
+            if not args or not isinstance(args[0], fx.Node):
+                return self.unknown(node)
             start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0)
             end = args[2] if len(args) > 2 else node.kwargs.get("end_dim", -1)
             return self.flatten(args[0], first, int(start), int(end))
-        if target is torch.cat:
+        if target is torch.cat and args:
             return self.cat(node)
         return self.unknown(node)
 
     def binary(self, node: fx.Node) -> Layout | None:
         """An elementwise operation of two operands: permuted alike (tied), or one a scalar or broadcast
         along the permuted axis."""
+        if len(node.args) != 2 or _nodes(node.args[2:]):
+            return self.unknown(node)
         operands = [a for a in node.args[:2] if isinstance(a, fx.Node)]
         layouts = [self.layout.get(a) for a in operands]
         shape = _shape(node)
