@@ -316,7 +316,7 @@ def test_a_comparison_runs_fusion_variants_and_reports_their_fusions_per_generat
         ("ga[fusion.align=weight_matching]", "only gensoup takes fusion"),
         (
             "gensoup,gensoup[fusion.align=none]",
-            "gensoup and gensoup[fusion.align=none] run the same searches (gensoup)",
+            "gensoup and gensoup[fusion.align=none] run the same searches (gensoup[final.soup=greedy])",
         ),
     ],
 )
