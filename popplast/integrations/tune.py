@@ -241,6 +241,12 @@ def run_tune(
             # it would stall: the `workers` limit is on training segments instead (slots every segment holds)
             slots = Slots.remote(workers)
             trainable = tune.with_parameters(pbt_trainable, spec=spec, threads=threads, segments=segments, slots=slots)
+            # the slots hold the segments training at once to `workers`, so the trials reserve no CPUs with Ray:
+            # synchronous PBT pauses and resumes every trial at each boundary, and a trial's placement group
+            # that waited for a CPU and was removed while Ray prepared it left that CPU held for good (Ray
+            # 2.60: "removed before it is created"; 1 in 12 runs of the --workers 1 test). A bundle must hold
+            # something: one byte of memory, which every node has
+            resources = {"cpu": 0, "gpu": gpus, "memory": 1}
             tune_config = tune.TuneConfig(
                 scheduler=scheduler, search_alg=search, num_samples=population, reuse_actors=True
             )
