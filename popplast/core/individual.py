@@ -48,6 +48,11 @@ class Individual:
         if self.operator not in OPERATORS:
             raise ValueError(f"unknown operator {self.operator!r}; expected one of {OPERATORS}")
 
+    def parent_factors(self) -> tuple[float, ...]:
+        """The factor each parent's trained state counts with in the child's start: its fusion weights, or
+        1 for every parent when the strategy gave none (PBT's single parent)."""
+        return self.fusion_weights or (1.0,) * len(self.parent_ids)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -15,7 +15,7 @@ from popplast.core.result import EvalResult
 def fusion_barriers(individual: Individual, fused_fitness: float, parents: Mapping[str, float]) -> dict[str, float]:
     """`parents`: the fitness of the individual's parents that succeeded, by id. Empty unless at least two
     parents with positive fusion weights are known."""
-    weights = individual.fusion_weights or (1.0,) * len(individual.parent_ids)
+    weights = individual.parent_factors()
     fused = [(parents[p], w) for p, w in zip(individual.parent_ids, weights) if w > 0 and p in parents]
     if len(fused) < 2:
         return {}

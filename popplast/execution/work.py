@@ -59,6 +59,6 @@ def evaluation_for(
     and the factors the strategy fuses them by."""
     if not inherits:
         return Evaluation(individual, config, stops=stops)
-    factors = individual.fusion_weights or (1.0,) * len(individual.parent_ids)
+    factors = individual.parent_factors()
     parents = tuple((weights[p], f) for p, f in zip(individual.parent_ids, factors) if f > 0 and p in weights)
     return Evaluation(individual, config, budget, return_weights=True, parents_weights=parents, stops=stops)

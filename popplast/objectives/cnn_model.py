@@ -28,7 +28,7 @@ def log_soup_model(
     budget = outcome.best_budget
     data = split_for(spec.dataset, cfg, budget, shape[0])
     if spec.strategy.soup == "greedy":
-        _souped(spec, outcome, workers, result, model, data)
+        _souped(spec, outcome, workers, result, model, cfg, data)
     measured = measure(model, data, torch.device("cpu"))
     result.model_metrics = {k: v for k, v in measured.items() if k.startswith("test_")}
     result.model_uri = tracker.log_model(model, _example(cfg, shape, budget.image_size))
@@ -37,8 +37,10 @@ def log_soup_model(
 SOUP_BN_BATCHES = 10  # BatchNorm statistics of a trial soup re-estimated on this many training batches at least
 
 
-def _souped(spec: SearchSpec, outcome: Any, workers: Any, result: SearchResult, model: Any, data: Any) -> None:
-    """The greedy soup over the final population's members of the best individual's configuration's
+def _souped(
+    spec: SearchSpec, outcome: Any, workers: Any, result: SearchResult, model: Any, cfg: Any, data: Any
+) -> None:
+    """The greedy soup over the final population's members of the best individual's configuration's (`cfg`)
     architecture (ALGORITHMS.md §12); `model` (the best individual's) takes the soup's weights when the soup
     scores higher on validation than the best alone, and `result.soup` records what was tried."""
     import itertools
@@ -53,20 +55,18 @@ def _souped(spec: SearchSpec, outcome: Any, workers: Any, result: SearchResult, 
     from popplast.training.train import measure_split
 
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    arch = resolve(result.best_config, {}).architecture
     shapes = {k: tuple(v.shape) for k, v in best_state.items()}
     fitness = {k: r.fitness for k, r in outcome.results.items() if r.ok}
     others = []
     for individual, weights in outcome.final_weights:
         if individual.id == result.best.id or individual.id not in fitness:
             continue
-        if resolve(configuration(spec, individual), {}).architecture != arch:
+        if resolve(configuration(spec, individual), {}).architecture != cfg.architecture:
             continue
         state = _state(workers.fetch(weights))
         if {k: tuple(v.shape) for k, v in state.items()} == shapes:
             others.append((fitness[individual.id], individual.id, state))
     others.sort(key=lambda o: -o[0])  # stable: on ties, in the population's order
-    cfg = resolve(result.best_config, {})
     generator = torch.Generator().manual_seed(spec.strategy.seed)
     size = cfg.batch_size or outcome.best_budget.batch_size
 

@@ -27,7 +27,7 @@ from popplast.spec.search import (
     split_method,
     split_schedule,
 )
-from popplast.spec.strategy import split_variant, variant_label, variant_params
+from popplast.spec.strategy import split_variant, variant_label, variant_name, variant_params
 from popplast.strategies import catalogue
 from popplast.strategies.budget import default_budget, evaluations_for_epochs, with_budget
 from popplast.strategies.method import SAMPLER
@@ -216,7 +216,7 @@ def _check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
         )
     # tpe+hyperband is tpe-hyperband; a variant's settings in one order (a cell's label, what MLflow will
     # name it by, is made from the spec it runs: compare())
-    methods = [_entry(method_label(*_with_rule(variants[m][0])), variants[m][1]) for m in methods]
+    methods = [variant_name(method_label(*_with_rule(variants[m][0])), variants[m][1]) for m in methods]
     if len(set(methods)) != len(methods):
         raise SpecError(COMMAND_LINE, "--methods", f"expected each method once, got {','.join(methods)}.")
     return tuple(methods)
@@ -229,10 +229,6 @@ def _known(method: str) -> bool:
 
 def _schedule(name: str) -> str:
     return split_schedule(split_method(split_variant(name)[0])[0])[1] or "generational"
-
-
-def _entry(method: str, settings: dict[str, str]) -> str:
-    return f"{method}[{';'.join(f'{k}={settings[k]}' for k in sorted(settings))}]" if settings else method
 
 
 def _entries(methods: str) -> list[str]:

@@ -97,10 +97,14 @@ def variant_params(spec: "StrategySpec") -> dict[str, str]:
 
 def variant_label(label: str, params: Mapping[str, str]) -> str:
     """`label` with the variant settings that differ from their defaults: gensoup[fusion.align=weight_matching]."""
-    changed = [
-        f"{k}={params[k]}" for k in sorted(VARIANT_KEYS) if params.get(k, VARIANT_KEYS[k][0]) != VARIANT_KEYS[k][0]
-    ]
-    return f"{label}[{';'.join(changed)}]" if changed else label
+    return variant_name(
+        label, {k: params[k] for k in VARIANT_KEYS if params.get(k, VARIANT_KEYS[k][0]) != VARIANT_KEYS[k][0]}
+    )
+
+
+def variant_name(method: str, settings: Mapping[str, str]) -> str:
+    """`method[KEY=VALUE;...]` with the settings in one order (what split_variant reads); `method` without any."""
+    return f"{method}[{';'.join(f'{k}={settings[k]}' for k in sorted(settings))}]" if settings else method
 
 
 def split_variant(name: str) -> tuple[str, dict[str, str]]:
