@@ -6,7 +6,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from popplast.core.individual import Individual
 
@@ -82,6 +82,9 @@ class SearchResult:
     worker_utilisation: float | None = None  # the workers' busy time over workers × wall time (reports/utilisation.py)
     fusion: dict[str, float] = field(default_factory=dict)  # over fused children (execution/fusion_cost.py)
     soup: dict[str, Any] = field(default_factory=dict)  # `final: {soup: greedy}`: what the soup tried and kept
+    # several objectives (execution/front.py): objectives [(metric, mode)], constraints, reference (by metric),
+    # hypervolume, members [{id, objectives}] best first in the first objective, evaluations feasible
+    front: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The text `popplast run` prints at the end."""
@@ -96,6 +99,7 @@ class SearchResult:
             lines.append(
                 "  metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in self.best_metrics.items() if k != "train_seconds")
             )
+        lines += front_lines(self.front)
         lines.append("  hyperparameters:")
         lines += [f"    {k}: {_fmt(v)}" for k, v in self.best_config.items()]
         if self.retrain_metrics:
@@ -140,6 +144,23 @@ class SearchResult:
             f"  then {ui_url(self.tracking_uri)}/#/experiments/{self.experiment_id}/runs/{self.best_run_id}",
         ]
         return "\n".join(lines)
+
+
+def front_lines(front: Mapping[str, Any], shown: int = 12) -> list[str]:
+    """The summary's Pareto front: its members' objectives, best first in the first objective."""
+    if not front:
+        return []
+    members = front["members"]
+    reference = ", ".join(f"{m} {v:.4g}" for m, v in front["reference"].items())
+    lines = [
+        f"  Pareto front: {len(members)} of {front['feasible']} feasible evaluations; hypervolume "
+        f"{front['hypervolume']:.6g} against the reference point ({reference})"
+    ]
+    for member in members[:shown]:
+        lines.append(f"    {member['id']}: " + ", ".join(f"{m} {v:.4g}" for m, v in member["objectives"].items()))
+    if len(members) > shown:
+        lines.append(f"    ... and {len(members) - shown} more (pareto_front.json)")
+    return lines
 
 
 def ui_command(tracking_uri: str) -> str:

@@ -35,6 +35,7 @@ from popplast.core.result import EvalResult
 from popplast.core.strategy import Strategy, is_async
 from popplast.execution.checkpoint import Checkpoint, Checkpointer, WeightsLost
 from popplast.execution.executor import Evaluation, Executor, Work, slices
+from popplast.execution.front import front_metrics, reference_of
 from popplast.execution.fusion_cost import fusion_barriers
 from popplast.execution.stopping import StopJudge
 from popplast.execution.work import configuration, evaluation_for, generation_fidelity, trained_config
@@ -167,7 +168,7 @@ class _Loop:
             for result in results:
                 self._receive(result)
             # a slice is told at once: one tell per individual would copy the state's results P times
-            told = {r.individual_id: r.fitness if r.ok else None for r in results}
+            told = {r.individual_id: self._told(r) for r in results}
             self.state, metrics = self.strategy.tell(self.state, told)
             if self.asynchronous and self.strategy.inherits:
                 self._keep_weights(weights_kept(self.state))
@@ -181,7 +182,8 @@ class _Loop:
         if self.strategy.inherits and state.best is not None:
             outcome.best_weights = self.weights.get(state.best.id)
             outcome.best_budget = generation_fidelity(self.spec, state.best.generation)
-            members = {i.id: i for i in (*getattr(state, "population", ()), *getattr(state, "members", ()), state.best)}
+            alive = (*getattr(state, "pool", ()), *getattr(state, "population", ()), *getattr(state, "members", ()))
+            members = {i.id: i for i in (*alive, state.best)}
             outcome.final_weights = [(i, self.weights[k]) for k, i in members.items() if k in self.weights]
         return outcome
 
@@ -232,9 +234,20 @@ class _Loop:
             return bool(self.state.births < s.population * s.generations)
         return self.generation < s.generations
 
-    def _asked_generation(self, individuals: Sequence[Individual]) -> list[Evaluation]:
+    def _told(self, result: EvalResult) -> Any:
+        """What the strategy is told: the fitness, or with several objectives the vector (core/pareto.py)."""
+        if not result.ok:
+            return None
+        return self.spec.fitness.vector(result.metrics) if self.spec.fitness.several else result.fitness
+
+    def _survivors(self) -> set[str]:
+        """Whose states a generational search keeps beside the next generation's parents: the best's, and
+        NSGA-II's survivors' (strategies/ga.py survive), which later generations may still be bred from."""
         best = self.state.best
-        self._keep_weights(weights_needed(individuals, {best.id} if best else ()))
+        return {i.id for i in getattr(self.state, "pool", ())} | ({best.id} if best else set())
+
+    def _asked_generation(self, individuals: Sequence[Individual]) -> list[Evaluation]:
+        self._keep_weights(weights_needed(individuals, self._survivors()))
         budget = generation_fidelity(self.spec, self.generation) if self.strategy.inherits else None
         self.generation += 1
         notify(self.observers, "generation_started", self.state.generation, individuals)
@@ -293,10 +306,22 @@ class _Loop:
     def _close(self, metrics: dict[str, float]) -> None:
         """A generation (or an asynchronous cohort) is complete: record it, tell the observers, checkpoint."""
         number = int(metrics["generation"]) if self.asynchronous else self.state.generation
+        if self.spec.fitness.several and self.keep_results:
+            metrics = {**metrics, **self._front_metrics()}
         self.outcome.history.append(metrics)
         notify(self.observers, "generation_finished", number, metrics)
         if self.checkpoints is not None:
             self._checkpoint(number)
+
+    def _front_metrics(self) -> dict[str, float]:
+        """The hypervolume of every result so far and its reference point (execution/front.py); none while
+        no result has succeeded."""
+        fitness, results = self.spec.fitness, self.outcome.results.values()
+        try:
+            reference = reference_of(fitness, self.outcome.history, results)
+        except ValueError:
+            return {}
+        return front_metrics(fitness, results, reference)
 
     def _checkpoint(self, number: int) -> None:
         """Save the search with the states later individuals may inherit, which then live on the driver's node.
@@ -307,8 +332,7 @@ class _Loop:
         (its individuals are evaluated again only on a resume).
         """
         assert self.checkpoints is not None
-        best = self.state.best
-        survivors = None if self.asynchronous else set(self.work) | ({best.id} if best else set())
+        survivors = None if self.asynchronous else set(self.work) | self._survivors()
         kept = {k: w for k, w in self.weights.items() if survivors is None or k in survivors}
         point = Checkpoint(
             number,

@@ -125,13 +125,21 @@ class FunctionEvaluator:
             metrics = {str(k): _number(k, v, among=True) for k, v in value.items()}
         else:
             metrics = {self.fitness.metric: _number(self.fitness.metric, value)}
-        if self.fitness.metric not in metrics:
-            raise KeyError(
-                f"the objective returned no {self.fitness.metric!r} metric, the search file's "
-                f"fitness.metric (it returned {', '.join(metrics) or 'nothing'})"
-            )
-        if not math.isfinite(metrics[self.fitness.metric]):
-            raise FloatingPointError(f"the objective's {self.fitness.metric} is {metrics[self.fitness.metric]}")
+        needed = [m for m, _ in self.fitness.objectives] + [c.metric for c in self.fitness.constraints]
+        for name in dict.fromkeys(needed):
+            if name not in metrics:
+                what = (
+                    "an objective of the search file's fitness"
+                    if name != self.fitness.metric
+                    else "the search file's fitness.metric"
+                )
+                if name not in (m for m, _ in self.fitness.objectives):
+                    what = "a metric the search file's constraints bound"
+                raise KeyError(
+                    f"the objective returned no {name!r} metric, {what} (it returned {', '.join(metrics) or 'nothing'})"
+                )
+            if not math.isfinite(metrics[name]):
+                raise FloatingPointError(f"the objective's {name} is {metrics[name]}")
         return metrics
 
 

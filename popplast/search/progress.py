@@ -34,6 +34,7 @@ class SearchProgress:
         self.busy, self.first_start = 0.0, None  # seconds the evaluations took, and when the first began
         self.virtual_end: float | None = None  # a simulated cluster's clock (its results' times are virtual)
         self.population_median: float | None = None  # the strategy's last summary (its current population)
+        self.front: tuple[float, int] | None = None  # several objectives: the last row's hypervolume, front size
         self.epoch_budget = epochs  # a budget in training epochs: what the line counts and times down
         self.epochs = 0.0
         self.stopped = 0
@@ -80,6 +81,8 @@ class SearchProgress:
 
     def generation_finished(self, generation: int, metrics: dict[str, float]) -> None:
         self.population_median = metrics.get("median", self.population_median)
+        if "hypervolume" in metrics:  # several objectives: the front so far, not one best
+            self.front = (metrics["hypervolume"], int(metrics["front_size"]))
         if self._bar is None:
             self.console.print(f"[popplast] {self.status_line()}", soft_wrap=True, markup=False)
 
@@ -98,7 +101,9 @@ class SearchProgress:
                 )
                 + ")"
             )
-        if self.fitness:
+        if self.front is not None:
+            parts += [f"front of {self.front[1]}", f"hypervolume {self.front[0]:.6g}"]
+        elif self.fitness:
             median = statistics.median(self.fitness) if self.population_median is None else self.population_median
             parts += [f"best {max(self.fitness):.4f}", f"median {median:.4f}"]
         now = time.time() if self.virtual_end is None else self.virtual_end

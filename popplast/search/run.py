@@ -219,9 +219,29 @@ def answer(plan: Plan, outcome: Any, pool: Any) -> SearchResult:
         fitness_label=plan.hooks.label,
         fusion=fusion_summary(outcome.results.values()),
     )
+    if spec.fitness.several:
+        result.front = front_of(spec.fitness, outcome)
     workers = _Workers(pool) if pool is not None else None
     plan.hooks.answer(spec, outcome, workers, tracker, result, plan.options.retrain)
     return result
+
+
+def front_of(fitness: Any, outcome: Any) -> dict[str, Any]:
+    """The search's Pareto front and its hypervolume, for the summary and pareto_front.json."""
+    from popplast.execution.front import front_members, front_metrics, reference_of
+
+    results = list(outcome.results.values())
+    reference = reference_of(fitness, outcome.history, results)
+    measured = front_metrics(fitness, results, reference)
+    return {
+        "objectives": [list(o) for o in fitness.objectives],
+        "constraints": [str(c) for c in fitness.constraints],
+        "reference": {m: measured[f"hypervolume_reference_{m}"] for m, _ in fitness.objectives},
+        "reference_from": "the search file" if fitness.reference is not None else "the first generation's results",
+        "hypervolume": measured["hypervolume"],
+        "feasible": int(measured["feasible"]),
+        "members": front_members(fitness, results),
+    }
 
 
 class _Workers:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from popplast.core.loading import source_folder
@@ -24,7 +26,14 @@ from popplast.spec.strategy import (
     strategy_from,
 )
 from popplast.strategies import catalogue
-from popplast.strategies.catalogue import CATALOGUE, OWN_SETTINGS, is_user_method, methods
+from popplast.strategies.catalogue import (
+    CATALOGUE,
+    OWN_SETTINGS,
+    is_user_method,
+    methods,
+    several_refusal,
+    supports_several,
+)
 
 # what other modules import from here: the method names and the strategy section (spec/strategy.py)
 __all__ = [
@@ -78,6 +87,42 @@ class FitnessSpec:
     metric: str = "fitness"
     mode: str = "maximize"
     test: str | None = None
+    more: tuple[tuple[str, str], ...] = ()  # the second and later objectives, (metric, mode), of a list
+    constraints: tuple["Constraint", ...] = ()
+    # the hypervolume's reference point, one value per objective in its metric's units (None: derived from
+    # the first generation's results, execution/front.py)
+    reference: tuple[float, ...] | None = None
+
+    @property
+    def objectives(self) -> tuple[tuple[str, str], ...]:
+        """Every objective, (metric, mode), the first one `metric`."""
+        return ((self.metric, self.mode), *self.more)
+
+    @property
+    def several(self) -> bool:
+        """Ranked by Pareto fronts (ALGORITHMS.md §11): more than one objective, or any constraint."""
+        return bool(self.more or self.constraints)
+
+    def vector(self, metrics: Mapping[str, float]) -> tuple[float, ...]:
+        """What a strategy is told for a multi-objective result: each objective maximised (a minimised one
+        negated), then the total constraint violation (core/pareto.py)."""
+        signed = [metrics[m] if mode == "maximize" else -metrics[m] for m, mode in self.objectives]
+        return (*signed, sum(c.violation(metrics[c.metric]) for c in self.constraints))
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """`metric <= bound` or `metric >= bound` over an objective's returned metrics."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def violation(self, value: float) -> float:
+        return max(0.0, value - self.bound) if self.op == "<=" else max(0.0, self.bound - value)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound!r}"
 
 
 @dataclass(frozen=True)
@@ -112,7 +157,7 @@ class SearchSpec:
             raise top.error(
                 "objective", f"expected 'module:function' (for example mypkg.train:fit), got {describe(objective)}."
             )
-        fitness = _fitness(top.section("fitness", {}), objective)
+        fitness = _fitness_section(top, objective)
         # a user's objective loads its own data: a dataset section is popplast's CNN trainer's
         unused = Section({"name": "digits"}, source, "dataset")  # read as if written, so to_dict round-trips
         dataset = _dataset(top.section("dataset") if objective is None or "dataset" in data else unused, base)
@@ -123,6 +168,8 @@ class SearchSpec:
         final_section.finish()
         fid.finish()
         strategy = strategy_from(top.section("strategy"), space)
+        if fitness.several and not supports_several(strategy.method, base):
+            raise top.error("fitness" if fitness.more else "constraints", several_refusal(strategy.method))
         if objective is not None and strategy.soup != "none":
             raise SpecError(
                 source,
@@ -158,7 +205,7 @@ class SearchSpec:
             "strategy": self._strategy_dict(),
             "space": {g.name: _gene_dict(g) for g in self.space.genes},
             **({"fixed": dict(self.fixed)} if self.fixed else {}),
-            **({"objective": self.objective, "fitness": _fitness_dict(self.fitness)} if self.objective else {}),
+            **({"objective": self.objective, **_fitness_dict(self.fitness)} if self.objective else {}),
             **({"stopper": self.stopper.to_dict()} if self.stopper.active else {}),
         }
 
@@ -282,6 +329,12 @@ def _check_stopper(
         return
     if not _stoppable(method, stopper.rule):
         raise top.error("stopper", _not_stoppable(method))
+    if fitness.several:
+        raise top.error(
+            "stopper",
+            "a stopper judges one metric; a search with several objectives or constraints runs without one "
+            "(multi-objective early stopping, MO-ASHA, is not in popplast yet).",
+        )
     own = fitness.metric if objective else CNN_METRIC
     if objective is None and stopper.metric not in (None, *CNN_WATCHABLE):
         raise top.error(
@@ -296,6 +349,84 @@ def _gene_dict(gene: Any) -> dict[str, Any]:
     if gene.type == "categorical":
         return {"type": gene.type, "choices": list(gene.choices)}
     return {"type": gene.type, "low": gene.low, "high": gene.high, "log": gene.log}
+
+
+def _fitness_section(top: Section, objective: str | None) -> FitnessSpec:
+    """`fitness:` a mapping (one objective) or a list of them; `constraints:` a list of 'METRIC <= NUMBER'."""
+    raw = top.data.get("fitness")
+    constraints = _constraints(top, objective)
+    if not isinstance(raw, list):
+        section = top.section("fitness", {})
+        reference = section.take("reference", "number", None)
+        spec = replace(_fitness(section, objective), constraints=constraints)
+        if reference is not None and not constraints:
+            raise section.error(
+                "reference", "a hypervolume's reference point goes with several objectives or constraints."
+            )
+        return replace(spec, reference=None if reference is None else (reference,))
+    top.take("fitness", "any")
+    if objective is None:
+        raise top.error(
+            "fitness",
+            "popplast's CNN trainer ranks by validation MCC alone; several objectives "
+            "go with an objective of your own (objective: module:function).",
+        )
+    if not raw:
+        raise top.error("fitness", "expected a list of {metric, mode} objectives, got an empty list.")
+    sections = [Section(item, top.source, f"fitness[{i}]") for i, item in enumerate(raw)]
+    references = [section.take("reference", "number", None) for section in sections]
+    specs = [_fitness(section, objective) for section in sections]
+    metrics = [s.metric for s in specs]
+    for i, metric in enumerate(metrics):
+        if metric in metrics[:i]:
+            raise SpecError(top.source, f"fitness[{i}].metric", f"{metric!r} is listed twice.")
+    for i, s in enumerate(specs[1:], 1):
+        if s.test is not None:
+            raise SpecError(top.source, f"fitness[{i}].test", "only the first objective names a test metric.")
+    given = [r is not None for r in references]
+    if any(given) and not all(given):
+        missing = given.index(False)
+        raise SpecError(
+            top.source, f"fitness[{missing}].reference", "a reference point has a value for every objective or none."
+        )
+    return replace(
+        specs[0],
+        more=tuple((s.metric, s.mode) for s in specs[1:]),
+        constraints=constraints,
+        reference=tuple(references) if all(given) else None,
+    )
+
+
+def _constraints(top: Section, objective: str | None) -> tuple[Constraint, ...]:
+    raw = top.take("constraints", "any", None)
+    if raw is None:
+        return ()
+    if objective is None:
+        raise top.error(
+            "constraints",
+            "constraints are over an objective's returned metrics; they go with an "
+            "objective of your own (objective: module:function).",
+        )
+    if not isinstance(raw, list):
+        raise top.error("constraints", f"expected a list such as ['params <= 50000'], got {describe(raw)}.")
+    out = []
+    for i, text in enumerate(raw):
+        where = f"constraints[{i}]"
+        match = re.fullmatch(r"\s*([A-Za-z_][\w./-]*)\s*(<=|>=)\s*(\S+)\s*", text) if isinstance(text, str) else None
+        bound = _float(match.group(3)) if match else None
+        if match is None or bound is None or not math.isfinite(bound):
+            raise SpecError(
+                top.source, where, f"expected 'METRIC <= NUMBER' or 'METRIC >= NUMBER', got {describe(text)}."
+            )
+        out.append(Constraint(match.group(1), match.group(2), bound))
+    return tuple(out)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _fitness(s: Section, objective: str | None) -> FitnessSpec:
@@ -318,8 +449,15 @@ def _fitness(s: Section, objective: str | None) -> FitnessSpec:
 
 
 def _fitness_dict(fitness: FitnessSpec) -> dict[str, Any]:
-    """The fitness section as a file says it; `test` only where it names a metric (files without it read the same)."""
-    return {k: v for k, v in vars(fitness).items() if k != "test" or v is not None}
+    """The fitness section (and constraints) as a file says them; `test` only where it names a metric (files
+    without it read the same)."""
+    first = {k: getattr(fitness, k) for k in ("metric", "mode", "test") if k != "test" or fitness.test is not None}
+    out: dict[str, Any] = {
+        "fitness": [first, *({"metric": m, "mode": d} for m, d in fitness.more)] if fitness.more else first
+    }
+    if fitness.constraints:
+        out["constraints"] = [str(c) for c in fitness.constraints]
+    return out
 
 
 def _file_path(base: str, value: Any) -> Any:

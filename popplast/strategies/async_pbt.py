@@ -23,6 +23,7 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
+from popplast.strategies.operators import as_told, best_first, first
 from popplast.strategies.pbt import PBT
 from popplast.strategies.steady_state import shared_dict, shared_fields
 
@@ -31,7 +32,7 @@ from popplast.strategies.steady_state import shared_dict, shared_fields
 class AsyncPBTState:
     births: int = 0
     latest: Mapping[int, Individual] = field(default_factory=dict)  # each member's last segment that succeeded
-    fitness: Mapping[int, float | None] = field(default_factory=dict)  # its last segment's score (None: failed)
+    fitness: Mapping[int, Any] = field(default_factory=dict)  # its last segment's score or vector (None: failed)
     asked: Mapping[int, int] = field(default_factory=dict)  # segments asked of each member: the next one's number
     ready: tuple[int, ...] = ()  # members whose segment ended, in the order they ended
     started: int = 0  # members that have begun
@@ -144,11 +145,11 @@ class AsyncPBT:
         """The top member `slot` copies when it is in the bottom quantile of the latest scores (a failed
         segment ranks last), else None. Only members whose latest segment succeeded are in the top."""
         slots = sorted(state.fitness)
-        scores = np.array([_score(state.fitness.get(k)) for k in slots])
+        values = [state.fitness[k] for k in slots]
         n = len(slots)
         k = max(1, int(n * self.explorer.quantile))
-        order = np.argsort(-scores, kind="stable")
-        top = [slots[i] for i in order[:k] if np.isfinite(scores[i])]
+        order = best_first(values)  # with several objectives MO-PBT's order (ALGORITHMS.md §11)
+        top = [slots[i] for i in order[:k] if values[i] is not None]
         bottom = {slots[i] for i in order[n - k :]}
         if slot not in bottom and state.fitness.get(slot) is not None:
             return None
@@ -166,20 +167,20 @@ class AsyncPBT:
                 raise KeyError(f"{key!r} was not asked for, or was told already")
             child = flying.pop(key)
             slot = int(key.rsplit("-i", 1)[1])
-            ok = value is not None and bool(np.isfinite(value))
-            v = float(value) if ok and value is not None else None
-            cohort.append(v)
+            v = as_told(value)
+            cohort.append(first(v))
             scores[slot] = v
             if v is not None:  # a failed segment has no state: `latest` keeps the member's last good one
                 latest[slot] = child
-            if v is not None and (best_fitness is None or v > best_fitness):
-                best, best_fitness = child, v
+            answer = first(v, feasible=True)
+            if answer is not None and (best_fitness is None or answer > best_fitness):
+                best, best_fitness = child, answer
             if child.generation + 1 < self.segments:
                 ready.append(slot)
         metrics: dict[str, float] = {}
         evaluations = state.evaluations + len(fitness)
         if len(cohort) >= self.population:
-            values = [s for s in scores.values() if s is not None]
+            values = [first(s) for s in scores.values() if s is not None]
             metrics = generation_metrics(evaluations // self.population - 1, values, best_fitness)
             metrics["failed"] = float(sum(v is None for v in cohort))
             cohort = []
@@ -195,7 +196,3 @@ class AsyncPBT:
             cohort=tuple(cohort),
         )
         return new, metrics
-
-
-def _score(value: float | None) -> float:
-    return -np.inf if value is None else float(value)

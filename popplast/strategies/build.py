@@ -93,7 +93,10 @@ def _optuna(method: str) -> Callable[[SearchSpec, int], Any]:
 
         s = spec.strategy
         # with a stopper, Optuna's own pruner for its rule judges the trials (strategies/optuna_pruning.py)
-        return OptunaSampler(method, spec.space, s.population, budget, s.seed, spec.stopper, spec.fidelity.epochs)
+        several = len(spec.fitness.objectives) if spec.fitness.several else 0
+        return OptunaSampler(
+            method, spec.space, s.population, budget, s.seed, spec.stopper, spec.fidelity.epochs, objectives=several
+        )
 
     return build
 

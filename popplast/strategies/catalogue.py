@@ -23,7 +23,7 @@ OWN_SETTINGS = SOUP_SETTINGS + FUSION_SETTINGS  # strategy keys only the methods
 CATALOGUE: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("ga", GENETIC, ("generational", "async"), stoppable=True, islands=True),
+        Method("ga", GENETIC, ("generational", "async"), stoppable=True, islands=True, several=True),
         Method(
             "gensoup",
             GENETIC,
@@ -33,12 +33,15 @@ CATALOGUE: dict[str, Method] = {
             budget="shrinking",
             islands=True,
             settings=OWN_SETTINGS,
+            several=True,
         ),
-        Method("pbt", GENETIC, ("generational", "async"), inherits=True, stoppable=True, settings=("final",)),
-        Method("tpe", SAMPLER, stoppable=True, budget="trials", reference=True),
+        Method(
+            "pbt", GENETIC, ("generational", "async"), inherits=True, stoppable=True, settings=("final",), several=True
+        ),
+        Method("tpe", SAMPLER, stoppable=True, budget="trials", reference=True, several=True),
         Method("cmaes", SAMPLER, stoppable=True, budget="trials"),
-        Method("random", SAMPLER, stoppable=True, budget="trials"),
-        Method("nsga2", SAMPLER, stoppable=True, budget="trials"),
+        Method("random", SAMPLER, stoppable=True, budget="trials", several=True),
+        Method("nsga2", SAMPLER, stoppable=True, budget="trials", several=True),
         Method("elitist", ES, settings=("sigma",)),
         Method("openai", ES, settings=("sigma", "learning_rate"), antithetic=True),
         Method("snes", ES, settings=("sigma",)),
@@ -71,6 +74,23 @@ def method(name: str, folder: str | None = None) -> Method:
     from popplast.strategies.user_strategy import user_entry
 
     return user_entry(name, folder)
+
+
+def supports_several(name: str, folder: str | None = None) -> bool:
+    """The method ranks by Pareto fronts (several objectives, constraints); an unknown name: False (the spec's
+    own check names it)."""
+    try:
+        return method(name, folder).several
+    except KeyError:
+        return False
+
+
+def several_refusal(name: str) -> str:
+    """The one line a method that ranks by one number answers a multi-objective file with."""
+    return (
+        f"{name} ranks individuals by one number; several objectives or constraints go with "
+        f"{', '.join(methods(several=True))}, and a strategy of your own that declares several = True."
+    )
 
 
 def is_user_method(name: str) -> bool:

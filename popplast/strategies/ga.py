@@ -13,8 +13,11 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.operators import (
+    as_told,
     best_index,
+    first_objective,
     normalise,
+    ranking,
     selection_score,
     tournament,
     uniform_mutation,
@@ -36,10 +39,15 @@ class GAState:
 
     generation: int = -1
     population: tuple[Individual, ...] = ()
-    fitness: Mapping[str, float | None] = field(default_factory=dict)
+    fitness: Mapping[str, Any] = field(default_factory=dict)  # a number, or a vector (operators.told)
     best: Individual | None = None
     best_fitness: float | None = None
     evaluations: int = 0
+    # several objectives with elitism: NSGA-II's survivors, the best `population` of the last pool and the
+    # last generation by front, then crowding (ALGORITHMS.md §11), with their told vectors; the next
+    # generation is bred from them
+    pool: tuple[Individual, ...] = ()
+    pool_fitness: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -52,11 +60,19 @@ class GAState:
             raise RuntimeError(f"generation {self.generation} is not complete; no result for {missing}")
 
     def fitness_array(self) -> np.ndarray:
-        """Fitness in population order, NaN for failures."""
-        values = [self.fitness[ind.id] for ind in self.population]
-        return np.array([np.nan if v is None else v for v in values], dtype=float)
+        """What selection ranks by in population order, NaN for failures: the fitness, or with several
+        objectives the utility of front and crowding (operators.ranking)."""
+        return ranking([self.fitness[ind.id] for ind in self.population])
+
+    def breeders(self) -> tuple[tuple[Individual, ...], np.ndarray]:
+        """Who the next generation is bred from, with what selection ranks them by: NSGA-II's survivors
+        when there are any, else the last generation."""
+        if self.pool:
+            return self.pool, ranking([self.pool_fitness[ind.id] for ind in self.pool])
+        return self.population, self.fitness_array()
 
     def to_dict(self) -> dict[str, Any]:
+        pool = {"pool": [i.to_dict() for i in self.pool], "pool_fitness": dict(self.pool_fitness)} if self.pool else {}
         return {
             "generation": self.generation,
             "population": [ind.to_dict() for ind in self.population],
@@ -64,6 +80,7 @@ class GAState:
             "best": self.best.to_dict() if self.best else None,
             "best_fitness": self.best_fitness,
             "evaluations": self.evaluations,
+            **pool,
         }
 
     @classmethod
@@ -80,6 +97,8 @@ class GAState:
             best=Individual.from_dict(data["best"]) if data.get("best") else None,
             best_fitness=data.get("best_fitness"),
             evaluations=int(data.get("evaluations", 0)),
+            pool=tuple(Individual.from_dict(d) for d in data.get("pool", ())),
+            pool_fitness=dict(data.get("pool_fitness", {})),
         )
 
 
@@ -141,8 +160,7 @@ class GenCNN:
         return population, replace(state, generation=generation, population=population, fitness={})
 
     def _offspring(self, state: GAState, rng: np.random.Generator) -> tuple[np.ndarray, list]:
-        parents = state.population
-        fitness = state.fitness_array()
+        parents, fitness = state.breeders()
         ev = normalise(fitness)
         score = selection_score(fitness)
         genome = np.array([ind.genome for ind in parents])
@@ -161,7 +179,7 @@ class GenCNN:
             operator = operator_name(bool(cross.any()), bool(mutated.any()))
             children.append(child)
             made.append((tuple(dict.fromkeys(ids)), operator))
-        if self.elitism:
+        if self.elitism and not state.pool:  # NSGA-II's survivors are its elites
             best = best_index(score[selected])
             if best is not None:
                 elite = selected[best]
@@ -174,7 +192,8 @@ class GenCNN:
 
         Returns the new state and, once the generation is complete, its summary metrics.
         """
-        return record(state, fitness)
+        state, metrics = record(state, fitness)
+        return (survive(state) if metrics and self.elitism else state), metrics
 
 
 S = TypeVar("S", bound=GAState)
@@ -189,15 +208,31 @@ def record(state: S, fitness: Mapping[str, float | None]) -> tuple[S, dict[str, 
             raise KeyError(f"{key!r} is not in generation {state.generation}")
         if key in told:
             raise ValueError(f"{key!r} was told twice")
-        told[key] = None if value is None or not np.isfinite(value) else float(value)
+        told[key] = as_told(value)
     state = replace(state, fitness=told, evaluations=state.evaluations + len(fitness))
     if not state.complete:
         return state, {}
-    f = state.fitness_array()
-    best = best_index(selection_score(f))
-    if best is not None and (state.best_fitness is None or f[best] > state.best_fitness):
-        state = replace(state, best=state.population[best], best_fitness=float(f[best]))
-    return state, generation_metrics(state.generation, f, state.best_fitness)
+    values = [state.fitness[ind.id] for ind in state.population]
+    answer = first_objective(values, feasible=True)  # with several objectives: the best first one, feasible
+    best = best_index(selection_score(answer))
+    if best is not None and (state.best_fitness is None or answer[best] > state.best_fitness):
+        state = replace(state, best=state.population[best], best_fitness=float(answer[best]))
+    return state, generation_metrics(state.generation, first_objective(values), state.best_fitness)
+
+
+def survive(state: S) -> S:
+    """With several objectives: NSGA-II's elitism, the pool becomes the best `population` of the last pool
+    and the generation just told, front by front, the last front cut by crowding (ALGORITHMS.md §11; ties
+    keep the pool's members first). With one objective the state as it is: Gen-CNN's elite is a copy."""
+    values = [state.fitness[ind.id] for ind in state.population]
+    if not any(isinstance(v, list) for v in values):
+        return state
+    candidates = [*state.pool, *state.population]
+    told = {**state.pool_fitness, **state.fitness}
+    score = selection_score(ranking([told[ind.id] for ind in candidates]))
+    keep = np.argsort(-score, kind="stable")[: len(state.population)]
+    pool = tuple(candidates[i] for i in sorted(keep))
+    return replace(state, pool=pool, pool_fitness={ind.id: told[ind.id] for ind in pool})
 
 
 def generation_metrics(

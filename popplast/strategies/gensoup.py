@@ -95,8 +95,7 @@ class GenSoup(GenCNN):
         return GenCNN.ask(self, state, rng)
 
     def _offspring(self, state: GAState, rng: np.random.Generator) -> tuple[np.ndarray, list]:
-        parents = state.population
-        fitness = state.fitness_array()
+        parents, fitness = state.breeders()
         ev, score = normalise(fitness), selection_score(fitness)
         genome = np.array([ind.genome for ind in parents])
         pc, pm = np.asarray(self.crossover, dtype=float), np.asarray(self.mutation, dtype=float)
@@ -129,7 +128,7 @@ class GenSoup(GenCNN):
             else:
                 made.append(((parents[better].id,), "inherit", (1.0,)))
             children.append(child)
-        if self.elitism:
+        if self.elitism and not state.pool:  # NSGA-II's survivors are its elites
             best = best_index(score[selected])
             if best is not None:
                 elite = selected[best]

@@ -18,6 +18,7 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
+from popplast.strategies.operators import as_told, first, ranking
 from popplast.strategies.steady_state import SteadyStateGA, SteadyStateState, shared_dict, shared_fields
 
 TOPOLOGIES = ("ring", "complete")
@@ -122,10 +123,11 @@ class Islands:
             k = island_of.pop(key)  # only the in-flight are routed: the told need no entry
             child = next(m for m in islands[k].in_flight if m.id == key)
             islands[k], _ = self.island.tell(islands[k], {key: value})
-            ok = value is not None and bool(np.isfinite(value))
-            cohort.append(float(value) if ok and value is not None else None)
-            if ok and value is not None and (best_fitness is None or value > best_fitness):
-                best, best_fitness = child, float(value)
+            v = as_told(value)
+            cohort.append(first(v))
+            answer = first(v, feasible=True)
+            if answer is not None and (best_fitness is None or answer > best_fitness):
+                best, best_fitness = child, answer
             taken[k] += 1
             if taken[k] >= self.migration_interval:
                 taken[k] = 0
@@ -134,7 +136,7 @@ class Islands:
         metrics: dict[str, float] = {}
         evaluations = state.evaluations + len(fitness)
         if len(cohort) >= self.population:
-            values = [v for island in islands for v in island.fitness.values()]
+            values = [first(v) for island in islands for v in island.fitness.values()]
             metrics = generation_metrics(evaluations // self.population - 1, values, best_fitness)
             metrics["failed"] = float(sum(v is None for v in cohort))
             metrics["migrations"] = float(migrations)
@@ -155,9 +157,11 @@ class Islands:
         )
 
     def _migrate(self, islands: list[SteadyStateState], k: int) -> tuple[list[SteadyStateState], int]:
-        """Copies of island k's best members into its neighbours (none a neighbour holds already)."""
+        """Copies of island k's best members into its neighbours (none a neighbour holds already); with several
+        objectives the best by front, then crowding, over the island."""
         source = islands[k]
-        ranked = sorted(source.members, key=lambda m: (-source.fitness[m.id], m.id))[: self.migrants]
+        score = dict(zip((m.id for m in source.members), ranking([source.fitness[m.id] for m in source.members])))
+        ranked = sorted(source.members, key=lambda m: (-score[m.id], m.id))[: self.migrants]
         targets = [(k + 1) % self.count] if self.topology == "ring" else [j for j in range(self.count) if j != k]
         sent = 0
         for j in targets:

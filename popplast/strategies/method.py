@@ -21,6 +21,7 @@ class Method:
     islands: bool = False  # with schedule: async, K islands (strategies/islands.py)
     settings: tuple[str, ...] = ()  # strategy keys only it takes
     stopper_rules: tuple[str, ...] = ()  # a method out of the loop: the rules its own scheduler runs
+    several: bool = False  # ranks by Pareto fronts: takes several objectives and constraints (ALGORITHMS.md §11)
     antithetic: bool = False  # samples antithetic pairs: its population must be even
     reference: bool = False  # the method a comparison's target is the median of, when it runs
     check: str | None = None  # "module:function" checking a spec before anything starts (what it needs of it)

@@ -7,7 +7,11 @@ tournament against a successful individual and are never elite.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
+
+from popplast.core import pareto
 
 
 def normalise(fitness: np.ndarray) -> np.ndarray:
@@ -71,3 +75,44 @@ def best_index(score: np.ndarray) -> int | None:
     if not np.isfinite(score).any():
         return None
     return int(np.argmax(score))
+
+
+def as_told(value: Any) -> float | list[float] | None:
+    """A told result as a state keeps it: a fitness, or a multi-objective vector (core/pareto.py) as a list;
+    None for a failure (None, or anything not finite)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        vector = [float(v) for v in value]
+        return vector if np.isfinite(vector).all() and vector[-1] >= 0 else None
+    return float(value) if np.isfinite(value) else None
+
+
+def ranking(values: Sequence[Any]) -> np.ndarray:
+    """What selection ranks by, NaN for failures: the fitness, or with several objectives the utility u of
+    ALGORITHMS.md §11 over these values (front, then crowding), to which Ev applies as to a fitness."""
+    if any(isinstance(v, (list, tuple)) for v in values):
+        return pareto.utilities(values)
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def first(value: Any, feasible: bool = False) -> float | None:
+    """A told value's fitness, or a vector's first objective; None for a failure (and, with `feasible`, for a
+    vector that violates a constraint): what the search's one answer, the best, is chosen by."""
+    if isinstance(value, (list, tuple)):
+        return float(value[0]) if not feasible or value[-1] == 0 else None
+    return None if value is None else float(value)
+
+
+def first_objective(values: Sequence[Any], feasible: bool = False) -> np.ndarray:
+    """`first` of each value, NaN for None."""
+    return np.array([np.nan if (f := first(v, feasible)) is None else f for v in values], dtype=float)
+
+
+def best_first(values: Sequence[Any]) -> list[int]:
+    """Indices best first, failures last: by fitness (ties in order), or with several objectives as MO-PBT
+    ranks (front by front, each in its greedy scattered order; ALGORITHMS.md §11)."""
+    if any(isinstance(v, (list, tuple)) for v in values):
+        return pareto.ranked(values)
+    raw = ranking(values)
+    return [int(i) for i in np.argsort(-np.where(np.isfinite(raw), raw, -np.inf), kind="stable")]

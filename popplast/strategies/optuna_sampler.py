@@ -35,11 +35,11 @@ from popplast.strategies.optuna_space import params_to_genome, to_optuna
 
 
 class TrialRecord(NamedTuple):
-    """One told trial: its genome, its fitness (None: failed), the (step, score) values it reported to the
-    pruner and whether the pruner stopped it."""
+    """One told trial: its genome, its fitness (None: failed; several objectives: the vector, objectives then
+    violation), the (step, score) values it reported to the pruner and whether the pruner stopped it."""
 
     genome: tuple[float, ...]
-    fitness: float | None
+    fitness: Any
     curve: tuple[tuple[int, float], ...] = ()
     pruned: bool = False
 
@@ -71,10 +71,21 @@ class SamplerState(GAState):
         return cls(**GAState.fields_from(data), trials=trials)
 
 
-def make_sampler(method: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
+VIOLATION = "popplast.violation"  # a trial's user attribute: its total constraint violation (0: feasible)
+
+
+def _violation(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna's constraints_func: one value, feasible when ≤ 0 (Deb's constraint-domination, as §11)."""
+    return [float(trial.user_attrs.get(VIOLATION, 0.0))]
+
+
+def make_sampler(method: str, seed: int, population: int, constrained: bool = False) -> optuna.samplers.BaseSampler:
+    constraints = _violation if constrained else None
     if method == "tpe":
         # constant liar: trials asked while others of the generation still run are steered away from them
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True, constraints_func=constraints
+        )
     if method == "cmaes":
         # CMA-ES models numeric genes only; categorical genes are drawn by the seeded random sampler
         return optuna.samplers.CmaEsSampler(
@@ -84,14 +95,16 @@ def make_sampler(method: str, seed: int, population: int) -> optuna.samplers.Bas
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "nsga2":
         # single-objective NSGA-II is a plain GA over Optuna's parameters, with the GA's population size
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population, constraints_func=constraints)
     raise ValueError(f"not an Optuna method: {method!r}")
 
 
 class OptunaSampler:
     """Settings: the Optuna method, the space, the population (trials per generation), the budget (trials in
     all), the sampler's seed, and the search's stopper section with the step trials finish at (Optuna's
-    pruner for its rule). Not a frozen dataclass: it caches the live study of the state it made last."""
+    pruner for its rule); `objectives`: with several objectives (or constraints) how many, 0 for one fitness:
+    the study then has one maximised direction each, and NSGA-II and TPE its constraints. Not a frozen
+    dataclass: it caches the live study of the state it made last."""
 
     inherits = False
 
@@ -104,7 +117,10 @@ class OptunaSampler:
         seed: int,
         stopping: StopperSpec | None = None,
         max_steps: int = 1,
+        objectives: int = 0,
     ) -> None:
+        self.objectives = objectives
+        self.several = objectives > 0
         self.name, self.space, self.population, self.budget, self.seed = method, space, population, budget, seed
         make_sampler(method, seed, population)  # an unknown method fails here, not at the first ask
         self.stopping = stopping if stopping is not None and stopping.active else None
@@ -191,9 +207,9 @@ class OptunaSampler:
     def _replay(self, trials: tuple[Told, ...]) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
-            sampler=make_sampler(self.name, self.seed, self.population),
+            sampler=make_sampler(self.name, self.seed, self.population, constrained=self.several),
             pruner=self._pruner(),
-            direction="maximize",
+            directions=["maximize"] * max(self.objectives, 1),
             study_name=f"popplast-{self.name}-seed{self.seed}",  # Hyperband's brackets hash it: fixed
         )
         for generation, told in enumerate(trials):
@@ -229,5 +245,8 @@ class OptunaSampler:
                 study.tell(trial, state=TrialState.FAIL)
             elif entry.pruned:
                 study.tell(trial, state=TrialState.PRUNED)  # its value: the last one it reported
+            elif self.several:  # the vector: objectives, then the violation its constraints_func reads
+                trial.set_user_attr(VIOLATION, float(entry.fitness[-1]))
+                study.tell(trial, [float(v) for v in entry.fitness[:-1]])
             else:
                 study.tell(trial, float(entry.fitness))

@@ -25,7 +25,7 @@ import numpy as np
 
 from popplast.spec.space import Gene
 from popplast.strategies.ga import GAState, GenCNN
-from popplast.strategies.operators import selection_score
+from popplast.strategies.operators import best_first, selection_score
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ class PBT(GenCNN):
         score = selection_score(state.fitness_array())
         n = len(parents)
         k = max(1, int(n * self.quantile))
-        order = np.argsort(-score, kind="stable")  # best first; ties keep slot order
+        order = best_first([state.fitness[ind.id] for ind in parents])  # ties keep slot order
         top = [int(j) for j in order[:k] if np.isfinite(score[j])]  # a failed member has no state to give
-        bottom = set(order[n - k :].tolist())
+        bottom = set(order[n - k :])
         genome = np.array([ind.genome for ind in parents])
         children, made = [], []
         for i in range(n):

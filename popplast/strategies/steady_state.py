@@ -27,7 +27,16 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics, operator_name
-from popplast.strategies.operators import normalise, selection_score, uniform_mutation, weighted_crossover
+from popplast.strategies.operators import (
+    as_told,
+    first,
+    first_objective,
+    normalise,
+    ranking,
+    selection_score,
+    uniform_mutation,
+    weighted_crossover,
+)
 
 REPLACEMENTS = ("aging", "worst")
 
@@ -39,7 +48,7 @@ class SteadyStateState:
 
     births: int = 0
     members: tuple[Individual, ...] = ()
-    fitness: Mapping[str, float] = field(default_factory=dict)  # of the members
+    fitness: Mapping[str, Any] = field(default_factory=dict)  # of the members: numbers or vectors (as_told)
     in_flight: tuple[Individual, ...] = ()
     best: Individual | None = None
     best_fitness: float | None = None
@@ -60,7 +69,7 @@ class SteadyStateState:
         return cls(
             births=int(data["births"]),
             members=tuple(Individual.from_dict(d) for d in data["members"]),
-            fitness={k: float(v) for k, v in data["fitness"].items()},
+            fitness={k: as_told(v) for k, v in data["fitness"].items()},
             **shared_fields(data),
         )
 
@@ -136,7 +145,7 @@ class SteadyStateGA:
         self, state: SteadyStateState, rng: np.random.Generator
     ) -> tuple[np.ndarray, tuple[str, ...], str, tuple[float, ...]]:
         members = state.members
-        f = np.array([state.fitness[m.id] for m in members], dtype=float)
+        f = ranking([state.fitness[m.id] for m in members])
         score, ev = selection_score(f), normalise(f)
         i, j = _tournament(score, rng), _tournament(score, rng)
         genomes = np.array([m.genome for m in members])
@@ -171,19 +180,20 @@ class SteadyStateGA:
             if key not in flying:
                 raise KeyError(f"{key!r} was not asked for, or was told already")
             child = flying.pop(key)
-            if value is None or not np.isfinite(value):
-                cohort.append(None)
+            v = as_told(value)
+            cohort.append(first(v))
+            if v is None:
                 continue
-            v = float(value)
-            cohort.append(v)
             self.join(members, values, child, v)
-            if best_fitness is None or v > best_fitness:
-                best, best_fitness = child, v
+            answer = first(v, feasible=True)
+            if answer is not None and (best_fitness is None or answer > best_fitness):
+                best, best_fitness = child, answer
         metrics: dict[str, float] = {}
         evaluations = state.evaluations + len(fitness)
         if len(cohort) >= self.population:
             # the summary of the last P results: failures among them, the population's best, median, mean
-            metrics = generation_metrics(evaluations // self.population - 1, list(values.values()), best_fitness)
+            population = first_objective(list(values.values()))
+            metrics = generation_metrics(evaluations // self.population - 1, population, best_fitness)
             metrics["failed"] = float(sum(v is None for v in cohort))
             cohort = []
         return (
@@ -200,13 +210,14 @@ class SteadyStateGA:
             metrics,
         )
 
-    def join(self, members: list[Individual], values: dict[str, float], newcomer: Individual, value: float) -> None:
+    def join(self, members: list[Individual], values: dict[str, Any], newcomer: Individual, value: Any) -> None:
         """`newcomer` joins (a child, or a migrant from another island); past the population size the oldest
-        (aging) or the worst leaves. In place."""
+        (aging) or the worst leaves (with several objectives the last by front, then crowding). In place."""
         members.append(newcomer)
         values[newcomer.id] = value
         if len(members) > self.population:
-            leaving = 0 if self.replacement == "aging" else int(np.argmin([values[m.id] for m in members]))
+            worst = int(np.argmin(ranking([values[m.id] for m in members])))
+            leaving = 0 if self.replacement == "aging" else worst
             del values[members.pop(leaving).id]
 
 

@@ -6,6 +6,7 @@ strategy section's other keys, and says what it can do in class attributes (not 
     inherits = False   # required: children start from their parents' trained states (parent_ids and
                        # fusion_weights name individuals of the generation before)
     stoppable = False  # optional: it accepts the fitness of evaluations a stopper cut short
+    several = False    # optional: with a multi-objective file it is told vectors (core/pareto.py), not numbers
 
 It runs generational: the loop asks whole generations of `population`. `popplast.testing.check_strategy` is the
 conformance suite to run on one.
@@ -25,7 +26,7 @@ from popplast.strategies.method import USER, Method
 SHARED_KEYS = ("method", "population", "generations", "seed", "schedule")  # the loop's, not the strategy's
 BUILT_FROM = ("n_genes", "population")  # what the spec gives every user strategy's constructor
 PROTOCOL = ("init", "ask", "tell", "state_from_dict")
-CAPABILITIES = ("inherits", "stoppable")
+CAPABILITIES = ("inherits", "stoppable", "several")
 _ENTRIES: dict[str, Method] = {}  # by name, once imported: the spec, the budget and the driver all ask
 
 
@@ -58,7 +59,14 @@ def entry_of(name: str, cls: Any) -> Method:
     schedule = getattr(cls, "schedule", "generational")
     if schedule != "generational":
         raise LoadError(f"{name}.schedule is {schedule!r}; a strategy of your own runs generational")
-    return Method(name, USER, inherits=cls.inherits, stoppable=getattr(cls, "stoppable", False), strategy_class=cls)
+    return Method(
+        name,
+        USER,
+        inherits=cls.inherits,
+        stoppable=getattr(cls, "stoppable", False),
+        several=getattr(cls, "several", False),
+        strategy_class=cls,
+    )
 
 
 def build(entry: Method, n_genes: int, population: int, settings: Mapping[str, Any]) -> Any:

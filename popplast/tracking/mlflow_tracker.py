@@ -82,6 +82,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
                     "fitness.mode": spec.fitness.mode,
                     # the held-out metric a comparison's report puts beside the fitness (reports/comparison.py)
                     **({"fitness.test": spec.fitness.test} if spec.fitness.test else {}),
+                    **(several_params(spec) if spec.fitness.several else {}),
                 }
                 if spec.objective
                 else {"dataset": spec.dataset.name, "split_seed": spec.dataset.split_seed}
@@ -323,6 +324,8 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         if result.peak_weight_bytes:
             metrics["peak_weight_bytes"] = result.peak_weight_bytes
         metrics.update(result.fusion)
+        if result.front:
+            metrics.update(hypervolume=result.front["hypervolume"], front_size=len(result.front["members"]))
         if result.soup:
             metrics.update(
                 soup_ingredients=len(result.soup["ingredients"]),
@@ -344,6 +347,7 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             "best": best,
             "final_population": dict(final_population),
             **({"soup": dict(result.soup)} if result.soup else {}),
+            **({"front": dict(result.front)} if result.front else {}),
             **({"model": _model_said(result)} if result.model_uri else {}),
         }
 
@@ -376,10 +380,31 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
             self.client.set_tag(self.search_run_id, "popplast.model", event["model"])
         if event.get("soup"):
             self.client.log_dict(self.search_run_id, event["soup"], "soup.json")
-        self.drawn = self._draw()
+        runs = individual_runs(self.client, self.experiment_id, self.search_run_id)  # once for every drawing
+        if event.get("front"):
+            self._log_front(event["front"], runs)
+        self.drawn = self._draw(runs)
         self.client.set_terminated(self.search_run_id, status="FINISHED")
 
-    def _draw(self) -> tuple[str | None, float | None]:
+    def _log_front(self, front: Mapping[str, Any], runs: list[Any]) -> None:
+        """pareto_front.json and pareto_front.png (reports/front.py); a drawing that fails is logged and left
+        out, as the lineage's are."""
+        import tempfile
+
+        from popplast.reports.front import draw_front, front_document
+
+        self.client.log_dict(self.search_run_id, front_document(front, runs), "pareto_front.json")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                drawn = draw_front(front, runs, os.path.join(tmp, "pareto_front.png"))
+                if drawn:
+                    self.client.log_artifact(self.search_run_id, drawn)
+        except Exception as e:
+            if unreachable(e):
+                raise
+            log.warning("pareto_front.png of %s was left out (%s: %s)", self.search_run_id, type(e).__name__, e)
+
+    def _draw(self, runs: list[Any]) -> tuple[str | None, float | None]:
         """lineage.html, lineage.png and workers.png as artifacts of the search run: where the page is, and
         the workers' utilisation. An outage reading or writing MLflow is raised (the event waits it out); any
         other failure to draw is logged and leaves the drawings out, never the search run unended."""
@@ -388,7 +413,6 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
         from popplast.reports.lineage import draw_lineage
         from popplast.reports.utilisation import draw_workers
 
-        runs = individual_runs(self.client, self.experiment_id, self.search_run_id)  # once for both drawings
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 draw_lineage(self.tracking_uri, self.search_run_id, tmp, runs=runs)
@@ -428,6 +452,17 @@ class MLflowTracker(CheckpointStore, SearchRunTracker):
 
     def run_url(self, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
         return f"{ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+def several_params(spec: SearchSpec) -> dict[str, str]:
+    """A multi-objective search's objectives, constraints and reference point, as its run's params."""
+    f = spec.fitness
+    params = {"fitness.objectives": ",".join(f"{m}:{mode}" for m, mode in f.objectives)}
+    if f.constraints:
+        params["constraints"] = "; ".join(str(c) for c in f.constraints)
+    if f.reference is not None:
+        params["fitness.reference"] = ",".join(repr(v) for v in f.reference)
+    return params
 
 
 def _parents(tags: Mapping[str, str]) -> list[str]:
