@@ -16,6 +16,12 @@ trained states: the loop keeps no older ones); each ask keeps within the populat
 asks at most one), genomes in [0, 1], and `state.evaluations` counts the results told; an unknown result is
 refused (KeyError), and a repeated one (ValueError or KeyError). A broken promise, or an exception the
 strategy raises under a check, is an AssertionError that names the check.
+
+With `objectives=2` (or more) the strategy is told vectors instead (core/pareto.py: the objectives, each
+maximised, then the constraint violation; the synthetic ones pull towards different corners and the first
+gene past 0.9 violates a constraint), as a strategy that declares `several = True` is with a multi-objective
+file; its best must then be feasible, with its first objective as `best_fitness`, and a child that inherits
+may also name a member of the state's `pool` (NSGA-II's survivors, whose states the loop keeps).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class Case(NamedTuple):
     generations: int  # asked of a generational strategy; an asynchronous one is asked population × generations
     window: int  # at most this many individuals of an asynchronous strategy in flight
     seeded: bool  # its individuals depend on the generator it is given
+    objectives: int = 0  # 0: told a fitness; k ≥ 2: told vectors of k objectives and a violation
 
 
 class Run(NamedTuple):
@@ -52,9 +59,10 @@ def check_strategy(
     generations: int = 4,
     window: int = 3,
     seeded: bool = True,
+    objectives: int = 0,
 ) -> None:
-    """Every check below, on fresh strategies from `make()`."""
-    case = Case(make, n_genes, population, generations, window, seeded)
+    """Every check below, on fresh strategies from `make()`; with `objectives` ≥ 2, told vectors."""
+    case = Case(make, n_genes, population, generations, window, seeded, objectives)
     for check in CHECKS:
         try:
             check(case)
@@ -88,13 +96,14 @@ def drive(
 
     def ask() -> tuple:
         nonlocal state
+        kept = {i.id for i in getattr(state, "pool", ())}  # survivors whose states the loop keeps
         individuals, state = strategy.ask(state, rng)
         for i in individuals:
             assert i.id not in generation_of, f"the id {i.id!r} was asked twice"
             missing = [p for p in i.parent_ids if p not in generation_of]
             assert not missing, f"{i.id}'s parents {missing} were never asked"
             if strategy.inherits and not is_async(strategy):
-                older = [p for p in i.parent_ids if generation_of[p] != i.generation - 1]
+                older = [p for p in i.parent_ids if generation_of[p] != i.generation - 1 and p not in kept]
                 assert not older, f"{i.id} inherits from {older}, not of the generation before"
             assert len(i.genome) == case.n_genes, f"{i.id}'s genome has {len(i.genome)} genes, not {case.n_genes}"
             assert all(0.0 <= g <= 1.0 for g in i.genome), f"{i.id}'s genome leaves [0, 1]: {i.genome}"
@@ -106,7 +115,7 @@ def drive(
     def tell(individual: Any, last: bool | None = None) -> None:
         """`last`: whether it completes its generation (a generational strategy's summary comes then only)."""
         nonlocal state, told
-        value: float | None = fitness(individual)
+        value: Any = told_value(case, individual)
         if fail(individual):
             failed.add(individual.id)
             value = None if len(failed) % 2 else math.nan
@@ -161,6 +170,19 @@ def fitness(individual: Any) -> float:
     return -float(np.sum((np.asarray(individual.genome) - 0.3) ** 2))
 
 
+def vector(individual: Any, objectives: int) -> list[float]:
+    """Synthetic objectives: objective m best near the genome (0.3 + 0.4·m/(k−1), ...), then the violation
+    of 'first gene ≤ 0.9'."""
+    genome = np.asarray(individual.genome)
+    targets = [0.3 + 0.4 * m / (objectives - 1) for m in range(objectives)]
+    return [-float(np.sum((genome - t) ** 2)) for t in targets] + [max(0.0, float(genome[0]) - 0.9)]
+
+
+def told_value(case: Case, individual: Any) -> Any:
+    """What the loop tells of `individual`: the fitness, or with several objectives the vector."""
+    return vector(individual, case.objectives) if case.objectives else fitness(individual)
+
+
 def _row(individual: Any) -> tuple:
     i = individual
     return (i.id, tuple(i.genome), i.generation, tuple(i.parent_ids), i.operator, tuple(i.fusion_weights), i.seed)
@@ -201,7 +223,11 @@ def failures_accepted(case: Case) -> None:
         best, value = run.state.best, run.state.best_fitness
         assert best is None or best.id not in run.failed, f"the failed individual {best.id} became the best"
         assert (best is None) == (value is None), f"best {best} with best_fitness {value}"
-        assert best is None or value == fitness(best), f"best_fitness {value} is not what {best.id} was told"
+        if case.objectives and best is not None:
+            assert vector(best, case.objectives)[-1] == 0, f"the infeasible individual {best.id} became the best"
+            assert value == vector(best, case.objectives)[0], f"best_fitness {value} is not {best.id}'s first objective"
+        else:
+            assert best is None or value == fitness(best), f"best_fitness {value} is not what {best.id} was told"
 
 
 def evaluations_counted(case: Case) -> None:
@@ -219,15 +245,16 @@ def unknown_or_repeated_results_refused(case: Case) -> None:
         if individuals:
             break
     assert individuals, f"{case.population} asks asked nobody"
+    one, two = ([1.0, 2.0, 0.0], [2.0, 1.0, 0.0]) if case.objectives else (1.0, 2.0)
     try:
-        strategy.tell(state, {"never-asked": 1.0})
+        strategy.tell(state, {"never-asked": one})
     except KeyError:
         pass
     else:
         raise AssertionError("a result for an id never asked was taken (expected KeyError)")
-    state, _ = strategy.tell(state, {individuals[0].id: 1.0})
+    state, _ = strategy.tell(state, {individuals[0].id: one})
     try:
-        strategy.tell(state, {individuals[0].id: 2.0})
+        strategy.tell(state, {individuals[0].id: two})
     except (KeyError, ValueError):
         pass
     else:

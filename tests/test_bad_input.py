@@ -264,6 +264,38 @@ USER_CASES = {
         ("metric: loss", "metric: acc(%)"),
         "at fitness.metric: 'acc(%)' is no name MLflow takes",
     ),
+    "several objectives with a method that ranks by one number": (
+        [
+            ("fitness: {metric: loss, mode: minimize}", "fitness: [{metric: loss, mode: minimize}, {metric: w0}]"),
+            ("method: ga", "method: cmaes"),
+        ],
+        "at fitness: cmaes ranks individuals by one number; several objectives or constraints go with ga, gensoup, "
+        "pbt, tpe, random, nsga2, and a strategy of your own that declares several = True.",
+    ),
+    "an objective listed twice": (
+        ("fitness: {metric: loss, mode: minimize}", "fitness: [{metric: loss}, {metric: loss, mode: minimize}]"),
+        "at fitness[1].metric: 'loss' is listed twice.",
+    ),
+    "an objective's bad mode": (
+        ("fitness: {metric: loss, mode: minimize}", "fitness: [{metric: loss}, {metric: w0, mode: down}]"),
+        "at fitness[1].mode: expected maximize or minimize, got str 'down'.",
+    ),
+    "a reference point with a value missing": (
+        ("fitness: {metric: loss, mode: minimize}", "fitness: [{metric: loss, reference: 2}, {metric: w0}]"),
+        "at fitness[1].reference: a reference point has a value for every objective or none.",
+    ),
+    "a constraint that is no inequality": (
+        "constraints: ['w0 < 1']\n",
+        "at constraints[0]: expected 'METRIC <= NUMBER' or 'METRIC >= NUMBER', got str 'w0 < 1'.",
+    ),
+    "a constraint bound that is no number": (
+        "constraints: ['w0 <= one']\n",
+        "at constraints[0]: expected 'METRIC <= NUMBER' or 'METRIC >= NUMBER', got str 'w0 <= one'.",
+    ),
+    "the median rule with several objectives": (
+        "constraints: ['w0 <= 1']\nstopper: median\n",
+        "at stopper: median judges one metric; with several objectives or constraints the stopper is asha",
+    ),
     "date among the choices": (
         "  z: {type: categorical, choices: [1, 2024-01-01]}\n",
         "at space.z.choices.1: expected a value JSON holds as it is",
@@ -278,7 +310,10 @@ def test_bad_file_with_a_users_objective(case, tmp_path, capsys):
     edit, expected = USER_CASES[case]
     path = write_user_objective(tmp_path / "project")
     text = path.read_text()
-    path.write_text(text.replace(*edit) if isinstance(edit, tuple) else text + edit)
+    if isinstance(edit, list):  # several replacements
+        for pair in edit:
+            text = text.replace(*pair)
+    path.write_text(text.replace(*edit) if isinstance(edit, tuple) else text if isinstance(edit, list) else text + edit)
     code = main(["run", str(path), "--executor", "local", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"popplast: error: Invalid search specification in {path}, at ")

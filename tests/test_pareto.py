@@ -249,3 +249,32 @@ def test_hypervolume_by_hand_and_points_outside_the_reference() -> None:
     points = np.array([[3.0, 1.0], [1.0, 3.0], [2.0, 2.0]])
     assert pareto.hypervolume(points, [0.0, 0.0]) == pytest.approx(3 + 2 + 1)  # 3×1 + 1×3 + 2×2 − overlaps
     assert pareto.hypervolume(np.array([[-1.0, 5.0]]), [0.0, 0.0]) == 0.0
+
+
+def test_mo_asha_promotes_the_top_third_of_a_rung_by_front_then_crowding() -> None:
+    from popplast.strategies.stoppers import ASHA
+
+    asha = ASHA(min_steps=1, reduction_factor=3, max_steps=9)
+    assert asha.rungs == (1, 3)
+    verdicts = {
+        name: asha.judge(name, 1, v(*point))
+        for name, point in [
+            ("a", (1, 1)),  # alone: promoted
+            ("b", (2, 2)),  # dominates a; 2 reports, top 1: promoted
+            ("c", (0.5, 0.5)),  # 3 reports, top 1, two better: stopped
+            ("d", (3, 0)),  # beside b on the front, both extremes: none better, promoted
+            ("e", (2, 2.5)),  # dominates b; front {d, e}: promoted
+            ("f", (1.5, 1.5)),  # 6 reports, top 2; d, e, b better: stopped
+        ]
+    }
+    assert verdicts == {"a": False, "b": False, "c": True, "d": False, "e": False, "f": True}
+    # a stopped individual is recorded at no later rung; the promoted ones are judged again at step 3
+    assert asha.judge("b", 3, v(2, 2)) is False and "c" not in asha.recorded[3]
+
+
+def test_mo_asha_counts_a_violation_after_every_feasible_report() -> None:
+    from popplast.strategies.stoppers import ASHA
+
+    asha = ASHA(min_steps=1, reduction_factor=2, max_steps=4)
+    assert asha.judge("feasible", 1, v(0, 0)) is False
+    assert asha.judge("infeasible", 1, v(9, 9, violation=1.0)) is True  # 2 reports, top 1: the feasible one

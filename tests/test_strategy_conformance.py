@@ -20,6 +20,7 @@ from popplast.spec.search import SearchSpec
 from popplast.strategies.budget import generation_sizes, with_budget
 from popplast.strategies.build import STRATEGIES, build_strategy
 from popplast.strategies.catalogue import SAMPLER, methods
+from popplast.strategies.catalogue import method as method_entry
 from popplast.testing import check_strategy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -51,6 +52,21 @@ def spec_for(method: str, population: int = 6, generations: int = 4, schedule: s
 def test_every_method_passes_the_conformance_suite(method, schedule, islands):
     spec = spec_for(method, schedule=schedule, islands=islands)
     check_strategy(lambda: build_strategy(spec), n_genes=len(spec.space), population=6)
+
+
+SEVERAL = [(m, s, k) for m, s, k in ENTRIES if method_entry(m).several]
+
+
+@pytest.mark.parametrize("method, schedule, islands", SEVERAL, ids=[f"{m}-{s}-{k}" for m, s, k in SEVERAL])
+def test_every_method_with_several_objectives_passes_the_conformance_suite_told_vectors(method, schedule, islands):
+    """The strategies that rank by Pareto fronts, told two objectives and a constraint's violation."""
+    spec = spec_for(method, schedule=schedule, islands=islands)
+    data = {**spec.to_dict(), "objective": "m:f", "fitness": [{"metric": "a"}, {"metric": "b"}]}
+    data["constraints"] = ["a <= 0"]
+    del data["dataset"]
+    several = SearchSpec.from_dict(data)
+    assert several.fitness.several
+    check_strategy(lambda: build_strategy(several), n_genes=len(spec.space), population=6, objectives=2)
 
 
 def differential_evolution():

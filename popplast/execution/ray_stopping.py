@@ -22,16 +22,16 @@ VERDICT_WAIT = 30.0  # seconds a trial waits for an answer before it trains on (
 @ray.remote(num_cpus=0)
 class StopHub:
     def __init__(self) -> None:
-        self.reports: list[tuple[str, int, float]] = []
+        self.reports: list[tuple[str, int, Any]] = []
         self.verdicts: dict[str, tuple[int, bool]] = {}
         self.arrived = asyncio.Event()
         self.decided = asyncio.Event()
 
-    async def report(self, individual_id: str, step: int, value: float) -> None:
+    async def report(self, individual_id: str, step: int, value: Any) -> None:
         self.reports.append((individual_id, step, value))
         self.arrived.set()
 
-    async def take(self, timeout: float) -> list[tuple[str, int, float]]:
+    async def take(self, timeout: float) -> list[tuple[str, int, Any]]:
         """The reports since the last take, as soon as there is one (or none after `timeout`)."""
         if not self.reports:
             try:
@@ -65,14 +65,15 @@ class StopHub:
 
 
 class RayChannel:
-    """What a worker's trial holds (pickled with the evaluation): the hub's handle and the watched metric."""
+    """What a worker's trial holds (pickled with the evaluation): the hub's handle and the watched metric (a
+    tuple of them with several objectives, whose values it reports as one list)."""
 
-    def __init__(self, hub: Any, metric: str) -> None:
+    def __init__(self, hub: Any, metric: str | tuple[str, ...]) -> None:
         self.hub, self.metric = hub, metric
         self._pending: dict[str, int] = {}
         self._last: dict[str, bool] = {}
 
-    def report(self, individual_id: str, step: int, value: float) -> None:
+    def report(self, individual_id: str, step: int, value: Any) -> None:
         self.hub.report.remote(individual_id, step, value)
         self._pending[individual_id] = step
 

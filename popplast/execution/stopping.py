@@ -9,7 +9,7 @@ at the very step the rule judged, whichever executor runs it. Locally the trial 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from popplast.core.result import EvalResult
 from popplast.strategies.stoppers import Stopper
@@ -25,18 +25,32 @@ class StopJudge:
     fitness (popplast's CNN trainer: its validation MCC at the epoch it stopped), ranked like any other.
     """
 
-    def __init__(self, stopper: Stopper, metric: str, maximize: bool, fitness_metric: str | None) -> None:
+    def __init__(
+        self,
+        stopper: Stopper,
+        metric: str | tuple[str, ...],
+        maximize: bool,
+        fitness_metric: str | None,
+        vector: Callable[[Mapping[str, float]], Sequence[float]] | None = None,
+    ) -> None:
         self.stopper = stopper
-        self.metric = metric
+        self.metric = metric  # several objectives: every metric the vector is made of, reported together
         self.sign = 1.0 if maximize else -1.0
         self.fitness_metric = fitness_metric
+        self.vector = vector  # several objectives: reported values by name → the told vector (MO-ASHA's)
         self.stopped: dict[str, int] = {}
         self.log: list[list[Any]] = []  # ["report", id, step, score] and ["finished", id], in order
 
-    def judge(self, individual_id: str, step: int, value: float) -> bool:
+    def score(self, value: Any) -> Any:
+        """A reported value as the rule ranks it: signed, or with several objectives the vector."""
+        if self.vector is not None:
+            return list(self.vector(dict(zip(self.metric, value))))
+        return self.sign * value
+
+    def judge(self, individual_id: str, step: int, value: Any) -> bool:
         if individual_id in self.stopped:  # evaluated again (its weights were lost): to the same step
             return step >= self.stopped[individual_id]
-        score = self.sign * value
+        score = self.score(value)
         self.log.append(["report", individual_id, step, score])
         if self.stopper.judge(individual_id, step, score):
             self.stopped[individual_id] = step
@@ -62,9 +76,9 @@ class StopJudge:
             # the rule heard none of its reports after the stop (judge() answers for a stopped id itself):
             # it hears them now, so that its state is that of the training that happened (the median rule's
             # reference curve, ASHA's later rungs); logged, so that a resumed search's rule hears them too
-            for step, value in result.history.get(self.metric, []):
+            for step, value in self.reports(result):
                 if step > judged:
-                    score = self.sign * value
+                    score = self.score(value)
                     self.log.append(["report", result.individual_id, step, score])
                     self.stopper.judge(result.individual_id, step, score)
             del self.stopped[result.individual_id]
@@ -75,16 +89,26 @@ class StopJudge:
             return
         step = max(judged, result.stopped_at)
         result.stopped_at = step
-        series = [v for s, v in result.history.get(self.metric, []) if s <= step]
+        series = [v for s, v in self.reports(result) if s <= step]
         if result.ok and series and self.metric == self.fitness_metric:
             result.fitness = self.sign * series[-1]  # the fitness's own sign: the judge watches it as ranked
+
+    def reports(self, result: EvalResult) -> list[tuple[int, Any]]:
+        """The watched values a result's history holds, by step: with several metrics, the steps that
+        reported all of them, as the lists a trial sends."""
+        if isinstance(self.metric, str):
+            return [(int(s), v) for s, v in result.history.get(self.metric, [])]
+        series = [dict(result.history.get(m, [])) for m in self.metric]
+        steps = sorted(set.intersection(*(set(s) for s in series))) if series else []
+        return [(int(step), [s[step] for s in series]) for step in steps]
 
     def replay(self, log: Iterable[list[Any]]) -> None:
         """The rule as the log left it (a resumed search's, from its checkpoint)."""
         for event in log:
             if event[0] == "report":
                 _, individual_id, step, score = event
-                if self.stopper.judge(individual_id, int(step), float(score)):
+                score = [float(x) for x in score] if isinstance(score, list) else float(score)
+                if self.stopper.judge(individual_id, int(step), score):
                     self.stopped[individual_id] = int(step)
             else:
                 self.stopped.pop(event[1], None)  # stopped too late: it finished
@@ -100,7 +124,7 @@ class LocalChannel:
         self.metric = judge.metric
         self._verdicts: dict[str, bool] = {}
 
-    def report(self, individual_id: str, step: int, value: float) -> None:
+    def report(self, individual_id: str, step: int, value: Any) -> None:
         self._verdicts[individual_id] = self.judge.judge(individual_id, step, value)
 
     def should_stop(self, individual_id: str) -> bool:
@@ -114,10 +138,15 @@ def stop_judge(spec: Any, strategy: Any = None) -> StopJudge | None:
     from popplast.spec.stopper import CNN_METRIC, build_stopper
 
     own = getattr(strategy, "stopper", None)
-    rule = own() if own is not None else build_stopper(spec.stopper, spec.fidelity.epochs)
+    rule = own() if own is not None else None  # None too for a sampler with several objectives: MO-ASHA
+    rule = rule if rule is not None else build_stopper(spec.stopper, spec.fidelity.epochs)
     if rule is None:
         return None
     fitness_metric = CNN_METRIC if spec.objective is None else spec.fitness.metric
+    if spec.fitness.several:  # MO-ASHA: the objectives and the constraints' metrics, reported together
+        f = spec.fitness
+        watched = tuple(dict.fromkeys([m for m, _ in f.objectives] + [c.metric for c in f.constraints]))
+        return StopJudge(rule, watched, True, None, vector=f.vector)
     metric = spec.stopper.metric or fitness_metric
     mode = spec.stopper.mode or ("maximize" if spec.objective is None else spec.fitness.mode)
     return StopJudge(rule, metric, mode == "maximize", fitness_metric)

@@ -116,17 +116,22 @@ class Trial:
             if not math.isfinite(value):
                 raise FloatingPointError(f"the objective reported {name} = {value} at step {step}")
             self.history.setdefault(name, []).append((int(step), value))
-        if self._stops is not None and self._stops.metric in metrics:
+        watched = self._stops.metric if self._stops is not None else None
+        if isinstance(watched, str) and watched in metrics:
             self._watched_step = int(step)
-            self._stops.report(self.id, int(step), float(metrics[self._stops.metric]))
+            self._stops.report(self.id, int(step), float(metrics[watched]))
+        elif isinstance(watched, tuple) and all(m in metrics for m in watched):  # several objectives: together
+            self._watched_step = int(step)
+            self._stops.report(self.id, int(step), [float(metrics[m]) for m in watched])
 
     def set_tag(self, name: str, value: str) -> None:
         """A tag on the individual's MLflow run (`popplast.NAME`)."""
         self.tags[str(name)] = str(value)
 
     @property
-    def watched(self) -> str | None:
-        """The metric the search's stopper judges by (report it every step), or None without a stopper."""
+    def watched(self) -> str | tuple[str, ...] | None:
+        """The metric the search's stopper judges by (report it every step), or None without a stopper; with
+        several objectives every objective's and constraint's metric, to report together in one call."""
         return self._stops.metric if self._stops is not None else None
 
     def should_stop(self) -> bool:

@@ -34,6 +34,7 @@ from popplast.strategies.catalogue import (
     several_refusal,
     supports_several,
 )
+from popplast.strategies.stoppers import SEVERAL
 
 # what other modules import from here: the method names and the strategy section (spec/strategy.py)
 __all__ = [
@@ -329,11 +330,17 @@ def _check_stopper(
         return
     if not _stoppable(method, stopper.rule):
         raise top.error("stopper", _not_stoppable(method))
-    if fitness.several:
+    if fitness.several and stopper.rule not in SEVERAL:
         raise top.error(
             "stopper",
-            "a stopper judges one metric; a search with several objectives or constraints runs without one "
-            "(multi-objective early stopping, MO-ASHA, is not in popplast yet).",
+            f"{stopper.rule} judges one metric; with several objectives or constraints the stopper is asha "
+            "(MO-ASHA: a rung's reports ranked by non-dominated sorting) or hyperband (brackets of it).",
+        )
+    if fitness.several and stopper.metric is not None:
+        raise top.error(
+            "stopper.metric",
+            "with several objectives the stopper judges the objectives (and the constraints' metrics), "
+            "reported together at each step; a metric of its own goes with one objective.",
         )
     own = fitness.metric if objective else CNN_METRIC
     if objective is None and stopper.metric not in (None, *CNN_WATCHABLE):

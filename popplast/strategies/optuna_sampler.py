@@ -71,16 +71,18 @@ class SamplerState(GAState):
         return cls(**GAState.fields_from(data), trials=trials)
 
 
-VIOLATION = "popplast.violation"  # a trial's user attribute: its total constraint violation (0: feasible)
+VIOLATION = "popplast.violation"  # a trial's total constraint violation (0: feasible)
+# Optuna 5 reads constraints from the trial (Trial.set_constraint); Optuna 4 from the sampler's constraints_func
+TRIAL_CONSTRAINTS = hasattr(optuna.Trial, "set_constraint")
 
 
 def _violation(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna's constraints_func: one value, feasible when ≤ 0 (Deb's constraint-domination, as §11)."""
+    """Optuna 4's constraints_func: one value, feasible when ≤ 0 (Deb's constraint-domination, as §11)."""
     return [float(trial.user_attrs.get(VIOLATION, 0.0))]
 
 
 def make_sampler(method: str, seed: int, population: int, constrained: bool = False) -> optuna.samplers.BaseSampler:
-    constraints = _violation if constrained else None
+    constraints = _violation if constrained and not TRIAL_CONSTRAINTS else None
     if method == "tpe":
         # constant liar: trials asked while others of the generation still run are steered away from them
         return optuna.samplers.TPESampler(
@@ -137,7 +139,8 @@ class OptunaSampler:
         """The search's stopper: Optuna's pruner over this sampler's trials (None without a stopper)."""
         from popplast.strategies.optuna_pruning import PrunerStopper
 
-        return PrunerStopper(self, self.max_steps) if self.stopping else None
+        # Optuna prunes single-objective studies only: with several objectives popplast's MO-ASHA judges
+        return PrunerStopper(self, self.max_steps) if self.stopping and not self.several else None
 
     def live_trial(self, individual_id: str) -> optuna.Trial | None:
         return self._live.get(individual_id)
@@ -227,7 +230,7 @@ class OptunaSampler:
         return study
 
     def _pruner(self) -> optuna.pruners.BasePruner:
-        if self.stopping is None:
+        if self.stopping is None or self.several:
             return optuna.pruners.NopPruner()
         from popplast.strategies.optuna_pruning import optuna_pruner
 
@@ -245,8 +248,11 @@ class OptunaSampler:
                 study.tell(trial, state=TrialState.FAIL)
             elif entry.pruned:
                 study.tell(trial, state=TrialState.PRUNED)  # its value: the last one it reported
-            elif self.several:  # the vector: objectives, then the violation its constraints_func reads
-                trial.set_user_attr(VIOLATION, float(entry.fitness[-1]))
+            elif self.several:  # the vector: objectives, then the violation NSGA-II and TPE rank by
+                if TRIAL_CONSTRAINTS:
+                    trial.set_constraint(VIOLATION, float(entry.fitness[-1]))
+                else:
+                    trial.set_user_attr(VIOLATION, float(entry.fitness[-1]))
                 study.tell(trial, [float(v) for v in entry.fitness[:-1]])
             else:
                 study.tell(trial, float(entry.fitness))

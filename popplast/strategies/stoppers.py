@@ -1,6 +1,8 @@
 """Early-stopping rules (ALGORITHMS.md §10): told every reported value, they answer "stop this individual".
 
-Values are scores, higher better (a minimised metric is negated before it gets here). A rule decides from
+Values are scores, higher better (a minimised metric is negated before it gets here); with several
+objectives a score is the told vector (core/pareto.py: objectives maximised, then the constraint violation),
+and ASHA and Hyperband rank a rung's vectors as MO-ASHA does (ALGORITHMS.md §11). A rule decides from
 what has been reported so far, in the order it was reported: with several workers that order is the order
 reports arrive, so which individuals stop can differ between runs of the same seed; one worker (the local
 executor) reports in the order individuals are asked and stops the same individuals every time.
@@ -14,15 +16,19 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Sequence, Union
 
 import numpy as np
 
+from popplast.core import pareto
+
 STOPPERS = ("none", "median", "asha", "hyperband")
+SEVERAL = ("asha", "hyperband")  # the rules that judge vectors (MO-ASHA's promotion)
+Score = Union[float, Sequence[float]]  # a scalar score, or a vector with several objectives
 
 
 class Stopper(Protocol):
-    def judge(self, individual_id: str, step: int, score: float) -> bool:
+    def judge(self, individual_id: str, step: int, score: Score) -> bool:
         """Record `score` at `step` for the individual; True when it should stop now."""
         ...
 
@@ -41,13 +47,19 @@ def rungs(min_steps: int, reduction_factor: int, max_steps: int) -> tuple[int, .
     return tuple(out)
 
 
-def promoted(score: float, others: list[float], reduction_factor: int) -> bool:
+def promoted(score: Score, others: list[Score], reduction_factor: int) -> bool:
     """Whether `score` is in the top 1/η of `others` + itself: fewer than max(1, ⌊n/η⌋) strictly better.
+    Vectors (MO-ASHA, Schmucker et al. 2021): better by non-dominated sorting of the rung's reports, then
+    by crowding inside a front (the utility of core/pareto.py, over the rung's reports and this one).
 
     The max(1, ·) lets the first individuals at a rung through when they lead it (Optuna's successive halving
     does the same): with n < η there is no top n/η to be in, and stopping them all would stop everyone."""
     n = len(others) + 1
-    better = sum(1 for s in others if s > score)
+    if isinstance(score, (list, tuple)):
+        u = pareto.utilities([*others, score])  # type: ignore[list-item]
+        better = int((u[:-1] > u[-1]).sum())
+    else:
+        better = sum(1 for s in others if s > score)  # type: ignore[operator,misc]
     return better < max(1, n // reduction_factor)
 
 
@@ -63,14 +75,14 @@ class ASHA:
     reduction_factor: int = 3
     max_steps: int = 1
     at: tuple[int, ...] | None = None
-    recorded: dict[int, dict[str, float]] = field(default_factory=dict)
+    recorded: dict[int, dict[str, Score]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rungs = self.at if self.at is not None else rungs(self.min_steps, self.reduction_factor, self.max_steps)
         for rung in self.rungs:
             self.recorded.setdefault(rung, {})
 
-    def judge(self, individual_id: str, step: int, score: float) -> bool:
+    def judge(self, individual_id: str, step: int, score: Score) -> bool:
         for rung in self.rungs:
             at = self.recorded[rung]
             if step < rung or individual_id in at:
@@ -128,7 +140,7 @@ class Hyperband:
         u = int.from_bytes(digest[:8], "big") / 2**64
         return int(np.searchsorted(self.bounds, u, side="right"))
 
-    def judge(self, individual_id: str, step: int, score: float) -> bool:
+    def judge(self, individual_id: str, step: int, score: Score) -> bool:
         return self.brackets[self.bracket_of(individual_id)].judge(individual_id, step, score)
 
     def finished(self, individual_id: str) -> None:
@@ -151,7 +163,8 @@ class Median:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     complete: list[str] = field(default_factory=list)
 
-    def judge(self, individual_id: str, step: int, score: float) -> bool:
+    def judge(self, individual_id: str, step: int, score: Score) -> bool:
+        assert isinstance(score, float | int), "the median rule judges one metric (the spec refuses it otherwise)"
         curve = self.curves.setdefault(individual_id, [])
         curve.append((step, score))
         if step <= self.grace_steps or (self.max_steps is not None and step >= self.max_steps):
