@@ -223,7 +223,7 @@ def test_an_alias_bomb_is_refused_at_once_not_expanded(tmp_path):
 def test_record_table_reads_params_with_the_same_loader():
     """A param's text is read back by popplast's one YAML loader: a loop stays text, not a list that contains
     itself (which the table's JSON cannot hold)."""
-    from popplast.reports.record_table import _value
+    from popplast.reports.record_table import param_value as _value
 
     assert _value("&a [1, *a]") == "&a [1, *a]"
     assert _value("[1, {a: 2}]") == [1, {"a": 2}] and _value("0.5") == 0.5

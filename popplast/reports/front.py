@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
+from popplast.reports.record_table import param_value
+
 GENE_PREFIX = "gene."  # the runs' encoded genes: not part of the configuration
 
 
@@ -19,7 +21,8 @@ def front_document(front: Mapping[str, Any], runs: Sequence[Any]) -> dict[str, A
     members = []
     for member in front["members"]:
         run = by_id.get(member["id"])
-        config = {k: v for k, v in run.data.params.items() if not k.startswith(GENE_PREFIX)} if run else {}
+        params = run.data.params.items() if run else ()
+        config = {k: param_value(v) for k, v in params if not k.startswith(GENE_PREFIX)}
         members.append({**member, "run_id": run.info.run_id if run else None, "config": config})
     return {**front, "members": members}
 

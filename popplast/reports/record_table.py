@@ -47,7 +47,7 @@ def record_table(tracking_uri: str, search_run_id: str) -> Table:
             if step > 0:
                 by_step.setdefault(step, value)
         curve = tuple(by_step[s] for s in sorted(by_step)) or (metrics[metric],)
-        config = {k: _value(v) for k, v in run.data.params.items() if not k.startswith("gene.")}
+        config = {k: param_value(v) for k, v in run.data.params.items() if not k.startswith("gene.")}
         # a final metric other than the fitness may be NaN or infinite (a diverged model's loss): a table holds
         # finite numbers only (models.Table refuses the rest), so it is left out
         others = {k: v for k, v in metrics.items() if k != metric and k not in SKIPPED_METRICS and math.isfinite(v)}
@@ -74,7 +74,7 @@ def _order(run: Any) -> tuple[int, str]:
     return int(tags.get("popplast.generation", 0)), tags.get("popplast.individual_id", "")
 
 
-def _value(text: str) -> Any:
+def param_value(text: str) -> Any:
     """A param back to the value it was logged from (numbers, booleans, strings)."""
     try:
         return int(text) if text.lstrip("-").isdigit() else float(text)
