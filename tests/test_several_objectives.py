@@ -179,3 +179,49 @@ def test_a_killed_and_resumed_search_ends_with_the_uninterrupted_front(method, r
     assert resumed.front["members"] == whole.front["members"]
     assert resumed.front["hypervolume"] == whole.front["hypervolume"]
     assert resumed.front["reference"] == whole.front["reference"]
+
+
+def test_compare_scores_each_search_by_its_hypervolume_against_one_reference_point(tmp_path, capsys):
+    """`popplast compare` on a multi-objective file: one reference point for every search, each search's final
+    hypervolume (computed again here from its runs), the paired tests on it, the fronts side by side; and
+    `popplast report` rebuilds the same report from MLflow."""
+    from popplast.cli.main import main
+    from popplast.reports.comparison import read_comparison
+
+    spec = write(tmp_path / "project", "constraints: ['w0 <= 0.3']\n")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    out = tmp_path / "report"
+    args = ["compare", str(spec), "--methods", "ga,nsga2", "--seeds", "2", "--executor", "local"]
+    assert (
+        main(
+            [
+                *args,
+                "--tracking-uri",
+                uri,
+                "--out",
+                str(out),
+                "--quiet",
+                "--optuna-storage",
+                f"sqlite:///{tmp_path / 'o.db'}",
+            ]
+        )
+        == 0
+    )
+    text = (out / "report.md").read_text()
+    run_id = text.splitlines()[0].split()[-1]
+    c = read_comparison(MlflowClient(uri), run_id)
+    assert c.fitness_name == "hypervolume" and set(c.reference) == {"near", "far"}
+    reference = np.array([-c.reference["near"], -c.reference["far"]])
+    for (method, seed), cell in c.cells.items():
+        rows = metrics_of(uri, individuals(uri, cell.search_run_id))
+        feasible = [[-r["metrics"]["near"], -r["metrics"]["far"]] for r in rows if r["metrics"]["w0"] <= 0.3]
+        assert cell.best_fitness == pytest.approx(pareto.hypervolume(np.array(feasible), reference))
+        assert cell.fitness[-1] == pytest.approx(cell.best_fitness)
+        assert all(a <= b for a, b in zip(cell.fitness, cell.fitness[1:]))
+        assert f"| {method} | {seed} | {cell.search_run_id} | {cell.best_fitness:.4f} |" in text
+    assert "### final hypervolume" in text and "## Pareto fronts" in text and "near (minimised)" in text
+    assert f"near {c.reference['near']:.6g}" in text and "under the constraints w0 <= 0.3" in text
+    assert (out / "fronts.png").stat().st_size > 10_000
+    again = tmp_path / "again"
+    assert main(["report", run_id, "--tracking-uri", uri, "--out", str(again)]) == 0
+    assert (again / "report.md").read_text() == text

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
@@ -48,6 +49,9 @@ class Cell:
     counted: set[str] = field(default_factory=set)  # which of backward_passes, image_size its evaluations recorded
     # fused children: (generation, barrier against the better parent, against the parents' weighted mean)
     barriers: list[tuple[int, float, float]] = field(default_factory=list)
+    # several objectives: each evaluation's told vector (objectives maximised, then the violation; None:
+    # failed), in `fitness`'s order; `fitness` then holds the search's hypervolume after each evaluation
+    vectors: list[list[float] | None] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +66,11 @@ class Comparison:
     test_name: str | None = "test MCC"
     mcc: bool = True  # the fitness is an MCC, in [−1, 1] (popplast's CNN trainer)
     simulated: bool = False  # seconds are virtual (--executor simulated)
+    # several objectives: the file's fitness, and the reference point every search's hypervolume is measured
+    # against (the metrics' units) with where it came from
+    several: Any = None
+    reference: dict[str, float] = field(default_factory=dict)
+    reference_from: str = ""
 
 
 class ComparisonTracker:
@@ -115,9 +124,70 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
         names: dict[str, Any] = dict(fitness_name=fitness_name(recorded), test_metric=test, test_name=test, mcc=False)
     else:
         names = {}  # popplast's CNN trainer: validation MCC, test MCC (the defaults)
-    cells = {key: _cell(client, search, names.get("test_metric", "test_mcc")) for key, search in latest.items()}
+    several = several_fitness(recorded)
+    cells = {
+        key: _cell(client, search, names.get("test_metric", "test_mcc"), several) for key, search in latest.items()
+    }
     simulated = params.get("executor") == "simulated"
-    return Comparison(run_id, params, methods, seeds, cells, simulated=simulated, **names)
+    comparison = Comparison(run_id, params, methods, seeds, cells, simulated=simulated, **names)
+    if several is not None:
+        comparison.several = several
+        hypervolumes(comparison, several)
+    return comparison
+
+
+def several_fitness(params: Mapping[str, str]) -> Any:
+    """A multi-objective search's fitness section, from its run's params; None for one objective."""
+    from popplast.spec.search import Constraint, FitnessSpec
+
+    if "fitness.objectives" not in params:
+        return None
+    objectives = [tuple(o.rsplit(":", 1)) for o in params["fitness.objectives"].split(",")]
+    constraints = []
+    for text in filter(None, (c.strip() for c in params.get("constraints", "").split(";"))):
+        metric, op, bound = text.split()
+        constraints.append(Constraint(metric, op, float(bound)))
+    reference = params.get("fitness.reference")
+    return FitnessSpec(
+        objectives[0][0],
+        objectives[0][1],
+        more=tuple((m, d) for m, d in objectives[1:]),
+        constraints=tuple(constraints),
+        reference=tuple(float(v) for v in reference.split(",")) if reference else None,
+    )
+
+
+def hypervolumes(c: Comparison, fitness: Any) -> None:
+    """Every search scored by its hypervolume against one reference point: the file's, else each objective's
+    worst over every feasible evaluation of every search, moved out by a tenth of its range. Each cell's
+    `fitness` becomes its hypervolume after each evaluation (a failed one: None), `best_fitness` the last."""
+    from popplast.core import pareto
+
+    signs = np.array([1.0 if mode == "maximize" else -1.0 for _, mode in fitness.objectives])
+    rows = [v for cell in c.cells.values() for v in cell.vectors if v is not None and v[-1] == 0]
+    if fitness.reference is not None:
+        reference, c.reference_from = np.asarray(fitness.reference) * signs, "the search file"
+    elif rows:
+        table = np.array(rows)[:, :-1]
+        worst, span = table.min(axis=0), table.max(axis=0) - table.min(axis=0)
+        reference = worst - np.where(span > 0, span, np.maximum(np.abs(worst), 1.0)) / 10.0
+        c.reference_from = (
+            "every feasible evaluation of every search: each objective's worst, moved out by a tenth of its range"
+        )
+    else:
+        reference, c.reference_from = np.zeros(len(signs)), "nothing feasible: no hypervolume"
+    c.reference = {m: float(v * s) for (m, _), v, s in zip(fitness.objectives, reference, signs)}
+    c.fitness_name, c.mcc, c.test_metric, c.test_name = "hypervolume", False, None, None
+    for cell in c.cells.values():
+        points: list[list[float]] = []
+        curve: list[float | None] = []
+        for vector in cell.vectors:
+            if vector is not None and vector[-1] == 0:
+                points.append(vector[:-1])
+            curve.append(None if vector is None else pareto.hypervolume(np.array(points), reference))
+        cell.fitness = curve
+        cell.best_fitness = pareto.hypervolume(np.array(points), reference) if points else 0.0
+        cell.test = float("nan")
 
 
 def _label(search: Any) -> str:
@@ -149,7 +219,7 @@ def _search_runs(client: MlflowClient, run_id: str) -> list[Any]:
     return list(found)
 
 
-def _cell(client: MlflowClient, search: Any, test_metric: str | None) -> Cell:
+def _cell(client: MlflowClient, search: Any, test_metric: str | None, several: Any = None) -> Cell:
     runs = individual_runs(client, search.info.experiment_id, search.info.run_id)
     ended, span = _ends(runs, search.info.start_time)
     order = sorted(range(len(runs)), key=lambda i: (ended[i], runs[i].data.tags["popplast.individual_id"]))
@@ -168,6 +238,8 @@ def _cell(client: MlflowClient, search: Any, test_metric: str | None) -> Cell:
         r = runs[i]
         ok = r.data.tags.get("popplast.status") in ("ok", "stopped")
         cell.fitness.append(r.data.metrics["fitness"] if ok else None)
+        if several is not None:
+            cell.vectors.append(list(several.vector(r.data.metrics)) if ok else None)
         cell.seconds.append(ended[i])
         # a stopped individual counts the epochs (steps) it reached; a failed one what it reported
         cell.costs.append(r.data.metrics.get("epochs", r.data.metrics.get("steps", 0.0)))

@@ -32,6 +32,9 @@ def build_report(tracking_uri: str, comparison_run_id: str, out: str, log: bool 
     plot_anytime(comparison, paths[1], by="evaluations")
     plot_anytime(comparison, paths[2], by="seconds")
     plot_anytime(comparison, paths[3], by="epochs")
+    if comparison.several is not None:
+        paths.append(os.path.join(out, "fronts.png"))
+        plot_fronts(comparison, paths[-1])
     if log:
         for path in paths:
             client.log_artifact(comparison_run_id, path, "report")
@@ -53,13 +56,19 @@ def report_markdown(c: Comparison) -> str:
     target = float(np.median(target_scores)) if target_scores else math.nan
     s = c.settings
     fitness, test = c.fitness_name, c.test_name
+    best = f"final {fitness}" if c.several is not None else f"best {fitness}"  # a hypervolume only grows
+    stopped = (
+        "objectives what they returned when stopped."
+        if c.several is not None
+        else f"fitness is their last reported {fitness}."
+    )
     # columns only for what the evaluations measured: a user's objective may train no images, count no passes
     backward = any("backward_passes" in x.counted for x in c.cells.values())
     sizes = any("image_size" in x.counted for x in c.cells.values())
     columns = [
         "method",
         "seeds",
-        f"best {fitness}",
+        best,
         *([test] if test else []),
         "evaluations",
         "reached",
@@ -80,10 +89,11 @@ def report_markdown(c: Comparison) -> str:
         "",
         "## Per method (mean ± std over seeds)",
         "",
-        f'Target: the median final best {fitness} of {target_of}, {target:.4f}. "Reached" counts the seeds '
+        f"Target: the median {'' if c.several is not None else 'final '}{best} of {target_of}, {target:.4f}. "
+        '"Reached" counts the seeds '
         "whose search got there; evaluations, epochs and seconds to the target are means over those seeds. A "
         "method with a stopper (METHOD+RULE, tpe-hyperband) stops individuals early: they count the epochs they "
-        f"trained, and their fitness is their last reported {fitness}. {_training(c, backward, sizes)}",
+        f"trained, and their {stopped} {_training(c, backward, sizes)}",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
@@ -120,7 +130,7 @@ def report_markdown(c: Comparison) -> str:
         "p (Holm): the p-values of each table adjusted together for multiple comparisons (Holm's step-down).",
         "",
     ]
-    for label, attr in ([(test, "test")] if test else []) + [(f"best {fitness}", "best_fitness")]:
+    for label, attr in ([(test, "test")] if test else []) + [(best, "best_fitness")]:
         lines += [
             f"### {label}",
             "",
@@ -145,10 +155,12 @@ def report_markdown(c: Comparison) -> str:
             lines.append(f"| {t.a} | {t.b} | {t.n} | {t.mean_difference:+.4f} | {p} | {q} | {t.rank_biserial:+.2f} |")
         lines.append("")
     lines += _fusions(c, methods)
+    lines += _fronts(c, methods)
+    so_far = f"The {fitness}" if c.several is not None else f"Best {fitness}"
     lines += [
         "## Anytime curves",
         "",
-        f"Best {fitness} so far, mean over seeds with a 95% band (Student's t):",
+        f"{so_far} so far, mean over seeds with a 95% band (Student's t):",
         "",
         "![against evaluations](anytime_evaluations.png)",
         "",
@@ -158,7 +170,7 @@ def report_markdown(c: Comparison) -> str:
         "",
         "## Searches",
         "",
-        f"| method | seed | search run | best {fitness} |" + (f" {test} |" if test else ""),
+        f"| method | seed | search run | {best} |" + (f" {test} |" if test else ""),
         "|---|---|---|---|" + ("---|" if test else ""),
     ]
     for m in methods:
@@ -206,8 +218,85 @@ def _fusions(c: Comparison, methods: list[str]) -> list[str]:
     ]
 
 
+def _fronts(c: Comparison, methods: list[str]) -> list[str]:
+    """Several objectives: each method's final front size and the fronts of the first seed side by side."""
+    if c.several is None:
+        return []
+    from popplast.core import pareto
+
+    lines = [
+        "## Pareto fronts",
+        "",
+        "Feasible evaluations on each search's final front (mean ± std over seeds); the fronts of seed "
+        f"{c.seeds[0]} side by side in fronts.png.",
+        "",
+        "| method | front size | feasible evaluations |",
+        "|---|---|---|",
+    ]
+    for m in methods:
+        cells = _cells(c, m)
+        sizes = [float(len(pareto.first_front([v for v in x.vectors if v is not None]))) for x in cells]
+        feasible = [float(sum(v is not None and v[-1] == 0 for v in x.vectors)) for x in cells]
+        lines.append(f"| {m} | {_pm(*mean_std(sizes), digits=1)} | {_pm(*mean_std(feasible), digits=1)} |")
+    return [*lines, "", "![fronts of one seed](fronts.png)", ""]
+
+
+def plot_fronts(c: Comparison, path: str) -> None:
+    """Each method's front in its first two objectives for the first seed, one panel per method, on shared axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from popplast.core import pareto
+
+    methods = [m for m in c.methods if (m, c.seeds[0]) in c.cells]
+    names = [m for m, _ in c.several.objectives]
+    signs = [1.0 if d == "maximize" else -1.0 for _, d in c.several.objectives]
+    x, y = (0, 1) if len(names) > 1 else (0, 0)
+    columns = min(4, max(1, len(methods)))
+    rows = -(-len(methods) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.4 * columns, 3.0 * rows), sharex=True, sharey=True, squeeze=False
+    )
+    for ax, m in zip(axes.flat, methods):
+        vectors = [v for v in c.cells[(m, c.seeds[0])].vectors if v is not None]
+        feasible = np.array([v[:-1] for v in vectors if v[-1] == 0]).reshape(-1, len(names)) * signs
+        front = np.array([vectors[i][:-1] for i in pareto.first_front(vectors)]).reshape(-1, len(names)) * signs
+        ax.scatter(feasible[:, x], feasible[:, y], s=8, c="#9aa7b4", alpha=0.6)
+        order = np.argsort(front[:, x])
+        ax.plot(front[order, x], front[order, y], "o-", ms=4, lw=1, c="#1f77b4")
+        ax.set_title(f"{m}: {len(front)} on the front", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(methods) :]:
+        ax.set_visible(False)
+    for ax in axes.flat[: len(methods)]:  # a panel above a hidden one is the bottom of its column
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel(names[x])
+    for ax in axes[:, 0]:
+        ax.set_ylabel(names[y])
+    fig.suptitle(f"seed {c.seeds[0]}: feasible evaluations (grey) and the front", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
 def _what_is_measured(c: Comparison) -> str:
     """What the fitness and the test column are, and what the seconds are on a simulated cluster."""
+    if c.several is not None:
+        objectives = ", ".join(
+            f"{m} ({'maximised' if d == 'maximize' else 'minimised'})" for m, d in c.several.objectives
+        )
+        constraints = "; ".join(str(k) for k in c.several.constraints)
+        reference = ", ".join(f"{m} {v:.6g}" for m, v in c.reference.items())
+        text = (
+            f"Several objectives: {objectives}"
+            + (f", under the constraints {constraints} (an infeasible evaluation adds nothing)" if constraints else "")
+            + ". A search's score is the hypervolume of every feasible evaluation it made, against one reference "
+            f"point for every search ({reference}; from {c.reference_from}); its anytime curve is that "
+            "hypervolume after each evaluation."
+        )
+        return text + (_VIRTUAL if c.simulated else "")
     if c.mcc:
         text = "Fitness is the validation MCC; the test MCC is the best individual's."
     else:
@@ -280,7 +369,7 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
     for ax in axes:
         seconds = "virtual time (s)" if c.simulated else "wall time (s)"
         ax.set_xlabel({"evaluations": "evaluations", "epochs": "training epochs"}.get(by, seconds))
-        ax.set_ylabel(f"best {c.fitness_name} so far")
+        ax.set_ylabel(f"{'' if c.several is not None else 'best '}{c.fitness_name} so far")
         ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
