@@ -21,7 +21,14 @@ from mlflow.entities import Param
 from popplast.errors import PopplastError
 from popplast.spec.search import method_label
 from popplast.spec.strategy import variant_label
-from popplast.tracking.search_run import check_server, fitness_name, individual_runs, open_experiment, param_text
+from popplast.tracking.search_run import (
+    check_server,
+    fitness_name,
+    individual_runs,
+    open_experiment,
+    param_text,
+    several_fitness,
+)
 
 SETTINGS = ("space_file", "methods", "seeds", "budget_evals", "budget_epochs", "workers")
 
@@ -134,27 +141,6 @@ def read_comparison(client: MlflowClient, run_id: str) -> Comparison:
         comparison.several = several
         hypervolumes(comparison, several)
     return comparison
-
-
-def several_fitness(params: Mapping[str, str]) -> Any:
-    """A multi-objective search's fitness section, from its run's params; None for one objective."""
-    from popplast.spec.search import Constraint, FitnessSpec
-
-    if "fitness.objectives" not in params:
-        return None
-    objectives = [tuple(o.rsplit(":", 1)) for o in params["fitness.objectives"].split(",")]
-    constraints = []
-    for text in filter(None, (c.strip() for c in params.get("constraints", "").split(";"))):
-        metric, op, bound = text.split()
-        constraints.append(Constraint(metric, op, float(bound)))
-    reference = params.get("fitness.reference")
-    return FitnessSpec(
-        objectives[0][0],
-        objectives[0][1],
-        more=tuple((m, d) for m, d in objectives[1:]),
-        constraints=tuple(constraints),
-        reference=tuple(float(v) for v in reference.split(",")) if reference else None,
-    )
 
 
 def hypervolumes(c: Comparison, fitness: Any) -> None:

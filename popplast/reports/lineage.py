@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from popplast.errors import PopplastError
 from popplast.reports.lineage_page import BEST_COLOUR, EDGE_STYLE, fitness_colour, render_html  # noqa: F401 (re-exported)
-from popplast.tracking.search_run import fitness_name, individual_runs
+from popplast.tracking.search_run import fitness_name, individual_runs, several_fitness
 
 
 @dataclass
@@ -32,6 +32,8 @@ class Node:
     island: str = ""  # the island it was born on (an island search), else ""
     # a fused child: its fitness right after fusion, its barriers (execution/fusion_cost.py), its alignment
     fused: dict[str, Any] = field(default_factory=dict)
+    objectives: dict[str, float] = field(default_factory=dict)  # several objectives: its values, by metric
+    front: bool = False  # on the search's Pareto front (feasible, non-dominated)
     x: float = 0.0
     y: float = 0.0
 
@@ -45,6 +47,7 @@ class Lineage:
     best_id: str | None
     asynchronous: bool = False  # rows are cohorts of `population` births, not generations
     fitness_name: str = "validation MCC"  # what the fitness is (search_run.fitness_name)
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # several objectives: (metric, mode)
 
     def ancestry(self) -> set[str]:
         """The best individual and every individual it descends from."""
@@ -84,7 +87,8 @@ def read_lineage(client: MlflowClient, search_run_id: str, runs: list[Any] | Non
         raise LineageError(f"no MLflow run {search_run_id!r} in {client.tracking_uri} ({type(e).__name__})") from None
     experiment = search.info.experiment_id
     nodes = {}
-    for run in individual_runs(client, experiment, search_run_id) if runs is None else runs:
+    found = individual_runs(client, experiment, search_run_id) if runs is None else runs
+    for run in found:
         tags = run.data.tags
         fitness = run.data.metrics.get("fitness") if tags.get("popplast.status") in ("ok", "stopped") else None
         nodes[tags["popplast.individual_id"]] = Node(
@@ -110,7 +114,24 @@ def read_lineage(client: MlflowClient, search_run_id: str, runs: list[Any] | Non
     title = search.info.run_name or search_run_id
     _layout(nodes)
     asynchronous = search.data.params.get("schedule") == "async"
-    return Lineage(search_run_id, experiment, title, nodes, best, asynchronous, fitness_name(search.data.params))
+    lineage = Lineage(search_run_id, experiment, title, nodes, best, asynchronous, fitness_name(search.data.params))
+    several = several_fitness(search.data.params)
+    if several is not None:
+        _mark_front(lineage, several, {r.data.tags["popplast.individual_id"]: r.data.metrics for r in found})
+    return lineage
+
+
+def _mark_front(lineage: Lineage, fitness: Any, metrics: Mapping[str, Mapping[str, float]]) -> None:
+    """Several objectives: each node's objective values, and which nodes are on the front."""
+    from popplast.core import pareto
+
+    lineage.objectives = list(fitness.objectives)
+    scored = [n for n in lineage.nodes.values() if n.fitness is not None]
+    for node in scored:
+        node.objectives = {m: metrics[node.individual_id][m] for m, _ in fitness.objectives}
+    vectors = [list(fitness.vector(metrics[n.individual_id])) for n in scored]
+    for i in pareto.first_front(vectors):
+        scored[i].front = True
 
 
 def _layout(nodes: dict[str, Node]) -> None:

@@ -34,6 +34,9 @@ BEST_COLOUR = "#c44e52"
 COLUMN, ROW, PAD = 28.0, 90.0, 40.0  # SVG units per slot, at most per generation, around the drawing
 
 
+FRONT_COLOUR = "#1f77b4"  # the ring of a Pareto front member
+
+
 def fitness_colour(fitness: float | None, low: float, high: float) -> str:
     """Viridis by fitness (min–max over the search); grey for a failed individual."""
     if fitness is None:
@@ -42,6 +45,36 @@ def fitness_colour(fitness: float | None, low: float, high: float) -> str:
 
     t = 0.5 if high == low else (fitness - low) / (high - low)
     return matplotlib.colors.to_hex(matplotlib.colormaps["viridis"](t))
+
+
+def colour_scales(lineage: Any, low: float, high: float) -> dict[str, tuple[float, float, str, dict[str, str]]]:
+    """What nodes can be coloured by: the fitness, and with several objectives each objective (yellow: its
+    best end). By name: (low, high, legend label, colour of each node)."""
+    nodes = lineage.nodes
+    scales = {"fitness": (low, high, "fitness", {k: fitness_colour(n.fitness, low, high) for k, n in nodes.items()})}
+    for metric, mode in lineage.objectives:
+        values = [n.objectives[metric] for n in nodes.values() if n.objectives]
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        sign = 1.0 if mode == "maximize" else -1.0  # the colour runs from the worst (dark) to the best (yellow)
+        colours = {
+            k: fitness_colour(
+                sign * n.objectives[metric] if n.objectives else None,
+                min(sign * lo, sign * hi),
+                max(sign * lo, sign * hi),
+            )
+            for k, n in nodes.items()
+        }
+        label = f"{metric} ({'maximised' if mode == 'maximize' else 'minimised'})"
+        scales[metric] = (lo, hi, label, colours)
+    return scales
+
+
+def colour_choice(scales: dict[str, Any]) -> str:
+    """The page's 'colour by' choice, with several objectives (one scale: nothing to choose)."""
+    if len(scales) < 2:
+        return ""
+    options = "".join(f'<option value="{html.escape(k)}">{html.escape(v[2])}</option>' for k, v in scales.items())
+    return f' <label>colour by <select id="colour-by">{options}</select></label> <span id="scale"></span>'
 
 
 def order_rows(lineage: Any) -> dict[str, tuple[int, int]]:
@@ -127,15 +160,25 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
         if node.status == "stopped":  # stopped early: a dashed outline
             ring += ' stroke-dasharray="3 2"'
             tip += ", stopped early"
+        if node.front:
+            tip += ", on the Pareto front (" + ", ".join(f"{m} {v:.4g}" for m, v in node.objectives.items()) + ")"
+        front = (
+            f'<circle class="front-mark" cx="{x:.1f}" cy="{y:.1f}" r="{15 if key == lineage.best_id else 12}" '
+            f'fill="none" stroke="{FRONT_COLOUR}" stroke-width="2.5"/>'
+            if node.front
+            else ""
+        )
         circles.append(
-            f'<a class="node" href="{html.escape(url)}" data-individual="{html.escape(key)}" '
-            f'data-run="{html.escape(node.run_id)}">'
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{11 if key == lineage.best_id else 8}" '
+            f'<a class="node{" front" if node.front else ""}" href="{html.escape(url)}" '
+            f'data-individual="{html.escape(key)}" data-run="{html.escape(node.run_id)}">{front}'
+            f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="{11 if key == lineage.best_id else 8}" '
             f'fill="{fitness_colour(node.fitness, low, high)}"{ring}><title>{html.escape(tip)}</title></circle></a>'
         )
     labels = [f'<text x="4" y="{PAD + r * row + 4:.1f}">g{g}</text>' for r, g in enumerate(rows)]
+    scales = colour_scales(lineage, low, high)
     data = {
         "best": lineage.best_id,
+        "scales": {name: {"low": lo, "high": hi, "label": label} for name, (lo, hi, label, _) in scales.items()},
         "ui": ui_url.rstrip("/"),
         "experiment": lineage.experiment_id,
         "nodes": [
@@ -150,6 +193,9 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
                 "parents": node.parents,
                 "fusion": node.fusion,
                 "fused": node.fused or None,
+                "objectives": node.objectives or None,
+                "front": node.front,
+                "colours": {name: colours[key] for name, (_, _, _, colours) in scales.items()},
                 "params": {k: v for k, v in sorted(node.params.items()) if not k.startswith("gene.")},
                 "x": pos[key][0],
                 "y": pos[key][1],
@@ -201,8 +247,14 @@ def render_html(lineage: Any, ui_url: str, steps: list[dict] | None = None) -> s
         low=low,
         high=high,
         summary=html.escape(summary),
-        legend=legend,
-        filters=filters,
+        legend=legend
+        + (
+            f'<span><svg width="26" height="26"><circle cx="13" cy="13" r="10" fill="none" stroke="{FRONT_COLOUR}" '
+            f'stroke-width="2.5"/></svg> on the Pareto front ({sum(n.front for n in nodes.values())})</span>'
+            if lineage.objectives
+            else ""
+        ),
+        filters=filters + colour_choice(scales),
         width=width,
         height=height,
         labels="".join(labels),
@@ -231,7 +283,7 @@ line.edge {{ opacity: 0.15; }}
 .focused line.edge.on {{ opacity: 1; }}
 .focused a.node {{ opacity: 0.25; }}
 .focused a.node.on {{ opacity: 1; }}
-a.node.current circle {{ stroke: #000; stroke-width: 4; }}
+a.node.current circle.dot {{ stroke: #000; stroke-width: 4; }}
 .hidden {{ display: none; }}
 table.pedigree {{ border-collapse: collapse; margin-top: 8px; }}
 table.pedigree td, table.pedigree th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
@@ -304,6 +356,10 @@ SCRIPT = r"""
     row(table, "status", n.status);
     if (n.island) row(table, "island", n.island);
     row(table, "fitness", n.fitness === null ? "failed" : n.fitness.toFixed(4));
+    if (n.objectives) {
+      Object.keys(n.objectives).forEach((k) => row(table, k, n.objectives[k].toPrecision(5)));
+      row(table, "Pareto front", n.front ? "on it" : "not on it");
+    }
     row(table, "parents", n.parents.map((p, i) =>
       p + (i < n.fusion.length ? " (" + n.fusion[i].toPrecision(3) + ")" : "")).join(", ") || "none");
     if (n.fused) {  // what its parents' fusion gave before training, against them (positive: lost)
@@ -389,6 +445,14 @@ SCRIPT = r"""
     const scale = Math.max(box.w / r.width, box.h / r.height);
     box = { ...drag.box, x: drag.box.x - (e.clientX - drag.x) * scale, y: drag.box.y - (e.clientY - drag.y) * scale };
     setBox();
+  });
+
+  const colourBy = document.getElementById("colour-by");
+  if (colourBy) colourBy.addEventListener("change", () => {
+    const name = colourBy.value, scale = data.scales[name];
+    nodeEls.forEach((el, key) => el.querySelector("circle.dot").setAttribute("fill", byId.get(key).colours[name]));
+    document.getElementById("scale").textContent = name === "fitness" ? "" :
+      scale.label + ": " + scale.low.toPrecision(4) + " to " + scale.high.toPrecision(4) + ", yellow the best";
   });
 
   if (data.best) focus(data.best);

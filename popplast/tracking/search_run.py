@@ -13,6 +13,7 @@ from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
 from popplast.errors import COMMAND_LINE, SpecError
+from popplast.spec.search import Constraint, FitnessSpec
 from popplast.tracking.lease import Lease, acquire
 
 
@@ -174,3 +175,22 @@ def fitness_name(params: Mapping[str, str]) -> str:
         return "validation MCC"
     metric = params.get("fitness.metric", "fitness")
     return metric if params.get("fitness.mode", "maximize") == "maximize" else f"−{metric}"
+
+
+def several_fitness(params: Mapping[str, str]) -> Any:
+    """A multi-objective search's fitness section, from its run's params; None for one objective."""
+    if "fitness.objectives" not in params:
+        return None
+    objectives = [tuple(o.rsplit(":", 1)) for o in params["fitness.objectives"].split(",")]
+    constraints = []
+    for text in filter(None, (c.strip() for c in params.get("constraints", "").split(";"))):
+        metric, op, bound = text.split()
+        constraints.append(Constraint(metric, op, float(bound)))
+    reference = params.get("fitness.reference")
+    return FitnessSpec(
+        objectives[0][0],
+        objectives[0][1],
+        more=tuple((m, d) for m, d in objectives[1:]),
+        constraints=tuple(constraints),
+        reference=tuple(float(v) for v in reference.split(",")) if reference else None,
+    )
