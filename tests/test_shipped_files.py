@@ -123,3 +123,29 @@ def test_retrain_rebuilds_the_model_the_evaluation_trained(head, tmp_path):
     mlflow.set_tracking_uri(uri)
     model = mlflow.pytorch.load_model(result.model_uri)
     assert model(torch.zeros(4, 1, 16, 16)).shape == (4, 5)  # the five target classes
+
+
+def test_the_two_objective_benchmark_stops_by_mo_asha_and_keeps_its_constraint(tmp_path, monkeypatch):
+    """search_spaces/noisy_digits_budget.yaml with ga+asha: its objective reports both objectives every epoch,
+    MO-ASHA stops some at epoch 1, and the front holds only networks within the parameter budget."""
+    from mlflow import MlflowClient
+
+    from tests.helpers import individuals
+
+    monkeypatch.chdir(tmp_path.parent)
+    path = copied("noisy_digits_budget.yaml", tmp_path)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    result = popplast.run(
+        path, tracking_uri=uri, **{**TINY, "population": 6, "generations": 2, "epochs": 3}, method="ga+asha"
+    )
+    rows = individuals(uri, result.search_run_id)
+    assert result.failed == 0 and len(rows) == 12
+    client = MlflowClient(uri)
+    for row in rows:
+        trained = 1 if row["status"] == "stopped" else 3
+        for metric in ("val_mcc", "params"):
+            assert sorted({m.step for m in client.get_metric_history(row["run_id"], metric)}) == list(
+                range(1, trained + 1)
+            )
+    assert {r["status"] for r in rows} == {"ok", "stopped"}
+    assert result.front["members"] and all(m["objectives"]["params"] <= 5000 for m in result.front["members"])

@@ -1,7 +1,8 @@
 """A user's own torch model and training loop as a popplast objective: an MLP on scikit-learn's two moons.
 
 Each call trains `trial.fidelity.epochs` epochs, starting from the state it inherits (Gen-Soup: the better
-parent's weights or both parents' fused), and returns the validation loss (minimised) with its weights.
+parent's weights or both parents' fused), and returns the validation loss (minimised), the validation accuracy
+and the parameter count with its weights.
 """
 
 import torch
@@ -24,8 +25,8 @@ def fit(config, trial):
     torch.manual_seed(trial.seed)
     net = model(int(config["hidden"]))
     inherited = trial.inherited_state()
-    if inherited is not None:
-        net.load_state_dict(inherited)
+    if inherited is not None and all(inherited[k].shape == v.shape for k, v in net.state_dict().items()):
+        net.load_state_dict(inherited)  # a parent of another width (moons_pareto.yaml) has nothing to give
     optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     generator = torch.Generator().manual_seed(trial.seed)
     for epoch in range(1, trial.fidelity.epochs + 1):
@@ -40,4 +41,5 @@ def fit(config, trial):
         if trial.should_stop():  # a stopper judged this epoch's report (False when the search has none)
             break
     accuracy = float((logits.argmax(1) == y_val).float().mean())
-    return {"val_loss": val_loss, "val_accuracy": accuracy}, net.state_dict()
+    params = float(sum(p.numel() for p in net.parameters()))  # moons_pareto.yaml's second objective
+    return {"val_loss": val_loss, "val_accuracy": accuracy, "params": params}, net.state_dict()

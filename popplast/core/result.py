@@ -151,6 +151,11 @@ def front_lines(front: Mapping[str, Any], shown: int = 12) -> list[str]:
     if not front:
         return []
     members = front["members"]
+    if not members:
+        return [
+            f"  Pareto front: empty, no evaluation met the constraints ({'; '.join(front['constraints'])}); the best "
+            "above is the one that misses them least"
+        ]
     reference = ", ".join(f"{m} {v:.4g}" for m, v in front["reference"].items())
     lines = [
         f"  Pareto front: {len(members)} of {front['feasible']} feasible evaluations; hypervolume "

@@ -23,7 +23,7 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
-from popplast.strategies.operators import as_told, best_first, first
+from popplast.strategies.operators import as_told, best_first, first, improves, kept_best
 from popplast.strategies.pbt import PBT
 from popplast.strategies.steady_state import shared_dict, shared_fields
 
@@ -42,6 +42,7 @@ class AsyncPBTState:
     evaluations: int = 0
     cohort: tuple[float | None, ...] = ()
     generation: int = -1
+    best_told: Any = None  # several objectives: the best's vector (operators.answer_key ranks by it)
 
     @property
     def members(self) -> tuple[Individual, ...]:
@@ -162,6 +163,7 @@ class AsyncPBT:
         flying = {m.id: m for m in state.in_flight}
         latest, scores, ready = dict(state.latest), dict(state.fitness), list(state.ready)
         best, best_fitness, cohort = state.best, state.best_fitness, list(state.cohort)
+        held = state.best_told if state.best_told is not None else best_fitness
         for key, value in fitness.items():
             if key not in flying:
                 raise KeyError(f"{key!r} was not asked for, or was told already")
@@ -172,9 +174,8 @@ class AsyncPBT:
             scores[slot] = v
             if v is not None:  # a failed segment has no state: `latest` keeps the member's last good one
                 latest[slot] = child
-            answer = first(v, feasible=True)
-            if answer is not None and (best_fitness is None or answer > best_fitness):
-                best, best_fitness = child, answer
+            if improves(v, held):
+                best, best_fitness, held = child, first(v), v
             if child.generation + 1 < self.segments:
                 ready.append(slot)
         metrics: dict[str, float] = {}
@@ -194,5 +195,6 @@ class AsyncPBT:
             best_fitness=best_fitness,
             evaluations=evaluations,
             cohort=tuple(cohort),
+            best_told=kept_best(held),
         )
         return new, metrics

@@ -15,7 +15,10 @@ from popplast.core.individual import Individual, individual_id
 from popplast.strategies.operators import (
     as_told,
     best_index,
+    first,
     first_objective,
+    improves,
+    kept_best,
     normalise,
     ranking,
     selection_score,
@@ -48,6 +51,7 @@ class GAState:
     # generation is bred from them
     pool: tuple[Individual, ...] = ()
     pool_fitness: Mapping[str, Any] = field(default_factory=dict)
+    best_told: Any = None  # several objectives: the best's vector (operators.answer_key ranks by it)
 
     @property
     def complete(self) -> bool:
@@ -73,6 +77,8 @@ class GAState:
 
     def to_dict(self) -> dict[str, Any]:
         pool = {"pool": [i.to_dict() for i in self.pool], "pool_fitness": dict(self.pool_fitness)} if self.pool else {}
+        if self.best_told is not None:
+            pool["best_told"] = list(self.best_told)
         return {
             "generation": self.generation,
             "population": [ind.to_dict() for ind in self.population],
@@ -99,6 +105,7 @@ class GAState:
             evaluations=int(data.get("evaluations", 0)),
             pool=tuple(Individual.from_dict(d) for d in data.get("pool", ())),
             pool_fitness=dict(data.get("pool_fitness", {})),
+            best_told=data.get("best_told"),
         )
 
 
@@ -213,10 +220,14 @@ def record(state: S, fitness: Mapping[str, float | None]) -> tuple[S, dict[str, 
     if not state.complete:
         return state, {}
     values = [state.fitness[ind.id] for ind in state.population]
-    answer = first_objective(values, feasible=True)  # with several objectives: the best first one, feasible
-    best = best_index(selection_score(answer))
-    if best is not None and (state.best_fitness is None or answer[best] > state.best_fitness):
-        state = replace(state, best=state.population[best], best_fitness=float(answer[best]))
+    best = None
+    for i, value in enumerate(values):  # the first of equals
+        if improves(value, values[best] if best is not None else None):
+            best = i
+    held = state.best_told if state.best_told is not None else state.best_fitness
+    if best is not None and improves(values[best], held):
+        chosen = values[best]
+        state = replace(state, best=state.population[best], best_fitness=first(chosen), best_told=kept_best(chosen))
     return state, generation_metrics(state.generation, first_objective(values), state.best_fitness)
 
 

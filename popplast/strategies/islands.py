@@ -18,7 +18,7 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
-from popplast.strategies.operators import as_told, first, ranking
+from popplast.strategies.operators import as_told, first, improves, kept_best, ranking
 from popplast.strategies.steady_state import SteadyStateGA, SteadyStateState, shared_dict, shared_fields
 
 TOPOLOGIES = ("ring", "complete")
@@ -36,6 +36,7 @@ class IslandsState:
     evaluations: int = 0
     cohort: tuple[float | None, ...] = ()
     generation: int = -1
+    best_told: Any = None  # several objectives: the best's vector (operators.answer_key ranks by it)
 
     @property
     def members(self) -> tuple[Individual, ...]:
@@ -119,15 +120,15 @@ class Islands:
     def tell(self, state: IslandsState, fitness: Mapping[str, float | None]) -> tuple[Any, dict[str, float]]:
         islands, taken, island_of = list(state.islands), list(state.taken), dict(state.island_of)
         best, best_fitness, cohort, migrations = state.best, state.best_fitness, list(state.cohort), state.migrations
+        held = state.best_told if state.best_told is not None else best_fitness
         for key, value in fitness.items():
             k = island_of.pop(key)  # only the in-flight are routed: the told need no entry
             child = next(m for m in islands[k].in_flight if m.id == key)
             islands[k], _ = self.island.tell(islands[k], {key: value})
             v = as_told(value)
             cohort.append(first(v))
-            answer = first(v, feasible=True)
-            if answer is not None and (best_fitness is None or answer > best_fitness):
-                best, best_fitness = child, answer
+            if improves(v, held):
+                best, best_fitness, held = child, first(v), v
             taken[k] += 1
             if taken[k] >= self.migration_interval:
                 taken[k] = 0
@@ -152,6 +153,7 @@ class Islands:
                 best_fitness=best_fitness,
                 evaluations=evaluations,
                 cohort=tuple(cohort),
+                best_told=kept_best(held),
             ),
             metrics,
         )

@@ -96,17 +96,39 @@ def ranking(values: Sequence[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def first(value: Any, feasible: bool = False) -> float | None:
-    """A told value's fitness, or a vector's first objective; None for a failure (and, with `feasible`, for a
-    vector that violates a constraint): what the search's one answer, the best, is chosen by."""
+def first(value: Any) -> float | None:
+    """A told value's fitness, or a vector's first objective; None for a failure."""
     if isinstance(value, (list, tuple)):
-        return float(value[0]) if not feasible or value[-1] == 0 else None
+        return float(value[0])
     return None if value is None else float(value)
 
 
-def first_objective(values: Sequence[Any], feasible: bool = False) -> np.ndarray:
+def answer_key(value: Any) -> tuple[bool, float, float] | None:
+    """How the search's one answer, its best, is chosen (None: a failure): a feasible result before any
+    infeasible one, the smaller violation between infeasible ones (Deb's constraint-domination), then the
+    first objective, or the fitness."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return (value[-1] == 0, -float(value[-1]), float(value[0]))
+    return (True, 0.0, float(value))
+
+
+def improves(value: Any, best: Any) -> bool:
+    """Whether `value` beats the best so far (told as it was; None: no best yet) as the answer."""
+    key = answer_key(value)
+    return key is not None and (best is None or key > answer_key(best))  # type: ignore[operator]
+
+
+def kept_best(value: Any) -> Any:
+    """What a state keeps of its best's told value: a vector (its violation decides the next comparison);
+    a fitness is `best_fitness` already."""
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def first_objective(values: Sequence[Any]) -> np.ndarray:
     """`first` of each value, NaN for None."""
-    return np.array([np.nan if (f := first(v, feasible)) is None else f for v in values], dtype=float)
+    return np.array([np.nan if (f := first(v)) is None else f for v in values], dtype=float)
 
 
 def best_first(values: Sequence[Any]) -> list[int]:

@@ -31,6 +31,8 @@ from popplast.strategies.operators import (
     as_told,
     first,
     first_objective,
+    improves,
+    kept_best,
     normalise,
     ranking,
     selection_score,
@@ -54,6 +56,7 @@ class SteadyStateState:
     best_fitness: float | None = None
     evaluations: int = 0
     cohort: tuple[float | None, ...] = ()  # results since the last summary (every P results)
+    best_told: Any = None  # several objectives: the best's vector (operators.answer_key ranks by it)
     generation: int = -1  # the cohort of the individual asked last: the loop's and the progress's row
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ def shared_dict(state: Any) -> dict[str, Any]:
         "evaluations": state.evaluations,
         "cohort": list(state.cohort),
         "generation": state.generation,
+        **({"best_told": list(state.best_told)} if state.best_told is not None else {}),
     }
 
 
@@ -95,6 +99,7 @@ def shared_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         evaluations=int(data.get("evaluations", 0)),
         cohort=tuple(data.get("cohort", ())),
         generation=int(data.get("generation", -1)),
+        best_told=data.get("best_told"),
     )
 
 
@@ -176,6 +181,7 @@ class SteadyStateGA:
         flying = {m.id: m for m in state.in_flight}
         members, values = list(state.members), dict(state.fitness)
         best, best_fitness, cohort = state.best, state.best_fitness, list(state.cohort)
+        held = state.best_told if state.best_told is not None else best_fitness
         for key, value in fitness.items():
             if key not in flying:
                 raise KeyError(f"{key!r} was not asked for, or was told already")
@@ -185,9 +191,8 @@ class SteadyStateGA:
             if v is None:
                 continue
             self.join(members, values, child, v)
-            answer = first(v, feasible=True)
-            if answer is not None and (best_fitness is None or answer > best_fitness):
-                best, best_fitness = child, answer
+            if improves(v, held):
+                best, best_fitness, held = child, first(v), v
         metrics: dict[str, float] = {}
         evaluations = state.evaluations + len(fitness)
         if len(cohort) >= self.population:
@@ -206,6 +211,7 @@ class SteadyStateGA:
                 best_fitness=best_fitness,
                 evaluations=evaluations,
                 cohort=tuple(cohort),
+                best_told=kept_best(held),
             ),
             metrics,
         )
