@@ -138,7 +138,7 @@ def test_scattered_order_by_hand() -> None:
 def test_mo_pbt_ranks_front_by_front_each_scattered() -> None:
     values = [v(0, 4), v(4, 0), v(2, 2), v(1, 1), v(0, 0, violation=1), None]
     assert pareto.ranked(values) == [1, 0, 2, 3, 4, 5]
-    assert best_first(values) == [1, 0, 2, 3, 4, 5]
+    assert best_first(values, np.zeros(6)) == [1, 0, 2, 3, 4, 5]
 
 
 def test_mo_pbt_exploit_takes_the_scattered_top_and_the_bottom() -> None:
@@ -148,7 +148,7 @@ def test_mo_pbt_exploit_takes_the_scattered_top_and_the_bottom() -> None:
     told = [v(0, 6), v(6, 0), v(3, 3), v(1, 1), v(2, 2), v(0, 0), v(0, 0.5), v(5, 5, violation=1)]
     state = GAState(0, members, {m.id: t for m, t in zip(members, told)})
     # front 1: 0, 1, 2 (scattered: 1, then 0, then 2); front 2: 4; 3; 6; 5; then the infeasible 7
-    assert best_first(told) == [1, 0, 2, 4, 3, 6, 5, 7]
+    assert best_first(told, np.zeros(8)) == [1, 0, 2, 4, 3, 6, 5, 7]
     _, made = pbt._offspring(state, np.random.default_rng(0))
     exploited = {i for i, m in enumerate(made) if m[1] == "exploit"}
     assert exploited == {5, 7}  # the bottom 2 of that order
@@ -196,15 +196,19 @@ def test_gensoup_fuses_by_the_utility_normalised() -> None:
     members = tuple(Individual(f"g000-i{i:03d}", (0.5,), 0) for i in range(4))
     told = [v(3, 0), v(0, 3), v(2, 2), v(1, 1)]
     state = GAState(0, members, {m.id: t for m, t in zip(members, told)})
-    u = ranking(told)
-    ev = normalise(u)
-    _, made = soup._offspring(state, np.random.default_rng(3))
+    u, order = pareto.utilities(told), ranking(told)
+    ev = normalise(u)  # §11: the weights from u, normalised as a fitness
+    assert ev.tolist() == pytest.approx([1.0, 1.0, 2 / 3, 0.0])  # u: 0, 0 (extremes), −1 + 2/3 (c = 2), −1
+    made = [m for seed in range(10) for m in soup._offspring(state, np.random.default_rng(seed))[1]]
     index = {m.id: i for i, m in enumerate(members)}
+    fused = 0
     for parents, operator, weights in made:
         if operator == "fusion":
             a, b = (index[p] for p in parents)
             assert weights == pytest.approx((ev[a] / (ev[a] + ev[b]), ev[b] / (ev[a] + ev[b])))
-            assert u[a] >= u[b]  # the better parent by front and crowding comes first
+            assert order[a] >= order[b]  # the better parent by front and crowding comes first
+            fused += 1
+    assert fused
 
 
 def test_steady_state_worst_replacement_drops_the_lowest_utility() -> None:
@@ -278,3 +282,36 @@ def test_mo_asha_counts_a_violation_after_every_feasible_report() -> None:
     asha = ASHA(min_steps=1, reduction_factor=2, max_steps=4)
     assert asha.judge("feasible", 1, v(0, 0)) is False
     assert asha.judge("infeasible", 1, v(9, 9, violation=1.0)) is True  # 2 reports, top 1: the feasible one
+
+
+def test_ties_across_fronts_never_let_a_dominated_member_win() -> None:
+    """Duplicated points (discrete objectives make them common): the better front always ranks first in
+    survival, replacement and MO-ASHA's promotion, even where §11's u ties (a front of copies, a member of
+    crowding 0 beside the next front's extreme)."""
+    from popplast.strategies.stoppers import promoted
+
+    old = tuple(Individual(f"g000-i{i:03d}", (0.5,), 0) for i in range(2))
+    new = tuple(Individual(f"g001-i{i:03d}", (0.5,), 1) for i in range(2))
+    state = GAState(
+        1,
+        new,
+        {new[0].id: v(1, 1), new[1].id: v(1, 1)},
+        pool=old,
+        pool_fitness={old[0].id: v(0, 0.5), old[1].id: v(0.5, 0)},
+    )
+    assert {i.id for i in survive(state).pool} == {new[0].id, new[1].id}
+    assert ranking([v(2), v(2), v(1)]).tolist() == [1.0, 1.0, -1.0]  # one objective and a constraint's slot
+    assert not promoted(v(0.5, 0), [v(0.9, 0), v(0.9, 0)], 3)  # as scalar ASHA would stop it
+    front = pareto.crowding(np.array([[1.0, 1.0], [1.0, 1.0]]))
+    assert np.isinf(front).all()  # copies of one point: their own extremes
+
+
+def test_a_spec_keeps_its_reference_point_through_overrides() -> None:
+    from popplast.spec.search import SearchSpec
+
+    spec = SearchSpec.from_yaml("search_spaces/noisy_digits_budget.yaml")
+    assert spec.fitness.reference == (0.0, 5001.0)
+    assert SearchSpec.from_dict(spec.to_dict(), spec.source) == spec
+    assert spec.with_overrides(method="gensoup").fitness == spec.fitness
+    one = {**spec.to_dict(), "fitness": {"metric": "val_mcc", "reference": 0.0}}
+    assert SearchSpec.from_dict(one, spec.source).fitness.reference == (0.0,)  # one objective, a constraint

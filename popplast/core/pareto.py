@@ -60,10 +60,11 @@ def fronts(values: Sequence[Vector | None]) -> np.ndarray:
 def crowding(objectives: np.ndarray) -> np.ndarray:
     """NSGA-II's crowding distance inside one front: infinite at each objective's extremes, else the sum over
     objectives of the gap between the two neighbours over the front's range in that objective. An objective
-    the whole front shares adds nothing (as Optuna's NSGA-II); a front of one is its own extreme."""
+    the whole front shares adds nothing (as Optuna's NSGA-II); a front of one point, or of copies of one point,
+    is its own extreme."""
     n, k = objectives.shape
-    if n == 1:
-        return np.full(1, np.inf)
+    if n == 1 or (objectives == objectives[0]).all():
+        return np.full(n, np.inf)
     distance = np.zeros(n)
     for m in range(k):
         column = objectives[:, m]
@@ -87,12 +88,27 @@ def crowding_by_front(values: Sequence[Vector | None]) -> tuple[np.ndarray, np.n
     return front, distance
 
 
+def _share(distance: np.ndarray) -> np.ndarray:
+    """c/(1 + c), infinite c counted as 1."""
+    finite = np.where(np.isinf(distance), 0.0, distance)
+    return np.where(np.isinf(distance), 1.0, finite / (1.0 + finite))
+
+
 def utilities(values: Sequence[Vector | None]) -> np.ndarray:
-    """u = −front + c/(1 + c) with fronts counted from 1 and infinite crowding c counted as 1 (§11): larger is
-    better, ordered as NSGA-II's crowded tournament orders; NaN for failed entries."""
+    """§11's u = −front + c/(1 + c), fronts counted from 1, infinite crowding c counted as 1; NaN for failed
+    entries: what Gen-Soup's fusion weights and the crossover weights (Ev) are made from. It orders as the
+    crowded tournament does except where a member of one front has crowding 0 and the next front's extreme
+    infinite crowding: both get the same u. Selection orders by `order_scores`, which never ties them."""
     front, distance = crowding_by_front(values)
-    c = np.where(np.isinf(distance), 1.0, distance / (1.0 + np.where(np.isinf(distance), 0.0, distance)))
-    return np.where(front >= 0, -(front + 1.0) + c, np.nan)
+    return np.where(front >= 0, -(front + 1.0) + _share(distance), np.nan)
+
+
+def order_scores(values: Sequence[Vector | None]) -> np.ndarray:
+    """NSGA-II's crowded-comparison order as numbers, larger better: −2·front + c/(1 + c), so a lower front
+    always wins and crowding decides inside a front; NaN for failed entries. What tournaments, survival,
+    replacement, migration and MO-ASHA's promotion rank by."""
+    front, distance = crowding_by_front(values)
+    return np.where(front >= 0, -2.0 * front + _share(distance), np.nan)
 
 
 def scattered(objectives: np.ndarray) -> list[int]:

@@ -5,7 +5,8 @@ The reference point is the search file's (`reference:` on every objective), else
 generation's (an asynchronous search's first `population`) results: each objective's worst value there,
 moved away by a tenth of that generation's range in it (by a tenth of the value, or 1, when the range is
 0). Each row records the point in the metrics' own units (`hypervolume_reference_METRIC`), and a resumed
-search reads it back from the first row, so it never moves.
+search reads it back from the first row, so it never moves. A later result worse than it in some objective
+adds nothing to the hypervolume (it may still be on the front); a file that names the point chooses it.
 """
 
 from __future__ import annotations

@@ -156,6 +156,15 @@ class _Loop:
         flying = getattr(self.state, "in_flight", ()) if self.asynchronous else ()
         self.births = {ind.id: self.state.births - len(flying) + k for k, ind in enumerate(flying)}
 
+    @property
+    def fitness(self) -> Any:
+        return getattr(self.spec, "fitness", None)  # evolve-rules' spec has none
+
+    @property
+    def several(self) -> bool:
+        """Ranked by Pareto fronts: the search file lists several objectives, or constraints."""
+        return self.fitness is not None and self.fitness.several
+
     def run(self, configure: Callable[[Individual], dict[str, Any]], sliced: bool, keep_results: bool) -> SearchOutcome:
         self.configure, self.sliced, self.keep_results = configure, sliced, keep_results
         ordered = self.asynchronous and bool(getattr(self.spec.strategy, "replay", False))
@@ -238,7 +247,7 @@ class _Loop:
         """What the strategy is told: the fitness, or with several objectives the vector (core/pareto.py)."""
         if not result.ok:
             return None
-        return self.spec.fitness.vector(result.metrics) if self.spec.fitness.several else result.fitness
+        return self.fitness.vector(result.metrics) if self.several else result.fitness
 
     def _survivors(self) -> set[str]:
         """Whose states a generational search keeps beside the next generation's parents: the best's, and
@@ -306,7 +315,7 @@ class _Loop:
     def _close(self, metrics: dict[str, float]) -> None:
         """A generation (or an asynchronous cohort) is complete: record it, tell the observers, checkpoint."""
         number = int(metrics["generation"]) if self.asynchronous else self.state.generation
-        if self.spec.fitness.several and self.keep_results:
+        if self.several and self.keep_results:
             metrics = {**metrics, **self._front_metrics()}
         self.outcome.history.append(metrics)
         notify(self.observers, "generation_finished", number, metrics)
@@ -316,7 +325,7 @@ class _Loop:
     def _front_metrics(self) -> dict[str, float]:
         """The hypervolume of every result so far and its reference point (execution/front.py); none while
         no result has succeeded."""
-        fitness, results = self.spec.fitness, self.outcome.results.values()
+        fitness, results = self.fitness, self.outcome.results.values()
         try:
             reference = reference_of(fitness, self.outcome.history, results)
         except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 from popplast.core.individual import Individual
@@ -54,6 +55,7 @@ class Trial:
         self._stopped = False
         self._watched_step: int | None = None  # the last step it reported the watched metric at
         self.stopped_at: int | None = None  # the step whose verdict told it to stop
+        self._partial_warned = False  # warned that a report left out some of the watched metrics
 
     @property
     def id(self) -> str:
@@ -123,6 +125,14 @@ class Trial:
         elif isinstance(watched, tuple) and all(m in metrics for m in watched):  # several objectives: together
             self._watched_step = int(step)
             self._stops.report(self.id, int(step), [float(metrics[m]) for m in watched])
+        elif isinstance(watched, tuple) and any(m in metrics for m in watched) and not self._partial_warned:
+            self._partial_warned = True  # once per trial: the stopper never judges a report that lacks some
+            missing = ", ".join(m for m in watched if m not in metrics)
+            warnings.warn(
+                f"{self.id}: the stopper judges {', '.join(watched)} reported together in one trial.report call; "
+                f"step {step} lacks {missing}, so it was not judged",
+                stacklevel=2,
+            )
 
     def set_tag(self, name: str, value: str) -> None:
         """A tag on the individual's MLflow run (`popplast.NAME`)."""

@@ -275,7 +275,10 @@ def plot_fronts(c: Comparison, path: str) -> None:
         ax.set_xlabel(names[x])
     for ax in axes[:, 0]:
         ax.set_ylabel(names[y])
-    fig.suptitle(f"seed {c.seeds[0]}: feasible evaluations (grey) and the front", fontsize=10)
+    reference = ", ".join(f"{m} {v:.4g}" for m, v in c.reference.items())
+    fig.suptitle(
+        f"seed {c.seeds[0]}: feasible evaluations (grey) and the front; reference point ({reference})", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
@@ -370,6 +373,9 @@ def plot_anytime(c: Comparison, path: str, by: str) -> None:
         seconds = "virtual time (s)" if c.simulated else "wall time (s)"
         ax.set_xlabel({"evaluations": "evaluations", "epochs": "training epochs"}.get(by, seconds))
         ax.set_ylabel(f"{'' if c.several is not None else 'best '}{c.fitness_name} so far")
+    if c.several is not None:  # a hypervolume means nothing without its reference point
+        reference = ", ".join(f"{m} {v:.4g}" for m, v in c.reference.items())
+        fig.suptitle(f"hypervolume against the reference point ({reference})", fontsize=9)
         ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()

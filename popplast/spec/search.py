@@ -396,6 +396,12 @@ def _fitness_section(top: Section, objective: str | None) -> FitnessSpec:
         raise SpecError(
             top.source, f"fitness[{missing}].reference", "a reference point has a value for every objective or none."
         )
+    if len(specs) == 1 and not constraints and given[0]:
+        raise SpecError(
+            top.source,
+            "fitness[0].reference",
+            "a hypervolume's reference point goes with several objectives or constraints.",
+        )
     return replace(
         specs[0],
         more=tuple((s.metric, s.mode) for s in specs[1:]),
@@ -459,9 +465,10 @@ def _fitness_dict(fitness: FitnessSpec) -> dict[str, Any]:
     """The fitness section (and constraints) as a file says them; `test` only where it names a metric (files
     without it read the same)."""
     first = {k: getattr(fitness, k) for k in ("metric", "mode", "test") if k != "test" or fitness.test is not None}
-    out: dict[str, Any] = {
-        "fitness": [first, *({"metric": m, "mode": d} for m, d in fitness.more)] if fitness.more else first
-    }
+    items: list[dict[str, Any]] = [first, *({"metric": m, "mode": d} for m, d in fitness.more)]
+    for item, value in zip(items, fitness.reference or ()):
+        item["reference"] = value  # the mapping form's too: `first` is items[0]
+    out: dict[str, Any] = {"fitness": items if fitness.more else first}
     if fitness.constraints:
         out["constraints"] = [str(c) for c in fitness.constraints]
     return out

@@ -23,7 +23,7 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
-from popplast.strategies.operators import as_told, best_first, first, improves, kept_best
+from popplast.strategies.operators import as_told, best_first, first, improves, kept_best, several, summary_values
 from popplast.strategies.pbt import PBT
 from popplast.strategies.steady_state import shared_dict, shared_fields
 
@@ -149,7 +149,8 @@ class AsyncPBT:
         values = [state.fitness[k] for k in slots]
         n = len(slots)
         k = max(1, int(n * self.explorer.quantile))
-        order = best_first(values)  # with several objectives MO-PBT's order (ALGORITHMS.md §11)
+        raw = np.array([-np.inf if v is None or several(values) else v for v in values], dtype=float)
+        order = best_first(values, raw)  # with several objectives MO-PBT's order (ALGORITHMS.md §11)
         top = [slots[i] for i in order[:k] if values[i] is not None]
         bottom = {slots[i] for i in order[n - k :]}
         if slot not in bottom and state.fitness.get(slot) is not None:
@@ -181,7 +182,7 @@ class AsyncPBT:
         metrics: dict[str, float] = {}
         evaluations = state.evaluations + len(fitness)
         if len(cohort) >= self.population:
-            values = [first(s) for s in scores.values() if s is not None]
+            values = [v for v in summary_values(list(scores.values())) if v is not None]
             metrics = generation_metrics(evaluations // self.population - 1, values, best_fitness)
             metrics["failed"] = float(sum(v is None for v in cohort))
             cohort = []

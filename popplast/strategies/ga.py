@@ -16,12 +16,12 @@ from popplast.strategies.operators import (
     as_told,
     best_index,
     first,
-    first_objective,
     improves,
-    kept_best,
-    normalise,
     ranking,
+    selection_and_ev,
     selection_score,
+    several,
+    summary_values,
     tournament,
     uniform_mutation,
     weighted_crossover,
@@ -68,12 +68,12 @@ class GAState:
         objectives the utility of front and crowding (operators.ranking)."""
         return ranking([self.fitness[ind.id] for ind in self.population])
 
-    def breeders(self) -> tuple[tuple[Individual, ...], np.ndarray]:
-        """Who the next generation is bred from, with what selection ranks them by: NSGA-II's survivors
-        when there are any, else the last generation."""
+    def breeders(self) -> tuple[tuple[Individual, ...], list[Any]]:
+        """Who the next generation is bred from, with their told values: NSGA-II's survivors when there are
+        any, else the last generation."""
         if self.pool:
-            return self.pool, ranking([self.pool_fitness[ind.id] for ind in self.pool])
-        return self.population, self.fitness_array()
+            return self.pool, [self.pool_fitness[ind.id] for ind in self.pool]
+        return self.population, [self.fitness[ind.id] for ind in self.population]
 
     def to_dict(self) -> dict[str, Any]:
         pool = {"pool": [i.to_dict() for i in self.pool], "pool_fitness": dict(self.pool_fitness)} if self.pool else {}
@@ -167,9 +167,8 @@ class GenCNN:
         return population, replace(state, generation=generation, population=population, fitness={})
 
     def _offspring(self, state: GAState, rng: np.random.Generator) -> tuple[np.ndarray, list]:
-        parents, fitness = state.breeders()
-        ev = normalise(fitness)
-        score = selection_score(fitness)
+        parents, values = state.breeders()
+        score, ev = selection_and_ev(values)
         genome = np.array([ind.genome for ind in parents])
         pc = np.asarray(self.crossover, dtype=float)
         pm = np.asarray(self.mutation, dtype=float)
@@ -220,15 +219,23 @@ def record(state: S, fitness: Mapping[str, float | None]) -> tuple[S, dict[str, 
     if not state.complete:
         return state, {}
     values = [state.fitness[ind.id] for ind in state.population]
-    best = None
-    for i, value in enumerate(values):  # the first of equals
-        if improves(value, values[best] if best is not None else None):
-            best = i
-    held = state.best_told if state.best_told is not None else state.best_fitness
-    if best is not None and improves(values[best], held):
-        chosen = values[best]
-        state = replace(state, best=state.population[best], best_fitness=first(chosen), best_told=kept_best(chosen))
-    return state, generation_metrics(state.generation, first_objective(values), state.best_fitness)
+    if several(values):  # the feasible best first objective, else the least violation (answer_key)
+        best: int | None = None
+        for i, value in enumerate(values):  # the first of equals
+            if improves(value, values[best] if best is not None else None):
+                best = i
+        held = state.best_told if state.best_told is not None else state.best_fitness
+        if best is not None and improves(values[best], held):
+            chosen = values[best]
+            state = replace(state, best=state.population[best], best_fitness=first(chosen), best_told=list(chosen))
+    else:
+        f = state.fitness_array()
+        best = best_index(selection_score(f))
+        if best is not None and (state.best_fitness is None or f[best] > state.best_fitness):
+            state = replace(state, best=state.population[best], best_fitness=float(f[best]))
+    metrics = generation_metrics(state.generation, summary_values(values), state.best_fitness)
+    metrics["failed"] = float(sum(v is None for v in values))
+    return state, metrics
 
 
 def survive(state: S) -> S:

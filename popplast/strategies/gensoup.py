@@ -30,8 +30,7 @@ from popplast.core.individual import Individual
 from popplast.strategies.ga import GAState, GenCNN, operator_name
 from popplast.strategies.operators import (
     best_index,
-    normalise,
-    selection_score,
+    selection_and_ev,
     tournament,
     uniform_mutation,
     weighted_crossover,
@@ -95,8 +94,8 @@ class GenSoup(GenCNN):
         return GenCNN.ask(self, state, rng)
 
     def _offspring(self, state: GAState, rng: np.random.Generator) -> tuple[np.ndarray, list]:
-        parents, fitness = state.breeders()
-        ev, score = normalise(fitness), selection_score(fitness)
+        parents, values = state.breeders()
+        score, ev = selection_and_ev(values)
         genome = np.array([ind.genome for ind in parents])
         pc, pm = np.asarray(self.crossover, dtype=float), np.asarray(self.mutation, dtype=float)
         size = population_size(state.generation + 1, self.population, self.population_step, self.min_population)

@@ -18,7 +18,7 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
-from popplast.strategies.operators import as_told, first, improves, kept_best, ranking
+from popplast.strategies.operators import as_told, first, improves, kept_best, ranking, summary_values
 from popplast.strategies.steady_state import SteadyStateGA, SteadyStateState, shared_dict, shared_fields
 
 TOPOLOGIES = ("ring", "complete")
@@ -137,7 +137,7 @@ class Islands:
         metrics: dict[str, float] = {}
         evaluations = state.evaluations + len(fitness)
         if len(cohort) >= self.population:
-            values = [first(v) for island in islands for v in island.fitness.values()]
+            values = summary_values([v for island in islands for v in island.fitness.values()])
             metrics = generation_metrics(evaluations // self.population - 1, values, best_fitness)
             metrics["failed"] = float(sum(v is None for v in cohort))
             metrics["migrations"] = float(migrations)

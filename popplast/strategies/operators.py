@@ -88,18 +88,30 @@ def as_told(value: Any) -> float | list[float] | None:
     return float(value) if np.isfinite(value) else None
 
 
+def several(values: Sequence[Any]) -> bool:
+    return any(isinstance(v, (list, tuple)) for v in values)
+
+
 def ranking(values: Sequence[Any]) -> np.ndarray:
-    """What selection ranks by, NaN for failures: the fitness, or with several objectives the utility u of
-    ALGORITHMS.md §11 over these values (front, then crowding), to which Ev applies as to a fitness."""
-    if any(isinstance(v, (list, tuple)) for v in values):
-        return pareto.utilities(values)
+    """What selection ranks by, NaN for failures: the fitness, or with several objectives NSGA-II's order
+    over these values (front, then crowding; core/pareto.py order_scores)."""
+    if several(values):
+        return pareto.order_scores(values)
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def first(value: Any) -> float | None:
-    """A told value's fitness, or a vector's first objective; None for a failure."""
+def selection_and_ev(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(selection score, Ev): `selection_score` of the ranking, and the min–max normalised evaluations the
+    crossover and fusion weights are made of: of the fitness, or with several objectives of §11's utility u."""
+    order = ranking(values)
+    return selection_score(order), normalise(pareto.utilities(values) if several(values) else order)
+
+
+def first(value: Any, feasible: bool = False) -> float | None:
+    """A told value's fitness, or a vector's first objective; None for a failure (with `feasible`, also for a
+    vector that violates a constraint)."""
     if isinstance(value, (list, tuple)):
-        return float(value[0])
+        return float(value[0]) if not feasible or value[-1] == 0 else None
     return None if value is None else float(value)
 
 
@@ -126,15 +138,20 @@ def kept_best(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else None
 
 
-def first_objective(values: Sequence[Any]) -> np.ndarray:
+def first_objective(values: Sequence[Any], feasible: bool = False) -> np.ndarray:
     """`first` of each value, NaN for None."""
-    return np.array([np.nan if (f := first(v)) is None else f for v in values], dtype=float)
+    return np.array([np.nan if (f := first(v, feasible)) is None else f for v in values], dtype=float)
 
 
-def best_first(values: Sequence[Any]) -> list[int]:
-    """Indices best first, failures last: by fitness (ties in order), or with several objectives as MO-PBT
+def summary_values(values: Sequence[Any]) -> list[float | None]:
+    """What a generation's summary (best, median, mean) is over: the fitness, or with several objectives the
+    first objective of the feasible results (an infeasible one is no candidate answer)."""
+    return [first(v, feasible=True) for v in values]
+
+
+def best_first(values: Sequence[Any], score: np.ndarray) -> list[int]:
+    """Indices best first, failures last: by `score` (ties in order), or with several objectives as MO-PBT
     ranks (front by front, each in its greedy scattered order; ALGORITHMS.md §11)."""
-    if any(isinstance(v, (list, tuple)) for v in values):
+    if several(values):
         return pareto.ranked(values)
-    raw = ranking(values)
-    return [int(i) for i in np.argsort(-np.where(np.isfinite(raw), raw, -np.inf), kind="stable")]
+    return [int(i) for i in np.argsort(-np.asarray(score, dtype=float), kind="stable")]

@@ -52,7 +52,7 @@ class PBT(GenCNN):
         score = selection_score(state.fitness_array())
         n = len(parents)
         k = max(1, int(n * self.quantile))
-        order = best_first([state.fitness[ind.id] for ind in parents])  # ties keep slot order
+        order = best_first([state.fitness[ind.id] for ind in parents], score)  # ties keep slot order
         top = [int(j) for j in order[:k] if np.isfinite(score[j])]  # a failed member has no state to give
         bottom = set(order[n - k :])
         genome = np.array([ind.genome for ind in parents])

@@ -30,12 +30,11 @@ from popplast.strategies.ga import generation_metrics, operator_name
 from popplast.strategies.operators import (
     as_told,
     first,
-    first_objective,
     improves,
     kept_best,
-    normalise,
     ranking,
-    selection_score,
+    selection_and_ev,
+    summary_values,
     uniform_mutation,
     weighted_crossover,
 )
@@ -150,8 +149,7 @@ class SteadyStateGA:
         self, state: SteadyStateState, rng: np.random.Generator
     ) -> tuple[np.ndarray, tuple[str, ...], str, tuple[float, ...]]:
         members = state.members
-        f = ranking([state.fitness[m.id] for m in members])
-        score, ev = selection_score(f), normalise(f)
+        score, ev = selection_and_ev([state.fitness[m.id] for m in members])
         i, j = _tournament(score, rng), _tournament(score, rng)
         genomes = np.array([m.genome for m in members])
         cross = rng.random(self.n_genes) < np.asarray(self.crossover, dtype=float)
@@ -197,7 +195,7 @@ class SteadyStateGA:
         evaluations = state.evaluations + len(fitness)
         if len(cohort) >= self.population:
             # the summary of the last P results: failures among them, the population's best, median, mean
-            population = first_objective(list(values.values()))
+            population = summary_values(list(values.values()))
             metrics = generation_metrics(evaluations // self.population - 1, population, best_fitness)
             metrics["failed"] = float(sum(v is None for v in cohort))
             cohort = []

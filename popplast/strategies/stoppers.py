@@ -56,7 +56,7 @@ def promoted(score: Score, others: list[Score], reduction_factor: int) -> bool:
     does the same): with n < η there is no top n/η to be in, and stopping them all would stop everyone."""
     n = len(others) + 1
     if isinstance(score, (list, tuple)):
-        u = pareto.utilities([*others, score])  # type: ignore[list-item]
+        u = pareto.order_scores([*others, score])  # type: ignore[list-item]
         better = int((u[:-1] > u[-1]).sum())
     else:
         better = sum(1 for s in others if s > score)  # type: ignore[operator,misc]
