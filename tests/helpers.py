@@ -257,3 +257,28 @@ class SessionRay:
 
 
 SESSION_RAY = SessionRay()
+
+
+@contextlib.contextmanager
+def lineage_page(html_path: str) -> Iterator[Any]:
+    """A lineage page open in headless Chromium, its script done; skips the test without Chromium."""
+    import shutil
+
+    import pytest
+
+    from tests.test_lineage import FLAGS
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"file://{html_path}")
+            page.wait_for_selector("body[data-ready]", timeout=30_000)
+            yield page
+        finally:
+            browser.close()

@@ -330,15 +330,8 @@ def test_a_bad_variant_is_refused_before_anything_runs(tmp_path, methods, expect
 def test_the_lineage_pages_details_show_what_a_fusion_cost(tmp_path, tracking_uri):
     """In a real browser: a fused child's details panel holds its fitness after fusion, its barriers and its
     alignment, as its run records them; an individual that was not fused shows none of them."""
-    import shutil
-
     from popplast.reports.lineage import draw_lineage
-    from tests.test_lineage import FLAGS
-
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (make test installs it when run as root)")
-    from playwright.sync_api import sync_playwright
+    from tests.helpers import lineage_page
 
     path = write_spec(tmp_path, SPEC.replace("{FUSION}", "{align: weight_matching}"))
     result = popplast.run(path, executor="local", workers=1, tracking_uri=tracking_uri, progress=False)
@@ -346,22 +339,15 @@ def test_the_lineage_pages_details_show_what_a_fusion_cost(tmp_path, tracking_ur
     runs = _runs(tracking_uri, result)
     fused = next(k for k, r in sorted(runs.items()) if r.data.tags["popplast.operator"] == "fusion")
     metrics = runs[fused].data.metrics
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"file://{html_path}")
-            page.wait_for_selector("body[data-ready]", timeout=30_000)
-            page.locator(f'a.node[data-individual="{fused}"] circle').click()
-            text = page.locator("#details").inner_text()
-            assert f"after fusion, before training\t{metrics['fused_fitness']:.4f}" in text
-            assert f"barrier vs better parent\t{metrics['fusion_barrier']:+.4f}" in text
-            assert f"barrier vs weighted mean\t{metrics['fusion_barrier_mean']:+.4f}" in text
-            assert "alignment\tweight_matching: 6 permutation groups, 224 units" in text
-            page.locator('a.node[data-individual="g000-i000"] circle').click()
-            assert "barrier" not in page.locator("#details").inner_text()
-        finally:
-            browser.close()
+    with lineage_page(html_path) as page:
+        page.locator(f'a.node[data-individual="{fused}"] circle').click()
+        text = page.locator("#details").inner_text()
+        assert f"after fusion, before training\t{metrics['fused_fitness']:.4f}" in text
+        assert f"barrier vs better parent\t{metrics['fusion_barrier']:+.4f}" in text
+        assert f"barrier vs weighted mean\t{metrics['fusion_barrier_mean']:+.4f}" in text
+        assert "alignment\tweight_matching: 6 permutation groups, 224 units" in text
+        page.locator('a.node[data-individual="g000-i000"] circle').click()
+        assert "barrier" not in page.locator("#details").inner_text()
 
 
 def test_a_child_whose_parents_do_not_fit_together_says_it_took_the_better_parent_alone():

@@ -231,16 +231,9 @@ def test_the_lineage_page_marks_the_front_and_colours_by_any_objective(tmp_path)
     """In a real browser: the nodes ringed as the front are pareto_front.json's members; colouring by an
     objective repaints every node with that objective's colour (yellow: its best end); a member's details
     panel holds its objectives."""
-    import shutil
-
     from popplast.reports.lineage import draw_lineage, read_lineage
     from popplast.reports.lineage_page import colour_scales
-    from tests.test_lineage import FLAGS
-
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (make test installs it when run as root)")
-    from playwright.sync_api import sync_playwright
+    from tests.helpers import lineage_page
 
     spec = write(tmp_path / "project")
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -253,29 +246,22 @@ def test_the_lineage_page_marks_the_front_and_colours_by_any_objective(tmp_path)
     far = colour_scales(lineage, min(scored), max(scored))["far"][3]
     best_far = min(lineage.nodes.values(), key=lambda n: n.objectives["far"]).individual_id
     assert far[best_far] == "#fde725"  # viridis' yellow end: the smallest of a minimised objective
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"file://{html_path}")
-            page.wait_for_selector("body[data-ready]", timeout=30_000)
-            ringed = page.eval_on_selector_all("a.node.front", "els => els.map(e => e.dataset.individual)")
-            assert set(ringed) == members
-            page.select_option("#colour-by", "far")
-            fills = page.eval_on_selector_all(
-                "a.node",
-                "els => Object.fromEntries(els.map(e => [e.dataset.individual, "
-                "e.querySelector('circle.dot').getAttribute('fill')]))",
-            )
-            assert fills == far
-            assert "far (minimised)" in page.locator("#scale").inner_text()
-            member = sorted(members)[0]
-            page.locator(f'a.node[data-individual="{member}"] circle.dot').click()
-            text = page.locator("#details").inner_text()
-            node = lineage.nodes[member]
-            shown = dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
-            assert float(shown["near"]) == pytest.approx(node.objectives["near"], rel=1e-4)
-            assert float(shown["far"]) == pytest.approx(node.objectives["far"], rel=1e-4)
-            assert "Pareto front\ton it" in text
-        finally:
-            browser.close()
+    with lineage_page(html_path) as page:
+        ringed = page.eval_on_selector_all("a.node.front", "els => els.map(e => e.dataset.individual)")
+        assert set(ringed) == members
+        page.select_option("#colour-by", "far")
+        fills = page.eval_on_selector_all(
+            "a.node",
+            "els => Object.fromEntries(els.map(e => [e.dataset.individual, "
+            "e.querySelector('circle.dot').getAttribute('fill')]))",
+        )
+        assert fills == far
+        assert "far (minimised)" in page.locator("#scale").inner_text()
+        member = sorted(members)[0]
+        page.locator(f'a.node[data-individual="{member}"] circle.dot').click()
+        text = page.locator("#details").inner_text()
+        node = lineage.nodes[member]
+        shown = dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
+        assert float(shown["near"]) == pytest.approx(node.objectives["near"], rel=1e-4)
+        assert float(shown["far"]) == pytest.approx(node.objectives["far"], rel=1e-4)
+        assert "Pareto front\ton it" in text
