@@ -41,10 +41,13 @@ def dominates(a: Vector, b: Vector) -> bool:
 def fronts(values: Sequence[Vector | None]) -> np.ndarray:
     """Each entry's front under constraint-domination, 0 first: the feasible ones by non-dominated sorting,
     then one front per distinct violation, smallest first; failed entries −1."""
+    return _fronts(*split(values))
+
+
+def _fronts(objectives: np.ndarray, violation: np.ndarray, ok: np.ndarray) -> np.ndarray:
     import moocore
 
-    objectives, violation, ok = split(values)
-    front = np.full(len(values), -1, dtype=int)
+    front = np.full(len(ok), -1, dtype=int)
     feasible = ok & (violation == 0)
     last = -1
     if feasible.any():
@@ -79,8 +82,8 @@ def crowding(objectives: np.ndarray) -> np.ndarray:
 
 def crowding_by_front(values: Sequence[Vector | None]) -> tuple[np.ndarray, np.ndarray]:
     """(front, crowding) of every entry; a failed entry's crowding is NaN."""
-    objectives = split(values)[0]
-    front = fronts(values)
+    objectives, violation, ok = split(values)
+    front = _fronts(objectives, violation, ok)
     distance = np.full(len(values), np.nan)
     for f in np.unique(front[front >= 0]):
         members = np.flatnonzero(front == f)
@@ -134,8 +137,8 @@ def scattered(objectives: np.ndarray) -> list[int]:
 def ranked(values: Sequence[Vector | None]) -> list[int]:
     """Every entry, best first, as MO-PBT ranks a population: front by front, each front in its scattered
     order; failed entries last, in their order."""
-    objectives = split(values)[0]
-    front = fronts(values)
+    objectives, violation, ok = split(values)
+    front = _fronts(objectives, violation, ok)
     order: list[int] = []
     for f in np.unique(front[front >= 0]):
         members = np.flatnonzero(front == f)
@@ -145,8 +148,8 @@ def ranked(values: Sequence[Vector | None]) -> list[int]:
 
 def first_front(values: Sequence[Vector | None]) -> list[int]:
     """The indices of the feasible non-dominated entries (none when nothing feasible succeeded)."""
-    _, violation, ok = split(values)
-    front = fronts(values)
+    objectives, violation, ok = split(values)
+    front = _fronts(objectives, violation, ok)
     return [int(i) for i in np.flatnonzero((front == 0) & ok & (violation == 0))]
 
 

@@ -40,11 +40,15 @@ def derived_reference(fitness: FitnessSpec, first: Iterable[EvalResult]) -> tupl
     _, table = vectors(fitness, first)
     if not len(table):
         raise ValueError("no result of the first generation succeeded: no reference point to derive")
-    objectives = table[:, :-1]
+    return tuple(float(v) for v in below(table[:, :-1]))
+
+
+def below(objectives: np.ndarray) -> np.ndarray:
+    """A point worse than every row of `objectives` (maximised): each objective's worst, less a tenth of its
+    range there (of the value, or 1, when the range is 0)."""
     worst, best = objectives.min(axis=0), objectives.max(axis=0)
     span = best - worst
-    margin = np.where(span > 0, span, np.maximum(np.abs(worst), 1.0)) / 10.0
-    return tuple(float(v) for v in worst - margin)
+    return worst - np.where(span > 0, span, np.maximum(np.abs(worst), 1.0)) / 10.0
 
 
 def reference_of(

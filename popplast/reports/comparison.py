@@ -148,21 +148,20 @@ def hypervolumes(c: Comparison, fitness: Any) -> None:
     worst over every feasible evaluation of every search, moved out by a tenth of its range. Each cell's
     `fitness` becomes its hypervolume after each evaluation (a failed one: None), `best_fitness` the last."""
     from popplast.core import pareto
+    from popplast.execution.front import below, signs
 
-    signs = np.array([1.0 if mode == "maximize" else -1.0 for _, mode in fitness.objectives])
+    sign = signs(fitness)
     rows = [v for cell in c.cells.values() for v in cell.vectors if v is not None and v[-1] == 0]
     if fitness.reference is not None:
-        reference, c.reference_from = np.asarray(fitness.reference) * signs, "the search file"
+        reference, c.reference_from = np.asarray(fitness.reference) * sign, "the search file"
     elif rows:
-        table = np.array(rows)[:, :-1]
-        worst, span = table.min(axis=0), table.max(axis=0) - table.min(axis=0)
-        reference = worst - np.where(span > 0, span, np.maximum(np.abs(worst), 1.0)) / 10.0
+        reference = below(np.array(rows)[:, :-1])
         c.reference_from = (
             "every feasible evaluation of every search: each objective's worst, moved out by a tenth of its range"
         )
     else:
-        reference, c.reference_from = np.zeros(len(signs)), "nothing feasible: no hypervolume"
-    c.reference = {m: float(v * s) for (m, _), v, s in zip(fitness.objectives, reference, signs)}
+        reference, c.reference_from = np.zeros(len(sign)), "nothing feasible: no hypervolume"
+    c.reference = {m: float(v * s) for (m, _), v, s in zip(fitness.objectives, reference, sign)}
     c.fitness_name, c.mcc, c.test_metric, c.test_name = "hypervolume", False, None, None
     for cell in c.cells.values():
         points: list[list[float]] = []

@@ -11,6 +11,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from popplast.reports.record_table import param_value
+from popplast.spec.search import Constraint
 
 GENE_PREFIX = "gene."  # the runs' encoded genes: not part of the configuration
 
@@ -78,10 +79,9 @@ def draw_front(front: Mapping[str, Any], runs: Sequence[Any], path: str) -> str 
 
 
 def _feasible(front: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
-    for text in front["constraints"]:
-        metric, op, bound = text.split()
-        value = metrics.get(metric)
-        if value is None or (value > float(bound) if op == "<=" else value < float(bound)):
+    for constraint in map(Constraint.parse, front["constraints"]):
+        value = metrics.get(constraint.metric) if constraint else None
+        if constraint is None or value is None or constraint.violation(value) > 0:
             return False
     return True
 

@@ -228,7 +228,7 @@ def answer(plan: Plan, outcome: Any, pool: Any) -> SearchResult:
 
 def front_of(fitness: Any, outcome: Any) -> dict[str, Any]:
     """The search's Pareto front and its hypervolume, for the summary and pareto_front.json."""
-    from popplast.execution.front import front_members, front_metrics, reference_of
+    from popplast.execution.front import REFERENCE, front_members, front_metrics, reference_of
 
     results = list(outcome.results.values())
     reference = reference_of(fitness, outcome.history, results)
@@ -236,7 +236,7 @@ def front_of(fitness: Any, outcome: Any) -> dict[str, Any]:
     return {
         "objectives": [list(o) for o in fitness.objectives],
         "constraints": [str(c) for c in fitness.constraints],
-        "reference": {m: measured[f"hypervolume_reference_{m}"] for m, _ in fitness.objectives},
+        "reference": {m: measured[REFERENCE + m] for m, _ in fitness.objectives},
         "reference_from": "the search file" if fitness.reference is not None else "the first generation's results",
         "hypervolume": measured["hypervolume"],
         "feasible": int(measured["feasible"]),

@@ -119,6 +119,16 @@ class Constraint:
     op: str
     bound: float
 
+    @classmethod
+    def parse(cls, text: Any) -> "Constraint | None":
+        """'METRIC <= NUMBER' or 'METRIC >= NUMBER' (as the file writes it, and as str() gives it back);
+        None for anything else."""
+        match = re.fullmatch(r"\s*([A-Za-z_][\w./-]*)\s*(<=|>=)\s*(\S+)\s*", text) if isinstance(text, str) else None
+        bound = _float(match.group(3)) if match else None
+        if match is None or bound is None or not math.isfinite(bound):
+            return None
+        return cls(match.group(1), match.group(2), bound)
+
     def violation(self, value: float) -> float:
         return max(0.0, value - self.bound) if self.op == "<=" else max(0.0, self.bound - value)
 
@@ -424,14 +434,14 @@ def _constraints(top: Section, objective: str | None) -> tuple[Constraint, ...]:
         raise top.error("constraints", f"expected a list such as ['params <= 50000'], got {describe(raw)}.")
     out = []
     for i, text in enumerate(raw):
-        where = f"constraints[{i}]"
-        match = re.fullmatch(r"\s*([A-Za-z_][\w./-]*)\s*(<=|>=)\s*(\S+)\s*", text) if isinstance(text, str) else None
-        bound = _float(match.group(3)) if match else None
-        if match is None or bound is None or not math.isfinite(bound):
+        constraint = Constraint.parse(text)
+        if constraint is None:
             raise SpecError(
-                top.source, where, f"expected 'METRIC <= NUMBER' or 'METRIC >= NUMBER', got {describe(text)}."
+                top.source,
+                f"constraints[{i}]",
+                f"expected 'METRIC <= NUMBER' or 'METRIC >= NUMBER', got {describe(text)}.",
             )
-        out.append(Constraint(match.group(1), match.group(2), bound))
+        out.append(constraint)
     return tuple(out)
 
 

@@ -23,7 +23,16 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
-from popplast.strategies.operators import as_told, best_first, first, improves, kept_best, several, summary_values
+from popplast.strategies.operators import (
+    as_told,
+    best_first,
+    best_held,
+    first,
+    improves,
+    kept_best,
+    several,
+    summary_values,
+)
 from popplast.strategies.pbt import PBT
 from popplast.strategies.steady_state import shared_dict, shared_fields
 
@@ -164,7 +173,7 @@ class AsyncPBT:
         flying = {m.id: m for m in state.in_flight}
         latest, scores, ready = dict(state.latest), dict(state.fitness), list(state.ready)
         best, best_fitness, cohort = state.best, state.best_fitness, list(state.cohort)
-        held = state.best_told if state.best_told is not None else best_fitness
+        held = best_held(state)
         for key, value in fitness.items():
             if key not in flying:
                 raise KeyError(f"{key!r} was not asked for, or was told already")

@@ -14,6 +14,7 @@ import numpy as np
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.operators import (
     as_told,
+    best_held,
     best_index,
     first,
     improves,
@@ -224,7 +225,7 @@ def record(state: S, fitness: Mapping[str, float | None]) -> tuple[S, dict[str, 
         for i, value in enumerate(values):  # the first of equals
             if improves(value, values[best] if best is not None else None):
                 best = i
-        held = state.best_told if state.best_told is not None else state.best_fitness
+        held = best_held(state)
         if best is not None and improves(values[best], held):
             chosen = values[best]
             state = replace(state, best=state.population[best], best_fitness=first(chosen), best_told=list(chosen))
@@ -242,8 +243,7 @@ def survive(state: S) -> S:
     """With several objectives: NSGA-II's elitism, the pool becomes the best `population` of the last pool
     and the generation just told, front by front, the last front cut by crowding (ALGORITHMS.md §11; ties
     keep the pool's members first). With one objective the state as it is: Gen-CNN's elite is a copy."""
-    values = [state.fitness[ind.id] for ind in state.population]
-    if not any(isinstance(v, list) for v in values):
+    if not several([state.fitness[ind.id] for ind in state.population]):
         return state
     candidates = [*state.pool, *state.population]
     told = {**state.pool_fitness, **state.fitness}

@@ -18,7 +18,7 @@ import numpy as np
 
 from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics
-from popplast.strategies.operators import as_told, first, improves, kept_best, ranking, summary_values
+from popplast.strategies.operators import as_told, best_held, first, improves, kept_best, ranking, summary_values
 from popplast.strategies.steady_state import SteadyStateGA, SteadyStateState, shared_dict, shared_fields
 
 TOPOLOGIES = ("ring", "complete")
@@ -120,7 +120,7 @@ class Islands:
     def tell(self, state: IslandsState, fitness: Mapping[str, float | None]) -> tuple[Any, dict[str, float]]:
         islands, taken, island_of = list(state.islands), list(state.taken), dict(state.island_of)
         best, best_fitness, cohort, migrations = state.best, state.best_fitness, list(state.cohort), state.migrations
-        held = state.best_told if state.best_told is not None else best_fitness
+        held = best_held(state)
         for key, value in fitness.items():
             k = island_of.pop(key)  # only the in-flight are routed: the told need no entry
             child = next(m for m in islands[k].in_flight if m.id == key)

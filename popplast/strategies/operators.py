@@ -132,15 +132,15 @@ def improves(value: Any, best: Any) -> bool:
     return key is not None and (best is None or key > answer_key(best))  # type: ignore[operator]
 
 
+def best_held(state: Any) -> Any:
+    """The best so far as it was told, for `improves`: its vector, else its fitness (None: no best yet)."""
+    return state.best_told if state.best_told is not None else state.best_fitness
+
+
 def kept_best(value: Any) -> Any:
     """What a state keeps of its best's told value: a vector (its violation decides the next comparison);
     a fitness is `best_fitness` already."""
     return list(value) if isinstance(value, (list, tuple)) else None
-
-
-def first_objective(values: Sequence[Any], feasible: bool = False) -> np.ndarray:
-    """`first` of each value, NaN for None."""
-    return np.array([np.nan if (f := first(v, feasible)) is None else f for v in values], dtype=float)
 
 
 def summary_values(values: Sequence[Any]) -> list[float | None]:

@@ -29,6 +29,7 @@ from popplast.core.individual import Individual, individual_id
 from popplast.strategies.ga import generation_metrics, operator_name
 from popplast.strategies.operators import (
     as_told,
+    best_held,
     first,
     improves,
     kept_best,
@@ -179,7 +180,7 @@ class SteadyStateGA:
         flying = {m.id: m for m in state.in_flight}
         members, values = list(state.members), dict(state.fitness)
         best, best_fitness, cohort = state.best, state.best_fitness, list(state.cohort)
-        held = state.best_told if state.best_told is not None else best_fitness
+        held = best_held(state)
         for key, value in fitness.items():
             if key not in flying:
                 raise KeyError(f"{key!r} was not asked for, or was told already")

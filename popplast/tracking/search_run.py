@@ -182,10 +182,8 @@ def several_fitness(params: Mapping[str, str]) -> Any:
     if "fitness.objectives" not in params:
         return None
     objectives = [tuple(o.rsplit(":", 1)) for o in params["fitness.objectives"].split(",")]
-    constraints = []
-    for text in filter(None, (c.strip() for c in params.get("constraints", "").split(";"))):
-        metric, op, bound = text.split()
-        constraints.append(Constraint(metric, op, float(bound)))
+    texts = filter(None, (c.strip() for c in params.get("constraints", "").split(";")))
+    constraints = [c for c in map(Constraint.parse, texts) if c is not None]  # logged from parsed ones
     reference = params.get("fitness.reference")
     return FitnessSpec(
         objectives[0][0],
