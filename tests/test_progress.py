@@ -35,3 +35,23 @@ def test_the_workers_busy_share_comes_from_the_evaluations_own_times():
     now = time.time()
     finished(progress, 0.5, started=now - 10.0, ended=now - 5.0)  # 5 s of work on 2 workers over 10 s
     assert "workers 25% busy" in progress.status_line() or "workers 24% busy" in progress.status_line()
+
+
+def test_progress_writes_to_stderr_as_it_is_when_the_search_runs(monkeypatch):
+    """Imported while stderr was another stream (a test's capture, later closed), the progress display still
+    writes to the stderr of the search that uses it."""
+    import importlib
+    import io
+    import sys
+
+    import popplast.search.progress as progress
+
+    gone = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", gone)
+    module = importlib.reload(progress)
+    gone.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    shown = module.SearchProgress(generations=1, population=2)
+    shown.generation_finished(0, {"best": 0.5, "median": 0.5})
+    assert "[popplast] generation" in now.getvalue()

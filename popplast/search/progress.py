@@ -22,7 +22,7 @@ class SearchProgress:
         self,
         generations: int,
         population: int = 0,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
         total: int = 0,
         done: int = 0,
         status: Callable[[], str | None] | None = None,
@@ -40,7 +40,9 @@ class SearchProgress:
         self.stopped = 0
         self.status = status  # a few words on the tracking (MLflow unreachable, events queued), or None
         self.total = total or generations * population
-        self.console = Console(file=stream, highlight=False)
+        # stderr as it is now (None), not as it was when this module was imported: a replaced and closed one
+        # (a test's capture) would take every later search's progress down with it
+        self.console = Console(file=stream if stream is not None else sys.stderr, highlight=False)
         self.start = time.perf_counter()
         self.fitness: list[float] = []
         self.done = done  # evaluations finished before this driver started (a resumed search)
@@ -145,9 +147,9 @@ def _clock(seconds: float) -> str:
 class EvolutionProgress:
     """Progress of `evolve-rules`: a live bar on a terminal, else a line at every tenth of the run."""
 
-    def __init__(self, generations: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, generations: int, stream: TextIO | None = None) -> None:
         self.generations = generations
-        self.console = Console(file=stream, highlight=False)
+        self.console = Console(file=stream if stream is not None else sys.stderr, highlight=False)
         self.start = time.perf_counter()
         self._bar: Progress | None = None
         if self.console.is_terminal:
