@@ -16,6 +16,7 @@ __all__ = [
     "sync",
     "replay",
     "record_table",
+    "import_suites",
     "Simulation",
     "SearchResult",
     "RulesResult",
@@ -55,6 +56,10 @@ def __getattr__(name: str) -> Any:
         from popplast.reports.record_table import record_table
 
         return record_table
+    if name == "import_suites":  # import_suites(names=None, out=None, progress=True, force=False) -> [TaskFiles]
+        from popplast.integrations.suites import import_suites
+
+        return import_suites
     if name == "Simulation":  # popplast.run(..., executor="simulated", simulate=Simulation(model, ...))
         from popplast.execution.simulated.settings import Simulation
 

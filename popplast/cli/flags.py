@@ -98,8 +98,9 @@ def execution_flags(parser: argparse.ArgumentParser, timeouts: bool = False) -> 
     ex.add_argument(
         "--simulate",
         metavar="PATH",
-        help="with --executor simulated: a table recorded by `popplast record-table` (.json) or a simulation "
-        "file (.yaml: a table or a cost model, injected failures and worker losses)",
+        help="with --executor simulated: a table recorded by `popplast record-table` (.json), a suite task's "
+        "table (.npz; a task's own search file needs none) or a simulation file (.yaml: a table or a cost model, "
+        "injected failures and worker losses)",
     )
     ex.add_argument(
         "--workers", type=int, help="Ray worker actors (default: as many as the CPUs allow, at most the population)"

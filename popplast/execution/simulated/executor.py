@@ -45,9 +45,10 @@ class _Run:
     worker: int = -1
     start: float = 0.0
     values: tuple[float, ...] = ()
-    step_seconds: float = 0.0
+    step_ends: tuple[float, ...] = ()  # seconds from its start to the end of each step
     first_step: int = 0  # the steps an inherited state had already trained (the model's curve goes on from it)
     metrics: dict[str, float] = field(default_factory=dict)
+    series: dict[str, tuple[float, ...]] = field(default_factory=dict)  # the model's other metrics step by step
     end: str = "ok"  # how this attempt ends: ok, failed (the objective raised) or lost (the worker died)
     end_step: int = 0  # the steps it trains before it ends
     end_time: float = 0.0
@@ -131,7 +132,7 @@ class SimulatedExecutor:
                     result = self._finish(run, run.reported, at)
                     result.stopped_at = result.history[self.metric][-1][0]  # told to stop at that report
                 elif run.reported < run.end_step:
-                    push(run.start + (run.reported + 1) * run.step_seconds, "step", run)
+                    push(run.start + run.step_ends[run.reported], "step", run)
                     continue
                 elif run.end != "ok":
                     push(run.end_time, "end", run)
@@ -204,8 +205,8 @@ class SimulatedExecutor:
             self.space, work.config, run.first_step, budget, rng, work.individual.seed
         )
         run.worker, run.start, run.reported = worker, self.clock + self.simulation.dispatch_seconds, 0
-        run.values, run.metrics = outcome.curve, outcome.metrics
-        run.step_seconds = outcome.seconds / max(1, budget)
+        run.values, run.metrics, run.series = outcome.curve, outcome.metrics, outcome.series
+        run.step_ends = outcome.step_ends(budget)
         fault, where = rng.random(), rng.random()
         run.end, run.end_step, run.end_time = "ok", budget, run.start + outcome.seconds
         if fault < self.simulation.failures + self.simulation.worker_losses:  # part-way through, at `where`
@@ -216,7 +217,7 @@ class SimulatedExecutor:
             run.end, run.end_step = "timeout", int(share * run.end_step)
             run.end_time = run.start + self.eval_timeout
         if work.stops is not None and run.end_step > 0:
-            push(run.start + run.step_seconds, "step", run)
+            push(run.start + run.step_ends[0], "step", run)
         else:
             push(run.end_time, "end", run)
 
@@ -264,6 +265,7 @@ class SimulatedExecutor:
         value = series[-1][1] if series else float("nan")
         metrics = {
             **run.metrics,
+            **{name: series[steps - 1] for name, series in run.series.items() if steps > 0},
             self.metric: value,
             "train_seconds": at - run.start,
             "steps": float(steps),

@@ -36,6 +36,15 @@ class Outcome:
     curve: tuple[float, ...]  # the metric after each step trained here
     seconds: float  # the whole of it, spread evenly over the steps
     metrics: dict[str, float] = field(default_factory=dict)  # the run's other final metrics
+    step_seconds: tuple[float, ...] | None = None  # each step's share of `seconds` where they differ (LCDB)
+    series: dict[str, tuple[float, ...]] = field(default_factory=dict)  # other metrics after each step
+
+    def step_ends(self, steps: int) -> tuple[float, ...]:
+        """Seconds from the start to the end of each of `steps` steps."""
+        if self.step_seconds is None:
+            each = self.seconds / max(1, steps)
+            return tuple((k + 1) * each for k in range(steps))
+        return tuple(float(t) for t in np.cumsum(self.step_seconds[:steps]))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""`--simulate PATH`: a table (.json, from `popplast record-table`) or a simulation file (YAML):
+"""`--simulate PATH`: a table (.json, from `popplast record-table`), a suite task's table (.npz, from
+`popplast suites import`; a task's own search file names it, and needs no --simulate) or a simulation file (YAML):
 
 ```yaml
-table: demo-table.json      # or cost: {...} and score: {...} (execution/simulated/models.py's CostModel)
+table: demo-table.json      # or a suite task's .npz; or cost: {...} and score: {...} (models.py's CostModel)
 failures: 0.0               # chance an evaluation's objective raises (recorded as failed; the search goes on)
 worker_losses: 0.0          # chance its worker dies during it (run again on another worker, as on Ray)
 restart_seconds: 0.0        # before a lost worker's replacement takes work
@@ -17,15 +18,17 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from popplast.core.suite_table import SuiteTable
 from popplast.errors import COMMAND_LINE, SpecError
 from popplast.execution.simulated.models import CostModel, Table, finite
+from popplast.execution.simulated.suite_model import SuiteModel
 from popplast.spec.fields import Section, describe, load_yaml
 from popplast.spec.space import SearchSpace
 
 
 @dataclass(frozen=True)
 class Simulation:
-    model: Any  # Table or CostModel
+    model: Any  # Table, SuiteModel or CostModel
     failures: float = 0.0
     worker_losses: float = 0.0
     restart_seconds: float = 0.0
@@ -39,11 +42,11 @@ def load_simulation(path: str | os.PathLike | Simulation, steps: int, space: Sea
     `space`: the search's, which a table's rows and a cost model's genes must fit (checked here, so that a
     mismatch is an error before the search and not a KeyError in the middle of it)."""
     if isinstance(path, Simulation):
-        if space is not None and isinstance(path.model, Table):
+        if space is not None and isinstance(path.model, (Table, SuiteModel)):
             path.model.check(space, "the simulation's table")
         return path
     path = os.fspath(path)
-    if path.endswith(".json"):
+    if path.endswith((".json", ".npz")):
         return Simulation(_table(path, space))
     if not os.path.exists(path):
         raise SpecError(COMMAND_LINE, "--simulate", f"no such file: {path!r} (a table .json or a simulation .yaml).")
@@ -69,8 +72,8 @@ def load_simulation(path: str | os.PathLike | Simulation, steps: int, space: Sea
     return simulation
 
 
-def _table(path: str, space: SearchSpace | None) -> Table:
-    table = Table.load(path)
+def _table(path: str, space: SearchSpace | None) -> Table | SuiteModel:
+    table: Table | SuiteModel = SuiteModel(SuiteTable.load(path)) if path.endswith(".npz") else Table.load(path)
     if space is not None:
         table.check(space, path)
     return table
