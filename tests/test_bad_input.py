@@ -270,7 +270,7 @@ USER_CASES = {
             ("method: ga", "method: cmaes"),
         ],
         "at fitness: cmaes ranks individuals by one number; several objectives or constraints go with ga, gensoup, "
-        "pbt, tpe, random, nsga2, and a strategy of your own that declares several = True.",
+        "pbt, tpe, gp, random, nsga2, and a strategy of your own that declares several = True.",
     ),
     "an objective listed twice": (
         ("fitness: {metric: loss, mode: minimize}", "fitness: [{metric: loss}, {metric: loss, mode: minimize}]"),

@@ -27,11 +27,18 @@ def run_flags(run: argparse.ArgumentParser) -> None:
         "--method",
         metavar="METHOD",
         help="ga or gensoup (the file's strategy), popplast's population-based training (pbt), an Optuna "
-        "sampler (tpe, cmaes, random, nsga2), an evolution strategy (elitist, openai, snes), or Ray Tune "
+        "sampler (tpe, gp, cmaes, random, nsga2), an evolution strategy (elitist, openai, snes), or Ray Tune "
         "(tune-tpe: OptunaSearch; tune-pbt: PopulationBasedTraining; tune-asha: ASHA over random search), "
         "all over the same space; METHOD+RULE adds an early-stopping rule (ga+asha), tpe-hyperband, "
         "tpe-asha, random-asha name the multi-fidelity baselines, and ga-async, gensoup-async, pbt-async "
         "run without generations; or a strategy of your own, module:Class (found beside the file first)",
+    )
+    run.add_argument(
+        "--warm-start",
+        metavar="SEARCH_RUN_ID",
+        help="start the first generation (or the first trials) from that search's best configurations, and "
+        "Gen-Soup and PBT from their trained states where its checkpoint holds them (the file's warm_start: "
+        "otherwise, which can also list configurations)",
     )
     run.add_argument(
         "--schedule",

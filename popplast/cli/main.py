@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted comparison: finished searches are not run again",
     )
     cmp.add_argument("--optuna-storage", default=OPTUNA_STORAGE, help="Optuna storage URL (default %(default)s)")
+    cmp.add_argument(
+        "--warm-start",
+        metavar="SEARCH_RUN_ID",
+        help="every search starts from that search's best configurations (popplast run --warm-start)",
+    )
     execution_flags(cmp, timeouts=True)
     rep = commands.add_parser(
         "report",
@@ -235,6 +240,7 @@ def _compare(args: argparse.Namespace) -> int:
         optuna_storage=args.optuna_storage,
         simulate=args.simulate,
         eval_timeout=args.eval_timeout,
+        warm_start=args.warm_start,
         out=args.out,
         resume=args.resume,
         progress=not args.quiet,

@@ -9,6 +9,7 @@ from typing import Any
 # "exploit": a PBT trial continuing from another trial's checkpoint with perturbed hyperparameters.
 OPERATORS = (
     "init",
+    "warm",  # a warm start's configuration (`warm_start:`), in the first generation
     "crossover",
     "mutation",
     "crossover+mutation",

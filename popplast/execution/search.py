@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -92,6 +92,7 @@ def run_search(
     keep_results: bool = True,
     stopper: StopJudge | None = None,
     epoch_budget: int | None = None,
+    warm_states: Mapping[str, Any] | None = None,
 ) -> SearchOutcome:
     """Run the strategy to its budget (`spec.strategy.generations` generations, or that many populations'
     worth of births); a failed evaluation is recorded and the search goes on.
@@ -105,9 +106,10 @@ def run_search(
     keeps no results in it (evolve-rules tracks generations, not individuals, and its populations reach
     thousands). `stopper`: the early-stopping rule the evaluations' trials report to
     (execution/stopping.py); a stopped result is marked and ranked by its last reported value.
-    `epoch_budget`: nothing more is asked once the results bring the epochs trained to it.
+    `epoch_budget`: nothing more is asked once the results bring the epochs trained to it. `warm_states`: a
+    warm start's trained states, by the id of the first generation's individual that starts from each.
     """
-    loop = _Loop(spec, strategy, executor, rng, observers, checkpoints, resume, stopper, epoch_budget)
+    loop = _Loop(spec, strategy, executor, rng, observers, checkpoints, resume, stopper, epoch_budget, warm_states)
     return loop.run(configure or functools.partial(configuration, spec), sliced, keep_results)
 
 
@@ -125,8 +127,10 @@ class _Loop:
         resume: Checkpoint | None,
         stopper: StopJudge | None,
         epoch_budget: int | None,
+        warm_states: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec, self.strategy, self.executor, self.rng = spec, strategy, executor, rng
+        self.warm = {k: executor.put(v) for k, v in (warm_states or {}).items()}
         self.observers, self.checkpoints = observers, checkpoints
         self.stopper, self.epoch_budget = stopper, epoch_budget
         self.asynchronous = is_async(strategy)
@@ -277,7 +281,8 @@ class _Loop:
     def _asked(self, config: dict[str, Any], individual: Individual, budget: Any) -> Evaluation:
         """`individual` in flight with what its run records it trained with, and its evaluation."""
         self.asked[individual.id] = (individual, trained_config(self.spec, config, budget))
-        return evaluation_for(individual, config, budget, self.weights, self.strategy.inherits, self.stops)
+        warm = self.warm.get(individual.id) if individual.operator == "warm" else None
+        return evaluation_for(individual, config, budget, self.weights, self.strategy.inherits, self.stops, warm)
 
     def _receive(self, result: EvalResult) -> None:
         if self.stopper is not None:

@@ -54,11 +54,14 @@ def evaluation_for(
     weights: dict[str, Any],
     inherits: bool,
     stops: Any = None,
+    warm: Any = None,
 ) -> Evaluation:
     """The evaluation of `individual`; for an inheriting strategy with its parents' states (those still held)
-    and the factors the strategy fuses them by."""
+    and the factors the strategy fuses them by, or the state a warm start gives it (`warm`)."""
     if not inherits:
         return Evaluation(individual, config, stops=stops)
     factors = individual.parent_factors()
     parents = tuple((weights[p], f) for p, f in zip(individual.parent_ids, factors) if f > 0 and p in weights)
+    if warm is not None:
+        parents = ((warm, 1.0),)
     return Evaluation(individual, config, budget, return_weights=True, parents_weights=parents, stops=stops)

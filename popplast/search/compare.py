@@ -78,6 +78,7 @@ def compare(
     resume: str | None = None,
     progress: bool = True,
     eval_timeout: float | None = None,
+    warm_start: str | None = None,
 ) -> ComparisonResult:
     """Run every method `seeds` times with paired seeds and write the report; see `popplast compare --help`."""
     from popplast.reports.comparison import ComparisonError, ComparisonTracker
@@ -94,7 +95,10 @@ def compare(
     for method in methods:  # every cell's settings are checked before the first one trains
         try:
             cell_spec = _variant(spec, method).with_overrides(
-                method=_with_rule(method)[0], stopper=_with_rule(method)[1], schedule=_schedule(method)
+                method=_with_rule(method)[0],
+                stopper=_with_rule(method)[1],
+                schedule=_schedule(method),
+                warm_start=warm_start,
             )
         except SpecError as e:  # a cell's method is this command's --methods
             if e.source == COMMAND_LINE and e.key == "--method":
@@ -161,6 +165,7 @@ def compare(
                         executor=executor,
                         simulate=simulate,
                         eval_timeout=eval_timeout,
+                        warm_start=warm_start,
                         tracking_uri=tracking_uri,
                         experiment=experiment,
                         optuna_storage=optuna_storage,

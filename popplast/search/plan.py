@@ -17,6 +17,7 @@ from popplast.objectives.hooks import ObjectiveHooks, hooks_for
 from popplast.objectives.select import objective_for
 from popplast.search.session import check_options
 from popplast.search.tracking import claim_journal, tracker_for
+from popplast.search.warm_start import warm_start_for
 from popplast.spec.search import SearchSpec
 from popplast.strategies import catalogue
 from popplast.strategies.method import SAMPLER, Method
@@ -55,10 +56,21 @@ class RunOptions:
     simulate: Any
     eval_timeout: float | None
     strategy: Any
+    warm_start: str | None
 
     def flags(self) -> dict[str, Any]:
         """The options that override the file's settings (None: the file's)."""
-        names = ("method", "population", "generations", "seed", "epochs", "image_size", "stopper", "schedule")
+        names = (
+            "method",
+            "population",
+            "generations",
+            "seed",
+            "epochs",
+            "image_size",
+            "stopper",
+            "schedule",
+            "warm_start",
+        )
         return {name: getattr(self, name) for name in names}
 
 
@@ -78,6 +90,7 @@ class Plan:
     study: Any  # the Optuna study a sampler's trials are recorded in too
     settings: dict[str, Any]  # the execution settings the search run records
     start: float  # when this driver started (time.perf_counter), waiting for the lease included
+    warm: Any = None  # the warm start resolved (search/warm_start.py), or None
 
     @property
     def threads(self) -> int:
@@ -131,6 +144,7 @@ def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -
 
         simulation = simulation_for(spec, o.simulate)
     catalogue.check_spec(spec)  # what the method itself needs of the file
+    warm = warm_start_for(spec, o.tracking_uri, entry) if entry.in_loop else None  # a bad source: nothing made
     hooks.prepare(spec, lambda line: say(o.progress, line))
     assert o.experiment is not None  # the file's name, or the resumed search's
     study = None
@@ -150,8 +164,9 @@ def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -
         **({"eval_timeout": o.eval_timeout} if o.eval_timeout is not None else {}),
         "budget_evals": budget,
         **({"budget_epochs": o.budget_epochs} if o.budget_epochs else {}),
+        **(warm.record() if warm is not None else {}),
     }
-    return Plan(spec, o, budget, entry, hooks, fn, simulation, tracker, claimed, study, settings, start)
+    return Plan(spec, o, budget, entry, hooks, fn, simulation, tracker, claimed, study, settings, start, warm)
 
 
 def _claim(tracker: Any, o: RunOptions) -> Any:

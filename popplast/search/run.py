@@ -69,6 +69,7 @@ def run(
     simulate: Any = None,
     eval_timeout: float | None = None,
     strategy: Any = None,
+    warm_start: str | None = None,
 ) -> SearchResult:
     """Run a search described by a search-space file (or a SearchSpec); see `popplast run --help` for each
     option.
@@ -137,13 +138,13 @@ def execute(plan: Plan, pool: Any) -> Any:
     from popplast.execution.search import run_search
     from popplast.execution.stopping import stop_judge
     from popplast.strategies.budget import epochs_spent, generation_sizes
-    from popplast.strategies.build import build_strategy
+    from popplast.strategies.build import build_strategy, with_warm_start
 
     spec, o, tracker = plan.spec, plan.options, plan.tracker
     start_tracking(tracker, spec, plan.budget, {**plan.settings, "workers": pool.workers}, plan.study, o.resume)
     with failing_fast():  # the journal's sender notices an outage in seconds
         outbox = open_journal(tracker, o.progress, plan.claimed)
-        strategy = build_strategy(spec, plan.budget)
+        strategy = with_warm_start(build_strategy(spec, plan.budget), plan.warm.genomes if plan.warm else ())
         try:
             checkpoint = load(outbox, strategy.state_from_dict, pool.put) if o.resume else None
         except CheckpointError as e:  # tampered with, or not popplast's: refused before anything runs
@@ -184,6 +185,7 @@ def execute(plan: Plan, pool: Any) -> Any:
                 checkpoint,
                 stopper=stop_judge(spec, strategy),
                 epoch_budget=o.budget_epochs,
+                warm_states=plan.warm.states if plan.warm else None,
             )
         outbox.drain(on_wait=lambda message: plan.say(f"[popplast] {message}"))
     return outcome

@@ -25,6 +25,7 @@ from popplast.spec.strategy import (
     split_schedule,
     strategy_from,
 )
+from popplast.spec.warm_start import WarmStartSpec, warm_start_from
 from popplast.strategies import catalogue
 from popplast.strategies.catalogue import (
     CATALOGUE,
@@ -154,6 +155,7 @@ class SearchSpec:
     objective: str | None = None
     fitness: FitnessSpec = FitnessSpec()
     stopper: StopperSpec = StopperSpec()
+    warm_start: WarmStartSpec | None = None
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "SearchSpec":
@@ -201,9 +203,14 @@ class SearchSpec:
             if problem:
                 raise fixed.error(str(name), f"{problem}.")
             check_json(value, source, fixed.key(name))  # the search run keeps its spec as JSON, to resume from
+        warm = warm_start_from(top.section("warm_start", {}), space)
+        if warm is not None and not catalogue.method(strategy.method, base).warm:
+            raise top.error("warm_start", f"{strategy.method} cannot start warm; {', '.join(methods(warm=True))} can.")
+        if warm is not None and strategy.islands > 1:
+            raise top.error("warm_start", "a search of several islands cannot start warm yet; set islands: 1.")
         top.finish()
         values = {k: _file_path(base, v) if k in FILE_KEYS else v for k, v in fixed.data.items()}
-        return cls(source, dataset, fidelity, final, strategy, space, values, objective, fitness, stopper)
+        return cls(source, dataset, fidelity, final, strategy, space, values, objective, fitness, stopper, warm)
 
     @property
     def folder(self) -> str:
@@ -221,6 +228,7 @@ class SearchSpec:
             **({"fixed": dict(self.fixed)} if self.fixed else {}),
             **({"objective": self.objective, **_fitness_dict(self.fitness)} if self.objective else {}),
             **({"stopper": self.stopper.to_dict()} if self.stopper.active else {}),
+            **({"warm_start": self.warm_start.to_dict()} if self.warm_start is not None else {}),
         }
 
     def _strategy_dict(self) -> dict[str, Any]:
@@ -286,6 +294,9 @@ class SearchSpec:
         if stopper is not None:
             data["stopper"] = {**self.stopper.to_dict(), "rule": stopper}  # the file's settings, even under none
             given["stopper.rule"] = given["stopper"] = "--stopper"
+        if flags.get("warm_start") is not None:  # a search run's id
+            data["warm_start"] = {"run": flags["warm_start"]}
+            given["warm_start"] = given["warm_start.run"] = "--warm-start"
         data["strategy"] = strategy
         try:
             return SearchSpec.from_dict(data, self.source)

@@ -96,6 +96,7 @@ class AsyncPBT:
 
     explorer: PBT
     segments: int
+    warm: tuple[tuple[float, ...], ...] = ()  # genomes the first members start with (`warm_start:`)
     name = "pbt"
     inherits = True
     schedule = "async"
@@ -115,6 +116,8 @@ class AsyncPBT:
         if state.started < self.population:
             slot = state.started
             genome, parents, operator = rng.random(self.explorer.n_genes), tuple[str, ...](), "init"
+            if slot < len(self.warm):
+                genome, operator = np.asarray(self.warm[slot]), "warm"
             state = replace(state, started=slot + 1)
         elif state.ready:
             slot, state = state.ready[0], replace(state, ready=state.ready[1:])

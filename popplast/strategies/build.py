@@ -3,6 +3,7 @@ strategy class (strategies/user_strategy.py) is built from its settings."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from popplast.core.registry import Registry
@@ -120,6 +121,17 @@ def _es(method: str) -> Callable[[SearchSpec, int], ESSearch]:
 
 for _method in methods(family=ES):
     STRATEGIES.register(_method)(_es(_method))
+
+
+def with_warm_start(strategy: Any, genomes: tuple[tuple[float, ...], ...]) -> Any:
+    """`strategy` starting from `genomes`: its first generation's, first births' or first trials' (the
+    catalogue's `warm` methods take them; the spec refuses the others)."""
+    if not genomes:
+        return strategy
+    if dataclasses.is_dataclass(strategy) and not isinstance(strategy, type):
+        return dataclasses.replace(strategy, warm=tuple(genomes))
+    strategy.warm = tuple(genomes)  # the Optuna adapter: a plain object
+    return strategy
 
 
 def build_strategy(spec: SearchSpec, budget: int | None = None) -> Any:

@@ -127,6 +127,7 @@ class GenCNN:
     crossover: Sequence[float]
     mutation: Sequence[float]
     elitism: bool = True
+    warm: tuple[tuple[float, ...], ...] = ()  # genomes the first generation starts with (`warm_start:`)
     name = "ga"
     inherits = False
 
@@ -149,6 +150,8 @@ class GenCNN:
         if generation == 0:
             genomes = rng.random((self.population, self.n_genes))
             made = [((), "init")] * self.population
+            for slot, genome in enumerate(self.warm[: self.population]):  # drawn all the same: the stream goes on alike
+                genomes[slot], made[slot] = genome, ((), "warm")
         else:
             genomes, made = self._offspring(state, rng)
         seeds = rng.integers(0, 2**31 - 1, size=len(genomes))

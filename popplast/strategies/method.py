@@ -28,6 +28,12 @@ class Method:
     strategy_class: Any = None  # a user's strategy (family user): the class built from the spec's settings
 
     @property
+    def warm(self) -> bool:
+        """It can start from given configurations (`warm_start:`): popplast's genetic strategies seed their
+        first generation with them, the Optuna samplers enqueue them as their first trials."""
+        return self.family in (GENETIC, SAMPLER)
+
+    @property
     def genetic(self) -> bool:
         """popplast's own GA family: it takes the GA's crossover, mutation and elitism."""
         return self.family == GENETIC

@@ -131,6 +131,7 @@ class OptunaSampler:
     ) -> None:
         self.objectives = objectives
         self.several = objectives > 0
+        self.warm: tuple[tuple[float, ...], ...] = ()  # genomes enqueued as the first trials (`warm_start:`)
         self.name, self.space, self.population, self.budget, self.seed = method, space, population, budget, seed
         make_sampler(method, seed, population)  # an unknown method fails here, not at the first ask
         self.stopping = stopping if stopping is not None and stopping.active else None
@@ -178,12 +179,13 @@ class OptunaSampler:
         self._asked = [study.ask(self._distributions) for _ in range(size)]
         self._curves, self._pruned = {}, set()
         seeds = rng.integers(0, 2**31 - 1, size=size)
+        asked_before = sum(len(told) for told in state.trials)  # the first len(warm) trials are the enqueued ones
         population = tuple(
             Individual(
                 individual_id(generation, slot),
                 params_to_genome(self.space, trial.params),
                 generation,
-                operator="sample",
+                operator="warm" if asked_before + slot < len(self.warm) else "sample",
                 seed=int(seed),
             )
             for slot, (trial, seed) in enumerate(zip(self._asked, seeds))
@@ -223,6 +225,8 @@ class OptunaSampler:
             directions=["maximize"] * max(self.objectives, 1),
             study_name=f"popplast-{self.name}-seed{self.seed}",  # Hyperband's brackets hash it: fixed
         )
+        for genome in self.warm:  # enqueued in every replay too, so that a resumed study asks them again
+            study.enqueue_trial(self.space.decode(genome), skip_if_exists=False)
         for generation, told in enumerate(trials):
             asked = [study.ask(self._distributions) for _ in told]
             for trial, entry in zip(asked, told):

@@ -110,6 +110,7 @@ class SteadyStateGA:
     crossover: Sequence[float]
     mutation: Sequence[float]
     replacement: str = "aging"
+    warm: tuple[tuple[float, ...], ...] = ()  # genomes the first births start with (`warm_start:`)
     name = "ga"
     inherits = False
     schedule = "async"  # the loop asks one individual whenever a worker is free
@@ -133,6 +134,8 @@ class SteadyStateGA:
         fusion: tuple[float, ...] = ()
         if birth < self.population or len(state.members) < 2:
             genome, parents, operator = rng.random(self.n_genes), tuple[str, ...](), "init"
+            if birth < min(len(self.warm), self.population):
+                genome, operator = np.asarray(self.warm[birth]), "warm"
         else:
             genome, parents, operator, fusion = self._child(state, rng)
         child = Individual(
