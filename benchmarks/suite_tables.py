@@ -59,7 +59,8 @@ def search(job: tuple) -> dict:
     import popplast
     from popplast.core.suite_table import SuiteTable
 
-    task, method, seed, folder = job
+    task, method, seed, folder, *more = job
+    population = more[0] if more else POPULATION
     name, schedule = (method[: -len("-async")], "async") if method.endswith("-async") else (method, "generational")
     store = os.path.join(folder, f"worker-{os.getpid()}")  # one store per process: a new one costs 1.2 s
     began = time.perf_counter()
@@ -69,8 +70,8 @@ def search(job: tuple) -> dict:
         method=name,
         schedule=schedule,
         seed=seed,
-        population=POPULATION,
-        generations=EVALUATIONS // POPULATION,
+        population=population,
+        generations=EVALUATIONS // population,
         tracking_uri=f"sqlite:///{store}.db",
         optuna_storage=f"sqlite:///{store}-optuna.db",
         progress=False,
@@ -96,6 +97,7 @@ def search(job: tuple) -> dict:
         "task": task.task,
         "method": method,
         "seed": seed,
+        "ids": [i for _, i, _, _ in told],
         "rows": [r for _, _, r, _ in told],
         "fitness": [f for _, _, _, f in told],
         "wall_seconds": round(wall, 3),
@@ -154,7 +156,12 @@ def table(args: argparse.Namespace) -> None:
     from popplast.integrations.suites import files
     from popplast.reports.stats import holm, wilcoxon
 
-    records = [json.loads(line) for line in args.results.read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for path in (args.results, *args.more_results)
+        if path.exists()
+        for line in path.read_text().splitlines()
+    ]
     loaded: dict = {}
     scored: dict = {}  # suite -> method -> (task, seed) -> regrets
     for r in records:
@@ -221,6 +228,13 @@ def main() -> None:
     parser.add_argument("--suites-folder", default=None, help="where the suites are imported (popplast's default)")
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the searches' file (default %(default)s)")
+    parser.add_argument(
+        "--more-results",
+        type=Path,
+        nargs="*",
+        default=[RESULTS.with_name("suites-gp.jsonl"), RESULTS.with_name("suites-peers.jsonl")],
+        help="other searches' files the table reads too (Gaussian-process BO's, the peers')",
+    )
     args = parser.parse_args()
     run(args) if args.action == "run" else table(args)
 
