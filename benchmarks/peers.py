@@ -6,7 +6,7 @@ numpy < 1.25), and a check that popplast's Optuna adapter asks what Optuna's own
     .venv/bin/python benchmarks/peers.py run [--peers ...] [--suites ...] [--seeds 10] [--evaluations 100]
     .venv/bin/python benchmarks/peers.py optuna-check [--task hpobench-nn/car] [--seeds 3]
 
-`run` appends one line per search to benchmarks/results/suites-peers.jsonl, which benchmarks/suite_tables.py
+`run` appends one line per search to benchmarks/results/suites-peers.jsonl.gz, which benchmarks/suite_tables.py
 `table` reads beside popplast's. The environments live in $POPPLAST_PEERS, else ~/.cache/popplast/peers.
 No peer's algorithm is reimplemented here: benchmarks/peer_runner.py calls each one's own ask/tell or search
 loop on the task's recorded values. Propulate is not among them: it needs MPI, and with PyPI's mpich wheel as a
@@ -16,6 +16,7 @@ singleton its checkpoint's send to its own rank blocks forever (propulator.py `_
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "results" / "suites-peers.jsonl"
+RESULTS = HERE / "results" / "suites-peers.jsonl.gz"
 # a peer -> its environment; an environment -> the packages it installs, pinned to what was measured
 ENVIRONMENTS = {
     "nevergrad": ["nevergrad==1.0.12"],
@@ -86,11 +87,9 @@ def run_peer(peer: str, table: str, seed: int, evaluations: int, timeout: float 
 
 def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
-    from suite_tables import tasks
+    from suite_tables import records, tasks
 
-    done = set()
-    if args.results.exists():
-        done = {(r["suite"], r["task"], r["method"], r["seed"]) for r in map(json.loads, args.results.open())}
+    done = {(r["suite"], r["task"], r["method"], r["seed"]) for r in records(args.results)}
     every = tasks(args.suites, args.suites_folder)
     if args.one_task_each:
         every = [next(t for t in every if t.suite == s) for s in args.suites]
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} peer searches to run ({len(done)} already in {args.results})", file=sys.stderr)
     args.results.parent.mkdir(exist_ok=True)
     began = time.perf_counter()
-    with open(args.results, "a") as out:
+    with gzip.open(args.results, "at") as out:
         for i, (peer, task, seed) in enumerate(jobs, 1):
             started = time.perf_counter()
             told = run_peer(peer, task.table, seed, args.evaluations)

@@ -21,28 +21,30 @@ pytestmark = pytest.mark.cluster
 
 
 def test_each_peer_runs_through_its_own_api_on_one_task_of_each_suite(tmp_path):
-    results = tmp_path / "peers.jsonl"
+    results = tmp_path / "peers.jsonl.gz"
     out = subprocess.run(
-        [sys.executable, str(PEERS), "run", "--one-task-each", "--seeds", "1", "--evaluations", "12",
+        [sys.executable, str(PEERS), "run", "--one-task-each", "--seeds", "1", "--evaluations", "8",
          "--results", str(results), "--suites-folder", str(tmp_path / "suites")],
         capture_output=True, text=True, cwd=tmp_path, timeout=1800,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    records = [json.loads(line) for line in results.read_text().splitlines()]
     sys.path.insert(0, str(PEERS.parent))
     from peers import DEFAULT_PEERS
+    from suite_tables import records as read
+
+    records = read(results)
 
     assert sorted({r["method"] for r in records}) == sorted(DEFAULT_PEERS)
     assert {r["suite"] for r in records} == {"hpobench-nn", "hpolib", "nasbench201", "lcdb"}
     for r in records:
         table = SuiteTable.load(files(r["suite"], r["task"], str(tmp_path / "suites")).table)
-        assert len(r["rows"]) == len(r["fitness"]) == 12, r["method"]
+        assert len(r["rows"]) == len(r["fitness"]) == 8, r["method"]
         sign = 1 if table.mode == "maximize" else -1
         for row, fitness in zip(r["rows"], r["fitness"]):
             recorded = table.values_of(table.metric)[row, : table.counts[row], -1]
             assert any(abs(sign * v - fitness) < 1e-12 for v in recorded), (r["method"], row)
         if r["suite"] != "lcdb":  # 20 learners: a peer may well ask one twice; on the grids, none did
-            assert len(set(r["rows"])) > 6, r["method"]
+            assert len(set(r["rows"])) > 4, r["method"]
 
 
 def test_popplasts_tpe_asks_what_optunas_own_loops_ask(tmp_path):

@@ -55,10 +55,8 @@ IMAGE_SIZE_LIMIT = (
     "expected at most 1024 pixels, got {value}: images are held in memory as float32 at this size "
     "(one 3-channel image of 1024 px is 12 MB)."
 )
-FILE_KEYS = (
-    "source_checkpoint",
-    "suite_table",
-)  # fixed values that name files: relative ones are taken from the file's folder
+# fixed values that name files: relative ones are taken from the file's folder
+FILE_KEYS = ("source_checkpoint", "suite_table")
 
 
 @dataclass(frozen=True)
