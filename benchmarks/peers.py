@@ -16,7 +16,6 @@ singleton its checkpoint's send to its own rank blocks forever (propulator.py `_
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -87,7 +86,7 @@ def run_peer(peer: str, table: str, seed: int, evaluations: int, timeout: float 
 
 def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
-    from suite_tables import records, tasks
+    from suite_tables import append, records, tasks
 
     done = {(r["suite"], r["task"], r["method"], r["seed"]) for r in records(args.results)}
     every = tasks(args.suites, args.suites_folder)
@@ -99,17 +98,13 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} peer searches to run ({len(done)} already in {args.results})", file=sys.stderr)
     args.results.parent.mkdir(exist_ok=True)
     began = time.perf_counter()
-    with gzip.open(args.results, "at") as out:
-        for i, (peer, task, seed) in enumerate(jobs, 1):
-            started = time.perf_counter()
-            told = run_peer(peer, task.table, seed, args.evaluations)
-            record = {"suite": task.suite, "task": task.task, "method": peer, "seed": seed, **told}
-            record["wall_seconds"] = round(time.perf_counter() - started, 3)
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-            print(
-                f"{i}/{len(jobs)} {peer} {task.name} seed {seed}: {time.perf_counter() - began:.0f} s", file=sys.stderr
-            )
+    for i, (peer, task, seed) in enumerate(jobs, 1):
+        started = time.perf_counter()
+        told = run_peer(peer, task.table, seed, args.evaluations)
+        record = {"suite": task.suite, "task": task.task, "method": peer, "seed": seed, **told}
+        record["wall_seconds"] = round(time.perf_counter() - started, 3)
+        append(args.results, record)
+        print(f"{i}/{len(jobs)} {peer} {task.name} seed {seed}: {time.perf_counter() - began:.0f} s", file=sys.stderr)
 
 
 def optuna_check(task_name: str, seed: int, population: int) -> dict:

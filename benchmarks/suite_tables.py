@@ -111,8 +111,20 @@ def records(path: Path) -> list[dict]:
     """The searches a results file holds (none when it does not exist)."""
     if not path.exists():
         return []
+    found = []
     with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f]
+        try:
+            for line in f:
+                found.append(json.loads(line))
+        except (EOFError, json.JSONDecodeError):  # a run killed while writing its last line: the rest stand
+            pass
+    return found
+
+
+def append(path: Path, record: dict) -> None:
+    """One search, as a gzip member of its own: a run killed between two leaves every earlier one whole."""
+    with gzip.open(path, "at") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -129,10 +141,9 @@ def run(args: argparse.Namespace) -> None:
         ]
         print(f"{len(jobs)} searches to run ({len(done)} already in {args.results})", file=sys.stderr)
         began = time.perf_counter()
-        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool, gzip.open(args.results, "at") as out:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
             for i, record in enumerate(pool.imap_unordered(search, jobs), 1):
-                out.write(json.dumps(record) + "\n")
-                out.flush()
+                append(args.results, record)
                 if i % 20 == 0 or i == len(jobs):
                     took = time.perf_counter() - began
                     print(f"{i}/{len(jobs)} searches, {took:.0f} s", file=sys.stderr)

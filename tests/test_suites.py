@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,3 +269,19 @@ def test_every_task_of_every_suite_runs_the_ga_and_tpe(tmp_path):
             assert result.best_fitness is not None, task.name
             recorded = table.values_of(table.metric)[:, :, -1] * (1 if table.mode == "maximize" else -1)
             assert recorded.min() <= result.best_fitness <= recorded.max(), task.name
+
+
+def test_a_results_file_cut_short_keeps_every_whole_search(tmp_path):
+    """benchmarks/suite_tables.py appends each search as a gzip member of its own: a run killed while writing
+    one loses that one only."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from suite_tables import append, records
+
+    path = tmp_path / "results.jsonl.gz"
+    for seed in range(3):
+        append(path, {"seed": seed, "rows": list(range(50))})
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-20])  # the last member cut part-way, as a kill leaves it
+    assert [r["seed"] for r in records(path)] == [0, 1]
+    path.write_bytes(whole)
+    assert [r["seed"] for r in records(path)] == [0, 1, 2]
