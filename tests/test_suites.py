@@ -165,6 +165,7 @@ def test_a_missing_package_is_named_with_how_to_install_it(monkeypatch, tmp_path
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lcdb" else real(name, *a))
     with pytest.raises(SpecError, match="needs the package lcdb, which is not installed: pip install lcdb"):
         import_suites(["lcdb/openml-21"], str(tmp_path), progress=False)
+    assert not any(tmp_path.iterdir())
 
 
 def hostile(table_path, tmp_path, change):

@@ -108,8 +108,8 @@ def import_suites(
         if not force and os.path.exists(target.table) and os.path.exists(target.search_file):
             done.append(target)
             continue
+        table = _convert(suite_name, task, readers)  # first: a package that is missing leaves no folder behind
         os.makedirs(os.path.dirname(target.table), exist_ok=True)
-        table = _convert(suite_name, task, readers)
         table.save(target.table)
         write_search_file(table, target.search_file)
         say(progress, f"imported {target.name}: {table.configurations} configurations × {table.seeds} seeds × "
