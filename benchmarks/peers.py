@@ -86,9 +86,9 @@ def run_peer(peer: str, table: str, seed: int, evaluations: int, timeout: float 
 
 def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
-    from suite_tables import append, records, tasks
+    from suite_tables import append, repaired, tasks
 
-    done = {(r["suite"], r["task"], r["method"], r["seed"]) for r in records(args.results)}
+    done = {(r["suite"], r["task"], r["method"], r["seed"]) for r in repaired(args.results)}
     every = tasks(args.suites, args.suites_folder)
     if args.one_task_each:
         every = [next(t for t in every if t.suite == s) for s in args.suites]

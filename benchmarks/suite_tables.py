@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +117,20 @@ def records(path: Path) -> list[dict]:
         try:
             for line in f:
                 found.append(json.loads(line))
-        except (EOFError, json.JSONDecodeError):  # a run killed while writing its last line: the rest stand
+        except (EOFError, OSError, zlib.error, json.JSONDecodeError):  # a run killed mid-line: the rest stand
             pass
+    return found
+
+
+def repaired(path: Path) -> list[dict]:
+    """The searches `path` holds, written again whole, so that what a killed run cut short is not left in
+    the middle of the file for the next run to append after (a reader stops there)."""
+    found = records(path)
+    if path.exists():
+        partial = path.with_suffix(".partial")
+        with gzip.open(partial, "wt") as out:
+            out.writelines(json.dumps(r) + "\n" for r in found)
+        os.replace(partial, path)
     return found
 
 
@@ -129,7 +142,7 @@ def append(path: Path, record: dict) -> None:
 
 def run(args: argparse.Namespace) -> None:
     args.results.parent.mkdir(exist_ok=True)
-    done = {(r["suite"], r["task"], r["method"], r["seed"]) for r in records(args.results)}
+    done = {(r["suite"], r["task"], r["method"], r["seed"]) for r in repaired(args.results)}
     with tempfile.TemporaryDirectory() as folder:
         every = tasks(args.suites, args.suites_folder)
         jobs = [
