@@ -17,19 +17,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from popplast.core.suite_table import SUITE_TABLE, SuiteTable
+from popplast.execution.simulated.models import inherited_steps
 
 
 @functools.lru_cache(maxsize=8)
 def table(path: str) -> SuiteTable:
     """Each worker reads a task's table once."""
     return SuiteTable.load(path)
-
-
-def inherited_steps(parents: Any) -> int:
-    """The steps the better parent's run had reached (its state is {"steps": [n]}); 0 without a parent."""
-    if not parents or not isinstance(parents[0][0], Mapping) or "steps" not in parents[0][0]:
-        return 0
-    return int(np.asarray(parents[0][0]["steps"]).ravel()[0])
 
 
 def evaluate(config: Mapping[str, Any], trial: Any) -> tuple[dict[str, float], dict[str, np.ndarray]]:

@@ -30,6 +30,7 @@ import numpy as np
 from popplast.core.result import EvalResult
 from popplast.core.utilisation import BusyTime
 from popplast.execution.executor import Work
+from popplast.execution.simulated.models import inherited_steps
 from popplast.execution.simulated.settings import Simulation
 from popplast.spec.space import SearchSpace
 
@@ -199,8 +200,7 @@ class SimulatedExecutor:
         rng = np.random.default_rng([self.simulation.seed, work.individual.seed, len(run.errors)])
         budget = work.budget.epochs if work.budget is not None else self.steps
         parents = work.parents_weights
-        inherited = parents[0][0] if parents and isinstance(parents[0][0], dict) else {}
-        run.first_step = int(np.asarray(inherited.get("steps", 0)).ravel()[0])
+        run.first_step = inherited_steps(parents)
         outcome = self.simulation.model.outcome(
             self.space, work.config, run.first_step, budget, rng, work.individual.seed
         )

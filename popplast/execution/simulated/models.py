@@ -47,6 +47,14 @@ class Outcome:
         return tuple(float(t) for t in np.cumsum(self.step_seconds[:steps]))
 
 
+def inherited_steps(parents: Any) -> int:
+    """The steps the better parent's stand-in state says it trained ({"steps": [n]}, what a simulated or suite
+    evaluation returns); 0 without a parent or such a state."""
+    if not parents or not isinstance(parents[0][0], Mapping) or "steps" not in parents[0][0]:
+        return 0
+    return int(np.asarray(parents[0][0]["steps"]).ravel()[0])
+
+
 @dataclass(frozen=True)
 class TableRow:
     config: dict[str, Any]
