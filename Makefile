@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # The stamp records what was installed; it is remade when the dependencies change.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-cluster lint bench bench-scale install browser clean
+.PHONY: demo test test-cluster lint bench bench-scale install browser slurm clean
 
 install: $(STAMP)
 
@@ -26,7 +26,7 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not cluster" --durations=15 $(PYTEST_ARGS)
 
-test-cluster: $(STAMP)
+test-cluster: $(STAMP) slurm
 	$(BIN)/python -m pytest -q -m cluster --durations=15 $(PYTEST_ARGS)
 
 LINTED := popplast tests benchmarks examples
@@ -42,6 +42,14 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed and this is not root: the browser test will be skipped"; fi; }
+
+# The SLURM tests start a real slurmctld, three slurmd and munged on this machine (tests/slurm_cluster.py):
+# Debian's slurm-wlm and munge, installed here when we are root (the tests skip, saying why, otherwise).
+slurm:
+	@{ test -x /usr/sbin/slurmctld && test -x /usr/sbin/munged; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
+	  else echo "slurm-wlm and munge are not installed and this is not root: the SLURM tests will be skipped"; fi; }
 
 # The CPU benchmarks (docs/benchmarks.md), ratios first; about 7 minutes on 2 cores.
 bench: $(STAMP)

@@ -17,6 +17,7 @@ __all__ = [
     "replay",
     "record_table",
     "import_suites",
+    "slurm",
     "Simulation",
     "SearchResult",
     "RulesResult",
@@ -60,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from popplast.integrations.suites import import_suites
 
         return import_suites
+    if name == "slurm":  # slurm(space, nodes=..., time_limit=..., dry_run=False, **run's options) -> SlurmJob
+        from popplast.search.slurm import slurm
+
+        return slurm
     if name == "Simulation":  # popplast.run(..., executor="simulated", simulate=Simulation(model, ...))
         from popplast.execution.simulated.settings import Simulation
 

@@ -71,6 +71,12 @@ def run_flags(run: argparse.ArgumentParser) -> None:
     file.add_argument("--image-size", type=int, help="image side in pixels during the search")
     execution_flags(run, timeouts=True)
     run.add_argument(
+        "--run-id-file",
+        metavar="PATH",
+        help="write the search run's id to PATH as soon as the run exists, for a job script that resumes it "
+        "(`popplast slurm`'s does)",
+    )
+    run.add_argument(
         "--retrain",
         action="store_true",
         help="train the best configuration at the file's final fidelity and log the model to MLflow",

@@ -138,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     suites.add_argument("--force", action="store_true", help="convert tasks already imported again")
     suites.add_argument("--quiet", action="store_true", help="no progress lines")
+    slurm_flags(
+        commands.add_parser(
+            "slurm",
+            help="submit a search to a SLURM cluster as one batch job that requeues itself",
+            description="Write and submit (sbatch) one batch job that starts a Ray head on its first node and Ray "
+            "workers on the others (srun), runs `popplast run --address` on the head and stops Ray when the "
+            "search ends. Before the time limit SLURM signals the job: the driver stops with its last "
+            "checkpoint whole and the job requeues itself; a job that starts again (requeued, or its script "
+            "resubmitted with sbatch after a scancel) resumes the same search run. popplast run's flags are "
+            "passed on to the job's driver.",
+        )
+    )
     rules = commands.add_parser(
         "evolve-rules",
         help="evolve plasticity rules of a recurrent network (paper 004)",
@@ -171,6 +183,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def slurm_flags(command: argparse.ArgumentParser) -> None:
+    job = command.add_argument_group("the SLURM job")
+    job.add_argument(
+        "--nodes", type=int, default=1, help="nodes; the first runs the Ray head and the driver (default 1)"
+    )
+    job.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node for Ray (default 0)")
+    job.add_argument(
+        "--cpus-per-task", type=int, default=1, help="CPUs per node for Ray: one task per node (default 1)"
+    )
+    job.add_argument(
+        "--time",
+        dest="time_limit",
+        default="24:00:00",
+        help="each job's time limit, as sbatch takes it (default %(default)s); the search may need several jobs",
+    )
+    job.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    job.add_argument("--account", help="SLURM account to charge")
+    job.add_argument(
+        "--signal-seconds",
+        type=int,
+        default=300,
+        help="seconds before the time limit SLURM warns the job (USR1), which then checkpoints and requeues "
+        "(default %(default)s)",
+    )
+    job.add_argument("--ray-port", type=int, default=6379, help="the Ray head's port (default %(default)s)")
+    job.add_argument(
+        "--job-dir",
+        help="folder for the script, the job's output and the search run's id, on a file system every node "
+        "sees (default popplast-slurm/NAME-TIME here)",
+    )
+    job.add_argument(
+        "--sbatch-option",
+        dest="sbatch_options",
+        action="append",
+        default=[],
+        metavar="--NAME=VALUE",
+        help="one more #SBATCH line (--qos=high, --constraint=a100), as many times as needed",
+    )
+    job.add_argument("--dry-run", action="store_true", help="print the job script; write and submit nothing")
+    run_flags(command)
+
+
 def search_run_flags(command: argparse.ArgumentParser) -> None:
     """What every command about one finished search takes: the search run, and the store it is in."""
     command.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the search run (printed by popplast run)")
@@ -188,9 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PopplastError as e:  # every error a user sees: one line, its exit code
             print(f"popplast: {e.line()}", file=sys.stderr)
             return e.exit_code
-        except (KeyboardInterrupt, Interrupted) as e:
+        except (KeyboardInterrupt, Interrupted, SystemError) as e:
             stop = interrupted(e)
-            assert stop is not None
+            if stop is None:  # a SystemError that is not a signal's
+                raise
             run, journal = getattr(e, "search_run_id", ""), getattr(e, "journalled_end", "")
             if journal:  # the search had ended; MLflow had not taken its end yet
                 where = f"the search's end waits in {journal}, and `popplast sync {journal}` ends its run"
@@ -218,6 +273,36 @@ def _run(args: argparse.Namespace) -> int:
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions) if hasattr(args, f.name)}
     result = run(args.space, **options, progress=not args.quiet)
     print(result.summary())
+    return 0
+
+
+SLURM_OWN = (
+    "nodes",
+    "gpus_per_node",
+    "cpus_per_task",
+    "time_limit",
+    "partition",
+    "account",
+    "signal_seconds",
+    "ray_port",
+    "job_dir",
+    "sbatch_options",
+    "dry_run",
+)
+
+
+def _slurm(args: argparse.Namespace) -> int:
+    from popplast.search.slurm import slurm
+
+    defaults = vars(build_parser().parse_args(["slurm"]))
+    own = {name: getattr(args, name) for name in SLURM_OWN}
+    given = {  # popplast run's flags that were given: each is passed on to the job's driver, or refused
+        name: value
+        for name, value in vars(args).items()
+        if name not in SLURM_OWN + ("command", "space", "quiet") and value != defaults[name]
+    }
+    job = slurm(args.space, **own, **given, progress=not args.quiet)
+    print(job.summary())
     return 0
 
 
@@ -354,6 +439,7 @@ COMMANDS = {  # a command's handler: it returns the exit code; a PopplastError i
     "sync": _sync,
     "lineage": _lineage,
     "evolve-rules": _evolve_rules,
+    "slurm": _slurm,
 }
 
 

@@ -30,15 +30,17 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         return
     if address:
         _check_reachable(address)
-    handler = signal.getsignal(signal.SIGTERM)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}
     try:
         # "local" when no address is given: ray.init(None) would join whatever cluster this machine last
         # started with `ray start` (/tmp/ray/ray_current_cluster), and wait forever if that one is gone
         ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-        if callable(handler) and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             # Ray's core installs its own SIGTERM handler, which aborts the process; the caller's (the
-            # command's: mark the search KILLED, stop Ray) comes back
-            signal.signal(signal.SIGTERM, handler)
+            # command's: mark the search KILLED, stop Ray) come back
+            for signum, handler in handlers.items():
+                if callable(handler):
+                    signal.signal(signum, handler)
     except (ConnectionError, RuntimeError, ValueError) as e:
         target = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         hint = ""

@@ -57,6 +57,7 @@ class RunOptions:
     eval_timeout: float | None
     strategy: Any
     warm_start: str | None
+    run_id_file: str | None
 
     def flags(self) -> dict[str, Any]:
         """The options that override the file's settings (None: the file's)."""
@@ -132,18 +133,7 @@ def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -
             raise SpecError(COMMAND_LINE, "SPACE.yaml", "expected a search-space file (or --resume SEARCH_RUN_ID).")
         spec, budget = _spec(space, o)
         o = dataclasses.replace(o, experiment=o.experiment or os.path.splitext(os.path.basename(spec.source))[0])
-    simulated = o.executor == "simulated"
-    spec, fn = objective_for(spec, o.objective) if not simulated else (spec, None)  # nothing trains
-    entry = catalogue.method(spec.strategy.method)
-    check_options(o.executor, o.workers, o.cpus_per_worker, o.gpus_per_worker, entry.name, o.eval_timeout)
-    hooks = hooks_for(spec, fn, simulated)
-    hooks.check(spec, entry, o.retrain)
-    simulation = None
-    if simulated:  # read before anything is created, so that a bad file leaves nothing behind
-        from popplast.execution.simulated import simulation_for
-
-        simulation = simulation_for(spec, o.simulate)
-    catalogue.check_spec(spec)  # what the method itself needs of the file
+    spec, fn, entry, hooks, simulation = _checked(spec, o)
     warm = warm_start_for(spec, o.tracking_uri, entry) if entry.in_loop else None  # a bad source: nothing made
     hooks.prepare(spec, lambda line: say(o.progress, line))
     assert o.experiment is not None  # the file's name, or the resumed search's
@@ -167,6 +157,49 @@ def prepare(space: str | os.PathLike | SearchSpec | None, options: RunOptions) -
         **(warm.record() if warm is not None else {}),
     }
     return Plan(spec, o, budget, entry, hooks, fn, simulation, tracker, claimed, study, settings, start, warm)
+
+
+def check(space: str | os.PathLike | SearchSpec, options: RunOptions) -> tuple[SearchSpec, Method]:
+    """What `prepare` checks of a new search from the file and the options alone, reading nothing else and
+    making nothing: for a command that hands the search to another machine (`popplast slurm`), so that a bad
+    file or flag is refused before it waits in a queue."""
+    spec, _ = _spec(space, options)
+    spec, _, entry, _, _ = _checked(spec, options)
+    return spec, entry
+
+
+def _checked(spec: SearchSpec, o: RunOptions) -> tuple[SearchSpec, Any, Method, ObjectiveHooks, Any]:
+    """The objective's and the method's checks of the spec and the options: the spec with its objective,
+    the objective, the method's entry, the objective's hooks and a simulated search's table or model."""
+    simulated = o.executor == "simulated"
+    spec, fn = objective_for(spec, o.objective) if not simulated else (spec, None)  # nothing trains
+    entry = catalogue.method(spec.strategy.method)
+    check_options(o.executor, o.workers, o.cpus_per_worker, o.gpus_per_worker, entry.name, o.eval_timeout)
+    hooks = hooks_for(spec, fn, simulated)
+    hooks.check(spec, entry, o.retrain)
+    simulation = None
+    if simulated:  # read before anything is created, so that a bad file leaves nothing behind
+        from popplast.execution.simulated import simulation_for
+
+        simulation = simulation_for(spec, o.simulate)
+    catalogue.check_spec(spec)  # what the method itself needs of the file
+    if o.run_id_file is not None:
+        _check_run_id_file(o.run_id_file, entry)
+    return spec, fn, entry, hooks, simulation
+
+
+def _check_run_id_file(path: str | os.PathLike, entry: Method) -> None:
+    where = os.path.dirname(os.path.abspath(path))
+    if not entry.in_loop:
+        raise SpecError(
+            COMMAND_LINE,
+            "--run-id-file",
+            f"is for resuming; {entry.name} runs Ray Tune's own loop, which cannot be resumed.",
+        )
+    if not os.path.isdir(where) or not os.access(where, os.W_OK):
+        raise SpecError(
+            COMMAND_LINE, "--run-id-file", f"{os.fspath(path)}: {where} is not a folder this process can write in."
+        )
 
 
 def _claim(tracker: Any, o: RunOptions) -> Any:

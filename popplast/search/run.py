@@ -34,6 +34,7 @@ from popplast.search.tracking import (
     open_journal,
     releasing_lease,
     start_tracking,
+    write_run_id,
 )
 from popplast.tracking.fail_fast import failing_fast
 
@@ -70,6 +71,7 @@ def run(
     eval_timeout: float | None = None,
     strategy: Any = None,
     warm_start: str | None = None,
+    run_id_file: str | os.PathLike | None = None,
 ) -> SearchResult:
     """Run a search described by a search-space file (or a SearchSpec); see `popplast run --help` for each
     option.
@@ -97,6 +99,8 @@ def run(
     `strategy`: a strategy of one's own (popplast.strategies.user_strategy: a dataclass implementing the Strategy
     protocol), in place of the file's method; its population is the search's. A resume is given it again, or
     finds its class by the name the search recorded.
+    `run_id_file`: a file the search run's id is written to as soon as the run exists (or is reopened), for a
+    job script that resumes it after a requeue (cluster/slurm/popplast.sbatch).
     Raises SpecError for bad input (before any training starts), ClusterError when Ray cannot provide the
     workers, SearchFailed when every evaluation failed.
     """
@@ -142,6 +146,8 @@ def execute(plan: Plan, pool: Any) -> Any:
 
     spec, o, tracker = plan.spec, plan.options, plan.tracker
     start_tracking(tracker, spec, plan.budget, {**plan.settings, "workers": pool.workers}, plan.study, o.resume)
+    if o.run_id_file:
+        write_run_id(o.run_id_file, tracker.search_run_id)
     with failing_fast():  # the journal's sender notices an outage in seconds
         outbox = open_journal(tracker, o.progress, plan.claimed)
         strategy = with_warm_start(build_strategy(spec, plan.budget), plan.warm.genomes if plan.warm else ())

@@ -113,37 +113,66 @@ def _short_of_workers(started: int, workers: int, gpus: float) -> str:
 
 
 class Interrupted(BaseException):
-    """The driver was asked to stop (SIGTERM: `ray job stop`, a pod eviction, `timeout`; SIGINT: Ctrl-C).
+    """The driver was asked to stop (SIGTERM: `ray job stop`, a pod eviction, `timeout`, SLURM's preemption or
+    `scancel`; SIGUSR1: SLURM's warning before a job's time limit; SIGINT: Ctrl-C).
 
     A BaseException, as KeyboardInterrupt is, so no `except Exception` on the way swallows it."""
 
-    def __init__(self, signal_name: str, exit_code: int) -> None:
-        super().__init__(f"interrupted by {signal_name}")
+    def __init__(self, signal_name: str, exit_code: int, why: str = "") -> None:
+        super().__init__(f"interrupted by {signal_name}" + (f" ({why})" if why else ""))
         self.signal_name = signal_name
         self.exit_code = exit_code
 
 
-def interrupted(e: BaseException) -> Interrupted | None:
-    """The interruption `e` stands for (Ctrl-C arrives as KeyboardInterrupt), or None for a failure."""
-    if isinstance(e, Interrupted):
-        return e
-    if isinstance(e, KeyboardInterrupt):
-        return Interrupted("SIGINT", 130)
+def interrupted(e: BaseException | None) -> Interrupted | None:
+    """The interruption `e` stands for (Ctrl-C arrives as KeyboardInterrupt), or None for a failure. A signal
+    that arrives inside compiled code may come out wrapped: Ray's `ray.wait` checks for signals and raises
+    SystemError from the handler's Interrupted, which is found as its cause."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, Interrupted):
+            return e
+        if isinstance(e, KeyboardInterrupt):
+            return Interrupted("SIGINT", 130)
+        if not isinstance(e, SystemError):
+            return None
+        e, seen = e.__cause__ or e.__context__, seen + 1
     return None
+
+
+# Exit codes the shell's convention gives a process a signal ended, so a job script can tell them apart
+# (cluster/slurm/popplast.sbatch requeues itself on SIGUSR1's).
+STOPPING_SIGNALS = {signal.SIGTERM: 143, signal.SIGUSR1: 138}
+
+
+def _why(signum: int) -> str:
+    """What the signal means where it came from: under SLURM (its job id in the environment) the search run's
+    end reason says which job was stopped and why, as `scontrol`'s record of the job would."""
+    import os
+
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return ""
+    if signum == signal.SIGUSR1:
+        return f"SLURM job {job}: its time limit is near"
+    return f"SLURM job {job}: preempted, cancelled or at its time limit"
 
 
 @contextlib.contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM raises Interrupted in the main thread, so the search unwinds as on Ctrl-C: its run is marked
-    KILLED, its workers and the Ray instance it started are stopped, its last checkpoint stays whole. A
-    second SIGTERM during that unwinding kills the process at once (the default action)."""
+    """SIGTERM (and SIGUSR1, SLURM's warning that a job's time is nearly up) raises Interrupted in the main
+    thread, so the search unwinds as on Ctrl-C: its run is marked KILLED with the reason, its workers and the
+    Ray instance it started are stopped, its last checkpoint stays whole. A second such signal during that
+    unwinding kills the process at once (the default action)."""
 
     def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise Interrupted("SIGTERM", 143)
+        for stopping in STOPPING_SIGNALS:
+            signal.signal(stopping, signal.SIG_DFL)
+        raise Interrupted(signal.Signals(signum).name, STOPPING_SIGNALS[signal.Signals(signum)], _why(signum))
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOPPING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any, Iterator
 
 from popplast.console import say
@@ -52,6 +53,17 @@ def start_tracking(
         from popplast.integrations.optuna_study import USER_SEARCH_RUN
 
         study.set_user_attr(USER_SEARCH_RUN, tracker.search_run_id)
+
+
+def write_run_id(path: str | os.PathLike, search_run_id: str) -> None:
+    """The search run's id in `path`, whole or not at all: a job script reads it to resume the search, and
+    may be stopped at any moment, this write included."""
+    partial = f"{os.fspath(path)}.{os.getpid()}.partial"
+    with open(partial, "w") as f:
+        f.write(search_run_id + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
 
 
 @contextlib.contextmanager
