@@ -105,6 +105,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
 ReturnToService=2
+# nodes declare more CPUs than this machine has: SLURM schedules by them, the jobs share the cores
+SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
 SchedulerParameters=sched_min_interval=500000
 KillWait=20

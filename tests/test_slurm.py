@@ -90,8 +90,9 @@ def test_dry_run_two_nodes_four_gpus(tmp_path, capsys, monkeypatch):
         f"--output={tmp_path}/jobs/a/slurm-%j.out",
     ]
     # one Ray node per SLURM node, each a step with the node's CPUs and GPUs; the driver joins the head
-    assert 'srun --nodes=1 --ntasks=1 -w "$node" --cpus-per-task="$CPUS" --gres=gpu:2 \\' in script
-    assert '"$RAY" start --block --num-cpus="$CPUS" --num-gpus="$GPUS" --disable-usage-stats "$@" \\\n' in script
+    assert 'srun --nodes=1 --ntasks=1 -w "$node" --cpus-per-task="$CPUS" \\\n' in script
+    start = '"$PYTHON" -m ray.scripts.scripts start --block --num-cpus="$CPUS" --num-gpus="$GPUS" --disable-usage-stats'
+    assert start in script
     assert (
         'ray_node "${NODES[0]}" --head --node-ip-address="$HEAD_IP" --port="$RAY_PORT" --include-dashboard=false'
         in script
@@ -99,7 +100,7 @@ def test_dry_run_two_nodes_four_gpus(tmp_path, capsys, monkeypatch):
     assert 'ray_node "$node" --address="$ADDRESS"' in script
     assert "CPUS=8\nGPUS=2\n" in script
     assert f"TRACKING_URI=http://10.0.0.5:5000\nRUN=({space} --method tpe --workers 4 --gpus-per-worker 1.0)" in script
-    assert '"$POPPLAST" run "${RUN[@]}" "${RESUME[@]}" --tracking-uri "$TRACKING_URI" --address "$ADDRESS"' in script
+    assert '"$PYTHON" -m popplast run "${RUN[@]}" ${RESUME[@]+"${RESUME[@]}"} --tracking-uri "$TRACKING_URI"' in script
     assert 'scontrol requeue "$SLURM_JOB_ID"' in script and 'if [ "$status" = 138 ]' in script
     assert not (tmp_path / "jobs").exists()  # a dry run writes nothing
     checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
@@ -150,10 +151,15 @@ def test_time_limits_as_sbatch_reads_them(text, seconds):
         (["--time", "1:2:3:4"], "--time"),
         (["--time", "tomorrow"], "--time"),
         (["--time", "10", "--signal-seconds", "600"], "--signal-seconds"),
+        (["--time", "1", "--signal-seconds", "30"], "--signal-seconds"),  # warned before it could do anything
+        (["--sbatch-option=--time=5"], "--sbatch-option"),
+        (["--sbatch-option=--no-requeue"], "--sbatch-option"),
+        (["--job-dir", "my jobs"], "--job-dir"),
+        (["--job-dir", "/proc/popplast/job"], "--job-dir"),
         (["--nodes", "0"], "--nodes"),
         (["--partition", "gpu\n#SBATCH --uid=0"], "--partition"),
         (["--account", "a b"], "--account"),
-        (["--sbatch-option", "--qos=high --uid=0"], "--sbatch-option"),
+        (["--sbatch-option=--qos=high --uid=0"], "--sbatch-option"),
         (["--ray-port", "80"], "--ray-port"),
         (["--address", "10.0.0.1:6379"], "--address"),
         (["--executor", "simulated"], "--executor"),
@@ -199,12 +205,35 @@ def slurm_cluster():
     why = unavailable()
     if why:
         pytest.skip(why)
-    cluster = SlurmCluster()
+    cluster = SlurmCluster(cpus_per_node=4)
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.stop()
+
+
+# The three searches, each a job submitted at once when the module starts: they spend most of their time
+# waiting (for SLURM's warning, for their objective's sleep), so they wait together; the scancel test comes
+# first, as its job must still be running when it is cancelled. The three-node job takes a CPU of each node;
+# the others two of n1 and of n2.
+JOBS = {  # name: (generations, the objective's seconds, popplast slurm's flags)
+    "three-nodes": (4, 0.5, ("--nodes", "3", "--time", "10", "--ray-port", "6495", "--workers", "2")),
+    "time-limit": (10, 2.5, ("--time", "2", "--signal-seconds", "60", "--cpus-per-task", "2", "--ray-port", "6496")),
+    "scancel": (8, 1.0, ("--time", "10", "--cpus-per-task", "2", "--ray-port", "6497")),
+}
+
+
+@pytest.fixture(scope="module")
+def jobs(slurm_cluster, tmp_path_factory):
+    """Each search's job id, job folder and search folder."""
+    submitted = {}
+    for name, (generations, sleep, flags) in JOBS.items():
+        folder = tmp_path_factory.mktemp(name)
+        search_folder(folder, generations)
+        job_id, job_dir = submit(slurm_cluster, folder, sleep, *flags, "--workers", "2")
+        submitted[name] = job_id, job_dir, folder
+    return submitted
 
 
 def submit(cluster: SlurmCluster, folder: Path, sleep: float, *argv: str) -> tuple[str, Path]:
@@ -243,17 +272,52 @@ def no_ray_left(port: int) -> None:
     assert f"--gcs_server_port={port}" not in ps and f":{port}" not in ps, "the job's Ray processes outlived it"
 
 
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+
+
 @pytest.mark.cluster
-def test_search_on_three_nodes(slurm_cluster, tmp_path):
-    search_folder(tmp_path / "s", 4)
-    job_id, job_dir = submit(
-        slurm_cluster, tmp_path / "s", 0.5, "--nodes", "3", "--time", "10", "--ray-port", "6495", "--workers", "2"
-    )
-    job = slurm_cluster.wait_job(job_id, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout=240)
+def test_scancel_then_resubmit_resumes(slurm_cluster, jobs, tmp_path):
+    job_id, job_dir, folder = jobs["scancel"]
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    deadline = time.monotonic() + 240
+    while True:  # cancelled once the search has logged its third generation's first individuals
+        run_file = job_dir / "search_run_id"
+        if run_file.exists() and any(r["generation"] >= 2 for r in individuals(uri, run_file.read_text().strip())):
+            break
+        assert slurm_cluster.job(job_id)["JobState"] in ("PENDING", "RUNNING")
+        assert time.monotonic() < deadline, "the search did not reach its third generation"
+        time.sleep(0.5)
+    slurm_cluster.run("scancel", job_id)
+    slurm_cluster.wait_job(job_id, ("CANCELLED",), timeout=60)
+    deadline = time.monotonic() + 60
+    while (run := searched(folder)[0])["info"]["status"] == "RUNNING":  # the driver unwinds as the job ends
+        assert time.monotonic() < deadline, "the cancelled search's run was not marked"
+        time.sleep(0.5)
+    assert run["info"]["status"] == "KILLED"
+    output = (job_dir / f"slurm-{job_id}.out").read_text()
+    assert f"job {job_id} was sent SIGTERM" in output  # the batch shell waited for the driver to unwind
+    assert f"job {job_id}: the driver ended with exit code 143" in output
+    assert run["data"]["tags"]["popplast.end_reason"].startswith(f"interrupted by SIGTERM (SLURM job {job_id}")
+    done = slurm_cluster.run("sbatch", "--parsable", str(job_dir / "job.sbatch"))
+    again = done.stdout.strip()
+    job = slurm_cluster.wait_job(again, ENDED, timeout=240)
+    output = (job_dir / f"slurm-{again}.out").read_text()
+    assert job["JobState"] == "COMPLETED", output
+    assert "resuming search run" in output
+    run, got, _ = searched(folder)
+    assert run["info"]["status"] == "FINISHED"
+    assert got == reference_lineage(tmp_path / "reference", 8)
+    no_ray_left(6497)
+
+
+@pytest.mark.cluster
+def test_search_on_three_nodes(slurm_cluster, jobs, tmp_path):
+    job_id, job_dir, folder = jobs["three-nodes"]
+    job = slurm_cluster.wait_job(job_id, ENDED, timeout=300)
     output = (job_dir / f"slurm-{job_id}.out").read_text()
     assert job["JobState"] == "COMPLETED", output
     assert "on 3 nodes; Ray head on n1" in output
-    run, got, rows = searched(tmp_path / "s")
+    run, got, rows = searched(folder)
     assert run["info"]["status"] == "FINISHED"
     assert len(rows) == 16 and all(r["status"] == "ok" for r in rows)  # every individual, in MLflow
     assert got == reference_lineage(tmp_path / "reference", 4)
@@ -262,72 +326,30 @@ def test_search_on_three_nodes(slurm_cluster, tmp_path):
 
 
 @pytest.mark.cluster
-def test_time_limit_signals_requeues_and_finishes(slurm_cluster, tmp_path):
+def test_time_limit_signals_requeues_and_finishes(slurm_cluster, jobs, tmp_path):
     """A two-minute job warned 60 s before its limit (SLURM warns up to 30 s earlier still): the search needs
-    about 50 s of evaluations after the job's Ray and driver start, so its first job is interrupted."""
-    search_folder(tmp_path / "s", 10)
-    job_id, job_dir = submit(
-        slurm_cluster,
-        tmp_path / "s",
-        2.5,
-        "--time",
-        "2",
-        "--signal-seconds",
-        "60",
-        "--cpus-per-task",
-        "2",
-        "--ray-port",
-        "6496",
-        "--workers",
-        "2",
-    )
-    deadline = time.monotonic() + 300
-    while int(slurm_cluster.job(job_id).get("Restarts", "0")) == 0:  # the first start is warned and requeues
-        assert slurm_cluster.job(job_id)["JobState"] in ("PENDING", "RUNNING"), job_dir / f"slurm-{job_id}.out"
-        assert time.monotonic() < deadline, "the job was not requeued"
+    about 50 s of evaluations after the job's Ray and driver start, so its first start is interrupted."""
+    job_id, job_dir, folder = jobs["time-limit"]
+    log, deadline = job_dir / f"slurm-{job_id}.out", time.monotonic() + 480
+    while True:  # until a start's driver was warned and the job requeued (a start warned before its driver
+        job = slurm_cluster.job(job_id)  # began, on a slow machine, requeues too, and is waited past)
+        said = log.read_text() if log.exists() else ""
+        if int(job.get("Restarts", "0")) >= 1 and "interrupted by SIGUSR1" in said:
+            break
+        assert job["JobState"] in ("PENDING", "RUNNING"), said
+        assert time.monotonic() < deadline, f"no start of the job was warned and requeued:\n{said}"
         time.sleep(0.5)
     # the requeued job is given the time the search still needs: one interruption is what is tested
     slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "TimeLimit=10")
-    job = slurm_cluster.wait_job(job_id, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout=300)
-    output = (job_dir / f"slurm-{job_id}.out").read_text()
-    assert job["JobState"] == "COMPLETED" and job["Restarts"] == "1", output
-    assert f"interrupted by SIGUSR1 (SLURM job {job_id}: its time limit is near)" in output
+    job = slurm_cluster.wait_job(job_id, ENDED, timeout=300)
+    output = log.read_text()
+    assert job["JobState"] == "COMPLETED" and int(job["Restarts"]) >= 1, output
+    assert f"interrupted by SIGUSR1 (SLURM job {job_id}: USR1, the warning before its time limit)" in output
     assert f"job {job_id} nears its time limit: requeued" in output
+    assert f"job {job_id}: the driver ended with exit code 138" in output
     assert f"job {job_id} (restart 1)" in output
     assert "resuming search run" in output
-    run, got, rows = searched(tmp_path / "s")
+    run, got, rows = searched(folder)
     assert run["info"]["status"] == "FINISHED"
     assert got == reference_lineage(tmp_path / "reference", 10)
     no_ray_left(6496)
-
-
-@pytest.mark.cluster
-def test_scancel_then_resubmit_resumes(slurm_cluster, tmp_path):
-    folder = tmp_path / "s"
-    search_folder(folder, 8)
-    job_id, job_dir = submit(
-        slurm_cluster, folder, 1.0, "--time", "10", "--cpus-per-task", "2", "--ray-port", "6497", "--workers", "2"
-    )
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    deadline = time.monotonic() + 180
-    while True:  # cancelled once the search has logged its third generation's first individuals
-        run_file = job_dir / "search_run_id"
-        if run_file.exists() and any(r["generation"] >= 2 for r in individuals(uri, run_file.read_text().strip())):
-            break
-        assert time.monotonic() < deadline, "the search did not reach its third generation"
-        time.sleep(0.5)
-    slurm_cluster.run("scancel", job_id)
-    slurm_cluster.wait_job(job_id, ("CANCELLED",), timeout=60)
-    run, _, _ = searched(folder)
-    assert run["info"]["status"] == "KILLED"
-    assert run["data"]["tags"]["popplast.end_reason"].startswith(f"interrupted by SIGTERM (SLURM job {job_id}")
-    done = slurm_cluster.run("sbatch", "--parsable", str(job_dir / "job.sbatch"))
-    again = done.stdout.strip()
-    job = slurm_cluster.wait_job(again, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout=240)
-    output = (job_dir / f"slurm-{again}.out").read_text()
-    assert job["JobState"] == "COMPLETED", output
-    assert "resuming search run" in output
-    run, got, _ = searched(folder)
-    assert run["info"]["status"] == "FINISHED"
-    assert got == reference_lineage(tmp_path / "reference", 8)
-    no_ray_left(6497)

@@ -91,7 +91,7 @@ def test_it_is_compared_beside_ga_and_tpe(folder, ray_address):
 @pytest.mark.cluster  # the slow tier (make test-cluster): a killed driver, as tests/test_faults.py's
 def test_killed_mid_search_and_resumed_it_gives_the_uninterrupted_lineage(folder, ray_address):
     # no stopper here: which individuals the median rule stops depends on the order results arrive
-    flags = ["--stopper", "none", "--generations", "6", "--epochs", "15", "--workers", "2", "--quiet"]
+    flags = ["--stopper", "none", "--generations", "4", "--epochs", "8", "--workers", "2", "--quiet"]
     reference_uri = f"sqlite:///{folder / 'reference.db'}"
     reference = _cli(["run", "search.yaml", *flags, "--tracking-uri", reference_uri], folder, ray_address)
     out, _ = reference.communicate(timeout=300)
@@ -110,7 +110,7 @@ def test_killed_mid_search_and_resumed_it_gives_the_uninterrupted_lineage(folder
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
     got = individuals(uri, run)
-    assert lineage(got) == lineage(expected) and len(got) == 48
+    assert lineage(got) == lineage(expected) and len(got) == 32
     assert [r["fitness"] for r in got] == [r["fitness"] for r in expected]
 
 

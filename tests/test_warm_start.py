@@ -236,3 +236,17 @@ def test_a_configuration_off_the_space_names_its_gene(task, tmp_path):
     path = write_spec(tmp_path, text, "off.yaml")
     with pytest.raises(SpecError, match=r"at warm_start.configs\[0\].Op5: expected one of \['none',"):
         SearchSpec.from_yaml(str(path))
+
+
+@pytest.mark.parametrize("text", ["abc", "nan", "1e999", ""])
+def test_a_source_value_that_is_not_a_number_is_one_line(text):
+    """A source run whose numeric gene holds something else (written by hand, or by another tool) is refused by
+    name, as one that is out of bounds is."""
+    from popplast.reports.warm_source import typed
+    from popplast.spec.space import Gene
+
+    with pytest.raises(
+        SpecError, match=r"at warm_start.run: the search run r1's lr = '.*' is not a number from 0.001 to 1"
+    ) as e:
+        typed(Gene("lr", "float", low=0.001, high=1.0), text, "r1", "f.yaml")
+    assert "\n" not in str(e.value)

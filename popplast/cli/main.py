@@ -219,7 +219,7 @@ def slurm_flags(command: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="--NAME=VALUE",
-        help="one more #SBATCH line (--qos=high, --constraint=a100), as many times as needed",
+        help="one more #SBATCH line, as --sbatch-option=--qos=high (with the =), as many times as needed",
     )
     job.add_argument("--dry-run", action="store_true", help="print the job script; write and submit nothing")
     run_flags(command)

@@ -99,7 +99,9 @@ class Checkpointer:
             for key in new:
                 try:
                     state = self.fetch(checkpoint.weights[key])
-                except Exception:  # Ray's ObjectLostError, OwnerDiedError, ...: the node that held them is gone
+                except Exception as e:  # Ray's ObjectLostError, OwnerDiedError, ...: the node that held them is gone
+                    if isinstance(e, SystemError):  # a signal's Interrupted, wrapped by Ray's compiled ray.get
+                        raise
                     lost.append(key)
                     continue
                 path = os.path.join(tmp, "weights", f"{check_id(key, 'the checkpoint')}.npz")

@@ -29,6 +29,12 @@ SCRIPT = "job.sbatch"  # in the job's folder, beside RUN_ID_FILE and the job's o
 RUN_ID_FILE = "search_run_id"
 REQUEUE_EXIT = 138  # the driver's exit code on SIGUSR1 (search/session.py STOPPING_SIGNALS)
 NODES_WAIT = 300  # seconds the script waits for every node's Ray to join the head
+WARNING_SLACK = 60  # seconds a job runs at least before its warning is due
+# the #SBATCH options the script's steps and requeue rely on, which --sbatch-option may not change
+SCRIPT_OWN = frozenset(
+    "nodes ntasks ntasks-per-node cpus-per-task gpus-per-node gpus gres time signal requeue no-requeue output "
+    "error open-mode job-name partition account chdir".split()
+)
 
 
 class SlurmError(PopplastError):
@@ -68,12 +74,14 @@ class SlurmRequest:
         if self.ray_port > 65535:
             raise SpecError(COMMAND_LINE, "--ray-port", f"expected a port up to 65535, got {self.ray_port}.")
         limit = time_limit_seconds(self.time)
-        if self.signal_seconds >= limit or self.signal_seconds > 65535:  # SLURM's own bound on --signal
+        # SLURM checks limits periodically and may warn up to a minute early: a job warned before it could
+        # finish a generation would be requeued again and again without progress
+        if limit - self.signal_seconds < WARNING_SLACK or self.signal_seconds > 65535:  # SLURM's bound on --signal
             raise SpecError(
                 COMMAND_LINE,
                 "--signal-seconds",
-                f"the warning must come before the time limit ({limit} s) and within 65535 s of it, got "
-                f"{self.signal_seconds}.",
+                f"the warning must leave the job at least {WARNING_SLACK} s before it (SLURM may send it up to a "
+                f"minute early) and come within 65535 s of the time limit ({limit} s), got {self.signal_seconds}.",
             )
         for flag, name in (("--partition", self.partition), ("--account", self.account), ("--job-name", self.job_name)):
             if name is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
@@ -84,6 +92,13 @@ class SlurmRequest:
                     COMMAND_LINE,
                     "--sbatch-option",
                     f"expected one sbatch option as --name or --name=value, with no spaces or quotes, got {option!r}.",
+                )
+            name = option[2:].split("=", 1)[0]
+            if name in SCRIPT_OWN:
+                raise SpecError(
+                    COMMAND_LINE,
+                    "--sbatch-option",
+                    f"{option}: the job script sets --{name} itself (popplast slurm's own flags say what it asks for).",
                 )
 
 
@@ -123,7 +138,6 @@ def job_script(
     `run_args` are `popplast run`'s file and flags but the tracking URI; the script adds --tracking-uri,
     --address, --run-id-file and, when the job's folder holds a search run's id, --resume."""
     r = request
-    bin_dir = python.rsplit("/", 1)[0] if "/" in python else "."
     sbatch = [
         f"--job-name={r.job_name}",
         f"--nodes={r.nodes}",
@@ -139,13 +153,10 @@ def job_script(
         f"--output={job_dir}/slurm-%j.out",
         *r.sbatch_options,
     ]
-    gres = f" --gres=gpu:{r.gpus_per_node}" if r.gpus_per_node else ""
     settings = f"""\
 WORKDIR={shlex.quote(workdir)}
 JOB_DIR={shlex.quote(job_dir)}
 PYTHON={shlex.quote(python)}
-RAY={shlex.quote(bin_dir + "/ray")}
-POPPLAST={shlex.quote(bin_dir + "/popplast")}
 RAY_PORT={r.ray_port}
 CPUS={r.cpus_per_task}
 GPUS={r.gpus_per_node}
@@ -157,10 +168,10 @@ RUN=({" ".join(shlex.quote(arg) for arg in run_args)})
         + "".join(f"#SBATCH {option}\n" for option in sbatch)
         + HEADER
         + settings
-        + BODY.replace("@GRES@", gres)
-        .replace("@REQUEUE_EXIT@", str(REQUEUE_EXIT))
+        + BODY.replace("@REQUEUE_EXIT@", str(REQUEUE_EXIT))
         .replace("@NODES_WAIT@", str(NODES_WAIT))
         .replace("@RUN_ID_FILE@", RUN_ID_FILE)
+        .replace("@SCRIPT@", SCRIPT)
     )
 
 
@@ -179,17 +190,31 @@ BODY = """
 set -uo pipefail
 cd "$WORKDIR" || exit 1
 STEPS=() DRIVER="" WARNED=""
+# USR1 (the time limit nears) goes on to the driver. SLURM sends SIGTERM (scancel, preemption) to every
+# process of the job, the driver included: this shell then only waits for the driver to unwind
 trap 'WARNED=1; [ -n "$DRIVER" ] && kill -USR1 "$DRIVER" 2>/dev/null' USR1
+trap 'echo "[popplast] job $SLURM_JOB_ID was sent SIGTERM"' TERM
 
-finish() {  # Ray's steps stopped (srun passes SIGTERM on to `ray start --block`); requeued if warned
-  local status=$1
+finish() {  # requeued after the warning (SLURM then ends the Ray steps), else Ray's steps stopped
+  local status=$1 step alive
   trap '' USR1
-  [ ${#STEPS[@]} -gt 0 ] && kill "${STEPS[@]}" 2>/dev/null
-  wait "${STEPS[@]}" 2>/dev/null
+  echo "[popplast] job $SLURM_JOB_ID: the driver ended with exit code $status"
   if [ "$status" = @REQUEUE_EXIT@ ]; then
-    echo "[popplast] job $SLURM_JOB_ID nears its time limit: requeued, it resumes the search when it starts again"
-    scontrol requeue "$SLURM_JOB_ID"
+    if scontrol requeue "$SLURM_JOB_ID"; then
+      echo "[popplast] job $SLURM_JOB_ID nears its time limit: requeued, it resumes the search when it starts again"
+    else
+      echo "[popplast] job $SLURM_JOB_ID could not be requeued: \\`sbatch $JOB_DIR/@SCRIPT@\\` resumes the search"
+    fi
   fi
+  for step in ${STEPS[@]+"${STEPS[@]}"}; do  # srun passes SIGTERM on to `ray start --block`
+    kill "$step" 2>/dev/null
+  done
+  for _ in $(seq 30); do  # a bounded wait: an srun that hangs is SLURM's to end with the job
+    alive=""
+    for step in ${STEPS[@]+"${STEPS[@]}"}; do kill -0 "$step" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 1
+  done
   exit "$status"
 }
 
@@ -218,12 +243,14 @@ ADDRESS="$HEAD_IP:$RAY_PORT"
 echo "[popplast] job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on ${#NODES[@]} nodes;" \\
   "Ray head on ${NODES[0]} at $ADDRESS"
 
-ray_node() {  # a Ray node on node $1 for the job's life, in a step holding the node's CPUs and GPUs
+# A Ray node on node $1 for the job's life, in a step holding the node's CPUs, and its GPUs: a step has the
+# job's GPUs on its node (CUDA_VISIBLE_DEVICES) unless it asks for fewer
+ray_node() {
   local node=$1
   shift
-  srun --nodes=1 --ntasks=1 -w "$node" --cpus-per-task="$CPUS"@GRES@ \\
-    "$RAY" start --block --num-cpus="$CPUS" --num-gpus="$GPUS" --disable-usage-stats "$@" \\
-    >> "$JOB_DIR/ray-$node.out" 2>&1 &
+  srun --nodes=1 --ntasks=1 -w "$node" --cpus-per-task="$CPUS" \\
+    "$PYTHON" -m ray.scripts.scripts start --block --num-cpus="$CPUS" --num-gpus="$GPUS" --disable-usage-stats \\
+    "$@" >> "$JOB_DIR/ray-$node.out" 2>&1 &
   STEPS+=($!)
 }
 ray_node "${NODES[0]}" --head --node-ip-address="$HEAD_IP" --port="$RAY_PORT" --include-dashboard=false
@@ -234,8 +261,8 @@ done
 "$PYTHON" -m popplast.integrations.slurm wait-nodes "$ADDRESS" "${#NODES[@]}" @NODES_WAIT@ || finish 1
 [ -n "$WARNED" ] && finish @REQUEUE_EXIT@
 
-"$POPPLAST" run "${RUN[@]}" "${RESUME[@]}" --tracking-uri "$TRACKING_URI" --address "$ADDRESS" \\
-  --run-id-file "$JOB_DIR/@RUN_ID_FILE@" &
+"$PYTHON" -m popplast run "${RUN[@]}" ${RESUME[@]+"${RESUME[@]}"} --tracking-uri "$TRACKING_URI" \\
+  --address "$ADDRESS" --run-id-file "$JOB_DIR/@RUN_ID_FILE@" &
 DRIVER=$!
 [ -n "$WARNED" ] && kill -USR1 "$DRIVER"
 while kill -0 "$DRIVER" 2>/dev/null; do

@@ -72,11 +72,16 @@ def typed(gene: Any, text: str, run_id: str, where: str) -> Any:
         raise SpecError(
             where, "warm_start.run", f"the search run {run_id}'s {gene.name} = {text!r} is not one of its choices."
         )
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")  # refused below, by name
     low, high = gene.bounds()
     if not low <= value <= high:
         raise SpecError(
-            where, "warm_start.run", f"the search run {run_id}'s {gene.name} = {text} is outside {low:g} to {high:g}."
+            where,
+            "warm_start.run",
+            f"the search run {run_id}'s {gene.name} = {text!r} is not a number from {low:g} to {high:g}.",
         )
     return int(value) if gene.type == "int" else value
 

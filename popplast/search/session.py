@@ -154,7 +154,7 @@ def _why(signum: int) -> str:
     if not job:
         return ""
     if signum == signal.SIGUSR1:
-        return f"SLURM job {job}: its time limit is near"
+        return f"SLURM job {job}: USR1, the warning before its time limit"
     return f"SLURM job {job}: preempted, cancelled or at its time limit"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -121,9 +122,15 @@ def slurm(
         name = options.experiment or os.path.splitext(os.path.basename(spec.source))[0]
     else:
         name = options.experiment or f"resume-{options.resume}"
-    request = dataclasses.replace(request, job_name=_job_name(name))
+    request = dataclasses.replace(request, job_name=f"popplast-{_cleaned(name)}")
     workdir = os.getcwd()
-    folder = os.path.abspath(job_dir or os.path.join("popplast-slurm", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    default = os.path.join("popplast-slurm", f"{_cleaned(name)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder = os.path.abspath(job_dir or default)
+    for flag, path in (("--job-dir", folder), ("the current folder", workdir)):
+        if re.search(r"[\s%\x00-\x1f\x7f]", path):  # it goes into #SBATCH --output (where % is SLURM's)
+            raise SpecError(
+                COMMAND_LINE, flag, f"{path!r}: a job's folder may hold no spaces, control characters or %."
+            )
     args = ([os.fspath(space)] if space is not None else []) + _flags(run_options, defaults)
     script = job_script(request, folder, workdir, sys.executable, options.tracking_uri, args)
     if dry_run:
@@ -132,15 +139,29 @@ def slurm(
         raise SpecError(
             COMMAND_LINE, "--job-dir", f"{folder} already holds a job; `sbatch {folder}/{SCRIPT}` resubmits it."
         )
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, SCRIPT)
-    with open(path, "w") as f:
-        f.write(script)
-    os.chmod(path, 0o755)
-    if options.resume:  # the job goes on with that search from its first start
-        with open(os.path.join(folder, RUN_ID_FILE), "w") as f:
-            f.write(options.resume + "\n")
-    job_id = submit(path)
+    made = not os.path.isdir(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(script)
+        os.chmod(path, 0o755)
+        if options.resume:  # the job goes on with that search from its first start
+            with open(os.path.join(folder, RUN_ID_FILE), "w") as f:
+                f.write(options.resume + "\n")
+    except OSError as e:
+        raise SpecError(
+            COMMAND_LINE, "--job-dir", f"cannot write the job's script in {folder}: {e.strerror}."
+        ) from None
+    try:
+        job_id = submit(path)
+    except BaseException:  # nothing was submitted: the folder is not left to refuse the next try
+        os.remove(path)
+        if options.resume:
+            os.remove(os.path.join(folder, RUN_ID_FILE))
+        if made:
+            os.rmdir(folder)
+        raise
     say(progress, f"[popplast] SLURM job {job_id} submitted from {path}")
     return SlurmJob(script, path, folder, job_id)
 
@@ -158,9 +179,9 @@ def _flags(given: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
     return flags
 
 
-def _job_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)[:60]
-    return f"popplast-{cleaned}"
+def _cleaned(name: str) -> str:
+    """An experiment's name as a job's name and folder take it."""
+    return "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)[:60]
 
 
 def _not_passed_on(name: str) -> str:
