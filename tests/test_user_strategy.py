@@ -54,15 +54,15 @@ def test_it_passes_the_suite_and_runs_on_two_ray_workers_with_a_stopper(folder, 
     check_strategy(lambda: strategy(n_genes=2, population=6), n_genes=2, population=6)
     uri = f"sqlite:///{folder / 'm.db'}"
     args = ["run", "search.yaml", "--workers", "2", "--address", ray_address, "--tracking-uri", uri, "--quiet"]
-    proc = _cli(args, folder, ray_address)
+    proc = _cli([*args, "--generations", "3"], folder, ray_address)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     rows = individuals(uri, _search_id(out))
-    assert len(rows) == 40 and {r["method"] for r in rows} == {NAME}
+    assert len(rows) == 24 and {r["method"] for r in rows} == {NAME}
     assert {r["status"] for r in rows} == {"ok", "stopped"}  # the median rule stopped some, not all
     later = [r for r in rows if r["generation"] > 0]
     assert later and all(r["operator"] == "crossover+mutation" and len(r["parents"]) == 4 for r in later)
-    assert len({r["run_id"] for r in rows}) == 40 and all(len(r["parent_runs"]) == 4 for r in later)
+    assert len({r["run_id"] for r in rows}) == 24 and all(len(r["parent_runs"]) == 4 for r in later)
     search = MlflowClient(uri).get_run(_search_id(out))
     assert search.data.params["method"] == NAME and search.data.params["strategy.F"] == "0.7"
 

@@ -234,18 +234,18 @@ def search_run_flags(command: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from popplast.errors import PopplastError
-    from popplast.search.session import Interrupted, interrupted, stop_on_sigterm
+    from popplast.search.session import Interrupted, interrupted, signals_unwrapped, stop_on_sigterm
 
     with stop_on_sigterm():
         try:
-            return COMMANDS[args.command](args)
+            with signals_unwrapped():
+                return COMMANDS[args.command](args)
         except PopplastError as e:  # every error a user sees: one line, its exit code
             print(f"popplast: {e.line()}", file=sys.stderr)
             return e.exit_code
-        except (KeyboardInterrupt, Interrupted, SystemError) as e:
+        except (KeyboardInterrupt, Interrupted) as e:
             stop = interrupted(e)
-            if stop is None:  # a SystemError that is not a signal's
-                raise
+            assert stop is not None
             run, journal = getattr(e, "search_run_id", ""), getattr(e, "journalled_end", "")
             if journal:  # the search had ended; MLflow had not taken its end yet
                 where = f"the search's end waits in {journal}, and `popplast sync {journal}` ends its run"

@@ -140,6 +140,22 @@ def interrupted(e: BaseException | None) -> Interrupted | None:
     return None
 
 
+@contextlib.contextmanager
+def signals_unwrapped() -> Iterator[None]:
+    """A signal's Interrupted that came out of Ray's compiled code as a SystemError raised as itself, with what
+    the search noted on the way out (its run, a journalled end), so that the command's handler sees it."""
+    try:
+        yield
+    except SystemError as e:
+        stop = interrupted(e)
+        if stop is None or stop is e:
+            raise
+        for noted in ("search_run_id", "journalled_end"):
+            if hasattr(e, noted):
+                setattr(stop, noted, getattr(e, noted))
+        raise stop from None
+
+
 # Exit codes the shell's convention gives a process a signal ended, so a job script can tell them apart
 # (cluster/slurm/popplast.sbatch requeues itself on SIGUSR1's).
 STOPPING_SIGNALS = {signal.SIGTERM: 143, signal.SIGUSR1: 138}
