@@ -152,6 +152,11 @@ MinJobAge=600
             time.sleep(1)
         return job
 
+    def update_time_limit(self, job_id: str, minutes: int) -> None:
+        """The job's time limit set, unless the job has ended meanwhile."""
+        done = self._run("scontrol", "update", f"JobId={job_id}", f"TimeLimit={minutes}")
+        assert done.returncode == 0 or "already finished" in done.stderr, done.stderr
+
     def run(self, *argv: str) -> subprocess.CompletedProcess:
         done = self._run(*argv)
         assert done.returncode == 0, done.stderr

@@ -213,14 +213,15 @@ def slurm_cluster():
         cluster.stop()
 
 
-# The three searches, each a job submitted at once when the module starts: they spend most of their time
-# waiting (for SLURM's warning, for their objective's sleep), so they wait together; the scancel test comes
-# first, as its job must still be running when it is cancelled. The three-node job takes a CPU of each node;
-# the others two of n1 and of n2.
+# The three searches, each a job submitted when the module starts: they spend most of their time waiting (for
+# SLURM's warning, for their objective's sleep), so they wait together; the scancel test comes first, as its
+# job must still be running when it is cancelled. The three-node job is submitted once the other two have
+# begun their searches: five Ray nodes starting at once on two cores can outlast Ray's 30 s for a raylet to
+# register. It takes a CPU of each node; the others two of n1 and of n2.
 JOBS = {  # name: (generations, the objective's seconds, popplast slurm's flags)
-    "three-nodes": (4, 0.5, ("--nodes", "3", "--time", "10", "--ray-port", "6495", "--workers", "2")),
     "time-limit": (10, 2.5, ("--time", "2", "--signal-seconds", "60", "--cpus-per-task", "2", "--ray-port", "6496")),
     "scancel": (8, 1.0, ("--time", "10", "--cpus-per-task", "2", "--ray-port", "6497")),
+    "three-nodes": (4, 0.5, ("--nodes", "3", "--time", "10", "--ray-port", "6495")),
 }
 
 
@@ -229,6 +230,12 @@ def jobs(slurm_cluster, tmp_path_factory):
     """Each search's job id, job folder and search folder."""
     submitted = {}
     for name, (generations, sleep, flags) in JOBS.items():
+        if name == "three-nodes":
+            deadline = time.monotonic() + 180
+            while not all((job_dir / "search_run_id").exists() for _, job_dir, _ in submitted.values()):
+                if time.monotonic() > deadline:
+                    break  # the tests waiting on those jobs say what went wrong
+                time.sleep(0.5)
         folder = tmp_path_factory.mktemp(name)
         search_folder(folder, generations)
         job_id, job_dir = submit(slurm_cluster, folder, sleep, *flags, "--workers", "2")
@@ -339,8 +346,9 @@ def test_time_limit_signals_requeues_and_finishes(slurm_cluster, jobs, tmp_path)
         assert job["JobState"] in ("PENDING", "RUNNING"), said
         assert time.monotonic() < deadline, f"no start of the job was warned and requeued:\n{said}"
         time.sleep(0.5)
-    # the requeued job is given the time the search still needs: one interruption is what is tested
-    slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "TimeLimit=10")
+    # the requeued job is given the time the search still needs (unless it has finished already): one
+    # interruption is what is tested
+    slurm_cluster.update_time_limit(job_id, 10)
     job = slurm_cluster.wait_job(job_id, ENDED, timeout=300)
     output = log.read_text()
     assert job["JobState"] == "COMPLETED" and int(job["Restarts"]) >= 1, output
