@@ -178,6 +178,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, f
     assert not (tmp_path / "popplast-slurm").exists()
 
 
+def test_an_experiment_named_in_any_script_makes_a_job_name_slurm_takes(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = search_folder(tmp_path, 3)
+    script = dry_run(capsys, str(space), "--experiment", "résumé: GA vs TPE", "--job-dir", "j")
+    assert "#SBATCH --job-name=popplast-r-sum---GA-vs-TPE\n" in script
+
+
 def test_without_sbatch_is_one_line(tmp_path, monkeypatch):
     space = search_folder(tmp_path, 3)
     env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no sbatch on it

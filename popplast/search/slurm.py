@@ -181,7 +181,7 @@ def _flags(given: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
 
 def _cleaned(name: str) -> str:
     """An experiment's name as a job's name and folder take it."""
-    return "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)[:60]
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "-" for c in name)[:60]
 
 
 def _not_passed_on(name: str) -> str:
