@@ -121,8 +121,8 @@ MinJobAge=600
         self._wait(lambda: self.idle_nodes() == len(NODES), "the three slurmd")
 
     def _daemon(self, *argv: str) -> None:
-        log = open(self.folder / "log" / f"{Path(argv[0]).name}-{len(self.processes)}.out", "wb")
-        self.processes.append(subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT))
+        with open(self.folder / "log" / f"{Path(argv[0]).name}-{len(self.processes)}.out", "wb") as log:
+            self.processes.append(subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT))
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=60)

@@ -276,30 +276,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-SLURM_OWN = (
-    "nodes",
-    "gpus_per_node",
-    "cpus_per_task",
-    "time_limit",
-    "partition",
-    "account",
-    "signal_seconds",
-    "ray_port",
-    "job_dir",
-    "sbatch_options",
-    "dry_run",
-)
-
-
 def _slurm(args: argparse.Namespace) -> int:
+    import inspect
+
     from popplast.search.slurm import slurm
 
+    # the job's own flags are popplast.slurm's keywords by the same names; the rest are popplast run's
+    keywords = inspect.signature(slurm).parameters
+    own = {name: getattr(args, name) for name in keywords if hasattr(args, name) and name != "space"}
     defaults = vars(build_parser().parse_args(["slurm"]))
-    own = {name: getattr(args, name) for name in SLURM_OWN}
     given = {  # popplast run's flags that were given: each is passed on to the job's driver, or refused
         name: value
         for name, value in vars(args).items()
-        if name not in SLURM_OWN + ("command", "space", "quiet") and value != defaults[name]
+        if name not in (*own, "command", "space", "quiet") and value != defaults[name]
     }
     job = slurm(args.space, **own, **given, progress=not args.quiet)
     print(job.summary())

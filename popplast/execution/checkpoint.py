@@ -99,9 +99,9 @@ class Checkpointer:
             for key in new:
                 try:
                     state = self.fetch(checkpoint.weights[key])
-                except Exception as e:  # Ray's ObjectLostError, OwnerDiedError, ...: the node that held them is gone
-                    if isinstance(e, SystemError):  # a signal's Interrupted, wrapped by Ray's compiled ray.get
-                        raise
+                except SystemError:  # a signal's Interrupted, wrapped by Ray's compiled ray.get: not a loss
+                    raise
+                except Exception:  # Ray's ObjectLostError, OwnerDiedError, ...: the node that held them is gone
                     lost.append(key)
                     continue
                 path = os.path.join(tmp, "weights", f"{check_id(key, 'the checkpoint')}.npz")

@@ -244,11 +244,14 @@ echo "[popplast] job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on ${#NOD
   "Ray head on ${NODES[0]} at $ADDRESS"
 
 # A Ray node on node $1 for the job's life, in a step holding the node's CPUs, and its GPUs: a step has the
-# job's GPUs on its node (CUDA_VISIBLE_DEVICES) unless it asks for fewer
+# job's GPUs on its node (CUDA_VISIBLE_DEVICES) unless it asks for fewer. A start that fails is tried again,
+# three times in all (raylets starting together on one host can draw the same free port); the step's end
+# (SIGTERM to every process in it) ends the loop too
 ray_node() {
   local node=$1
   shift
   srun --nodes=1 --ntasks=1 -w "$node" --cpus-per-task="$CPUS" \\
+    bash -c 'for _ in 1 2 3; do "$@" && exit 0; sleep 5; done; exit 1' ray-node \\
     "$PYTHON" -m ray.scripts.scripts start --block --num-cpus="$CPUS" --num-gpus="$GPUS" --disable-usage-stats \\
     "$@" >> "$JOB_DIR/ray-$node.out" 2>&1 &
   STEPS+=($!)

@@ -20,6 +20,7 @@ from popplast.console import say
 from popplast.errors import COMMAND_LINE, SpecError
 from popplast.integrations.slurm import RUN_ID_FILE, SCRIPT, SlurmRequest, job_script, submit
 from popplast.search.plan import RunOptions, check
+from popplast.search.tracking import write_run_id
 
 # popplast run's options a job passes on; the others are the job's own (--address, --run-id-file), or
 # cannot travel to another machine (a Python objective or strategy object, a simulated cluster)
@@ -147,8 +148,7 @@ def slurm(
             f.write(script)
         os.chmod(path, 0o755)
         if options.resume:  # the job goes on with that search from its first start
-            with open(os.path.join(folder, RUN_ID_FILE), "w") as f:
-                f.write(options.resume + "\n")
+            write_run_id(os.path.join(folder, RUN_ID_FILE), options.resume)
     except OSError as e:
         raise SpecError(
             COMMAND_LINE, "--job-dir", f"cannot write the job's script in {folder}: {e.strerror}."

@@ -58,12 +58,9 @@ def start_tracking(
 def write_run_id(path: str | os.PathLike, search_run_id: str) -> None:
     """The search run's id in `path`, whole or not at all: a job script reads it to resume the search, and
     may be stopped at any moment, this write included."""
-    partial = f"{os.fspath(path)}.{os.getpid()}.partial"
-    with open(partial, "w") as f:
-        f.write(search_run_id + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    from popplast.tracking.journal import write_whole
+
+    write_whole(os.fspath(path), (search_run_id + "\n").encode())
 
 
 @contextlib.contextmanager

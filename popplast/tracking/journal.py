@@ -141,13 +141,13 @@ class Journal:
         journal = claimed or cls.claim(os.path.join(root, str(header["search_run_id"])))
         path = os.path.join(journal.directory, HEADER)
         if not os.path.exists(path):
-            _write_whole(path, json.dumps(dict(header)).encode())
+            write_whole(path, json.dumps(dict(header)).encode())
             return journal
         found, fence = journal.header().get("fence"), header.get("fence")
         if fence is None or found == fence:
             return journal
         if found is None or checkpointed <= int(found):
-            _write_whole(path, json.dumps({**journal.header(), "fence": fence}).encode())
+            write_whole(path, json.dumps({**journal.header(), "fence": fence}).encode())
             return journal
         aside = f"{journal.directory}.fence{found}"
         for n in itertools.count(1):
@@ -375,7 +375,9 @@ def generation_of(state_path: str) -> int:
     return int(os.path.basename(state_path)[len("state-g") : -len(".json")])
 
 
-def _write_whole(path: str, data: bytes) -> None:
+def write_whole(path: str, data: bytes) -> None:
+    """`data` in `path` whole or not at all, on disk before the name points at it: a reader (a resuming driver, a
+    job script) never sees half of it, whenever the writer is stopped."""
     tmp = path + ".part"
     with open(tmp, "wb") as f:
         f.write(data)
