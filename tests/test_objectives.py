@@ -204,7 +204,8 @@ def test_names_mlflow_refuses_fail_their_individual_and_the_search_ends_normally
 def test_a_value_that_is_no_number_is_told_by_its_type_and_a_short_excerpt():
     from popplast.core.individual import Individual
     from popplast.objectives.function import FunctionEvaluator
-    from popplast.spec.search import Fidelity, FitnessSpec
+    from popplast.spec.fitness import FitnessSpec
+    from popplast.spec.search import Fidelity
 
     def returns(value):
         evaluator = FunctionEvaluator(lambda config, trial: value, FitnessSpec("loss", "minimize"), Fidelity())

@@ -259,7 +259,8 @@ def test_a_late_verdict_is_recorded_as_what_the_trial_did(never):
     (recorded finished, its final value, and the rule told it finished)."""
     from popplast.core.individual import Individual
     from popplast.objectives.function import FunctionEvaluator
-    from popplast.spec.search import Fidelity, FitnessSpec
+    from popplast.spec.fitness import FitnessSpec
+    from popplast.spec.search import Fidelity
 
     judge = StopJudge(ASHA(1, 3, 9), "score", maximize=True, fitness_metric="score")
     channel = LateChannel(judge, never=never)
@@ -287,7 +288,8 @@ def test_a_late_verdicts_later_reports_reach_the_median_rule():
     the rule's reference holds b's whole curve, not the step-1 value alone; a resumed judge agrees."""
     from popplast.core.individual import Individual
     from popplast.objectives.function import FunctionEvaluator
-    from popplast.spec.search import Fidelity, FitnessSpec
+    from popplast.spec.fitness import FitnessSpec
+    from popplast.spec.search import Fidelity
 
     def rising(config, trial):
         for step, value in enumerate((0.1, 0.6, 1.0), start=1):

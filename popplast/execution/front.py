@@ -17,7 +17,7 @@ import numpy as np
 
 from popplast.core import pareto
 from popplast.core.result import EvalResult
-from popplast.spec.search import FitnessSpec
+from popplast.spec.fitness import FitnessSpec
 
 REFERENCE = "hypervolume_reference_"  # + metric: a row's reference point, in the metric's units
 

@@ -16,7 +16,8 @@ import torch
 
 from popplast.objectives.function import FunctionEvaluator
 from popplast.objectives.trial import Trial
-from popplast.spec.search import DatasetSpec, Fidelity, FitnessSpec
+from popplast.spec.fitness import FitnessSpec
+from popplast.spec.search import DatasetSpec, Fidelity
 from popplast.spec.strategy import PLAIN_FUSION, FusionSpec
 from popplast.training.build import model_for, split_for
 from popplast.training.config import resolve

@@ -14,7 +14,8 @@ from popplast.core.individual import Individual
 from popplast.core.names import name_problem
 from popplast.core.result import EvalResult
 from popplast.objectives.trial import Trial
-from popplast.spec.search import Fidelity, FitnessSpec
+from popplast.spec.fitness import FitnessSpec
+from popplast.spec.search import Fidelity
 from popplast.spec.strategy import PLAIN_FUSION, FusionSpec
 
 TAG_PREFIX = "popplast."  # of the tags trial.set_tag sets (tracking/mlflow_tracker.py)

@@ -11,7 +11,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from popplast.reports.record_table import param_value
-from popplast.spec.search import Constraint
+from popplast.spec.fitness import Constraint
 
 GENE_PREFIX = "gene."  # the runs' encoded genes: not part of the configuration
 

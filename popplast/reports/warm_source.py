@@ -18,7 +18,6 @@ from popplast.tracking.search_run import check_server
 @dataclass(frozen=True)
 class SourceIndividual:
     id: str
-    run_id: str
     config: dict[str, Any]
     fitness: float
 
@@ -52,7 +51,7 @@ def best_individuals(tracking_uri: str, run_id: str, space: SearchSpace, k: int,
                     where, "warm_start.run", f"the search run {run_id} has no gene {gene.name!r} (another space?)."
                 )
             config[gene.name] = typed(gene, text, run_id, where)
-        finished.append(SourceIndividual(tags["popplast.individual_id"], run.info.run_id, config, float(fitness)))
+        finished.append(SourceIndividual(tags["popplast.individual_id"], config, float(fitness)))
     if not finished:
         raise SpecError(where, "warm_start.run", f"the search run {run_id} has no individual that finished.")
     finished.sort(key=lambda s: (-s.fitness, s.id))

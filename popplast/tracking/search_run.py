@@ -13,7 +13,7 @@ from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
 from popplast.errors import COMMAND_LINE, SpecError
-from popplast.spec.search import Constraint, FitnessSpec
+from popplast.spec.fitness import Constraint, FitnessSpec
 from popplast.tracking.lease import Lease, acquire
 
 
