@@ -9,8 +9,10 @@ numpy < 1.25), and a check that popplast's Optuna adapter asks what Optuna's own
 `run` appends one line per search to benchmarks/results/suites-peers.jsonl.gz, which benchmarks/suite_tables.py
 `table` reads beside popplast's. The environments live in $POPPLAST_PEERS, else ~/.cache/popplast/peers.
 No peer's algorithm is reimplemented here: benchmarks/peer_runner.py calls each one's own ask/tell or search
-loop on the task's recorded values. Propulate is not among them: it needs MPI, and with PyPI's mpich wheel as a
-singleton its checkpoint's send to its own rank blocks forever (propulator.py `_dump_checkpoint`, 1.2.2).
+loop on the task's recorded values, with its defaults but where peer_runner.py's OPTIONS says otherwise
+(DeepHyper's CBO: its `sampling` acquisition optimiser), which each search's record then carries.
+Propulate is not among them: it needs MPI, and with PyPI's mpich wheel as a singleton its checkpoint's send
+to its own rank blocks forever (propulator.py `_dump_checkpoint`, 1.2.2).
 """
 
 from __future__ import annotations
