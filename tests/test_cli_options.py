@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from popplast.cli.main import build_parser
+from popplast.cli.parser import build_parser
 from popplast.search.plan import RunOptions
 from popplast.search.run import run
 
