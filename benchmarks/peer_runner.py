@@ -117,7 +117,11 @@ def hebo(task: Task, seed: int, n: int) -> None:
 # acquisition optimiser, a mixed-variable GA (pymoo's), took 1.9 s an evaluation here (hpolib, 100
 # evaluations: 190 s a search, 18 hours for the suites' 350); `sampling` scores 10,000 random configurations
 # with the same forest, DeepHyper's documented alternative, in 0.08 s an evaluation.
-OPTIONS: dict[str, dict[str, Any]] = {"deephyper-cbo": {"acq_optimizer": "sampling"}}
+# `deephyper-cbo-mixedga` is CBO with that default, named, to check the setting on one task.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "deephyper-cbo": {"acq_optimizer": "sampling"},
+    "deephyper-cbo-mixedga": {"acq_optimizer": "mixedga"},
+}
 
 PEERS: dict[str, Callable[[Task, int, int], None]] = {
     "nevergrad-ngopt": nevergrad_ngopt,
@@ -125,6 +129,7 @@ PEERS: dict[str, Callable[[Task, int, int], None]] = {
     "syne-tune-bore": _syne_tune("BORE"),
     "syne-tune-tpe": _syne_tune("TPE"),
     "deephyper-cbo": _deephyper("CBO", **OPTIONS["deephyper-cbo"]),
+    "deephyper-cbo-mixedga": _deephyper("CBO", **OPTIONS["deephyper-cbo-mixedga"]),
     "deephyper-re": _deephyper("RegularizedEvolution"),
     "hebo": hebo,
 }
