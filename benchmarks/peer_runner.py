@@ -4,8 +4,9 @@ suite table reader (popplast/core/suite_table.py, numpy only; the repository roo
 
     PYTHONPATH=. VENV/bin/python benchmarks/peer_runner.py '{"peer": ..., "table": ..., "seed": 0, "evaluations": 100}'
 
-Prints one JSON object: the grid rows evaluated, in the order the peer asked for them, and the fitness each
-was told (the task's metric, negated when it is minimised: popplast's convention, so one scorer reads both).
+Prints one JSON object: the grid rows evaluated, in the order the peer asked for them; the fitness each
+was told (the task's metric, negated when it is minimised: popplast's convention, so one scorer reads both);
+and the peer's settings where they are not its defaults (OPTIONS below).
 An evaluation's noise is the recorded seed it draws, as popplast's evaluations draw theirs: from a generator
 seeded by the peer's seed, one draw per evaluation.
 """
@@ -116,7 +117,7 @@ def hebo(task: Task, seed: int, n: int) -> None:
 # A peer's settings where they are not its defaults; each search's record carries them. CBO's default
 # acquisition optimiser, a mixed-variable GA (pymoo's), took 1.9 s an evaluation here (hpolib, 100
 # evaluations: 190 s a search, 18 hours for the suites' 350); `sampling` scores 10,000 random configurations
-# with the same forest, DeepHyper's documented alternative, in 0.08 s an evaluation.
+# with the same surrogate (extremely randomised trees), DeepHyper's documented alternative, in 0.08 s an evaluation.
 # `deephyper-cbo-mixedga` is CBO with that default, named, to check the setting on one task.
 OPTIONS: dict[str, dict[str, Any]] = {
     "deephyper-cbo": {"acq_optimizer": "sampling"},

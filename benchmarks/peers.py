@@ -42,7 +42,7 @@ PEERS = {
     "syne-tune-bore": "syne-tune",
     "syne-tune-tpe": "syne-tune",
     "deephyper-cbo": "deephyper",
-    "deephyper-cbo-mixedga": "deephyper",  # CBO's default acquisition optimiser: 25 times slower, run by name
+    "deephyper-cbo-mixedga": "deephyper",  # CBO's default acquisition: 25 times slower an evaluation; by name
     "deephyper-re": "deephyper",
     "hebo": "hebo",
 }
