@@ -13,7 +13,9 @@ Mean differences first, then the table.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import textwrap
 
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=120)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="popplast-async-quality-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ["POPPLAST_JOURNAL_DIR"] = os.path.join(folder, "journal")
     with open(os.path.join(folder, "rastrigin.py"), "w") as f:
         f.write(textwrap.dedent(OBJECTIVE))

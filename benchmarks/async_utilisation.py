@@ -19,8 +19,10 @@ Ratios (asynchronous / generational utilisation) first.
 from __future__ import annotations
 
 import argparse
+import atexit
 import heapq
 import os
+import shutil
 import tempfile
 import textwrap
 
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--workers", default="2,8,16")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="popplast-async-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     with open(os.path.join(folder, "costobj.py"), "w") as f:
         f.write(textwrap.dedent(OBJECTIVE).replace("BASE", repr(args.base)))
     os.environ["POPPLAST_JOURNAL_DIR"] = os.path.join(folder, "journal")

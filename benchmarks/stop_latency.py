@@ -11,8 +11,10 @@ and times each `should_stop()` call, which waits for the verdict on the report j
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import tempfile
 import textwrap
 
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=0.05)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="popplast-latency-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ["POPPLAST_JOURNAL_DIR"] = os.path.join(folder, "journal")
     with open(os.path.join(folder, "latency.py"), "w") as f:
         f.write(textwrap.dedent(OBJECTIVE).replace("STEP", repr(args.step_seconds)))

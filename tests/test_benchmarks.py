@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -16,11 +17,18 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 def run(script: str, *args: str) -> str:
+    before = ours()
     done = subprocess.run(
         [sys.executable, os.path.join(BENCHMARKS, script), *args], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert ours() <= before, f"{script} left {sorted(ours() - before)} in {tempfile.gettempdir()}"
     return done.stdout
+
+
+def ours() -> set[str]:
+    """The scratch folders popplast's benchmarks make in the temp folder (each names itself popplast-...)."""
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("popplast-")}
 
 
 @pytest.mark.cluster  # the slow tier (make test-cluster): a benchmark script end to end
