@@ -265,7 +265,7 @@ def test_the_page_reads_at_the_theses_scale(tmp_path):
         server.stop()
 
 
-def test_replay_retrains_the_best_gensoup_schedule_and_logs_it_beside_the_search(soup_search, capsys):
+def test_replay_retrains_the_best_gensoup_schedule_and_logs_it_beside_the_search(soup_search, capsys, tmp_path):
     result, tracking_uri = soup_search
     client = MlflowClient(tracking_uri)
     before = len(individuals(tracking_uri, result.search_run_id))
@@ -281,7 +281,8 @@ def test_replay_retrains_the_best_gensoup_schedule_and_logs_it_beside_the_search
         client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{replay_run.info.run_id}'"),
         key=lambda r: int(r.data.tags["popplast.replay_step"]),
     )
-    line = json.loads(open(client.download_artifacts(result.search_run_id, "pedigree.json")).read())["steps"]
+    pedigree = client.download_artifacts(result.search_run_id, "pedigree.json", str(tmp_path))
+    line = json.loads(open(pedigree).read())["steps"]
     assert [r.data.tags["popplast.replayed"] for r in steps] == [s["individual"] for s in line]
     for run, step in zip(steps, line):  # each step trained the configuration (and fidelity) the search gave it
         assert {k: v for k, v in run.data.params.items()} == {k: v for k, v in step["params"].items()}
